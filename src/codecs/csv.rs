@@ -1,0 +1,731 @@
+//! CSV decoding and encoding on the `csv` crate, with the checks the crate leaves to its caller:
+//! ragged rows, invalid UTF-8 and unterminated quotes are errors that name line and field,
+//! because a silently shifted column is the worst thing a file exchange can deliver.
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::IO_BUFFER_BYTES;
+use crate::error::{CodecError, Position};
+use crate::record::{FieldName, Record, Value};
+use crate::stage::{Decoder, Encoder};
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// CSV dialect and options, for reading and writing.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct CsvOptions {
+    /// Field separator, one ASCII character. Default `","`; `"\t"` for tab-separated files.
+    pub delimiter: char,
+    /// Quote character, one ASCII character. Default `"\""`.
+    pub quote: char,
+    /// Escape character inside quoted fields (e.g. `"\\"`). Default: none, a quote inside a
+    /// quoted field is written twice (`""`), as RFC 4180 says.
+    pub escape: Option<char>,
+    /// Whether the first row (after `skip_rows`) holds the column names. Default `true`.
+    /// When writing, whether to write a header row.
+    pub header: bool,
+    /// Column names. Reading: names for a file without a header (default `column_1`,
+    /// `column_2`, ...). Writing: which fields to write, in this order (default: the fields of
+    /// the first record, in its order).
+    pub columns: Option<Vec<String>>,
+    /// Number of lines to skip at the start of the file before the header or first row, e.g. a
+    /// report title. Default `0`.
+    pub skip_rows: usize,
+    /// Write a UTF-8 byte-order mark at the start of the file (some spreadsheet programs need it
+    /// to read UTF-8). Default `false`. A BOM is always accepted when reading.
+    pub bom: bool,
+    /// The text that stands for a missing value (null), read and written. Default `""`: an
+    /// empty field is null.
+    pub null: String,
+    /// Accept rows whose number of fields differs from the header. Missing fields become null,
+    /// extra ones are named `column_N`. Default `false`: a ragged row is an error.
+    pub flexible: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            delimiter: ',',
+            quote: '"',
+            escape: None,
+            header: true,
+            columns: None,
+            skip_rows: 0,
+            bom: false,
+            null: String::new(),
+            flexible: false,
+        }
+    }
+}
+
+impl CsvOptions {
+    pub(crate) fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        let single_byte = |name: &'static str, c: char, problems: &mut Vec<_>| {
+            if !c.is_ascii() {
+                problems.push((name, format!("`{name}` must be one ASCII character, not `{c}`")));
+            }
+        };
+        single_byte("delimiter", self.delimiter, &mut problems);
+        single_byte("quote", self.quote, &mut problems);
+        if let Some(escape) = self.escape {
+            single_byte("escape", escape, &mut problems);
+        }
+        if self.delimiter == self.quote {
+            problems.push((
+                "quote",
+                "`quote` and `delimiter` must differ".to_string(),
+            ));
+        }
+        if let Some(columns) = &self.columns
+            && let Some(duplicate) = first_duplicate(columns.iter().map(String::as_str))
+        {
+            problems.push(("columns", format!("column `{duplicate}` is listed twice")));
+        }
+        problems
+    }
+}
+
+fn first_duplicate<'a>(names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let mut seen = std::collections::HashSet::new();
+    names.into_iter().find(|name| !seen.insert(*name))
+}
+
+fn default_column_name(index: usize) -> FieldName {
+    Arc::from(format!("column_{}", index + 1))
+}
+
+/// Watches the bytes the CSV reader consumes: counts quotes, to detect a quote left open at the
+/// end of the input (the `csv` crate silently ends such a field at EOF), and remembers where
+/// lines end, to give true line numbers (the crate's own skip blank lines and count CRLF late).
+struct ScanReader<R> {
+    inner: R,
+    quote: u8,
+    quotes: u64,
+    bytes_passed: u64,
+    /// Offsets of the newlines passed but not yet counted into `lines_before`.
+    newlines: VecDeque<u64>,
+    lines_before: u64,
+}
+
+impl<R> ScanReader<R> {
+    /// The 1-based line of the byte at `offset`; offsets must not decrease between calls.
+    fn line_of(&mut self, offset: u64) -> u64 {
+        while self.newlines.front().is_some_and(|&n| n < offset) {
+            self.newlines.pop_front();
+            self.lines_before += 1;
+        }
+        self.lines_before + 1
+    }
+}
+
+impl<R: Read> Read for ScanReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let chunk = &buf[..n];
+        self.quotes += memchr::memchr_iter(self.quote, chunk).count() as u64;
+        let base = self.bytes_passed;
+        self.newlines
+            .extend(memchr::memchr_iter(b'\n', chunk).map(|i| base + i as u64));
+        self.bytes_passed += n as u64;
+        Ok(n)
+    }
+}
+
+pub struct CsvDecoder {
+    reader: ::csv::Reader<ScanReader<BufReader<Box<dyn Read + Send>>>>,
+    label: String,
+    names: Vec<FieldName>,
+    null: Vec<u8>,
+    flexible: bool,
+    check_open_quote: bool,
+    /// Lines consumed before the CSV reader started (`skip_rows`), to report true line numbers.
+    skipped_lines: u64,
+    records_read: u64,
+    row: ::csv::ByteRecord,
+    /// The line the current row starts on.
+    row_line: u64,
+    /// Set when the last field of the last row read spans lines: the line to report if that
+    /// field turns out to be an unclosed quote.
+    open_quote_line: Option<u64>,
+    exhausted: bool,
+}
+
+impl CsvDecoder {
+    pub fn new(
+        input: Box<dyn Read + Send>,
+        label: &str,
+        options: &CsvOptions,
+    ) -> Result<Self, CodecError> {
+        let mut input = BufReader::with_capacity(IO_BUFFER_BYTES, input);
+        let io_error = |source| CodecError::Io {
+            file: label.to_string(),
+            action: "read",
+            source,
+        };
+        skip_bom(&mut input).map_err(io_error)?;
+        let mut skipped_lines = 0;
+        let mut line = Vec::new();
+        for _ in 0..options.skip_rows {
+            line.clear();
+            if input.read_until(b'\n', &mut line).map_err(io_error)? == 0 {
+                break;
+            }
+            skipped_lines += 1;
+        }
+        let quote = options.quote as u8;
+        let reader = ::csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(options.delimiter as u8)
+            .quote(quote)
+            .escape(options.escape.map(|c| c as u8))
+            .double_quote(options.escape.is_none())
+            .buffer_capacity(IO_BUFFER_BYTES)
+            .from_reader(ScanReader {
+                inner: input,
+                quote,
+                quotes: 0,
+                bytes_passed: 0,
+                newlines: VecDeque::new(),
+                lines_before: 0,
+            });
+        let mut decoder = CsvDecoder {
+            reader,
+            label: label.to_string(),
+            names: Vec::new(),
+            null: options.null.as_bytes().to_vec(),
+            flexible: options.flexible,
+            check_open_quote: options.escape.is_none(),
+            skipped_lines,
+            records_read: 0,
+            row: ::csv::ByteRecord::new(),
+            row_line: 0,
+            open_quote_line: None,
+            exhausted: false,
+        };
+        if options.header {
+            if decoder.read_row()? {
+                decoder.names = decoder.header_names()?;
+            } else {
+                decoder.exhausted = true;
+            }
+        } else if let Some(columns) = &options.columns {
+            decoder.names = columns.iter().map(|c| Arc::from(c.as_str())).collect();
+        }
+        Ok(decoder)
+    }
+
+    fn line(&self) -> u64 {
+        self.row_line + self.skipped_lines
+    }
+
+    fn malformed(&self, position: Position, message: String, hint: Option<String>) -> CodecError {
+        CodecError::Malformed {
+            file: self.label.clone(),
+            position,
+            message,
+            hint,
+        }
+    }
+
+    /// Reads the next physical row into `self.row`; false at the end of the input.
+    fn read_row(&mut self) -> Result<bool, CodecError> {
+        match self.reader.read_byte_record(&mut self.row) {
+            Ok(true) => {
+                let end = self.reader.position().byte();
+                let end_line = self.reader.get_mut().line_of(end.saturating_sub(1));
+                let newlines_inside = self
+                    .row
+                    .iter()
+                    .map(|f| memchr::memchr_iter(b'\n', f).count() as u64)
+                    .sum::<u64>();
+                self.row_line = end_line - newlines_inside;
+                let last_field = self.row.iter().last().unwrap_or_default();
+                self.open_quote_line = (last_field.contains(&b'\n') || last_field.contains(&b'\r'))
+                    // A row running to the end of the file ends in its open field's newline.
+                    .then(|| self.line() + u64::from(last_field.ends_with(b"\n")));
+                Ok(true)
+            }
+            Ok(false) => {
+                if self.check_open_quote
+                    && self.reader.get_ref().quotes % 2 == 1
+                    && let Some(line) = self.open_quote_line
+                {
+                    return Err(self.malformed(
+                        Position::line(line),
+                        "a quoted field is never closed: its opening quote runs to the end of the file".into(),
+                        Some("add the missing closing quote".into()),
+                    ));
+                }
+                Ok(false)
+            }
+            Err(e) => {
+                let line = self.line() + 1;
+                Err(match e.into_kind() {
+                    ::csv::ErrorKind::Io(source) => CodecError::Io {
+                        file: self.label.clone(),
+                        action: "read",
+                        source,
+                    },
+                    other => self.malformed(Position::line(line), format!("{other:?}"), None),
+                })
+            }
+        }
+    }
+
+    fn header_names(&self) -> Result<Vec<FieldName>, CodecError> {
+        let mut names = Vec::with_capacity(self.row.len());
+        for (index, raw) in self.row.iter().enumerate() {
+            let name = std::str::from_utf8(raw).map_err(|_| {
+                self.malformed(
+                    Position {
+                        line: Some(self.line()),
+                        field: Some(format!("{}", index + 1)),
+                        ..Position::default()
+                    },
+                    "the header is not valid UTF-8".into(),
+                    Some("set the file's encoding, or convert it to UTF-8".into()),
+                )
+            })?;
+            names.push(if name.is_empty() {
+                default_column_name(index)
+            } else {
+                Arc::from(name)
+            });
+        }
+        if let Some(duplicate) = first_duplicate(names.iter().map(|n| &**n)) {
+            return Err(self.malformed(
+                Position::line(self.line()),
+                format!("column `{duplicate}` appears twice in the header"),
+                Some(
+                    "rename one of them in the file, or set `header = false` with `skip_rows = 1` and name the columns with `columns`"
+                        .into(),
+                ),
+            ));
+        }
+        Ok(names)
+    }
+
+    fn row_to_record(&mut self) -> Result<Record, CodecError> {
+        self.records_read += 1;
+        if self.names.is_empty() {
+            self.names = (0..self.row.len()).map(default_column_name).collect();
+        }
+        let width = self.row.len();
+        if width != self.names.len() && !self.flexible {
+            let spans_lines = self.row.iter().any(|f| f.contains(&b'\n'));
+            let hint = if spans_lines {
+                "a quoted field spans several lines here: check for a missing closing quote"
+            } else {
+                "fix the row, or set `flexible = true` in the csv format to accept ragged rows"
+            };
+            return Err(self.malformed(
+                Position {
+                    line: Some(self.line()),
+                    record: Some(self.records_read),
+                    ..Position::default()
+                },
+                format!(
+                    "expected {} fields (as in the header), found {width}",
+                    self.names.len()
+                ),
+                Some(hint.into()),
+            ));
+        }
+        let mut record = Record::with_capacity(width.max(self.names.len()));
+        for (index, raw) in self.row.iter().enumerate() {
+            let value = if raw == self.null.as_slice() {
+                Value::Null
+            } else {
+                match std::str::from_utf8(raw) {
+                    Ok(text) => Value::String(text.to_owned()),
+                    Err(e) => return Err(self.invalid_utf8(index, raw, e)),
+                }
+            };
+            if index >= self.names.len() {
+                self.names.push(default_column_name(index));
+            }
+            record.push(self.names[index].clone(), value);
+        }
+        for name in self.names.iter().skip(width) {
+            record.push(name.clone(), Value::Null);
+        }
+        Ok(record)
+    }
+
+    fn invalid_utf8(&self, index: usize, raw: &[u8], e: std::str::Utf8Error) -> CodecError {
+        let field = match self.names.get(index) {
+            Some(name) => format!("`{name}` (column {})", index + 1),
+            None => format!("column {}", index + 1),
+        };
+        self.malformed(
+            Position {
+                line: Some(self.line()),
+                record: Some(self.records_read),
+                field: Some(field),
+                ..Position::default()
+            },
+            format!(
+                "invalid UTF-8 (byte 0x{:02X} at offset {} of the field)",
+                raw[e.valid_up_to()],
+                e.valid_up_to()
+            ),
+            Some("the file is probably in another encoding (e.g. windows-1252): convert it to UTF-8".into()),
+        )
+    }
+}
+
+fn skip_bom(input: &mut impl BufRead) -> io::Result<()> {
+    let buffered = input.fill_buf()?;
+    if buffered.starts_with(UTF8_BOM) {
+        input.consume(UTF8_BOM.len());
+    }
+    Ok(())
+}
+
+impl Decoder for CsvDecoder {
+    fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<bool, CodecError> {
+        let start = out.len();
+        while !self.exhausted && out.len() - start < max {
+            if !self.read_row()? {
+                self.exhausted = true;
+                break;
+            }
+            let record = self.row_to_record()?;
+            out.push(record);
+        }
+        Ok(out.len() > start)
+    }
+}
+
+pub struct CsvEncoder {
+    writer: ::csv::Writer<Box<dyn Write + Send>>,
+    label: String,
+    columns: Option<Vec<FieldName>>,
+    write_header: bool,
+    null: String,
+    records_written: u64,
+}
+
+impl CsvEncoder {
+    pub fn new(
+        mut output: Box<dyn Write + Send>,
+        label: &str,
+        options: &CsvOptions,
+    ) -> Result<Self, CodecError> {
+        if options.bom {
+            output.write_all(UTF8_BOM).map_err(|source| CodecError::Io {
+                file: label.to_string(),
+                action: "write",
+                source,
+            })?;
+        }
+        let writer = ::csv::WriterBuilder::new()
+            .delimiter(options.delimiter as u8)
+            .quote(options.quote as u8)
+            .escape(options.escape.unwrap_or('"') as u8)
+            .double_quote(options.escape.is_none())
+            .buffer_capacity(IO_BUFFER_BYTES)
+            .from_writer(output);
+        Ok(CsvEncoder {
+            writer,
+            label: label.to_string(),
+            columns: options
+                .columns
+                .as_ref()
+                .map(|c| c.iter().map(|n| Arc::from(n.as_str())).collect()),
+            write_header: options.header,
+            null: options.null.clone(),
+            records_written: 0,
+        })
+    }
+
+    fn write_error(&self, e: ::csv::Error) -> CodecError {
+        let source = match e.into_kind() {
+            ::csv::ErrorKind::Io(io) => io,
+            other => io::Error::other(format!("{other:?}")),
+        };
+        CodecError::Io {
+            file: self.label.clone(),
+            action: "write",
+            source,
+        }
+    }
+
+    fn write_record(&mut self, columns: &[FieldName], record: &Record) -> Result<(), CodecError> {
+        let mut matched = 0;
+        for (index, column) in columns.iter().enumerate() {
+            // Records usually arrive with their fields in column order: try that slot first.
+            let value = match record.entry(index) {
+                Some((name, value)) if name == column => Some(value),
+                _ => record.get(column),
+            };
+            let text = match value {
+                Some(value) => {
+                    matched += 1;
+                    value.to_text()
+                }
+                None => None,
+            };
+            let bytes = text.as_deref().unwrap_or(&self.null).as_bytes();
+            self.writer
+                .write_field(bytes)
+                .map_err(|e| self.write_error(e))?;
+        }
+        self.writer
+            .write_record(None::<&[u8]>)
+            .map_err(|e| self.write_error(e))?;
+        self.records_written += 1;
+        if matched < record.len() {
+            let extra = record
+                .names()
+                .find(|name| !columns.contains(name))
+                .map_or_else(String::new, |n| n.to_string());
+            return Err(CodecError::Malformed {
+                file: self.label.clone(),
+                position: Position {
+                    record: Some(self.records_written),
+                    field: Some(format!("`{extra}`")),
+                    ..Position::default()
+                },
+                message: "the record has a field that is not a column of this CSV file".into(),
+                hint: Some(
+                    "list every wanted field in the csv format's `columns`, or drop it with a `select` transform"
+                        .into(),
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Encoder for CsvEncoder {
+    fn write_batch(&mut self, records: &[Record]) -> Result<(), CodecError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let columns = match self.columns.take() {
+            Some(columns) => columns,
+            None => {
+                let columns: Vec<FieldName> = records[0].names().cloned().collect();
+                if self.write_header {
+                    self.writer
+                        .write_record(columns.iter().map(|c| c.as_bytes()))
+                        .map_err(|e| self.write_error(e))?;
+                }
+                columns
+            }
+        };
+        let result = records
+            .iter()
+            .try_for_each(|record| self.write_record(&columns, record));
+        self.columns = Some(columns);
+        result
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<(), CodecError> {
+        if self.records_written == 0
+            && self.write_header
+            && let Some(columns) = self.columns.take()
+        {
+            self.writer
+                .write_record(columns.iter().map(|c| c.as_bytes()))
+                .map_err(|e| self.write_error(e))?;
+        }
+        self.writer.flush().map_err(|source| CodecError::Io {
+            file: self.label.clone(),
+            action: "write",
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn decode(input: &str, options: &CsvOptions) -> Result<Vec<Record>, CodecError> {
+        let mut decoder =
+            CsvDecoder::new(Box::new(io::Cursor::new(input.as_bytes().to_vec())), "t.csv", options)?;
+        let mut out = Vec::new();
+        while decoder.next_batch(&mut out, 2)? {}
+        Ok(out)
+    }
+
+    fn texts(records: &[Record]) -> Vec<Vec<(String, Option<String>)>> {
+        records
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|(n, v)| (n.to_string(), v.to_text().map(|t| t.into_owned())))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn s(name: &str, value: &str) -> (String, Option<String>) {
+        (name.into(), Some(value.into()))
+    }
+
+    #[test]
+    fn reads_header_quotes_bom_and_nulls() {
+        let input = "\u{feff}id,name,note\n1,\"Smith, J\",\"said \"\"hi\"\"\"\n2,Zoë,\n";
+        let records = decode(input, &CsvOptions::default()).unwrap();
+        assert_eq!(
+            texts(&records),
+            vec![
+                vec![s("id", "1"), s("name", "Smith, J"), s("note", "said \"hi\"")],
+                vec![s("id", "2"), s("name", "Zoë"), ("note".into(), None)],
+            ]
+        );
+    }
+
+    #[test]
+    fn skips_rows_and_names_columns_without_header() {
+        let options = CsvOptions {
+            header: false,
+            skip_rows: 2,
+            delimiter: ';',
+            null: "NULL".into(),
+            ..CsvOptions::default()
+        };
+        let records = decode("Report\n\n1;NULL\n", &options).unwrap();
+        assert_eq!(
+            texts(&records),
+            vec![vec![s("column_1", "1"), ("column_2".into(), None)]]
+        );
+    }
+
+    #[test]
+    fn ragged_row_is_an_error_with_its_line() {
+        let err = decode("a,b\n1,2\n\n3,4,5\n", &CsvOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.csv: line 4, record 2: expected 2 fields (as in the header), found 3. \
+             fix the row, or set `flexible = true` in the csv format to accept ragged rows"
+        );
+    }
+
+    #[test]
+    fn line_numbers_count_blank_lines_crlf_and_multiline_fields() {
+        let err = decode("a,b\r\n1,2\r\n\r\n3,\"x\r\ny\"\r\n4\r\n", &CsvOptions::default())
+            .unwrap_err();
+        assert!(err.to_string().starts_with("t.csv: line 6, record 3:"), "{err}");
+        let err = decode("a,b\n1,\"x\ny\"\n\n5\n", &CsvOptions::default()).unwrap_err();
+        assert!(err.to_string().starts_with("t.csv: line 5, record 2:"), "{err}");
+    }
+
+    #[test]
+    fn flexible_pads_and_names_extra_fields() {
+        let options = CsvOptions {
+            flexible: true,
+            ..CsvOptions::default()
+        };
+        let records = decode("a,b\n1\n1,2,3\n", &options).unwrap();
+        assert_eq!(
+            texts(&records),
+            vec![
+                vec![s("a", "1"), ("b".into(), None)],
+                vec![s("a", "1"), s("b", "2"), s("column_3", "3")],
+            ]
+        );
+    }
+
+    #[test]
+    fn unterminated_quote_in_last_column_is_an_error() {
+        let err = decode("a,b\n1,\"open\n2,3\n", &CsvOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.csv: line 2: a quoted field is never closed: its opening quote runs to the end \
+             of the file. add the missing closing quote"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_names_line_and_field() {
+        let mut bytes = b"id,name\n1,Caf".to_vec();
+        bytes.extend_from_slice(&[0xE9, b'\n']);
+        let mut decoder =
+            CsvDecoder::new(Box::new(io::Cursor::new(bytes)), "t.csv", &CsvOptions::default())
+                .unwrap();
+        let err = decoder.next_batch(&mut Vec::new(), 10).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "t.csv: line 2, record 1, field `name` (column 2): invalid UTF-8 (byte 0xE9 at offset 3 of the field)"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn duplicate_header_is_an_error() {
+        let err = decode("a,b,a\n", &CsvOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("column `a` appears twice"), "{err}");
+    }
+
+    #[test]
+    fn writes_header_from_first_record_and_null_token() {
+        let records = decode("id,name\n1,\"x,y\"\n2,\n", &CsvOptions::default()).unwrap();
+        let options = CsvOptions {
+            null: "\\N".into(),
+            bom: true,
+            ..CsvOptions::default()
+        };
+        let buffer = SharedBuffer::default();
+        let mut encoder = Box::new(CsvEncoder::new(Box::new(buffer.clone()), "o.csv", &options).unwrap());
+        encoder.write_batch(&records).unwrap();
+        encoder.finish().unwrap();
+        assert_eq!(buffer.text(), "\u{feff}id,name\n1,\"x,y\"\n2,\\N\n");
+    }
+
+    #[test]
+    fn a_field_outside_the_columns_is_an_error_not_a_silent_drop() {
+        let options = CsvOptions {
+            columns: Some(vec!["id".into()]),
+            ..CsvOptions::default()
+        };
+        let records = decode("id,extra\n1,2\n", &CsvOptions::default()).unwrap();
+        let mut encoder =
+            CsvEncoder::new(Box::new(SharedBuffer::default()), "o.csv", &options).unwrap();
+        let err = encoder.write_batch(&records).unwrap_err();
+        assert!(err.to_string().starts_with("o.csv: record 1, field `extra`: the record has a field that is not a column"), "{err}");
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let options = CsvOptions {
+            delimiter: '§',
+            quote: '§',
+            ..CsvOptions::default()
+        };
+        let problems: Vec<_> = options.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(problems, ["delimiter", "quote", "quote"]);
+    }
+
+    /// A writer tests can read back after the encoder consumed it.
+    #[derive(Clone, Default)]
+    pub(crate) struct SharedBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl SharedBuffer {
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl Write for SharedBuffer {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Errors that say where: every error a user can see names the file and the position in it (or
+//! the pipeline and stage), and, where there is one, what to do about it.
+//!
+//! Configuration problems are [`crate::config::ConfigError`]; everything that goes wrong while
+//! data moves is a [`RunError`] wrapping a [`StageError`], which in turn wraps a [`CodecError`]
+//! for bad input. [`Error`] is the union the CLI maps to an exit code.
+
+use std::fmt;
+use std::io;
+
+use crate::config::ConfigError;
+
+/// A position in an input file, as precise as its format allows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    /// 1-based line number.
+    pub line: Option<u64>,
+    /// 1-based column (characters within the line).
+    pub column: Option<u64>,
+    /// 1-based number of the record (data row) within the file.
+    pub record: Option<u64>,
+    /// The field the problem is in, by name or number.
+    pub field: Option<String>,
+}
+
+impl Position {
+    pub fn line(line: u64) -> Self {
+        Position {
+            line: Some(line),
+            ..Position::default()
+        }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(line) = self.line {
+            parts.push(format!("line {line}"));
+        }
+        if let Some(column) = self.column {
+            parts.push(format!("column {column}"));
+        }
+        if let Some(record) = self.record {
+            parts.push(format!("record {record}"));
+        }
+        if let Some(field) = &self.field {
+            parts.push(format!("field {field}"));
+        }
+        if parts.is_empty() {
+            f.write_str("start of input")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
+/// Bad input or a failed read/write while decoding or encoding one file.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("{file}: {position}: {message}{}", hint_suffix(.hint))]
+    Malformed {
+        file: String,
+        position: Position,
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("{file}: cannot {action}")]
+    Io {
+        file: String,
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    hint.as_ref().map(|h| format!(". {h}")).unwrap_or_default()
+}
+
+/// Something a stage could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("{path}: cannot {action}")]
+    Io {
+        path: String,
+        action: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A refusal that is not an I/O failure, with its explanation (e.g. a destination exists).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl StageError {
+    pub fn io(path: impl fmt::Display, action: impl Into<String>, source: io::Error) -> Self {
+        StageError::Io {
+            path: path.to_string(),
+            action: action.into(),
+            source,
+        }
+    }
+}
+
+/// A pipeline run that failed, naming the pipeline and the stage.
+#[derive(Debug, thiserror::Error)]
+#[error("pipeline `{pipeline}`: {stage} failed")]
+pub struct RunError {
+    pub pipeline: String,
+    /// The stage as the pipeline file names it, e.g. `source (file)` or `sink 2 (file)`.
+    pub stage: String,
+    #[source]
+    pub source: StageError,
+}
+
+/// Every error the library reports, classified for exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+impl Error {
+    /// 2 for configuration and usage errors (fix the pipeline file or the command), 1 for a run
+    /// that failed on its data or its environment (look at the input or the destination).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => 2,
+            Error::Run(_) => 1,
+        }
+    }
+}
+
+/// True when an error was caused by writing to a closed pipe (`longshore ... | head`).
+pub fn is_broken_pipe(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<io::Error>()
+            && io.kind() == io::ErrorKind::BrokenPipe
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_input_names_file_position_and_hint() {
+        let e = CodecError::Malformed {
+            file: "in/orders.csv".into(),
+            position: Position {
+                line: Some(4),
+                record: Some(3),
+                ..Position::default()
+            },
+            message: "expected 5 fields, found 6".into(),
+            hint: Some("set `flexible = true` to accept ragged rows".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "in/orders.csv: line 4, record 3: expected 5 fields, found 6. \
+             set `flexible = true` to accept ragged rows"
+        );
+    }
+
+    #[test]
+    fn broken_pipe_is_found_anywhere_in_the_chain() {
+        let e = StageError::io("-", "write", io::Error::from(io::ErrorKind::BrokenPipe));
+        let run = RunError {
+            pipeline: "p".into(),
+            stage: "sink 1 (file)".into(),
+            source: e,
+        };
+        assert!(is_broken_pipe(&run));
+        let other = StageError::Refused("no".into());
+        assert!(!is_broken_pipe(&other));
+    }
+}

@@ -1,0 +1,299 @@
+//! The record model every stage speaks: a [`Value`] is one typed datum, a [`Record`] an ordered
+//! list of named values, a [`Batch`] a run of records moved between stages at once.
+//!
+//! Field names are `Arc<str>` so a decoder allocates each column name once per file, not once
+//! per row. Records keep their fields in order (the order of the source's columns or keys), which
+//! is what users expect to see in the output; lookups by name are linear, which beats hashing for
+//! the tens of fields a business record has.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+
+/// A field name shared by every record that has it.
+pub type FieldName = Arc<str>;
+
+/// One typed value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Integer(i64),
+    Float(f64),
+    /// An exact decimal number kept as its canonical text (e.g. `"1234.50"`), so no digit is lost
+    /// on the way from a vendor's amount to a partner's file.
+    Decimal(String),
+    String(String),
+    /// A point in time with its UTC offset; written as RFC 3339.
+    Timestamp(chrono::DateTime<chrono::FixedOffset>),
+    Array(Vec<Value>),
+    Object(Record),
+}
+
+impl Value {
+    /// The value as text for flat formats (CSV cells, tables): strings as they are, nested
+    /// values as compact JSON, `None` for null.
+    pub fn to_text(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        Some(match self {
+            Value::Null => return None,
+            Value::String(s) | Value::Decimal(s) => Cow::Borrowed(s.as_str()),
+            Value::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+            Value::Integer(i) => Cow::Owned(i.to_string()),
+            Value::Float(f) => Cow::Owned(format_float(*f)),
+            Value::Timestamp(t) => Cow::Owned(t.to_rfc3339()),
+            Value::Array(_) | Value::Object(_) => Cow::Owned(
+                serde_json::to_string(self).expect("serializing a Value to a String cannot fail"),
+            ),
+        })
+    }
+
+    /// A short name of the value's type, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Integer(_) => "integer",
+            Value::Float(_) => "float",
+            Value::Decimal(_) => "decimal",
+            Value::String(_) => "string",
+            Value::Timestamp(_) => "timestamp",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        }
+    }
+}
+
+fn format_float(f: f64) -> String {
+    if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 {
+        format!("{f:.1}")
+    } else {
+        f.to_string()
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to_text() {
+            Some(text) => f.write_str(&text),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => serializer.serialize_unit(),
+            Value::Bool(b) => serializer.serialize_bool(*b),
+            Value::Integer(i) => serializer.serialize_i64(*i),
+            Value::Float(f) if f.is_finite() => serializer.serialize_f64(*f),
+            Value::Float(_) => serializer.serialize_unit(),
+            Value::Decimal(d) => match serde_json::value::RawValue::from_string(d.clone()) {
+                Ok(raw) => raw.serialize(serializer),
+                Err(_) => serializer.serialize_str(d),
+            },
+            Value::String(s) => serializer.serialize_str(s),
+            Value::Timestamp(t) => serializer.serialize_str(&t.to_rfc3339()),
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Value::Object(record) => record.serialize(serializer),
+        }
+    }
+}
+
+/// An ordered list of named values. Names are unique within a record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Record {
+    fields: Vec<(FieldName, Value)>,
+}
+
+impl Record {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_capacity(capacity: usize) -> Self {
+        Record {
+            fields: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Appends a field without checking for an existing one of the same name: for decoders whose
+    /// names are already known to be unique (a CSV header, a JSON object's keys).
+    pub fn push(&mut self, name: FieldName, value: Value) {
+        self.fields.push((name, value));
+    }
+
+    /// Sets a field, replacing the value of an existing one of the same name in place.
+    pub fn insert(&mut self, name: FieldName, value: Value) {
+        match self.fields.iter_mut().find(|(n, _)| **n == *name) {
+            Some((_, slot)) => *slot = value,
+            None => self.fields.push((name, value)),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.fields
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The field at `index`, in the record's order.
+    pub fn entry(&self, index: usize) -> Option<(&FieldName, &Value)> {
+        self.fields.get(index).map(|(n, v)| (n, v))
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<Value> {
+        let index = self.fields.iter().position(|(n, _)| &**n == name)?;
+        Some(self.fields.remove(index).1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&FieldName, &Value)> {
+        self.fields.iter().map(|(n, v)| (n, v))
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &FieldName> {
+        self.fields.iter().map(|(n, _)| n)
+    }
+
+    /// Mutable access to the fields, for transforms that rename or reorder them.
+    pub fn fields_mut(&mut self) -> &mut Vec<(FieldName, Value)> {
+        &mut self.fields
+    }
+}
+
+impl FromIterator<(FieldName, Value)> for Record {
+    fn from_iter<I: IntoIterator<Item = (FieldName, Value)>>(iter: I) -> Self {
+        let mut record = Record::new();
+        for (name, value) in iter {
+            record.insert(name, value);
+        }
+        record
+    }
+}
+
+impl Serialize for Record {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
+        for (name, value) in &self.fields {
+            map.serialize_entry(&**name, value)?;
+        }
+        map.end()
+    }
+}
+
+/// Where the records of a batch came from, for path templates (`{source_stem}`) and messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The source file's path as the source names it.
+    pub path: String,
+}
+
+impl Origin {
+    /// The file name without directories and without its last extension (`orders` for
+    /// `in/orders.csv`; `orders.csv` for `in/orders.csv.gz`).
+    pub fn stem(&self) -> &str {
+        let name = self.path.rsplit(['/', '\\']).next().unwrap_or(&self.path);
+        match name.rfind('.') {
+            Some(dot) if dot > 0 => &name[..dot],
+            _ => name,
+        }
+    }
+}
+
+/// Records moved between stages together. A batch never mixes records of two source files.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub records: Vec<Record>,
+    /// The file the records were read from, when the source reads files.
+    pub origin: Option<Arc<Origin>>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.origin = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> FieldName {
+        Arc::from(s)
+    }
+
+    #[test]
+    fn insert_replaces_in_place_and_keeps_order() {
+        let mut r = Record::new();
+        r.insert(name("a"), Value::Integer(1));
+        r.insert(name("b"), Value::Integer(2));
+        r.insert(name("a"), Value::Integer(3));
+        let names: Vec<&str> = r.names().map(|n| &**n).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(r.get("a"), Some(&Value::Integer(3)));
+    }
+
+    #[test]
+    fn values_serialize_as_json_types() {
+        let mut inner = Record::new();
+        inner.push(name("x"), Value::Bool(true));
+        let mut r = Record::new();
+        r.push(name("amount"), Value::Decimal("12.50".into()));
+        r.push(name("n"), Value::Null);
+        r.push(name("tags"), Value::Array(vec![Value::String("a\"b".into())]));
+        r.push(name("inner"), Value::Object(inner));
+        r.push(name("f"), Value::Float(f64::NAN));
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"amount":12.50,"n":null,"tags":["a\"b"],"inner":{"x":true},"f":null}"#
+        );
+    }
+
+    #[test]
+    fn text_form_of_values() {
+        assert_eq!(Value::Float(3.0).to_text().unwrap(), "3.0");
+        assert_eq!(Value::Integer(-7).to_text().unwrap(), "-7");
+        assert_eq!(Value::Null.to_text(), None);
+        let ts = chrono::DateTime::parse_from_rfc3339("2024-08-01T10:00:00+02:00").unwrap();
+        assert_eq!(
+            Value::Timestamp(ts).to_text().unwrap(),
+            "2024-08-01T10:00:00+02:00"
+        );
+    }
+
+    #[test]
+    fn origin_stem_drops_directories_and_last_extension() {
+        let o = |p: &str| Origin { path: p.into() };
+        assert_eq!(o("in/orders.csv").stem(), "orders");
+        assert_eq!(o("orders.csv.gz").stem(), "orders.csv");
+        assert_eq!(o("/x/.hidden").stem(), ".hidden");
+        assert_eq!(o("noext").stem(), "noext");
+    }
+}
