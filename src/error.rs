@@ -123,6 +123,12 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Run(#[from] RunError),
+    /// A command line that cannot be carried out as given.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing the command's own output (a table, a schema) failed.
+    #[error("cannot write to standard output")]
+    Output(#[source] io::Error),
 }
 
 impl Error {
@@ -130,8 +136,8 @@ impl Error {
     /// that failed on its data or its environment (look at the input or the destination).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) => 2,
-            Error::Run(_) => 1,
+            Error::Config(_) | Error::Usage(_) => 2,
+            Error::Run(_) | Error::Output(_) => 1,
         }
     }
 }

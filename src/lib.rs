@@ -1,8 +1,16 @@
 //! longshore: declarative batch pipelines that move records from APIs and file drops to files
-//! and pushes, safe to rerun from cron. See `docs/architecture.md` for the map.
+//! and pushes, safe to rerun from cron. `docs/architecture.md` is the map; in short, a pipeline
+//! file ([`config`]) names a source ([`sources`]), transforms ([`transforms`]) and sinks
+//! ([`sinks`]); formats live in [`codecs`]; [`runner`] streams [`record::Batch`]es through the
+//! [`stage`] trait objects.
 
+pub mod cli;
 pub mod codecs;
 pub mod config;
 pub mod error;
 pub mod record;
+pub mod runner;
+pub mod sinks;
+pub mod sources;
 pub mod stage;
+pub mod transforms;

@@ -34,9 +34,15 @@ pub trait Transform: Send {
 
 /// Where records go. Nothing a sink writes is visible until `commit`; dropping a sink without
 /// committing it discards everything it wrote.
+///
+/// The runner finishes a run in two phases so that fan-out to several sinks is all or nothing
+/// as far as the file system allows: `prepare` on every sink (encode the rest, flush, fsync:
+/// everything that can fail on data or disk space), then `commit` on every sink (renames).
 pub trait Sink: Send {
     fn write_batch(&mut self, batch: &Batch) -> Result<(), StageError>;
-    /// Publishes what was written, atomically per output file.
+    /// Makes everything written durable but not yet visible.
+    fn prepare(&mut self) -> Result<(), StageError>;
+    /// Publishes what was prepared, atomically per output file.
     fn commit(self: Box<Self>) -> Result<SinkReport, StageError>;
 }
 
@@ -48,4 +54,68 @@ pub struct SinkReport {
     /// Paths that already existed and were left alone (`if_exists = "skip"`).
     pub skipped: Vec<String>,
     pub records: u64,
+}
+
+/// What every stage may need to know about the run it is part of.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// Relative paths in the pipeline file are resolved against this directory.
+    pub base_dir: std::path::PathBuf,
+    /// When the run started, for `{run_date}` and `{run_ts}`.
+    pub started_at: chrono::DateTime<chrono::Local>,
+}
+
+impl RunContext {
+    /// `path` from a pipeline file as a path to open: `~/` expanded, relative paths joined to
+    /// the base directory, `.` and `..` removed lexically (so messages show tidy paths).
+    pub fn resolve(&self, path: &str) -> std::path::PathBuf {
+        use std::path::{Component, PathBuf};
+        let expanded = match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+            (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+            _ => PathBuf::from(path),
+        };
+        let joined = if expanded.is_absolute() {
+            expanded
+        } else {
+            self.base_dir.join(expanded)
+        };
+        let mut clean = PathBuf::new();
+        for component in joined.components() {
+            match component {
+                Component::CurDir => {}
+                Component::ParentDir
+                    if matches!(clean.components().next_back(), Some(Component::Normal(_))) =>
+                {
+                    clean.pop();
+                }
+                other => clean.push(other),
+            }
+        }
+        clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn relative_paths_resolve_against_the_pipeline_directory() {
+        let cx = RunContext {
+            pipeline: "p".into(),
+            base_dir: PathBuf::from("pipelines"),
+            started_at: chrono::Local::now(),
+        };
+        assert_eq!(cx.resolve("../samples/a.csv"), PathBuf::from("samples/a.csv"));
+        assert_eq!(cx.resolve("./x/../y.csv"), PathBuf::from("pipelines/y.csv"));
+        assert_eq!(cx.resolve("/abs/z.csv"), PathBuf::from("/abs/z.csv"));
+        let outside = RunContext {
+            base_dir: PathBuf::new(),
+            ..cx
+        };
+        assert_eq!(outside.resolve("../up.csv"), PathBuf::from("../up.csv"));
+    }
 }

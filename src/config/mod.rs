@@ -1,3 +1,215 @@
+//! Pipeline files: the types a TOML pipeline file deserializes into, and how they are loaded
+//! and checked ([`load`]). The types are the single source of truth: their `///` docs become the
+//! JSON Schema (`longshore schema`) and the reference in `docs/pipeline-reference.md`.
+
+mod load;
+pub mod secret;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+
+pub use load::{load, parse};
+pub use secret::{Secret, SecretValue};
+
+use crate::sinks::file::FileSinkConfig;
+use crate::sinks::stdout::StdoutSinkConfig;
+use crate::sources::file::FileSourceConfig;
+use crate::transforms::rename::RenameConfig;
+use crate::transforms::select::SelectConfig;
+
+/// A pipeline file: one source, optional transforms applied in order, and one or more sinks
+/// that each receive every record.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "longshore pipeline")]
+pub struct PipelineConfig {
+    /// The pipeline's name, used in logs, reports and the `{pipeline}` path placeholder.
+    /// Default: the pipeline file's name without `.toml`.
+    pub name: Option<String>,
+    /// What the pipeline is for, for people reading it. Not used by the run.
+    pub description: Option<String>,
+    /// Where records come from.
+    pub source: SourceConfig,
+    /// Reshaping steps applied to every batch, in order. Default: none.
+    #[serde(default)]
+    pub transforms: Vec<TransformConfig>,
+    /// Where records go. Every sink receives every record; at least one is required.
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// A loaded, checked pipeline, ready to build.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: Option<String>,
+    /// The pipeline file.
+    pub file: PathBuf,
+    pub source: SourceConfig,
+    pub transforms: Vec<TransformConfig>,
+    pub sinks: Vec<SinkConfig>,
+}
+
+impl Pipeline {
+    /// The directory relative paths in the pipeline file are resolved against: the one holding
+    /// the pipeline file, so a cron job finds the same files whatever its working directory.
+    pub fn base_dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new(""))
+    }
+}
+
+/// A problem a config value has on its own, found without I/O: the key it is about (a dotted
+/// path within the stage's table, e.g. `format.delimiter`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub key: String,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks a config value needs beyond its types (pure: no files or network touched).
+pub trait Validate {
+    fn problems(&self) -> Vec<Invalid>;
+}
+
+/// Declares a stage config enum tagged by `type`: its kinds, how each kind's table is
+/// deserialized (directly, so errors keep their exact position in the file), and dispatch of
+/// [`Validate`].
+macro_rules! stage_configs {
+    ($(#[$meta:meta])* $name:ident, $role:literal { $($(#[$vmeta:meta])* $kind:literal => $variant:ident($config:ty)),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, JsonSchema)]
+        #[serde(tag = "type")]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $kind)] $variant($config),)+
+        }
+
+        impl $name {
+            /// The `type` it was declared with.
+            pub fn kind(&self) -> &'static str {
+                match self { $($name::$variant(_) => $kind,)+ }
+            }
+        }
+
+        impl load::TaggedSection for $name {
+            const ROLE: &'static str = $role;
+            const KINDS: &'static [&'static str] = &[$($kind),+];
+            fn deserialize_kind(
+                kind: &str,
+                table: toml::de::ValueDeserializer<'_>,
+            ) -> Option<Result<Self, toml::de::Error>> {
+                match kind {
+                    $($kind => Some(<$config as serde::Deserialize>::deserialize(table).map($name::$variant)),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl Validate for $name {
+            fn problems(&self) -> Vec<Invalid> {
+                match self { $($name::$variant(config) => config.problems(),)+ }
+            }
+        }
+    };
+}
+
+stage_configs! {
+    /// Where records come from, chosen by `type`.
+    SourceConfig, "source" {
+        /// Local files: a path or a glob pattern.
+        "file" => File(FileSourceConfig),
+    }
+}
+
+stage_configs! {
+    /// A reshaping step, chosen by `type`.
+    TransformConfig, "transform" {
+        /// Renames fields.
+        "rename" => Rename(RenameConfig),
+        /// Keeps only the listed fields, in the listed order.
+        "select" => Select(SelectConfig),
+    }
+}
+
+stage_configs! {
+    /// Where records go, chosen by `type`.
+    SinkConfig, "sink" {
+        /// A local file, written atomically.
+        "file" => File(FileSinkConfig),
+        /// Standard output, for piping into other tools. Not atomic: a reader sees records as
+        /// they are written.
+        "stdout" => Stdout(StdoutSinkConfig),
+    }
+}
+
+/// One problem in a pipeline file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    /// What to do about it, e.g. the nearest known key for a typo.
+    pub help: Option<String>,
+}
+
+/// A pipeline file that cannot be used. Exit code 2.
 #[derive(Debug, thiserror::Error)]
-#[error("config")]
-pub struct ConfigError;
+pub enum ConfigError {
+    #[error("cannot read pipeline file {}", .file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", Problems { file, problems })]
+    Invalid {
+        file: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+struct Problems<'a> {
+    file: &'a Path,
+    problems: &'a [Problem],
+}
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.problems.len();
+        write!(
+            f,
+            "{} has {count} problem{}:",
+            self.file.display(),
+            if count == 1 { "" } else { "s" }
+        )?;
+        for problem in self.problems {
+            write!(
+                f,
+                "\n  {}:{}:{}: {}",
+                self.file.display(),
+                problem.line,
+                problem.column,
+                problem.message
+            )?;
+            if let Some(help) = &problem.help {
+                write!(f, "\n      help: {help}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The JSON Schema of pipeline files, generated from [`PipelineConfig`].
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(PipelineConfig);
+    serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
+}

@@ -1,0 +1,466 @@
+//! Loading a pipeline file so that one `validate` shows every problem in it, each at its line
+//! and column with a hint. serde stops at the first error, so the file is parsed once into a
+//! spanned tree, each section (`source`, every transform, every sink) is deserialized on its own,
+//! and an unknown key is reported, removed, and the section tried again.
+
+use std::ops::Range;
+use std::path::Path;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::{
+    ConfigError, Pipeline, Problem, SinkConfig, SourceConfig, TransformConfig, Validate,
+};
+
+/// A stage config enum whose variant is chosen by the section's `type` key.
+pub(crate) trait TaggedSection: Sized + Validate {
+    /// What the section is called in messages (`source`, `transform`, `sink`).
+    const ROLE: &'static str;
+    /// The accepted `type` values.
+    const KINDS: &'static [&'static str];
+    /// Deserializes the section (without its `type` key) as `kind`; `None` for an unknown kind.
+    fn deserialize_kind(
+        kind: &str,
+        table: ValueDeserializer<'_>,
+    ) -> Option<Result<Self, toml::de::Error>>;
+}
+
+const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "source", "transforms", "sinks"];
+
+/// Reads and checks a pipeline file.
+pub fn load(file: &Path) -> Result<Pipeline, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    parse(&text, file)
+}
+
+/// Checks pipeline text; `file` is where it came from (for messages and relative paths).
+pub fn parse(text: &str, file: &Path) -> Result<Pipeline, ConfigError> {
+    let mut loader = Loader {
+        text,
+        problems: Vec::new(),
+    };
+    let pipeline = loader.pipeline(file);
+    let mut problems = loader.problems;
+    match pipeline {
+        Some(pipeline) if problems.is_empty() => Ok(pipeline),
+        _ => {
+            problems.sort_by_key(|p| (p.line, p.column));
+            problems.dedup();
+            Err(ConfigError::Invalid {
+                file: file.to_path_buf(),
+                problems,
+            })
+        }
+    }
+}
+
+struct Loader<'t> {
+    text: &'t str,
+    problems: Vec<Problem>,
+}
+
+impl<'t> Loader<'t> {
+    fn report(&mut self, span: Range<usize>, message: impl Into<String>, help: Option<String>) {
+        let offset = span.start.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = self.text[line_start..offset].chars().count() + 1;
+        self.problems.push(Problem {
+            line,
+            column,
+            message: message.into(),
+            help,
+        });
+    }
+
+    fn pipeline(&mut self, file: &Path) -> Option<Pipeline> {
+        let (root, syntax_errors) = DeTable::parse_recoverable(self.text);
+        if !syntax_errors.is_empty() {
+            for error in syntax_errors {
+                let message = format!("invalid TOML: {}", error.message().trim_end());
+                self.report(error.span().unwrap_or(0..0), message, None);
+            }
+            return None;
+        }
+        let (mut name, mut description, mut source) = (None, None, None);
+        let (mut transforms, mut sinks) = (Some(Vec::new()), None);
+        for (key, value) in root.into_inner() {
+            match key.get_ref().as_ref() {
+                "name" => name = self.plain::<String>(value, "`name`"),
+                "description" => description = self.plain::<String>(value, "`description`"),
+                "source" => source = Some(self.stage::<SourceConfig>(value, "source".into())),
+                "transforms" => {
+                    transforms = self.stage_list::<TransformConfig>(value, "transforms", "transform")
+                }
+                "sinks" => sinks = Some(self.stage_list::<SinkConfig>(value, "sinks", "sink")),
+                unknown => {
+                    let help = suggest(unknown, TOP_LEVEL_KEYS);
+                    self.report(key.span(), format!("unknown top-level key `{unknown}`"), Some(help));
+                }
+            }
+        }
+        if source.is_none() {
+            self.report(
+                0..0,
+                "the pipeline has no `[source]`",
+                Some("add a `[source]` table with a `type`, e.g. `type = \"file\"`".into()),
+            );
+        }
+        match &sinks {
+            None => self.report(
+                0..0,
+                "the pipeline has no `[[sinks]]`",
+                Some("add at least one `[[sinks]]` table with a `type`, e.g. `type = \"file\"`".into()),
+            ),
+            Some(Some(list)) if list.is_empty() => self.report(
+                0..0,
+                "`sinks` is empty",
+                Some("add at least one `[[sinks]]` table".into()),
+            ),
+            _ => {}
+        }
+        let name = name.unwrap_or_else(|| {
+            file.file_stem()
+                .map_or_else(|| "pipeline".into(), |s| s.to_string_lossy().into_owned())
+        });
+        Some(Pipeline {
+            name,
+            description,
+            file: file.to_path_buf(),
+            source: source??,
+            transforms: transforms?,
+            sinks: sinks??,
+        })
+    }
+
+    fn plain<T: serde::de::DeserializeOwned>(
+        &mut self,
+        value: Spanned<DeValue<'_>>,
+        what: &str,
+    ) -> Option<T> {
+        let span = value.span();
+        match T::deserialize(ValueDeserializer::from(value)) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.report(e.span().unwrap_or(span), format!("{what}: {}", e.message()), None);
+                None
+            }
+        }
+    }
+
+    /// An array of stage tables (`[[sinks]]`); `None` when any of them is unusable.
+    fn stage_list<T: TaggedSection>(
+        &mut self,
+        value: Spanned<DeValue<'_>>,
+        key: &str,
+        role: &str,
+    ) -> Option<Vec<T>> {
+        let span = value.span();
+        let DeValue::Array(items) = value.into_inner() else {
+            self.report(
+                span,
+                format!("`{key}` must be a list of tables"),
+                Some(format!("write each one as a `[[{key}]]` table")),
+            );
+            return None;
+        };
+        let mut stages = Some(Vec::with_capacity(items.len()));
+        for (index, item) in items.iter().enumerate() {
+            let stage = self.stage::<T>(item.clone(), format!("{role} {}", index + 1));
+            stages = stages.zip(stage).map(|(mut list, stage)| {
+                list.push(stage);
+                list
+            });
+        }
+        stages
+    }
+
+    /// One stage table: its `type` picks the config type, then the rest is deserialized,
+    /// reporting (and dropping) unknown keys until it succeeds or hits another kind of error.
+    fn stage<T: TaggedSection>(&mut self, value: Spanned<DeValue<'_>>, label: String) -> Option<T> {
+        let span = value.span();
+        let DeValue::Table(mut table) = value.into_inner() else {
+            self.report(span, format!("{label} must be a table"), None);
+            return None;
+        };
+        let kinds = T::KINDS.join("`, `");
+        let Some(kind_value) = table.remove("type") else {
+            self.report(
+                span,
+                format!("{label} has no `type`"),
+                Some(format!("set `type` to one of `{kinds}`")),
+            );
+            return None;
+        };
+        let kind_span = kind_value.span();
+        let Some(kind) = kind_value.get_ref().as_str().map(str::to_owned) else {
+            self.report(kind_span, format!("{label}: `type` must be a string"), None);
+            return None;
+        };
+        let label = format!("{label} ({kind})");
+        let mut section = Spanned::new(span.clone(), DeValue::Table(table));
+        let mut dropped_keys = false;
+        let mut removed: Vec<String> = Vec::new();
+        // Each round either succeeds, stops, or removes one key: bounded by the key count.
+        loop {
+            let de = ValueDeserializer::from(section.clone());
+            let error = match T::deserialize_kind(&kind, de) {
+                None => {
+                    self.report(
+                        kind_span,
+                        format!("unknown {} type `{kind}`", T::ROLE),
+                        Some(suggest(&kind, T::KINDS)),
+                    );
+                    return None;
+                }
+                Some(Ok(config)) if dropped_keys => {
+                    // Report the remaining problems too, but do not use a config read without
+                    // some of its keys.
+                    self.report_invalid(&config, &section, &label);
+                    return None;
+                }
+                Some(Ok(config)) => {
+                    let before = self.problems.len();
+                    self.report_invalid(&config, &section, &label);
+                    return (self.problems.len() == before).then_some(config);
+                }
+                Some(Err(error)) => error,
+            };
+            let message = error.message().to_string();
+            let error_span = error.span().unwrap_or(span.clone());
+            if let Some(unknown) = backticked(&message).first().filter(|_| {
+                message.starts_with("unknown field") || message.starts_with("unknown variant")
+            }) {
+                let candidates = expected_words(&message);
+                let what = if message.starts_with("unknown field") { "key" } else { "value" };
+                let help = suggest(unknown, &candidates);
+                if what == "key"
+                    && let Some(key_span) = remove_key(&mut section, unknown, &error_span)
+                {
+                    self.report(key_span, format!("unknown key `{unknown}` in {label}"), Some(help));
+                    dropped_keys = true;
+                    continue;
+                }
+                self.report(error_span, format!("unknown {what} `{unknown}` in {label}"), Some(help));
+                return None;
+            }
+            if let Some(missing) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`'))
+                && removed.iter().any(|r| r == missing)
+            {
+                // Only missing because its bad value was removed above: already reported.
+                return None;
+            }
+            self.report(error_span.clone(), format!("{label}: {message}"), None);
+            // Drop the offending value and go on, to find the section's other problems too.
+            match remove_value_at(&mut section, &error_span) {
+                Some(key) if error_span != span => {
+                    removed.push(key);
+                    dropped_keys = true;
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn report_invalid<T: Validate>(&mut self, config: &T, section: &Spanned<DeValue<'_>>, label: &str) {
+        for invalid in config.problems() {
+            let span = key_span(section, &invalid.key).unwrap_or(section.span());
+            self.report(span, format!("{label}: {}", invalid.message), None);
+        }
+    }
+}
+
+/// The span of the value at a dotted key path (`format.delimiter`) within a section.
+fn key_span(section: &Spanned<DeValue<'_>>, path: &str) -> Option<Range<usize>> {
+    let mut current = section;
+    for part in path.split('.') {
+        current = current.get_ref().as_table()?.get(part)?;
+    }
+    Some(current.span())
+}
+
+/// Removes the key `name` from the innermost table around `near` (where serde reported it) and
+/// returns the key's span. Errors inside a `type`-tagged inner table (e.g. `format`) carry that
+/// table's span, so the table is found by containment.
+fn remove_key(value: &mut Spanned<DeValue<'_>>, name: &str, near: &Range<usize>) -> Option<Range<usize>> {
+    let span = value.span();
+    let contains = span.start <= near.start && near.end <= span.end;
+    match value.get_mut() {
+        DeValue::Table(table) => {
+            for (_, child) in table.iter_mut() {
+                if let Some(found) = remove_key(child, name, near) {
+                    return Some(found);
+                }
+            }
+            if let Some((key, _)) = table.get_key_value(name)
+                && (contains || overlaps(&key.span(), near))
+            {
+                let key_span = key.span();
+                table.remove(name);
+                return Some(key_span);
+            }
+            None
+        }
+        DeValue::Array(items) => items.iter_mut().find_map(|item| remove_key(item, name, near)),
+        _ => None,
+    }
+}
+
+/// Removes the entry whose value is exactly at `span` (where serde reported a bad value) and
+/// returns its key.
+fn remove_value_at(value: &mut Spanned<DeValue<'_>>, span: &Range<usize>) -> Option<String> {
+    match value.get_mut() {
+        DeValue::Table(table) => {
+            let key = table
+                .iter()
+                .find(|(_, v)| v.span() == *span)
+                .map(|(k, _)| k.get_ref().to_string());
+            if let Some(key) = key {
+                table.remove(key.as_str());
+                return Some(key);
+            }
+            table.iter_mut().find_map(|(_, child)| remove_value_at(child, span))
+        }
+        DeValue::Array(items) => items.iter_mut().find_map(|item| remove_value_at(item, span)),
+        _ => None,
+    }
+}
+
+fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+/// The words a serde message quotes in backticks, in order.
+fn backticked(message: &str) -> Vec<&str> {
+    message.split('`').skip(1).step_by(2).collect()
+}
+
+/// The alternatives serde lists after "expected" (`expected one of `a`, `b``).
+fn expected_words(message: &str) -> Vec<&str> {
+    message
+        .split_once("expected")
+        .map(|(_, rest)| backticked(rest))
+        .unwrap_or_default()
+}
+
+/// "did you mean `x`?" for a near miss, else the list of what is accepted.
+fn suggest(given: &str, known: &[&str]) -> String {
+    let nearest = known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(given, k), *k))
+        .min();
+    match nearest {
+        Some((distance, key)) if distance <= 2.max(given.len() / 3) => {
+            format!("did you mean `{key}`?")
+        }
+        _ if known.is_empty() => "this table takes no keys".into(),
+        _ => format!("expected one of `{}`", known.join("`, `")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse(text, Path::new("p.toml")) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid { problems, .. }) => problems
+                .into_iter()
+                .map(|p| {
+                    let help = p.help.map(|h| format!(" ({h})")).unwrap_or_default();
+                    format!("{}:{}: {}{help}", p.line, p.column, p.message)
+                })
+                .collect(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    const GOOD: &str = r#"
+name = "orders"
+[source]
+type = "file"
+path = "in/*.csv"
+format = { type = "csv", delimiter = ";" }
+
+[[transforms]]
+type = "rename"
+fields = { identifier = "order_id" }
+
+[[sinks]]
+type = "file"
+path = "out/{pipeline}-{run_date}.ndjson"
+"#;
+
+    #[test]
+    fn a_good_file_loads() {
+        let pipeline = parse(GOOD, Path::new("pipelines/orders.toml")).unwrap();
+        assert_eq!(pipeline.name, "orders");
+        assert_eq!(pipeline.source.kind(), "file");
+        assert_eq!(pipeline.transforms.len(), 1);
+        assert_eq!(pipeline.sinks.len(), 1);
+        assert_eq!(pipeline.base_dir(), Path::new("pipelines"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_position_and_hint() {
+        let text = r#"nmae = "x"
+[source]
+type = "file"
+path = "in.csv"
+recursve = true
+format = { type = "csv", delimter = ";", quote = "''" }
+
+[[transforms]]
+type = "renam"
+
+[[sinks]]
+type = "file"
+pth = "out.csv"
+"#;
+        assert_eq!(
+            problems(text),
+            [
+                "1:1: unknown top-level key `nmae` (did you mean `name`?)",
+                "5:1: unknown key `recursve` in source (file) (expected one of `path`, `format`)",
+                "6:10: source (file): invalid value: string \"''\", expected a character",
+                "6:26: unknown key `delimter` in source (file) (did you mean `delimiter`?)",
+                "9:8: unknown transform type `renam` (did you mean `rename`?)",
+                "11:1: sink 1 (file): missing field `path`",
+                "13:1: unknown key `pth` in sink 1 (file) (did you mean `path`?)",
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_sections_and_types_are_reported() {
+        assert_eq!(
+            problems("[source]\npath = \"x\"\n"),
+            [
+                "1:1: source has no `type` (set `type` to one of `file`)",
+                "1:1: the pipeline has no `[[sinks]]` (add at least one `[[sinks]]` table with a `type`, e.g. `type = \"file\"`)",
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let found = problems("[source\ntype = \"file\"\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("1:8: invalid TOML"), "{found:?}");
+    }
+
+    #[test]
+    fn value_checks_point_at_the_key() {
+        let text = "[source]\ntype = \"file\"\npath = \"a.csv\"\nformat = { type = \"csv\", delimiter = \"é\" }\n[[sinks]]\ntype = \"file\"\npath = \"o.csv\"\n";
+        assert_eq!(
+            problems(text),
+            ["4:38: source (file): `delimiter` must be one ASCII character, not `é`"]
+        );
+    }
+}

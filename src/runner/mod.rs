@@ -1,0 +1,243 @@
+//! Running a pipeline: build every stage from its config, stream batches from the source through
+//! the transforms to every sink, then finish the sinks in two phases (prepare all, commit all),
+//! so a failure anywhere before the commit leaves every destination untouched.
+//!
+//! The source (reading and decoding) runs on its own thread and hands batches over a bounded
+//! channel, so decoding and encoding overlap on two cores while memory stays at a few batches.
+
+mod table;
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::codecs::FormatConfig;
+use crate::config::Pipeline;
+use crate::error::{RunError, StageError};
+use crate::record::{Batch, Record};
+use crate::sinks::file::FileSink;
+use crate::sources::file::{FileSource, FileSourceConfig};
+use crate::stage::{RunContext, Sink, SinkReport, Source, Transform};
+
+pub use table::write_table;
+
+/// Records per batch: large enough to amortize per-batch work, small enough that a few batches
+/// in flight stay within a few megabytes.
+pub const BATCH_RECORDS: usize = 1024;
+/// Batches buffered between the source thread and the sinks.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// What a successful run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub pipeline: String,
+    pub records_read: u64,
+    /// One report per sink, in pipeline order.
+    pub sinks: Vec<SinkReport>,
+    pub elapsed: Duration,
+}
+
+/// A pipeline's stages, built and ready to run.
+struct Stages {
+    pipeline: String,
+    source: Box<dyn Source>,
+    transforms: Vec<(String, Box<dyn Transform>)>,
+    sinks: Vec<(String, Box<dyn Sink>)>,
+}
+
+impl Stages {
+    fn fail(&self, stage: &str, source: StageError) -> RunError {
+        RunError {
+            pipeline: self.pipeline.clone(),
+            stage: stage.to_string(),
+            source,
+        }
+    }
+}
+
+fn context(pipeline: &Pipeline) -> RunContext {
+    RunContext {
+        pipeline: pipeline.name.clone(),
+        base_dir: pipeline.base_dir().to_path_buf(),
+        started_at: chrono::Local::now(),
+    }
+}
+
+fn source_label(pipeline: &Pipeline) -> String {
+    format!("source ({})", pipeline.source.kind())
+}
+
+fn build_source_and_transforms(
+    pipeline: &Pipeline,
+    cx: &RunContext,
+) -> Result<(Box<dyn Source>, Vec<(String, Box<dyn Transform>)>), RunError> {
+    let source = pipeline.source.build(cx).map_err(|source| RunError {
+        pipeline: pipeline.name.clone(),
+        stage: source_label(pipeline),
+        source,
+    })?;
+    let transforms = pipeline
+        .transforms
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("transform {} ({})", i + 1, t.kind()), t.build()))
+        .collect();
+    Ok((source, transforms))
+}
+
+/// Runs a pipeline to the end: every record to every sink, or nothing visible anywhere.
+pub fn run(pipeline: &Pipeline) -> Result<RunSummary, RunError> {
+    let cx = context(pipeline);
+    let (source, transforms) = build_source_and_transforms(pipeline, &cx)?;
+    let mut sinks = Vec::with_capacity(pipeline.sinks.len());
+    for (i, config) in pipeline.sinks.iter().enumerate() {
+        let label = format!("sink {} ({})", i + 1, config.kind());
+        let sink = config.build(&cx).map_err(|source| RunError {
+            pipeline: pipeline.name.clone(),
+            stage: label.clone(),
+            source,
+        })?;
+        sinks.push((label, sink));
+    }
+    execute(Stages {
+        pipeline: pipeline.name.clone(),
+        source,
+        transforms,
+        sinks,
+    }, &source_label(pipeline))
+}
+
+/// Converts one file to another (`longshore convert`): a one-file source, no transforms and a
+/// file sink (or standard output for `-`), run like any pipeline.
+pub fn convert(
+    input: &Path,
+    output: &Path,
+    from: FormatConfig,
+    to: FormatConfig,
+) -> Result<RunSummary, RunError> {
+    let cx = RunContext {
+        pipeline: "convert".into(),
+        base_dir: Default::default(),
+        started_at: chrono::Local::now(),
+    };
+    let fail = |stage: &str, source| RunError {
+        pipeline: cx.pipeline.clone(),
+        stage: stage.into(),
+        source,
+    };
+    let source_config = FileSourceConfig {
+        path: glob::Pattern::escape(&input.to_string_lossy()),
+        format: Some(from),
+    };
+    let source = FileSource::new(&source_config, &cx).map_err(|e| fail("input", e))?;
+    let sink: Box<dyn Sink> = if output == Path::new("-") {
+        let config = crate::sinks::stdout::StdoutSinkConfig { format: to };
+        Box::new(crate::sinks::stdout::StdoutSink::new(&config).map_err(|e| fail("output", e))?)
+    } else {
+        Box::new(FileSink::to_path(output, to, &cx))
+    };
+    execute(
+        Stages {
+            pipeline: cx.pipeline.clone(),
+            source: Box::new(source),
+            transforms: Vec::new(),
+            sinks: vec![("output".into(), sink)],
+        },
+        "input",
+    )
+}
+
+fn execute(stages: Stages, source_label: &str) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let Stages {
+        pipeline,
+        mut source,
+        mut transforms,
+        mut sinks,
+    } = stages;
+    let fail = |stage: &str, source: StageError| RunError {
+        pipeline: pipeline.clone(),
+        stage: stage.to_string(),
+        source,
+    };
+    let mut records_read = 0;
+    std::thread::scope(|scope| -> Result<(), RunError> {
+        let (sender, receiver) = mpsc::sync_channel::<Result<Batch, StageError>>(BATCHES_IN_FLIGHT);
+        let source = &mut source;
+        scope.spawn(move || {
+            loop {
+                let mut batch = Batch::default();
+                let next = match source.next_batch(&mut batch, BATCH_RECORDS) {
+                    Ok(true) => Ok(batch),
+                    Ok(false) => return,
+                    Err(e) => Err(e),
+                };
+                let failed = next.is_err();
+                // A closed channel means the receiving side failed and stopped: stop too.
+                if sender.send(next).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        for next in receiver {
+            let mut batch = next.map_err(|e| fail(source_label, e))?;
+            records_read += batch.len() as u64;
+            for (label, transform) in &mut transforms {
+                transform.apply(&mut batch).map_err(|e| fail(label, e))?;
+            }
+            for (label, sink) in &mut sinks {
+                sink.write_batch(&batch).map_err(|e| fail(label, e))?;
+            }
+        }
+        Ok(())
+    })?;
+    for (label, sink) in &mut sinks {
+        sink.prepare().map_err(|e| fail(label, e))?;
+    }
+    let mut reports = Vec::with_capacity(sinks.len());
+    for (label, sink) in sinks {
+        reports.push(sink.commit().map_err(|e| fail(&label, e))?);
+    }
+    Ok(RunSummary {
+        pipeline,
+        records_read,
+        sinks: reports,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The first `limit` records after the transforms, with nothing written anywhere.
+pub fn preview(pipeline: &Pipeline, limit: usize) -> Result<Vec<Record>, RunError> {
+    let cx = context(pipeline);
+    let (source, transforms) = build_source_and_transforms(pipeline, &cx)?;
+    let mut stages = Stages {
+        pipeline: pipeline.name.clone(),
+        source,
+        transforms,
+        sinks: Vec::new(),
+    };
+    let mut records = Vec::new();
+    let mut batch = Batch::default();
+    while records.len() < limit {
+        let wanted = (limit - records.len()).min(BATCH_RECORDS);
+        let more = stages
+            .source
+            .next_batch(&mut batch, wanted)
+            .map_err(|e| stages.fail(&source_label(pipeline), e))?;
+        if !more {
+            break;
+        }
+        for (label, transform) in &mut stages.transforms {
+            transform
+                .apply(&mut batch)
+                .map_err(|e| RunError {
+                    pipeline: pipeline.name.clone(),
+                    stage: label.clone(),
+                    source: e,
+                })?;
+        }
+        records.append(&mut batch.records);
+    }
+    records.truncate(limit);
+    Ok(records)
+}

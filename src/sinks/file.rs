@@ -1,0 +1,283 @@
+//! The `file` sink: records to local files, never half-written. Each output is encoded into a
+//! hidden temporary file in the destination directory (`.orders.csv.XXXXXX.part`), fsynced,
+//! and renamed over the final name only when the whole run commits; a failed run leaves the
+//! destination exactly as it was.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tempfile::NamedTempFile;
+
+use super::template::{PathTemplate, TemplateValues};
+use crate::codecs::FormatConfig;
+use crate::config::{Invalid, Validate};
+use crate::error::StageError;
+use crate::record::Batch;
+use crate::stage::{Encoder, RunContext, Sink, SinkReport};
+
+/// Writes local files atomically.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// Where to write, as a template: `{pipeline}`, `{run_date}` (`2024-08-01`), `{run_ts}`
+    /// (`20240801T020500`), `{source_stem}` (the source file's name without extension: one
+    /// output per source file). `{{` and `}}` are literal braces. Relative paths are resolved
+    /// against the pipeline file's directory; missing directories are created. Required.
+    pub path: String,
+    /// The output format, e.g. `{ type = "csv", delimiter = ";" }`. Default: inferred from
+    /// the extension of `path`.
+    pub format: Option<FormatConfig>,
+    /// What to do when the output file already exists: `"replace"` it (atomically, only once
+    /// the run succeeded), `"fail"` the run before writing anything, or `"skip"` this output
+    /// and leave the existing file alone. Default `"replace"`.
+    #[serde(default)]
+    pub if_exists: IfExists,
+}
+
+/// What to do when an output file already exists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum IfExists {
+    #[default]
+    Replace,
+    Fail,
+    Skip,
+}
+
+impl FileSinkConfig {
+    fn format(&self) -> Option<FormatConfig> {
+        self.format.clone().or_else(|| FormatConfig::infer(&self.path))
+    }
+}
+
+impl Validate for FileSinkConfig {
+    fn problems(&self) -> Vec<Invalid> {
+        let mut problems = Vec::new();
+        if let Err(message) = PathTemplate::parse(&self.path) {
+            problems.push(Invalid::new("path", message));
+        }
+        match &self.format {
+            Some(format) => problems.extend(
+                format
+                    .problems()
+                    .into_iter()
+                    .map(|(key, message)| Invalid::new(format!("format.{key}"), message)),
+            ),
+            None if self.format().is_none() => problems.push(Invalid::new(
+                "path",
+                format!(
+                    "cannot tell the output format from the extension of `{}`: set `format` (one of {})",
+                    self.path,
+                    FormatConfig::NAMES
+                ),
+            )),
+            None => {}
+        }
+        problems
+    }
+}
+
+/// One output file of this run.
+struct Output {
+    path: PathBuf,
+    /// `None` when the file exists and `if_exists = "skip"`.
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    temp: NamedTempFile,
+    /// Present until the output is finished.
+    encoder: Option<Box<dyn Encoder>>,
+}
+
+pub struct FileSink {
+    cx: RunContext,
+    template: PathTemplate,
+    format: FormatConfig,
+    if_exists: IfExists,
+    /// The output being written, then the finished ones in order.
+    outputs: Vec<Output>,
+    records: u64,
+}
+
+impl FileSink {
+    pub fn new(config: &FileSinkConfig, cx: &RunContext) -> Result<Self, StageError> {
+        Ok(FileSink {
+            cx: cx.clone(),
+            template: PathTemplate::parse(&config.path).map_err(StageError::Refused)?,
+            format: config
+                .format()
+                .ok_or_else(|| StageError::Refused(format!("cannot tell the format of {}", config.path)))?,
+            if_exists: config.if_exists,
+            outputs: Vec::new(),
+            records: 0,
+        })
+    }
+
+    /// A sink writing exactly to `path` (no placeholders), for `longshore convert`.
+    pub fn to_path(path: &Path, format: FormatConfig, cx: &RunContext) -> Self {
+        FileSink {
+            cx: cx.clone(),
+            template: PathTemplate::literal(&path.to_string_lossy()),
+            format,
+            if_exists: IfExists::Replace,
+            outputs: Vec::new(),
+            records: 0,
+        }
+    }
+
+    fn target(&self, batch: &Batch) -> PathBuf {
+        let stem = batch.origin.as_ref().map(|o| o.stem());
+        self.cx.resolve(&self.template.render(&TemplateValues {
+            pipeline: &self.cx.pipeline,
+            started_at: self.cx.started_at,
+            source_stem: stem,
+        }))
+    }
+
+    fn finish_current(&mut self) -> Result<(), StageError> {
+        if let Some(Output {
+            pending: Some(pending),
+            ..
+        }) = self.outputs.last_mut()
+            && let Some(encoder) = pending.encoder.take()
+        {
+            encoder.finish()?;
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, path: PathBuf) -> Result<(), StageError> {
+        self.finish_current()?;
+        let shown = path.display().to_string();
+        if self.outputs.iter().any(|o| o.path == path) {
+            return Err(StageError::Refused(format!(
+                "two source files map to the same output {shown}: make the sink's `path` unique per source file"
+            )));
+        }
+        if path.exists() {
+            match self.if_exists {
+                IfExists::Fail => {
+                    return Err(StageError::Refused(format!(
+                        "{shown} already exists and the sink has `if_exists = \"fail\"`: move the file away, or set `if_exists` to \"replace\" or \"skip\""
+                    )));
+                }
+                IfExists::Skip => {
+                    tracing::info!(file = %shown, "output exists, skipped (if_exists = \"skip\")");
+                    self.outputs.push(Output { path, pending: None });
+                    return Ok(());
+                }
+                IfExists::Replace => {}
+            }
+        }
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&dir)
+            .map_err(|e| StageError::io(dir.display(), "create the directory", e))?;
+        let name = path
+            .file_name()
+            .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+        let temp = temp_file(&dir, &name)
+            .map_err(|e| StageError::io(&shown, "create a temporary file beside", e))?;
+        let writer = temp
+            .as_file()
+            .try_clone()
+            .map_err(|e| StageError::io(&shown, "write", e))?;
+        let encoder = self.format.encoder(Box::new(writer), &shown)?;
+        self.outputs.push(Output {
+            path,
+            pending: Some(Pending {
+                temp,
+                encoder: Some(encoder),
+            }),
+        });
+        Ok(())
+    }
+}
+
+fn temp_file(dir: &Path, name: &str) -> std::io::Result<NamedTempFile> {
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".part");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Like any new file: 0666 less the umask, not tempfile's private 0600.
+        builder.permissions(fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
+}
+
+impl Sink for FileSink {
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), StageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let target = self.target(batch);
+        if self.outputs.last().is_none_or(|o| o.path != target) {
+            self.open(target)?;
+        }
+        let output = self.outputs.last_mut().expect("an output is open");
+        if let Some(Pending {
+            encoder: Some(encoder),
+            ..
+        }) = &mut output.pending
+        {
+            encoder.write_batch(&batch.records)?;
+            self.records += batch.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn prepare(&mut self) -> Result<(), StageError> {
+        if self.outputs.is_empty() && !self.template.uses_source_stem() {
+            // A run without records still delivers its (empty) file: "nothing today" is news.
+            let target = self.target(&Batch::default());
+            self.open(target)?;
+        }
+        self.finish_current()?;
+        for output in &self.outputs {
+            if let Some(pending) = &output.pending {
+                pending
+                    .temp
+                    .as_file()
+                    .sync_all()
+                    .map_err(|e| StageError::io(output.path.display(), "flush to disk", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<SinkReport, StageError> {
+        let mut report = SinkReport {
+            records: self.records,
+            ..SinkReport::default()
+        };
+        for output in self.outputs {
+            let shown = output.path.display().to_string();
+            let Some(pending) = output.pending else {
+                report.skipped.push(shown);
+                continue;
+            };
+            let persisted = match self.if_exists {
+                IfExists::Replace => pending.temp.persist(&output.path),
+                // Still refuse a file that appeared while the run was writing.
+                IfExists::Fail | IfExists::Skip => pending.temp.persist_noclobber(&output.path),
+            };
+            persisted.map_err(|e| StageError::io(&shown, "move the finished file into place", e.error))?;
+            if let Some(dir) = output.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                // Make the rename itself durable.
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| StageError::io(dir.display(), "flush the directory", e))?;
+            }
+            tracing::info!(file = %shown, "published");
+            report.published.push(shown);
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,19 @@
+//! Sinks: where records go. Each config kind builds a `Box<dyn Sink>`; nothing a sink writes
+//! is visible before the run commits.
+
+pub mod file;
+pub mod stdout;
+pub mod template;
+
+use crate::config::SinkConfig;
+use crate::error::StageError;
+use crate::stage::{RunContext, Sink};
+
+impl SinkConfig {
+    pub fn build(&self, cx: &RunContext) -> Result<Box<dyn Sink>, StageError> {
+        Ok(match self {
+            SinkConfig::File(config) => Box::new(file::FileSink::new(config, cx)?),
+            SinkConfig::Stdout(config) => Box::new(stdout::StdoutSink::new(config)?),
+        })
+    }
+}

@@ -1,0 +1,68 @@
+//! The `stdout` sink: records to standard output, for `longshore convert in.csv - --to ndjson`
+//! and for piping a pipeline into other tools.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::codecs::FormatConfig;
+use crate::config::{Invalid, Validate};
+use crate::error::StageError;
+use crate::record::Batch;
+use crate::stage::{Encoder, Sink, SinkReport};
+
+/// Writes to standard output.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkConfig {
+    /// The output format, e.g. `{ type = "ndjson" }`. Required.
+    pub format: FormatConfig,
+}
+
+impl Validate for StdoutSinkConfig {
+    fn problems(&self) -> Vec<Invalid> {
+        self.format
+            .problems()
+            .into_iter()
+            .map(|(key, message)| Invalid::new(format!("format.{key}"), message))
+            .collect()
+    }
+}
+
+pub struct StdoutSink {
+    encoder: Option<Box<dyn Encoder>>,
+    records: u64,
+}
+
+impl StdoutSink {
+    pub fn new(config: &StdoutSinkConfig) -> Result<Self, StageError> {
+        Ok(StdoutSink {
+            encoder: Some(config.format.encoder(Box::new(std::io::stdout()), "standard output")?),
+            records: 0,
+        })
+    }
+}
+
+impl Sink for StdoutSink {
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), StageError> {
+        if let Some(encoder) = &mut self.encoder {
+            encoder.write_batch(&batch.records)?;
+        }
+        self.records += batch.len() as u64;
+        Ok(())
+    }
+
+    fn prepare(&mut self) -> Result<(), StageError> {
+        if let Some(encoder) = self.encoder.take() {
+            encoder.finish()?;
+        }
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<SinkReport, StageError> {
+        Ok(SinkReport {
+            published: vec!["-".into()],
+            records: self.records,
+            ..SinkReport::default()
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! Output path templates: `out/{pipeline}-{run_date}.csv`. Parsed when the pipeline is loaded,
+//! so a misspelt placeholder is a `validate` error rather than a file named `{run_dat}`.
+
+use chrono::{DateTime, Local};
+
+/// The placeholders a path template may use, with what they stand for.
+pub const PLACEHOLDERS: &[(&str, &str)] = &[
+    ("pipeline", "the pipeline's name"),
+    ("run_date", "the run's start date, local time, `2024-08-01`"),
+    ("run_ts", "the run's start time, local time, `20240801T020500`"),
+    (
+        "source_stem",
+        "the source file's name without its last extension; one output file per source file",
+    ),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Pipeline,
+    RunDate,
+    RunTs,
+    SourceStem,
+}
+
+/// A parsed path template. `{{` and `}}` stand for literal braces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    parts: Vec<Part>,
+}
+
+/// The values placeholders are replaced with.
+pub struct TemplateValues<'a> {
+    pub pipeline: &'a str,
+    pub started_at: DateTime<Local>,
+    pub source_stem: Option<&'a str>,
+}
+
+impl PathTemplate {
+    pub fn parse(template: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut rest = template;
+        while let Some(i) = rest.find(['{', '}']) {
+            text.push_str(&rest[..i]);
+            let tail = &rest[i..];
+            if tail.starts_with("{{") || tail.starts_with("}}") {
+                text.push_str(&tail[..1]);
+                rest = &tail[2..];
+                continue;
+            }
+            if tail.starts_with('}') {
+                return Err("unmatched `}` in path (write `}}` for a literal brace)".into());
+            }
+            let Some(end) = tail.find('}') else {
+                return Err("unclosed `{` in path (write `{{` for a literal brace)".into());
+            };
+            let part = match &tail[1..end] {
+                "pipeline" => Part::Pipeline,
+                "run_date" => Part::RunDate,
+                "run_ts" => Part::RunTs,
+                "source_stem" => Part::SourceStem,
+                unknown => {
+                    let known: Vec<String> =
+                        PLACEHOLDERS.iter().map(|(n, _)| format!("{{{n}}}")).collect();
+                    return Err(format!(
+                        "unknown placeholder `{{{unknown}}}` in path; known: {}",
+                        known.join(", ")
+                    ));
+                }
+            };
+            if !text.is_empty() {
+                parts.push(Part::Text(std::mem::take(&mut text)));
+            }
+            parts.push(part);
+            rest = &tail[end + 1..];
+        }
+        text.push_str(rest);
+        if !text.is_empty() {
+            parts.push(Part::Text(text));
+        }
+        Ok(PathTemplate { parts })
+    }
+
+    /// A template that is exactly `path`, braces and all.
+    pub fn literal(path: &str) -> Self {
+        PathTemplate {
+            parts: vec![Part::Text(path.to_string())],
+        }
+    }
+
+    /// Whether every source file gets its own output.
+    pub fn uses_source_stem(&self) -> bool {
+        self.parts.contains(&Part::SourceStem)
+    }
+
+    /// The template with every placeholder replaced; `{source_stem}` becomes `source` when
+    /// there is no source file (the source does not read files).
+    pub fn render(&self, values: &TemplateValues) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => out.push_str(text),
+                Part::Pipeline => out.push_str(values.pipeline),
+                Part::RunDate => out.push_str(&values.started_at.format("%Y-%m-%d").to_string()),
+                Part::RunTs => out.push_str(&values.started_at.format("%Y%m%dT%H%M%S").to_string()),
+                Part::SourceStem => out.push_str(values.source_stem.unwrap_or("source")),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn renders_placeholders_and_escapes() {
+        let template = PathTemplate::parse("out/{pipeline}/{run_date}/{source_stem}-{run_ts}{{x}}.csv").unwrap();
+        assert!(template.uses_source_stem());
+        let values = TemplateValues {
+            pipeline: "orders",
+            started_at: Local.with_ymd_and_hms(2024, 8, 1, 2, 5, 0).unwrap(),
+            source_stem: Some("day1"),
+        };
+        assert_eq!(template.render(&values), "out/orders/2024-08-01/day1-20240801T020500{x}.csv");
+    }
+
+    #[test]
+    fn unknown_and_unbalanced_placeholders_are_errors() {
+        assert_eq!(
+            PathTemplate::parse("out/{run_dat}.csv").unwrap_err(),
+            "unknown placeholder `{run_dat}` in path; known: {pipeline}, {run_date}, {run_ts}, {source_stem}"
+        );
+        assert!(PathTemplate::parse("out/{run_date.csv").is_err());
+        assert!(PathTemplate::parse("out/}.csv").is_err());
+        assert!(!PathTemplate::parse("out/a.csv").unwrap().uses_source_stem());
+    }
+}

@@ -1,0 +1,141 @@
+//! The `file` source: local files named by a path or a glob pattern, read one after the other
+//! in the lexical order of their paths, so that reruns see the same order.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::codecs::FormatConfig;
+use crate::config::{Invalid, Validate};
+use crate::error::StageError;
+use crate::record::{Batch, Origin};
+use crate::stage::{Decoder, RunContext, Source};
+
+/// Reads local files.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// The file to read, or a glob pattern matching the files to read (`*`, `?`, `[abc]`, and
+    /// `**` for any number of directories), e.g. `"../samples/orders-*.csv"`. Relative paths are
+    /// resolved against the pipeline file's directory. Files are read in the lexical order of
+    /// their paths. A pattern that matches nothing yields no records; a plain path that does
+    /// not exist is an error. Required.
+    pub path: String,
+    /// The files' format, e.g. `{ type = "csv", delimiter = ";" }`. Default: inferred from the
+    /// extension in `path` (`.csv`, `.tsv`, `.ndjson`, `.jsonl`).
+    pub format: Option<FormatConfig>,
+}
+
+impl FileSourceConfig {
+    fn format(&self) -> Option<FormatConfig> {
+        self.format.clone().or_else(|| FormatConfig::infer(&self.path))
+    }
+}
+
+fn is_pattern(path: &str) -> bool {
+    path.contains(['*', '?', '['])
+}
+
+impl Validate for FileSourceConfig {
+    fn problems(&self) -> Vec<Invalid> {
+        let mut problems = Vec::new();
+        if is_pattern(&self.path)
+            && let Err(e) = glob::Pattern::new(&self.path)
+        {
+            problems.push(Invalid::new("path", format!("invalid glob pattern: {e}")));
+        }
+        match &self.format {
+            Some(format) => problems.extend(
+                format
+                    .problems()
+                    .into_iter()
+                    .map(|(key, message)| Invalid::new(format!("format.{key}"), message)),
+            ),
+            None if self.format().is_none() => problems.push(Invalid::new(
+                "path",
+                format!(
+                    "cannot tell the format of `{}` from its extension: set `format` (one of {})",
+                    self.path,
+                    FormatConfig::NAMES
+                ),
+            )),
+            None => {}
+        }
+        problems
+    }
+}
+
+pub struct FileSource {
+    files: VecDeque<PathBuf>,
+    format: FormatConfig,
+    current: Option<(Box<dyn Decoder>, Arc<Origin>)>,
+}
+
+impl FileSource {
+    pub fn new(config: &FileSourceConfig, cx: &RunContext) -> Result<Self, StageError> {
+        let path = cx.resolve(&config.path);
+        let shown = path.display().to_string();
+        let files = if is_pattern(&config.path) {
+            let mut files = Vec::new();
+            let matches = glob::glob(&shown)
+                .map_err(|e| StageError::Refused(format!("{shown}: invalid glob pattern: {e}")))?;
+            for entry in matches {
+                let file = entry.map_err(|e| {
+                    let path = e.path().display().to_string();
+                    StageError::io(path, "list the directory", e.into())
+                })?;
+                if file.is_file() {
+                    files.push(file);
+                }
+            }
+            files.sort();
+            if files.is_empty() {
+                tracing::info!(pattern = %shown, "no file matches the source pattern");
+            }
+            files
+        } else {
+            std::fs::metadata(&path).map_err(|e| StageError::io(&shown, "read the file", e))?;
+            vec![path]
+        };
+        Ok(FileSource {
+            files: files.into(),
+            format: config.format().ok_or_else(|| {
+                StageError::Refused(format!("cannot tell the format of {shown}: set `format`"))
+            })?,
+            current: None,
+        })
+    }
+
+    fn open_next(&mut self) -> Result<bool, StageError> {
+        let Some(path) = self.files.pop_front() else {
+            return Ok(false);
+        };
+        let shown = path.display().to_string();
+        let file = File::open(&path).map_err(|e| StageError::io(&shown, "open the file", e))?;
+        tracing::debug!(file = %shown, "reading");
+        let decoder = self.format.decoder(Box::new(file), &shown)?;
+        self.current = Some((decoder, Arc::new(Origin { path: shown })));
+        Ok(true)
+    }
+}
+
+impl Source for FileSource {
+    fn next_batch(&mut self, out: &mut Batch, max: usize) -> Result<bool, StageError> {
+        out.clear();
+        loop {
+            if self.current.is_none() && !self.open_next()? {
+                return Ok(false);
+            }
+            let (decoder, origin) = self.current.as_mut().expect("a file is open");
+            if decoder.next_batch(&mut out.records, max)? {
+                out.origin = Some(origin.clone());
+                return Ok(true);
+            }
+            self.current = None;
+        }
+    }
+}
