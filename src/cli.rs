@@ -221,7 +221,11 @@ fn log_summary(summary: &RunSummary) {
             summary.pipeline,
             index + 1,
             sink.records,
-            if sink.published.is_empty() { "nothing".into() } else { sink.published.join(", ") },
+            if sink.published.is_empty() {
+                "nothing".into()
+            } else {
+                sink.published.join(", ")
+            },
             if sink.skipped.is_empty() {
                 String::new()
             } else {

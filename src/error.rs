@@ -58,13 +58,8 @@ impl fmt::Display for Position {
 /// Bad input or a failed read/write while decoding or encoding one file.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
-    #[error("{file}: {position}: {message}{}", hint_suffix(.hint))]
-    Malformed {
-        file: String,
-        position: Position,
-        message: String,
-        hint: Option<String>,
-    },
+    #[error("{0}")]
+    Malformed(Box<Malformed>),
     #[error("{file}: cannot {action}")]
     Io {
         file: String,
@@ -72,6 +67,45 @@ pub enum CodecError {
         #[source]
         source: io::Error,
     },
+}
+
+impl CodecError {
+    pub fn malformed(
+        file: impl Into<String>,
+        position: Position,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> Self {
+        CodecError::Malformed(Box::new(Malformed {
+            file: file.into(),
+            position,
+            message: message.into(),
+            hint,
+        }))
+    }
+}
+
+/// Input that is not what its format says, at a position in a file.
+#[derive(Debug)]
+pub struct Malformed {
+    pub file: String,
+    pub position: Position,
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}{}",
+            self.file,
+            self.position,
+            self.message,
+            hint_suffix(&self.hint)
+        )
+    }
 }
 
 fn hint_suffix(hint: &Option<String>) -> String {
@@ -162,16 +196,16 @@ mod tests {
 
     #[test]
     fn malformed_input_names_file_position_and_hint() {
-        let e = CodecError::Malformed {
-            file: "in/orders.csv".into(),
-            position: Position {
+        let e = CodecError::malformed(
+            "in/orders.csv",
+            Position {
                 line: Some(4),
                 record: Some(3),
                 ..Position::default()
             },
-            message: "expected 5 fields, found 6".into(),
-            hint: Some("set `flexible = true` to accept ragged rows".into()),
-        };
+            "expected 5 fields, found 6",
+            Some("set `flexible = true` to accept ragged rows".into()),
+        );
         assert_eq!(
             e.to_string(),
             "in/orders.csv: line 4, record 3: expected 5 fields, found 6. \

@@ -66,9 +66,10 @@ impl Value {
     }
 }
 
-fn format_float(f: f64) -> String {
-    if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 {
-        format!("{f:.1}")
+/// Shortest text that reads back as the same float (`132.12`, `3.0`, `1e21`).
+pub(crate) fn format_float(f: f64) -> String {
+    if f.is_finite() {
+        ryu::Buffer::new().format_finite(f).to_owned()
     } else {
         f.to_string()
     }
@@ -267,7 +268,10 @@ mod tests {
         let mut r = Record::new();
         r.push(name("amount"), Value::Decimal("12.50".into()));
         r.push(name("n"), Value::Null);
-        r.push(name("tags"), Value::Array(vec![Value::String("a\"b".into())]));
+        r.push(
+            name("tags"),
+            Value::Array(vec![Value::String("a\"b".into())]),
+        );
         r.push(name("inner"), Value::Object(inner));
         r.push(name("f"), Value::Float(f64::NAN));
         assert_eq!(

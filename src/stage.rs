@@ -109,7 +109,10 @@ mod tests {
             base_dir: PathBuf::from("pipelines"),
             started_at: chrono::Local::now(),
         };
-        assert_eq!(cx.resolve("../samples/a.csv"), PathBuf::from("samples/a.csv"));
+        assert_eq!(
+            cx.resolve("../samples/a.csv"),
+            PathBuf::from("samples/a.csv")
+        );
         assert_eq!(cx.resolve("./x/../y.csv"), PathBuf::from("pipelines/y.csv"));
         assert_eq!(cx.resolve("/abs/z.csv"), PathBuf::from("/abs/z.csv"));
         let outside = RunContext {

@@ -1,16 +1,17 @@
-//! Newline-delimited JSON: one object per line, read and written a line at a time. Field names
-//! are interned per file, so a million rows with the same twelve keys allocate twelve names.
+//! Newline-delimited JSON: one object per line. Field names are interned per file (and parsing
+//! thread), so a million rows with the same twelve keys allocate twelve names.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
-use std::sync::Arc;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::{Arc, mpsc};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::IO_BUFFER_BYTES;
+use super::json_write::{KeyCache, write_record};
 use crate::error::{CodecError, Position};
 use crate::record::{FieldName, Record, Value};
 use crate::stage::{Decoder, Encoder};
@@ -21,27 +22,248 @@ use crate::stage::{Decoder, Encoder};
 #[serde(deny_unknown_fields)]
 pub struct NdjsonOptions {}
 
+/// Reads lines in chunks and parses them. Parsing JSON costs several times more than reading
+/// lines or writing any output, so once a file proves large, chunks are handed round-robin to
+/// parsing threads (one per core) while this thread only reads: every core stays busy, and
+/// results are collected in the same round-robin order, so records keep their file order.
 pub struct NdjsonDecoder {
     input: BufReader<Box<dyn Read + Send>>,
-    label: String,
-    line: Vec<u8>,
-    line_number: u64,
-    names: NameCache,
+    /// The number of the next line to read.
+    next_line: u64,
+    exhausted: bool,
+    parser: LineParser,
+    /// Chunks read and handed out for parsing, oldest first.
+    pending: VecDeque<Parsed>,
+    /// Records of a chunk larger than the last `max` asked for.
+    leftover: VecDeque<Record>,
+    /// The error that ends the input, reported once the records before it are out.
+    failed: Option<CodecError>,
+    /// Parsing threads, started once the input proves large.
+    helpers: Vec<Helper>,
+    next_helper: usize,
+    chunks_read: u64,
 }
+
+/// A chunk parsed here, or one a helper is parsing.
+enum Parsed {
+    Here(ParsedChunk),
+    ByHelper(usize),
+}
+
+/// The records of a chunk, up to its first bad line, and the error for that line.
+struct ParsedChunk {
+    records: Vec<Record>,
+    error: Option<CodecError>,
+}
+
+/// A raw run of whole lines.
+struct Chunk {
+    bytes: Vec<u8>,
+    first_line: u64,
+}
+
+struct Helper {
+    chunks: mpsc::SyncSender<Chunk>,
+    results: mpsc::Receiver<ParsedChunk>,
+}
+
+/// Chunks read before parsing threads start: small files never pay for threads.
+const CHUNKS_BEFORE_HELPERS: u64 = 8;
+/// Chunks each parsing thread may have queued or in progress.
+const CHUNKS_PER_HELPER: usize = 2;
 
 impl NdjsonDecoder {
     pub fn new(input: Box<dyn Read + Send>, label: &str) -> Self {
         NdjsonDecoder {
             input: BufReader::with_capacity(IO_BUFFER_BYTES, input),
-            label: label.to_string(),
-            line: Vec::new(),
-            line_number: 0,
-            names: NameCache::default(),
+            next_line: 1,
+            exhausted: false,
+            parser: LineParser {
+                label: label.to_string(),
+                names: NameCache::default(),
+            },
+            pending: VecDeque::new(),
+            leftover: VecDeque::new(),
+            failed: None,
+            helpers: Vec::new(),
+            next_helper: 0,
+            chunks_read: 0,
         }
     }
 
-    fn parse_line(&mut self) -> Result<Record, CodecError> {
-        let mut deserializer = serde_json::Deserializer::from_slice(&self.line);
+    /// Reads up to `lines` whole lines; `None` at the end of the input.
+    fn read_chunk(&mut self, lines: usize) -> Result<Option<Chunk>, CodecError> {
+        let mut bytes = Vec::new();
+        let first_line = self.next_line;
+        for _ in 0..lines {
+            let read =
+                self.input
+                    .read_until(b'\n', &mut bytes)
+                    .map_err(|source| CodecError::Io {
+                        file: self.parser.label.clone(),
+                        action: "read",
+                        source,
+                    })?;
+            if read == 0 {
+                self.exhausted = true;
+                break;
+            }
+            self.next_line += 1;
+        }
+        self.chunks_read += 1;
+        Ok((!bytes.is_empty()).then_some(Chunk { bytes, first_line }))
+    }
+
+    fn start_helpers(&mut self) {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores < 2 {
+            return;
+        }
+        for _ in 0..cores.min(4) {
+            let (chunks, chunk_receiver) = mpsc::sync_channel::<Chunk>(CHUNKS_PER_HELPER);
+            let (result_sender, results) = mpsc::sync_channel(CHUNKS_PER_HELPER);
+            // A copy of the names seen so far: every thread then hands out the very same
+            // `Arc`s, which keeps name comparisons downstream to a pointer check.
+            let mut parser = LineParser {
+                label: self.parser.label.clone(),
+                names: self.parser.names.clone(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name("ndjson-parse".into())
+                .spawn(move || {
+                    for chunk in chunk_receiver {
+                        if result_sender.send(parser.parse_chunk(&chunk)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            // With fewer threads than asked for (none to be had), parsing is slower, not wrong.
+            if spawned.is_ok() {
+                self.helpers.push(Helper { chunks, results });
+            }
+        }
+    }
+
+    /// Reads chunks ahead, handing them to the parsing threads round-robin (or parsing them
+    /// here while there are none).
+    fn fill(&mut self, lines: usize) -> Result<(), CodecError> {
+        if self.helpers.is_empty() && self.chunks_read == CHUNKS_BEFORE_HELPERS {
+            self.start_helpers();
+        }
+        let window = (self.helpers.len() * CHUNKS_PER_HELPER).max(1);
+        while self.pending.len() < window && !self.exhausted {
+            let Some(chunk) = self.read_chunk(lines)? else {
+                break;
+            };
+            if self.helpers.is_empty() {
+                self.pending
+                    .push_back(Parsed::Here(self.parser.parse_chunk(&chunk)));
+                continue;
+            }
+            let index = self.next_helper;
+            self.next_helper = (index + 1) % self.helpers.len();
+            match self.helpers[index].chunks.send(chunk) {
+                Ok(()) => self.pending.push_back(Parsed::ByHelper(index)),
+                // The thread is gone (it can only have panicked): parse here instead.
+                Err(mpsc::SendError(chunk)) => self
+                    .pending
+                    .push_back(Parsed::Here(self.parser.parse_chunk(&chunk))),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Decoder for NdjsonDecoder {
+    fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<bool, CodecError> {
+        let start = out.len();
+        while out.len() - start < max {
+            if let Some(record) = self.leftover.pop_front() {
+                out.push(record);
+                continue;
+            }
+            if self.failed.is_some() {
+                if out.len() > start {
+                    break;
+                }
+                return Err(self.failed.take().expect("checked above"));
+            }
+            self.fill(max)?;
+            let chunk = match self.pending.pop_front() {
+                None => break,
+                Some(Parsed::Here(chunk)) => chunk,
+                Some(Parsed::ByHelper(index)) => {
+                    self.helpers[index]
+                        .results
+                        .recv()
+                        .map_err(|_| CodecError::Io {
+                            file: self.parser.label.clone(),
+                            action: "parse the input",
+                            source: std::io::Error::other("the parsing thread stopped"),
+                        })?
+                }
+            };
+            if chunk.error.is_some() {
+                // Nothing after a bad line is read: stop reading ahead.
+                self.pending.clear();
+                self.exhausted = true;
+                self.failed = chunk.error;
+            }
+            let room = max - (out.len() - start);
+            let mut records = chunk.records.into_iter();
+            out.extend(records.by_ref().take(room));
+            self.leftover.extend(records);
+        }
+        Ok(out.len() > start)
+    }
+}
+
+/// Parses lines into records, with its own name cache (one per thread).
+struct LineParser {
+    label: String,
+    names: NameCache,
+}
+
+impl LineParser {
+    fn parse_chunk(&mut self, chunk: &Chunk) -> ParsedChunk {
+        let mut records = Vec::with_capacity(chunk.bytes.len() / 64 + 1);
+        let lines = chunk.bytes.split_inclusive(|&b| b == b'\n');
+        for (offset, line) in (0u64..).zip(lines) {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match self.parse_line(line, chunk.first_line + offset) {
+                Ok(record) => records.push(record),
+                Err(error) => {
+                    return ParsedChunk {
+                        records,
+                        error: Some(error),
+                    };
+                }
+            }
+        }
+        ParsedChunk {
+            records,
+            error: None,
+        }
+    }
+
+    fn parse_line(&mut self, bytes: &[u8], line_number: u64) -> Result<Record, CodecError> {
+        // One UTF-8 check per line is much cheaper than serde_json's check per string.
+        let line = std::str::from_utf8(bytes).map_err(|e| {
+            let valid = &bytes[..e.valid_up_to()];
+            CodecError::malformed(
+                self.label.clone(),
+                Position {
+                    line: Some(line_number),
+                    column: Some(String::from_utf8_lossy(valid).chars().count() as u64 + 1),
+                    ..Position::default()
+                },
+                format!("invalid UTF-8 (byte 0x{:02X})", bytes[e.valid_up_to()]),
+                Some("JSON must be UTF-8: convert the file".into()),
+            )
+        })?;
+        let mut deserializer = serde_json::Deserializer::from_str(line);
         let record = RecordSeed {
             names: &mut self.names,
             top_level: true,
@@ -54,79 +276,61 @@ impl NdjsonDecoder {
                 Some(cut) => message[..cut].to_string(),
                 None => message,
             };
-            CodecError::Malformed {
-                file: self.label.clone(),
-                position: Position {
-                    line: Some(self.line_number),
+            CodecError::malformed(
+                self.label.clone(),
+                Position {
+                    line: Some(line_number),
                     column: (e.column() > 0).then_some(e.column() as u64),
                     ..Position::default()
                 },
-                message: format!("invalid JSON: {message}"),
-                hint: Some("each line must hold one complete JSON object".into()),
-            }
+                format!("invalid JSON: {message}"),
+                Some("each line must hold one complete JSON object".into()),
+            )
         })
     }
 }
 
-impl Decoder for NdjsonDecoder {
-    fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<bool, CodecError> {
-        let start = out.len();
-        while out.len() - start < max {
-            self.line.clear();
-            let read = self
-                .input
-                .read_until(b'\n', &mut self.line)
-                .map_err(|source| CodecError::Io {
-                    file: self.label.clone(),
-                    action: "read",
-                    source,
-                })?;
-            if read == 0 {
-                break;
-            }
-            self.line_number += 1;
-            if self.line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let record = self.parse_line()?;
-            out.push(record);
-        }
-        Ok(out.len() > start)
-    }
-}
-
-/// Hands out one shared `Arc<str>` per distinct key. Top-level keys usually repeat in the same
-/// order on every line, so the key at the same position on the previous line is tried first.
-#[derive(Default)]
+/// Hands out one shared `Arc<str>` per distinct key, with a small id. Top-level keys usually
+/// repeat in the same order on every line, so the key at the same position on the previous line
+/// is tried first; the ids make the duplicate-key check of a top-level object O(1) per key.
+#[derive(Default, Clone)]
 struct NameCache {
-    by_position: Vec<FieldName>,
-    all: HashSet<FieldName>,
+    names: Vec<FieldName>,
+    ids: HashMap<FieldName, usize>,
+    /// The id of the key at each position of the previous top-level object.
+    by_position: Vec<usize>,
+    /// By id: the number of the last top-level object that had the key.
+    last_seen: Vec<u64>,
+    objects: u64,
 }
 
 impl NameCache {
-    fn get(&mut self, position: Option<usize>, key: &str) -> FieldName {
+    fn get(&mut self, position: Option<usize>, key: &str) -> (usize, FieldName) {
         if let Some(index) = position
-            && let Some(name) = self.by_position.get(index)
-            && &**name == key
+            && let Some(&id) = self.by_position.get(index)
+            && &*self.names[id] == key
         {
-            return name.clone();
+            return (id, self.names[id].clone());
         }
-        let name = match self.all.get(key) {
-            Some(name) => name.clone(),
+        let id = match self.ids.get(key) {
+            Some(&id) => id,
             None => {
                 let name: FieldName = Arc::from(key);
-                self.all.insert(name.clone());
-                name
+                let id = self.names.len();
+                self.names.push(name.clone());
+                self.last_seen.push(0);
+                self.ids.insert(name, id);
+                id
             }
         };
         if let Some(index) = position {
             if index < self.by_position.len() {
-                self.by_position[index] = name.clone();
+                self.by_position[index] = id;
             } else {
-                self.by_position.push(name.clone());
+                self.by_position.push(id);
             }
         }
-        name
+        (id, self.names[id].clone())
     }
 }
 
@@ -148,14 +352,27 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
-        let mut record = Record::with_capacity(map.size_hint().unwrap_or(16));
+        let capacity = if self.top_level {
+            self.names.objects += 1;
+            self.names.by_position.len()
+        } else {
+            map.size_hint().unwrap_or(4)
+        };
+        let object = self.names.objects;
+        let mut record = Record::with_capacity(capacity);
         let mut index = 0;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let name = self
-                .names
-                .get(self.top_level.then_some(index), &key);
+        while let Some((id, name)) = map.next_key_seed(KeySeed {
+            names: self.names,
+            position: self.top_level.then_some(index),
+        })? {
             let value = map.next_value_seed(ValueSeed { names: self.names })?;
-            if record.get(&name).is_some() {
+            let repeated = if self.top_level {
+                std::mem::replace(&mut self.names.last_seen[id], object) == object
+            } else {
+                // Names are interned: a repeated key is the very same `Arc`.
+                record.names().any(|n| FieldName::ptr_eq(n, &name))
+            };
+            if repeated {
                 return Err(serde::de::Error::custom(format_args!(
                     "key `{name}` appears twice in one object"
                 )));
@@ -164,6 +381,29 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
             index += 1;
         }
         Ok(record)
+    }
+}
+
+/// Interns a key straight from the parser's buffer, without an intermediate `String`.
+struct KeySeed<'a> {
+    names: &'a mut NameCache,
+    position: Option<usize>,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = (usize, FieldName);
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = (usize, FieldName);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.names.get(self.position, key))
     }
 }
 
@@ -225,41 +465,52 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
 }
 
 pub struct NdjsonEncoder {
-    output: BufWriter<Box<dyn Write + Send>>,
+    output: Box<dyn Write + Send>,
+    buffer: Vec<u8>,
+    keys: KeyCache,
     label: String,
 }
 
 impl NdjsonEncoder {
     pub fn new(output: Box<dyn Write + Send>, label: &str) -> Self {
         NdjsonEncoder {
-            output: BufWriter::with_capacity(IO_BUFFER_BYTES, output),
+            output,
+            buffer: Vec::with_capacity(IO_BUFFER_BYTES + 4096),
+            keys: KeyCache::default(),
             label: label.to_string(),
         }
     }
 
-    fn write_error(&self, source: std::io::Error) -> CodecError {
-        CodecError::Io {
+    fn flush_buffer(&mut self) -> Result<(), CodecError> {
+        let result = self.output.write_all(&self.buffer);
+        self.buffer.clear();
+        result.map_err(|source| CodecError::Io {
             file: self.label.clone(),
             action: "write",
             source,
-        }
+        })
     }
 }
 
 impl Encoder for NdjsonEncoder {
     fn write_batch(&mut self, records: &[Record]) -> Result<(), CodecError> {
         for record in records {
-            serde_json::to_writer(&mut self.output, record)
-                .map_err(|e| self.write_error(e.into()))?;
-            self.output
-                .write_all(b"\n")
-                .map_err(|e| self.write_error(e))?;
+            write_record(&mut self.buffer, record, &mut self.keys);
+            self.buffer.push(b'\n');
+            if self.buffer.len() >= IO_BUFFER_BYTES {
+                self.flush_buffer()?;
+            }
         }
         Ok(())
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), CodecError> {
-        self.output.flush().map_err(|e| self.write_error(e))
+        self.flush_buffer()?;
+        self.output.flush().map_err(|source| CodecError::Io {
+            file: self.label.clone(),
+            action: "write",
+            source,
+        })
     }
 }
 
@@ -269,7 +520,10 @@ mod tests {
     use crate::codecs::csv::tests::SharedBuffer;
 
     fn decode(input: &str) -> Result<Vec<Record>, CodecError> {
-        let mut decoder = NdjsonDecoder::new(Box::new(std::io::Cursor::new(input.to_string())), "t.ndjson");
+        let mut decoder = NdjsonDecoder::new(
+            Box::new(std::io::Cursor::new(input.to_string())),
+            "t.ndjson",
+        );
         let mut out = Vec::new();
         while decoder.next_batch(&mut out, 2)? {}
         Ok(out)
@@ -296,6 +550,48 @@ mod tests {
     }
 
     #[test]
+    fn large_inputs_keep_order_and_line_numbers_across_threads() {
+        let mut input = String::new();
+        for i in 0..10_000 {
+            input.push_str(&format!("{{\"n\":{i}}}\n"));
+            if i % 1000 == 0 {
+                input.push('\n');
+            }
+        }
+        input.push_str("{\"n\":}\n");
+        let mut decoder = NdjsonDecoder::new(Box::new(std::io::Cursor::new(input)), "t.ndjson");
+        let mut out = Vec::new();
+        let err = loop {
+            match decoder.next_batch(&mut out, 100) {
+                Ok(true) => {}
+                Ok(false) => panic!("the bad last line was not reported"),
+                Err(e) => break e,
+            }
+        };
+        if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
+            assert!(
+                !decoder.helpers.is_empty(),
+                "a large input is parsed on several threads"
+            );
+        }
+        let numbers: Vec<i64> = out
+            .iter()
+            .map(|r| match r.get("n") {
+                Some(Value::Integer(n)) => *n,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let expected: Vec<i64> = (0..10_000).collect();
+        let first_difference = numbers.iter().zip(&expected).position(|(a, b)| a != b);
+        assert_eq!((numbers.len(), first_difference), (10_000, None));
+        assert!(
+            err.to_string()
+                .starts_with("t.ndjson: line 10011, column 6:"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn bad_json_names_line_and_column() {
         let err = decode("{\"a\":1}\n{\"a\":}\n").unwrap_err();
         assert_eq!(
@@ -308,15 +604,54 @@ mod tests {
     fn a_line_that_is_not_an_object_is_an_error() {
         let err = decode("[1,2]\n").unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("t.ndjson: line 1: invalid JSON: invalid type: sequence, expected a JSON object"),
+            err.to_string().starts_with(
+                "t.ndjson: line 1: invalid JSON: invalid type: sequence, expected a JSON object"
+            ),
             "{err}"
         );
     }
 
     #[test]
+    fn invalid_utf8_names_line_and_column() {
+        let mut input = b"{\"a\":\"ok\"}\n{\"a\":\"caf".to_vec();
+        input.extend_from_slice(&[0xE9, b'"', b'}', b'\n']);
+        let mut decoder = NdjsonDecoder::new(Box::new(std::io::Cursor::new(input)), "t.ndjson");
+        let mut out = Vec::new();
+        assert!(
+            decoder.next_batch(&mut out, 10).unwrap(),
+            "the good line comes first"
+        );
+        assert_eq!(out.len(), 1);
+        let err = decoder.next_batch(&mut out, 10).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.ndjson: line 2, column 10: invalid UTF-8 (byte 0xE9). JSON must be UTF-8: convert the file"
+        );
+    }
+
+    #[test]
     fn trailing_garbage_and_duplicate_keys_are_errors() {
-        assert!(decode("{\"a\":1} x\n").unwrap_err().to_string().contains("trailing characters"));
-        assert!(decode("{\"a\":1,\"a\":2}\n").unwrap_err().to_string().contains("key `a` appears twice"));
+        assert!(
+            decode("{\"a\":1} x\n")
+                .unwrap_err()
+                .to_string()
+                .contains("trailing characters")
+        );
+        assert!(
+            decode("{\"a\":1,\"a\":2}\n")
+                .unwrap_err()
+                .to_string()
+                .contains("key `a` appears twice")
+        );
+        assert!(
+            decode("{\"o\":{\"b\":1,\"b\":2}}\n")
+                .unwrap_err()
+                .to_string()
+                .contains("key `b` appears twice")
+        );
+        // Keys move between lines: the same key at another position is still one field.
+        let records = decode("{\"a\":1,\"b\":2}\n{\"b\":3,\"a\":4}\n{\"a\":5}\n").unwrap();
+        assert_eq!(records[1].get("a"), Some(&Value::Integer(4)));
+        assert_eq!(records[2].len(), 1);
     }
 }

@@ -9,9 +9,7 @@ use std::path::Path;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::{
-    ConfigError, Pipeline, Problem, SinkConfig, SourceConfig, TransformConfig, Validate,
-};
+use super::{ConfigError, Pipeline, Problem, SinkConfig, SourceConfig, TransformConfig, Validate};
 
 /// A stage config enum whose variant is chosen by the section's `type` key.
 pub(crate) trait TaggedSection: Sized + Validate {
@@ -95,12 +93,17 @@ impl<'t> Loader<'t> {
                 "description" => description = self.plain::<String>(value, "`description`"),
                 "source" => source = Some(self.stage::<SourceConfig>(value, "source".into())),
                 "transforms" => {
-                    transforms = self.stage_list::<TransformConfig>(value, "transforms", "transform")
+                    transforms =
+                        self.stage_list::<TransformConfig>(value, "transforms", "transform")
                 }
                 "sinks" => sinks = Some(self.stage_list::<SinkConfig>(value, "sinks", "sink")),
                 unknown => {
                     let help = suggest(unknown, TOP_LEVEL_KEYS);
-                    self.report(key.span(), format!("unknown top-level key `{unknown}`"), Some(help));
+                    self.report(
+                        key.span(),
+                        format!("unknown top-level key `{unknown}`"),
+                        Some(help),
+                    );
                 }
             }
         }
@@ -115,7 +118,10 @@ impl<'t> Loader<'t> {
             None => self.report(
                 0..0,
                 "the pipeline has no `[[sinks]]`",
-                Some("add at least one `[[sinks]]` table with a `type`, e.g. `type = \"file\"`".into()),
+                Some(
+                    "add at least one `[[sinks]]` table with a `type`, e.g. `type = \"file\"`"
+                        .into(),
+                ),
             ),
             Some(Some(list)) if list.is_empty() => self.report(
                 0..0,
@@ -147,7 +153,11 @@ impl<'t> Loader<'t> {
         match T::deserialize(ValueDeserializer::from(value)) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.report(e.span().unwrap_or(span), format!("{what}: {}", e.message()), None);
+                self.report(
+                    e.span().unwrap_or(span),
+                    format!("{what}: {}", e.message()),
+                    None,
+                );
                 None
             }
         }
@@ -237,19 +247,33 @@ impl<'t> Loader<'t> {
                 message.starts_with("unknown field") || message.starts_with("unknown variant")
             }) {
                 let candidates = expected_words(&message);
-                let what = if message.starts_with("unknown field") { "key" } else { "value" };
+                let what = if message.starts_with("unknown field") {
+                    "key"
+                } else {
+                    "value"
+                };
                 let help = suggest(unknown, &candidates);
                 if what == "key"
                     && let Some(key_span) = remove_key(&mut section, unknown, &error_span)
                 {
-                    self.report(key_span, format!("unknown key `{unknown}` in {label}"), Some(help));
+                    self.report(
+                        key_span,
+                        format!("unknown key `{unknown}` in {label}"),
+                        Some(help),
+                    );
                     dropped_keys = true;
                     continue;
                 }
-                self.report(error_span, format!("unknown {what} `{unknown}` in {label}"), Some(help));
+                self.report(
+                    error_span,
+                    format!("unknown {what} `{unknown}` in {label}"),
+                    Some(help),
+                );
                 return None;
             }
-            if let Some(missing) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`'))
+            if let Some(missing) = message
+                .strip_prefix("missing field `")
+                .and_then(|m| m.strip_suffix('`'))
                 && removed.iter().any(|r| r == missing)
             {
                 // Only missing because its bad value was removed above: already reported.
@@ -267,7 +291,12 @@ impl<'t> Loader<'t> {
         }
     }
 
-    fn report_invalid<T: Validate>(&mut self, config: &T, section: &Spanned<DeValue<'_>>, label: &str) {
+    fn report_invalid<T: Validate>(
+        &mut self,
+        config: &T,
+        section: &Spanned<DeValue<'_>>,
+        label: &str,
+    ) {
         for invalid in config.problems() {
             let span = key_span(section, &invalid.key).unwrap_or(section.span());
             self.report(span, format!("{label}: {}", invalid.message), None);
@@ -287,7 +316,11 @@ fn key_span(section: &Spanned<DeValue<'_>>, path: &str) -> Option<Range<usize>> 
 /// Removes the key `name` from the innermost table around `near` (where serde reported it) and
 /// returns the key's span. Errors inside a `type`-tagged inner table (e.g. `format`) carry that
 /// table's span, so the table is found by containment.
-fn remove_key(value: &mut Spanned<DeValue<'_>>, name: &str, near: &Range<usize>) -> Option<Range<usize>> {
+fn remove_key(
+    value: &mut Spanned<DeValue<'_>>,
+    name: &str,
+    near: &Range<usize>,
+) -> Option<Range<usize>> {
     let span = value.span();
     let contains = span.start <= near.start && near.end <= span.end;
     match value.get_mut() {
@@ -306,7 +339,9 @@ fn remove_key(value: &mut Spanned<DeValue<'_>>, name: &str, near: &Range<usize>)
             }
             None
         }
-        DeValue::Array(items) => items.iter_mut().find_map(|item| remove_key(item, name, near)),
+        DeValue::Array(items) => items
+            .iter_mut()
+            .find_map(|item| remove_key(item, name, near)),
         _ => None,
     }
 }
@@ -324,9 +359,13 @@ fn remove_value_at(value: &mut Spanned<DeValue<'_>>, span: &Range<usize>) -> Opt
                 table.remove(key.as_str());
                 return Some(key);
             }
-            table.iter_mut().find_map(|(_, child)| remove_value_at(child, span))
+            table
+                .iter_mut()
+                .find_map(|(_, child)| remove_value_at(child, span))
         }
-        DeValue::Array(items) => items.iter_mut().find_map(|item| remove_value_at(item, span)),
+        DeValue::Array(items) => items
+            .iter_mut()
+            .find_map(|item| remove_value_at(item, span)),
         _ => None,
     }
 }

@@ -26,7 +26,10 @@ impl TryFrom<String> for Secret {
     fn try_from(text: String) -> Result<Self, String> {
         let Some(reference) = text.strip_prefix("${").and_then(|r| r.strip_suffix('}')) else {
             if text.contains("${") {
-                return Err("a secret reference must be the whole value: `${env:NAME}` or `${file:PATH}`".into());
+                return Err(
+                    "a secret reference must be the whole value: `${env:NAME}` or `${file:PATH}`"
+                        .into(),
+                );
             }
             return Ok(Secret::Literal(text));
         };
@@ -36,9 +39,7 @@ impl TryFrom<String> for Secret {
                 "`{name}` is not an environment variable name (letters, digits and `_`)"
             )),
             Some(("file", path)) if !path.is_empty() => Ok(Secret::File(expand_home(path))),
-            _ => Err(
-                "unknown secret reference: write `${env:NAME}` or `${file:PATH}`".to_string(),
-            ),
+            _ => Err("unknown secret reference: write `${env:NAME}` or `${file:PATH}`".to_string()),
         }
     }
 }
@@ -148,7 +149,10 @@ mod tests {
 
     #[test]
     fn references_parse_and_bad_ones_are_refused() {
-        assert_eq!(parse("${env:API_TOKEN}"), Ok(Secret::Env("API_TOKEN".into())));
+        assert_eq!(
+            parse("${env:API_TOKEN}"),
+            Ok(Secret::Env("API_TOKEN".into()))
+        );
         assert_eq!(
             parse("${file:/run/secrets/key}"),
             Ok(Secret::File("/run/secrets/key".into()))
@@ -156,8 +160,16 @@ mod tests {
         assert_eq!(parse("hunter2"), Ok(Secret::Literal("hunter2".into())));
         assert!(parse("${env:}").is_err());
         assert!(parse("${env:1X}").is_err());
-        assert!(parse("${vault:x}").unwrap_err().contains("unknown secret reference"));
-        assert!(parse("Bearer ${env:T}").unwrap_err().contains("whole value"));
+        assert!(
+            parse("${vault:x}")
+                .unwrap_err()
+                .contains("unknown secret reference")
+        );
+        assert!(
+            parse("Bearer ${env:T}")
+                .unwrap_err()
+                .contains("whole value")
+        );
     }
 
     #[test]

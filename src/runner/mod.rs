@@ -37,15 +37,64 @@ pub struct RunSummary {
     pub elapsed: Duration,
 }
 
-/// A pipeline's stages, built and ready to run.
+/// A pipeline's stages, built and ready to run: the source, which runs on its own thread, and
+/// the rest of the chain.
 struct Stages {
-    pipeline: String,
     source: Box<dyn Source>,
+    chain: Chain,
+}
+
+/// Everything after the source, each stage with the label messages use for it.
+struct Chain {
+    pipeline: String,
+    source_label: String,
     transforms: Vec<(String, Box<dyn Transform>)>,
     sinks: Vec<(String, Box<dyn Sink>)>,
 }
 
 impl Stages {
+    /// Builds the source and transforms, and the sinks too when `with_sinks` (not for preview).
+    fn build(pipeline: &Pipeline, with_sinks: bool) -> Result<Stages, RunError> {
+        let cx = RunContext {
+            pipeline: pipeline.name.clone(),
+            base_dir: pipeline.base_dir().to_path_buf(),
+            started_at: chrono::Local::now(),
+        };
+        let fail = |stage: &str, source| RunError {
+            pipeline: pipeline.name.clone(),
+            stage: stage.to_string(),
+            source,
+        };
+        let source_label = format!("source ({})", pipeline.source.kind());
+        let source = pipeline
+            .source
+            .build(&cx)
+            .map_err(|e| fail(&source_label, e))?;
+        let transforms = pipeline
+            .transforms
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("transform {} ({})", i + 1, t.kind()), t.build()))
+            .collect();
+        let mut sinks = Vec::new();
+        for (i, config) in pipeline.sinks.iter().enumerate().filter(|_| with_sinks) {
+            let label = format!("sink {} ({})", i + 1, config.kind());
+            let sink = config.build(&cx).map_err(|e| fail(&label, e))?;
+            sinks.push((label, sink));
+        }
+        Ok(Stages {
+            source,
+            chain: Chain {
+                pipeline: pipeline.name.clone(),
+                source_label,
+                transforms,
+                sinks,
+            },
+        })
+    }
+}
+
+impl Chain {
     fn fail(&self, stage: &str, source: StageError) -> RunError {
         RunError {
             pipeline: self.pipeline.clone(),
@@ -53,58 +102,22 @@ impl Stages {
             source,
         }
     }
-}
 
-fn context(pipeline: &Pipeline) -> RunContext {
-    RunContext {
-        pipeline: pipeline.name.clone(),
-        base_dir: pipeline.base_dir().to_path_buf(),
-        started_at: chrono::Local::now(),
+    /// Runs every transform over `batch`, in order.
+    fn transform(&mut self, batch: &mut Batch) -> Result<(), RunError> {
+        for (label, transform) in &mut self.transforms {
+            if let Err(e) = transform.apply(batch) {
+                let label = label.clone();
+                return Err(self.fail(&label, e));
+            }
+        }
+        Ok(())
     }
-}
-
-fn source_label(pipeline: &Pipeline) -> String {
-    format!("source ({})", pipeline.source.kind())
-}
-
-fn build_source_and_transforms(
-    pipeline: &Pipeline,
-    cx: &RunContext,
-) -> Result<(Box<dyn Source>, Vec<(String, Box<dyn Transform>)>), RunError> {
-    let source = pipeline.source.build(cx).map_err(|source| RunError {
-        pipeline: pipeline.name.clone(),
-        stage: source_label(pipeline),
-        source,
-    })?;
-    let transforms = pipeline
-        .transforms
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (format!("transform {} ({})", i + 1, t.kind()), t.build()))
-        .collect();
-    Ok((source, transforms))
 }
 
 /// Runs a pipeline to the end: every record to every sink, or nothing visible anywhere.
 pub fn run(pipeline: &Pipeline) -> Result<RunSummary, RunError> {
-    let cx = context(pipeline);
-    let (source, transforms) = build_source_and_transforms(pipeline, &cx)?;
-    let mut sinks = Vec::with_capacity(pipeline.sinks.len());
-    for (i, config) in pipeline.sinks.iter().enumerate() {
-        let label = format!("sink {} ({})", i + 1, config.kind());
-        let sink = config.build(&cx).map_err(|source| RunError {
-            pipeline: pipeline.name.clone(),
-            stage: label.clone(),
-            source,
-        })?;
-        sinks.push((label, sink));
-    }
-    execute(Stages {
-        pipeline: pipeline.name.clone(),
-        source,
-        transforms,
-        sinks,
-    }, &source_label(pipeline))
+    execute(Stages::build(pipeline, true)?)
 }
 
 /// Converts one file to another (`longshore convert`): a one-file source, no transforms and a
@@ -136,31 +149,24 @@ pub fn convert(
     } else {
         Box::new(FileSink::to_path(output, to, &cx))
     };
-    execute(
-        Stages {
+    execute(Stages {
+        source: Box::new(source),
+        chain: Chain {
             pipeline: cx.pipeline.clone(),
-            source: Box::new(source),
+            source_label: "input".into(),
             transforms: Vec::new(),
             sinks: vec![("output".into(), sink)],
         },
-        "input",
-    )
+    })
 }
 
-fn execute(stages: Stages, source_label: &str) -> Result<RunSummary, RunError> {
+fn execute(stages: Stages) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    let Stages {
-        pipeline,
-        mut source,
-        mut transforms,
-        mut sinks,
-    } = stages;
-    let fail = |stage: &str, source: StageError| RunError {
-        pipeline: pipeline.clone(),
-        stage: stage.to_string(),
-        source,
-    };
     let mut records_read = 0;
+    let Stages {
+        mut source,
+        mut chain,
+    } = stages;
     std::thread::scope(|scope| -> Result<(), RunError> {
         let (sender, receiver) = mpsc::sync_channel::<Result<Batch, StageError>>(BATCHES_IN_FLIGHT);
         let source = &mut source;
@@ -180,26 +186,33 @@ fn execute(stages: Stages, source_label: &str) -> Result<RunSummary, RunError> {
             }
         });
         for next in receiver {
-            let mut batch = next.map_err(|e| fail(source_label, e))?;
+            let mut batch = next.map_err(|e| chain.fail(&chain.source_label, e))?;
             records_read += batch.len() as u64;
-            for (label, transform) in &mut transforms {
-                transform.apply(&mut batch).map_err(|e| fail(label, e))?;
-            }
-            for (label, sink) in &mut sinks {
-                sink.write_batch(&batch).map_err(|e| fail(label, e))?;
+            chain.transform(&mut batch)?;
+            for (label, sink) in &mut chain.sinks {
+                if let Err(e) = sink.write_batch(&batch) {
+                    return Err(RunError {
+                        pipeline: chain.pipeline.clone(),
+                        stage: label.clone(),
+                        source: e,
+                    });
+                }
             }
         }
         Ok(())
     })?;
-    for (label, sink) in &mut sinks {
-        sink.prepare().map_err(|e| fail(label, e))?;
+    let sinks = std::mem::take(&mut chain.sinks);
+    let mut prepared = Vec::with_capacity(sinks.len());
+    for (label, mut sink) in sinks {
+        sink.prepare().map_err(|e| chain.fail(&label, e))?;
+        prepared.push((label, sink));
     }
-    let mut reports = Vec::with_capacity(sinks.len());
-    for (label, sink) in sinks {
-        reports.push(sink.commit().map_err(|e| fail(&label, e))?);
+    let mut reports = Vec::with_capacity(prepared.len());
+    for (label, sink) in prepared {
+        reports.push(sink.commit().map_err(|e| chain.fail(&label, e))?);
     }
     Ok(RunSummary {
-        pipeline,
+        pipeline: chain.pipeline,
         records_read,
         sinks: reports,
         elapsed: started.elapsed(),
@@ -208,34 +221,20 @@ fn execute(stages: Stages, source_label: &str) -> Result<RunSummary, RunError> {
 
 /// The first `limit` records after the transforms, with nothing written anywhere.
 pub fn preview(pipeline: &Pipeline, limit: usize) -> Result<Vec<Record>, RunError> {
-    let cx = context(pipeline);
-    let (source, transforms) = build_source_and_transforms(pipeline, &cx)?;
-    let mut stages = Stages {
-        pipeline: pipeline.name.clone(),
-        source,
-        transforms,
-        sinks: Vec::new(),
-    };
+    let Stages {
+        mut source,
+        mut chain,
+    } = Stages::build(pipeline, false)?;
     let mut records = Vec::new();
     let mut batch = Batch::default();
     while records.len() < limit {
         let wanted = (limit - records.len()).min(BATCH_RECORDS);
-        let more = stages
-            .source
-            .next_batch(&mut batch, wanted)
-            .map_err(|e| stages.fail(&source_label(pipeline), e))?;
-        if !more {
-            break;
+        match source.next_batch(&mut batch, wanted) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(chain.fail(&chain.source_label, e)),
         }
-        for (label, transform) in &mut stages.transforms {
-            transform
-                .apply(&mut batch)
-                .map_err(|e| RunError {
-                    pipeline: pipeline.name.clone(),
-                    stage: label.clone(),
-                    source: e,
-                })?;
-        }
+        chain.transform(&mut batch)?;
         records.append(&mut batch.records);
     }
     records.truncate(limit);

@@ -23,7 +23,12 @@ pub fn write_table(out: &mut dyn Write, records: &[Record]) -> io::Result<()> {
         .map(|record| {
             columns
                 .iter()
-                .map(|c| record.get(c).map(|v| cell(&v.to_string())).unwrap_or_default())
+                .map(|c| {
+                    record
+                        .get(c)
+                        .map(|v| cell(&v.to_string()))
+                        .unwrap_or_default()
+                })
                 .collect()
         })
         .collect();
@@ -51,7 +56,12 @@ pub fn write_table(out: &mut dyn Write, records: &[Record]) -> io::Result<()> {
     for row in &rows {
         line(out, row)?;
     }
-    writeln!(out, "({} record{})", records.len(), if records.len() == 1 { "" } else { "s" })
+    writeln!(
+        out,
+        "({} record{})",
+        records.len(),
+        if records.len() == 1 { "" } else { "s" }
+    )
 }
 
 /// A value as one table cell: line breaks shown as `⏎`, long text cut with `…`.

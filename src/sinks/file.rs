@@ -48,7 +48,9 @@ pub enum IfExists {
 
 impl FileSinkConfig {
     fn format(&self) -> Option<FormatConfig> {
-        self.format.clone().or_else(|| FormatConfig::infer(&self.path))
+        self.format
+            .clone()
+            .or_else(|| FormatConfig::infer(&self.path))
     }
 }
 
@@ -107,9 +109,9 @@ impl FileSink {
         Ok(FileSink {
             cx: cx.clone(),
             template: PathTemplate::parse(&config.path).map_err(StageError::Refused)?,
-            format: config
-                .format()
-                .ok_or_else(|| StageError::Refused(format!("cannot tell the format of {}", config.path)))?,
+            format: config.format().ok_or_else(|| {
+                StageError::Refused(format!("cannot tell the format of {}", config.path))
+            })?,
             if_exists: config.if_exists,
             outputs: Vec::new(),
             records: 0,
@@ -166,7 +168,10 @@ impl FileSink {
                 }
                 IfExists::Skip => {
                     tracing::info!(file = %shown, "output exists, skipped (if_exists = \"skip\")");
-                    self.outputs.push(Output { path, pending: None });
+                    self.outputs.push(Output {
+                        path,
+                        pending: None,
+                    });
                     return Ok(());
                 }
                 IfExists::Replace => {}
@@ -268,7 +273,9 @@ impl Sink for FileSink {
                 // Still refuse a file that appeared while the run was writing.
                 IfExists::Fail | IfExists::Skip => pending.temp.persist_noclobber(&output.path),
             };
-            persisted.map_err(|e| StageError::io(&shown, "move the finished file into place", e.error))?;
+            persisted.map_err(|e| {
+                StageError::io(&shown, "move the finished file into place", e.error)
+            })?;
             if let Some(dir) = output.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 // Make the rename itself durable.
                 File::open(dir)

@@ -36,7 +36,11 @@ pub struct StdoutSink {
 impl StdoutSink {
     pub fn new(config: &StdoutSinkConfig) -> Result<Self, StageError> {
         Ok(StdoutSink {
-            encoder: Some(config.format.encoder(Box::new(std::io::stdout()), "standard output")?),
+            encoder: Some(
+                config
+                    .format
+                    .encoder(Box::new(std::io::stdout()), "standard output")?,
+            ),
             records: 0,
         })
     }

@@ -7,7 +7,10 @@ use chrono::{DateTime, Local};
 pub const PLACEHOLDERS: &[(&str, &str)] = &[
     ("pipeline", "the pipeline's name"),
     ("run_date", "the run's start date, local time, `2024-08-01`"),
-    ("run_ts", "the run's start time, local time, `20240801T020500`"),
+    (
+        "run_ts",
+        "the run's start time, local time, `20240801T020500`",
+    ),
     (
         "source_stem",
         "the source file's name without its last extension; one output file per source file",
@@ -61,8 +64,10 @@ impl PathTemplate {
                 "run_ts" => Part::RunTs,
                 "source_stem" => Part::SourceStem,
                 unknown => {
-                    let known: Vec<String> =
-                        PLACEHOLDERS.iter().map(|(n, _)| format!("{{{n}}}")).collect();
+                    let known: Vec<String> = PLACEHOLDERS
+                        .iter()
+                        .map(|(n, _)| format!("{{{n}}}"))
+                        .collect();
                     return Err(format!(
                         "unknown placeholder `{{{unknown}}}` in path; known: {}",
                         known.join(", ")
@@ -118,14 +123,19 @@ mod tests {
 
     #[test]
     fn renders_placeholders_and_escapes() {
-        let template = PathTemplate::parse("out/{pipeline}/{run_date}/{source_stem}-{run_ts}{{x}}.csv").unwrap();
+        let template =
+            PathTemplate::parse("out/{pipeline}/{run_date}/{source_stem}-{run_ts}{{x}}.csv")
+                .unwrap();
         assert!(template.uses_source_stem());
         let values = TemplateValues {
             pipeline: "orders",
             started_at: Local.with_ymd_and_hms(2024, 8, 1, 2, 5, 0).unwrap(),
             source_stem: Some("day1"),
         };
-        assert_eq!(template.render(&values), "out/orders/2024-08-01/day1-20240801T020500{x}.csv");
+        assert_eq!(
+            template.render(&values),
+            "out/orders/2024-08-01/day1-20240801T020500{x}.csv"
+        );
     }
 
     #[test]

@@ -32,7 +32,9 @@ pub struct FileSourceConfig {
 
 impl FileSourceConfig {
     fn format(&self) -> Option<FormatConfig> {
-        self.format.clone().or_else(|| FormatConfig::infer(&self.path))
+        self.format
+            .clone()
+            .or_else(|| FormatConfig::infer(&self.path))
     }
 }
 

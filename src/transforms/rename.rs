@@ -26,12 +26,18 @@ impl Validate for RenameConfig {
     fn problems(&self) -> Vec<Invalid> {
         let mut problems = Vec::new();
         if self.fields.is_empty() {
-            problems.push(Invalid::new("fields", "`fields` is empty: name at least one field to rename"));
+            problems.push(Invalid::new(
+                "fields",
+                "`fields` is empty: name at least one field to rename",
+            ));
         }
         let mut targets = std::collections::HashSet::new();
         for new in self.fields.values() {
             if !targets.insert(new) {
-                problems.push(Invalid::new("fields", format!("two fields are renamed to `{new}`")));
+                problems.push(Invalid::new(
+                    "fields",
+                    format!("two fields are renamed to `{new}`"),
+                ));
             }
         }
         problems
@@ -94,12 +100,18 @@ mod tests {
     use crate::record::{Record, Value};
 
     fn record(fields: &[(&str, i64)]) -> Record {
-        fields.iter().map(|(n, v)| (Arc::from(*n), Value::Integer(*v))).collect()
+        fields
+            .iter()
+            .map(|(n, v)| (Arc::from(*n), Value::Integer(*v)))
+            .collect()
     }
 
     fn rename(pairs: &[(&str, &str)]) -> Rename {
         Rename::new(&RenameConfig {
-            fields: pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            fields: pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
         })
     }
 

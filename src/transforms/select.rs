@@ -23,7 +23,10 @@ impl Validate for SelectConfig {
     fn problems(&self) -> Vec<Invalid> {
         let mut problems = Vec::new();
         if self.fields.is_empty() {
-            problems.push(Invalid::new("fields", "`fields` is empty: list the fields to keep"));
+            problems.push(Invalid::new(
+                "fields",
+                "`fields` is empty: list the fields to keep",
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for field in &self.fields {
@@ -42,7 +45,11 @@ pub struct Select {
 impl Select {
     pub fn new(config: &SelectConfig) -> Self {
         Select {
-            fields: config.fields.iter().map(|f| Arc::from(f.as_str())).collect(),
+            fields: config
+                .fields
+                .iter()
+                .map(|f| Arc::from(f.as_str()))
+                .collect(),
         }
     }
 }
