@@ -16,7 +16,13 @@ use crate::runner::{self, RunSummary};
 /// Declarative batch pipelines: records from APIs and file drops to files and pushes, safe to
 /// rerun from cron.
 #[derive(Debug, Parser)]
-#[command(name = "longshore", version, max_term_width = 100)]
+#[command(
+    name = "longshore",
+    version,
+    max_term_width = 100,
+    after_help = "Exit codes: 0 success, 1 a run failed (bad data, unreadable input, unwritable output), \
+                  2 a pipeline file or the command line is wrong."
+)]
 pub struct Cli {
     /// More log output (-v: debug, -vv: trace). `RUST_LOG` overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -65,7 +71,11 @@ enum Command {
         to: Option<String>,
     },
     /// Print the JSON Schema of pipeline files, for editor completion and checks.
-    Schema,
+    Schema {
+        /// Print the reference of every key in Markdown instead.
+        #[arg(long)]
+        markdown: bool,
+    },
 }
 
 /// Runs the command line and returns the process exit code.
@@ -142,9 +152,14 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
             log_summary(&summary);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Schema => {
+        Command::Schema { markdown } => {
+            let text = if markdown {
+                config::reference::markdown()
+            } else {
+                config::json_schema()
+            };
             let mut out = std::io::stdout().lock();
-            out.write_all(config::json_schema().as_bytes())
+            out.write_all(text.as_bytes())
                 .and_then(|()| out.flush())
                 .map_err(Error::Output)?;
             Ok(ExitCode::SUCCESS)
@@ -239,4 +254,49 @@ fn log_summary(summary: &RunSummary) {
         summary.records_read,
         summary.elapsed.as_secs_f64()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command's `--help`, as the README's CLI reference shows it.
+    fn reference() -> String {
+        let mut command = Cli::command().term_width(100);
+        let mut out = format!(
+            "```text\n$ longshore --help\n{}```\n",
+            command.render_long_help()
+        );
+        let names: Vec<String> = command
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .filter(|n| n != "help")
+            .collect();
+        for name in names {
+            let sub = command.find_subcommand_mut(&name).expect("listed above");
+            let help = sub
+                .clone()
+                .bin_name(format!("longshore {name}"))
+                .render_long_help();
+            out.push_str(&format!(
+                "\n```text\n$ longshore {name} --help\n{help}```\n"
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn readme_cli_reference_is_current() {
+        crate::config::reference::check_generated_block(
+            "README.md",
+            "cli-reference",
+            &format!("\n{}\n", reference()),
+        );
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

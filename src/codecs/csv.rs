@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::IO_BUFFER_BYTES;
 use crate::error::{CodecError, Position};
-use crate::record::{FieldName, Record, Value};
+use crate::record::{FieldName, Record, Text, Value};
 use crate::stage::{Decoder, Encoder};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -344,12 +344,12 @@ impl CsvDecoder {
                 Value::Null
             } else {
                 match text.and_then(|t| t.get(range)) {
-                    Some(field) => Value::String(field.to_owned()),
+                    Some(field) => Value::String(Text::from(field)),
                     None => match std::str::from_utf8(raw) {
                         Err(e) => return Err(self.invalid_utf8(index, raw, e)),
                         // Valid alone but not as a slice of the row: cannot happen, since
                         // a field valid on its own starts and ends on boundaries.
-                        Ok(field) => Value::String(field.to_owned()),
+                        Ok(field) => Value::String(Text::from(field)),
                     },
                 }
             };

@@ -13,7 +13,7 @@ use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use super::IO_BUFFER_BYTES;
 use super::json_write::{KeyCache, write_record};
 use crate::error::{CodecError, Position};
-use crate::record::{FieldName, Record, Value};
+use crate::record::{FieldName, Record, Text, Value};
 use crate::stage::{Decoder, Encoder};
 
 /// NDJSON has no options yet; the table exists so `format = { type = "ndjson" }` reads like the
@@ -227,7 +227,15 @@ struct LineParser {
 impl LineParser {
     fn parse_chunk(&mut self, chunk: &Chunk) -> ParsedChunk {
         let mut records = Vec::with_capacity(chunk.bytes.len() / 64 + 1);
-        let lines = chunk.bytes.split_inclusive(|&b| b == b'\n');
+        let bytes = &chunk.bytes;
+        let ends = memchr::memchr_iter(b'\n', bytes)
+            .chain((bytes.last() != Some(&b'\n')).then_some(bytes.len()));
+        let mut start = 0;
+        let lines = ends.map(|end| {
+            let line = &bytes[start..end];
+            start = end + 1;
+            line
+        });
         for (offset, line) in (0u64..).zip(lines) {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -435,17 +443,17 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
         Ok(match i64::try_from(v) {
             Ok(i) => Value::Integer(i),
-            Err(_) => Value::Decimal(v.to_string()),
+            Err(_) => Value::Decimal(Text::from(v.to_string())),
         })
     }
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
         Ok(Value::Float(v))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
+        Ok(Value::String(Text::from(v)))
     }
     fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
+        Ok(Value::String(Text::from(v)))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));

@@ -3,6 +3,7 @@
 //! JSON Schema (`longshore schema`) and the reference in `docs/pipeline-reference.md`.
 
 mod load;
+pub mod reference;
 pub mod secret;
 
 use std::fmt;
