@@ -170,7 +170,8 @@ fn execute(stages: Stages) -> Result<RunSummary, RunError> {
     std::thread::scope(|scope| -> Result<(), RunError> {
         let (sender, receiver) = mpsc::sync_channel::<Result<Batch, StageError>>(BATCHES_IN_FLIGHT);
         let source = &mut source;
-        scope.spawn(move || {
+        let reader = std::thread::Builder::new().name("source".into());
+        let spawned = reader.spawn_scoped(scope, move || {
             loop {
                 let mut batch = Batch::default();
                 let next = match source.next_batch(&mut batch, BATCH_RECORDS) {
@@ -185,6 +186,12 @@ fn execute(stages: Stages) -> Result<RunSummary, RunError> {
                 }
             }
         });
+        if let Err(e) = spawned {
+            return Err(chain.fail(
+                &chain.source_label,
+                StageError::io("the source", "start a thread", e),
+            ));
+        }
         for next in receiver {
             let mut batch = next.map_err(|e| chain.fail(&chain.source_label, e))?;
             records_read += batch.len() as u64;
