@@ -80,8 +80,7 @@ fn encode(format: &FormatConfig, records: &[Record]) -> Vec<u8> {
         encoder.write_batch(batch).expect("encodes");
     }
     encoder.finish().expect("flushes");
-    let bytes = sink.0.lock().expect("not poisoned").clone();
-    bytes
+    sink.0.lock().expect("not poisoned").clone()
 }
 
 /// The best of `ROUNDS` timings of `work`, as MB/s of `bytes`.
