@@ -479,7 +479,9 @@ impl CsvEncoder {
         for (index, column) in columns.iter().enumerate() {
             // Records usually arrive with their fields in column order: try that slot first.
             let value = match record.entry(index) {
-                Some((name, value)) if FieldName::ptr_eq(name, column) || name == column => Some(value),
+                Some((name, value)) if FieldName::ptr_eq(name, column) || name == column => {
+                    Some(value)
+                }
                 _ => record.get(column),
             };
             if value.is_some() {

@@ -1,0 +1,224 @@
+//! Bad input: exit code 1, a message naming the file and the line (and field where known), and
+//! nothing published: no destination file, no temporary file left beside it.
+//!
+//! Each bad file starts with more good records than one batch (1024), so the sink has already
+//! written a batch into its temporary file when the bad record arrives.
+
+use crate::support::{Sandbox, pipeline};
+
+const GOOD_ROWS: usize = 1500;
+/// The line the first line after the good rows is on (after the CSV header).
+const CSV_BAD_LINE: usize = GOOD_ROWS + 2;
+
+fn csv_input(tail: &[u8]) -> Vec<u8> {
+    let mut bytes = b"id,name,qty\n".to_vec();
+    for i in 1..=GOOD_ROWS {
+        bytes.extend_from_slice(format!("{i},name {i},{i}\n").as_bytes());
+    }
+    bytes.extend_from_slice(tail);
+    bytes
+}
+
+fn ndjson_input(tail: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for i in 1..=GOOD_ROWS {
+        bytes.extend_from_slice(format!("{{\"id\":\"{i}\",\"name\":\"name {i}\"}}\n").as_bytes());
+    }
+    bytes.extend_from_slice(tail);
+    bytes
+}
+
+/// A sandbox with `p.toml` reading `input` (a path in the sandbox) into `out/result.<ext>`.
+fn sandbox_reading(input: &str, output: &str) -> Sandbox {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        pipeline(
+            &format!("path = \"{input}\""),
+            &[&format!("path = \"{output}\"")],
+        ),
+    );
+    sandbox
+}
+
+/// Runs `p.toml` over `contents` as `in/input.csv` and checks the run failed with `caused_by`
+/// (the source's error) and published nothing.
+fn assert_csv_fails(contents: &[u8], caused_by: &str) {
+    let sandbox = sandbox_reading("in/input.csv", "out/result.ndjson");
+    sandbox.write("in/input.csv", contents);
+    sandbox
+        .run(["run", "p.toml"])
+        .assert_code(1)
+        .assert_stderr(&format!(
+            "error: pipeline `p`: source (file) failed\n  caused by: {caused_by}\n"
+        ));
+    sandbox.assert_not_published("out/result.ndjson");
+}
+
+#[test]
+fn csv_row_with_wrong_field_count() {
+    assert_csv_fails(
+        &csv_input(b"1501,short\n1502,x,3\n"),
+        &format!(
+            "in/input.csv: line {CSV_BAD_LINE}, record 1501: expected 3 fields (as in the header), found 2. \
+             fix the row, or set `flexible = true` in the csv format to accept ragged rows"
+        ),
+    );
+}
+
+#[test]
+fn csv_row_with_too_many_fields_after_blank_lines_and_crlf() {
+    // Blank lines and CRLF line ends count as lines, though not as records.
+    assert_csv_fails(
+        b"id,name\r\n1,a\r\n\r\n\r\n2,b,c\r\n",
+        "in/input.csv: line 5, record 2: expected 2 fields (as in the header), found 3. \
+         fix the row, or set `flexible = true` in the csv format to accept ragged rows",
+    );
+}
+
+#[test]
+fn csv_unterminated_quote_in_the_last_column() {
+    // The quoted field swallows the rest of the file, so the row still has three fields.
+    assert_csv_fails(
+        &csv_input(b"1501,x,\"12\n1502,y,3\n"),
+        &format!(
+            "in/input.csv: line {CSV_BAD_LINE}: a quoted field is never closed: its opening quote \
+             runs to the end of the file. add the missing closing quote"
+        ),
+    );
+}
+
+/// An unterminated quote in a middle column leaves a short row. The message has the right
+/// hint but the wrong line: see the report (src/codecs/csv.rs, `CsvDecoder::read_row`: when the
+/// row runs to the end of the file inside the open quote, its line is computed one too low).
+#[test]
+#[ignore = "src bug: line number one too low for a row ending inside an open quote (csv.rs read_row)"]
+fn csv_unterminated_quote_in_a_middle_column() {
+    assert_csv_fails(
+        &csv_input(b"1501,\"x,3\n1502,y,4\n"),
+        &format!(
+            "in/input.csv: line {CSV_BAD_LINE}, record 1501: expected 3 fields (as in the header), found 2. \
+             a quoted field spans several lines here: check for a missing closing quote"
+        ),
+    );
+}
+
+#[test]
+fn csv_invalid_utf8_in_a_field() {
+    assert_csv_fails(
+        &csv_input(b"1501,Caf\xE9,3\n1502,y,4\n"),
+        &format!(
+            "in/input.csv: line {CSV_BAD_LINE}, record 1501, field `name` (column 2): invalid UTF-8 \
+             (byte 0xE9 at offset 3 of the field). the file is probably in another encoding \
+             (e.g. windows-1252): convert it to UTF-8"
+        ),
+    );
+}
+
+#[test]
+fn csv_duplicate_column_in_the_header() {
+    assert_csv_fails(
+        b"id,name,id\n1,a,2\n",
+        "in/input.csv: line 1: column `id` appears twice in the header. rename one of them in \
+         the file, or set `header = false` with `skip_rows = 1` and name the columns with `columns`",
+    );
+}
+
+#[test]
+fn ndjson_invalid_json_on_a_line() {
+    let sandbox = sandbox_reading("in/input.ndjson", "out/result.csv");
+    sandbox.write(
+        "in/input.ndjson",
+        ndjson_input(b"{\"id\":\"1501\",\"name\":}\n{\"id\":\"1502\",\"name\":\"x\"}\n"),
+    );
+    sandbox
+        .run(["run", "p.toml"])
+        .assert_code(1)
+        .assert_stderr(&format!(
+            "error: pipeline `p`: source (file) failed
+  caused by: in/input.ndjson: line {}, column 21: invalid JSON: expected value. each line must hold one complete JSON object
+",
+            GOOD_ROWS + 1
+        ));
+    sandbox.assert_not_published("out/result.csv");
+}
+
+#[test]
+fn ndjson_line_numbers_count_blank_lines() {
+    let sandbox = sandbox_reading("in/input.ndjson", "out/result.csv");
+    sandbox.write("in/input.ndjson", "{\"a\":\"1\"}\n\n  \n{\"a\":\"2\"} x\n");
+    sandbox
+        .run(["run", "p.toml"])
+        .assert_code(1)
+        .assert_stderr_starts_with(
+            "error: pipeline `p`: source (file) failed\n  caused by: in/input.ndjson: line 4, column 11: invalid JSON: trailing characters",
+        );
+    sandbox.assert_not_published("out/result.csv");
+}
+
+#[test]
+fn ndjson_invalid_utf8() {
+    let sandbox = sandbox_reading("in/input.ndjson", "out/result.csv");
+    sandbox.write("in/input.ndjson", ndjson_input(b"{\"id\":\"x\xE9\"}\n"));
+    sandbox
+        .run(["run", "p.toml"])
+        .assert_code(1)
+        .assert_stderr(&format!(
+            "error: pipeline `p`: source (file) failed
+  caused by: in/input.ndjson: line {}, column 9: invalid UTF-8 (byte 0xE9). JSON must be UTF-8: convert the file
+",
+            GOOD_ROWS + 1
+        ));
+    sandbox.assert_not_published("out/result.csv");
+}
+
+#[test]
+fn missing_input_file() {
+    let sandbox = sandbox_reading("in/input.csv", "out/result.ndjson");
+    sandbox
+        .run(["run", "p.toml"])
+        .assert_code(1)
+        .assert_stderr_starts_with(
+            "error: pipeline `p`: source (file) failed\n  caused by: in/input.csv: cannot read the file\n  caused by: ",
+        );
+    sandbox.assert_not_published("out/result.ndjson");
+    assert_eq!(sandbox.files(""), ["p.toml"]);
+}
+
+/// A directory where the input file should be: unreadable as a file, for every user (root
+/// included, unlike a file without read permission).
+#[test]
+fn input_path_is_a_directory() {
+    let sandbox = sandbox_reading("in/input.csv", "out/result.ndjson");
+    std::fs::create_dir_all(sandbox.join("in/input.csv")).expect("create the directory");
+    sandbox
+        .run(["run", "p.toml"])
+        .assert_code(1)
+        .assert_stderr_starts_with(
+            "error: pipeline `p`: source (file) failed\n  caused by: in/input.csv: cannot read\n  caused by: ",
+        );
+    sandbox.assert_not_published("out/result.ndjson");
+}
+
+#[cfg(unix)]
+#[test]
+fn input_file_without_read_permission() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = sandbox_reading("in/input.csv", "out/result.ndjson");
+    let input = sandbox.write("in/input.csv", "id\n1\n");
+    std::fs::set_permissions(&input, std::fs::Permissions::from_mode(0o000)).expect("chmod 000");
+    if std::fs::File::open(&input).is_ok() {
+        // Root (CI runs as root) and CAP_DAC_OVERRIDE read files whatever their mode, so the
+        // binary would read this one too: this case cannot be set up here. The unreadable-input
+        // path is still covered by `input_path_is_a_directory`.
+        eprintln!("skipped: this user can read a file with mode 000 (running as root?)");
+        return;
+    }
+    sandbox
+        .run(["run", "p.toml"])
+        .assert_code(1)
+        .assert_stderr_starts_with(
+            "error: pipeline `p`: source (file) failed\n  caused by: in/input.csv: cannot open the file\n  caused by: ",
+        );
+    sandbox.assert_not_published("out/result.ndjson");
+}

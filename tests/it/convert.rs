@@ -1,0 +1,145 @@
+//! `convert`: one file to another format, atomically, or to standard output.
+
+use crate::support::{Sandbox, repo_path};
+
+#[test]
+fn csv_to_ndjson_to_csv_gives_back_the_same_bytes() {
+    let sandbox = Sandbox::new();
+    sandbox.copy_from_repo("samples/orders.csv", "orders.csv");
+    sandbox
+        .run(["convert", "orders.csv", "out/orders.ndjson"])
+        .assert_success();
+    // Every CSV value is text (or null, for an empty field).
+    assert_eq!(
+        sandbox.read_bytes("out/orders.ndjson"),
+        std::fs::read(repo_path("samples/orders.ndjson")).expect("read samples/orders.ndjson")
+    );
+    sandbox
+        .run(["convert", "out/orders.ndjson", "back/orders.csv"])
+        .assert_success();
+    assert_eq!(
+        sandbox.read_bytes("back/orders.csv"),
+        sandbox.read_bytes("orders.csv")
+    );
+    sandbox.assert_no_temp_files();
+}
+
+#[test]
+fn formats_can_be_named_explicitly() {
+    let sandbox = Sandbox::new();
+    sandbox.write("data.txt", "a,b\n1,\"x\ty\"\n");
+    sandbox
+        .run([
+            "convert", "--from", "csv", "--to", "jsonl", "data.txt", "data.out",
+        ])
+        .assert_success();
+    assert_eq!(sandbox.read("data.out"), "{\"a\":\"1\",\"b\":\"x\\ty\"}\n");
+    sandbox
+        .run(["convert", "data.out", "data.tsv", "--from", "ndjson"])
+        .assert_success();
+    assert_eq!(sandbox.read("data.tsv"), "a\tb\n1\t\"x\ty\"\n");
+}
+
+#[test]
+fn an_unknown_input_extension_asks_for_from() {
+    let sandbox = Sandbox::new();
+    sandbox.write("x.unknownext", "a\n1\n");
+    let outcome = sandbox.run(["convert", "x.unknownext", "y.csv"]);
+    outcome.assert_code(2).assert_stderr(
+        "error: cannot tell the format of `x.unknownext` from its extension: pass --from (one of csv, tsv, ndjson, jsonl)\n",
+    );
+    assert_eq!(outcome.stdout(), "");
+    assert_eq!(sandbox.files(""), ["x.unknownext"]);
+}
+
+#[test]
+fn an_unknown_output_extension_asks_for_to() {
+    let sandbox = Sandbox::new();
+    sandbox.write("x.csv", "a\n1\n");
+    sandbox.run(["convert", "x.csv", "y.xlsx"]).assert_code(2).assert_stderr(
+        "error: cannot tell the format of `y.xlsx` from its extension: pass --to (one of csv, tsv, ndjson, jsonl)\n",
+    );
+    // Standard output has no extension either.
+    sandbox.run(["convert", "x.csv", "-"]).assert_code(2).assert_stderr(
+        "error: cannot tell the format of `-` from its extension: pass --to (one of csv, tsv, ndjson, jsonl)\n",
+    );
+    sandbox
+        .run(["convert", "x.csv", "-", "--to", "xml"])
+        .assert_code(2)
+        .assert_stderr(
+            "error: unknown format `xml` for --to: use one of csv, tsv, ndjson, jsonl\n",
+        );
+    assert_eq!(sandbox.files(""), ["x.csv"]);
+}
+
+#[test]
+fn dash_writes_to_standard_output() {
+    let sandbox = Sandbox::new();
+    sandbox.copy_from_repo("samples/orders.csv", "in.csv");
+    let outcome = sandbox.run(["-q", "convert", "in.csv", "-", "--to", "ndjson"]);
+    outcome.assert_success().assert_stderr("");
+    assert_eq!(
+        outcome.stdout,
+        std::fs::read(repo_path("samples/orders.ndjson")).expect("read samples/orders.ndjson")
+    );
+    assert_eq!(sandbox.files(""), ["in.csv"]);
+}
+
+#[test]
+fn bad_input_publishes_no_output() {
+    let sandbox = Sandbox::new();
+    sandbox.write("in.csv", "a,b\n1,2\n3\n");
+    sandbox.write("out.ndjson", "previous\n");
+    sandbox
+        .run(["convert", "in.csv", "out.ndjson"])
+        .assert_code(1)
+        .assert_stderr(
+            "error: pipeline `convert`: input failed
+  caused by: in.csv: line 3, record 2: expected 2 fields (as in the header), found 1. fix the row, or set `flexible = true` in the csv format to accept ragged rows
+",
+        );
+    assert_eq!(sandbox.read("out.ndjson"), "previous\n");
+    sandbox.assert_no_temp_files();
+    sandbox
+        .run(["convert", "in.csv", "new.ndjson"])
+        .assert_code(1);
+    sandbox.assert_not_published("new.ndjson");
+}
+
+#[test]
+fn a_missing_input_is_an_error() {
+    let sandbox = Sandbox::new();
+    sandbox
+        .run(["convert", "missing.csv", "out.ndjson"])
+        .assert_code(1)
+        .assert_stderr_starts_with(
+            "error: pipeline `convert`: input failed\n  caused by: missing.csv: cannot read the file\n  caused by: ",
+        );
+    sandbox.assert_not_published("out.ndjson");
+}
+
+/// A file name with glob characters is still one file: `convert` escapes it.
+#[test]
+fn an_input_name_with_glob_characters_is_taken_literally() {
+    let sandbox = Sandbox::new();
+    sandbox.write("data[1].csv", "a\n1\n");
+    sandbox.write("data1.csv", "a\nwrong file\n");
+    sandbox
+        .run(["convert", "data[1].csv", "out.ndjson"])
+        .assert_success();
+    assert_eq!(sandbox.read("out.ndjson"), "{\"a\":\"1\"}\n");
+}
+
+/// A missing input whose name has glob characters must fail like any missing input. It does
+/// not: the escaped name is treated as a pattern that matches nothing, which yields no records,
+/// and an empty output is published with exit code 0 (src/runner/mod.rs `convert` +
+/// src/sources/file.rs `FileSource::new`).
+#[test]
+#[ignore = "src bug: convert of a missing input named with [ ] * ? publishes an empty file and exits 0"]
+fn a_missing_input_with_glob_characters_is_an_error() {
+    let sandbox = Sandbox::new();
+    sandbox
+        .run(["convert", "missing[1].csv", "out.ndjson"])
+        .assert_code(1);
+    sandbox.assert_not_published("out.ndjson");
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real `longshore` binary run on files in temporary directories, plus
+//! codec round trips at the library level. One test binary, so it is linked once.
+
+mod bad_input;
+mod cli;
+mod convert;
+mod pipelines;
+mod preview;
+mod roundtrip;
+mod support;
