@@ -112,6 +112,7 @@ struct ScanReader<R> {
     /// Offsets of the newlines passed but not yet counted into `lines_before`.
     newlines: VecDeque<u64>,
     lines_before: u64,
+    at_eof: bool,
 }
 
 impl<R> ScanReader<R> {
@@ -128,6 +129,7 @@ impl<R> ScanReader<R> {
 impl<R: Read> Read for ScanReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.at_eof |= n == 0 && !buf.is_empty();
         let chunk = &buf[..n];
         self.quotes += count_byte(chunk, self.quote);
         let base = self.bytes_passed;
@@ -160,9 +162,8 @@ pub struct CsvDecoder {
     row: ::csv::ByteRecord,
     /// The line the current row starts on.
     row_line: u64,
-    /// Set when the last field of the last row read spans lines: the line to report if that
-    /// field turns out to be an unclosed quote.
-    open_quote_line: Option<u64>,
+    /// Whether the last row read ended inside a quoted field left open at the end of the file.
+    ends_in_open_quote: bool,
     exhausted: bool,
 }
 
@@ -178,7 +179,6 @@ impl CsvDecoder {
             action: "read",
             source,
         };
-        skip_bom(&mut input).map_err(io_error)?;
         let mut skipped_lines = 0;
         let mut line = Vec::new();
         for _ in 0..options.skip_rows {
@@ -189,6 +189,7 @@ impl CsvDecoder {
             skipped_lines += 1;
         }
         let quote = options.quote as u8;
+        // The `csv` crate drops a UTF-8 byte-order mark at the start itself.
         let reader = ::csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -204,6 +205,7 @@ impl CsvDecoder {
                 bytes_passed: 0,
                 newlines: VecDeque::new(),
                 lines_before: 0,
+                at_eof: false,
             });
         let mut decoder = CsvDecoder {
             reader,
@@ -216,7 +218,7 @@ impl CsvDecoder {
             records_read: 0,
             row: ::csv::ByteRecord::new(),
             row_line: 0,
-            open_quote_line: None,
+            ends_in_open_quote: false,
             exhausted: false,
         };
         if options.header {
@@ -244,22 +246,28 @@ impl CsvDecoder {
         match self.reader.read_byte_record(&mut self.row) {
             Ok(true) => {
                 let end = self.reader.position().byte();
-                let end_line = self.reader.get_mut().line_of(end.saturating_sub(1));
-                let newlines_inside = count_byte(self.row.as_slice(), b'\n');
-                self.row_line = end_line - newlines_inside;
+                let scan = self.reader.get_mut();
+                let end_line = scan.line_of(end.saturating_sub(1));
                 let last_field = self.row.iter().next_back().unwrap_or_default();
-                self.open_quote_line = (last_field.contains(&b'\n') || last_field.contains(&b'\r'))
-                    // A row running to the end of the file ends in its open field's newline.
-                    .then(|| self.line() + u64::from(last_field.ends_with(b"\n")));
+                // A quote still open at the end of the file swallowed everything after it into
+                // this row's last field: the quote count is odd and the row ran to the end.
+                self.ends_in_open_quote = self.check_open_quote
+                    && scan.at_eof
+                    && end == scan.bytes_passed
+                    && scan.quotes % 2 == 1
+                    && (last_field.contains(&b'\n') || last_field.contains(&b'\r'));
+                // Such a row ends with its field's newline, not a row terminator, and
+                // `line_of(end - 1)` does not count a newline at `end - 1`.
+                let open_field_newline =
+                    u64::from(self.ends_in_open_quote && last_field.ends_with(b"\n"));
+                let newlines_inside = count_byte(self.row.as_slice(), b'\n');
+                self.row_line = end_line + open_field_newline - newlines_inside;
                 Ok(true)
             }
             Ok(false) => {
-                if self.check_open_quote
-                    && self.reader.get_ref().quotes % 2 == 1
-                    && let Some(line) = self.open_quote_line
-                {
+                if self.ends_in_open_quote {
                     return Err(self.malformed(
-                        Position::line(line),
+                        Position::line(self.line()),
                         "a quoted field is never closed: its opening quote runs to the end of the file".into(),
                         Some("add the missing closing quote".into()),
                     ));
@@ -395,14 +403,6 @@ impl CsvDecoder {
     }
 }
 
-fn skip_bom(input: &mut impl BufRead) -> io::Result<()> {
-    let buffered = input.fill_buf()?;
-    if buffered.starts_with(UTF8_BOM) {
-        input.consume(UTF8_BOM.len());
-    }
-    Ok(())
-}
-
 impl Decoder for CsvDecoder {
     fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<bool, CodecError> {
         let start = out.len();
@@ -419,47 +419,92 @@ impl Decoder for CsvDecoder {
 }
 
 pub struct CsvEncoder {
-    writer: ::csv::Writer<Box<dyn Write + Send>>,
+    builder: ::csv::WriterBuilder,
+    /// The output until `start` wraps it in the CSV writer.
+    output: Option<Box<dyn Write + Send>>,
+    writer: Option<::csv::Writer<Box<dyn Write + Send>>>,
     label: String,
+    /// The columns to write; set by `start` when not configured.
     columns: Option<Vec<FieldName>>,
     write_header: bool,
+    bom: bool,
+    started: bool,
     null: String,
     records_written: u64,
 }
 
 impl CsvEncoder {
     pub fn new(
-        mut output: Box<dyn Write + Send>,
+        output: Box<dyn Write + Send>,
         label: &str,
         options: &CsvOptions,
     ) -> Result<Self, CodecError> {
-        if options.bom {
-            output
-                .write_all(UTF8_BOM)
-                .map_err(|source| CodecError::Io {
-                    file: label.to_string(),
-                    action: "write",
-                    source,
-                })?;
-        }
-        let writer = ::csv::WriterBuilder::new()
+        let mut builder = ::csv::WriterBuilder::new();
+        builder
             .delimiter(options.delimiter as u8)
             .quote(options.quote as u8)
             .escape(options.escape.unwrap_or('"') as u8)
             .double_quote(options.escape.is_none())
-            .buffer_capacity(IO_BUFFER_BYTES)
-            .from_writer(output);
+            .buffer_capacity(IO_BUFFER_BYTES);
         Ok(CsvEncoder {
-            writer,
+            builder,
+            output: Some(output),
+            writer: None,
             label: label.to_string(),
             columns: options
                 .columns
                 .as_ref()
                 .map(|c| c.iter().map(|n| Arc::from(n.as_str())).collect()),
             write_header: options.header,
+            bom: options.bom,
+            started: false,
             null: options.null.clone(),
             records_written: 0,
         })
+    }
+
+    /// Writes what comes before the records: the byte-order mark and the header. The columns
+    /// are the configured ones, else those of the first record.
+    fn start(&mut self, first: Option<&Record>) -> Result<(), CodecError> {
+        self.started = true;
+        let columns: Vec<FieldName> = match self.columns.take() {
+            Some(columns) => columns,
+            None => first
+                .map(|r| r.names().cloned().collect())
+                .unwrap_or_default(),
+        };
+        let first_text = if self.write_header {
+            columns.first().map(|c| c.to_string())
+        } else {
+            let value = first.zip(columns.first()).and_then(|(r, c)| r.get(c));
+            value.and_then(|v| v.to_text()).map(|t| t.into_owned())
+        };
+        // Text that itself starts with U+FEFF would be taken for a byte-order mark by readers
+        // (ours included) and lost: a real mark in front keeps it.
+        let mut output = self.output.take().expect("`start` runs once");
+        if self.bom || first_text.is_some_and(|t| t.starts_with('\u{feff}')) {
+            output
+                .write_all(UTF8_BOM)
+                .map_err(|source| CodecError::Io {
+                    file: self.label.clone(),
+                    action: "write",
+                    source,
+                })?;
+        }
+        let writer = self.writer.insert(self.builder.from_writer(output));
+        if self.write_header && !columns.is_empty() {
+            writer
+                .write_record(columns.iter().map(|c| c.as_bytes()))
+                .map_err(|e| self.write_error(e))?;
+        }
+        self.columns = Some(columns);
+        Ok(())
+    }
+
+    fn writer(&mut self) -> &mut ::csv::Writer<Box<dyn Write + Send>> {
+        self.writer
+            .as_mut()
+            .expect("`start` runs before any record")
     }
 
     fn write_error(&self, e: ::csv::Error) -> CodecError {
@@ -499,11 +544,13 @@ impl CsvEncoder {
                     text.as_bytes()
                 }
             };
-            self.writer
-                .write_field(bytes)
-                .map_err(|e| self.write_error(e))?;
+            let writer = self
+                .writer
+                .as_mut()
+                .expect("`start` runs before any record");
+            writer.write_field(bytes).map_err(|e| self.write_error(e))?;
         }
-        self.writer
+        self.writer()
             .write_record(None::<&[u8]>)
             .map_err(|e| self.write_error(e))?;
         self.records_written += 1;
@@ -535,18 +582,10 @@ impl Encoder for CsvEncoder {
         if records.is_empty() {
             return Ok(());
         }
-        let columns = match self.columns.take() {
-            Some(columns) => columns,
-            None => {
-                let columns: Vec<FieldName> = records[0].names().cloned().collect();
-                if self.write_header {
-                    self.writer
-                        .write_record(columns.iter().map(|c| c.as_bytes()))
-                        .map_err(|e| self.write_error(e))?;
-                }
-                columns
-            }
-        };
+        if !self.started {
+            self.start(Some(&records[0]))?;
+        }
+        let columns = self.columns.take().expect("`start` sets the columns");
         let result = records
             .iter()
             .try_for_each(|record| self.write_record(&columns, record));
@@ -555,15 +594,10 @@ impl Encoder for CsvEncoder {
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), CodecError> {
-        if self.records_written == 0
-            && self.write_header
-            && let Some(columns) = self.columns.take()
-        {
-            self.writer
-                .write_record(columns.iter().map(|c| c.as_bytes()))
-                .map_err(|e| self.write_error(e))?;
+        if !self.started {
+            self.start(None)?;
         }
-        self.writer.flush().map_err(|source| CodecError::Io {
+        self.writer().flush().map_err(|source| CodecError::Io {
             file: self.label.clone(),
             action: "write",
             source,
@@ -738,6 +772,23 @@ pub(crate) mod tests {
         encoder.write_batch(&records).unwrap();
         encoder.finish().unwrap();
         assert_eq!(buffer.text(), "\u{feff}id,name\n1,\"x,y\"\n2,\\N\n");
+    }
+
+    #[test]
+    fn configured_columns_get_a_header_even_without_records() {
+        let options = CsvOptions {
+            columns: Some(vec!["b".into(), "a".into()]),
+            ..CsvOptions::default()
+        };
+        let records = decode("a,b\n1,2\n", &CsvOptions::default()).unwrap();
+        for (input, expected) in [(&records[..], "b,a\n2,1\n"), (&[][..], "b,a\n")] {
+            let buffer = SharedBuffer::default();
+            let mut encoder =
+                Box::new(CsvEncoder::new(Box::new(buffer.clone()), "o.csv", &options).unwrap());
+            encoder.write_batch(input).unwrap();
+            encoder.finish().unwrap();
+            assert_eq!(buffer.text(), expected);
+        }
     }
 
     #[test]

@@ -96,7 +96,13 @@ impl<'t> Loader<'t> {
                     transforms =
                         self.stage_list::<TransformConfig>(value, "transforms", "transform")
                 }
-                "sinks" => sinks = Some(self.stage_list::<SinkConfig>(value, "sinks", "sink")),
+                "sinks" => {
+                    let list = self.stage_list::<SinkConfig>(value.clone(), "sinks", "sink");
+                    if let (Some(list), DeValue::Array(items)) = (&list, value.get_ref()) {
+                        self.report_shared_destinations(list, items);
+                    }
+                    sinks = Some(list);
+                }
                 unknown => {
                     let help = suggest(unknown, TOP_LEVEL_KEYS);
                     self.report(
@@ -287,6 +293,30 @@ impl<'t> Loader<'t> {
                     dropped_keys = true;
                 }
                 _ => return None,
+            }
+        }
+    }
+
+    /// Two sinks writing the same path would overwrite each other's output.
+    fn report_shared_destinations(&mut self, sinks: &[SinkConfig], items: &[Spanned<DeValue<'_>>]) {
+        for (index, sink) in sinks.iter().enumerate() {
+            let Some(path) = sink.destination() else {
+                continue;
+            };
+            if let Some(first) = sinks[..index]
+                .iter()
+                .position(|s| s.destination() == Some(path))
+            {
+                let span = key_span(&items[index], "path").unwrap_or(items[index].span());
+                self.report(
+                    span,
+                    format!(
+                        "sink {}: writes to the same `path` as sink {}",
+                        index + 1,
+                        first + 1
+                    ),
+                    Some("give each sink its own path: one would overwrite the other".into()),
+                );
             }
         }
     }
@@ -483,6 +513,17 @@ pth = "out.csv"
             [
                 "1:1: source has no `type` (set `type` to one of `file`)",
                 "1:1: the pipeline has no `[[sinks]]` (add at least one `[[sinks]]` table with a `type`, e.g. `type = \"file\"`)",
+            ]
+        );
+    }
+
+    #[test]
+    fn two_sinks_with_one_path_are_refused() {
+        let text = "[source]\ntype = \"file\"\npath = \"a.csv\"\n[[sinks]]\ntype = \"file\"\npath = \"o.csv\"\n[[sinks]]\ntype = \"file\"\npath = \"o.csv\"\n";
+        assert_eq!(
+            problems(text),
+            [
+                "9:8: sink 2: writes to the same `path` as sink 1 (give each sink its own path: one would overwrite the other)"
             ]
         );
     }

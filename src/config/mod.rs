@@ -152,6 +152,16 @@ stage_configs! {
     }
 }
 
+impl SinkConfig {
+    /// The path template a sink writes to, for sinks that write files.
+    pub fn destination(&self) -> Option<&str> {
+        match self {
+            SinkConfig::File(config) => Some(&config.path),
+            SinkConfig::Stdout(_) => None,
+        }
+    }
+}
+
 /// One problem in a pipeline file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {

@@ -16,7 +16,7 @@ use crate::config::Pipeline;
 use crate::error::{RunError, StageError};
 use crate::record::{Batch, Record};
 use crate::sinks::file::FileSink;
-use crate::sources::file::{FileSource, FileSourceConfig};
+use crate::sources::file::FileSource;
 use crate::stage::{RunContext, Sink, SinkReport, Source, Transform};
 
 pub use table::write_table;
@@ -138,11 +138,7 @@ pub fn convert(
         stage: stage.into(),
         source,
     };
-    let source_config = FileSourceConfig {
-        path: glob::Pattern::escape(&input.to_string_lossy()),
-        format: Some(from),
-    };
-    let source = FileSource::new(&source_config, &cx).map_err(|e| fail("input", e))?;
+    let source = FileSource::from_path(input.to_path_buf(), from).map_err(|e| fail("input", e))?;
     let sink: Box<dyn Sink> = if output == Path::new("-") {
         let config = crate::sinks::stdout::StdoutSinkConfig { format: to };
         Box::new(crate::sinks::stdout::StdoutSink::new(&config).map_err(|e| fail("output", e))?)

@@ -10,6 +10,9 @@ const MAX_CELL_CHARS: usize = 40;
 /// Writes `records` as a table: one column per field name, in order of first appearance; null
 /// is shown as an empty cell.
 pub fn write_table(out: &mut dyn Write, records: &[Record]) -> io::Result<()> {
+    if records.is_empty() {
+        return writeln!(out, "(0 records)");
+    }
     let mut columns: Vec<&FieldName> = Vec::new();
     for record in records {
         for name in record.names() {

@@ -245,13 +245,35 @@ impl Sink for FileSink {
             self.open(target)?;
         }
         self.finish_current()?;
-        for output in &self.outputs {
-            if let Some(pending) = &output.pending {
-                pending
-                    .temp
-                    .as_file()
-                    .sync_all()
-                    .map_err(|e| StageError::io(output.path.display(), "flush to disk", e))?;
+        for output in &mut self.outputs {
+            let Some(pending) = &output.pending else {
+                continue;
+            };
+            let shown = output.path.display();
+            pending
+                .temp
+                .as_file()
+                .sync_all()
+                .map_err(|e| StageError::io(&shown, "flush to disk", e))?;
+            // Refuse now what the rename would refuse, so that no sink has published yet.
+            if output.path.is_dir() {
+                return Err(StageError::Refused(format!(
+                    "{shown} is a directory: the output file cannot take its place"
+                )));
+            }
+            if output.path.exists() {
+                match self.if_exists {
+                    IfExists::Replace => {}
+                    IfExists::Fail => {
+                        return Err(StageError::Refused(format!(
+                            "{shown} appeared while the run was writing it and the sink has `if_exists = \"fail\"`"
+                        )));
+                    }
+                    IfExists::Skip => {
+                        tracing::info!(file = %shown, "output appeared during the run, skipped (if_exists = \"skip\")");
+                        output.pending = None;
+                    }
+                }
             }
         }
         Ok(())
@@ -270,12 +292,26 @@ impl Sink for FileSink {
             };
             let persisted = match self.if_exists {
                 IfExists::Replace => pending.temp.persist(&output.path),
-                // Still refuse a file that appeared while the run was writing.
+                // Never replace a file that appeared since `prepare` looked.
                 IfExists::Fail | IfExists::Skip => pending.temp.persist_noclobber(&output.path),
             };
-            persisted.map_err(|e| {
-                StageError::io(&shown, "move the finished file into place", e.error)
-            })?;
+            match persisted {
+                Ok(_) => {}
+                Err(e)
+                    if self.if_exists == IfExists::Skip
+                        && e.error.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    report.skipped.push(shown);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(StageError::io(
+                        &shown,
+                        "move the finished file into place",
+                        e.error,
+                    ));
+                }
+            }
             if let Some(dir) = output.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 // Make the rename itself durable.
                 File::open(dir)

@@ -80,34 +80,45 @@ pub struct FileSource {
 impl FileSource {
     pub fn new(config: &FileSourceConfig, cx: &RunContext) -> Result<Self, StageError> {
         let path = cx.resolve(&config.path);
+        let format = config.format().ok_or_else(|| {
+            StageError::Refused(format!(
+                "cannot tell the format of {}: set `format`",
+                config.path
+            ))
+        })?;
+        if !is_pattern(&config.path) {
+            return Self::from_path(path, format);
+        }
         let shown = path.display().to_string();
-        let files = if is_pattern(&config.path) {
-            let mut files = Vec::new();
-            let matches = glob::glob(&shown)
-                .map_err(|e| StageError::Refused(format!("{shown}: invalid glob pattern: {e}")))?;
-            for entry in matches {
-                let file = entry.map_err(|e| {
-                    let path = e.path().display().to_string();
-                    StageError::io(path, "list the directory", e.into())
-                })?;
-                if file.is_file() {
-                    files.push(file);
-                }
+        let mut files = Vec::new();
+        let matches = glob::glob(&shown)
+            .map_err(|e| StageError::Refused(format!("{shown}: invalid glob pattern: {e}")))?;
+        for entry in matches {
+            let file = entry.map_err(|e| {
+                let path = e.path().display().to_string();
+                StageError::io(path, "list the directory", e.into())
+            })?;
+            if file.is_file() {
+                files.push(file);
             }
-            files.sort();
-            if files.is_empty() {
-                tracing::info!(pattern = %shown, "no file matches the source pattern");
-            }
-            files
-        } else {
-            std::fs::metadata(&path).map_err(|e| StageError::io(&shown, "read the file", e))?;
-            vec![path]
-        };
+        }
+        files.sort();
+        if files.is_empty() {
+            tracing::info!(pattern = %shown, "no file matches the source pattern");
+        }
         Ok(FileSource {
             files: files.into(),
-            format: config.format().ok_or_else(|| {
-                StageError::Refused(format!("cannot tell the format of {shown}: set `format`"))
-            })?,
+            format,
+            current: None,
+        })
+    }
+
+    /// A source reading exactly the file at `path` (no pattern), which must exist.
+    pub fn from_path(path: PathBuf, format: FormatConfig) -> Result<Self, StageError> {
+        std::fs::metadata(&path).map_err(|e| StageError::io(path.display(), "read the file", e))?;
+        Ok(FileSource {
+            files: VecDeque::from([path]),
+            format,
             current: None,
         })
     }

@@ -92,7 +92,6 @@ fn csv_unterminated_quote_in_the_last_column() {
 /// hint but the wrong line: see the report (src/codecs/csv.rs, `CsvDecoder::read_row`: when the
 /// row runs to the end of the file inside the open quote, its line is computed one too low).
 #[test]
-#[ignore = "src bug: line number one too low for a row ending inside an open quote (csv.rs read_row)"]
 fn csv_unterminated_quote_in_a_middle_column() {
     assert_csv_fails(
         &csv_input(b"1501,\"x,3\n1502,y,4\n"),

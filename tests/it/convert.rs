@@ -135,7 +135,6 @@ fn an_input_name_with_glob_characters_is_taken_literally() {
 /// and an empty output is published with exit code 0 (src/runner/mod.rs `convert` +
 /// src/sources/file.rs `FileSource::new`).
 #[test]
-#[ignore = "src bug: convert of a missing input named with [ ] * ? publishes an empty file and exits 0"]
 fn a_missing_input_with_glob_characters_is_an_error() {
     let sandbox = Sandbox::new();
     sandbox

@@ -265,12 +265,9 @@ fn fan_out_publishes_nothing_when_a_later_sink_refuses_its_destination() {
     assert_eq!(sandbox.read("out/second.csv"), "previous\n");
 }
 
-/// The second sink's destination is a directory, so its final rename fails. Nothing should
-/// be published, but the first sink has already renamed its output into place: `commit`
-/// runs sink by sink, and `prepare` does not check that the destination can be replaced
-/// (src/runner/mod.rs `execute`, src/sinks/file.rs `FileSink::prepare`).
+/// The second sink's destination is a directory, so its rename would fail: `prepare` finds
+/// that out before any sink commits, so the first sink publishes nothing either.
 #[test]
-#[ignore = "src bug: sink 1 publishes when sink 2 fails in commit (destination is a directory)"]
 fn fan_out_publishes_nothing_when_a_later_sink_cannot_publish() {
     let sandbox = Sandbox::new();
     sandbox.write(
@@ -286,7 +283,8 @@ fn fan_out_publishes_nothing_when_a_later_sink_cannot_publish() {
         .run(["-q", "run", "p.toml"])
         .assert_code(1)
         .assert_stderr_starts_with(
-            "error: pipeline `p`: sink 2 (file) failed\n  caused by: out/second.csv: ",
+            "error: pipeline `p`: sink 2 (file) failed\n  caused by: out/second.csv is a directory: \
+             the output file cannot take its place\n",
         );
     sandbox.assert_not_published("out/first.ndjson");
 }

@@ -64,12 +64,9 @@ fn text() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Unique, non-empty field names, in arbitrary order. Not starting with U+FEFF: see
-/// `csv_first_column_named_with_a_leading_bom_character`.
+/// Unique, non-empty field names, in arbitrary order.
 fn names() -> impl Strategy<Value = Vec<String>> {
-    let name = text().prop_filter("non-empty, no leading U+FEFF", |s| {
-        !s.is_empty() && !s.starts_with('\u{feff}')
-    });
+    let name = text().prop_filter("non-empty", |s| !s.is_empty());
     prop::collection::vec(name, 1..6).prop_map(|mut names| {
         let mut seen = HashSet::new();
         names.retain(|n| seen.insert(n.clone()));
@@ -142,11 +139,9 @@ proptest! {
     }
 }
 
-/// A first column whose name starts with U+FEFF (the byte-order mark character) is written as
-/// the file's first bytes, unquoted, and the decoder strips it as a BOM: the name comes back
-/// without it (src/codecs/csv.rs: `CsvEncoder` does not quote it, `skip_bom` drops it).
+/// A first column whose name starts with U+FEFF (the byte-order mark character) would be taken
+/// for a byte-order mark and lost; the encoder writes a real mark in front of it.
 #[test]
-#[ignore = "src bug: a header name starting with U+FEFF loses it in a CSV round trip"]
 fn csv_first_column_named_with_a_leading_bom_character() {
     let mut record = Record::new();
     record.push(Arc::from("\u{feff}id"), Value::String("1".into()));
