@@ -422,7 +422,7 @@ impl Decoder for CsvDecoder {
 /// `QuoteStyle::Necessary` does (so its reader reads back exactly what was written): when it
 /// holds the delimiter, the quote, a line break, or the escape character (where quotes are
 /// escaped rather than doubled); a row of one empty field is written as `""`, since readers
-/// skip empty lines. Writing the text here rather than through `csv::Writer` halved the cost of
+/// skip empty lines. Writing the text here rather than through `csv::Writer` cut the cost of
 /// encoding, the larger half of NDJSON -> CSV.
 struct CsvText {
     buffer: Vec<u8>,
