@@ -424,3 +424,40 @@ path = \"out.ndjson\"
         "{\"c\":\"3\",\"a\":\"2\",\"missing\":null}\n"
     );
 }
+
+/// Every pipeline directly in `pipelines/` runs offline on `samples/` (pipelines that need a
+/// server belong in `pipelines/examples/`, which this does not run). The repository's two
+/// folders are copied into a sandbox, so nothing is written into the checkout.
+#[test]
+fn every_offline_pipeline_in_the_repository_runs() {
+    let sandbox = Sandbox::new();
+    let mut pipelines = Vec::new();
+    for folder in ["pipelines", "samples"] {
+        for entry in std::fs::read_dir(crate::support::repo_path(folder)).expect("list the folder")
+        {
+            let path = entry.expect("a directory entry").path();
+            if path.is_file() {
+                let name = path
+                    .file_name()
+                    .and_then(OsStr::to_str)
+                    .expect("a UTF-8 name");
+                let relative = format!("{folder}/{name}");
+                sandbox.copy_from_repo(&relative, &relative);
+                if folder == "pipelines" && name.ends_with(".toml") {
+                    pipelines.push(relative);
+                }
+            }
+        }
+    }
+    assert!(!pipelines.is_empty());
+    for pipeline in &pipelines {
+        sandbox
+            .run(["-q", "run", pipeline.as_str()])
+            .assert_success();
+    }
+    assert!(
+        !sandbox.files("out").is_empty(),
+        "the pipelines wrote into out/"
+    );
+    sandbox.assert_no_temp_files();
+}
