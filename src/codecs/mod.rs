@@ -12,6 +12,7 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::config::Invalid;
 use crate::error::CodecError;
 use crate::stage::{Decoder, Encoder};
 
@@ -52,11 +53,36 @@ impl FormatConfig {
     /// The names `from_name` accepts, for messages.
     pub const NAMES: &'static str = "csv, tsv, ndjson, jsonl";
 
-    /// Problems with the options, for `validate`: (option name, message).
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        match self {
+    /// Problems with the options, for `validate`, keyed as in a stage's table (`format.quote`).
+    pub fn problems(&self) -> Vec<Invalid> {
+        let problems = match self {
             FormatConfig::Csv(options) => options.problems(),
             FormatConfig::Ndjson(_) => Vec::new(),
+        };
+        problems
+            .into_iter()
+            .map(|(key, message)| Invalid::new(format!("format.{key}"), message))
+            .collect()
+    }
+
+    /// The format of a stage with an optional `format` and a `path`: the one it names, else the
+    /// one the path's extension implies.
+    pub fn named_or_inferred(format: &Option<FormatConfig>, path: &str) -> Option<FormatConfig> {
+        format.clone().or_else(|| FormatConfig::infer(path))
+    }
+
+    /// The problems of a stage's optional `format`, or, without one, that `path` implies none.
+    pub fn stage_problems(format: &Option<FormatConfig>, path: &str) -> Vec<Invalid> {
+        match format {
+            Some(format) => format.problems(),
+            None if FormatConfig::infer(path).is_none() => vec![Invalid::new(
+                "path",
+                format!(
+                    "cannot tell the format of `{path}` from its extension: set `format` (one of {})",
+                    FormatConfig::NAMES
+                ),
+            )],
+            None => Vec::new(),
         }
     }
 

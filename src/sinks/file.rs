@@ -46,37 +46,13 @@ pub enum IfExists {
     Skip,
 }
 
-impl FileSinkConfig {
-    fn format(&self) -> Option<FormatConfig> {
-        self.format
-            .clone()
-            .or_else(|| FormatConfig::infer(&self.path))
-    }
-}
-
 impl Validate for FileSinkConfig {
     fn problems(&self) -> Vec<Invalid> {
         let mut problems = Vec::new();
         if let Err(message) = PathTemplate::parse(&self.path) {
             problems.push(Invalid::new("path", message));
         }
-        match &self.format {
-            Some(format) => problems.extend(
-                format
-                    .problems()
-                    .into_iter()
-                    .map(|(key, message)| Invalid::new(format!("format.{key}"), message)),
-            ),
-            None if self.format().is_none() => problems.push(Invalid::new(
-                "path",
-                format!(
-                    "cannot tell the output format from the extension of `{}`: set `format` (one of {})",
-                    self.path,
-                    FormatConfig::NAMES
-                ),
-            )),
-            None => {}
-        }
+        problems.extend(FormatConfig::stage_problems(&self.format, &self.path));
         problems
     }
 }
@@ -109,9 +85,9 @@ impl FileSink {
         Ok(FileSink {
             cx: cx.clone(),
             template: PathTemplate::parse(&config.path).map_err(StageError::Refused)?,
-            format: config.format().ok_or_else(|| {
-                StageError::Refused(format!("cannot tell the format of {}", config.path))
-            })?,
+            format: FormatConfig::named_or_inferred(&config.format, &config.path).ok_or_else(
+                || StageError::Refused(format!("cannot tell the format of {}", config.path)),
+            )?,
             if_exists: config.if_exists,
             outputs: Vec::new(),
             records: 0,

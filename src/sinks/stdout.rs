@@ -20,11 +20,7 @@ pub struct StdoutSinkConfig {
 
 impl Validate for StdoutSinkConfig {
     fn problems(&self) -> Vec<Invalid> {
-        self.format
-            .problems()
-            .into_iter()
-            .map(|(key, message)| Invalid::new(format!("format.{key}"), message))
-            .collect()
+        self.format.problems()
     }
 }
 

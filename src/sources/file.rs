@@ -30,14 +30,6 @@ pub struct FileSourceConfig {
     pub format: Option<FormatConfig>,
 }
 
-impl FileSourceConfig {
-    fn format(&self) -> Option<FormatConfig> {
-        self.format
-            .clone()
-            .or_else(|| FormatConfig::infer(&self.path))
-    }
-}
-
 fn is_pattern(path: &str) -> bool {
     path.contains(['*', '?', '['])
 }
@@ -50,23 +42,7 @@ impl Validate for FileSourceConfig {
         {
             problems.push(Invalid::new("path", format!("invalid glob pattern: {e}")));
         }
-        match &self.format {
-            Some(format) => problems.extend(
-                format
-                    .problems()
-                    .into_iter()
-                    .map(|(key, message)| Invalid::new(format!("format.{key}"), message)),
-            ),
-            None if self.format().is_none() => problems.push(Invalid::new(
-                "path",
-                format!(
-                    "cannot tell the format of `{}` from its extension: set `format` (one of {})",
-                    self.path,
-                    FormatConfig::NAMES
-                ),
-            )),
-            None => {}
-        }
+        problems.extend(FormatConfig::stage_problems(&self.format, &self.path));
         problems
     }
 }
@@ -80,12 +56,13 @@ pub struct FileSource {
 impl FileSource {
     pub fn new(config: &FileSourceConfig, cx: &RunContext) -> Result<Self, StageError> {
         let path = cx.resolve(&config.path);
-        let format = config.format().ok_or_else(|| {
-            StageError::Refused(format!(
-                "cannot tell the format of {}: set `format`",
-                config.path
-            ))
-        })?;
+        let format =
+            FormatConfig::named_or_inferred(&config.format, &config.path).ok_or_else(|| {
+                StageError::Refused(format!(
+                    "cannot tell the format of {}: set `format`",
+                    config.path
+                ))
+            })?;
         if !is_pattern(&config.path) {
             return Self::from_path(path, format);
         }
