@@ -9,9 +9,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde::ser::{SerializeMap, SerializeSeq};
-use serde::{Serialize, Serializer};
-
 /// A field name shared by every record that has it.
 pub type FieldName = Arc<str>;
 
@@ -48,25 +45,12 @@ impl Value {
             Value::Integer(i) => Cow::Owned(i.to_string()),
             Value::Float(f) => Cow::Owned(format_float(*f)),
             Value::Timestamp(t) => Cow::Owned(t.to_rfc3339()),
-            Value::Array(_) | Value::Object(_) => Cow::Owned(
-                serde_json::to_string(self).expect("serializing a Value to a String cannot fail"),
-            ),
+            Value::Array(_) | Value::Object(_) => {
+                let mut json = Vec::new();
+                crate::codecs::json_write::write_value(&mut json, self);
+                Cow::Owned(String::from_utf8(json).expect("JSON text from UTF-8 values is UTF-8"))
+            }
         })
-    }
-
-    /// A short name of the value's type, for error messages.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Value::Null => "null",
-            Value::Bool(_) => "bool",
-            Value::Integer(_) => "integer",
-            Value::Float(_) => "float",
-            Value::Decimal(_) => "decimal",
-            Value::String(_) => "string",
-            Value::Timestamp(_) => "timestamp",
-            Value::Array(_) => "array",
-            Value::Object(_) => "object",
-        }
     }
 }
 
@@ -84,32 +68,6 @@ impl fmt::Display for Value {
         match self.to_text() {
             Some(text) => f.write_str(&text),
             None => Ok(()),
-        }
-    }
-}
-
-impl Serialize for Value {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Value::Null => serializer.serialize_unit(),
-            Value::Bool(b) => serializer.serialize_bool(*b),
-            Value::Integer(i) => serializer.serialize_i64(*i),
-            Value::Float(f) if f.is_finite() => serializer.serialize_f64(*f),
-            Value::Float(_) => serializer.serialize_unit(),
-            Value::Decimal(d) => match serde_json::value::RawValue::from_string(d.to_string()) {
-                Ok(raw) => raw.serialize(serializer),
-                Err(_) => serializer.serialize_str(d),
-            },
-            Value::String(s) => serializer.serialize_str(s),
-            Value::Timestamp(t) => serializer.serialize_str(&t.to_rfc3339()),
-            Value::Array(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(item)?;
-                }
-                seq.end()
-            }
-            Value::Object(record) => record.serialize(serializer),
         }
     }
 }
@@ -194,16 +152,6 @@ impl FromIterator<(FieldName, Value)> for Record {
     }
 }
 
-impl Serialize for Record {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
-        for (name, value) in &self.fields {
-            map.serialize_entry(&**name, value)?;
-        }
-        map.end()
-    }
-}
-
 /// Where the records of a batch came from, for path templates (`{source_stem}`) and messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -266,29 +214,12 @@ mod tests {
     }
 
     #[test]
-    fn values_serialize_as_json_types() {
-        let mut inner = Record::new();
-        inner.push(name("x"), Value::Bool(true));
-        let mut r = Record::new();
-        r.push(name("amount"), Value::Decimal("12.50".into()));
-        r.push(name("n"), Value::Null);
-        r.push(
-            name("tags"),
-            Value::Array(vec![Value::String("a\"b".into())]),
-        );
-        r.push(name("inner"), Value::Object(inner));
-        r.push(name("f"), Value::Float(f64::NAN));
-        assert_eq!(
-            serde_json::to_string(&r).unwrap(),
-            r#"{"amount":12.50,"n":null,"tags":["a\"b"],"inner":{"x":true},"f":null}"#
-        );
-    }
-
-    #[test]
     fn text_form_of_values() {
         assert_eq!(Value::Float(3.0).to_text().unwrap(), "3.0");
         assert_eq!(Value::Integer(-7).to_text().unwrap(), "-7");
         assert_eq!(Value::Null.to_text(), None);
+        let nested = Value::Array(vec![Value::Integer(1), Value::String("a\"b".into())]);
+        assert_eq!(nested.to_text().unwrap(), r#"[1,"a\"b"]"#);
         let ts = chrono::DateTime::parse_from_rfc3339("2024-08-01T10:00:00+02:00").unwrap();
         assert_eq!(
             Value::Timestamp(ts).to_text().unwrap(),

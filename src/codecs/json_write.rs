@@ -210,6 +210,29 @@ mod tests {
     }
 
     #[test]
+    fn values_are_written_as_json_types() {
+        let name = |n: &str| FieldName::from(n);
+        let mut inner = Record::new();
+        inner.push(name("x"), Value::Bool(true));
+        let mut record = Record::new();
+        record.push(name("amount"), Value::Decimal("12.50".into()));
+        record.push(name("code"), Value::Decimal("12,50".into()));
+        record.push(name("n"), Value::Null);
+        record.push(
+            name("tags"),
+            Value::Array(vec![Value::String("a\"b".into())]),
+        );
+        record.push(name("inner"), Value::Object(inner));
+        record.push(name("f"), Value::Float(f64::NAN));
+        let mut out = Vec::new();
+        write_record(&mut out, &record, &mut KeyCache::default());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"amount":12.50,"code":"12,50","n":null,"tags":["a\"b"],"inner":{"x":true},"f":null}"#
+        );
+    }
+
+    #[test]
     fn decimals_are_raw_only_when_valid_json_numbers() {
         for ok in ["0", "-1", "12.50", "1e5", "-0.0E+3"] {
             assert!(is_json_number(ok), "{ok}");

@@ -3,7 +3,7 @@
 //! they move. Decoders stream: they hold one batch of records, never the whole input.
 
 pub mod csv;
-mod json_write;
+pub(crate) mod json_write;
 pub mod ndjson;
 
 use std::io::{Read, Write};

@@ -415,6 +415,9 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 }
 
+/// The key under which serde_json passes a number as text (its `arbitrary_precision` protocol).
+const JSON_NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
 struct ValueSeed<'a> {
     names: &'a mut NameCache,
 }
@@ -446,9 +449,6 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
             Err(_) => Value::Decimal(Text::from(v.to_string())),
         })
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::Float(v))
-    }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(Text::from(v)))
     }
@@ -463,12 +463,19 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         Ok(Value::Array(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
-        RecordSeed {
+        let record = RecordSeed {
             names: self.names,
             top_level: false,
         }
-        .visit_map(map)
-        .map(Value::Object)
+        .visit_map(map)?;
+        // serde_json (with `arbitrary_precision`) hands over a number that fits no i64/u64
+        // (`12.50`, `1e400`, 30 digits) as its exact text inside a one-entry map.
+        if let (1, Some((name, Value::String(text)))) = (record.len(), record.entry(0))
+            && &**name == JSON_NUMBER_TOKEN
+        {
+            return Ok(Value::Decimal(text.clone()));
+        }
+        Ok(Value::Object(record))
     }
 }
 
@@ -539,10 +546,13 @@ mod tests {
 
     #[test]
     fn round_trips_typed_values_and_skips_blank_lines() {
-        let input = "{\"id\":1,\"amount\":12.5,\"ok\":true,\"tags\":[\"a\",null],\"inner\":{\"x\":\"y\"}}\n\r\n{\"id\":18446744073709551615}\n";
+        let input = "{\"id\":1,\"amount\":12.50,\"ok\":true,\"tags\":[\"a\",null],\"inner\":{\"x\":\"y\"}}\n\r\n{\"id\":18446744073709551615}\n";
         let records = decode(input).unwrap();
         assert_eq!(records.len(), 2);
-        assert_eq!(records[0].get("amount"), Some(&Value::Float(12.5)));
+        assert_eq!(
+            records[0].get("amount"),
+            Some(&Value::Decimal("12.50".into()))
+        );
         assert_eq!(
             records[1].get("id"),
             Some(&Value::Decimal("18446744073709551615".into()))
@@ -553,7 +563,7 @@ mod tests {
         encoder.finish().unwrap();
         assert_eq!(
             buffer.text(),
-            "{\"id\":1,\"amount\":12.5,\"ok\":true,\"tags\":[\"a\",null],\"inner\":{\"x\":\"y\"}}\n{\"id\":18446744073709551615}\n"
+            "{\"id\":1,\"amount\":12.50,\"ok\":true,\"tags\":[\"a\",null],\"inner\":{\"x\":\"y\"}}\n{\"id\":18446744073709551615}\n"
         );
     }
 
