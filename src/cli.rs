@@ -178,9 +178,6 @@ fn run(files: &[PathBuf]) -> Result<ExitCode, Error> {
             Ok(summary) => log_summary(&summary),
             Err(e) => {
                 let e = Error::from(e);
-                if is_broken_pipe(&e) {
-                    return Ok(ExitCode::SUCCESS);
-                }
                 if pipelines.len() == 1 {
                     return Err(e);
                 }

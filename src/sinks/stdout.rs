@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::codecs::FormatConfig;
 use crate::config::{Invalid, Validate};
-use crate::error::StageError;
+use crate::error::{StageError, is_broken_pipe};
 use crate::record::Batch;
 use crate::stage::{Encoder, Sink, SinkReport};
 
@@ -45,15 +45,23 @@ impl StdoutSink {
 impl Sink for StdoutSink {
     fn write_batch(&mut self, batch: &Batch) -> Result<(), StageError> {
         if let Some(encoder) = &mut self.encoder {
-            encoder.write_batch(&batch.records)?;
+            match encoder.write_batch(&batch.records) {
+                Ok(()) => self.records += batch.len() as u64,
+                // The reader has gone (`| head`): it wanted no more, which is not a failure of
+                // the run, and the other sinks still get everything.
+                Err(e) if is_broken_pipe(&e) => self.encoder = None,
+                Err(e) => return Err(e.into()),
+            }
         }
-        self.records += batch.len() as u64;
         Ok(())
     }
 
     fn prepare(&mut self) -> Result<(), StageError> {
         if let Some(encoder) = self.encoder.take() {
-            encoder.finish()?;
+            match encoder.finish() {
+                Err(e) if !is_broken_pipe(&e) => return Err(e.into()),
+                _ => {}
+            }
         }
         Ok(())
     }

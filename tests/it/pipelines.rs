@@ -461,3 +461,25 @@ fn every_offline_pipeline_in_the_repository_runs() {
     );
     sandbox.assert_no_temp_files();
 }
+
+/// A stdout sink whose reader goes away (`| head`) does not cost the other sinks their output.
+#[test]
+fn a_closed_stdout_does_not_stop_the_file_sink() {
+    let sandbox = Sandbox::new();
+    let mut csv = String::from("id,name\n");
+    for i in 0..50_000 {
+        csv.push_str(&format!("{i},customer {i}\n"));
+    }
+    sandbox.write("in.csv", &csv);
+    sandbox.write(
+        "p.toml",
+        "[source]\ntype = \"file\"\npath = \"in.csv\"\n\n[[sinks]]\ntype = \"stdout\"\nformat = { type = \"ndjson\" }\n\n[[sinks]]\ntype = \"file\"\npath = \"out/all.csv\"\n",
+    );
+    let mut command = sandbox.command(["-q", "run", "p.toml"]);
+    command.stdout(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("start the binary");
+    drop(child.stdout.take());
+    let status = child.wait().expect("wait for the binary");
+    assert!(status.success(), "{status}");
+    assert_eq!(sandbox.read("out/all.csv"), csv);
+}

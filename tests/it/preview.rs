@@ -139,8 +139,9 @@ fn preview_into_a_closed_pipe_exits_0() {
 #[test]
 fn convert_to_stdout_into_a_closed_pipe_exits_0() {
     let sandbox = big_csv_sandbox();
-    let (line, outcome) =
-        read_first_line_then_close(sandbox.command(["convert", "big.csv", "-", "--to", "ndjson"]));
+    let (line, outcome) = read_first_line_then_close(
+        sandbox.command(["-q", "convert", "big.csv", "-", "--to", "ndjson"]),
+    );
     assert_eq!(
         line,
         "{\"id\":\"0\",\"name\":\"customer number 0\",\"note\":\"a note long enough to fill a table cell 0\"}\n"
