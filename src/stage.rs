@@ -71,30 +71,42 @@ impl RunContext {
     /// `path` from a pipeline file as a path to open: `~/` expanded, relative paths joined to
     /// the base directory, `.` and `..` removed lexically (so messages show tidy paths).
     pub fn resolve(&self, path: &str) -> std::path::PathBuf {
-        use std::path::{Component, PathBuf};
-        let expanded = match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-            (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-            _ => PathBuf::from(path),
-        };
-        let joined = if expanded.is_absolute() {
-            expanded
-        } else {
-            self.base_dir.join(expanded)
-        };
-        let mut clean = PathBuf::new();
-        for component in joined.components() {
-            match component {
-                Component::CurDir => {}
-                Component::ParentDir
-                    if matches!(clean.components().next_back(), Some(Component::Normal(_))) =>
-                {
-                    clean.pop();
-                }
-                other => clean.push(other),
-            }
-        }
-        clean
+        join_clean(&self.base_dir, path)
     }
+
+    /// Like [`RunContext::resolve`] for a glob pattern: the base directory's own `*`, `?`, `[`
+    /// are escaped, so that only the pattern's wildcards are wildcards.
+    pub fn resolve_pattern(&self, pattern: &str) -> std::path::PathBuf {
+        let base = glob::Pattern::escape(&self.base_dir.to_string_lossy());
+        join_clean(std::path::Path::new(&base), pattern)
+    }
+}
+
+/// `path` with `~/` expanded, joined to `base` when relative, `.` and `..` removed lexically.
+fn join_clean(base: &std::path::Path, path: &str) -> std::path::PathBuf {
+    use std::path::{Component, PathBuf};
+    let expanded = match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    };
+    let joined = if expanded.is_absolute() {
+        expanded
+    } else {
+        base.join(expanded)
+    };
+    let mut clean = PathBuf::new();
+    for component in joined.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(clean.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                clean.pop();
+            }
+            other => clean.push(other),
+        }
+    }
+    clean
 }
 
 #[cfg(test)]
@@ -120,5 +132,13 @@ mod tests {
             ..cx
         };
         assert_eq!(outside.resolve("../up.csv"), PathBuf::from("../up.csv"));
+        let odd = RunContext {
+            base_dir: PathBuf::from("drops [2024]"),
+            ..outside
+        };
+        assert_eq!(
+            odd.resolve_pattern("*.csv"),
+            PathBuf::from("drops [[]2024[]]/*.csv")
+        );
     }
 }

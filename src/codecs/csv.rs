@@ -149,10 +149,26 @@ fn count_byte(haystack: &[u8], needle: u8) -> u64 {
         .sum()
 }
 
+/// The name of a field beyond the header's (only with `flexible`): `column_N`, made unique
+/// against the header's names; `extra` caches the names made so far.
+fn extra_name(header: &[FieldName], extra: &mut Vec<FieldName>, index: usize) -> FieldName {
+    let wanted = index - header.len();
+    while extra.len() <= wanted {
+        let mut name = format!("column_{}", header.len() + extra.len() + 1);
+        while header.iter().any(|n| **n == *name) {
+            name.insert_str(0, "extra_");
+        }
+        extra.push(Arc::from(name));
+    }
+    extra[wanted].clone()
+}
+
 pub struct CsvDecoder {
     reader: ::csv::Reader<ScanReader<BufReader<Box<dyn Read + Send>>>>,
     label: String,
     names: Vec<FieldName>,
+    /// Names for fields beyond the header's, in flexible mode.
+    extra_names: Vec<FieldName>,
     null: Vec<u8>,
     flexible: bool,
     check_open_quote: bool,
@@ -211,6 +227,7 @@ impl CsvDecoder {
             reader,
             label: label.to_string(),
             names: Vec::new(),
+            extra_names: Vec::new(),
             null: options.null.as_bytes().to_vec(),
             flexible: options.flexible,
             check_open_quote: options.escape.is_none(),
@@ -367,10 +384,11 @@ impl CsvDecoder {
                     },
                 }
             };
-            if index >= self.names.len() {
-                self.names.push(default_column_name(index));
-            }
-            record.push(self.names[index].clone(), value);
+            let name = match self.names.get(index) {
+                Some(name) => name.clone(),
+                None => extra_name(&self.names, &mut self.extra_names, index),
+            };
+            record.push(name, value);
         }
         for name in self.names.iter().skip(width) {
             record.push(name.clone(), Value::Null);
@@ -750,12 +768,13 @@ pub(crate) mod tests {
             flexible: true,
             ..CsvOptions::default()
         };
-        let records = decode("a,b\n1\n1,2,3\n", &options).unwrap();
+        let records = decode("a,column_3\n1\n1,2,3\n4,5\n", &options).unwrap();
         assert_eq!(
             texts(&records),
             vec![
-                vec![s("a", "1"), ("b".into(), None)],
-                vec![s("a", "1"), s("b", "2"), s("column_3", "3")],
+                vec![s("a", "1"), ("column_3".into(), None)],
+                vec![s("a", "1"), s("column_3", "2"), s("extra_column_3", "3")],
+                vec![s("a", "4"), s("column_3", "5")],
             ]
         );
     }

@@ -153,10 +153,7 @@ impl FileSink {
                 IfExists::Replace => {}
             }
         }
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let dir = parent_dir(&path);
         fs::create_dir_all(&dir)
             .map_err(|e| StageError::io(dir.display(), "create the directory", e))?;
         let name = path
@@ -177,6 +174,14 @@ impl FileSink {
             }),
         });
         Ok(())
+    }
+}
+
+/// The directory a file is in; `.` for a bare file name.
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }
 
@@ -288,12 +293,11 @@ impl Sink for FileSink {
                     ));
                 }
             }
-            if let Some(dir) = output.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                // Make the rename itself durable.
-                File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| StageError::io(dir.display(), "flush the directory", e))?;
-            }
+            // Make the rename itself durable.
+            let dir = parent_dir(&output.path);
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StageError::io(dir.display(), "flush the directory", e))?;
             tracing::info!(file = %shown, "published");
             report.published.push(shown);
         }

@@ -1,5 +1,5 @@
 //! The `file` source: local files named by a path or a glob pattern, read one after the other
-//! in the lexical order of their paths, so that reruns see the same order.
+//! in the sorted order of their paths, so that reruns see the same order.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -21,9 +21,10 @@ use crate::stage::{Decoder, RunContext, Source};
 pub struct FileSourceConfig {
     /// The file to read, or a glob pattern matching the files to read (`*`, `?`, `[abc]`, and
     /// `**` for any number of directories), e.g. `"../samples/orders-*.csv"`. Relative paths are
-    /// resolved against the pipeline file's directory. Files are read in the lexical order of
-    /// their paths. A pattern that matches nothing yields no records; a plain path that does
-    /// not exist is an error. Required.
+    /// resolved against the pipeline file's directory. Files are read in the order of their
+    /// paths (compared directory by directory). Hidden files (`.name`) match only a pattern
+    /// that spells out the dot. A pattern that matches nothing yields no records; a plain path
+    /// that does not exist is an error. Required.
     pub path: String,
     /// The files' format, e.g. `{ type = "csv", delimiter = ";" }`. Default: inferred from the
     /// extension in `path` (`.csv`, `.tsv`, `.ndjson`, `.jsonl`).
@@ -66,9 +67,16 @@ impl FileSource {
         if !is_pattern(&config.path) {
             return Self::from_path(path, format);
         }
+        let pattern = cx.resolve_pattern(&config.path).display().to_string();
         let shown = path.display().to_string();
         let mut files = Vec::new();
-        let matches = glob::glob(&shown)
+        // Hidden files (an upload in progress is often `.name.part`) match only a pattern that
+        // spells out the dot.
+        let options = glob::MatchOptions {
+            require_literal_leading_dot: true,
+            ..glob::MatchOptions::new()
+        };
+        let matches = glob::glob_with(&pattern, options)
             .map_err(|e| StageError::Refused(format!("{shown}: invalid glob pattern: {e}")))?;
         for entry in matches {
             let file = entry.map_err(|e| {

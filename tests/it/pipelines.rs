@@ -483,3 +483,17 @@ fn a_closed_stdout_does_not_stop_the_file_sink() {
     assert!(status.success(), "{status}");
     assert_eq!(sandbox.read("out/all.csv"), csv);
 }
+
+/// A glob does not pick up hidden files, such as an upload still in progress.
+#[test]
+fn a_glob_skips_hidden_files() {
+    let sandbox = Sandbox::new();
+    sandbox.write("in/a.csv", "id\n1\n");
+    sandbox.write("in/.b.csv", "id\n2\n");
+    sandbox.write(
+        "p.toml",
+        pipeline("path = \"in/*.csv\"", &["path = \"out/all.ndjson\""]),
+    );
+    sandbox.run(["-q", "run", "p.toml"]).assert_success();
+    assert_eq!(sandbox.read("out/all.ndjson"), "{\"id\":\"1\"}\n");
+}
