@@ -24,8 +24,9 @@ pub struct CsvOptions {
     pub delimiter: char,
     /// Quote character, one ASCII character. Default `"\""`.
     pub quote: char,
-    /// Escape character inside quoted fields (e.g. `"\\"`). Default: none, a quote inside a
-    /// quoted field is written twice (`""`), as RFC 4180 says.
+    /// Escape character inside quoted fields (e.g. `"\\"`): `\"` is a quote, `\\` the escape
+    /// itself; `""` is then not a quote. Default: none, a quote inside a quoted field is written
+    /// twice (`""`), as RFC 4180 says.
     pub escape: Option<char>,
     /// Whether the first row (after `skip_rows`) holds the column names. Default `true`.
     /// When writing, whether to write a header row.
@@ -169,6 +170,8 @@ pub struct CsvDecoder {
     names: Vec<FieldName>,
     /// Names for fields beyond the header's, in flexible mode.
     extra_names: Vec<FieldName>,
+    /// Where the expected number of fields comes from, for messages.
+    width_from: &'static str,
     null: Vec<u8>,
     flexible: bool,
     check_open_quote: bool,
@@ -228,6 +231,7 @@ impl CsvDecoder {
             label: label.to_string(),
             names: Vec::new(),
             extra_names: Vec::new(),
+            width_from: "header",
             null: options.null.as_bytes().to_vec(),
             flexible: options.flexible,
             check_open_quote: options.escape.is_none(),
@@ -246,6 +250,7 @@ impl CsvDecoder {
             }
         } else if let Some(columns) = &options.columns {
             decoder.names = columns.iter().map(|c| Arc::from(c.as_str())).collect();
+            decoder.width_from = "`columns` option";
         }
         Ok(decoder)
     }
@@ -342,6 +347,7 @@ impl CsvDecoder {
         self.records_read += 1;
         if self.names.is_empty() {
             self.names = (0..self.row.len()).map(default_column_name).collect();
+            self.width_from = "first row";
         }
         let width = self.row.len();
         if width != self.names.len() && !self.flexible {
@@ -358,8 +364,9 @@ impl CsvDecoder {
                     ..Position::default()
                 },
                 format!(
-                    "expected {} fields (as in the header), found {width}",
-                    self.names.len()
+                    "expected {} fields (as in the {}), found {width}",
+                    self.names.len(),
+                    self.width_from
                 ),
                 Some(hint.into()),
             ));

@@ -24,7 +24,7 @@ pub struct NdjsonOptions {}
 
 /// Reads lines in chunks and parses them. Parsing JSON costs several times more than reading
 /// lines or writing any output, so once a file proves large, chunks are handed round-robin to
-/// parsing threads (one per core) while this thread only reads: every core stays busy, and
+/// parsing threads (one per core, up to four) while this thread only reads: every core stays busy, and
 /// results are collected in the same round-robin order, so records keep their file order.
 pub struct NdjsonDecoder {
     input: BufReader<Box<dyn Read + Send>>,
@@ -288,7 +288,14 @@ impl LineParser {
                 self.label.clone(),
                 Position {
                     line: Some(line_number),
-                    column: (e.column() > 0).then_some(e.column() as u64),
+                    // serde_json counts bytes; people count characters.
+                    column: (e.column() > 0).then(|| {
+                        let bytes_before = (e.column() - 1).min(line.len());
+                        line.char_indices()
+                            .take_while(|(i, _)| *i < bytes_before)
+                            .count() as u64
+                            + 1
+                    }),
                     ..Position::default()
                 },
                 format!("invalid JSON: {message}"),
@@ -615,6 +622,15 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "t.ndjson: line 2, column 6: invalid JSON: expected value. each line must hold one complete JSON object"
+        );
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        let err = decode("{\"stadt\":\"Köln\",\"x\":}\n").unwrap_err();
+        assert!(
+            err.to_string().starts_with("t.ndjson: line 1, column 21:"),
+            "{err}"
         );
     }
 

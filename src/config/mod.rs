@@ -1,6 +1,6 @@
 //! Pipeline files: the types a TOML pipeline file deserializes into, and how they are loaded
 //! and checked ([`load`]). The types are the single source of truth: their `///` docs become the
-//! JSON Schema (`longshore schema`) and the reference in `docs/pipeline-reference.md`.
+//! JSON Schema (`longshore schema`) and the reference in the README (`schema --markdown`).
 
 mod load;
 pub mod reference;

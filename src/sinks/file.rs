@@ -30,7 +30,7 @@ pub struct FileSinkConfig {
     /// the extension of `path`.
     pub format: Option<FormatConfig>,
     /// What to do when the output file already exists: `"replace"` it (atomically, only once
-    /// the run succeeded), `"fail"` the run before writing anything, or `"skip"` this output
+    /// the run succeeded), `"fail"` the run (publishing nothing), or `"skip"` this output
     /// and leave the existing file alone. Default `"replace"`.
     #[serde(default)]
     pub if_exists: IfExists,
