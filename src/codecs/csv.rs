@@ -102,18 +102,107 @@ fn default_column_name(index: usize) -> FieldName {
     Arc::from(format!("column_{}", index + 1))
 }
 
-/// Watches the bytes the CSV reader consumes: counts quotes, to detect a quote left open at the
-/// end of the input (the `csv` crate silently ends such a field at EOF), and remembers where
-/// lines end, to give true line numbers (the crate's own skip blank lines and count CRLF late).
+/// Watches the bytes the CSV reader consumes: follows quoting as the `csv` crate does, to
+/// detect a quoted field still open at the end of the input (the crate silently ends such a
+/// field there, swallowing every row after the stray quote), and remembers where lines end, to
+/// give true line numbers (the crate's own skip blank lines and count CRLF late).
 struct ScanReader<R> {
     inner: R,
-    quote: u8,
-    quotes: u64,
+    quoting: Quoting,
     bytes_passed: u64,
     /// Offsets of the newlines passed but not yet counted into `lines_before`.
     newlines: VecDeque<u64>,
     lines_before: u64,
     at_eof: bool,
+}
+
+/// Where the bytes read so far leave the CSV grammar: the states of `csv_core`'s reader that
+/// matter for quotes.
+struct Quoting {
+    state: QuoteState,
+    /// The delimiter and line breaks.
+    ends_field: [bool; 256],
+    quote: u8,
+    /// The escape character, when quotes are escaped rather than doubled.
+    escape: Option<u8>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum QuoteState {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// Just after an escape character inside a quoted field.
+    Escaped,
+    /// Just after a quote inside a quoted field: the end of the field, or a doubled quote.
+    QuoteInQuoted,
+}
+
+impl Quoting {
+    fn is_open(&self) -> bool {
+        matches!(self.state, QuoteState::Quoted | QuoteState::Escaped)
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        use QuoteState::*;
+        let mut i = 0;
+        while i < bytes.len() {
+            match self.state {
+                // Outside quotes only the next quote matters, and whether it opens a field: it
+                // does right after a delimiter or line break (or at a field's start). So the
+                // scan jumps from quote to quote.
+                FieldStart | Unquoted => match memchr::memchr(self.quote, &bytes[i..]) {
+                    Some(at) => {
+                        let opens = match at {
+                            0 => self.state == FieldStart,
+                            _ => self.ends_field[usize::from(bytes[i + at - 1])],
+                        };
+                        i += at + 1;
+                        self.state = if opens { Quoted } else { Unquoted };
+                    }
+                    None => {
+                        let last = bytes[bytes.len() - 1];
+                        self.state = if self.ends_field[usize::from(last)] {
+                            FieldStart
+                        } else {
+                            Unquoted
+                        };
+                        i = bytes.len();
+                    }
+                },
+                Quoted => {
+                    let escape = self.escape.unwrap_or(self.quote);
+                    match memchr::memchr2(self.quote, escape, &bytes[i..]) {
+                        Some(at) => {
+                            let byte = bytes[i + at];
+                            i += at + 1;
+                            self.state = if self.escape == Some(byte) {
+                                Escaped
+                            } else {
+                                QuoteInQuoted
+                            };
+                        }
+                        None => i = bytes.len(),
+                    }
+                }
+                Escaped => {
+                    i += 1;
+                    self.state = Quoted;
+                }
+                QuoteInQuoted => {
+                    let byte = bytes[i];
+                    i += 1;
+                    self.state = if byte == self.quote && self.escape.is_none() {
+                        Quoted
+                    } else if self.ends_field[usize::from(byte)] {
+                        FieldStart
+                    } else {
+                        Unquoted
+                    };
+                }
+            }
+        }
+    }
 }
 
 impl<R> ScanReader<R> {
@@ -132,7 +221,12 @@ impl<R: Read> Read for ScanReader<R> {
         let n = self.inner.read(buf)?;
         self.at_eof |= n == 0 && !buf.is_empty();
         let chunk = &buf[..n];
-        self.quotes += count_byte(chunk, self.quote);
+        // The csv crate drops a byte-order mark at the very start; so does the quote tracking.
+        let text = match chunk.strip_prefix(UTF8_BOM) {
+            Some(rest) if self.bytes_passed == 0 => rest,
+            _ => chunk,
+        };
+        self.quoting.feed(text);
         let base = self.bytes_passed;
         self.newlines
             .extend(memchr::memchr_iter(b'\n', chunk).map(|i| base + i as u64));
@@ -174,15 +268,12 @@ pub struct CsvDecoder {
     width_from: &'static str,
     null: Vec<u8>,
     flexible: bool,
-    check_open_quote: bool,
     /// Lines consumed before the CSV reader started (`skip_rows`), to report true line numbers.
     skipped_lines: u64,
     records_read: u64,
     row: ::csv::ByteRecord,
     /// The line the current row starts on.
     row_line: u64,
-    /// Whether the last row read ended inside a quoted field left open at the end of the file.
-    ends_in_open_quote: bool,
     exhausted: bool,
 }
 
@@ -219,8 +310,18 @@ impl CsvDecoder {
             .buffer_capacity(IO_BUFFER_BYTES)
             .from_reader(ScanReader {
                 inner: input,
-                quote,
-                quotes: 0,
+                quoting: Quoting {
+                    state: QuoteState::FieldStart,
+                    ends_field: {
+                        let mut ends = [false; 256];
+                        for byte in [options.delimiter as u8, b'\n', b'\r'] {
+                            ends[usize::from(byte)] = true;
+                        }
+                        ends
+                    },
+                    quote,
+                    escape: options.escape.map(|c| c as u8),
+                },
                 bytes_passed: 0,
                 newlines: VecDeque::new(),
                 lines_before: 0,
@@ -234,12 +335,10 @@ impl CsvDecoder {
             width_from: "header",
             null: options.null.as_bytes().to_vec(),
             flexible: options.flexible,
-            check_open_quote: options.escape.is_none(),
             skipped_lines,
             records_read: 0,
             row: ::csv::ByteRecord::new(),
             row_line: 0,
-            ends_in_open_quote: false,
             exhausted: false,
         };
         if options.header {
@@ -272,30 +371,25 @@ impl CsvDecoder {
                 let end_line = scan.line_of(end.saturating_sub(1));
                 let last_field = self.row.iter().next_back().unwrap_or_default();
                 // A quote still open at the end of the file swallowed everything after it into
-                // this row's last field: the quote count is odd and the row ran to the end.
-                self.ends_in_open_quote = self.check_open_quote
-                    && scan.at_eof
-                    && end == scan.bytes_passed
-                    && scan.quotes % 2 == 1
-                    && (last_field.contains(&b'\n') || last_field.contains(&b'\r'));
+                // this row's last field.
+                let swallowed_rest =
+                    scan.at_eof && end == scan.bytes_passed && scan.quoting.is_open();
                 // Such a row ends with its field's newline, not a row terminator, and
                 // `line_of(end - 1)` does not count a newline at `end - 1`.
-                let open_field_newline =
-                    u64::from(self.ends_in_open_quote && last_field.ends_with(b"\n"));
+                let open_field_newline = u64::from(swallowed_rest && last_field.ends_with(b"\n"));
                 let newlines_inside = count_byte(self.row.as_slice(), b'\n');
+                // Every newline inside the row but a last one lies before `end - 1`.
                 self.row_line = end_line + open_field_newline - newlines_inside;
-                Ok(true)
-            }
-            Ok(false) => {
-                if self.ends_in_open_quote {
+                if swallowed_rest {
                     return Err(self.malformed(
                         Position::line(self.line()),
                         "a quoted field is never closed: its opening quote runs to the end of the file".into(),
                         Some("add the missing closing quote".into()),
                     ));
                 }
-                Ok(false)
+                Ok(true)
             }
+            Ok(false) => Ok(false),
             Err(e) => {
                 let line = self.line() + 1;
                 Err(match e.into_kind() {
@@ -793,6 +887,22 @@ pub(crate) mod tests {
             err.to_string(),
             "t.csv: line 2: a quoted field is never closed: its opening quote runs to the end \
              of the file. add the missing closing quote"
+        );
+    }
+
+    #[test]
+    fn a_stray_quote_is_no_false_alarm_for_a_multiline_last_field() {
+        let records = decode("a,b\n12\" pipe,x\n1,\"two\nlines\"", &CsvOptions::default()).unwrap();
+        assert_eq!(texts(&records)[1], vec![s("a", "1"), s("b", "two\nlines")]);
+    }
+
+    #[test]
+    fn an_open_quote_at_the_start_is_found_behind_a_bom() {
+        let err = decode("\u{feff}\"a,b\n1,2\n", &CsvOptions::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("t.csv: line 1: a quoted field is never closed"),
+            "{err}"
         );
     }
 

@@ -88,17 +88,27 @@ fn csv_unterminated_quote_in_the_last_column() {
     );
 }
 
-/// An unterminated quote in a middle column leaves a short row. The message has the right
-/// hint but the wrong line: see the report (src/codecs/csv.rs, `CsvDecoder::read_row`: when the
-/// row runs to the end of the file inside the open quote, its line is computed one too low).
+/// An unterminated quote in a middle column swallows the rest of the file into one short row:
+/// reported as the open quote it is, at the row where it opens.
 #[test]
 fn csv_unterminated_quote_in_a_middle_column() {
     assert_csv_fails(
         &csv_input(b"1501,\"x,3\n1502,y,4\n"),
         &format!(
-            "in/input.csv: line {CSV_BAD_LINE}, record 1501: expected 3 fields (as in the header), found 2. \
-             a quoted field spans several lines here: check for a missing closing quote"
+            "in/input.csv: line {CSV_BAD_LINE}: a quoted field is never closed: its opening quote \
+             runs to the end of the file. add the missing closing quote"
         ),
+    );
+}
+
+/// A literal quote inside an unquoted field (`12" pipe`) is data, not an opening quote: it
+/// neither hides a real unterminated quote later nor raises a false alarm.
+#[test]
+fn csv_stray_quotes_inside_unquoted_fields_do_not_confuse_the_quote_check() {
+    assert_csv_fails(
+        &csv_input(b"1501,12\" pipe,3\n1502,\"open,4\n1503,z,5\n"),
+        "in/input.csv: line 1503: a quoted field is never closed: its opening quote \
+         runs to the end of the file. add the missing closing quote",
     );
 }
 
