@@ -70,6 +70,14 @@ pub enum CodecError {
 }
 
 impl CodecError {
+    pub fn io(file: &str, action: &'static str, source: io::Error) -> Self {
+        CodecError::Io {
+            file: file.to_string(),
+            action,
+            source,
+        }
+    }
+
     pub fn malformed(
         file: impl Into<String>,
         position: Position,

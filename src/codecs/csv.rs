@@ -284,11 +284,7 @@ impl CsvDecoder {
         options: &CsvOptions,
     ) -> Result<Self, CodecError> {
         let mut input = BufReader::with_capacity(IO_BUFFER_BYTES, input);
-        let io_error = |source| CodecError::Io {
-            file: label.to_string(),
-            action: "read",
-            source,
-        };
+        let io_error = |source| CodecError::io(label, "read", source);
         let mut skipped_lines = 0;
         let mut line = Vec::new();
         for _ in 0..options.skip_rows {
@@ -390,15 +386,12 @@ impl CsvDecoder {
                 Ok(true)
             }
             Ok(false) => Ok(false),
+            // Reading byte records without a field-count check, the crate fails only on I/O.
             Err(e) => {
-                let line = self.line() + 1;
+                let message = e.to_string();
                 Err(match e.into_kind() {
-                    ::csv::ErrorKind::Io(source) => CodecError::Io {
-                        file: self.label.clone(),
-                        action: "read",
-                        source,
-                    },
-                    other => self.malformed(Position::line(line), format!("{other:?}"), None),
+                    ::csv::ErrorKind::Io(source) => CodecError::io(&self.label, "read", source),
+                    _ => self.malformed(Position::line(self.line() + 1), message, None),
                 })
             }
         }
@@ -673,11 +666,7 @@ impl CsvEncoder {
         let result = self.output.write_all(&self.text.buffer);
         self.text.buffer.clear();
         self.text.row_start = 0;
-        result.map_err(|source| CodecError::Io {
-            file: self.label.clone(),
-            action: "write",
-            source,
-        })
+        result.map_err(|source| CodecError::io(&self.label, "write", source))
     }
 
     fn write_record(&mut self, columns: &[FieldName], record: &Record) -> Result<(), CodecError> {
@@ -756,11 +745,9 @@ impl Encoder for CsvEncoder {
             self.start(None);
         }
         self.flush_text()?;
-        self.output.flush().map_err(|source| CodecError::Io {
-            file: self.label.clone(),
-            action: "write",
-            source,
-        })
+        self.output
+            .flush()
+            .map_err(|source| CodecError::io(&self.label, "write", source))
     }
 }
 

@@ -96,14 +96,10 @@ impl NdjsonDecoder {
         let mut bytes = Vec::new();
         let first_line = self.next_line;
         for _ in 0..lines {
-            let read =
-                self.input
-                    .read_until(b'\n', &mut bytes)
-                    .map_err(|source| CodecError::Io {
-                        file: self.parser.label.clone(),
-                        action: "read",
-                        source,
-                    })?;
+            let read = self
+                .input
+                .read_until(b'\n', &mut bytes)
+                .map_err(|source| CodecError::io(&self.parser.label, "read", source))?;
             if read == 0 {
                 self.exhausted = true;
                 break;
@@ -193,14 +189,13 @@ impl Decoder for NdjsonDecoder {
                 None => break,
                 Some(Parsed::Here(chunk)) => chunk,
                 Some(Parsed::ByHelper(index)) => {
-                    self.helpers[index]
-                        .results
-                        .recv()
-                        .map_err(|_| CodecError::Io {
-                            file: self.parser.label.clone(),
-                            action: "parse the input",
-                            source: std::io::Error::other("the parsing thread stopped"),
-                        })?
+                    self.helpers[index].results.recv().map_err(|_| {
+                        CodecError::io(
+                            &self.parser.label,
+                            "parse the input",
+                            std::io::Error::other("the parsing thread stopped"),
+                        )
+                    })?
                 }
             };
             if chunk.error.is_some() {
@@ -506,11 +501,7 @@ impl NdjsonEncoder {
     fn flush_buffer(&mut self) -> Result<(), CodecError> {
         let result = self.output.write_all(&self.buffer);
         self.buffer.clear();
-        result.map_err(|source| CodecError::Io {
-            file: self.label.clone(),
-            action: "write",
-            source,
-        })
+        result.map_err(|source| CodecError::io(&self.label, "write", source))
     }
 }
 
@@ -528,11 +519,9 @@ impl Encoder for NdjsonEncoder {
 
     fn finish(mut self: Box<Self>) -> Result<(), CodecError> {
         self.flush_buffer()?;
-        self.output.flush().map_err(|source| CodecError::Io {
-            file: self.label.clone(),
-            action: "write",
-            source,
-        })
+        self.output
+            .flush()
+            .map_err(|source| CodecError::io(&self.label, "write", source))
     }
 }
 
