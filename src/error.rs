@@ -158,6 +158,16 @@ pub struct RunError {
     pub source: StageError,
 }
 
+impl RunError {
+    pub fn new(pipeline: &str, stage: &str, source: StageError) -> Self {
+        RunError {
+            pipeline: pipeline.to_string(),
+            stage: stage.to_string(),
+            source,
+        }
+    }
+}
+
 /// Every error the library reports, classified for exit codes.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

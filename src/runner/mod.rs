@@ -60,11 +60,7 @@ impl Stages {
             base_dir: pipeline.base_dir().to_path_buf(),
             started_at: chrono::Local::now(),
         };
-        let fail = |stage: &str, source| RunError {
-            pipeline: pipeline.name.clone(),
-            stage: stage.to_string(),
-            source,
-        };
+        let fail = |stage: &str, source| RunError::new(&pipeline.name, stage, source);
         let source_label = format!("source ({})", pipeline.source.kind());
         let source = pipeline
             .source
@@ -96,20 +92,15 @@ impl Stages {
 
 impl Chain {
     fn fail(&self, stage: &str, source: StageError) -> RunError {
-        RunError {
-            pipeline: self.pipeline.clone(),
-            stage: stage.to_string(),
-            source,
-        }
+        RunError::new(&self.pipeline, stage, source)
     }
 
     /// Runs every transform over `batch`, in order.
     fn transform(&mut self, batch: &mut Batch) -> Result<(), RunError> {
         for (label, transform) in &mut self.transforms {
-            if let Err(e) = transform.apply(batch) {
-                let label = label.clone();
-                return Err(self.fail(&label, e));
-            }
+            transform
+                .apply(batch)
+                .map_err(|e| RunError::new(&self.pipeline, label, e))?;
         }
         Ok(())
     }
@@ -133,11 +124,7 @@ pub fn convert(
         base_dir: Default::default(),
         started_at: chrono::Local::now(),
     };
-    let fail = |stage: &str, source| RunError {
-        pipeline: cx.pipeline.clone(),
-        stage: stage.into(),
-        source,
-    };
+    let fail = |stage: &str, source| RunError::new(&cx.pipeline, stage, source);
     let source = FileSource::from_path(input.to_path_buf(), from).map_err(|e| fail("input", e))?;
     let sink: Box<dyn Sink> = if output == Path::new("-") {
         let config = crate::sinks::stdout::StdoutSinkConfig { format: to };
@@ -193,26 +180,22 @@ fn execute(stages: Stages) -> Result<RunSummary, RunError> {
             records_read += batch.len() as u64;
             chain.transform(&mut batch)?;
             for (label, sink) in &mut chain.sinks {
-                if let Err(e) = sink.write_batch(&batch) {
-                    return Err(RunError {
-                        pipeline: chain.pipeline.clone(),
-                        stage: label.clone(),
-                        source: e,
-                    });
-                }
+                sink.write_batch(&batch)
+                    .map_err(|e| RunError::new(&chain.pipeline, label, e))?;
             }
         }
         Ok(())
     })?;
-    let sinks = std::mem::take(&mut chain.sinks);
-    let mut prepared = Vec::with_capacity(sinks.len());
-    for (label, mut sink) in sinks {
-        sink.prepare().map_err(|e| chain.fail(&label, e))?;
-        prepared.push((label, sink));
+    for (label, sink) in &mut chain.sinks {
+        sink.prepare()
+            .map_err(|e| RunError::new(&chain.pipeline, label, e))?;
     }
-    let mut reports = Vec::with_capacity(prepared.len());
-    for (label, sink) in prepared {
-        reports.push(sink.commit().map_err(|e| chain.fail(&label, e))?);
+    let mut reports = Vec::with_capacity(chain.sinks.len());
+    for (label, sink) in chain.sinks {
+        reports.push(
+            sink.commit()
+                .map_err(|e| RunError::new(&chain.pipeline, &label, e))?,
+        );
     }
     Ok(RunSummary {
         pipeline: chain.pipeline,
