@@ -142,13 +142,16 @@ fn if_exists_fail_refuses_an_existing_destination() {
     assert_eq!(sandbox.files(""), ["in.csv", "out/result.ndjson", "p.toml"]);
 }
 
+/// Without an existing destination, `fail` and `skip` write it like `replace`.
 #[test]
-fn if_exists_fail_writes_a_new_destination() {
-    let sandbox = Sandbox::new();
-    sandbox.write("p.toml", single_sink(Some("fail")));
-    sandbox.write("in.csv", INPUT_CSV);
-    sandbox.run(["run", "p.toml"]).assert_success();
-    assert_eq!(sandbox.read("out/result.ndjson"), INPUT_AS_NDJSON);
+fn if_exists_fail_and_skip_write_a_new_destination() {
+    for mode in ["fail", "skip"] {
+        let sandbox = Sandbox::new();
+        sandbox.write("p.toml", single_sink(Some(mode)));
+        sandbox.write("in.csv", INPUT_CSV);
+        sandbox.run(["run", "p.toml"]).assert_success();
+        assert_eq!(sandbox.read("out/result.ndjson"), INPUT_AS_NDJSON, "{mode}");
+    }
 }
 
 #[test]
@@ -163,15 +166,6 @@ fn if_exists_skip_leaves_an_existing_destination_alone() {
         .assert_stderr("");
     assert_eq!(sandbox.read("out/result.ndjson"), "previous\n");
     assert_eq!(sandbox.files(""), ["in.csv", "out/result.ndjson", "p.toml"]);
-}
-
-#[test]
-fn if_exists_skip_writes_a_new_destination() {
-    let sandbox = Sandbox::new();
-    sandbox.write("p.toml", single_sink(Some("skip")));
-    sandbox.write("in.csv", INPUT_CSV);
-    sandbox.run(["run", "p.toml"]).assert_success();
-    assert_eq!(sandbox.read("out/result.ndjson"), INPUT_AS_NDJSON);
 }
 
 #[test]
