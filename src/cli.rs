@@ -178,9 +178,6 @@ fn run(files: &[PathBuf]) -> Result<ExitCode, Error> {
             Ok(summary) => log_summary(&summary),
             Err(e) => {
                 let e = Error::from(e);
-                if pipelines.len() == 1 {
-                    return Err(e);
-                }
                 // Report this one and go on: one vendor's bad file must not stop the others.
                 eprintln!("{}", render_error(&e));
                 failed = Some(ExitCode::from(e.exit_code() as u8));
