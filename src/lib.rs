@@ -7,10 +7,14 @@
 pub mod cli;
 pub mod codecs;
 pub mod config;
+pub mod digest;
 pub mod error;
+pub mod notify;
 pub mod record;
+pub mod report;
 pub mod runner;
 pub mod sinks;
 pub mod sources;
 pub mod stage;
+pub mod state;
 pub mod transforms;

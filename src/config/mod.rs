@@ -152,6 +152,18 @@ stage_configs! {
     }
 }
 
+stage_configs! {
+    /// A message sent after a run, chosen by `type`.
+    NotifyConfig, "notify" {
+        /// POSTs the run report as JSON to a URL.
+        "webhook" => Webhook(crate::notify::webhook::WebhookConfig),
+        /// Sends an email over SMTP.
+        "email" => Email(crate::notify::email::EmailConfig),
+        /// Runs a program with the run report on its standard input.
+        "command" => Command(crate::notify::command::CommandConfig),
+    }
+}
+
 impl SinkConfig {
     /// The path template a sink writes to, for sinks that write files.
     pub fn destination(&self) -> Option<&str> {

@@ -1,0 +1,100 @@
+//! The run report: one JSON document per run saying what happened, for operators and for
+//! machines. It is written with `--report PATH`, kept in the state store (`longshore runs`), and
+//! is what notifications send.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a run did, whatever its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub pipeline: String,
+    /// Unique per run: `20240801T020500Z-3f9a1c`.
+    pub run_id: String,
+    /// RFC 3339, local time with offset.
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_secs: f64,
+    pub outcome: Outcome,
+    /// Nothing was written and no state moved (`--dry-run`).
+    pub dry_run: bool,
+    /// Records read from the source (rejects not included).
+    pub records_read: u64,
+    /// Per stage, in pipeline order: records in and out, bytes where the stage knows them.
+    pub stages: Vec<StageCounts>,
+    /// Source files read this run.
+    pub files_read: Vec<FileDigest>,
+    /// Source files left alone because an earlier run delivered them (same path and content).
+    pub files_already_processed: Vec<String>,
+    /// Files published (or, in a dry run, that would have been).
+    pub files_written: Vec<FileDigest>,
+    pub rejects: RejectCounts,
+    /// Incremental cursors before and after the run, by name.
+    pub cursor_before: BTreeMap<String, String>,
+    pub cursor_after: BTreeMap<String, String>,
+    /// Why the run failed or stopped early: the error and each cause, outermost first.
+    pub error: Vec<String>,
+    /// Warnings an operator should read (a stale lock taken over, a notification not sent).
+    pub warnings: Vec<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every record delivered and the state saved.
+    Success,
+    /// Nothing new to read: no sink was written.
+    NothingNew,
+    /// Another run of the pipeline held the lock (`on_overlap = "skip"`).
+    Skipped,
+    Failure,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::NothingNew => "nothing_new",
+            Outcome::Skipped => "skipped",
+            Outcome::Failure => "failure",
+        }
+    }
+}
+
+/// One stage's counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageCounts {
+    /// `source (file)`, `transform 1 (rename)`, `sink 2 (file)`, `rejects`.
+    pub stage: String,
+    pub records_in: u64,
+    pub records_out: u64,
+    /// Bytes read (source) or written (sinks); 0 where not known.
+    pub bytes: u64,
+}
+
+/// A file read or written, with what identifies its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    pub path: String,
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the bytes.
+    pub sha256: String,
+}
+
+/// Records quarantined in the rejects file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RejectCounts {
+    pub total: u64,
+    /// Reason (without the position) to count.
+    pub by_reason: BTreeMap<String, u64>,
+    /// Where they were written.
+    pub file: Option<String>,
+}
+
+impl RunReport {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report serializes") + "\n"
+    }
+}

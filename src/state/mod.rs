@@ -1,0 +1,274 @@
+//! What a pipeline remembers between runs: its incremental cursors, the ledger of source files
+//! it delivered, the push outbox, its run history and its lock. Reruns are safe because of it: a
+//! delivered file is not delivered again, and a crash is recovered from on the next run.
+//!
+//! Stages and the runner talk to a [`StateStore`] trait object; [`sqlite::SqliteStore`] (one
+//! SQLite file beside the pipeline) is the backend today, and a shared one (PostgreSQL, for runs
+//! that move between machines) can be added behind the same trait.
+//!
+//! The commit protocol makes "nothing lost, nothing twice" hold across crashes:
+//! 1. sinks prepare their outputs (temporary files, fsynced);
+//! 2. [`StateStore::begin_commit`] records the intent: which temporary file becomes which final
+//!    file, and the state changes (ledger entries, cursors) that go with it;
+//! 3. sinks commit (rename);
+//! 4. [`StateStore::finish_commit`] applies the changes and the run's history in one transaction.
+//!
+//! A run that finds an unfinished intent first [`recover`]s it: it finishes the renames still
+//! possible and applies the state when every output was published, or discards it.
+
+pub mod lock;
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use lock::{LockAttempt, LockOwner};
+pub use sqlite::SqliteStore;
+
+use crate::report::RunReport;
+
+/// A source file an earlier run delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// The file's canonical path.
+    pub path: String,
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// Lowercase hex SHA-256 of the content.
+    pub sha256: String,
+    /// When the run that delivered it started (RFC 3339), and its id.
+    pub processed_at: String,
+    pub run_id: String,
+}
+
+/// A change to a pipeline's state that takes effect only once the run's outputs are published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StateChange {
+    /// An incremental cursor moves to `value`.
+    Cursor { name: String, value: String },
+    /// A source file was delivered.
+    Ledger(LedgerEntry),
+}
+
+/// A finished, durable output waiting to be published: `temp` is renamed to `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedOutput {
+    pub path: PathBuf,
+    pub temp: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// A run's commit, recorded before its sinks publish anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitIntent {
+    pub run_id: String,
+    pub outputs: Vec<PreparedOutput>,
+    pub changes: Vec<StateChange>,
+}
+
+/// Where an idempotent push stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStatus {
+    /// Sent, but the receiver's acknowledgement was not seen: resend with the same key.
+    Sent,
+    /// The receiver acknowledged it: never send again.
+    Acknowledged,
+}
+
+/// What `longshore state show` prints.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateSummary {
+    pub cursors: BTreeMap<String, String>,
+    pub ledger_files: u64,
+    pub outbox_pending: u64,
+    pub outbox_acknowledged: u64,
+    pub lock: Option<LockOwner>,
+    /// The run id of a commit that was interrupted and not yet recovered.
+    pub pending_commit: Option<String>,
+}
+
+/// The state store failed. Exit code 1: the run did not (fully) happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot open the state store {}", .path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the state store's directory {}", .path.display())]
+    Directory {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the state store {} was written by a newer longshore (schema version {found}, this one knows up to {known}): upgrade longshore",
+        .path.display()
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("the state store {} could not {action}", .path.display())]
+    Sql {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the state store {} holds data this longshore cannot read ({what})", .path.display())]
+    Corrupt { path: PathBuf, what: String },
+    #[error(
+        "cannot finish publishing {} for a run that was interrupted: fix the cause and run again",
+        .path.display()
+    )]
+    Recover {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "another run ({run_id}) took over the lock of pipeline `{pipeline}` while this one was running: nothing was published"
+    )]
+    LockLost { pipeline: String, run_id: String },
+}
+
+/// One pipeline's memory between runs. Every method is about the pipeline it is given, so one
+/// store can hold many pipelines.
+pub trait StateStore: Send {
+    /// Where the store is, for messages.
+    fn location(&self) -> &Path;
+
+    /// Takes the pipeline's run lock unless a live run holds it. A lock whose holder is dead
+    /// (same host, process gone) or older than `stale_after_secs` is taken over.
+    fn try_lock(
+        &mut self,
+        pipeline: &str,
+        owner: &LockOwner,
+        stale_after_secs: Option<u64>,
+    ) -> Result<LockAttempt, StateError>;
+    /// Releases the lock if `run_id` holds it.
+    fn unlock(&mut self, pipeline: &str, run_id: &str) -> Result<(), StateError>;
+
+    fn cursors(&mut self, pipeline: &str) -> Result<BTreeMap<String, String>, StateError>;
+    fn ledger_entry(
+        &mut self,
+        pipeline: &str,
+        path: &str,
+    ) -> Result<Option<LedgerEntry>, StateError>;
+
+    /// Records what the run is about to publish. Fails with [`StateError::LockLost`] when
+    /// `intent.run_id` no longer holds the lock.
+    fn begin_commit(&mut self, pipeline: &str, intent: &CommitIntent) -> Result<(), StateError>;
+    /// The commit a crashed run left unfinished, if any.
+    fn pending_commit(&mut self, pipeline: &str) -> Result<Option<CommitIntent>, StateError>;
+    /// In one transaction: applies the pending commit's state changes, forgets the intent and
+    /// records `report` in the run history.
+    fn finish_commit(
+        &mut self,
+        pipeline: &str,
+        run_id: &str,
+        report: &RunReport,
+    ) -> Result<(), StateError>;
+    /// Forgets a pending commit without applying its changes.
+    fn discard_commit(&mut self, pipeline: &str, run_id: &str) -> Result<(), StateError>;
+
+    /// Adds (or replaces, by run id) a run in the history.
+    fn record_run(&mut self, pipeline: &str, report: &RunReport) -> Result<(), StateError>;
+    /// The most recent runs, newest first.
+    fn runs(&mut self, pipeline: &str, limit: usize) -> Result<Vec<RunReport>, StateError>;
+
+    fn summary(&mut self, pipeline: &str) -> Result<StateSummary, StateError>;
+    /// Forgets the cursors, the ledger and the outbox (the history stays); with `cursor`, sets
+    /// that cursor instead of leaving none.
+    fn reset(&mut self, pipeline: &str, cursor: Option<(&str, &str)>) -> Result<(), StateError>;
+    /// Removes one file from the ledger, so the next run processes it again. False when the
+    /// ledger did not have it.
+    fn forget(&mut self, pipeline: &str, path: &str) -> Result<bool, StateError>;
+
+    fn outbox_status(
+        &mut self,
+        pipeline: &str,
+        key: &str,
+    ) -> Result<Option<OutboxStatus>, StateError>;
+    fn set_outbox_status(
+        &mut self,
+        pipeline: &str,
+        key: &str,
+        status: OutboxStatus,
+    ) -> Result<(), StateError>;
+}
+
+/// What recovering an interrupted commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// Every output of the interrupted run was (or has now been) published: its state changes
+    /// were applied, so its input is not delivered again.
+    Completed {
+        run_id: String,
+        published: Vec<PathBuf>,
+    },
+    /// Some output could not be published (its temporary file is gone): the intent was
+    /// discarded, so its input is read and delivered again by this run.
+    Discarded {
+        run_id: String,
+        missing: Vec<PathBuf>,
+    },
+}
+
+/// Finishes or discards the commit a crashed run of `pipeline` left behind. Call with the lock
+/// held, before reading any state.
+pub fn recover(
+    store: &mut dyn StateStore,
+    pipeline: &str,
+    report: impl FnOnce(&CommitIntent) -> RunReport,
+) -> Result<Option<Recovery>, StateError> {
+    let Some(intent) = store.pending_commit(pipeline)? else {
+        return Ok(None);
+    };
+    // Publish only if every output still can be, so that a discarded intent published nothing.
+    let missing: Vec<PathBuf> = intent
+        .outputs
+        .iter()
+        .filter(|o| !o.temp.exists() && !file_matches(&o.path, o.size, &o.sha256))
+        .map(|o| o.path.clone())
+        .collect();
+    let run_id = intent.run_id.clone();
+    if !missing.is_empty() {
+        for output in &intent.outputs {
+            // Leftovers of the discarded run; a failure to remove one is harmless.
+            let _ = std::fs::remove_file(&output.temp);
+        }
+        store.discard_commit(pipeline, &run_id)?;
+        return Ok(Some(Recovery::Discarded { run_id, missing }));
+    }
+    let mut published = Vec::new();
+    for output in &intent.outputs {
+        if output.temp.exists() {
+            std::fs::rename(&output.temp, &output.path).map_err(|source| StateError::Recover {
+                path: output.path.clone(),
+                source,
+            })?;
+        }
+        published.push(output.path.clone());
+    }
+    store.finish_commit(pipeline, &run_id, &report(&intent))?;
+    Ok(Some(Recovery::Completed { run_id, published }))
+}
+
+/// Whether the file at `path` has exactly this size and SHA-256.
+fn file_matches(path: &Path, size: u64, sha256: &str) -> bool {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() == size => {
+            crate::digest::sha256_file(path).is_ok_and(|(_, digest)| digest == sha256)
+        }
+        _ => false,
+    }
+}

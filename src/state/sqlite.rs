@@ -1,0 +1,711 @@
+//! The default state store: one SQLite file (bundled SQLite, no server), by default
+//! `.longshore/state.db` beside the pipeline file. Every write is a transaction with
+//! `synchronous = FULL`, so a power loss keeps either the old state or the new one. The schema
+//! is versioned with `PRAGMA user_version`; migrations run in order when a store is opened.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+
+use super::{
+    CommitIntent, LedgerEntry, LockAttempt, LockOwner, OutboxStatus, StateChange, StateError,
+    StateStore, StateSummary,
+};
+use crate::report::RunReport;
+
+/// Schema migrations, in order; the store's `user_version` is how many have run.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE cursors (
+    pipeline TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, updated_at TEXT NOT NULL,
+    PRIMARY KEY (pipeline, name));
+CREATE TABLE ledger (
+    pipeline TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL, processed_at TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    PRIMARY KEY (pipeline, path));
+CREATE TABLE outbox (
+    pipeline TEXT NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, updated_at TEXT NOT NULL,
+    PRIMARY KEY (pipeline, key));
+CREATE TABLE runs (
+    pipeline TEXT NOT NULL, run_id TEXT NOT NULL, started_unix INTEGER NOT NULL,
+    outcome TEXT NOT NULL, records_read INTEGER NOT NULL, report TEXT NOT NULL,
+    PRIMARY KEY (pipeline, run_id));
+CREATE INDEX runs_by_start ON runs (pipeline, started_unix);
+CREATE TABLE locks (
+    pipeline TEXT PRIMARY KEY, run_id TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    process_start INTEGER, locked_at INTEGER NOT NULL);
+CREATE TABLE pending_commits (
+    pipeline TEXT PRIMARY KEY, run_id TEXT NOT NULL, intent TEXT NOT NULL);
+"#];
+
+/// How long a statement waits for another process's write transaction to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct SqliteStore {
+    connection: Connection,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating it (and its directory) if needed.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StateError::Directory {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let open = |path: &Path| Connection::open(path);
+        Self::with_connection(path, open)
+    }
+
+    /// Opens an existing store without writing to it (`state show`, `runs`, `--dry-run`);
+    /// `None` when there is no store at `path` yet.
+    pub fn open_read_only(path: &Path) -> Result<Option<Self>, StateError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let open =
+            |path: &Path| Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY);
+        Self::with_connection(path, open).map(Some)
+    }
+
+    /// A store that lives only as long as this value (`convert`, previews without a store).
+    pub fn in_memory() -> Self {
+        let open = |_: &Path| Connection::open_in_memory();
+        Self::with_connection(Path::new(":memory:"), open).expect("an in-memory store opens")
+    }
+
+    fn with_connection(
+        path: &Path,
+        open: impl FnOnce(&Path) -> rusqlite::Result<Connection>,
+    ) -> Result<Self, StateError> {
+        let opened = open(path).and_then(|connection| {
+            connection.busy_timeout(BUSY_TIMEOUT)?;
+            connection.pragma_update(None, "synchronous", "FULL")?;
+            connection.pragma_update(None, "foreign_keys", true)?;
+            Ok(connection)
+        });
+        let connection = opened.map_err(|source| StateError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut store = SqliteStore {
+            connection,
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), StateError> {
+        let version: i64 = self
+            .connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|source| StateError::Open {
+                path: self.path.clone(),
+                source,
+            })?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StateError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known,
+            });
+        }
+        if version == known {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let tx = self.write("upgrade its schema")?;
+        // Re-read inside the write lock: another process may have migrated meanwhile.
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|source| sql(&path, "upgrade its schema", source))?;
+        for migration in &MIGRATIONS[version.clamp(0, known) as usize..] {
+            tx.execute_batch(migration)
+                .map_err(|source| sql(&path, "upgrade its schema", source))?;
+        }
+        tx.pragma_update(None, "user_version", known)
+            .and_then(|()| tx.commit())
+            .map_err(|source| sql(&path, "upgrade its schema", source))
+    }
+
+    /// A write transaction that holds SQLite's write lock from its start, so that a
+    /// read-then-write (taking the run lock) cannot interleave with another process.
+    fn write(&mut self, action: &'static str) -> Result<Transaction<'_>, StateError> {
+        self.connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| sql(&self.path, action, source))
+    }
+
+    fn lock_holder(connection: &Connection, pipeline: &str) -> rusqlite::Result<Option<LockOwner>> {
+        connection
+            .query_row(
+                "SELECT run_id, host, pid, process_start, locked_at FROM locks WHERE pipeline = ?1",
+                [pipeline],
+                |row| {
+                    Ok(LockOwner {
+                        run_id: row.get(0)?,
+                        host: row.get(1)?,
+                        pid: row.get(2)?,
+                        process_start: row.get::<_, Option<i64>>(3)?.map(|t| t as u64),
+                        locked_at: row.get(4)?,
+                    })
+                },
+            )
+            .optional()
+    }
+
+    fn corrupt(&self, what: String) -> StateError {
+        StateError::Corrupt {
+            path: self.path.clone(),
+            what,
+        }
+    }
+}
+
+fn sql(path: &Path, action: &'static str, source: rusqlite::Error) -> StateError {
+    StateError::Sql {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+fn now_text() -> String {
+    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
+impl StateStore for SqliteStore {
+    fn location(&self) -> &Path {
+        &self.path
+    }
+
+    fn try_lock(
+        &mut self,
+        pipeline: &str,
+        owner: &LockOwner,
+        stale_after_secs: Option<u64>,
+    ) -> Result<LockAttempt, StateError> {
+        const ACTION: &str = "take the run lock";
+        let path = self.path.clone();
+        let tx = self.write(ACTION)?;
+        let holder = Self::lock_holder(&tx, pipeline).map_err(|e| sql(&path, ACTION, e))?;
+        let mut taken_over = None;
+        if let Some(holder) = holder {
+            match holder.stale_reason(owner.locked_at, stale_after_secs) {
+                Some(reason) => taken_over = Some((holder, reason)),
+                None => return Ok(LockAttempt::Held(holder)),
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO locks (pipeline, run_id, host, pid, process_start, locked_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                pipeline,
+                owner.run_id,
+                owner.host,
+                owner.pid,
+                owner.process_start.map(|t| t as i64),
+                owner.locked_at
+            ],
+        )
+        .and_then(|_| tx.commit())
+        .map_err(|e| sql(&path, ACTION, e))?;
+        Ok(LockAttempt::Acquired { taken_over })
+    }
+
+    fn unlock(&mut self, pipeline: &str, run_id: &str) -> Result<(), StateError> {
+        self.connection
+            .execute(
+                "DELETE FROM locks WHERE pipeline = ?1 AND run_id = ?2",
+                [pipeline, run_id],
+            )
+            .map(|_| ())
+            .map_err(|e| sql(&self.path, "release the run lock", e))
+    }
+
+    fn cursors(&mut self, pipeline: &str) -> Result<BTreeMap<String, String>, StateError> {
+        let read = || -> rusqlite::Result<BTreeMap<String, String>> {
+            let mut statement = self
+                .connection
+                .prepare_cached("SELECT name, value FROM cursors WHERE pipeline = ?1")?;
+            let rows = statement.query_map([pipeline], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        };
+        read().map_err(|e| sql(&self.path, "read the cursors", e))
+    }
+
+    fn ledger_entry(
+        &mut self,
+        pipeline: &str,
+        path: &str,
+    ) -> Result<Option<LedgerEntry>, StateError> {
+        self.connection
+            .prepare_cached(
+                "SELECT size, mtime_ns, sha256, processed_at, run_id FROM ledger
+                 WHERE pipeline = ?1 AND path = ?2",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row([pipeline, path], |row| {
+                        Ok(LedgerEntry {
+                            path: path.to_string(),
+                            size: row.get::<_, i64>(0)? as u64,
+                            mtime_ns: row.get(1)?,
+                            sha256: row.get(2)?,
+                            processed_at: row.get(3)?,
+                            run_id: row.get(4)?,
+                        })
+                    })
+                    .optional()
+            })
+            .map_err(|e| sql(&self.path, "read the ledger of processed files", e))
+    }
+
+    fn begin_commit(&mut self, pipeline: &str, intent: &CommitIntent) -> Result<(), StateError> {
+        const ACTION: &str = "record the outputs about to be published";
+        let path = self.path.clone();
+        let tx = self.write(ACTION)?;
+        let holder = Self::lock_holder(&tx, pipeline).map_err(|e| sql(&path, ACTION, e))?;
+        match holder {
+            Some(holder) if holder.run_id == intent.run_id => {}
+            other => {
+                return Err(StateError::LockLost {
+                    pipeline: pipeline.to_string(),
+                    run_id: other.map_or_else(|| "none".into(), |h| h.run_id),
+                });
+            }
+        }
+        let json = serde_json::to_string(intent).expect("an intent serializes");
+        tx.execute(
+            "INSERT OR REPLACE INTO pending_commits (pipeline, run_id, intent) VALUES (?1, ?2, ?3)",
+            params![pipeline, intent.run_id, json],
+        )
+        .and_then(|_| tx.commit())
+        .map_err(|e| sql(&path, ACTION, e))
+    }
+
+    fn pending_commit(&mut self, pipeline: &str) -> Result<Option<CommitIntent>, StateError> {
+        let json: Option<String> = self
+            .connection
+            .query_row(
+                "SELECT intent FROM pending_commits WHERE pipeline = ?1",
+                [pipeline],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| sql(&self.path, "read an interrupted commit", e))?;
+        json.map(|json| {
+            serde_json::from_str(&json)
+                .map_err(|e| self.corrupt(format!("an interrupted commit: {e}")))
+        })
+        .transpose()
+    }
+
+    fn finish_commit(
+        &mut self,
+        pipeline: &str,
+        run_id: &str,
+        report: &RunReport,
+    ) -> Result<(), StateError> {
+        const ACTION: &str = "save the state of the published run";
+        let intent = self
+            .pending_commit(pipeline)?
+            .filter(|intent| intent.run_id == run_id);
+        let path = self.path.clone();
+        let tx = self.write(ACTION)?;
+        let apply = || -> rusqlite::Result<()> {
+            for change in intent.iter().flat_map(|i| &i.changes) {
+                match change {
+                    StateChange::Cursor { name, value } => {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO cursors (pipeline, name, value, updated_at)
+                             VALUES (?1, ?2, ?3, ?4)",
+                            params![pipeline, name, value, now_text()],
+                        )?;
+                    }
+                    StateChange::Ledger(entry) => {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO ledger
+                             (pipeline, path, size, mtime_ns, sha256, processed_at, run_id)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                            params![
+                                pipeline,
+                                entry.path,
+                                entry.size as i64,
+                                entry.mtime_ns,
+                                entry.sha256,
+                                entry.processed_at,
+                                entry.run_id
+                            ],
+                        )?;
+                    }
+                }
+            }
+            tx.execute(
+                "DELETE FROM pending_commits WHERE pipeline = ?1 AND run_id = ?2",
+                [pipeline, run_id],
+            )?;
+            insert_run(&tx, pipeline, report)
+        };
+        apply()
+            .and_then(|()| tx.commit())
+            .map_err(|e| sql(&path, ACTION, e))
+    }
+
+    fn discard_commit(&mut self, pipeline: &str, run_id: &str) -> Result<(), StateError> {
+        self.connection
+            .execute(
+                "DELETE FROM pending_commits WHERE pipeline = ?1 AND run_id = ?2",
+                [pipeline, run_id],
+            )
+            .map(|_| ())
+            .map_err(|e| sql(&self.path, "discard an interrupted commit", e))
+    }
+
+    fn record_run(&mut self, pipeline: &str, report: &RunReport) -> Result<(), StateError> {
+        insert_run(&self.connection, pipeline, report)
+            .map_err(|e| sql(&self.path, "record the run in its history", e))
+    }
+
+    fn runs(&mut self, pipeline: &str, limit: usize) -> Result<Vec<RunReport>, StateError> {
+        let read = || -> rusqlite::Result<Vec<String>> {
+            let mut statement = self.connection.prepare_cached(
+                "SELECT report FROM runs WHERE pipeline = ?1
+                 ORDER BY started_unix DESC, rowid DESC LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![pipeline, limit as i64], |row| row.get(0))?;
+            rows.collect()
+        };
+        let texts = read().map_err(|e| sql(&self.path, "read the run history", e))?;
+        texts
+            .iter()
+            .map(|text| {
+                serde_json::from_str(text).map_err(|e| self.corrupt(format!("a run report: {e}")))
+            })
+            .collect()
+    }
+
+    fn summary(&mut self, pipeline: &str) -> Result<StateSummary, StateError> {
+        let cursors = self.cursors(pipeline)?;
+        let path = self.path.clone();
+        let count = |connection: &Connection, query: &str| -> Result<u64, StateError> {
+            connection
+                .query_row(query, [pipeline], |row| row.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(|e| sql(&path, "summarize the state", e))
+        };
+        let ledger_files = count(
+            &self.connection,
+            "SELECT count(*) FROM ledger WHERE pipeline = ?1",
+        )?;
+        let outbox_pending = count(
+            &self.connection,
+            "SELECT count(*) FROM outbox WHERE pipeline = ?1 AND status = 'sent'",
+        )?;
+        let outbox_acknowledged = count(
+            &self.connection,
+            "SELECT count(*) FROM outbox WHERE pipeline = ?1 AND status = 'acknowledged'",
+        )?;
+        let lock = Self::lock_holder(&self.connection, pipeline)
+            .map_err(|e| sql(&path, "read the lock", e))?;
+        let pending_commit = self.pending_commit(pipeline)?.map(|intent| intent.run_id);
+        Ok(StateSummary {
+            cursors,
+            ledger_files,
+            outbox_pending,
+            outbox_acknowledged,
+            lock,
+            pending_commit,
+        })
+    }
+
+    fn reset(&mut self, pipeline: &str, cursor: Option<(&str, &str)>) -> Result<(), StateError> {
+        const ACTION: &str = "reset the state";
+        let path = self.path.clone();
+        let tx = self.write(ACTION)?;
+        let apply = || -> rusqlite::Result<()> {
+            for table in ["cursors", "ledger", "outbox"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE pipeline = ?1"),
+                    [pipeline],
+                )?;
+            }
+            if let Some((name, value)) = cursor {
+                tx.execute(
+                    "INSERT INTO cursors (pipeline, name, value, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![pipeline, name, value, now_text()],
+                )?;
+            }
+            Ok(())
+        };
+        apply()
+            .and_then(|()| tx.commit())
+            .map_err(|e| sql(&path, ACTION, e))
+    }
+
+    fn forget(&mut self, pipeline: &str, path: &str) -> Result<bool, StateError> {
+        self.connection
+            .execute(
+                "DELETE FROM ledger WHERE pipeline = ?1 AND path = ?2",
+                [pipeline, path],
+            )
+            .map(|removed| removed > 0)
+            .map_err(|e| sql(&self.path, "forget the file", e))
+    }
+
+    fn outbox_status(
+        &mut self,
+        pipeline: &str,
+        key: &str,
+    ) -> Result<Option<OutboxStatus>, StateError> {
+        let status: Option<String> = self
+            .connection
+            .query_row(
+                "SELECT status FROM outbox WHERE pipeline = ?1 AND key = ?2",
+                [pipeline, key],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| sql(&self.path, "read the outbox", e))?;
+        match status.as_deref() {
+            None => Ok(None),
+            Some("sent") => Ok(Some(OutboxStatus::Sent)),
+            Some("acknowledged") => Ok(Some(OutboxStatus::Acknowledged)),
+            Some(other) => Err(self.corrupt(format!("outbox status `{other}`"))),
+        }
+    }
+
+    fn set_outbox_status(
+        &mut self,
+        pipeline: &str,
+        key: &str,
+        status: OutboxStatus,
+    ) -> Result<(), StateError> {
+        let status = match status {
+            OutboxStatus::Sent => "sent",
+            OutboxStatus::Acknowledged => "acknowledged",
+        };
+        self.connection
+            .execute(
+                "INSERT OR REPLACE INTO outbox (pipeline, key, status, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![pipeline, key, status, now_text()],
+            )
+            .map(|_| ())
+            .map_err(|e| sql(&self.path, "record a push in the outbox", e))
+    }
+}
+
+fn insert_run(connection: &Connection, pipeline: &str, report: &RunReport) -> rusqlite::Result<()> {
+    let started_unix =
+        chrono::DateTime::parse_from_rfc3339(&report.started_at).map_or(0, |t| t.timestamp());
+    connection.execute(
+        "INSERT OR REPLACE INTO runs (pipeline, run_id, started_unix, outcome, records_read, report)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            pipeline,
+            report.run_id,
+            started_unix,
+            report.outcome.as_str(),
+            report.records_read as i64,
+            serde_json::to_string(report).expect("a report serializes")
+        ],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Outcome, RejectCounts};
+    use crate::state::PreparedOutput;
+
+    fn report(run_id: &str, started_at: &str, outcome: Outcome) -> RunReport {
+        RunReport {
+            pipeline: "p".into(),
+            run_id: run_id.into(),
+            started_at: started_at.into(),
+            finished_at: started_at.into(),
+            duration_secs: 0.0,
+            outcome,
+            dry_run: false,
+            records_read: 0,
+            stages: Vec::new(),
+            files_read: Vec::new(),
+            files_already_processed: Vec::new(),
+            files_written: Vec::new(),
+            rejects: RejectCounts::default(),
+            cursor_before: BTreeMap::new(),
+            cursor_after: BTreeMap::new(),
+            error: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn entry(path: &str, run_id: &str) -> LedgerEntry {
+        LedgerEntry {
+            path: path.into(),
+            size: 3,
+            mtime_ns: 1,
+            sha256: "abc".into(),
+            processed_at: "2024-08-01T02:05:00+00:00".into(),
+            run_id: run_id.into(),
+        }
+    }
+
+    #[test]
+    fn a_live_lock_is_held_and_a_dead_one_taken_over() {
+        let mut store = SqliteStore::in_memory();
+        let first = LockOwner::this_process("run-1");
+        assert_eq!(
+            store.try_lock("p", &first, None).unwrap(),
+            LockAttempt::Acquired { taken_over: None }
+        );
+        let second = LockOwner::this_process("run-2");
+        assert_eq!(
+            store.try_lock("p", &second, None).unwrap(),
+            LockAttempt::Held(first.clone())
+        );
+        // Another pipeline has its own lock.
+        assert!(matches!(
+            store.try_lock("q", &second, None).unwrap(),
+            LockAttempt::Acquired { taken_over: None }
+        ));
+        store.unlock("p", "run-1").unwrap();
+        let dead = LockOwner {
+            pid: u32::MAX / 2,
+            ..LockOwner::this_process("run-dead")
+        };
+        store.try_lock("p", &dead, None).unwrap();
+        match store.try_lock("p", &second, None).unwrap() {
+            LockAttempt::Acquired {
+                taken_over: Some((owner, reason)),
+            } => {
+                assert_eq!(owner, dead);
+                assert!(reason.contains("is gone"), "{reason}");
+            }
+            other => panic!("expected a takeover, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_commit_applies_its_changes_only_when_finished() {
+        let mut store = SqliteStore::in_memory();
+        store
+            .try_lock("p", &LockOwner::this_process("run-1"), None)
+            .unwrap();
+        let intent = CommitIntent {
+            run_id: "run-1".into(),
+            outputs: vec![PreparedOutput {
+                path: "out.csv".into(),
+                temp: ".out.csv.x.part".into(),
+                size: 3,
+                sha256: "abc".into(),
+            }],
+            changes: vec![
+                StateChange::Ledger(entry("/in/a.csv", "run-1")),
+                StateChange::Cursor {
+                    name: "cursor".into(),
+                    value: "2024-08-01".into(),
+                },
+            ],
+        };
+        store.begin_commit("p", &intent).unwrap();
+        assert_eq!(store.pending_commit("p").unwrap(), Some(intent));
+        assert_eq!(store.ledger_entry("p", "/in/a.csv").unwrap(), None);
+        let done = report("run-1", "2024-08-01T02:05:00+00:00", Outcome::Success);
+        store.finish_commit("p", "run-1", &done).unwrap();
+        assert_eq!(store.pending_commit("p").unwrap(), None);
+        assert_eq!(
+            store.ledger_entry("p", "/in/a.csv").unwrap(),
+            Some(entry("/in/a.csv", "run-1"))
+        );
+        assert_eq!(store.cursors("p").unwrap()["cursor"], "2024-08-01");
+        assert_eq!(store.runs("p", 10).unwrap(), vec![done]);
+    }
+
+    #[test]
+    fn a_run_that_lost_its_lock_cannot_commit() {
+        let mut store = SqliteStore::in_memory();
+        store
+            .try_lock("p", &LockOwner::this_process("run-2"), None)
+            .unwrap();
+        let intent = CommitIntent {
+            run_id: "run-1".into(),
+            outputs: Vec::new(),
+            changes: Vec::new(),
+        };
+        let error = store.begin_commit("p", &intent).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "another run (run-2) took over the lock of pipeline `p` while this one was running: nothing was published"
+        );
+    }
+
+    #[test]
+    fn history_is_newest_first_and_reset_keeps_it() {
+        let mut store = SqliteStore::in_memory();
+        let older = report("a", "2024-08-01T02:05:00+02:00", Outcome::Success);
+        let newer = report("b", "2024-08-01T01:05:00+00:00", Outcome::Failure);
+        store.record_run("p", &older).unwrap();
+        store.record_run("p", &newer).unwrap();
+        assert_eq!(store.runs("p", 10).unwrap(), vec![newer.clone(), older]);
+        assert_eq!(store.runs("p", 1).unwrap(), vec![newer]);
+        store
+            .try_lock("p", &LockOwner::this_process("a"), None)
+            .unwrap();
+        let intent = CommitIntent {
+            run_id: "a".into(),
+            outputs: Vec::new(),
+            changes: vec![StateChange::Ledger(entry("/x", "a"))],
+        };
+        store.begin_commit("p", &intent).unwrap();
+        store
+            .finish_commit(
+                "p",
+                "a",
+                &report("a", "2024-08-01T02:05:00+02:00", Outcome::Success),
+            )
+            .unwrap();
+        store
+            .set_outbox_status("p", "key-1", OutboxStatus::Sent)
+            .unwrap();
+        assert_eq!(
+            store.outbox_status("p", "key-1").unwrap(),
+            Some(OutboxStatus::Sent)
+        );
+        assert!(store.forget("p", "/x").unwrap());
+        assert!(!store.forget("p", "/x").unwrap());
+        store.reset("p", Some(("cursor", "2024-01-01"))).unwrap();
+        let summary = store.summary("p").unwrap();
+        assert_eq!(summary.ledger_files, 0);
+        assert_eq!(summary.outbox_pending, 0);
+        assert_eq!(summary.cursors["cursor"], "2024-01-01");
+        assert_eq!(store.runs("p", 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_store_from_a_newer_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let connection = Connection::open(&path).unwrap();
+        connection.pragma_update(None, "user_version", 99).unwrap();
+        drop(connection);
+        let error = SqliteStore::open(&path).err().expect("refused");
+        assert!(
+            error
+                .to_string()
+                .ends_with("was written by a newer longshore (schema version 99, this one knows up to 1): upgrade longshore"),
+            "{error}"
+        );
+    }
+}
