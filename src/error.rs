@@ -58,8 +58,17 @@ impl fmt::Display for Position {
 /// Bad input or a failed read/write while decoding or encoding one file.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
+    /// Input the decoder cannot read past.
     #[error("{0}")]
     Malformed(Box<Malformed>),
+    /// One bad record: the decoder can go on with the next one, so the record can be
+    /// quarantined (rejects) instead of failing the run.
+    #[error("{}", .malformed)]
+    BadRecord {
+        malformed: Box<Malformed>,
+        /// The record's raw text, for the rejects file.
+        raw: Option<String>,
+    },
     #[error("{file}: cannot {action}")]
     Io {
         file: String,

@@ -177,6 +177,19 @@ pub struct Batch {
     pub records: Vec<Record>,
     /// The file the records were read from, when the source reads files.
     pub origin: Option<Arc<Origin>>,
+    /// Records of the same stretch of input that could not be read, for the rejects file.
+    pub rejects: Vec<Reject>,
+}
+
+/// A record quarantined instead of delivered: where it was and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub file: String,
+    pub position: crate::error::Position,
+    /// What is wrong, without the position (also the key rejects are counted by).
+    pub reason: String,
+    /// The record's raw text, when the format has one.
+    pub raw: Option<String>,
 }
 
 impl Batch {
@@ -191,6 +204,7 @@ impl Batch {
     pub fn clear(&mut self) {
         self.records.clear();
         self.origin = None;
+        self.rejects.clear();
     }
 }
 

@@ -267,6 +267,8 @@ pub struct CsvDecoder {
     /// Where the expected number of fields comes from, for messages.
     width_from: &'static str,
     null: Vec<u8>,
+    /// Joins a bad row's fields back into text for the rejects file.
+    delimiter: u8,
     flexible: bool,
     /// Lines consumed before the CSV reader started (`skip_rows`), to report true line numbers.
     skipped_lines: u64,
@@ -330,6 +332,7 @@ impl CsvDecoder {
             extra_names: Vec::new(),
             width_from: "header",
             null: options.null.as_bytes().to_vec(),
+            delimiter: options.delimiter as u8,
             flexible: options.flexible,
             skipped_lines,
             records_read: 0,
@@ -356,6 +359,26 @@ impl CsvDecoder {
 
     fn malformed(&self, position: Position, message: String, hint: Option<String>) -> CodecError {
         CodecError::malformed(self.label.clone(), position, message, hint)
+    }
+
+    /// An error about the current row only: reading can go on with the next one.
+    fn bad_record(&self, position: Position, message: String, hint: Option<String>) -> CodecError {
+        let mut raw = Vec::with_capacity(self.row.as_slice().len() + self.row.len());
+        for (index, field) in self.row.iter().enumerate() {
+            if index > 0 {
+                raw.push(self.delimiter);
+            }
+            raw.extend_from_slice(field);
+        }
+        CodecError::BadRecord {
+            malformed: Box::new(crate::error::Malformed {
+                file: self.label.clone(),
+                position,
+                message,
+                hint,
+            }),
+            raw: Some(String::from_utf8_lossy(&raw).into_owned()),
+        }
     }
 
     /// Reads the next physical row into `self.row`; false at the end of the input.
@@ -444,7 +467,7 @@ impl CsvDecoder {
             } else {
                 "fix the row, or set `flexible = true` in the csv format to accept ragged rows"
             };
-            return Err(self.malformed(
+            return Err(self.bad_record(
                 Position {
                     line: Some(self.line()),
                     record: Some(self.records_read),
@@ -495,7 +518,7 @@ impl CsvDecoder {
             Some(name) => format!("`{name}` (column {})", index + 1),
             None => format!("column {}", index + 1),
         };
-        self.malformed(
+        self.bad_record(
             Position {
                 line: Some(self.line()),
                 record: Some(self.records_read),

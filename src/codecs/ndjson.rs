@@ -12,7 +12,7 @@ use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::IO_BUFFER_BYTES;
 use super::json_write::{KeyCache, write_record};
-use crate::error::{CodecError, Position};
+use crate::error::{CodecError, Malformed, Position};
 use crate::record::{FieldName, Record, Text, Value};
 use crate::stage::{Decoder, Encoder};
 
@@ -37,7 +37,8 @@ pub struct NdjsonDecoder {
     /// Records of a chunk larger than the last `max` asked for.
     leftover: VecDeque<Record>,
     /// The error that ends the input, reported once the records before it are out.
-    failed: Option<CodecError>,
+    /// Errors for bad lines already parsed, reported before any later record.
+    rejected: VecDeque<CodecError>,
     /// Parsing threads, started once the input proves large.
     helpers: Vec<Helper>,
     next_helper: usize,
@@ -50,10 +51,10 @@ enum Parsed {
     ByHelper(usize),
 }
 
-/// The records of a chunk, up to its first bad line, and the error for that line.
+/// The records of a chunk, and an error for each bad line in it.
 struct ParsedChunk {
     records: Vec<Record>,
-    error: Option<CodecError>,
+    errors: Vec<CodecError>,
 }
 
 /// A raw run of whole lines.
@@ -84,7 +85,7 @@ impl NdjsonDecoder {
             },
             pending: VecDeque::new(),
             leftover: VecDeque::new(),
-            failed: None,
+            rejected: VecDeque::new(),
             helpers: Vec::new(),
             next_helper: 0,
             chunks_read: 0,
@@ -178,11 +179,8 @@ impl Decoder for NdjsonDecoder {
                 out.push(record);
                 continue;
             }
-            if self.failed.is_some() {
-                if out.len() > start {
-                    break;
-                }
-                return Err(self.failed.take().expect("checked above"));
+            if let Some(error) = self.rejected.pop_front() {
+                return Err(error);
             }
             self.fill(max)?;
             let chunk = match self.pending.pop_front() {
@@ -198,12 +196,7 @@ impl Decoder for NdjsonDecoder {
                     })?
                 }
             };
-            if chunk.error.is_some() {
-                // Nothing after a bad line is read: stop reading ahead.
-                self.pending.clear();
-                self.exhausted = true;
-                self.failed = chunk.error;
-            }
+            self.rejected.extend(chunk.errors);
             let room = max - (out.len() - start);
             let mut records = chunk.records.into_iter();
             out.extend(records.by_ref().take(room));
@@ -222,6 +215,7 @@ struct LineParser {
 impl LineParser {
     fn parse_chunk(&mut self, chunk: &Chunk) -> ParsedChunk {
         let mut records = Vec::with_capacity(chunk.bytes.len() / 64 + 1);
+        let mut errors = Vec::new();
         let bytes = &chunk.bytes;
         let ends = memchr::memchr_iter(b'\n', bytes)
             .chain((bytes.last() != Some(&b'\n')).then_some(bytes.len()));
@@ -237,34 +231,29 @@ impl LineParser {
             }
             match self.parse_line(line, chunk.first_line + offset) {
                 Ok(record) => records.push(record),
-                Err(error) => {
-                    return ParsedChunk {
-                        records,
-                        error: Some(error),
-                    };
-                }
+                Err(malformed) => errors.push(CodecError::BadRecord {
+                    malformed,
+                    raw: Some(String::from_utf8_lossy(line).into_owned()),
+                }),
             }
         }
-        ParsedChunk {
-            records,
-            error: None,
-        }
+        ParsedChunk { records, errors }
     }
 
-    fn parse_line(&mut self, bytes: &[u8], line_number: u64) -> Result<Record, CodecError> {
+    fn parse_line(&mut self, bytes: &[u8], line_number: u64) -> Result<Record, Box<Malformed>> {
         // One UTF-8 check per line is much cheaper than serde_json's check per string.
         let line = std::str::from_utf8(bytes).map_err(|e| {
             let valid = &bytes[..e.valid_up_to()];
-            CodecError::malformed(
-                self.label.clone(),
-                Position {
+            Box::new(Malformed {
+                file: self.label.clone(),
+                position: Position {
                     line: Some(line_number),
                     column: Some(String::from_utf8_lossy(valid).chars().count() as u64 + 1),
                     ..Position::default()
                 },
-                format!("invalid UTF-8 (byte 0x{:02X})", bytes[e.valid_up_to()]),
-                Some("JSON must be UTF-8: convert the file".into()),
-            )
+                message: format!("invalid UTF-8 (byte 0x{:02X})", bytes[e.valid_up_to()]),
+                hint: Some("JSON must be UTF-8: convert the file".into()),
+            })
         })?;
         let mut deserializer = serde_json::Deserializer::from_str(line);
         let record = RecordSeed {
@@ -279,9 +268,9 @@ impl LineParser {
                 Some(cut) => message[..cut].to_string(),
                 None => message,
             };
-            CodecError::malformed(
-                self.label.clone(),
-                Position {
+            Box::new(Malformed {
+                file: self.label.clone(),
+                position: Position {
                     line: Some(line_number),
                     // serde_json counts bytes; people count characters.
                     column: (e.column() > 0).then(|| {
@@ -293,9 +282,9 @@ impl LineParser {
                     }),
                     ..Position::default()
                 },
-                format!("invalid JSON: {message}"),
-                Some("each line must hold one complete JSON object".into()),
-            )
+                message: format!("invalid JSON: {message}"),
+                hint: Some("each line must hold one complete JSON object".into()),
+            })
         })
     }
 }

@@ -119,7 +119,7 @@ mod tests {
     fn renames_in_place_and_swaps() {
         let mut batch = Batch {
             records: vec![record(&[("a", 1), ("b", 2), ("c", 3)])],
-            origin: None,
+            ..Batch::default()
         };
         rename(&[("a", "b"), ("b", "a")]).apply(&mut batch).unwrap();
         let names: Vec<&str> = batch.records[0].names().map(|n| &**n).collect();
@@ -131,7 +131,7 @@ mod tests {
     fn a_clash_is_an_error() {
         let mut batch = Batch {
             records: vec![record(&[("a", 1), ("b", 2)])],
-            origin: None,
+            ..Batch::default()
         };
         let err = rename(&[("a", "b")]).apply(&mut batch).unwrap_err();
         assert_eq!(

@@ -80,7 +80,7 @@ mod tests {
             .collect();
         let mut batch = Batch {
             records: vec![record],
-            origin: None,
+            ..Batch::default()
         };
         Select::new(&SelectConfig {
             fields: vec!["c".into(), "a".into(), "z".into()],
