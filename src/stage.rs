@@ -16,7 +16,8 @@ pub trait Source: Send {
 /// Turns a byte stream into records.
 pub trait Decoder: Send {
     /// Appends up to `max` records to `out`. Returns `Ok(false)` once the input is exhausted and
-    /// nothing was appended.
+    /// nothing was appended. An error never comes with records appended; after a
+    /// [`CodecError::BadRecord`] the next call goes on with the record after the bad one.
     fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<bool, CodecError>;
 }
 

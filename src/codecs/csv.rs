@@ -267,6 +267,8 @@ pub struct CsvDecoder {
     /// Where the expected number of fields comes from, for messages.
     width_from: &'static str,
     null: Vec<u8>,
+    /// A bad row found after some good ones, reported by the next call.
+    bad_row: Option<CodecError>,
     /// Joins a bad row's fields back into text for the rejects file.
     delimiter: u8,
     flexible: bool,
@@ -333,6 +335,7 @@ impl CsvDecoder {
             width_from: "header",
             null: options.null.as_bytes().to_vec(),
             delimiter: options.delimiter as u8,
+            bad_row: None,
             flexible: options.flexible,
             skipped_lines,
             records_read: 0,
@@ -540,14 +543,24 @@ impl CsvDecoder {
 
 impl Decoder for CsvDecoder {
     fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<bool, CodecError> {
+        if let Some(error) = self.bad_row.take() {
+            return Err(error);
+        }
         let start = out.len();
         while !self.exhausted && out.len() - start < max {
             if !self.read_row()? {
                 self.exhausted = true;
                 break;
             }
-            let record = self.row_to_record()?;
-            out.push(record);
+            match self.row_to_record() {
+                Ok(record) => out.push(record),
+                // Records first: the error comes with the next call.
+                Err(error) if out.len() > start => {
+                    self.bad_row = Some(error);
+                    break;
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(out.len() > start)
     }

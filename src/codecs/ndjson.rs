@@ -179,8 +179,11 @@ impl Decoder for NdjsonDecoder {
                 out.push(record);
                 continue;
             }
-            if let Some(error) = self.rejected.pop_front() {
-                return Err(error);
+            if !self.rejected.is_empty() {
+                if out.len() > start {
+                    break;
+                }
+                return Err(self.rejected.pop_front().expect("checked above"));
             }
             self.fill(max)?;
             let chunk = match self.pending.pop_front() {
