@@ -11,7 +11,9 @@ use clap::{Parser, Subcommand};
 use crate::codecs::FormatConfig;
 use crate::config::{self, Pipeline};
 use crate::error::{Error, is_broken_pipe};
-use crate::runner::{self, RunSummary};
+use crate::report::{Outcome, RunReport};
+use crate::runner::{self, Finished, RunOptions};
+use crate::state::{SqliteStore, StateStore, StateSummary};
 
 /// Declarative batch pipelines: records from APIs and file drops to files and pushes, safe to
 /// rerun from cron.
@@ -27,11 +29,30 @@ pub struct Cli {
     /// More log output (-v: debug, -vv: trace). `RUST_LOG` overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
-    /// Only log errors.
+    /// Only log errors, and show no progress.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
+    /// Log format: `text` for people, `json` (one object per line) for log collectors.
+    /// Default: text, or json when stderr is not a terminal and `LONGSHORE_LOG_FORMAT=json`.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where a pipeline's state is, when not where its pipeline file says.
+#[derive(Debug, clap::Args)]
+struct StateArg {
+    /// The state file (SQLite), instead of the pipeline's `[state]` or
+    /// `.longshore/state.db` beside the pipeline file.
+    #[arg(long, env = "LONGSHORE_STATE", value_name = "PATH")]
+    state: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,6 +62,32 @@ enum Command {
         /// Pipeline files (TOML).
         #[arg(required = true)]
         pipelines: Vec<PathBuf>,
+        #[command(flatten)]
+        state: StateArg,
+        /// Read and transform everything, but write nothing and move no state; print what
+        /// would have been written where.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write the run report (JSON) to this file; `{pipeline}` in it is replaced by the
+        /// pipeline's name (needed when running several).
+        #[arg(long, value_name = "PATH")]
+        report: Option<String>,
+    },
+    /// Show or change what a pipeline remembers between runs.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// List a pipeline's recent runs, newest first.
+    Runs {
+        /// A pipeline file (TOML).
+        pipeline: PathBuf,
+        #[command(flatten)]
+        state: StateArg,
+        /// How many runs to list.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: usize,
+        /// Print the full run reports as a JSON array.
+        #[arg(long)]
+        json: bool,
     },
     /// Check pipeline files and report every problem, without reading or writing any data.
     Validate {
@@ -78,6 +125,48 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum StateCommand {
+    /// Print the cursors, the ledger size, the lock and the last runs.
+    Show {
+        /// A pipeline file (TOML).
+        pipeline: PathBuf,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Forget the cursors, the ledger of delivered files and the outbox, so the next run
+    /// starts from scratch (or from `--cursor`). The run history stays.
+    Reset {
+        /// A pipeline file (TOML).
+        pipeline: PathBuf,
+        #[command(flatten)]
+        state: StateArg,
+        /// Set the incremental cursor to this value instead of leaving none.
+        #[arg(long, value_name = "VALUE")]
+        cursor: Option<String>,
+        /// The cursor `--cursor` sets.
+        #[arg(
+            long,
+            value_name = "NAME",
+            default_value = "cursor",
+            requires = "cursor"
+        )]
+        cursor_name: String,
+        /// Really reset: without it, nothing changes.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Remove one file from the ledger, so the next run reads it again.
+    Forget {
+        /// A pipeline file (TOML).
+        pipeline: PathBuf,
+        /// The source file, as a path from the current directory.
+        file: PathBuf,
+        #[command(flatten)]
+        state: StateArg,
+    },
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -88,7 +177,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
         }
     };
-    init_logging(cli.verbose, cli.quiet);
+    init_logging(cli.verbose, cli.quiet, cli.log_format);
+    crate::progress::init(!cli.quiet);
     match execute(cli.command) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -99,7 +189,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, format: Option<LogFormat>) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "info",
@@ -108,12 +198,23 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("longshore={level}")));
-    tracing_subscriber::fmt()
+    let terminal = std::io::stderr().is_terminal();
+    let format = format.unwrap_or_else(|| {
+        let wanted = std::env::var("LONGSHORE_LOG_FORMAT").is_ok_and(|f| f == "json");
+        if wanted && !terminal {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        }
+    });
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(crate::progress::LogWriter)
+        .with_target(false);
+    match format {
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Text => logs.with_ansi(terminal).init(),
+    }
 }
 
 /// `error: <what failed>` followed by each cause on its own line.
@@ -129,7 +230,19 @@ fn render_error(error: &Error) -> String {
 
 fn execute(command: Command) -> Result<ExitCode, Error> {
     match command {
-        Command::Run { pipelines } => run(&pipelines),
+        Command::Run {
+            pipelines,
+            state,
+            dry_run,
+            report,
+        } => run(&pipelines, state.state, dry_run, report.as_deref()),
+        Command::State(command) => state_command(command),
+        Command::Runs {
+            pipeline,
+            state,
+            limit,
+            json,
+        } => runs(&pipeline, state.state, limit, json),
         Command::Validate { pipelines } => Ok(validate(&pipelines)),
         Command::Preview { pipeline, limit } => {
             let pipeline = config::load(&pipeline)?;
@@ -148,8 +261,12 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
         } => {
             let from = format_for(&input, from.as_deref(), "--from")?;
             let to = format_for(&output, to.as_deref(), "--to")?;
-            let summary = runner::convert(&input, &output, from, to)?;
-            log_summary(&summary);
+            let report = runner::convert(&input, &output, from, to)?;
+            tracing::info!(
+                "wrote {} records to {}",
+                report.records,
+                report.published.join(", ")
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema { markdown } => {
@@ -167,16 +284,42 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
     }
 }
 
-fn run(files: &[PathBuf]) -> Result<ExitCode, Error> {
+fn run(
+    files: &[PathBuf],
+    state_path: Option<PathBuf>,
+    dry_run: bool,
+    report_path: Option<&str>,
+) -> Result<ExitCode, Error> {
     let pipelines = files
         .iter()
         .map(|file| config::load(file))
         .collect::<Result<Vec<Pipeline>, _>>()?;
+    if let Some(path) = report_path
+        && pipelines.len() > 1
+        && !path.contains("{pipeline}")
+    {
+        return Err(Error::Usage(format!(
+            "--report {path} would hold only the last of {} runs: put `{{pipeline}}` in the path",
+            pipelines.len()
+        )));
+    }
+    let options = RunOptions {
+        state_path,
+        dry_run,
+    };
     let mut failed = None;
     for pipeline in &pipelines {
-        match runner::run(pipeline) {
-            Ok(summary) => log_summary(&summary),
-            Err(e) => {
+        let finished = runner::run(pipeline, &options);
+        if dry_run {
+            print_plan(&finished).map_err(Error::Output)?;
+        }
+        if let Some(path) = report_path {
+            let path = PathBuf::from(path.replace("{pipeline}", &pipeline.name));
+            write_report(&path, &finished.report.to_json())?;
+        }
+        match finished.error {
+            None => log_outcome(&finished.report),
+            Some(e) => {
                 let e = Error::from(e);
                 // Report this one and go on: one vendor's bad file must not stop the others.
                 eprintln!("{}", render_error(&e));
@@ -185,6 +328,254 @@ fn run(files: &[PathBuf]) -> Result<ExitCode, Error> {
         }
     }
     Ok(failed.unwrap_or(ExitCode::SUCCESS))
+}
+
+/// Writes the run report atomically, so a monitor never reads half of one.
+fn write_report(path: &Path, json: &str) -> Result<(), Error> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let write = || -> std::io::Result<()> {
+        let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+        temp.write_all(json.as_bytes())?;
+        temp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().map_err(|source| Error::Report {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn print_plan(finished: &Finished) -> std::io::Result<()> {
+    let report = &finished.report;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "dry run of pipeline `{}`: {} records read from {} files ({} already delivered, skipped); nothing was written",
+        report.pipeline,
+        report.records_read,
+        report.files_read.len(),
+        report.files_already_processed.len()
+    )?;
+    for (sink, destinations) in &finished.plan {
+        for (destination, records) in destinations {
+            writeln!(
+                out,
+                "  {sink} would write {records} records to {destination}"
+            )?;
+        }
+    }
+    out.flush()
+}
+
+fn log_outcome(report: &RunReport) {
+    let pipeline = &report.pipeline;
+    match report.outcome {
+        Outcome::Skipped | Outcome::NothingNew | Outcome::Failure => {}
+        Outcome::Success if report.dry_run => {}
+        Outcome::Success => {
+            for file in &report.files_written {
+                tracing::info!(
+                    "pipeline `{pipeline}`: published {} ({} bytes)",
+                    file.path,
+                    file.size
+                );
+            }
+            let rejects = match report.rejects.total {
+                0 => String::new(),
+                n => format!(
+                    ", {n} rejected to {}",
+                    report.rejects.file.as_deref().unwrap_or("-")
+                ),
+            };
+            tracing::info!(
+                "pipeline `{pipeline}`: done, {} records read from {} files{rejects} in {:.2}s",
+                report.records_read,
+                report.files_read.len(),
+                report.duration_secs
+            );
+        }
+    }
+}
+
+/// Opens the state of the pipeline in `file` without changing it; `None` when it has none yet.
+fn open_state(
+    file: &Path,
+    state_path: Option<PathBuf>,
+) -> Result<(Pipeline, PathBuf, Option<SqliteStore>), Error> {
+    let pipeline = config::load(file)?;
+    let path = runner::state_path(&pipeline, state_path);
+    let store = SqliteStore::open_read_only(&path)?;
+    Ok((pipeline, path, store))
+}
+
+fn state_command(command: StateCommand) -> Result<ExitCode, Error> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        StateCommand::Show { pipeline, state } => {
+            let (pipeline, path, store) = open_state(&pipeline, state.state)?;
+            let name = &pipeline.name;
+            let Some(mut store) = store else {
+                writeln!(
+                    out,
+                    "pipeline `{name}` has no state yet ({} does not exist)",
+                    path.display()
+                )
+                .map_err(Error::Output)?;
+                return Ok(ExitCode::SUCCESS);
+            };
+            let summary = store.summary(name)?;
+            let runs = store.runs(name, 5)?;
+            show_state(&mut out, name, &path, &summary, &runs).map_err(Error::Output)?;
+        }
+        StateCommand::Reset {
+            pipeline,
+            state,
+            cursor,
+            cursor_name,
+            yes,
+        } => {
+            let pipeline = config::load(&pipeline)?;
+            let path = runner::state_path(&pipeline, state.state);
+            let name = &pipeline.name;
+            if !yes {
+                return Err(Error::Usage(format!(
+                    "this forgets which files and records pipeline `{name}` delivered, so its next run delivers them again: add --yes to do it"
+                )));
+            }
+            let mut store = SqliteStore::open(&path)?;
+            store.reset(
+                name,
+                cursor.as_deref().map(|value| (cursor_name.as_str(), value)),
+            )?;
+            match cursor {
+                Some(value) => writeln!(out, "reset pipeline `{name}`: {cursor_name} = {value}"),
+                None => writeln!(
+                    out,
+                    "reset pipeline `{name}`: its next run starts from scratch"
+                ),
+            }
+            .map_err(Error::Output)?;
+        }
+        StateCommand::Forget {
+            pipeline,
+            file,
+            state,
+        } => {
+            let pipeline = config::load(&pipeline)?;
+            let path = runner::state_path(&pipeline, state.state);
+            let key = std::fs::canonicalize(&file)
+                .or_else(|_| std::path::absolute(&file))
+                .map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?;
+            let key = key.display().to_string();
+            let mut store = SqliteStore::open(&path)?;
+            if !store.forget(&pipeline.name, &key)? {
+                return Err(Error::Usage(format!(
+                    "{key} is not in the ledger of pipeline `{}`: it was never delivered, or was forgotten already",
+                    pipeline.name
+                )));
+            }
+            writeln!(
+                out,
+                "forgot {key}: the next run of `{}` reads it again",
+                pipeline.name
+            )
+            .map_err(Error::Output)?;
+        }
+    }
+    out.flush().map_err(Error::Output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_state(
+    out: &mut dyn Write,
+    name: &str,
+    path: &Path,
+    summary: &StateSummary,
+    runs: &[RunReport],
+) -> std::io::Result<()> {
+    writeln!(out, "pipeline `{name}` (state in {})", path.display())?;
+    if summary.cursors.is_empty() {
+        writeln!(out, "cursors: none")?;
+    }
+    for (cursor, value) in &summary.cursors {
+        writeln!(out, "cursor {cursor}: {value}")?;
+    }
+    writeln!(out, "ledger: {} files delivered", summary.ledger_files)?;
+    writeln!(
+        out,
+        "outbox: {} sent and not acknowledged, {} acknowledged",
+        summary.outbox_pending, summary.outbox_acknowledged
+    )?;
+    match &summary.lock {
+        None => writeln!(out, "lock: free")?,
+        Some(owner) => writeln!(
+            out,
+            "lock: held by run {} (pid {} on {}) since {}",
+            owner.run_id,
+            owner.pid,
+            owner.host,
+            chrono::DateTime::from_timestamp(owner.locked_at, 0)
+                .map_or_else(|| owner.locked_at.to_string(), |t| t.to_rfc3339())
+        )?,
+    }
+    if let Some(run_id) = &summary.pending_commit {
+        writeln!(
+            out,
+            "interrupted commit: run {run_id} (the next run finishes or discards it)"
+        )?;
+    }
+    writeln!(out, "last runs:")?;
+    write_runs(out, runs)
+}
+
+fn write_runs(out: &mut dyn Write, runs: &[RunReport]) -> std::io::Result<()> {
+    if runs.is_empty() {
+        return writeln!(out, "  (none)");
+    }
+    for run in runs {
+        let error = run
+            .error
+            .first()
+            .map(|e| format!("  {e}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  {}  {}  {:<11}  {} records read, {} files written, {} rejects, {:.1}s{error}",
+            run.run_id,
+            run.started_at,
+            run.outcome.as_str(),
+            run.records_read,
+            run.files_written.len(),
+            run.rejects.total,
+            run.duration_secs
+        )?;
+    }
+    Ok(())
+}
+
+fn runs(
+    file: &Path,
+    state_path: Option<PathBuf>,
+    limit: usize,
+    json: bool,
+) -> Result<ExitCode, Error> {
+    let (pipeline, _, store) = open_state(file, state_path)?;
+    let runs = match store {
+        Some(mut store) => store.runs(&pipeline.name, limit)?,
+        None => Vec::new(),
+    };
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        let text = serde_json::to_string_pretty(&runs).expect("reports serialize");
+        writeln!(out, "{text}")
+    } else {
+        write_runs(&mut out, &runs)
+    };
+    written.and_then(|()| out.flush()).map_err(Error::Output)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn validate(files: &[PathBuf]) -> ExitCode {
@@ -221,33 +612,6 @@ fn format_for(path: &Path, given: Option<&str>, flag: &str) -> Result<FormatConf
             ))
         }),
     }
-}
-
-fn log_summary(summary: &RunSummary) {
-    for (index, sink) in summary.sinks.iter().enumerate() {
-        tracing::info!(
-            "pipeline `{}`: sink {} wrote {} records to {}{}",
-            summary.pipeline,
-            index + 1,
-            sink.records,
-            if sink.published.is_empty() {
-                "nothing".into()
-            } else {
-                sink.published.join(", ")
-            },
-            if sink.skipped.is_empty() {
-                String::new()
-            } else {
-                format!(" (skipped, already there: {})", sink.skipped.join(", "))
-            }
-        );
-    }
-    tracing::info!(
-        "pipeline `{}`: done, {} records read in {:.2}s",
-        summary.pipeline,
-        summary.records_read,
-        summary.elapsed.as_secs_f64()
-    );
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -10,18 +11,25 @@ use sha2::{Digest, Sha256};
 /// A running digest shared between the reader or writer that feeds it and whoever reads the
 /// result after the stream is done.
 #[derive(Clone, Default)]
-pub struct SharedDigest(Arc<Mutex<(Sha256, u64)>>);
+pub struct SharedDigest {
+    state: Arc<Mutex<(Sha256, u64)>>,
+    /// Also counts the bytes here (a run's progress display), when set.
+    counter: Option<Arc<AtomicU64>>,
+}
 
 impl SharedDigest {
     fn update(&self, bytes: &[u8]) {
-        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.0.update(bytes);
         state.1 += bytes.len() as u64;
+        if let Some(counter) = &self.counter {
+            counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
     }
 
     /// Bytes seen so far and the lowercase hex SHA-256 of them.
     pub fn finish(&self) -> (u64, String) {
-        let state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         (state.1, hex(&state.0.clone().finalize()))
     }
 }
@@ -33,8 +41,12 @@ pub struct HashingReader<R> {
 }
 
 impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R) -> (Self, SharedDigest) {
-        let digest = SharedDigest::default();
+    /// A reader over `inner`; `counter`, if given, also counts the bytes read.
+    pub fn new(inner: R, counter: Option<Arc<AtomicU64>>) -> (Self, SharedDigest) {
+        let digest = SharedDigest {
+            counter,
+            ..SharedDigest::default()
+        };
         let reader = HashingReader {
             inner,
             digest: digest.clone(),
@@ -82,7 +94,7 @@ impl<W: Write> Write for HashingWriter<W> {
 
 /// Size and SHA-256 of a whole file.
 pub fn sha256_file(path: &Path) -> io::Result<(u64, String)> {
-    let (mut reader, digest) = HashingReader::new(std::fs::File::open(path)?);
+    let (mut reader, digest) = HashingReader::new(std::fs::File::open(path)?, None);
     io::copy(&mut reader, &mut io::sink())?;
     Ok(digest.finish())
 }
@@ -101,7 +113,7 @@ mod tests {
 
     #[test]
     fn digests_what_passes_through() {
-        let (mut reader, read) = HashingReader::new(&b"abc"[..]);
+        let (mut reader, read) = HashingReader::new(&b"abc"[..], None);
         io::copy(&mut reader, &mut io::sink()).unwrap();
         let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert_eq!(read.finish(), (3, expected.to_string()));

@@ -144,6 +144,9 @@ pub enum StageError {
     /// A refusal that is not an I/O failure, with its explanation (e.g. a destination exists).
     #[error("{0}")]
     Refused(String),
+    /// The state store failed while the stage read or recorded its state.
+    #[error(transparent)]
+    State(Box<crate::state::StateError>),
 }
 
 impl StageError {
@@ -190,6 +193,16 @@ pub enum Error {
     /// Writing the command's own output (a table, a schema) failed.
     #[error("cannot write to standard output")]
     Output(#[source] io::Error),
+    /// The state store could not be read or changed (`longshore state`, `runs`).
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// The run report could not be written (`--report`).
+    #[error("cannot write the run report to {}", .path.display())]
+    Report {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -198,7 +211,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Usage(_) => 2,
-            Error::Run(_) | Error::Output(_) => 1,
+            Error::Run(_) | Error::Output(_) | Error::State(_) | Error::Report { .. } => 1,
         }
     }
 }

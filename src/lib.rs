@@ -10,6 +10,7 @@ pub mod config;
 pub mod digest;
 pub mod error;
 pub mod notify;
+pub mod progress;
 pub mod record;
 pub mod report;
 pub mod runner;

@@ -3,14 +3,37 @@
 //! batches flow from the source through the transforms to every sink, and only a sink's
 //! `commit` makes anything visible.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
 use crate::error::{CodecError, StageError};
 use crate::record::{Batch, Record};
+use crate::report::FileDigest;
+use crate::state::{PreparedOutput, StateChange};
 
 /// Where records come from. Sources stream: each call fills `out` with the next batch.
 pub trait Source: Send {
-    /// Replaces the contents of `out` with the next records (at most `max` of them).
-    /// Returns `Ok(false)`, with `out` empty, once the source is exhausted.
+    /// Replaces the contents of `out` with the next records (at most `max` of them) and the
+    /// rejects among them. Returns `Ok(false)`, with `out` empty, once the source is exhausted.
     fn next_batch(&mut self, out: &mut Batch, max: usize) -> Result<bool, StageError>;
+
+    /// What the source read completely, and the state changes that delivering it makes (ledger
+    /// entries, cursors). Called once the source is exhausted or stopped.
+    fn progress(&mut self) -> SourceProgress;
+}
+
+/// What a source has read completely so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceProgress {
+    /// Units of input (files, pages) read to the end. Zero means there was nothing new.
+    pub units: u64,
+    pub files_read: Vec<FileDigest>,
+    /// Files skipped because an earlier run delivered them.
+    pub already_processed: Vec<String>,
+    pub changes: Vec<StateChange>,
+    /// Why the source stopped before the end (the run's time limit), if it did.
+    pub stopped_early: Option<String>,
 }
 
 /// Turns a byte stream into records.
@@ -38,13 +61,17 @@ pub trait Transform: Send {
 ///
 /// The runner finishes a run in two phases so that fan-out to several sinks is all or nothing
 /// as far as the file system allows: `prepare` on every sink (encode the rest, flush, fsync:
-/// everything that can fail on data or disk space), then `commit` on every sink (renames).
+/// everything that can fail on data or disk space), then, once the state store has recorded
+/// what is about to be published, `commit` on every sink (renames).
 pub trait Sink: Send {
     fn write_batch(&mut self, batch: &Batch) -> Result<(), StageError>;
-    /// Makes everything written durable but not yet visible.
-    fn prepare(&mut self) -> Result<(), StageError>;
+    /// Makes everything written durable but not yet visible, and says which temporary file
+    /// will become which output.
+    fn prepare(&mut self) -> Result<Vec<PreparedOutput>, StageError>;
     /// Publishes what was prepared, atomically per output file.
     fn commit(self: Box<Self>) -> Result<SinkReport, StageError>;
+    /// Where `batch` would be written, for `--dry-run`.
+    fn destination(&self, batch: &Batch) -> String;
 }
 
 /// What a sink delivered.
@@ -66,9 +93,44 @@ pub struct RunContext {
     pub base_dir: std::path::PathBuf,
     /// When the run started, for `{run_date}` and `{run_ts}`.
     pub started_at: chrono::DateTime<chrono::Local>,
+    pub run_id: String,
+    /// Sources stop at the next unit boundary (file, page) after this instant.
+    pub deadline: Option<Instant>,
+    /// Bad records go to the rejects instead of failing the run.
+    pub quarantine: bool,
+    /// Where sinks list the temporary files they create, so that the next run can remove what
+    /// a killed run left behind. `None` outside pipeline runs (`convert`).
+    pub temp_journal: Option<std::path::PathBuf>,
+    /// Bytes read by the source so far, for the progress display.
+    pub bytes_read: Arc<AtomicU64>,
 }
 
 impl RunContext {
+    /// A context for a run of `pipeline` starting now, with no limits.
+    pub fn new(pipeline: &str, base_dir: &std::path::Path) -> Self {
+        let started_at = chrono::Local::now();
+        RunContext {
+            pipeline: pipeline.to_string(),
+            base_dir: base_dir.to_path_buf(),
+            run_id: format!(
+                "{}-{:06x}",
+                started_at.format("%Y%m%dT%H%M%S"),
+                fastrand::u32(..0x100_0000)
+            ),
+            started_at,
+            deadline: None,
+            quarantine: false,
+            temp_journal: None,
+            bytes_read: Arc::default(),
+        }
+    }
+
+    /// True once the run's time limit has passed.
+    pub fn past_deadline(&self) -> bool {
+        self.deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+    }
+
     /// `path` from a pipeline file as a path to open: `~/` expanded, relative paths joined to
     /// the base directory, `.` and `..` removed lexically (so messages show tidy paths).
     pub fn resolve(&self, path: &str) -> std::path::PathBuf {
@@ -117,11 +179,7 @@ mod tests {
 
     #[test]
     fn relative_paths_resolve_against_the_pipeline_directory() {
-        let cx = RunContext {
-            pipeline: "p".into(),
-            base_dir: PathBuf::from("pipelines"),
-            started_at: chrono::Local::now(),
-        };
+        let cx = RunContext::new("p", &PathBuf::from("pipelines"));
         assert_eq!(
             cx.resolve("../samples/a.csv"),
             PathBuf::from("samples/a.csv")

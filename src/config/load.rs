@@ -9,7 +9,10 @@ use std::path::Path;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::{ConfigError, Pipeline, Problem, SinkConfig, SourceConfig, TransformConfig, Validate};
+use super::{
+    ConfigError, NotifyConfig, Pipeline, Problem, SinkConfig, SourceConfig, TransformConfig,
+    Validate,
+};
 
 /// A stage config enum whose variant is chosen by the section's `type` key.
 pub(crate) trait TaggedSection: Sized + Validate {
@@ -24,7 +27,18 @@ pub(crate) trait TaggedSection: Sized + Validate {
     ) -> Option<Result<Self, toml::de::Error>>;
 }
 
-const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "source", "transforms", "sinks"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "source",
+    "transforms",
+    "sinks",
+    "on_overlap",
+    "max_runtime_secs",
+    "state",
+    "rejects",
+    "notify",
+];
 
 /// Reads and checks a pipeline file.
 pub fn load(file: &Path) -> Result<Pipeline, ConfigError> {
@@ -87,6 +101,8 @@ impl<'t> Loader<'t> {
         }
         let (mut name, mut description, mut source) = (None, None, None);
         let (mut transforms, mut sinks) = (Some(Vec::new()), None);
+        let (mut on_overlap, mut max_runtime_secs) = (Some(Default::default()), Some(None));
+        let (mut state, mut rejects, mut notify) = (Some(None), Some(None), Some(Vec::new()));
         for (key, value) in root.into_inner() {
             match key.get_ref().as_ref() {
                 "name" => name = self.plain::<String>(value, "`name`"),
@@ -103,6 +119,13 @@ impl<'t> Loader<'t> {
                     }
                     sinks = Some(list);
                 }
+                "on_overlap" => on_overlap = self.plain(value, "`on_overlap`"),
+                "max_runtime_secs" => {
+                    max_runtime_secs = self.plain(value, "`max_runtime_secs`").map(Some)
+                }
+                "state" => state = self.table(value, "state").map(Some),
+                "rejects" => rejects = self.table(value, "rejects").map(Some),
+                "notify" => notify = self.stage_list::<NotifyConfig>(value, "notify", "notify"),
                 unknown => {
                     let help = suggest(unknown, TOP_LEVEL_KEYS);
                     self.report(
@@ -147,6 +170,11 @@ impl<'t> Loader<'t> {
             source: source??,
             transforms: transforms?,
             sinks: sinks??,
+            on_overlap: on_overlap?,
+            max_runtime_secs: max_runtime_secs?,
+            state: state?,
+            rejects: rejects?,
+            notify: notify?,
         })
     }
 
@@ -218,34 +246,61 @@ impl<'t> Loader<'t> {
             self.report(kind_span, format!("{label}: `type` must be a string"), None);
             return None;
         };
+        if !T::KINDS.contains(&kind.as_str()) {
+            self.report(
+                kind_span,
+                format!("unknown {} type `{kind}`", T::ROLE),
+                Some(suggest(&kind, T::KINDS)),
+            );
+            return None;
+        }
         let label = format!("{label} ({kind})");
-        let mut section = Spanned::new(span.clone(), DeValue::Table(table));
+        let section = Spanned::new(span, DeValue::Table(table));
+        self.section(section, &label, |de| {
+            T::deserialize_kind(&kind, de).expect("a known kind")
+        })
+    }
+
+    /// A table that is not a stage, e.g. `[state]`.
+    fn table<T: serde::de::DeserializeOwned + Validate>(
+        &mut self,
+        value: Spanned<DeValue<'_>>,
+        label: &str,
+    ) -> Option<T> {
+        if !matches!(value.get_ref(), DeValue::Table(_)) {
+            self.report(value.span(), format!("`{label}` must be a table"), None);
+            return None;
+        }
+        self.section(value, &format!("`{label}`"), |de| T::deserialize(de))
+    }
+
+    /// Deserializes a table, reporting (and dropping) unknown keys and bad values until it
+    /// succeeds or hits another kind of error, so that one pass finds all its problems.
+    fn section<T: Validate>(
+        &mut self,
+        mut section: Spanned<DeValue<'_>>,
+        label: &str,
+        deserialize: impl Fn(ValueDeserializer<'_>) -> Result<T, toml::de::Error>,
+    ) -> Option<T> {
+        let span = section.span();
         let mut dropped_keys = false;
         let mut removed: Vec<String> = Vec::new();
         // Each round either succeeds, stops, or removes one key: bounded by the key count.
         loop {
             let de = ValueDeserializer::from(section.clone());
-            let error = match T::deserialize_kind(&kind, de) {
-                None => {
-                    self.report(
-                        kind_span,
-                        format!("unknown {} type `{kind}`", T::ROLE),
-                        Some(suggest(&kind, T::KINDS)),
-                    );
-                    return None;
-                }
-                Some(Ok(config)) if dropped_keys => {
+            let error = match deserialize(de) {
+                Ok(config) if dropped_keys => {
                     // Report the remaining problems too, but do not use a config read without
                     // some of its keys.
-                    self.report_invalid(&config, &section, &label);
+                    self.report_invalid(&config, &section, label);
                     return None;
                 }
-                Some(Ok(config)) => {
+                Ok(config) => {
                     let before = self.problems.len();
-                    self.report_invalid(&config, &section, &label);
+                    self.report_invalid(&config, &section, label);
                     return (self.problems.len() == before).then_some(config);
                 }
-                Some(Err(error)) => error,
+                Err(error) => error,
             };
             let message = error.message().to_string();
             let error_span = error.span().unwrap_or(span.clone());
@@ -496,7 +551,7 @@ pth = "out.csv"
             problems(text),
             [
                 "1:1: unknown top-level key `nmae` (did you mean `name`?)",
-                "5:1: unknown key `recursve` in source (file) (expected one of `path`, `format`)",
+                "5:1: unknown key `recursve` in source (file) (expected one of `path`, `format`, `reprocess`)",
                 "6:10: source (file): invalid value: string \"''\", expected a character",
                 "6:26: unknown key `delimter` in source (file) (did you mean `delimiter`?)",
                 "9:8: unknown transform type `renam` (did you mean `rename`?)",

@@ -14,9 +14,12 @@ use schemars::JsonSchema;
 pub use load::{load, parse};
 pub use secret::{Secret, SecretValue};
 
+use crate::runner::OnOverlap;
+use crate::runner::rejects::RejectsConfig;
 use crate::sinks::file::FileSinkConfig;
 use crate::sinks::stdout::StdoutSinkConfig;
 use crate::sources::file::FileSourceConfig;
+use crate::state::StateConfig;
 use crate::transforms::rename::RenameConfig;
 use crate::transforms::select::SelectConfig;
 
@@ -38,6 +41,26 @@ pub struct PipelineConfig {
     pub transforms: Vec<TransformConfig>,
     /// Where records go. Every sink receives every record; at least one is required.
     pub sinks: Vec<SinkConfig>,
+    /// What a run does when another run of this pipeline still holds its lock: `"skip"` (exit
+    /// 0 with a notice, so cron does not alert), `"wait"` for it to finish, or `"fail"` (exit
+    /// 1). Default `"skip"`.
+    #[serde(default)]
+    pub on_overlap: OnOverlap,
+    /// The longest a run may take, in seconds. A run past it stops reading at the next file or
+    /// page, publishes what it read completely, and exits 1; a lock older than this is
+    /// considered abandoned and taken over. Default: no limit.
+    pub max_runtime_secs: Option<u64>,
+    /// Where the pipeline's state (cursors, ledger of delivered files, run history) is kept.
+    /// Default: `.longshore/state.db` beside the pipeline file.
+    pub state: Option<StateConfig>,
+    /// Quarantine for records that cannot be read: each goes, with its file, position and
+    /// reason, to a rejects file and the run goes on. Without it, the first bad record fails
+    /// the run. Default: none.
+    pub rejects: Option<RejectsConfig>,
+    /// Messages sent after a run (on failure, success, or when no new data arrives).
+    /// Default: none.
+    #[serde(default)]
+    pub notify: Vec<NotifyConfig>,
 }
 
 /// A loaded, checked pipeline, ready to build.
@@ -50,6 +73,11 @@ pub struct Pipeline {
     pub source: SourceConfig,
     pub transforms: Vec<TransformConfig>,
     pub sinks: Vec<SinkConfig>,
+    pub on_overlap: OnOverlap,
+    pub max_runtime_secs: Option<u64>,
+    pub state: Option<StateConfig>,
+    pub rejects: Option<RejectsConfig>,
+    pub notify: Vec<NotifyConfig>,
 }
 
 impl Pipeline {

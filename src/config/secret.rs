@@ -218,11 +218,7 @@ mod tests {
     }
 
     fn context(base_dir: &std::path::Path) -> RunContext {
-        RunContext {
-            pipeline: "p".into(),
-            base_dir: base_dir.to_path_buf(),
-            started_at: chrono::Local::now(),
-        }
+        RunContext::new("p", base_dir)
     }
 
     #[test]

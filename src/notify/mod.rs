@@ -263,7 +263,9 @@ pub fn send_all(
             NotifyConfig::Command(config) => format!("command {}", config.program),
         };
         match sent {
-            Ok(()) => tracing::info!(pipeline = %cx.pipeline, %event, "notification {} ({target}) sent", index + 1),
+            Ok(()) => {
+                tracing::info!(pipeline = %cx.pipeline, %event, "notification {} ({target}) sent", index + 1)
+            }
             Err(error) => {
                 let warning = format!(
                     "notification {} ({target}) for {event} not sent: {error}",
@@ -437,7 +439,11 @@ mod tests {
                 run(10, NothingNew, 0),
                 run(20, outcome, records),
             ];
-            assert_eq!(alerts(&history, Some(1), Some(0.01)), vec![0], "{outcome:?}");
+            assert_eq!(
+                alerts(&history, Some(1), Some(0.01)),
+                vec![0],
+                "{outcome:?}"
+            );
         }
     }
 

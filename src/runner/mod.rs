@@ -1,24 +1,41 @@
-//! Running a pipeline: build every stage from its config, stream batches from the source through
-//! the transforms to every sink, then finish the sinks in two phases (prepare all, commit all),
-//! so a failure anywhere before the commit leaves every destination untouched.
+//! Running a pipeline, safe to repeat from cron: take the pipeline's lock, recover what a
+//! crashed run left, build every stage, stream batches from the source through the transforms
+//! to every sink, then publish in the order that loses nothing and delivers nothing twice:
+//! sinks prepare (durable, invisible) -> the state store records the intent -> sinks commit
+//! (renames) -> the state (ledger, cursors, history) advances in one transaction. See
+//! [`crate::state`] for how a crash at any point is recovered.
 //!
 //! The source (reading and decoding) runs on its own thread and hands batches over a bounded
 //! channel, so decoding and encoding overlap on two cores while memory stays at a few batches.
 
+pub mod rejects;
 mod table;
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use schemars::JsonSchema;
+use serde::Deserialize;
 
 use crate::codecs::FormatConfig;
 use crate::config::Pipeline;
 use crate::error::{RunError, StageError};
+use crate::progress::RunProgress;
 use crate::record::{Batch, Record};
+use crate::report::{FileDigest, Outcome, RejectCounts, RunReport, StageCounts};
 use crate::sinks::file::FileSink;
+use crate::sinks::temp_journal;
 use crate::sources::file::FileSource;
-use crate::stage::{RunContext, Sink, SinkReport, Source, Transform};
+use crate::stage::{RunContext, Sink, SinkReport, Source, SourceProgress, Transform};
+use crate::state::{
+    self, CommitIntent, DEFAULT_STATE_PATH, LockAttempt, LockOwner, PreparedOutput, Recovery,
+    SqliteStore, StateError, StateStore,
+};
 
+use rejects::RejectsFile;
 pub use table::write_table;
 
 /// Records per batch: large enough to amortize per-batch work, small enough that a few batches
@@ -26,15 +43,41 @@ pub use table::write_table;
 pub const BATCH_RECORDS: usize = 1024;
 /// Batches buffered between the source thread and the sinks.
 const BATCHES_IN_FLIGHT: usize = 4;
+/// How often a run waiting for another (`on_overlap = "wait"`) looks at the lock again.
+const LOCK_POLL: Duration = Duration::from_millis(500);
+/// Earlier runs passed to notifications (for `stale`).
+const HISTORY_FOR_NOTIFY: usize = 100;
 
-/// What a successful run did.
-#[derive(Debug, Clone)]
-pub struct RunSummary {
-    pub pipeline: String,
-    pub records_read: u64,
-    /// One report per sink, in pipeline order.
-    pub sinks: Vec<SinkReport>,
-    pub elapsed: Duration,
+/// What a run does when another run of the same pipeline holds the lock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnOverlap {
+    /// Exit 0 with a notice: the running one does the work.
+    #[default]
+    Skip,
+    /// Wait until it finishes (or its lock goes stale), then run.
+    Wait,
+    /// Exit 1.
+    Fail,
+}
+
+/// How to run, beyond the pipeline file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The state file, overriding the pipeline's `[state]` (`--state`, `LONGSHORE_STATE`).
+    pub state_path: Option<PathBuf>,
+    /// Read and transform everything, write nothing, move no state (`--dry-run`).
+    pub dry_run: bool,
+}
+
+/// How a run ended: its report, the error if it failed, and for a dry run what it would have
+/// written.
+#[derive(Debug)]
+pub struct Finished {
+    pub report: RunReport,
+    pub error: Option<RunError>,
+    /// `--dry-run`: per sink, each destination and the records it would have received.
+    pub plan: Vec<(String, Vec<(String, u64)>)>,
 }
 
 /// A pipeline's stages, built and ready to run: the source, which runs on its own thread, and
@@ -50,21 +93,22 @@ struct Chain {
     source_label: String,
     transforms: Vec<(String, Box<dyn Transform>)>,
     sinks: Vec<(String, Box<dyn Sink>)>,
+    rejects: Option<RejectsFile>,
 }
 
 impl Stages {
     /// Builds the source and transforms, and the sinks too when `with_sinks` (not for preview).
-    fn build(pipeline: &Pipeline, with_sinks: bool) -> Result<Stages, RunError> {
-        let cx = RunContext {
-            pipeline: pipeline.name.clone(),
-            base_dir: pipeline.base_dir().to_path_buf(),
-            started_at: chrono::Local::now(),
-        };
+    fn build(
+        pipeline: &Pipeline,
+        cx: &RunContext,
+        store: &mut dyn StateStore,
+        with_sinks: bool,
+    ) -> Result<Stages, RunError> {
         let fail = |stage: &str, source| RunError::new(&pipeline.name, stage, source);
         let source_label = format!("source ({})", pipeline.source.kind());
         let source = pipeline
             .source
-            .build(&cx)
+            .build(cx, store)
             .map_err(|e| fail(&source_label, e))?;
         let transforms = pipeline
             .transforms
@@ -75,9 +119,15 @@ impl Stages {
         let mut sinks = Vec::new();
         for (i, config) in pipeline.sinks.iter().enumerate().filter(|_| with_sinks) {
             let label = format!("sink {} ({})", i + 1, config.kind());
-            let sink = config.build(&cx).map_err(|e| fail(&label, e))?;
+            let sink = config.build(cx).map_err(|e| fail(&label, e))?;
             sinks.push((label, sink));
         }
+        let rejects = match (&pipeline.rejects, with_sinks) {
+            (Some(config), true) => {
+                Some(RejectsFile::new(config, cx).map_err(|e| fail("rejects", e))?)
+            }
+            _ => None,
+        };
         Ok(Stages {
             source,
             chain: Chain {
@@ -85,6 +135,7 @@ impl Stages {
                 source_label,
                 transforms,
                 sinks,
+                rejects,
             },
         })
     }
@@ -104,52 +155,495 @@ impl Chain {
         }
         Ok(())
     }
+
+    /// Every sink, and the rejects file last.
+    fn all_sinks(&mut self) -> impl Iterator<Item = (&str, &mut dyn Sink)> {
+        let sinks = self
+            .sinks
+            .iter_mut()
+            .map(|(label, sink)| (label.as_str(), sink.as_mut() as &mut dyn Sink));
+        let rejects = self
+            .rejects
+            .iter_mut()
+            .map(|r| ("rejects", &mut r.sink as &mut dyn Sink));
+        sinks.chain(rejects)
+    }
 }
 
-/// Runs a pipeline to the end: every record to every sink, or nothing visible anywhere.
-pub fn run(pipeline: &Pipeline) -> Result<RunSummary, RunError> {
-    execute(Stages::build(pipeline, true)?)
+/// What streaming did.
+#[derive(Default)]
+struct Streamed {
+    records_read: u64,
+    source: SourceProgress,
+    /// Per transform, then per sink: records in and out.
+    counts: Vec<(u64, u64)>,
+    /// Dry run: per sink (rejects last), records per destination in order of first use.
+    plan: Vec<Vec<(String, u64)>>,
 }
 
-/// Converts one file to another (`longshore convert`): a one-file source, no transforms and a
-/// file sink (or standard output for `-`), run like any pipeline.
-pub fn convert(
-    input: &Path,
-    output: &Path,
-    from: FormatConfig,
-    to: FormatConfig,
-) -> Result<RunSummary, RunError> {
-    let cx = RunContext {
-        pipeline: "convert".into(),
-        base_dir: Default::default(),
-        started_at: chrono::Local::now(),
+/// Runs a pipeline: every record to every sink, or nothing visible anywhere, recorded in the
+/// pipeline's state so the next run goes on where this one stopped. Never panics on a failure:
+/// the returned [`Finished`] carries the error and a report of what happened.
+pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Finished {
+    let mut cx = RunContext::new(&pipeline.name, pipeline.base_dir());
+    cx.deadline = pipeline
+        .max_runtime_secs
+        .map(|secs| Instant::now() + Duration::from_secs(secs));
+    cx.quarantine = pipeline.rejects.is_some();
+    let state_path = state_path(pipeline, options.state_path.clone());
+    if !options.dry_run {
+        cx.temp_journal = Some(temp_journal_path(&state_path, &pipeline.name));
+    }
+    let mut run = Run {
+        pipeline,
+        report: new_report(&cx, options.dry_run),
+        cx,
+        store: None,
+        locked: false,
+        plan: Vec::new(),
     };
-    let fail = |stage: &str, source| RunError::new(&cx.pipeline, stage, source);
-    let source = FileSource::from_path(input.to_path_buf(), from).map_err(|e| fail("input", e))?;
-    let sink: Box<dyn Sink> = if output == Path::new("-") {
-        let config = crate::sinks::stdout::StdoutSinkConfig { format: to };
-        Box::new(crate::sinks::stdout::StdoutSink::new(&config).map_err(|e| fail("output", e))?)
-    } else {
-        Box::new(FileSink::to_path(output, to, &cx))
-    };
-    execute(Stages {
-        source: Box::new(source),
-        chain: Chain {
-            pipeline: cx.pipeline.clone(),
-            source_label: "input".into(),
-            transforms: Vec::new(),
-            sinks: vec![("output".into(), sink)],
-        },
+    let result = run.execute(&state_path, options.dry_run);
+    run.finish(result)
+}
+
+/// Where the pipeline's state is: `given` (`--state`), else its `[state] path`, else
+/// `.longshore/state.db` beside the pipeline file.
+pub fn state_path(pipeline: &Pipeline, given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        let configured = pipeline.state.as_ref().and_then(|s| s.path.as_deref());
+        let cx = RunContext::new(&pipeline.name, pipeline.base_dir());
+        cx.resolve(configured.unwrap_or(DEFAULT_STATE_PATH))
     })
 }
 
-fn execute(stages: Stages) -> Result<RunSummary, RunError> {
-    let started = Instant::now();
-    let mut records_read = 0;
-    let Stages {
-        mut source,
-        mut chain,
-    } = stages;
+/// The temporary-file journal of a pipeline: beside its state file.
+fn temp_journal_path(state_path: &Path, pipeline: &str) -> PathBuf {
+    let dir = state_path.parent().unwrap_or(Path::new(""));
+    let safe: String = pipeline
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    dir.join("temp").join(format!("{safe}.list"))
+}
+
+fn new_report(cx: &RunContext, dry_run: bool) -> RunReport {
+    RunReport {
+        pipeline: cx.pipeline.clone(),
+        run_id: cx.run_id.clone(),
+        started_at: rfc3339(cx.started_at),
+        finished_at: String::new(),
+        duration_secs: 0.0,
+        outcome: Outcome::Failure,
+        dry_run,
+        records_read: 0,
+        stages: Vec::new(),
+        files_read: Vec::new(),
+        files_already_processed: Vec::new(),
+        files_written: Vec::new(),
+        rejects: RejectCounts::default(),
+        cursor_before: BTreeMap::new(),
+        cursor_after: BTreeMap::new(),
+        error: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+
+/// One run in progress.
+struct Run<'p> {
+    pipeline: &'p Pipeline,
+    cx: RunContext,
+    report: RunReport,
+    store: Option<Box<dyn StateStore>>,
+    /// Whether this run holds the pipeline's lock (to release it at the end).
+    locked: bool,
+    plan: Vec<(String, Vec<(String, u64)>)>,
+}
+
+impl Run<'_> {
+    fn fail(&self, stage: &str, source: StageError) -> RunError {
+        RunError::new(&self.pipeline.name, stage, source)
+    }
+
+    fn state_failed(&self, error: StateError) -> RunError {
+        self.fail("state store", StageError::State(Box::new(error)))
+    }
+
+    fn warn(&mut self, message: String) {
+        tracing::warn!(pipeline = %self.pipeline.name, "{message}");
+        self.report.warnings.push(message);
+    }
+
+    fn execute(&mut self, state_path: &Path, dry_run: bool) -> Result<Outcome, RunError> {
+        let store: Box<dyn StateStore> = if dry_run {
+            match SqliteStore::open_read_only(state_path) {
+                Ok(Some(store)) => Box::new(store),
+                Ok(None) => Box::new(SqliteStore::in_memory()),
+                Err(e) => return Err(self.state_failed(e)),
+            }
+        } else {
+            Box::new(SqliteStore::open(state_path).map_err(|e| self.state_failed(e))?)
+        };
+        self.store = Some(store);
+        if !dry_run {
+            if !self.lock()? {
+                return Ok(Outcome::Skipped);
+            }
+            self.recover()?;
+        }
+        let pipeline = self.pipeline;
+        let store = self.store.as_deref_mut().expect("opened above");
+        let cursors = store.cursors(&pipeline.name);
+        self.report.cursor_before = cursors.map_err(|e| self.state_failed(e))?;
+        self.report.cursor_after = self.report.cursor_before.clone();
+        let store = self.store.as_deref_mut().expect("opened above");
+        let stages = Stages::build(pipeline, &self.cx, store, true)?;
+        let Stages { source, mut chain } = stages;
+        let streamed = stream(source, &mut chain, &self.cx, dry_run)?;
+        self.record_streamed(&chain, &streamed);
+        if streamed.source.units == 0 {
+            tracing::info!(pipeline = %pipeline.name, "nothing new to read: nothing written");
+            return Ok(Outcome::NothingNew);
+        }
+        self.check_rejects(&chain)?;
+        if dry_run {
+            let labels = chain.all_sinks().map(|(label, _)| label.to_string());
+            self.plan = labels.zip(streamed.plan).collect();
+            return Ok(Outcome::Success);
+        }
+        self.publish(chain, streamed.source)
+    }
+
+    /// Takes the pipeline's lock; false when another run holds it and `on_overlap = "skip"`.
+    fn lock(&mut self) -> Result<bool, RunError> {
+        let owner = LockOwner::this_process(&self.cx.run_id);
+        let mut waiting_since = None;
+        loop {
+            let store = self.store.as_deref_mut().expect("opened before locking");
+            let attempt = store
+                .try_lock(&self.pipeline.name, &owner, self.pipeline.max_runtime_secs)
+                .map_err(|e| self.state_failed(e))?;
+            let holder = match attempt {
+                LockAttempt::Acquired { taken_over } => {
+                    self.locked = true;
+                    if let Some((stale, reason)) = taken_over {
+                        self.warn(format!(
+                            "took over the lock of run {}: {reason}",
+                            stale.run_id
+                        ));
+                    }
+                    return Ok(true);
+                }
+                LockAttempt::Held(holder) => holder,
+            };
+            let running = format!(
+                "run {} (pid {} on {}) is still running",
+                holder.run_id, holder.pid, holder.host
+            );
+            match self.pipeline.on_overlap {
+                OnOverlap::Skip => {
+                    tracing::info!(pipeline = %self.pipeline.name, "skipped: {running} (on_overlap = \"skip\")");
+                    return Ok(false);
+                }
+                OnOverlap::Fail => {
+                    return Err(self.fail(
+                        "lock",
+                        StageError::Refused(format!("{running} (on_overlap = \"fail\")")),
+                    ));
+                }
+                OnOverlap::Wait => {
+                    if waiting_since.is_none() {
+                        tracing::info!(pipeline = %self.pipeline.name, "waiting: {running} (on_overlap = \"wait\")");
+                        waiting_since = Some(Instant::now());
+                    }
+                    std::thread::sleep(LOCK_POLL);
+                }
+            }
+        }
+    }
+
+    /// Finishes or discards what a crashed run left, and removes its temporary files.
+    fn recover(&mut self) -> Result<(), RunError> {
+        let pipeline = &self.pipeline.name;
+        let store = self.store.as_deref_mut().expect("opened before recovery");
+        let recovered = state::recover(store, pipeline, |intent| {
+            let mut report = new_report(&self.cx, false);
+            report.run_id = intent.run_id.clone();
+            report.outcome = Outcome::Success;
+            report.warnings.push(format!(
+                "published by run {} after this run was interrupted while publishing",
+                self.cx.run_id
+            ));
+            report.files_written = intent
+                .outputs
+                .iter()
+                .map(|o| FileDigest {
+                    path: o.path.display().to_string(),
+                    size: o.size,
+                    sha256: o.sha256.clone(),
+                })
+                .collect();
+            report
+        });
+        match recovered.map_err(|e| self.state_failed(e))? {
+            None => {}
+            Some(Recovery::Completed { run_id, published }) => self.warn(format!(
+                "run {run_id} was interrupted while publishing; finished publishing {} and saved its state",
+                join_paths(&published)
+            )),
+            Some(Recovery::Discarded { run_id, missing }) => self.warn(format!(
+                "run {run_id} was interrupted while publishing and {} could not be published; its input is read again by this run",
+                join_paths(&missing)
+            )),
+        }
+        if let Some(journal) = &self.cx.temp_journal {
+            let removed = temp_journal::clean(journal).map_err(|e| {
+                self.fail(
+                    "cleanup",
+                    StageError::io(journal.display(), "remove the temporary files listed in", e),
+                )
+            })?;
+            if !removed.is_empty() {
+                self.warn(format!(
+                    "removed temporary files an interrupted run left: {}",
+                    removed.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn record_streamed(&mut self, chain: &Chain, streamed: &Streamed) {
+        let report = &mut self.report;
+        report.records_read = streamed.records_read;
+        report.files_read = streamed.source.files_read.clone();
+        report.files_already_processed = streamed.source.already_processed.clone();
+        report.stages.push(StageCounts {
+            stage: chain.source_label.clone(),
+            records_in: streamed.records_read,
+            records_out: streamed.records_read,
+            bytes: self.cx.bytes_read.load(Ordering::Relaxed),
+        });
+        let labels = chain
+            .transforms
+            .iter()
+            .map(|(label, _)| label.as_str())
+            .chain(chain.sinks.iter().map(|(label, _)| label.as_str()))
+            .chain(chain.rejects.iter().map(|_| "rejects"));
+        for (label, &(records_in, records_out)) in labels.zip(&streamed.counts) {
+            report.stages.push(StageCounts {
+                stage: label.to_string(),
+                records_in,
+                records_out,
+                bytes: 0,
+            });
+        }
+        if let Some(rejects) = &chain.rejects {
+            report.rejects.total = rejects.total;
+            report.rejects.by_reason = rejects.by_reason.clone();
+        }
+        for change in &streamed.source.changes {
+            if let state::StateChange::Cursor { name, value } = change {
+                report.cursor_after.insert(name.clone(), value.clone());
+            }
+        }
+    }
+
+    fn check_rejects(&self, chain: &Chain) -> Result<(), RunError> {
+        let (Some(rejects), Some(config)) = (&chain.rejects, &self.pipeline.rejects) else {
+            return Ok(());
+        };
+        let Some(max) = config.max_rejects else {
+            return Ok(());
+        };
+        let total = self.report.records_read + rejects.total;
+        if !max.exceeded(rejects.total, total) {
+            return Ok(());
+        }
+        Err(self.fail(
+            "rejects",
+            StageError::Refused(format!(
+                "{} of {total} records were rejected, more than max_rejects = {max}: nothing was published. The first: {}",
+                rejects.total,
+                rejects.first.as_deref().unwrap_or("-")
+            )),
+        ))
+    }
+
+    /// Prepares every sink, records the intent, commits every sink, then saves the state.
+    fn publish(&mut self, mut chain: Chain, source: SourceProgress) -> Result<Outcome, RunError> {
+        // Per sink (the rejects file last, when there are rejects): what it will publish.
+        let mut prepared: Vec<(String, Vec<PreparedOutput>)> = Vec::new();
+        let has_rejects = chain.rejects.as_ref().is_some_and(|r| r.total > 0);
+        for (label, sink) in chain.all_sinks() {
+            if label == "rejects" && !has_rejects {
+                continue;
+            }
+            let outputs = sink.prepare().map_err(|e| self.fail(label, e))?;
+            prepared.push((label.to_string(), outputs));
+        }
+        crash_point("after-prepare");
+        let outputs: Vec<PreparedOutput> = prepared
+            .iter()
+            .flat_map(|(_, o)| o.iter().cloned())
+            .collect();
+        let intent = CommitIntent {
+            run_id: self.cx.run_id.clone(),
+            outputs,
+            changes: source.changes,
+        };
+        let store = self.store.as_deref_mut().expect("opened before publishing");
+        store
+            .begin_commit(&self.pipeline.name, &intent)
+            .map_err(|e| self.state_failed(e))?;
+        crash_point("after-intent");
+        let mut sinks: Vec<(String, Box<dyn Sink>)> = chain.sinks;
+        if let Some(rejects) = chain.rejects.filter(|r| r.total > 0) {
+            sinks.push(("rejects".into(), Box::new(rejects.sink)));
+        }
+        let mut published = Vec::new();
+        for (label, sink) in sinks {
+            let report = sink.commit().map_err(|e| self.fail(&label, e))?;
+            published.extend(report.published);
+        }
+        crash_point("after-commit");
+        for (label, outputs) in &prepared {
+            let files: Vec<FileDigest> = outputs
+                .iter()
+                .filter(|o| published.iter().any(|p| Path::new(p) == o.path))
+                .map(|o| FileDigest {
+                    path: o.path.display().to_string(),
+                    size: o.size,
+                    sha256: o.sha256.clone(),
+                })
+                .collect();
+            if let Some(stage) = self.report.stages.iter_mut().find(|s| s.stage == *label) {
+                stage.bytes = files.iter().map(|f| f.size).sum();
+            }
+            if label == "rejects" {
+                self.report.rejects.file = files.first().map(|f| f.path.clone());
+            }
+            self.report.files_written.extend(files);
+        }
+        if let Some(reason) = &source.stopped_early {
+            let limit = self.pipeline.max_runtime_secs.unwrap_or_default();
+            self.report.outcome = Outcome::Failure;
+            let error = self.fail(
+                "run",
+                StageError::Refused(format!(
+                    "max_runtime_secs = {limit} reached: {reason}; what was read completely was published, and the next run goes on with the rest"
+                )),
+            );
+            self.complete_commit()?;
+            return Err(error);
+        }
+        self.report.outcome = Outcome::Success;
+        self.complete_commit()?;
+        Ok(Outcome::Success)
+    }
+
+    /// Applies the state changes and records the run (its report as it stands now).
+    fn complete_commit(&mut self) -> Result<(), RunError> {
+        self.stamp_end();
+        let store = self.store.as_deref_mut().expect("opened before publishing");
+        store
+            .finish_commit(&self.pipeline.name, &self.cx.run_id, &self.report)
+            .map_err(|e| {
+                let e = RunError::new(
+                    &self.pipeline.name,
+                    "state store",
+                    StageError::State(Box::new(e)),
+                );
+                tracing::error!(
+                    pipeline = %self.pipeline.name,
+                    "the outputs were published but the state could not be saved: the next run will deliver the same input again unless the state store is fixed first"
+                );
+                e
+            })
+    }
+
+    fn stamp_end(&mut self) {
+        let now = chrono::Local::now();
+        self.report.finished_at = rfc3339(now);
+        self.report.duration_secs = (now - self.cx.started_at)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64();
+    }
+
+    /// Records the outcome, releases the lock and sends notifications.
+    fn finish(mut self, result: Result<Outcome, RunError>) -> Finished {
+        let error = match result {
+            Ok(outcome) => {
+                self.report.outcome = outcome;
+                None
+            }
+            Err(error) => {
+                self.report.outcome = Outcome::Failure;
+                self.report.error = error_chain(&error);
+                Some(error)
+            }
+        };
+        self.stamp_end();
+        let pipeline = self.pipeline.name.clone();
+        if !self.report.dry_run
+            && let Some(store) = self.store.as_deref_mut()
+        {
+            let previous = store
+                .runs(&pipeline, HISTORY_FOR_NOTIFY + 1)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r.run_id != self.report.run_id)
+                .take(HISTORY_FOR_NOTIFY)
+                .collect::<Vec<_>>();
+            let warnings =
+                crate::notify::send_all(&self.pipeline.notify, &self.report, &previous, &self.cx);
+            self.report.warnings.extend(warnings);
+            let store = self.store.as_deref_mut().expect("checked above");
+            if let Err(e) = store.record_run(&pipeline, &self.report) {
+                tracing::warn!(%pipeline, "cannot record the run in the state store: {}", error_chain_text(&e));
+            }
+            // Every temporary file of this run is gone now: published, or removed on drop.
+            if let Some(journal) = self.cx.temp_journal.as_deref().filter(|_| self.locked) {
+                let _ = temp_journal::clean(journal);
+            }
+            if self.locked
+                && let Err(e) = store.unlock(&pipeline, &self.cx.run_id)
+            {
+                tracing::warn!(%pipeline, "cannot release the run lock (the next run takes it over): {}", error_chain_text(&e));
+            }
+        }
+        Finished {
+            report: self.report,
+            error,
+            plan: self.plan,
+        }
+    }
+}
+
+/// Streams every batch from the source through the transforms to the sinks (or, in a dry run,
+/// counts what each sink would receive where).
+fn stream(
+    mut source: Box<dyn Source>,
+    chain: &mut Chain,
+    cx: &RunContext,
+    dry_run: bool,
+) -> Result<Streamed, RunError> {
+    let mut streamed = Streamed {
+        counts: vec![
+            (0, 0);
+            chain.transforms.len() + chain.sinks.len() + chain.rejects.iter().len()
+        ],
+        plan: vec![Vec::new(); chain.sinks.len() + chain.rejects.iter().len()],
+        ..Streamed::default()
+    };
+    let progress = RunProgress::start(&chain.pipeline);
+    let mut batches = 0u64;
     std::thread::scope(|scope| -> Result<(), RunError> {
         let (sender, receiver) = mpsc::sync_channel::<Result<Batch, StageError>>(BATCHES_IN_FLIGHT);
         let source = &mut source;
@@ -177,40 +671,141 @@ fn execute(stages: Stages) -> Result<RunSummary, RunError> {
         }
         for next in receiver {
             let mut batch = next.map_err(|e| chain.fail(&chain.source_label, e))?;
-            records_read += batch.len() as u64;
-            chain.transform(&mut batch)?;
-            for (label, sink) in &mut chain.sinks {
-                sink.write_batch(&batch)
+            streamed.records_read += batch.len() as u64;
+            let rejected = chain.rejects.as_mut().map(|r| r.take(&mut batch));
+            for (index, (label, transform)) in chain.transforms.iter_mut().enumerate() {
+                streamed.counts[index].0 += batch.len() as u64;
+                transform
+                    .apply(&mut batch)
                     .map_err(|e| RunError::new(&chain.pipeline, label, e))?;
+                streamed.counts[index].1 += batch.len() as u64;
             }
+            let first_sink = chain.transforms.len();
+            let pipeline = chain.pipeline.clone();
+            for (index, (label, sink)) in chain.all_sinks().enumerate() {
+                let batch = if label == "rejects" {
+                    rejected.as_ref().expect("rejects configured")
+                } else {
+                    &batch
+                };
+                if batch.is_empty() {
+                    continue;
+                }
+                let count = &mut streamed.counts[first_sink + index];
+                count.0 += batch.len() as u64;
+                count.1 += batch.len() as u64;
+                if dry_run {
+                    add_to_plan(
+                        &mut streamed.plan[index],
+                        sink.destination(batch),
+                        batch.len(),
+                    );
+                } else {
+                    sink.write_batch(batch)
+                        .map_err(|e| RunError::new(&pipeline, label, e))?;
+                }
+            }
+            batches += 1;
+            if batches == 1 {
+                crash_point("after-first-batch");
+            }
+            let file = batch.origin.as_ref().map(|o| o.path.as_str());
+            progress.update(
+                streamed.records_read,
+                cx.bytes_read.load(Ordering::Relaxed),
+                file,
+            );
         }
         Ok(())
     })?;
-    for (label, sink) in &mut chain.sinks {
-        sink.prepare()
-            .map_err(|e| RunError::new(&chain.pipeline, label, e))?;
-    }
-    let mut reports = Vec::with_capacity(chain.sinks.len());
-    for (label, sink) in chain.sinks {
-        reports.push(
-            sink.commit()
-                .map_err(|e| RunError::new(&chain.pipeline, &label, e))?,
-        );
-    }
-    Ok(RunSummary {
-        pipeline: chain.pipeline,
-        records_read,
-        sinks: reports,
-        elapsed: started.elapsed(),
-    })
+    streamed.source = source.progress();
+    Ok(streamed)
 }
 
-/// The first `limit` records after the transforms, with nothing written anywhere.
+fn add_to_plan(plan: &mut Vec<(String, u64)>, destination: String, records: usize) {
+    match plan.iter_mut().find(|(d, _)| *d == destination) {
+        Some((_, count)) => *count += records as u64,
+        None => plan.push((destination, records as u64)),
+    }
+}
+
+fn rfc3339(time: chrono::DateTime<chrono::Local>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+}
+
+fn join_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An error and its causes, outermost first, as the report lists them.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut chain = vec![error.to_string()];
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        chain.push(e.to_string());
+        cause = e.source();
+    }
+    chain
+}
+
+fn error_chain_text(error: &(dyn std::error::Error + 'static)) -> String {
+    error_chain(error).join(": ")
+}
+
+/// For crash tests: when `LONGSHORE_CRASH_AT` names this point, the process aborts here, as a
+/// `kill -9` or a power cut would stop it (no destructor runs, nothing is cleaned up).
+fn crash_point(point: &str) {
+    static CRASH_AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let at = CRASH_AT.get_or_init(|| std::env::var("LONGSHORE_CRASH_AT").ok());
+    if at.as_deref() == Some(point) {
+        eprintln!("LONGSHORE_CRASH_AT={point}: aborting");
+        std::process::abort();
+    }
+}
+
+/// Converts one file to another (`longshore convert`): a one-file source, no transforms and a
+/// file sink (or standard output for `-`). No state, no lock: a one-off.
+pub fn convert(
+    input: &Path,
+    output: &Path,
+    from: FormatConfig,
+    to: FormatConfig,
+) -> Result<SinkReport, RunError> {
+    let cx = RunContext::new("convert", Path::new(""));
+    let fail = |stage: &str, source| RunError::new(&cx.pipeline, stage, source);
+    let source = FileSource::from_path(input.to_path_buf(), from).map_err(|e| fail("input", e))?;
+    let sink: Box<dyn Sink> = if output == Path::new("-") {
+        let config = crate::sinks::stdout::StdoutSinkConfig { format: to };
+        Box::new(crate::sinks::stdout::StdoutSink::new(&config).map_err(|e| fail("output", e))?)
+    } else {
+        Box::new(FileSink::to_path(output, to, &cx))
+    };
+    let mut chain = Chain {
+        pipeline: cx.pipeline.clone(),
+        source_label: "input".into(),
+        transforms: Vec::new(),
+        sinks: vec![("output".into(), sink)],
+        rejects: None,
+    };
+    stream(Box::new(source), &mut chain, &cx, false)?;
+    let (label, mut sink) = chain.sinks.pop().expect("one sink");
+    sink.prepare().map_err(|e| fail(&label, e))?;
+    sink.commit().map_err(|e| fail(&label, e))
+}
+
+/// The first `limit` records after the transforms, with nothing written anywhere. Every file
+/// the source names is read, delivered before or not.
 pub fn preview(pipeline: &Pipeline, limit: usize) -> Result<Vec<Record>, RunError> {
+    let cx = RunContext::new(&pipeline.name, pipeline.base_dir());
+    let mut store = SqliteStore::in_memory();
     let Stages {
         mut source,
         mut chain,
-    } = Stages::build(pipeline, false)?;
+    } = Stages::build(pipeline, &cx, &mut store, false)?;
     let mut records = Vec::new();
     let mut batch = Batch::default();
     while records.len() < limit {

@@ -10,12 +10,15 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tempfile::NamedTempFile;
 
+use super::temp_journal;
 use super::template::{PathTemplate, TemplateValues};
 use crate::codecs::FormatConfig;
 use crate::config::{Invalid, Validate};
+use crate::digest::{HashingWriter, SharedDigest};
 use crate::error::StageError;
 use crate::record::Batch;
 use crate::stage::{Encoder, RunContext, Sink, SinkReport};
+use crate::state::PreparedOutput;
 
 /// Writes local files atomically.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -68,6 +71,8 @@ struct Pending {
     temp: NamedTempFile,
     /// Present until the output is finished.
     encoder: Option<Box<dyn Encoder>>,
+    /// Of the bytes the encoder wrote.
+    digest: SharedDigest,
 }
 
 pub struct FileSink {
@@ -161,16 +166,21 @@ impl FileSink {
             .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
         let temp = temp_file(&dir, &name)
             .map_err(|e| StageError::io(&shown, "create a temporary file beside", e))?;
-        let writer = temp
+        if let Some(journal) = &self.cx.temp_journal {
+            temp_journal::record(journal, temp.path())?;
+        }
+        let file = temp
             .as_file()
             .try_clone()
             .map_err(|e| StageError::io(&shown, "write", e))?;
+        let (writer, digest) = HashingWriter::new(file);
         let encoder = self.format.encoder(Box::new(writer), &shown)?;
         self.outputs.push(Output {
             path,
             pending: Some(Pending {
                 temp,
                 encoder: Some(encoder),
+                digest,
             }),
         });
         Ok(())
@@ -219,9 +229,9 @@ impl Sink for FileSink {
         Ok(())
     }
 
-    fn prepare(&mut self) -> Result<(), StageError> {
+    fn prepare(&mut self) -> Result<Vec<PreparedOutput>, StageError> {
         if self.outputs.is_empty() && !self.template.uses_source_stem() {
-            // A run without records still delivers its (empty) file: "nothing today" is news.
+            // Input without records still gets its (empty) file: "nothing today" is news.
             let target = self.target(&Batch::default());
             self.open(target)?;
         }
@@ -257,7 +267,24 @@ impl Sink for FileSink {
                 }
             }
         }
-        Ok(())
+        Ok(self
+            .outputs
+            .iter()
+            .filter_map(|output| {
+                let pending = output.pending.as_ref()?;
+                let (size, sha256) = pending.digest.finish();
+                Some(PreparedOutput {
+                    path: output.path.clone(),
+                    temp: pending.temp.path().to_path_buf(),
+                    size,
+                    sha256,
+                })
+            })
+            .collect())
+    }
+
+    fn destination(&self, batch: &Batch) -> String {
+        self.target(batch).display().to_string()
     }
 
     fn commit(self: Box<Self>) -> Result<SinkReport, StageError> {
@@ -298,7 +325,7 @@ impl Sink for FileSink {
             File::open(&dir)
                 .and_then(|d| d.sync_all())
                 .map_err(|e| StageError::io(dir.display(), "flush the directory", e))?;
-            tracing::info!(file = %shown, "published");
+            tracing::debug!(file = %shown, "published");
             report.published.push(shown);
         }
         Ok(report)

@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod stdout;
+pub mod temp_journal;
 pub mod template;
 
 use crate::config::SinkConfig;

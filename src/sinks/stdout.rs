@@ -9,6 +9,7 @@ use crate::config::{Invalid, Validate};
 use crate::error::{StageError, is_broken_pipe};
 use crate::record::Batch;
 use crate::stage::{Encoder, Sink, SinkReport};
+use crate::state::PreparedOutput;
 
 /// Writes to standard output.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -56,14 +57,19 @@ impl Sink for StdoutSink {
         Ok(())
     }
 
-    fn prepare(&mut self) -> Result<(), StageError> {
+    fn prepare(&mut self) -> Result<Vec<PreparedOutput>, StageError> {
         if let Some(encoder) = self.encoder.take() {
             match encoder.finish() {
                 Err(e) if !is_broken_pipe(&e) => return Err(e.into()),
                 _ => {}
             }
         }
-        Ok(())
+        // Already delivered as it was written: nothing waits to be published.
+        Ok(Vec::new())
+    }
+
+    fn destination(&self, _: &Batch) -> String {
+        "standard output".into()
     }
 
     fn commit(self: Box<Self>) -> Result<SinkReport, StageError> {

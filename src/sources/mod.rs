@@ -5,11 +5,17 @@ pub mod file;
 use crate::config::SourceConfig;
 use crate::error::StageError;
 use crate::stage::{RunContext, Source};
+use crate::state::StateStore;
 
 impl SourceConfig {
-    pub fn build(&self, cx: &RunContext) -> Result<Box<dyn Source>, StageError> {
+    /// Builds the source; it reads what it needs of the pipeline's state (cursors, ledger) now.
+    pub fn build(
+        &self,
+        cx: &RunContext,
+        store: &mut dyn StateStore,
+    ) -> Result<Box<dyn Source>, StageError> {
         Ok(match self {
-            SourceConfig::File(config) => Box::new(file::FileSource::new(config, cx)?),
+            SourceConfig::File(config) => Box::new(file::FileSource::new(config, cx, store)?),
         })
     }
 }

@@ -22,12 +22,37 @@ pub mod sqlite;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use lock::{LockAttempt, LockOwner};
 pub use sqlite::SqliteStore;
 
 use crate::report::RunReport;
+
+/// Where a pipeline keeps its state.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// The SQLite file holding the state; relative paths are resolved against the pipeline
+    /// file's directory. Several pipelines may share one file. `--state` and `LONGSHORE_STATE`
+    /// override it. Default `.longshore/state.db`.
+    pub path: Option<String>,
+}
+
+impl crate::config::Validate for StateConfig {
+    fn problems(&self) -> Vec<crate::config::Invalid> {
+        match &self.path {
+            Some(path) if path.trim().is_empty() => {
+                vec![crate::config::Invalid::new("path", "must not be empty")]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The state file of a pipeline whose file is in `base_dir`, when nothing overrides it.
+pub const DEFAULT_STATE_PATH: &str = ".longshore/state.db";
 
 /// A source file an earlier run delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod convert;
+mod notify;
 mod pipelines;
 mod preview;
 mod roundtrip;

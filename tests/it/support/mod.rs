@@ -7,6 +7,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod smtp;
+
+/// The directory beside a pipeline file that holds its state by default.
+pub const STATE_DIR: &str = ".longshore";
+
 /// The binary under test, as cargo built it for this test run.
 pub const BIN: &str = env!("CARGO_BIN_EXE_longshore");
 
@@ -68,7 +73,8 @@ impl Sandbox {
     }
 
     /// Every file under the sandbox (or under `relative` in it), as sorted relative paths with
-    /// `/` separators. Directories are not listed, only what is in them.
+    /// `/` separators. Directories are not listed, only what is in them; the state directory
+    /// (`.longshore/`) is left out.
     pub fn files(&self, relative: &str) -> Vec<String> {
         let mut found = Vec::new();
         let root = self.join(relative);
@@ -134,6 +140,10 @@ impl Sandbox {
 fn collect_files(base: &Path, dir: &Path, found: &mut Vec<String>) {
     for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("list {}: {e}", dir.display())) {
         let path = entry.expect("a directory entry").path();
+        if path.is_dir() && path.file_name() == Some(OsStr::new(STATE_DIR)) {
+            // The pipelines' state, not an output: see `Sandbox::state`.
+            continue;
+        }
         if path.is_dir() {
             collect_files(base, &path, found);
         } else {
