@@ -121,7 +121,11 @@ impl<'t> Loader<'t> {
                 }
                 "on_overlap" => on_overlap = self.plain(value, "`on_overlap`"),
                 "max_runtime_secs" => {
-                    max_runtime_secs = self.plain(value, "`max_runtime_secs`").map(Some)
+                    let span = value.span();
+                    max_runtime_secs = self.plain(value, "`max_runtime_secs`").map(Some);
+                    if max_runtime_secs == Some(Some(0)) {
+                        self.report(span, "`max_runtime_secs` must be at least 1", None);
+                    }
                 }
                 "state" => state = self.table(value, "state").map(Some),
                 "rejects" => rejects = self.table(value, "rejects").map(Some),

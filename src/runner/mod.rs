@@ -306,7 +306,7 @@ impl Run<'_> {
         let Stages { source, mut chain } = stages;
         let streamed = stream(source, &mut chain, &self.cx, dry_run)?;
         self.record_streamed(&chain, &streamed);
-        if streamed.source.units == 0 {
+        if streamed.source.units == 0 && streamed.source.stopped_early.is_none() {
             tracing::info!(pipeline = %pipeline.name, "nothing new to read: nothing written");
             return Ok(Outcome::NothingNew);
         }
