@@ -219,11 +219,10 @@ fn init_logging(verbose: u8, quiet: bool, format: Option<LogFormat>) {
 
 /// `error: <what failed>` followed by each cause on its own line.
 fn render_error(error: &Error) -> String {
-    let mut text = format!("error: {error}");
-    let mut cause = std::error::Error::source(error);
-    while let Some(e) = cause {
-        text.push_str(&format!("\n  caused by: {e}"));
-        cause = e.source();
+    let mut lines = runner::error_chain(error).into_iter();
+    let mut text = format!("error: {}", lines.next().unwrap_or_default());
+    for cause in lines {
+        text.push_str(&format!("\n  caused by: {cause}"));
     }
     text
 }

@@ -10,6 +10,13 @@ const SECTIONS: &[(&str, &str)] = &[
     ("TransformConfig", "Transforms (`[[transforms]]`)"),
     ("SinkConfig", "Sinks (`[[sinks]]`)"),
     ("FormatConfig", "Formats (`format = { type = ... }`)"),
+    ("NotifyConfig", "Notifications (`[[notify]]`)"),
+];
+
+/// Plain tables of the top level: their definition and heading.
+const TABLES: &[(&str, &str)] = &[
+    ("StateConfig", "State (`[state]`)"),
+    ("RejectsConfig", "Rejects (`[rejects]`)"),
 ];
 
 /// The reference of every key a pipeline file may use.
@@ -23,6 +30,12 @@ pub fn markdown() -> String {
     out.push_str(&one_line(text(&schema["description"])));
     out.push_str("\n\n");
     out.push_str(&table(&schema, defs));
+    for (def, heading) in TABLES {
+        out.push_str(&format!("\n### {heading}\n\n"));
+        out.push_str(&one_line(text(&defs[*def]["description"])));
+        out.push_str("\n\n");
+        out.push_str(&table(&defs[*def], defs));
+    }
     for (def, heading) in SECTIONS {
         out.push_str(&format!("\n### {heading}\n"));
         for variant in defs[*def]["oneOf"].as_array().into_iter().flatten() {

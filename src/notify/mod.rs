@@ -226,6 +226,34 @@ pub(crate) struct Notice<'a> {
     pub json: &'a str,
 }
 
+impl NotifyConfig {
+    /// When this notification is sent.
+    pub fn trigger(&self) -> Trigger<'_> {
+        match self {
+            NotifyConfig::Webhook(config) => config.trigger(),
+            NotifyConfig::Email(config) => config.trigger(),
+            NotifyConfig::Command(config) => config.trigger(),
+        }
+    }
+
+    /// What messages call it: its kind and where it goes, without secrets.
+    pub fn target(&self) -> String {
+        match self {
+            NotifyConfig::Webhook(config) => format!("webhook {}", redact_url(&config.url)),
+            NotifyConfig::Email(config) => format!("email to {}", config.to.join(", ")),
+            NotifyConfig::Command(config) => format!("command {}", config.program),
+        }
+    }
+
+    fn send(&self, notice: &Notice, cx: &RunContext) -> Result<(), String> {
+        match self {
+            NotifyConfig::Webhook(config) => webhook::send(config, notice, cx),
+            NotifyConfig::Email(config) => email::send(config, notice, cx),
+            NotifyConfig::Command(config) => command::send(config, notice, cx),
+        }
+    }
+}
+
 /// Sends every notification whose `on` matches this run. Never fails: returns one warning per
 /// notification that could not be sent (already logged with tracing::warn!).
 pub fn send_all(
@@ -237,12 +265,7 @@ pub fn send_all(
     let json = report.to_json();
     let mut warnings = Vec::new();
     for (index, entry) in entries.iter().enumerate() {
-        let trigger = match entry {
-            NotifyConfig::Webhook(config) => config.trigger(),
-            NotifyConfig::Email(config) => config.trigger(),
-            NotifyConfig::Command(config) => config.trigger(),
-        };
-        let Some(event) = trigger.event(report, previous) else {
+        let Some(event) = entry.trigger().event(report, previous) else {
             continue;
         };
         let notice = Notice {
@@ -251,26 +274,17 @@ pub fn send_all(
             json: &json,
         };
         // A bug in a notifier must not fail a run whose data is already delivered.
-        let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match entry {
-            NotifyConfig::Webhook(config) => webhook::send(config, &notice, cx),
-            NotifyConfig::Email(config) => email::send(config, &notice, cx),
-            NotifyConfig::Command(config) => command::send(config, &notice, cx),
-        }))
-        .unwrap_or_else(|_| Err("the notifier panicked".to_string()));
-        let target = match entry {
-            NotifyConfig::Webhook(config) => format!("webhook {}", redact_url(&config.url)),
-            NotifyConfig::Email(config) => format!("email to {}", config.to.join(", ")),
-            NotifyConfig::Command(config) => format!("command {}", config.program),
-        };
+        let sent =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| entry.send(&notice, cx)))
+                .unwrap_or_else(|_| Err("the notifier panicked".to_string()));
+        let (number, target) = (index + 1, entry.target());
         match sent {
             Ok(()) => {
-                tracing::info!(pipeline = %cx.pipeline, %event, "notification {} ({target}) sent", index + 1)
+                tracing::info!(pipeline = %cx.pipeline, "notification {number} ({target}) for {event} sent")
             }
             Err(error) => {
-                let warning = format!(
-                    "notification {} ({target}) for {event} not sent: {error}",
-                    index + 1
-                );
+                let warning =
+                    format!("notification {number} ({target}) for {event} not sent: {error}");
                 tracing::warn!(pipeline = %cx.pipeline, "{warning}");
                 warnings.push(warning);
             }

@@ -45,8 +45,9 @@ pub const BATCH_RECORDS: usize = 1024;
 const BATCHES_IN_FLIGHT: usize = 4;
 /// How often a run waiting for another (`on_overlap = "wait"`) looks at the lock again.
 const LOCK_POLL: Duration = Duration::from_millis(500);
-/// Earlier runs passed to notifications (for `stale`).
-const HISTORY_FOR_NOTIFY: usize = 100;
+/// The most earlier runs passed to notifications (those since the last run that read records,
+/// for `stale`): a day of runs every minute.
+const HISTORY_FOR_NOTIFY: usize = 1440;
 
 /// What a run does when another run of the same pipeline holds the lock.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -306,8 +307,14 @@ impl Run<'_> {
         let Stages { source, mut chain } = stages;
         let streamed = stream(source, &mut chain, &self.cx, dry_run)?;
         self.record_streamed(&chain, &streamed);
-        if streamed.source.units == 0 && streamed.source.stopped_early.is_none() {
-            tracing::info!(pipeline = %pipeline.name, "nothing new to read: nothing written");
+        if streamed.source.units == 0 {
+            if let Some(reason) = &streamed.source.stopped_early {
+                return Err(self.out_of_time(reason));
+            }
+            tracing::info!(
+                "pipeline `{}`: nothing new to read, nothing written",
+                pipeline.name
+            );
             return Ok(Outcome::NothingNew);
         }
         self.check_rejects(&chain)?;
@@ -319,11 +326,23 @@ impl Run<'_> {
         self.publish(chain, streamed.source)
     }
 
+    /// The run stopped early at its time limit.
+    fn out_of_time(&self, reason: &str) -> RunError {
+        let limit = self.pipeline.max_runtime_secs.unwrap_or_default();
+        self.fail(
+            "run",
+            StageError::Refused(format!(
+                "max_runtime_secs = {limit} reached: {reason}; what was read completely was published, and the next run goes on with the rest"
+            )),
+        )
+    }
+
     /// Takes the pipeline's lock; false when another run holds it and `on_overlap = "skip"`.
     fn lock(&mut self) -> Result<bool, RunError> {
-        let owner = LockOwner::this_process(&self.cx.run_id);
         let mut waiting_since = None;
         loop {
+            // Stamped now: the age of the holder's lock is measured from this attempt.
+            let owner = LockOwner::this_process(&self.cx.run_id);
             let store = self.store.as_deref_mut().expect("opened before locking");
             let attempt = store
                 .try_lock(&self.pipeline.name, &owner, self.pipeline.max_runtime_secs)
@@ -531,14 +550,8 @@ impl Run<'_> {
             self.report.files_written.extend(files);
         }
         if let Some(reason) = &source.stopped_early {
-            let limit = self.pipeline.max_runtime_secs.unwrap_or_default();
             self.report.outcome = Outcome::Failure;
-            let error = self.fail(
-                "run",
-                StageError::Refused(format!(
-                    "max_runtime_secs = {limit} reached: {reason}; what was read completely was published, and the next run goes on with the rest"
-                )),
-            );
+            let error = self.out_of_time(reason);
             self.complete_commit()?;
             return Err(error);
         }
@@ -591,11 +604,15 @@ impl Run<'_> {
         };
         self.stamp_end();
         let pipeline = self.pipeline.name.clone();
+        // A run that could not take the lock (the store is unwritable, or another run holds
+        // it with `on_overlap = "fail"`) leaves the history to the runs that could.
+        let recordable = self.locked || self.report.outcome == Outcome::Skipped;
         if !self.report.dry_run
+            && recordable
             && let Some(store) = self.store.as_deref_mut()
         {
             let previous = store
-                .runs(&pipeline, HISTORY_FOR_NOTIFY + 1)
+                .runs_since_records(&pipeline, HISTORY_FOR_NOTIFY + 1)
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|r| r.run_id != self.report.run_id)
@@ -741,12 +758,18 @@ fn join_paths(paths: &[PathBuf]) -> String {
         .join(", ")
 }
 
-/// An error and its causes, outermost first, as the report lists them.
+/// An error and its causes, outermost first, as messages and reports list them. A cause that
+/// only repeats the one before it (`file is not a database`, then `Error code 26: file is not
+/// a database`) is left out.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
     let mut chain = vec![error.to_string()];
     let mut cause = error.source();
     while let Some(e) = cause {
-        chain.push(e.to_string());
+        let text = e.to_string();
+        let last = chain.last().expect("not empty");
+        if !text.contains(last.as_str()) && !last.contains(text.as_str()) {
+            chain.push(text);
+        }
         cause = e.source();
     }
     chain

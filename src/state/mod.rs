@@ -120,7 +120,10 @@ pub struct StateSummary {
 /// The state store failed. Exit code 1: the run did not (fully) happen.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot open the state store {}", .path.display())]
+    #[error(
+        "cannot open the state store {} (if it is damaged, move it aside to start afresh: every source file is then delivered again)",
+        .path.display()
+    )]
     Open {
         path: PathBuf,
         #[source]
@@ -209,6 +212,13 @@ pub trait StateStore: Send {
     fn record_run(&mut self, pipeline: &str, report: &RunReport) -> Result<(), StateError>;
     /// The most recent runs, newest first.
     fn runs(&mut self, pipeline: &str, limit: usize) -> Result<Vec<RunReport>, StateError>;
+    /// The runs since the last one that read records (that one included; all runs if none
+    /// did), newest first, at most `limit`: what "no new data for N runs or hours" is judged on.
+    fn runs_since_records(
+        &mut self,
+        pipeline: &str,
+        limit: usize,
+    ) -> Result<Vec<RunReport>, StateError>;
 
     fn summary(&mut self, pipeline: &str) -> Result<StateSummary, StateError>;
     /// Forgets the cursors, the ledger and the outbox (the history stays); with `cursor`, sets

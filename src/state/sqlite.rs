@@ -162,6 +162,27 @@ impl SqliteStore {
             .optional()
     }
 
+    /// The run reports a query (`?1` the pipeline, `?2` the limit) selects.
+    fn reports(
+        &mut self,
+        query: &str,
+        pipeline: &str,
+        limit: usize,
+    ) -> Result<Vec<RunReport>, StateError> {
+        let read = || -> rusqlite::Result<Vec<String>> {
+            let mut statement = self.connection.prepare_cached(query)?;
+            let rows = statement.query_map(params![pipeline, limit as i64], |row| row.get(0))?;
+            rows.collect()
+        };
+        let texts = read().map_err(|e| sql(&self.path, "read the run history", e))?;
+        texts
+            .iter()
+            .map(|text| {
+                serde_json::from_str(text).map_err(|e| self.corrupt(format!("a run report: {e}")))
+            })
+            .collect()
+    }
+
     fn corrupt(&self, what: String) -> StateError {
         StateError::Corrupt {
             path: self.path.clone(),
@@ -376,21 +397,26 @@ impl StateStore for SqliteStore {
     }
 
     fn runs(&mut self, pipeline: &str, limit: usize) -> Result<Vec<RunReport>, StateError> {
-        let read = || -> rusqlite::Result<Vec<String>> {
-            let mut statement = self.connection.prepare_cached(
-                "SELECT report FROM runs WHERE pipeline = ?1
-                 ORDER BY started_unix DESC, rowid DESC LIMIT ?2",
-            )?;
-            let rows = statement.query_map(params![pipeline, limit as i64], |row| row.get(0))?;
-            rows.collect()
-        };
-        let texts = read().map_err(|e| sql(&self.path, "read the run history", e))?;
-        texts
-            .iter()
-            .map(|text| {
-                serde_json::from_str(text).map_err(|e| self.corrupt(format!("a run report: {e}")))
-            })
-            .collect()
+        self.reports(
+            "SELECT report FROM runs WHERE pipeline = ?1
+             ORDER BY started_unix DESC, rowid DESC LIMIT ?2",
+            pipeline,
+            limit,
+        )
+    }
+
+    fn runs_since_records(
+        &mut self,
+        pipeline: &str,
+        limit: usize,
+    ) -> Result<Vec<RunReport>, StateError> {
+        self.reports(
+            "SELECT report FROM runs WHERE pipeline = ?1 AND started_unix >= coalesce(
+                 (SELECT max(started_unix) FROM runs WHERE pipeline = ?1 AND records_read > 0), 0)
+             ORDER BY started_unix DESC, rowid DESC LIMIT ?2",
+            pipeline,
+            limit,
+        )
     }
 
     fn summary(&mut self, pipeline: &str) -> Result<StateSummary, StateError> {
@@ -657,8 +683,24 @@ mod tests {
         let newer = report("b", "2024-08-01T01:05:00+00:00", Outcome::Failure);
         store.record_run("p", &older).unwrap();
         store.record_run("p", &newer).unwrap();
-        assert_eq!(store.runs("p", 10).unwrap(), vec![newer.clone(), older]);
-        assert_eq!(store.runs("p", 1).unwrap(), vec![newer]);
+        assert_eq!(
+            store.runs("p", 10).unwrap(),
+            vec![newer.clone(), older.clone()]
+        );
+        assert_eq!(store.runs("p", 1).unwrap(), vec![newer.clone()]);
+        // No run read records: all of them count for staleness.
+        assert_eq!(store.runs_since_records("p", 10).unwrap().len(), 2);
+        let with_data = RunReport {
+            records_read: 5,
+            ..report("c", "2024-08-01T01:30:00+00:00", Outcome::Success)
+        };
+        store.record_run("p", &with_data).unwrap();
+        let dry = report("d", "2024-08-01T01:40:00+00:00", Outcome::Success);
+        store.record_run("p", &dry).unwrap();
+        assert_eq!(
+            store.runs_since_records("p", 10).unwrap(),
+            vec![dry, with_data]
+        );
         store
             .try_lock("p", &LockOwner::this_process("a"), None)
             .unwrap();
@@ -689,7 +731,7 @@ mod tests {
         assert_eq!(summary.ledger_files, 0);
         assert_eq!(summary.outbox_pending, 0);
         assert_eq!(summary.cursors["cursor"], "2024-01-01");
-        assert_eq!(store.runs("p", 10).unwrap().len(), 2);
+        assert_eq!(store.runs("p", 10).unwrap().len(), 4);
     }
 
     #[test]

@@ -1,0 +1,427 @@
+//! Reruns after crashes and overlapping runs: every record delivered exactly once, no
+//! temporary file left, the state consistent, and one run at a time per pipeline.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use longshore::state::{LockOwner, SqliteStore, StateStore};
+
+use crate::support::{Sandbox, run};
+
+const A_CSV: &str = "id,name\n1,ant\n2,bee\n3,cat\n";
+const B_CSV: &str = "id,name\n4,dog\n5,eel\n";
+/// Every record of `A_CSV` and `B_CSV`, as the sink writes them.
+const ALL_RECORDS: [&str; 5] = [
+    r#"{"id":"1","name":"ant"}"#,
+    r#"{"id":"2","name":"bee"}"#,
+    r#"{"id":"3","name":"cat"}"#,
+    r#"{"id":"4","name":"dog"}"#,
+    r#"{"id":"5","name":"eel"}"#,
+];
+
+/// Reads the drop folder into one new file per run (`{run_ts}`), never replacing one: a record
+/// delivered twice shows up as a second file or as a failed run.
+fn drop_folder_pipeline(extra: &str) -> String {
+    format!(
+        r#"name = "p"
+{extra}
+[source]
+type = "file"
+path = "in/*.csv"
+
+[[sinks]]
+type = "file"
+path = "out/orders-{{run_ts}}.ndjson"
+if_exists = "fail"
+"#
+    )
+}
+
+fn drop_folder(extra: &str) -> Sandbox {
+    let sandbox = Sandbox::new();
+    sandbox.write("p.toml", drop_folder_pipeline(extra));
+    sandbox.write("in/a.csv", A_CSV);
+    sandbox.write("in/b.csv", B_CSV);
+    sandbox
+}
+
+/// Every line of every output file, sorted.
+fn delivered(sandbox: &Sandbox) -> Vec<String> {
+    let mut lines: Vec<String> = sandbox
+        .files("out")
+        .iter()
+        .flat_map(|file| {
+            sandbox
+                .read(file)
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn state(sandbox: &Sandbox) -> SqliteStore {
+    SqliteStore::open(&sandbox.join(".longshore/state.db")).expect("open the state store")
+}
+
+#[test]
+fn a_crash_at_any_point_then_a_rerun_delivers_every_record_exactly_once() {
+    for point in [
+        "after-first-batch",
+        "after-prepare",
+        "after-intent",
+        "after-commit",
+    ] {
+        let sandbox = drop_folder("");
+        let crashed = sandbox
+            .command(["run", "p.toml"])
+            .env("LONGSHORE_CRASH_AT", point)
+            .output()
+            .expect("start the binary");
+        assert_eq!(
+            crashed.status.signal(),
+            Some(libc::SIGABRT),
+            "{point}: the run must abort; stderr:\n{}",
+            String::from_utf8_lossy(&crashed.stderr)
+        );
+
+        let rerun = sandbox.run(["run", "p.toml"]);
+        rerun.assert_success();
+        assert!(
+            rerun.stderr.contains("took over the lock of run ")
+                && rerun.stderr.contains("on this host is gone"),
+            "{point}: the crashed run's lock is taken over with a warning:\n{}",
+            rerun.stderr
+        );
+        assert_eq!(delivered(&sandbox), ALL_RECORDS, "{point}");
+        assert_eq!(sandbox.files("out").len(), 1, "{point}: one delivery");
+        sandbox.assert_no_temp_files();
+
+        let mut store = state(&sandbox);
+        let summary = store.summary("p").unwrap();
+        assert_eq!(summary.ledger_files, 2, "{point}");
+        assert_eq!(summary.lock, None, "{point}");
+        assert_eq!(summary.pending_commit, None, "{point}");
+
+        // And the next run finds nothing new.
+        sandbox.run(["run", "p.toml"]).assert_success();
+        assert_eq!(sandbox.files("out").len(), 1, "{point}");
+    }
+}
+
+#[test]
+fn an_interrupted_publish_is_finished_by_the_next_run_not_redone() {
+    let sandbox = drop_folder("");
+    let crashed = sandbox
+        .command(["run", "p.toml"])
+        .env("LONGSHORE_CRASH_AT", "after-intent")
+        .output()
+        .expect("start the binary");
+    assert_eq!(crashed.status.signal(), Some(libc::SIGABRT));
+    // Prepared but not yet renamed: nothing visible at the destination yet.
+    assert!(
+        sandbox
+            .files("out")
+            .iter()
+            .all(|f| f.rsplit('/').next().unwrap().starts_with('.')),
+        "{:?}",
+        sandbox.files("out")
+    );
+    let rerun = sandbox.run(["run", "p.toml"]);
+    rerun.assert_success();
+    assert!(
+        rerun
+            .stderr
+            .contains("was interrupted while publishing; finished publishing out/orders-"),
+        "{}",
+        rerun.stderr
+    );
+    assert!(
+        rerun.stderr.contains("nothing new to read"),
+        "{}",
+        rerun.stderr
+    );
+    assert_eq!(delivered(&sandbox), ALL_RECORDS);
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo (coreutils)");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// Waits (bounded) until one of `children` exits; returns its index.
+fn first_to_exit(children: &mut [Child]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for (index, child) in children.iter_mut().enumerate() {
+            if child.try_wait().expect("poll the child").is_some() {
+                return index;
+            }
+        }
+        assert!(Instant::now() < deadline, "no run finished within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Opens a FIFO for writing once its reader has opened it (bounded).
+fn open_fifo_for_writing(path: &Path) -> std::fs::File {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // Non-blocking: fails (ENXIO) until a reader has the FIFO open.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(file) => return file,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {}
+            Err(e) => panic!("open {}: {e}", path.display()),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing opened the FIFO within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn spawn(sandbox: &Sandbox, args: &[&str]) -> Child {
+    sandbox
+        .command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary")
+}
+
+fn stderr_of(child: Child) -> (i32, String) {
+    let output = child.wait_with_output().expect("wait for the run");
+    let code = output.status.code().expect("exited, not killed");
+    (code, String::from_utf8(output.stderr).expect("UTF-8"))
+}
+
+#[test]
+fn two_runs_started_at_once_exactly_one_does_the_work() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        r#"name = "p"
+[source]
+type = "file"
+path = "in/orders.csv"
+reprocess = "always"
+
+[[sinks]]
+type = "file"
+path = "out/orders.ndjson"
+"#,
+    );
+    std::fs::create_dir(sandbox.join("in")).unwrap();
+    let fifo = sandbox.join("in/orders.csv");
+    // The run that gets the lock blocks reading the FIFO until the test writes it, so the two
+    // runs surely overlap.
+    mkfifo(&fifo);
+    let mut children = vec![
+        spawn(&sandbox, &["run", "p.toml"]),
+        spawn(&sandbox, &["run", "p.toml"]),
+    ];
+    let skipped = first_to_exit(&mut children);
+    let worker = children.remove(1 - skipped);
+    let (code, stderr) = stderr_of(children.pop().unwrap());
+    assert_eq!(
+        code, 0,
+        "a skipped run exits 0 so cron does not alert:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("skipped: run ")
+            && stderr.contains("is still running (on_overlap = \"skip\")"),
+        "{stderr}"
+    );
+    assert!(!sandbox.exists("out/orders.ndjson"));
+
+    let mut writer = open_fifo_for_writing(&fifo);
+    writer.write_all(A_CSV.as_bytes()).unwrap();
+    drop(writer);
+    let (code, stderr) = stderr_of(worker);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        sandbox.read("out/orders.ndjson"),
+        ALL_RECORDS[..3].join("\n") + "\n"
+    );
+    let outcomes: Vec<&str> = state(&sandbox)
+        .runs("p", 10)
+        .unwrap()
+        .iter()
+        .map(|r| r.outcome.as_str())
+        .collect();
+    assert_eq!(outcomes, ["success", "skipped"]);
+}
+
+/// Holds the pipeline's lock in the state store as a live run would.
+fn hold_lock(sandbox: &Sandbox, run_id: &str) -> SqliteStore {
+    let mut store = state(sandbox);
+    let attempt = store
+        .try_lock("p", &LockOwner::this_process(run_id), None)
+        .unwrap();
+    assert!(matches!(
+        attempt,
+        longshore::state::LockAttempt::Acquired { taken_over: None }
+    ));
+    store
+}
+
+#[test]
+fn on_overlap_fail_exits_1_and_publishes_nothing() {
+    let sandbox = drop_folder("on_overlap = \"fail\"");
+    let _lock = hold_lock(&sandbox, "other-run");
+    let host = longshore::state::lock::host_name();
+    sandbox
+        .run(["run", "p.toml"])
+        .assert_code(1)
+        .assert_stderr(&format!(
+            "error: pipeline `p`: lock failed\n  caused by: run other-run (pid {} on {host}) is still running (on_overlap = \"fail\")\n",
+            std::process::id()
+        ));
+    assert!(sandbox.files("out").is_empty());
+}
+
+#[test]
+fn on_overlap_wait_runs_once_the_other_run_is_done() {
+    let sandbox = drop_folder("on_overlap = \"wait\"");
+    let mut lock = hold_lock(&sandbox, "other-run");
+    let mut child = spawn(&sandbox, &["run", "p.toml"]);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    // Bounded by the child: it either prints the line or exits (EOF).
+    while stderr.read_line(&mut seen).unwrap() > 0 && !seen.contains("waiting: run other-run") {}
+    assert!(seen.contains("(on_overlap = \"wait\")"), "{seen}");
+    assert!(
+        sandbox.files("out").is_empty(),
+        "nothing before the lock is free"
+    );
+    lock.unlock("p", "other-run").unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert_eq!(delivered(&sandbox), ALL_RECORDS);
+}
+
+#[test]
+fn a_lock_older_than_max_runtime_is_taken_over_and_the_late_run_stops_at_its_limit() {
+    // The lock holder is alive but has held the lock for longer than max_runtime_secs: it is
+    // presumed hung. The waiting run takes over, but has itself used up its time waiting, so
+    // it stops before reading a file and says so.
+    let sandbox = drop_folder("on_overlap = \"wait\"\nmax_runtime_secs = 1");
+    let _lock = hold_lock(&sandbox, "hung-run");
+    let outcome = sandbox.run(["run", "p.toml"]);
+    outcome.assert_code(1);
+    assert!(
+        outcome
+            .stderr
+            .contains("took over the lock of run hung-run: it was taken ")
+            && outcome.stderr.contains("longer than max_runtime_secs = 1"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.ends_with(
+            "error: pipeline `p`: run failed\n  caused by: max_runtime_secs = 1 reached: stopped after 0 of 2 files; what was read completely was published, and the next run goes on with the rest\n"
+        ),
+        "{}",
+        outcome.stderr
+    );
+    assert!(sandbox.files("out").is_empty());
+    // The next run has its full second and delivers everything.
+    sandbox.run(["run", "p.toml"]).assert_success();
+    assert_eq!(delivered(&sandbox), ALL_RECORDS);
+}
+
+#[test]
+fn a_dead_runs_lock_is_taken_over_with_a_warning() {
+    let sandbox = drop_folder("");
+    let mut exited = Command::new("true").spawn().expect("run true");
+    let dead_pid = exited.id();
+    exited.wait().unwrap();
+    let mut store = state(&sandbox);
+    let dead = LockOwner {
+        pid: dead_pid,
+        process_start: None,
+        ..LockOwner::this_process("dead-run")
+    };
+    store.try_lock("p", &dead, None).unwrap();
+    let outcome = sandbox.run(["run", "p.toml"]);
+    outcome.assert_success();
+    assert!(
+        outcome.stderr.contains(&format!(
+            "took over the lock of run dead-run: its process {dead_pid} on this host is gone"
+        )),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(delivered(&sandbox), ALL_RECORDS);
+}
+
+#[test]
+fn a_corrupt_state_file_fails_the_run_and_publishes_nothing() {
+    let sandbox = drop_folder("");
+    sandbox.write(".longshore/state.db", "not a database\n".repeat(100));
+    sandbox
+        .run(["run", "p.toml"])
+        .assert_code(1)
+        .assert_stderr(
+            "error: pipeline `p`: state store failed\n  caused by: cannot open the state store .longshore/state.db (if it is damaged, move it aside to start afresh: every source file is then delivered again)\n  caused by: file is not a database\n",
+        );
+    assert!(sandbox.files("out").is_empty());
+}
+
+#[test]
+fn a_read_only_state_file_fails_the_run_and_publishes_nothing() {
+    let sandbox = drop_folder("");
+    sandbox.run(["run", "p.toml"]).assert_success();
+    sandbox.write("in/c.csv", "id,name\n6,fox\n");
+    let before = sandbox.files("out");
+    let mut command = sandbox.command(["run", "p.toml"]);
+    make_state_read_only(&sandbox, &mut command);
+    run(command).assert_code(1).assert_stderr(
+        "error: pipeline `p`: state store failed\n  caused by: the state store .longshore/state.db could not take the run lock\n  caused by: attempt to write a readonly database\n",
+    );
+    assert_eq!(sandbox.files("out"), before, "nothing new published");
+    sandbox.assert_no_temp_files();
+}
+
+/// Makes the state store read-only for `command`: by file modes, and when the tests run as
+/// root (whom modes do not stop), by running the command as `nobody` with `setpriv`.
+fn make_state_read_only(sandbox: &Sandbox, command: &mut Command) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    mode(&sandbox.join(".longshore/state.db"), 0o444);
+    mode(&sandbox.join(".longshore"), 0o555);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    // `nobody` may read everything and write the outputs, but not the state.
+    mode(sandbox.path(), 0o755);
+    mode(&sandbox.join("out"), 0o777);
+    let program = command.get_program().to_owned();
+    let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+    let mut wrapped = Command::new("setpriv");
+    wrapped
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(program)
+        .args(args)
+        .current_dir(sandbox.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    *command = wrapped;
+}
