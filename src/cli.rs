@@ -12,7 +12,7 @@ use crate::codecs::FormatConfig;
 use crate::config::{self, Pipeline};
 use crate::error::{Error, is_broken_pipe};
 use crate::report::{Outcome, RunReport};
-use crate::runner::{self, Finished, RunOptions};
+use crate::runner::{self, RunOptions};
 use crate::state::{SqliteStore, StateStore, StateSummary};
 
 /// Declarative batch pipelines: records from APIs and file drops to files and pushes, safe to
@@ -183,7 +183,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{}", render_error(&e));
+            report_error(&e);
             ExitCode::from(e.exit_code() as u8)
         }
     }
@@ -211,6 +211,7 @@ fn init_logging(verbose: u8, quiet: bool, format: Option<LogFormat>) {
         .with_env_filter(filter)
         .with_writer(crate::progress::LogWriter)
         .with_target(false);
+    let _ = JSON_LOGS.set(format == LogFormat::Json);
     match format {
         LogFormat::Json => logs.json().flatten_event(true).init(),
         LogFormat::Text => logs.with_ansi(terminal).init(),
@@ -310,18 +311,21 @@ fn run(
     for pipeline in &pipelines {
         let finished = runner::run(pipeline, &options);
         if dry_run {
-            print_plan(&finished).map_err(Error::Output)?;
+            print_plan(&finished.report).map_err(Error::Output)?;
         }
-        if let Some(path) = report_path {
-            let path = PathBuf::from(path.replace("{pipeline}", &pipeline.name));
-            write_report(&path, &finished.report.to_json())?;
-        }
+        // Report each failure and go on: one vendor's bad file must not stop the others.
         match finished.error {
             None => log_outcome(&finished.report),
             Some(e) => {
                 let e = Error::from(e);
-                // Report this one and go on: one vendor's bad file must not stop the others.
-                eprintln!("{}", render_error(&e));
+                report_error(&e);
+                failed = Some(ExitCode::from(e.exit_code() as u8));
+            }
+        }
+        if let Some(path) = report_path {
+            let path = PathBuf::from(path.replace("{pipeline}", &pipeline.name));
+            if let Err(e) = write_report(&path, &finished.report.to_json()) {
+                report_error(&e);
                 failed = Some(ExitCode::from(e.exit_code() as u8));
             }
         }
@@ -336,7 +340,10 @@ fn write_report(path: &Path, json: &str) -> Result<(), Error> {
         _ => Path::new("."),
     };
     let write = || -> std::io::Result<()> {
-        let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+        std::fs::create_dir_all(dir)?;
+        let mut temp = tempfile::NamedTempFile::new_in(dir)
+            // tempfile names its own random file in the message: the report path says enough.
+            .map_err(|e| std::io::Error::new(e.kind(), e.kind().to_string()))?;
         temp.write_all(json.as_bytes())?;
         temp.persist(path).map_err(|e| e.error)?;
         Ok(())
@@ -347,27 +354,50 @@ fn write_report(path: &Path, json: &str) -> Result<(), Error> {
     })
 }
 
-fn print_plan(finished: &Finished) -> std::io::Result<()> {
-    let report = &finished.report;
+fn print_plan(report: &RunReport) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "dry run of pipeline `{}`: {} records read from {} files ({} already delivered, skipped); nothing was written",
+        "dry run of pipeline `{}`: {} read from {} ({} already delivered, skipped); nothing was written",
         report.pipeline,
-        report.records_read,
-        report.files_read.len(),
+        count(report.records_read, "record"),
+        count(report.files_read.len() as u64, "file"),
         report.files_already_processed.len()
     )?;
-    for (sink, destinations) in &finished.plan {
-        for (destination, records) in destinations {
-            writeln!(
-                out,
-                "  {sink} would write {records} records to {destination}"
-            )?;
-        }
+    for planned in &report.planned {
+        writeln!(
+            out,
+            "  {} would write {} to {}",
+            planned.sink,
+            count(planned.records, "record"),
+            planned.destination
+        )?;
     }
     out.flush()
 }
+
+/// `1 record`, `2 records`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// Prints an error for people (`error: ...` and its causes), or, with JSON logs, logs it as one
+/// JSON object so that a log collector sees it.
+fn report_error(error: &Error) {
+    if JSON_LOGS.get().copied().unwrap_or(false) {
+        let chain = runner::error_chain(error);
+        tracing::error!(causes = ?&chain[1..], "{}", chain.join(": "));
+    } else {
+        eprintln!("{}", render_error(error));
+    }
+}
+
+/// Whether logs are JSON, as chosen at start-up.
+static JSON_LOGS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 fn log_outcome(report: &RunReport) {
     let pipeline = &report.pipeline;
@@ -390,9 +420,9 @@ fn log_outcome(report: &RunReport) {
                 ),
             };
             tracing::info!(
-                "pipeline `{pipeline}`: done, {} records read from {} files{rejects} in {:.2}s",
-                report.records_read,
-                report.files_read.len(),
+                "pipeline `{pipeline}`: done, {} read from {}{rejects} in {:.2}s",
+                count(report.records_read, "record"),
+                count(report.files_read.len() as u64, "file"),
                 report.duration_secs
             );
         }
@@ -516,7 +546,11 @@ fn show_state(
     for (cursor, value) in &summary.cursors {
         writeln!(out, "cursor {cursor}: {value}")?;
     }
-    writeln!(out, "ledger: {} files delivered", summary.ledger_files)?;
+    writeln!(
+        out,
+        "ledger: {} delivered",
+        count(summary.ledger_files, "file")
+    )?;
     writeln!(
         out,
         "outbox: {} sent and not acknowledged, {} acknowledged",
@@ -549,19 +583,18 @@ fn write_runs(out: &mut dyn Write, runs: &[RunReport]) -> std::io::Result<()> {
         return writeln!(out, "  (none)");
     }
     for run in runs {
-        let error = run
-            .error
-            .first()
-            .map(|e| format!("  {e}"))
-            .unwrap_or_default();
+        let error = match run.error.as_slice() {
+            [] => String::new(),
+            chain => format!("  {}", chain.join(": ")),
+        };
         writeln!(
             out,
-            "  {}  {}  {:<11}  {} records read, {} files written, {} rejects, {:.1}s{error}",
+            "  {}  {}  {:<11}  {} read, {} written, {} rejected, {:.1}s{error}",
             run.run_id,
             run.started_at,
             run.outcome.as_str(),
-            run.records_read,
-            run.files_written.len(),
+            count(run.records_read, "record"),
+            count(run.files_written.len() as u64, "file"),
             run.rejects.total,
             run.duration_secs
         )?;

@@ -27,8 +27,10 @@ pub struct RunReport {
     pub files_read: Vec<FileDigest>,
     /// Source files left alone because an earlier run delivered them (same path and content).
     pub files_already_processed: Vec<String>,
-    /// Files published (or, in a dry run, that would have been).
+    /// Files published.
     pub files_written: Vec<FileDigest>,
+    /// A dry run: what each sink would have written where.
+    pub planned: Vec<PlannedOutput>,
     pub rejects: RejectCounts,
     /// Incremental cursors before and after the run, by name.
     pub cursor_before: BTreeMap<String, String>,
@@ -81,6 +83,15 @@ pub struct FileDigest {
     pub size: u64,
     /// Lowercase hex SHA-256 of the bytes.
     pub sha256: String,
+}
+
+/// Records a sink would write to one destination (`--dry-run`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedOutput {
+    /// `sink 1 (file)`, or `rejects`.
+    pub sink: String,
+    pub destination: String,
+    pub records: u64,
 }
 
 /// Records quarantined in the rejects file.

@@ -375,6 +375,7 @@ mod tests {
             files_read: Vec::new(),
             files_already_processed: Vec::new(),
             files_written: Vec::new(),
+            planned: Vec::new(),
             rejects: RejectCounts::default(),
             cursor_before: Default::default(),
             cursor_after: Default::default(),

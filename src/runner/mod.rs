@@ -25,7 +25,7 @@ use crate::config::Pipeline;
 use crate::error::{RunError, StageError};
 use crate::progress::RunProgress;
 use crate::record::{Batch, Record};
-use crate::report::{FileDigest, Outcome, RejectCounts, RunReport, StageCounts};
+use crate::report::{FileDigest, Outcome, PlannedOutput, RejectCounts, RunReport, StageCounts};
 use crate::sinks::file::FileSink;
 use crate::sinks::temp_journal;
 use crate::sources::file::FileSource;
@@ -71,14 +71,11 @@ pub struct RunOptions {
     pub dry_run: bool,
 }
 
-/// How a run ended: its report, the error if it failed, and for a dry run what it would have
-/// written.
+/// How a run ended: its report, and the error if it failed.
 #[derive(Debug)]
 pub struct Finished {
     pub report: RunReport,
     pub error: Option<RunError>,
-    /// `--dry-run`: per sink, each destination and the records it would have received.
-    pub plan: Vec<(String, Vec<(String, u64)>)>,
 }
 
 /// A pipeline's stages, built and ready to run: the source, which runs on its own thread, and
@@ -201,7 +198,6 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Finished {
         cx,
         store: None,
         locked: false,
-        plan: Vec::new(),
     };
     let result = run.execute(&state_path, options.dry_run);
     run.finish(result)
@@ -247,6 +243,7 @@ fn new_report(cx: &RunContext, dry_run: bool) -> RunReport {
         files_read: Vec::new(),
         files_already_processed: Vec::new(),
         files_written: Vec::new(),
+        planned: Vec::new(),
         rejects: RejectCounts::default(),
         cursor_before: BTreeMap::new(),
         cursor_after: BTreeMap::new(),
@@ -263,7 +260,6 @@ struct Run<'p> {
     store: Option<Box<dyn StateStore>>,
     /// Whether this run holds the pipeline's lock (to release it at the end).
     locked: bool,
-    plan: Vec<(String, Vec<(String, u64)>)>,
 }
 
 impl Run<'_> {
@@ -320,7 +316,15 @@ impl Run<'_> {
         self.check_rejects(&chain)?;
         if dry_run {
             let labels = chain.all_sinks().map(|(label, _)| label.to_string());
-            self.plan = labels.zip(streamed.plan).collect();
+            for (sink, destinations) in labels.zip(streamed.plan) {
+                self.report.planned.extend(destinations.into_iter().map(
+                    |(destination, records)| PlannedOutput {
+                        sink: sink.clone(),
+                        destination,
+                        records,
+                    },
+                ));
+            }
             return Ok(Outcome::Success);
         }
         self.publish(chain, streamed.source)
@@ -638,7 +642,6 @@ impl Run<'_> {
         Finished {
             report: self.report,
             error,
-            plan: self.plan,
         }
     }
 }

@@ -178,7 +178,7 @@ impl RejectsFile {
             number(reject.position.line),
             number(reject.position.column),
             number(reject.position.record),
-            text(reject.position.field),
+            text(reject.position.field.map(field_name)),
             Value::String(Text::from(reject.reason)),
             text(reject.raw),
         ];
@@ -187,6 +187,17 @@ impl RejectsFile {
             record.push(name.clone(), value);
         }
         record
+    }
+}
+
+/// The field's name for machines: positions name a field for people (`` `name` (column 2) ``).
+fn field_name(field: String) -> String {
+    match field
+        .strip_prefix('`')
+        .and_then(|rest| rest.split_once('`'))
+    {
+        Some((name, _)) => name.to_string(),
+        None => field,
     }
 }
 

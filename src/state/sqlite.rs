@@ -568,6 +568,7 @@ mod tests {
             files_read: Vec::new(),
             files_already_processed: Vec::new(),
             files_written: Vec::new(),
+            planned: Vec::new(),
             rejects: RejectCounts::default(),
             cursor_before: BTreeMap::new(),
             cursor_after: BTreeMap::new(),

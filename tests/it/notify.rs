@@ -37,6 +37,7 @@ fn report(outcome: Outcome) -> RunReport {
             size: 4096,
             sha256: "ab".repeat(32),
         }],
+        planned: Vec::new(),
         rejects: RejectCounts {
             total: 2,
             ..RejectCounts::default()

@@ -97,6 +97,8 @@ impl Sandbox {
             .args(args)
             .current_dir(self.path())
             .env_remove("RUST_LOG")
+            .env_remove("LONGSHORE_STATE")
+            .env_remove("LONGSHORE_LOG_FORMAT")
             .stdin(Stdio::null());
         command
     }
