@@ -329,3 +329,38 @@ impl Source for FileSource {
         std::mem::take(&mut self.progress)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::SqliteStore;
+
+    #[test]
+    fn past_the_deadline_it_stops_before_the_next_file_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.csv"), "id\n1\n2\n").unwrap();
+        std::fs::write(dir.path().join("b.csv"), "id\n3\n").unwrap();
+        let cx = RunContext::new("p", dir.path());
+        let config = FileSourceConfig {
+            path: "*.csv".into(),
+            format: None,
+            reprocess: Reprocess::Changed,
+        };
+        let mut source = FileSource::new(&config, &cx, &mut SqliteStore::in_memory()).unwrap();
+        let mut batch = Batch::default();
+        assert!(source.next_batch(&mut batch, 10).unwrap());
+        assert_eq!(batch.len(), 2);
+        // The limit passes while a.csv is being delivered.
+        source.cx.as_mut().unwrap().deadline = Some(std::time::Instant::now());
+        assert!(!source.next_batch(&mut batch, 10).unwrap());
+        let progress = source.progress();
+        assert_eq!(progress.units, 1);
+        assert_eq!(progress.files_read.len(), 1);
+        assert!(progress.files_read[0].path.ends_with("a.csv"));
+        assert_eq!(progress.changes.len(), 1, "a ledger entry for a.csv only");
+        assert_eq!(
+            progress.stopped_early.as_deref(),
+            Some("stopped after 1 of 2 files")
+        );
+    }
+}
