@@ -477,8 +477,9 @@ impl CsvDecoder {
                     ..Position::default()
                 },
                 format!(
-                    "expected {} fields (as in the {}), found {width}",
+                    "expected {} field{} (as in the {}), found {width}",
                     self.names.len(),
+                    if self.names.len() == 1 { "" } else { "s" },
                     self.width_from
                 ),
                 Some(hint.into()),

@@ -632,3 +632,77 @@ fn configs_report_their_problems() {
         "{unknown}"
     );
 }
+
+/// A pipeline run end to end: each run notifies with its own report, a run with nothing new
+/// counts towards `stale`, which alerts once, and a failed run notifies `failure`.
+#[test]
+fn a_pipeline_notifies_success_stale_and_failure_with_its_report() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        r#"name = "p"
+[source]
+type = "file"
+path = "in/*.csv"
+
+[[sinks]]
+type = "file"
+path = "out/{source_stem}.ndjson"
+
+[[notify]]
+type = "command"
+on = ["success", "failure", "stale"]
+stale_after_runs = 2
+program = "sh"
+args = ["-c", "cat > notified/$LONGSHORE_RUN_ID-$LONGSHORE_EVENT.json"]
+"#,
+    );
+    sandbox.write("notified/.keep", "");
+    sandbox.write("in/a.csv", "id\n1\n");
+    let events = || -> Vec<(String, serde_json::Value)> {
+        let mut found: Vec<(String, serde_json::Value)> = sandbox
+            .files("notified")
+            .iter()
+            .filter(|f| f.ends_with(".json"))
+            .map(|f| {
+                let report: serde_json::Value = serde_json::from_str(&sandbox.read(f)).unwrap();
+                let event = f.rsplit('-').next().unwrap().trim_end_matches(".json");
+                (event.to_string(), report)
+            })
+            .collect();
+        found.sort_by(|a, b| a.1["started_at"].as_str().cmp(&b.1["started_at"].as_str()));
+        found
+    };
+    for _ in 0..3 {
+        sandbox.run(["-q", "run", "p.toml"]).assert_success();
+    }
+    sandbox.write("in/b.csv", "id\n2,extra\n");
+    sandbox.run(["-q", "run", "p.toml"]).assert_code(1);
+    let seen: Vec<(String, String, u64)> = events()
+        .into_iter()
+        .map(|(event, report)| {
+            (
+                event,
+                report["outcome"].as_str().unwrap().to_string(),
+                report["records_read"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("success".to_string(), "success".to_string(), 1),
+            ("success".to_string(), "nothing_new".to_string(), 0),
+            ("stale".to_string(), "nothing_new".to_string(), 0),
+            ("failure".to_string(), "failure".to_string(), 0),
+        ]
+    );
+    let (_, failed) = events().pop().unwrap();
+    assert!(
+        failed["error"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("in/b.csv: line 2, record 1: expected 1 field"),
+        "{failed}"
+    );
+}

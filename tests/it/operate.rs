@@ -1346,7 +1346,7 @@ fn quiet_prints_nothing_for_a_successful_run() {
     sandbox.write("in/c.csv", "id\n1,2\n");
     run(&sandbox, ["-q", "run", "p.toml"]).assert_code(1).assert_stderr(
         "error: pipeline `p`: source (file) failed
-  caused by: in/c.csv: line 2, record 1: expected 1 fields (as in the header), found 2. fix the row, or set `flexible = true` in the csv format to accept ragged rows
+  caused by: in/c.csv: line 2, record 1: expected 1 field (as in the header), found 2. fix the row, or set `flexible = true` in the csv format to accept ragged rows
 ",
     );
 }

@@ -356,7 +356,7 @@ fn source_stem_outputs_are_all_or_nothing() {
         .assert_code(1)
         .assert_stderr(
             "error: pipeline `p`: source (file) failed
-  caused by: in/b.csv: line 3, record 2: expected 1 fields (as in the header), found 2. fix the row, or set `flexible = true` in the csv format to accept ragged rows
+  caused by: in/b.csv: line 3, record 2: expected 1 field (as in the header), found 2. fix the row, or set `flexible = true` in the csv format to accept ragged rows
 ",
         );
     sandbox.assert_not_published("out/a.ndjson");
@@ -382,7 +382,7 @@ fn a_failing_pipeline_does_not_stop_the_others() {
         .assert_code(1)
         .assert_stderr(
             "error: pipeline `broken`: source (file) failed
-  caused by: bad.csv: line 2, record 1: expected 1 fields (as in the header), found 2. fix the row, or set `flexible = true` in the csv format to accept ragged rows
+  caused by: bad.csv: line 2, record 1: expected 1 field (as in the header), found 2. fix the row, or set `flexible = true` in the csv format to accept ragged rows
 ",
         );
     sandbox.assert_not_published("out/broken.ndjson");
