@@ -105,6 +105,31 @@ pub struct RejectCounts {
 }
 
 impl RunReport {
+    /// The report of a run that has just started: nothing done yet, outcome `failure` until
+    /// the run says otherwise.
+    pub fn new(pipeline: &str, run_id: &str, started_at: &str) -> Self {
+        RunReport {
+            pipeline: pipeline.to_string(),
+            run_id: run_id.to_string(),
+            started_at: started_at.to_string(),
+            finished_at: String::new(),
+            duration_secs: 0.0,
+            outcome: Outcome::Failure,
+            dry_run: false,
+            records_read: 0,
+            stages: Vec::new(),
+            files_read: Vec::new(),
+            files_already_processed: Vec::new(),
+            files_written: Vec::new(),
+            planned: Vec::new(),
+            rejects: RejectCounts::default(),
+            cursor_before: BTreeMap::new(),
+            cursor_after: BTreeMap::new(),
+            error: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report serializes") + "\n"
     }

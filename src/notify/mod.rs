@@ -356,31 +356,17 @@ fn tail(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::RejectCounts;
 
     /// A run that started `minutes` after midnight and read `records`.
     fn run(minutes: i64, outcome: Outcome, records: u64) -> RunReport {
         let at = chrono::DateTime::parse_from_rfc3339("2024-08-01T00:00:00+02:00").unwrap()
             + chrono::Duration::minutes(minutes);
         RunReport {
-            pipeline: "orders".into(),
-            run_id: format!("run-{minutes}"),
-            started_at: at.to_rfc3339(),
             finished_at: at.to_rfc3339(),
             duration_secs: 1.0,
             outcome,
-            dry_run: false,
             records_read: records,
-            stages: Vec::new(),
-            files_read: Vec::new(),
-            files_already_processed: Vec::new(),
-            files_written: Vec::new(),
-            planned: Vec::new(),
-            rejects: RejectCounts::default(),
-            cursor_before: Default::default(),
-            cursor_after: Default::default(),
-            error: Vec::new(),
-            warnings: Vec::new(),
+            ..RunReport::new("orders", &format!("run-{minutes}"), &at.to_rfc3339())
         }
     }
 

@@ -11,7 +11,6 @@
 pub mod rejects;
 mod table;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -25,7 +24,7 @@ use crate::config::Pipeline;
 use crate::error::{RunError, StageError};
 use crate::progress::RunProgress;
 use crate::record::{Batch, Record};
-use crate::report::{FileDigest, Outcome, PlannedOutput, RejectCounts, RunReport, StageCounts};
+use crate::report::{FileDigest, Outcome, PlannedOutput, RunReport, StageCounts};
 use crate::sinks::file::FileSink;
 use crate::sinks::temp_journal;
 use crate::sources::file::FileSource;
@@ -231,24 +230,8 @@ fn temp_journal_path(state_path: &Path, pipeline: &str) -> PathBuf {
 
 fn new_report(cx: &RunContext, dry_run: bool) -> RunReport {
     RunReport {
-        pipeline: cx.pipeline.clone(),
-        run_id: cx.run_id.clone(),
-        started_at: rfc3339(cx.started_at),
-        finished_at: String::new(),
-        duration_secs: 0.0,
-        outcome: Outcome::Failure,
         dry_run,
-        records_read: 0,
-        stages: Vec::new(),
-        files_read: Vec::new(),
-        files_already_processed: Vec::new(),
-        files_written: Vec::new(),
-        planned: Vec::new(),
-        rejects: RejectCounts::default(),
-        cursor_before: BTreeMap::new(),
-        cursor_after: BTreeMap::new(),
-        error: Vec::new(),
-        warnings: Vec::new(),
+        ..RunReport::new(&cx.pipeline, &cx.run_id, &rfc3339(cx.started_at))
     }
 }
 

@@ -551,29 +551,14 @@ fn insert_run(connection: &Connection, pipeline: &str, report: &RunReport) -> ru
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Outcome, RejectCounts};
+    use crate::report::Outcome;
     use crate::state::PreparedOutput;
 
     fn report(run_id: &str, started_at: &str, outcome: Outcome) -> RunReport {
         RunReport {
-            pipeline: "p".into(),
-            run_id: run_id.into(),
-            started_at: started_at.into(),
             finished_at: started_at.into(),
-            duration_secs: 0.0,
             outcome,
-            dry_run: false,
-            records_read: 0,
-            stages: Vec::new(),
-            files_read: Vec::new(),
-            files_already_processed: Vec::new(),
-            files_written: Vec::new(),
-            planned: Vec::new(),
-            rejects: RejectCounts::default(),
-            cursor_before: BTreeMap::new(),
-            cursor_after: BTreeMap::new(),
-            error: Vec::new(),
-            warnings: Vec::new(),
+            ..RunReport::new("p", run_id, started_at)
         }
     }
 
