@@ -284,8 +284,10 @@ impl Run<'_> {
         let store = self.store.as_deref_mut().expect("opened above");
         let stages = Stages::build(pipeline, &self.cx, store, true)?;
         let Stages { source, mut chain } = stages;
-        let streamed = stream(source, &mut chain, &self.cx, dry_run)?;
+        let (streamed, result) = stream(source, &mut chain, &self.cx, dry_run);
+        // Also for a failed run: its report says how far it got.
         self.record_streamed(&chain, &streamed);
+        result?;
         if streamed.source.units == 0 {
             if let Some(reason) = &streamed.source.stopped_early {
                 return Err(self.out_of_time(reason));
@@ -630,13 +632,14 @@ impl Run<'_> {
 }
 
 /// Streams every batch from the source through the transforms to the sinks (or, in a dry run,
-/// counts what each sink would receive where).
+/// counts what each sink would receive where). What was streamed is returned even when
+/// streaming failed.
 fn stream(
     mut source: Box<dyn Source>,
     chain: &mut Chain,
     cx: &RunContext,
     dry_run: bool,
-) -> Result<Streamed, RunError> {
+) -> (Streamed, Result<(), RunError>) {
     let mut streamed = Streamed {
         counts: vec![
             (0, 0);
@@ -647,7 +650,7 @@ fn stream(
     };
     let progress = RunProgress::start(&chain.pipeline);
     let mut batches = 0u64;
-    std::thread::scope(|scope| -> Result<(), RunError> {
+    let result = std::thread::scope(|scope| -> Result<(), RunError> {
         let (sender, receiver) = mpsc::sync_channel::<Result<Batch, StageError>>(BATCHES_IN_FLIGHT);
         let source = &mut source;
         let reader = std::thread::Builder::new().name("source".into());
@@ -720,9 +723,9 @@ fn stream(
             );
         }
         Ok(())
-    })?;
+    });
     streamed.source = source.progress();
-    Ok(streamed)
+    (streamed, result)
 }
 
 fn add_to_plan(plan: &mut Vec<(String, u64)>, destination: String, records: usize) {
@@ -800,7 +803,7 @@ pub fn convert(
         sinks: vec![("output".into(), sink)],
         rejects: None,
     };
-    stream(Box::new(source), &mut chain, &cx, false)?;
+    stream(Box::new(source), &mut chain, &cx, false).1?;
     let (label, mut sink) = chain.sinks.pop().expect("one sink");
     sink.prepare().map_err(|e| fail(&label, e))?;
     sink.commit().map_err(|e| fail(&label, e))

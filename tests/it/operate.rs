@@ -1166,6 +1166,15 @@ fn report_of_a_failed_run_has_the_error_chain() {
         ])
     );
     assert_eq!(report["files_written"], json!([]));
+    // How far it got: a.csv was read completely before b.csv failed.
+    assert_eq!(report["records_read"], 2);
+    let read: Vec<&str> = report["files_read"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(read, ["in/a.csv"]);
     assert!(!sandbox.exists("out/a.ndjson"));
 }
 
