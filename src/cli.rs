@@ -500,6 +500,13 @@ fn state_command(command: StateCommand) -> Result<ExitCode, Error> {
                 .or_else(|_| std::path::absolute(&file))
                 .map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?;
             let key = key.display().to_string();
+            if !path.exists() {
+                return Err(Error::Usage(format!(
+                    "pipeline `{}` has no state yet ({} does not exist): nothing to forget",
+                    pipeline.name,
+                    path.display()
+                )));
+            }
             let mut store = SqliteStore::open(&path)?;
             refuse_while_running(&mut store, &pipeline.name)?;
             if !store.forget(&pipeline.name, &key)? {

@@ -328,7 +328,7 @@ impl Run<'_> {
 
     /// Takes the pipeline's lock; false when another run holds it and `on_overlap = "skip"`.
     fn lock(&mut self) -> Result<bool, RunError> {
-        let mut waiting_since = None;
+        let mut announced_wait = false;
         loop {
             // Stamped now: the age of the holder's lock is measured from this attempt.
             let owner = LockOwner::this_process(&self.cx.run_id);
@@ -365,9 +365,9 @@ impl Run<'_> {
                     ));
                 }
                 OnOverlap::Wait => {
-                    if waiting_since.is_none() {
+                    if !announced_wait {
                         tracing::info!(pipeline = %self.pipeline.name, "waiting: {running} (on_overlap = \"wait\")");
-                        waiting_since = Some(Instant::now());
+                        announced_wait = true;
                     }
                     std::thread::sleep(LOCK_POLL);
                 }

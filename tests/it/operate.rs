@@ -1472,3 +1472,15 @@ fn the_demo_run_twice_has_nothing_new_the_second_time() {
     assert!(sandbox.exists("pipelines/.longshore/state.db"));
     assert!(!sandbox.exists(".longshore"));
 }
+
+/// `state forget` on a pipeline that never ran says so and creates no state.
+#[test]
+fn state_forget_without_state_creates_none() {
+    let sandbox = drop_folder("");
+    run(&sandbox, ["state", "forget", "p.toml", "in/a.csv"])
+        .assert_code(2)
+        .assert_stderr(
+            "error: pipeline `p` has no state yet (.longshore/state.db does not exist): nothing to forget\n",
+        );
+    assert!(!sandbox.exists(".longshore"));
+}
