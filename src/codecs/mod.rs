@@ -3,6 +3,7 @@
 //! they move. Decoders stream: they hold one batch of records, never the whole input.
 
 pub mod csv;
+pub mod json;
 pub(crate) mod json_write;
 pub mod ndjson;
 
@@ -17,10 +18,11 @@ use crate::error::CodecError;
 use crate::stage::{Decoder, Encoder};
 
 pub use self::csv::CsvOptions;
+pub use self::json::JsonOptions;
 pub use self::ndjson::NdjsonOptions;
 
 /// The format of a file: `format = { type = "csv", delimiter = ";" }`. When a file source or sink
-/// leaves it out, it is inferred from the path's extension (`.csv`, `.tsv`, `.ndjson`, `.jsonl`).
+/// leaves it out, it is inferred from the path's extension (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`).
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum FormatConfig {
@@ -28,6 +30,9 @@ pub enum FormatConfig {
     Csv(CsvOptions),
     /// Newline-delimited JSON (JSON Lines): one JSON object per line.
     Ndjson(NdjsonOptions),
+    /// A JSON document with the records in an array: the whole document, or inside an envelope
+    /// (`records = "/results"`). Read as a stream, whatever its size.
+    Json(JsonOptions),
 }
 
 impl FormatConfig {
@@ -46,18 +51,20 @@ impl FormatConfig {
                 ..CsvOptions::default()
             })),
             "ndjson" | "jsonl" => Some(FormatConfig::Ndjson(NdjsonOptions::default())),
+            "json" => Some(FormatConfig::Json(JsonOptions::default())),
             _ => None,
         }
     }
 
     /// The names `from_name` accepts, for messages.
-    pub const NAMES: &'static str = "csv, tsv, ndjson, jsonl";
+    pub const NAMES: &'static str = "csv, tsv, ndjson, jsonl, json";
 
     /// Problems with the options, for `validate`, keyed as in a stage's table (`format.quote`).
     pub fn problems(&self) -> Vec<Invalid> {
         let problems = match self {
             FormatConfig::Csv(options) => options.problems(),
             FormatConfig::Ndjson(_) => Vec::new(),
+            FormatConfig::Json(options) => options.problems(),
         };
         problems
             .into_iter()
@@ -95,6 +102,7 @@ impl FormatConfig {
         Ok(match self {
             FormatConfig::Csv(options) => Box::new(csv::CsvDecoder::new(input, label, options)?),
             FormatConfig::Ndjson(_) => Box::new(ndjson::NdjsonDecoder::new(input, label)),
+            FormatConfig::Json(options) => Box::new(json::JsonDecoder::new(input, label, options)),
         })
     }
 
@@ -107,6 +115,7 @@ impl FormatConfig {
         Ok(match self {
             FormatConfig::Csv(options) => Box::new(csv::CsvEncoder::new(output, label, options)?),
             FormatConfig::Ndjson(_) => Box::new(ndjson::NdjsonEncoder::new(output, label)),
+            FormatConfig::Json(options) => Box::new(json::JsonEncoder::new(output, label, options)),
         })
     }
 }

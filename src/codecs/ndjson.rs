@@ -296,7 +296,7 @@ impl LineParser {
 /// repeat in the same order on every line, so the key at the same position on the previous line
 /// is tried first; the ids make the duplicate-key check of a top-level object O(1) per key.
 #[derive(Default, Clone)]
-struct NameCache {
+pub(crate) struct NameCache {
     names: Vec<FieldName>,
     ids: HashMap<FieldName, usize>,
     /// The id of the key at each position of the previous top-level object.
@@ -336,9 +336,10 @@ impl NameCache {
     }
 }
 
-struct RecordSeed<'a> {
-    names: &'a mut NameCache,
-    top_level: bool,
+pub(crate) struct RecordSeed<'a> {
+    pub(crate) names: &'a mut NameCache,
+    /// A record (not an object nested in one): its keys are tracked by position.
+    pub(crate) top_level: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {

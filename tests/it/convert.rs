@@ -46,7 +46,7 @@ fn an_unknown_input_extension_asks_for_from() {
     sandbox.write("x.unknownext", "a\n1\n");
     let outcome = sandbox.run(["convert", "x.unknownext", "y.csv"]);
     outcome.assert_code(2).assert_stderr(
-        "error: cannot tell the format of `x.unknownext` from its extension: pass --from (one of csv, tsv, ndjson, jsonl)\n",
+        "error: cannot tell the format of `x.unknownext` from its extension: pass --from (one of csv, tsv, ndjson, jsonl, json)\n",
     );
     assert_eq!(outcome.stdout(), "");
     assert_eq!(sandbox.files(""), ["x.unknownext"]);
@@ -57,17 +57,17 @@ fn an_unknown_output_extension_asks_for_to() {
     let sandbox = Sandbox::new();
     sandbox.write("x.csv", "a\n1\n");
     sandbox.run(["convert", "x.csv", "y.xlsx"]).assert_code(2).assert_stderr(
-        "error: cannot tell the format of `y.xlsx` from its extension: pass --to (one of csv, tsv, ndjson, jsonl)\n",
+        "error: cannot tell the format of `y.xlsx` from its extension: pass --to (one of csv, tsv, ndjson, jsonl, json)\n",
     );
     // Standard output has no extension either.
     sandbox.run(["convert", "x.csv", "-"]).assert_code(2).assert_stderr(
-        "error: cannot tell the format of `-` from its extension: pass --to (one of csv, tsv, ndjson, jsonl)\n",
+        "error: cannot tell the format of `-` from its extension: pass --to (one of csv, tsv, ndjson, jsonl, json)\n",
     );
     sandbox
         .run(["convert", "x.csv", "-", "--to", "xml"])
         .assert_code(2)
         .assert_stderr(
-            "error: unknown format `xml` for --to: use one of csv, tsv, ndjson, jsonl\n",
+            "error: unknown format `xml` for --to: use one of csv, tsv, ndjson, jsonl, json\n",
         );
     assert_eq!(sandbox.files(""), ["x.csv"]);
 }
@@ -141,4 +141,46 @@ fn a_missing_input_with_glob_characters_is_an_error() {
         .run(["convert", "missing[1].csv", "out.ndjson"])
         .assert_code(1);
     sandbox.assert_not_published("out.ndjson");
+}
+
+/// A JSON array carries the same records as NDJSON: CSV -> JSON -> NDJSON gives the sample's
+/// NDJSON, and a pipeline reads records out of an API-style envelope.
+#[test]
+fn json_arrays_convert_both_ways_and_envelopes_are_read_by_pointer() {
+    let sandbox = Sandbox::new();
+    sandbox.copy_from_repo("samples/orders.csv", "orders.csv");
+    sandbox
+        .run(["convert", "orders.csv", "orders.json"])
+        .assert_success();
+    let json = sandbox.read("orders.json");
+    assert!(
+        json.starts_with("[{\"order_id\":") && json.ends_with("}]\n"),
+        "{json}"
+    );
+    sandbox
+        .run(["convert", "orders.json", "orders.ndjson"])
+        .assert_success();
+    assert_eq!(
+        sandbox.read_bytes("orders.ndjson"),
+        std::fs::read(repo_path("samples/orders.ndjson")).expect("read samples/orders.ndjson")
+    );
+
+    sandbox.write(
+        "page.json",
+        r#"{"count": 2, "next": null, "results": [{"id": 1, "name": "ant"}, {"id": 2, "name": "bee"}]}"#,
+    );
+    sandbox.write(
+        "p.toml",
+        r#"[source]
+type = "file"
+path = "page.json"
+format = { type = "json", records = "/results" }
+
+[[sinks]]
+type = "file"
+path = "out/page.csv"
+"#,
+    );
+    sandbox.run(["-q", "run", "p.toml"]).assert_success();
+    assert_eq!(sandbox.read("out/page.csv"), "id,name\n1,ant\n2,bee\n");
 }

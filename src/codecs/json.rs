@@ -1,0 +1,447 @@
+//! JSON documents holding an array of records: a top-level array (`[{...}, {...}]`), or an array
+//! inside an envelope named by a JSON pointer (`records = "/data/items"` for
+//! `{"data": {"items": [...]}}`), as vendor APIs and exports return them.
+//!
+//! Decoding streams: a thread parses the document with serde_json, skipping everything outside
+//! the pointer without building it, and hands records over in batches through a bounded
+//! channel, so a 1 GB array takes the memory of a few batches. Encoding writes the same shape
+//! back, compact or one record per line.
+
+use std::io::{BufReader, Read, Write};
+use std::sync::mpsc;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::IO_BUFFER_BYTES;
+use super::json_write::{KeyCache, write_record, write_str};
+use super::ndjson::{NameCache, RecordSeed};
+use crate::error::{CodecError, Position};
+use crate::record::Record;
+use crate::stage::{Decoder, Encoder};
+
+/// A JSON document with the records in an array.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonOptions {
+    /// Where the array of records is, as a JSON pointer: `"/results"` for
+    /// `{"count": 2, "results": [...]}`, `"/data/items"` for nested envelopes. Output is written
+    /// in the same envelope. Default `""`: the document is the array.
+    #[serde(default)]
+    pub records: String,
+    /// Output only: one record per line (`[\n{...},\n{...}\n]`) instead of all on one line.
+    /// Default false.
+    #[serde(default)]
+    pub one_per_line: bool,
+}
+
+impl JsonOptions {
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        if self.records.is_empty() || self.records.starts_with('/') {
+            Vec::new()
+        } else {
+            vec![(
+                "records",
+                format!(
+                    "`{}` is not a JSON pointer: start it with `/`, e.g. \"/{}\"",
+                    self.records, self.records
+                ),
+            )]
+        }
+    }
+
+    /// The pointer's keys, unescaped (`~1` is `/`, `~0` is `~`).
+    fn path(&self) -> Vec<String> {
+        self.records
+            .split('/')
+            .skip(1)
+            .map(|key| key.replace("~1", "/").replace("~0", "~"))
+            .collect()
+    }
+}
+
+/// Batches of records the parsing thread has read, or the error it stopped at.
+type Parsed = Result<Vec<Record>, CodecError>;
+
+/// Records per message from the parsing thread.
+const RECORDS_PER_MESSAGE: usize = 1024;
+
+pub struct JsonDecoder {
+    parsed: mpsc::Receiver<Parsed>,
+    pending: std::vec::IntoIter<Record>,
+}
+
+impl JsonDecoder {
+    pub fn new(input: Box<dyn Read + Send>, label: &str, options: &JsonOptions) -> Self {
+        let (sender, parsed) = mpsc::sync_channel(2);
+        let label = label.to_string();
+        let path = options.path();
+        // The thread ends when the document does, or when the decoder is dropped (a send fails).
+        std::thread::spawn(move || {
+            let reader = BufReader::with_capacity(IO_BUFFER_BYTES, input);
+            let mut deserializer = serde_json::Deserializer::from_reader(reader);
+            let mut batches = Batches {
+                sender: &sender,
+                records: Vec::with_capacity(RECORDS_PER_MESSAGE),
+                names: NameCache::default(),
+                receiver_gone: false,
+            };
+            let found = PointerSeed {
+                path: &path,
+                batches: &mut batches,
+            }
+            .deserialize(&mut deserializer)
+            .and_then(|found| deserializer.end().map(|()| found));
+            let result = match found {
+                Ok(true) => Ok(std::mem::take(&mut batches.records)),
+                Ok(false) => Err(CodecError::malformed(
+                    &label,
+                    Position::default(),
+                    format!("the document has no array at `/{}`", path.join("/")),
+                    Some(
+                        "set the format's `records` to the JSON pointer of the array of records"
+                            .into(),
+                    ),
+                )),
+                Err(_) if batches.receiver_gone => return,
+                Err(e) => {
+                    // The records before the error are good: deliver them first.
+                    let read = std::mem::take(&mut batches.records);
+                    if !read.is_empty() && sender.send(Ok(read)).is_err() {
+                        return;
+                    }
+                    Err(json_error(&label, &e))
+                }
+            };
+            let _ = sender.send(result);
+        });
+        JsonDecoder {
+            parsed,
+            pending: Vec::new().into_iter(),
+        }
+    }
+}
+
+fn json_error(label: &str, e: &serde_json::Error) -> CodecError {
+    if e.is_io() {
+        let source = std::io::Error::other(e.to_string());
+        return CodecError::io(label, "read", source);
+    }
+    let message = e.to_string();
+    let message = match message.rfind(" at line ") {
+        Some(cut) => message[..cut].to_string(),
+        None => message,
+    };
+    CodecError::malformed(
+        label,
+        Position {
+            line: Some(e.line() as u64),
+            column: Some(e.column() as u64),
+            ..Position::default()
+        },
+        format!("invalid JSON: {message}"),
+        None,
+    )
+}
+
+impl Decoder for JsonDecoder {
+    fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<bool, CodecError> {
+        let start = out.len();
+        while out.len() - start < max {
+            if let Some(record) = self.pending.next() {
+                out.push(record);
+                continue;
+            }
+            match self.parsed.recv() {
+                Ok(Ok(records)) => self.pending = records.into_iter(),
+                Ok(Err(e)) if out.len() == start => return Err(e),
+                // Records first: the error comes with the next call.
+                Ok(Err(e)) => {
+                    let (sender, receiver) = mpsc::sync_channel(1);
+                    let _ = sender.send(Err(e));
+                    self.parsed = receiver;
+                    break;
+                }
+                // The thread is done and everything it sent has been taken.
+                Err(mpsc::RecvError) => break,
+            }
+        }
+        Ok(out.len() > start)
+    }
+}
+
+/// Collects parsed records and sends them in batches.
+struct Batches<'a> {
+    sender: &'a mpsc::SyncSender<Parsed>,
+    records: Vec<Record>,
+    names: NameCache,
+    receiver_gone: bool,
+}
+
+impl Batches<'_> {
+    fn push<E: serde::de::Error>(&mut self, record: Record) -> Result<(), E> {
+        self.records.push(record);
+        if self.records.len() == RECORDS_PER_MESSAGE {
+            let full =
+                std::mem::replace(&mut self.records, Vec::with_capacity(RECORDS_PER_MESSAGE));
+            if self.sender.send(Ok(full)).is_err() {
+                self.receiver_gone = true;
+                return Err(E::custom("the reader stopped"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Walks down the pointer's keys, skipping every other value unbuilt, and streams the array at
+/// the end of it. Its value says whether the array was found.
+struct PointerSeed<'p, 'b, 's> {
+    path: &'p [String],
+    batches: &'b mut Batches<'s>,
+}
+
+impl<'de> DeserializeSeed<'de> for PointerSeed<'_, '_, '_> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        if self.path.is_empty() {
+            d.deserialize_seq(self)
+        } else {
+            d.deserialize_map(self)
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for PointerSeed<'_, '_, '_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self.path.first() {
+            None => f.write_str("an array of records"),
+            Some(key) => write!(f, "an object with `{key}`"),
+        }
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        loop {
+            let seed = RecordSeed {
+                names: &mut self.batches.names,
+                top_level: true,
+            };
+            match seq.next_element_seed(seed)? {
+                Some(record) => self.batches.push(record)?,
+                None => return Ok(true),
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let (key, rest) = self
+            .path
+            .split_first()
+            .expect("a map is only asked for with a key");
+        let mut found = false;
+        while let Some(name) = map.next_key::<String>()? {
+            if name == *key && !found {
+                found = map.next_value_seed(PointerSeed {
+                    path: rest,
+                    batches: &mut *self.batches,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Writes records as a JSON array, inside the envelope the pointer names.
+pub struct JsonEncoder {
+    output: Box<dyn Write + Send>,
+    buffer: Vec<u8>,
+    keys: KeyCache,
+    label: String,
+    path: Vec<String>,
+    one_per_line: bool,
+    written: u64,
+}
+
+impl JsonEncoder {
+    pub fn new(output: Box<dyn Write + Send>, label: &str, options: &JsonOptions) -> Self {
+        let path = options.path();
+        let mut buffer = Vec::with_capacity(IO_BUFFER_BYTES + 4096);
+        for key in &path {
+            buffer.push(b'{');
+            write_str(&mut buffer, key);
+            buffer.push(b':');
+        }
+        buffer.push(b'[');
+        JsonEncoder {
+            output,
+            buffer,
+            keys: KeyCache::default(),
+            label: label.to_string(),
+            path,
+            one_per_line: options.one_per_line,
+            written: 0,
+        }
+    }
+
+    fn flush_buffer(&mut self) -> Result<(), CodecError> {
+        let result = self.output.write_all(&self.buffer);
+        self.buffer.clear();
+        result.map_err(|source| CodecError::io(&self.label, "write", source))
+    }
+}
+
+impl Encoder for JsonEncoder {
+    fn write_batch(&mut self, records: &[Record]) -> Result<(), CodecError> {
+        for record in records {
+            if self.written > 0 {
+                self.buffer.push(b',');
+            }
+            if self.one_per_line {
+                self.buffer.push(b'\n');
+            }
+            write_record(&mut self.buffer, record, &mut self.keys);
+            self.written += 1;
+            if self.buffer.len() >= IO_BUFFER_BYTES {
+                self.flush_buffer()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<(), CodecError> {
+        if self.one_per_line && self.written > 0 {
+            self.buffer.push(b'\n');
+        }
+        self.buffer.push(b']');
+        self.buffer
+            .extend(std::iter::repeat_n(b'}', self.path.len()));
+        self.buffer.push(b'\n');
+        self.flush_buffer()?;
+        self.output
+            .flush()
+            .map_err(|source| CodecError::io(&self.label, "write", source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codecs::csv::tests::SharedBuffer;
+
+    fn options(records: &str) -> JsonOptions {
+        JsonOptions {
+            records: records.into(),
+            one_per_line: false,
+        }
+    }
+
+    fn decode(input: &str, records: &str) -> Result<Vec<Record>, CodecError> {
+        let mut decoder = JsonDecoder::new(
+            Box::new(std::io::Cursor::new(input.to_string())),
+            "t.json",
+            &options(records),
+        );
+        let mut out = Vec::new();
+        while decoder.next_batch(&mut out, 2)? {}
+        Ok(out)
+    }
+
+    fn encode(records: &[Record], options: &JsonOptions) -> String {
+        let buffer = SharedBuffer::default();
+        let mut encoder = Box::new(JsonEncoder::new(
+            Box::new(buffer.clone()),
+            "t.json",
+            options,
+        ));
+        encoder.write_batch(records).unwrap();
+        encoder.finish().unwrap();
+        buffer.text()
+    }
+
+    #[test]
+    fn reads_a_top_level_array_and_writes_it_back() {
+        let input = "[{\"id\":1,\"amount\":12.50},{\"id\":2,\"tags\":[\"a\"]},{\"id\":3}]";
+        let records = decode(input, "").unwrap();
+        assert_eq!(records.len(), 3);
+        assert_eq!(encode(&records, &options("")), format!("{input}\n"));
+        let lines = JsonOptions {
+            one_per_line: true,
+            ..options("")
+        };
+        assert_eq!(
+            encode(&records, &lines),
+            "[\n{\"id\":1,\"amount\":12.50},\n{\"id\":2,\"tags\":[\"a\"]},\n{\"id\":3}\n]\n"
+        );
+        assert_eq!(encode(&[], &lines), "[]\n");
+    }
+
+    #[test]
+    fn reads_records_at_a_pointer_and_skips_the_rest() {
+        let input = r#"{"count": 3, "next": null, "data": {"meta": [1, {"x": 2}], "items": [{"id": 1}, {"id": 2}, {"id": 3}]}, "after": "ignored"}"#;
+        let records = decode(input, "/data/items").unwrap();
+        let ids: Vec<String> = records
+            .iter()
+            .map(|r| r.get("id").unwrap().to_text().unwrap().into_owned())
+            .collect();
+        assert_eq!(ids, ["1", "2", "3"]);
+        assert_eq!(
+            encode(&records, &options("/data/items")),
+            "{\"data\":{\"items\":[{\"id\":1},{\"id\":2},{\"id\":3}]}}\n"
+        );
+    }
+
+    #[test]
+    fn a_missing_pointer_or_bad_json_names_the_position() {
+        let error = decode(r#"{"results": []}"#, "/data").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "t.json: start of input: the document has no array at `/data`. set the format's `records` to the JSON pointer of the array of records"
+        );
+        let error = decode("[{\"id\":1},\n{\"id\":2,}]", "").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "t.json: line 2, column 9: invalid JSON: trailing comma"
+        );
+        let error = decode(r#"{"id": 1}"#, "").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("t.json: line 1, column 1: invalid JSON: invalid type: map, expected an array of records"),
+            "{error}"
+        );
+        assert_eq!(
+            options("results").problems(),
+            [(
+                "records",
+                "`results` is not a JSON pointer: start it with `/`, e.g. \"/results\"".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn records_before_an_error_are_delivered_first() {
+        let mut input = String::from("[");
+        for i in 0..3000 {
+            input.push_str(&format!("{{\"id\":{i}}},"));
+        }
+        input.push_str("oops]");
+        let mut decoder = JsonDecoder::new(
+            Box::new(std::io::Cursor::new(input)),
+            "t.json",
+            &options(""),
+        );
+        let mut out = Vec::new();
+        let error = loop {
+            match decoder.next_batch(&mut out, 1000) {
+                Ok(true) => {}
+                Ok(false) => panic!("the error was lost"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(out.len(), 3000);
+        assert!(error.to_string().contains("line 1"), "{error}");
+    }
+}
