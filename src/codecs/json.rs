@@ -16,9 +16,9 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::IO_BUFFER_BYTES;
 use super::json_write::{KeyCache, write_record, write_str};
-use super::ndjson::{NameCache, RecordSeed};
+use super::ndjson::{NameCache, RecordSeed, ValueSeed};
 use crate::error::{CodecError, Position};
-use crate::record::Record;
+use crate::record::{FieldName, Record};
 use crate::stage::{Decoder, Encoder};
 
 /// A JSON document with the records in an array.
@@ -38,26 +38,28 @@ pub struct JsonOptions {
 
 impl JsonOptions {
     pub fn problems(&self) -> Vec<(&'static str, String)> {
-        if self.records.is_empty() || self.records.starts_with('/') {
-            Vec::new()
-        } else {
-            vec![(
-                "records",
-                format!(
-                    "`{}` is not a JSON pointer: start it with `/`, e.g. \"/{}\"",
-                    self.records, self.records
-                ),
-            )]
-        }
+        pointer_problems(&self.records)
     }
+}
 
-    /// The pointer's keys, unescaped (`~1` is `/`, `~0` is `~`).
-    fn path(&self) -> Vec<String> {
-        self.records
-            .split('/')
-            .skip(1)
-            .map(|key| key.replace("~1", "/").replace("~0", "~"))
-            .collect()
+/// A JSON pointer's keys, unescaped (`~1` is `/`, `~0` is `~`).
+pub(crate) fn pointer_path(pointer: &str) -> Vec<String> {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|key| key.replace("~1", "/").replace("~0", "~"))
+        .collect()
+}
+
+/// The problems of a `records` pointer.
+pub(crate) fn pointer_problems(pointer: &str) -> Vec<(&'static str, String)> {
+    if pointer.is_empty() || pointer.starts_with('/') {
+        Vec::new()
+    } else {
+        vec![(
+            "records",
+            format!("`{pointer}` is not a JSON pointer: start it with `/`, e.g. \"/{pointer}\""),
+        )]
     }
 }
 
@@ -67,6 +69,15 @@ type Parsed = Result<Vec<Record>, CodecError>;
 /// Records per message from the parsing thread.
 const RECORDS_PER_MESSAGE: usize = 1024;
 
+/// How the array's elements are records.
+pub(crate) enum Shape {
+    /// Each element is an object.
+    Objects,
+    /// Each element is an array of values; the names come from `columns`, else from the
+    /// first row (`json-array`).
+    Rows { columns: Option<Vec<FieldName>> },
+}
+
 pub struct JsonDecoder {
     parsed: mpsc::Receiver<Parsed>,
     pending: std::vec::IntoIter<Record>,
@@ -74,9 +85,18 @@ pub struct JsonDecoder {
 
 impl JsonDecoder {
     pub fn new(input: Box<dyn Read + Send>, label: &str, options: &JsonOptions) -> Self {
+        Self::with_shape(input, label, pointer_path(&options.records), Shape::Objects)
+    }
+
+    /// A decoder for the array at `path` whose elements have `shape`.
+    pub(crate) fn with_shape(
+        input: Box<dyn Read + Send>,
+        label: &str,
+        path: Vec<String>,
+        shape: Shape,
+    ) -> Self {
         let (sender, parsed) = mpsc::sync_channel(2);
         let label = label.to_string();
-        let path = options.path();
         // The thread ends when the document does, or when the decoder is dropped (a send fails).
         std::thread::spawn(move || {
             let reader = BufReader::with_capacity(IO_BUFFER_BYTES, input);
@@ -86,6 +106,8 @@ impl JsonDecoder {
                 records: Vec::with_capacity(RECORDS_PER_MESSAGE),
                 names: NameCache::default(),
                 receiver_gone: false,
+                shape,
+                elements: 0,
             };
             let found = PointerSeed {
                 path: &path,
@@ -177,9 +199,48 @@ struct Batches<'a> {
     records: Vec<Record>,
     names: NameCache,
     receiver_gone: bool,
+    shape: Shape,
+    /// Elements of the array read so far.
+    elements: u64,
 }
 
 impl Batches<'_> {
+    /// Reads the next element of the array into a record (or the header row); false at the end.
+    fn next_element<'de, A: SeqAccess<'de>>(&mut self, seq: &mut A) -> Result<bool, A::Error> {
+        self.elements += 1;
+        let record = match &mut self.shape {
+            Shape::Objects => seq.next_element_seed(RecordSeed {
+                names: &mut self.names,
+                top_level: true,
+            })?,
+            Shape::Rows { columns: None } => {
+                let Some(header) = seq.next_element::<Vec<String>>()? else {
+                    return Ok(false);
+                };
+                self.shape = Shape::Rows {
+                    columns: Some(
+                        header
+                            .iter()
+                            .map(|name| FieldName::from(name.as_str()))
+                            .collect(),
+                    ),
+                };
+                return Ok(true);
+            }
+            Shape::Rows {
+                columns: Some(columns),
+            } => seq.next_element_seed(RowSeed {
+                columns,
+                names: &mut self.names,
+                row: self.elements,
+            })?,
+        };
+        match record {
+            Some(record) => self.push(record).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     fn push<E: serde::de::Error>(&mut self, record: Record) -> Result<(), E> {
         self.records.push(record);
         if self.records.len() == RECORDS_PER_MESSAGE {
@@ -222,16 +283,8 @@ impl<'de> Visitor<'de> for PointerSeed<'_, '_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        loop {
-            let seed = RecordSeed {
-                names: &mut self.batches.names,
-                top_level: true,
-            };
-            match seq.next_element_seed(seed)? {
-                Some(record) => self.batches.push(record)?,
-                None => return Ok(true),
-            }
-        }
+        while self.batches.next_element(&mut seq)? {}
+        Ok(true)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
@@ -254,6 +307,54 @@ impl<'de> Visitor<'de> for PointerSeed<'_, '_, '_> {
     }
 }
 
+/// One row of a `json-array` document: values in column order.
+struct RowSeed<'a> {
+    columns: &'a [FieldName],
+    names: &'a mut NameCache,
+    /// The row's element number in the array (the header is 1), for messages.
+    row: u64,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = Record;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Record, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed<'_> {
+    type Value = Record;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "a row of {} values", self.columns.len())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Record, A::Error> {
+        let mut record = Record::with_capacity(self.columns.len());
+        while let Some(value) = seq.next_element_seed(ValueSeed {
+            names: &mut *self.names,
+        })? {
+            let Some(name) = self.columns.get(record.len()) else {
+                return Err(serde::de::Error::custom(format_args!(
+                    "row {} has more values than the {} columns",
+                    self.row,
+                    self.columns.len()
+                )));
+            };
+            record.push(name.clone(), value);
+        }
+        if record.len() < self.columns.len() {
+            return Err(serde::de::Error::custom(format_args!(
+                "row {} has {} value{}, not one for each of the {} columns",
+                self.row,
+                record.len(),
+                if record.len() == 1 { "" } else { "s" },
+                self.columns.len()
+            )));
+        }
+        Ok(record)
+    }
+}
+
 /// Writes records as a JSON array, inside the envelope the pointer names.
 pub struct JsonEncoder {
     output: Box<dyn Write + Send>,
@@ -267,7 +368,7 @@ pub struct JsonEncoder {
 
 impl JsonEncoder {
     pub fn new(output: Box<dyn Write + Send>, label: &str, options: &JsonOptions) -> Self {
-        let path = options.path();
+        let path = pointer_path(&options.records);
         let mut buffer = Vec::with_capacity(IO_BUFFER_BYTES + 4096);
         for key in &path {
             buffer.push(b'{');

@@ -4,6 +4,7 @@
 
 pub mod csv;
 pub mod json;
+pub mod json_array;
 pub(crate) mod json_write;
 pub mod ndjson;
 
@@ -19,6 +20,7 @@ use crate::stage::{Decoder, Encoder};
 
 pub use self::csv::CsvOptions;
 pub use self::json::JsonOptions;
+pub use self::json_array::JsonArrayOptions;
 pub use self::ndjson::NdjsonOptions;
 
 /// The format of a file: `format = { type = "csv", delimiter = ";" }`. When a file source or sink
@@ -33,6 +35,10 @@ pub enum FormatConfig {
     /// A JSON document with the records in an array: the whole document, or inside an envelope
     /// (`records = "/results"`). Read as a stream, whatever its size.
     Json(JsonOptions),
+    /// Compact tabular JSON: an array of rows of values, the first row holding the column
+    /// names (or `columns` given), e.g. `[["id","name"],[1,"ant"]]`. Never inferred from an
+    /// extension.
+    JsonArray(JsonArrayOptions),
 }
 
 impl FormatConfig {
@@ -52,12 +58,13 @@ impl FormatConfig {
             })),
             "ndjson" | "jsonl" => Some(FormatConfig::Ndjson(NdjsonOptions::default())),
             "json" => Some(FormatConfig::Json(JsonOptions::default())),
+            "json-array" => Some(FormatConfig::JsonArray(JsonArrayOptions::default())),
             _ => None,
         }
     }
 
     /// The names `from_name` accepts, for messages.
-    pub const NAMES: &'static str = "csv, tsv, ndjson, jsonl, json";
+    pub const NAMES: &'static str = "csv, tsv, ndjson, jsonl, json, json-array";
 
     /// Problems with the options, for `validate`, keyed as in a stage's table (`format.quote`).
     pub fn problems(&self) -> Vec<Invalid> {
@@ -65,6 +72,7 @@ impl FormatConfig {
             FormatConfig::Csv(options) => options.problems(),
             FormatConfig::Ndjson(_) => Vec::new(),
             FormatConfig::Json(options) => options.problems(),
+            FormatConfig::JsonArray(options) => options.problems(),
         };
         problems
             .into_iter()
@@ -103,6 +111,7 @@ impl FormatConfig {
             FormatConfig::Csv(options) => Box::new(csv::CsvDecoder::new(input, label, options)?),
             FormatConfig::Ndjson(_) => Box::new(ndjson::NdjsonDecoder::new(input, label)),
             FormatConfig::Json(options) => Box::new(json::JsonDecoder::new(input, label, options)),
+            FormatConfig::JsonArray(options) => json_array::decoder(input, label, options),
         })
     }
 
@@ -116,6 +125,9 @@ impl FormatConfig {
             FormatConfig::Csv(options) => Box::new(csv::CsvEncoder::new(output, label, options)?),
             FormatConfig::Ndjson(_) => Box::new(ndjson::NdjsonEncoder::new(output, label)),
             FormatConfig::Json(options) => Box::new(json::JsonEncoder::new(output, label, options)),
+            FormatConfig::JsonArray(options) => {
+                Box::new(json_array::JsonArrayEncoder::new(output, label, options))
+            }
         })
     }
 }

@@ -413,8 +413,8 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
 /// The key under which serde_json passes a number as text (its `arbitrary_precision` protocol).
 const JSON_NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
-struct ValueSeed<'a> {
-    names: &'a mut NameCache,
+pub(crate) struct ValueSeed<'a> {
+    pub(crate) names: &'a mut NameCache,
 }
 
 impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {

@@ -46,7 +46,7 @@ fn an_unknown_input_extension_asks_for_from() {
     sandbox.write("x.unknownext", "a\n1\n");
     let outcome = sandbox.run(["convert", "x.unknownext", "y.csv"]);
     outcome.assert_code(2).assert_stderr(
-        "error: cannot tell the format of `x.unknownext` from its extension: pass --from (one of csv, tsv, ndjson, jsonl, json)\n",
+        "error: cannot tell the format of `x.unknownext` from its extension: pass --from (one of csv, tsv, ndjson, jsonl, json, json-array)\n",
     );
     assert_eq!(outcome.stdout(), "");
     assert_eq!(sandbox.files(""), ["x.unknownext"]);
@@ -57,17 +57,17 @@ fn an_unknown_output_extension_asks_for_to() {
     let sandbox = Sandbox::new();
     sandbox.write("x.csv", "a\n1\n");
     sandbox.run(["convert", "x.csv", "y.xlsx"]).assert_code(2).assert_stderr(
-        "error: cannot tell the format of `y.xlsx` from its extension: pass --to (one of csv, tsv, ndjson, jsonl, json)\n",
+        "error: cannot tell the format of `y.xlsx` from its extension: pass --to (one of csv, tsv, ndjson, jsonl, json, json-array)\n",
     );
     // Standard output has no extension either.
     sandbox.run(["convert", "x.csv", "-"]).assert_code(2).assert_stderr(
-        "error: cannot tell the format of `-` from its extension: pass --to (one of csv, tsv, ndjson, jsonl, json)\n",
+        "error: cannot tell the format of `-` from its extension: pass --to (one of csv, tsv, ndjson, jsonl, json, json-array)\n",
     );
     sandbox
         .run(["convert", "x.csv", "-", "--to", "xml"])
         .assert_code(2)
         .assert_stderr(
-            "error: unknown format `xml` for --to: use one of csv, tsv, ndjson, jsonl, json\n",
+            "error: unknown format `xml` for --to: use one of csv, tsv, ndjson, jsonl, json, json-array\n",
         );
     assert_eq!(sandbox.files(""), ["x.csv"]);
 }
@@ -183,4 +183,23 @@ path = "out/page.csv"
     );
     sandbox.run(["-q", "run", "p.toml"]).assert_success();
     assert_eq!(sandbox.read("out/page.csv"), "id,name\n1,ant\n2,bee\n");
+}
+
+/// Compact tabular JSON is named explicitly (`.json` means an array of objects) and carries
+/// the same records.
+#[test]
+fn json_array_rows_convert_both_ways() {
+    let sandbox = Sandbox::new();
+    sandbox.write("in.csv", "id,name\n1,ant\n2,\n");
+    sandbox
+        .run(["convert", "in.csv", "rows.json", "--to", "json-array"])
+        .assert_success();
+    assert_eq!(
+        sandbox.read("rows.json"),
+        "[[\"id\",\"name\"],\n[\"1\",\"ant\"],\n[\"2\",null]]\n"
+    );
+    sandbox
+        .run(["convert", "rows.json", "back.csv", "--from", "json-array"])
+        .assert_success();
+    assert_eq!(sandbox.read("back.csv"), "id,name\n1,ant\n2,\n");
 }
