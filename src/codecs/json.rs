@@ -51,6 +51,18 @@ pub(crate) fn pointer_path(pointer: &str) -> Vec<String> {
         .collect()
 }
 
+/// An output buffer holding the start of the envelope `path` names, up to the array's `[`.
+pub(crate) fn open_envelope(path: &[String]) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(IO_BUFFER_BYTES + 4096);
+    for key in path {
+        buffer.push(b'{');
+        write_str(&mut buffer, key);
+        buffer.push(b':');
+    }
+    buffer.push(b'[');
+    buffer
+}
+
 /// The problems of a `records` pointer.
 pub(crate) fn pointer_problems(pointer: &str) -> Vec<(&'static str, String)> {
     if pointer.is_empty() || pointer.starts_with('/') {
@@ -369,13 +381,7 @@ pub struct JsonEncoder {
 impl JsonEncoder {
     pub fn new(output: Box<dyn Write + Send>, label: &str, options: &JsonOptions) -> Self {
         let path = pointer_path(&options.records);
-        let mut buffer = Vec::with_capacity(IO_BUFFER_BYTES + 4096);
-        for key in &path {
-            buffer.push(b'{');
-            write_str(&mut buffer, key);
-            buffer.push(b':');
-        }
-        buffer.push(b'[');
+        let buffer = open_envelope(&path);
         JsonEncoder {
             output,
             buffer,

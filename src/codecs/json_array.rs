@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::IO_BUFFER_BYTES;
-use super::json::{JsonDecoder, Shape, pointer_path, pointer_problems};
+use super::json::{JsonDecoder, Shape, open_envelope, pointer_path, pointer_problems};
 use super::json_write::{write_str, write_value};
 use crate::error::{CodecError, Position};
 use crate::record::{FieldName, Record, Value};
@@ -75,13 +75,7 @@ pub struct JsonArrayEncoder {
 impl JsonArrayEncoder {
     pub fn new(output: Box<dyn Write + Send>, label: &str, options: &JsonArrayOptions) -> Self {
         let path = pointer_path(&options.records);
-        let mut buffer = Vec::with_capacity(IO_BUFFER_BYTES + 4096);
-        for key in &path {
-            buffer.push(b'{');
-            write_str(&mut buffer, key);
-            buffer.push(b':');
-        }
-        buffer.push(b'[');
+        let buffer = open_envelope(&path);
         let mut encoder = JsonArrayEncoder {
             output,
             buffer,
