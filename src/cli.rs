@@ -475,7 +475,6 @@ fn state_command(command: StateCommand) -> Result<ExitCode, Error> {
                 )));
             }
             let mut store = SqliteStore::open(&path)?;
-            refuse_while_running(&mut store, name)?;
             store.reset(
                 name,
                 cursor.as_deref().map(|value| (cursor_name.as_str(), value)),
@@ -508,7 +507,6 @@ fn state_command(command: StateCommand) -> Result<ExitCode, Error> {
                 )));
             }
             let mut store = SqliteStore::open(&path)?;
-            refuse_while_running(&mut store, &pipeline.name)?;
             if !store.forget(&pipeline.name, &key)? {
                 return Err(Error::Usage(format!(
                     "{key} is not in the ledger of pipeline `{}`: it was never delivered, or was forgotten already",
@@ -525,18 +523,6 @@ fn state_command(command: StateCommand) -> Result<ExitCode, Error> {
     }
     out.flush().map_err(Error::Output)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Changing the state under a running run would be undone by its commit.
-fn refuse_while_running(store: &mut SqliteStore, pipeline: &str) -> Result<(), Error> {
-    let now = chrono::Utc::now().timestamp();
-    match store.summary(pipeline)?.lock {
-        Some(owner) if owner.stale_reason(now, None).is_none() => Err(Error::Usage(format!(
-            "run {} of pipeline `{pipeline}` is in progress (pid {} on {}): try again once it has finished",
-            owner.run_id, owner.pid, owner.host
-        ))),
-        _ => Ok(()),
-    }
 }
 
 fn show_state(

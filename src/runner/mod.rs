@@ -26,6 +26,7 @@ use crate::progress::RunProgress;
 use crate::record::{Batch, Record};
 use crate::report::{FileDigest, Outcome, PlannedOutput, RunReport, StageCounts};
 use crate::sinks::file::FileSink;
+use crate::sinks::publish;
 use crate::sinks::temp_journal;
 use crate::sources::file::FileSource;
 use crate::stage::{RunContext, Sink, SinkReport, Source, SourceProgress, Transform};
@@ -197,6 +198,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Finished {
         cx,
         store: None,
         locked: false,
+        intent_pending: false,
     };
     let result = run.execute(&state_path, options.dry_run);
     run.finish(result)
@@ -212,20 +214,23 @@ pub fn state_path(pipeline: &Pipeline, given: Option<PathBuf>) -> PathBuf {
     })
 }
 
-/// The temporary-file journal of a pipeline: beside its state file.
+/// The temporary-file journal of a pipeline: beside its state file, named after the pipeline
+/// (readably) and a hash of its name (so that `a.b` and `a_b` never share one).
 fn temp_journal_path(state_path: &Path, pipeline: &str) -> PathBuf {
     let dir = state_path.parent().unwrap_or(Path::new(""));
-    let safe: String = pipeline
+    let readable: String = pipeline
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            if c.is_ascii_alphanumeric() || c == '-' {
                 c
             } else {
                 '_'
             }
         })
         .collect();
-    dir.join("temp").join(format!("{safe}.list"))
+    let hash = crate::digest::sha256_hex(pipeline.as_bytes());
+    dir.join("temp")
+        .join(format!("{readable}-{}.list", &hash[..12]))
 }
 
 fn new_report(cx: &RunContext, dry_run: bool) -> RunReport {
@@ -243,6 +248,9 @@ struct Run<'p> {
     store: Option<Box<dyn StateStore>>,
     /// Whether this run holds the pipeline's lock (to release it at the end).
     locked: bool,
+    /// Whether a commit intent (this run's, or the crashed one it failed to recover) is
+    /// recorded and unfinished: its temporary files are then left for the next run to publish.
+    intent_pending: bool,
 }
 
 impl Run<'_> {
@@ -375,11 +383,11 @@ impl Run<'_> {
         }
     }
 
-    /// Finishes or discards what a crashed run left, and removes its temporary files.
+    /// Finishes what a crashed run left, and removes its temporary files.
     fn recover(&mut self) -> Result<(), RunError> {
         let pipeline = &self.pipeline.name;
         let store = self.store.as_deref_mut().expect("opened before recovery");
-        let recovered = state::recover(store, pipeline, |intent| {
+        let recovered = state::recover(store, pipeline, &self.cx.run_id, |intent| {
             let mut report = new_report(&self.cx, false);
             report.run_id = intent.run_id.clone();
             report.outcome = Outcome::Success;
@@ -398,16 +406,15 @@ impl Run<'_> {
                 .collect();
             report
         });
-        match recovered.map_err(|e| self.state_failed(e))? {
-            None => {}
-            Some(Recovery::Completed { run_id, published }) => self.warn(format!(
+        if recovered.is_err() {
+            // Its temporary files are still to be published.
+            self.intent_pending = true;
+        }
+        if let Some(Recovery { run_id, outputs }) = recovered.map_err(|e| self.state_failed(e))? {
+            self.warn(format!(
                 "run {run_id} was interrupted while publishing; finished publishing {} and saved its state",
-                join_paths(&published)
-            )),
-            Some(Recovery::Discarded { run_id, missing }) => self.warn(format!(
-                "run {run_id} was interrupted while publishing and {} could not be published; its input is read again by this run",
-                join_paths(&missing)
-            )),
+                join_paths(&outputs)
+            ));
         }
         if let Some(journal) = &self.cx.temp_journal {
             let removed = temp_journal::clean(journal).map_err(|e| {
@@ -500,15 +507,29 @@ impl Run<'_> {
             .iter()
             .flat_map(|(_, o)| o.iter().cloned())
             .collect();
+        let absolute: std::io::Result<Vec<PreparedOutput>> =
+            outputs.iter().map(PreparedOutput::absolute).collect();
+        let absolute = absolute.map_err(|e| {
+            self.fail(
+                "publish",
+                StageError::io("the working directory", "read", e),
+            )
+        })?;
         let intent = CommitIntent {
             run_id: self.cx.run_id.clone(),
-            outputs,
+            outputs: absolute,
             changes: source.changes,
         };
         let store = self.store.as_deref_mut().expect("opened before publishing");
-        store
-            .begin_commit(&self.pipeline.name, &intent)
-            .map_err(|e| self.state_failed(e))?;
+        if let Err(e) = store.begin_commit(&self.pipeline.name, &intent) {
+            publish::discard(&outputs);
+            if matches!(e, StateError::LockLost { .. }) {
+                // The journal and the lock are the other run's now.
+                self.locked = false;
+            }
+            return Err(self.state_failed(e));
+        }
+        self.intent_pending = true;
         crash_point("after-intent");
         let mut sinks: Vec<(String, Box<dyn Sink>)> = chain.sinks;
         if let Some(rejects) = chain.rejects.filter(|r| r.total > 0) {
@@ -516,7 +537,13 @@ impl Run<'_> {
         }
         let mut published = Vec::new();
         for (label, sink) in sinks {
-            let report = sink.commit().map_err(|e| self.fail(&label, e))?;
+            let report = sink.commit().map_err(|e| {
+                tracing::error!(
+                    pipeline = %self.pipeline.name,
+                    "publishing stopped partway: the next run publishes the rest of this run's outputs before anything else"
+                );
+                self.fail(&label, e)
+            })?;
             published.extend(report.published);
         }
         crash_point("after-commit");
@@ -552,21 +579,26 @@ impl Run<'_> {
     /// Applies the state changes and records the run (its report as it stands now).
     fn complete_commit(&mut self) -> Result<(), RunError> {
         self.stamp_end();
+        let pipeline = &self.pipeline.name;
+        let run_id = &self.cx.run_id;
         let store = self.store.as_deref_mut().expect("opened before publishing");
-        store
-            .finish_commit(&self.pipeline.name, &self.cx.run_id, &self.report)
-            .map_err(|e| {
-                let e = RunError::new(
-                    &self.pipeline.name,
-                    "state store",
-                    StageError::State(Box::new(e)),
-                );
-                tracing::error!(
-                    pipeline = %self.pipeline.name,
-                    "the outputs were published but the state could not be saved: the next run will deliver the same input again unless the state store is fixed first"
-                );
-                e
-            })
+        match store.finish_commit(pipeline, run_id, run_id, &self.report) {
+            Ok(()) => {
+                self.intent_pending = false;
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, StateError::CommitLost { .. }) {
+                    self.locked = false;
+                } else {
+                    tracing::error!(
+                        %pipeline,
+                        "the outputs were published but the state could not be saved: the next run saves it once the state store works again (if the store is replaced instead, the same input is delivered again)"
+                    );
+                }
+                Err(self.state_failed(e))
+            }
+        }
     }
 
     fn stamp_end(&mut self) {
@@ -614,8 +646,14 @@ impl Run<'_> {
             if let Err(e) = store.record_run(&pipeline, &self.report) {
                 tracing::warn!(%pipeline, "cannot record the run in the state store: {}", error_chain_text(&e));
             }
-            // Every temporary file of this run is gone now: published, or removed on drop.
-            if let Some(journal) = self.cx.temp_journal.as_deref().filter(|_| self.locked) {
+            // Every temporary file of this run is gone now (published, or removed on drop),
+            // unless publishing stopped partway: the next run publishes those.
+            if let Some(journal) = self
+                .cx
+                .temp_journal
+                .as_deref()
+                .filter(|_| self.locked && !self.intent_pending)
+            {
                 let _ = temp_journal::clean(journal);
             }
             if self.locked
@@ -805,8 +843,11 @@ pub fn convert(
     };
     stream(Box::new(source), &mut chain, &cx, false).1?;
     let (label, mut sink) = chain.sinks.pop().expect("one sink");
-    sink.prepare().map_err(|e| fail(&label, e))?;
-    sink.commit().map_err(|e| fail(&label, e))
+    let outputs = sink.prepare().map_err(|e| fail(&label, e))?;
+    sink.commit().map_err(|e| {
+        publish::discard(&outputs);
+        fail(&label, e)
+    })
 }
 
 /// The first `limit` records after the transforms, with nothing written anywhere. Every file
@@ -832,4 +873,28 @@ pub fn preview(pipeline: &Pipeline, limit: usize) -> Result<Vec<Record>, RunErro
     }
     records.truncate(limit);
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipelines_with_similar_names_keep_their_own_temp_journal() {
+        let state = Path::new("/srv/etl/.longshore/state.db");
+        let dotted = temp_journal_path(state, "a.b");
+        let underscored = temp_journal_path(state, "a_b");
+        assert_ne!(dotted, underscored);
+        assert!(
+            dotted.starts_with("/srv/etl/.longshore/temp")
+                && dotted.to_string_lossy().ends_with(".list")
+                && dotted
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("a_b-"),
+            "{}",
+            dotted.display()
+        );
+    }
 }

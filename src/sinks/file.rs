@@ -3,13 +3,15 @@
 //! and renamed over the final name only when the whole run commits; a failed run leaves the
 //! destination exactly as it was.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tempfile::NamedTempFile;
 
+pub use super::publish::IfExists;
+use super::publish::{self, PreparedOutput, Publication};
 use super::temp_journal;
 use super::template::{PathTemplate, TemplateValues};
 use crate::codecs::FormatConfig;
@@ -18,7 +20,6 @@ use crate::digest::{HashingWriter, SharedDigest};
 use crate::error::StageError;
 use crate::record::Batch;
 use crate::stage::{Encoder, RunContext, Sink, SinkReport};
-use crate::state::PreparedOutput;
 
 /// Writes local files atomically.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -34,19 +35,11 @@ pub struct FileSinkConfig {
     pub format: Option<FormatConfig>,
     /// What to do when the output file already exists: `"replace"` it (atomically, only once
     /// the run succeeded), `"fail"` the run (publishing nothing), or `"skip"` this output
-    /// and leave the existing file alone. Default `"replace"`.
+    /// and leave the existing file alone. Default `"replace"`. A `path` with `{run_date}` but
+    /// no `{run_ts}` names the same file for every run of a day: with `"replace"` a later run
+    /// replaces what an earlier one delivered, so drop folders want `{run_ts}`.
     #[serde(default)]
     pub if_exists: IfExists,
-}
-
-/// What to do when an output file already exists.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum IfExists {
-    #[default]
-    Replace,
-    Fail,
-    Skip,
 }
 
 impl Validate for FileSinkConfig {
@@ -82,6 +75,11 @@ pub struct FileSink {
     if_exists: IfExists,
     /// The output being written, then the finished ones in order.
     outputs: Vec<Output>,
+    /// Once prepared: the outputs to publish, their temporary files no longer removed on drop
+    /// (once the run has recorded its intent, only publishing or recovery may touch them).
+    prepared: Vec<PreparedOutput>,
+    /// Outputs left alone because they exist (`if_exists = "skip"`).
+    skipped: Vec<String>,
     records: u64,
 }
 
@@ -95,6 +93,8 @@ impl FileSink {
             )?,
             if_exists: config.if_exists,
             outputs: Vec::new(),
+            prepared: Vec::new(),
+            skipped: Vec::new(),
             records: 0,
         })
     }
@@ -107,6 +107,8 @@ impl FileSink {
             format,
             if_exists: IfExists::Replace,
             outputs: Vec::new(),
+            prepared: Vec::new(),
+            skipped: Vec::new(),
             records: 0,
         }
     }
@@ -158,13 +160,13 @@ impl FileSink {
                 IfExists::Replace => {}
             }
         }
-        let dir = parent_dir(&path);
-        fs::create_dir_all(&dir)
+        let dir = publish::parent_dir(&path);
+        fs::create_dir_all(dir)
             .map_err(|e| StageError::io(dir.display(), "create the directory", e))?;
         let name = path
             .file_name()
             .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
-        let temp = temp_file(&dir, &name)
+        let temp = temp_file(dir, &name)
             .map_err(|e| StageError::io(&shown, "create a temporary file beside", e))?;
         if let Some(journal) = &self.cx.temp_journal {
             temp_journal::record(journal, temp.path())?;
@@ -184,14 +186,6 @@ impl FileSink {
             }),
         });
         Ok(())
-    }
-}
-
-/// The directory a file is in; `.` for a bare file name.
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
     }
 }
 
@@ -236,6 +230,7 @@ impl Sink for FileSink {
             self.open(target)?;
         }
         self.finish_current()?;
+        let mut dirs = Vec::new();
         for output in &mut self.outputs {
             let Some(pending) = &output.pending else {
                 continue;
@@ -246,6 +241,10 @@ impl Sink for FileSink {
                 .as_file()
                 .sync_all()
                 .map_err(|e| StageError::io(&shown, "flush to disk", e))?;
+            let dir = publish::parent_dir(&output.path).to_path_buf();
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
             // Refuse now what the rename would refuse, so that no sink has published yet.
             if output.path.is_dir() {
                 return Err(StageError::Refused(format!(
@@ -267,20 +266,28 @@ impl Sink for FileSink {
                 }
             }
         }
-        Ok(self
-            .outputs
-            .iter()
-            .filter_map(|output| {
-                let pending = output.pending.as_ref()?;
-                let (size, sha256) = pending.digest.finish();
-                Some(PreparedOutput {
-                    path: output.path.clone(),
-                    temp: pending.temp.path().to_path_buf(),
-                    size,
-                    sha256,
-                })
-            })
-            .collect())
+        // The temporary files' names must survive a power cut as well as their content.
+        for dir in dirs {
+            publish::sync_dir(&dir).map_err(|e| StageError::io(dir.display(), "flush", e))?;
+        }
+        for output in std::mem::take(&mut self.outputs) {
+            let Some(pending) = output.pending else {
+                self.skipped.push(output.path.display().to_string());
+                continue;
+            };
+            let (size, sha256) = pending.digest.finish();
+            let temp = pending.temp.into_temp_path().keep().map_err(|e| {
+                StageError::io(output.path.display(), "keep the temporary file of", e.error)
+            })?;
+            self.prepared.push(PreparedOutput {
+                path: output.path,
+                temp,
+                size,
+                sha256,
+                if_exists: self.if_exists,
+            });
+        }
+        Ok(self.prepared.clone())
     }
 
     fn destination(&self, batch: &Batch) -> String {
@@ -290,43 +297,25 @@ impl Sink for FileSink {
     fn commit(self: Box<Self>) -> Result<SinkReport, StageError> {
         let mut report = SinkReport {
             records: self.records,
+            skipped: self.skipped,
             ..SinkReport::default()
         };
-        for output in self.outputs {
+        for output in self.prepared {
             let shown = output.path.display().to_string();
-            let Some(pending) = output.pending else {
-                report.skipped.push(shown);
-                continue;
-            };
-            let persisted = match self.if_exists {
-                IfExists::Replace => pending.temp.persist(&output.path),
-                // Never replace a file that appeared since `prepare` looked.
-                IfExists::Fail | IfExists::Skip => pending.temp.persist_noclobber(&output.path),
-            };
-            match persisted {
-                Ok(_) => {}
-                Err(e)
-                    if self.if_exists == IfExists::Skip
-                        && e.error.kind() == std::io::ErrorKind::AlreadyExists =>
-                {
-                    report.skipped.push(shown);
-                    continue;
+            match output.publish() {
+                Ok(Publication::Published) => {
+                    tracing::debug!(file = %shown, "published");
+                    report.published.push(shown);
                 }
+                Ok(Publication::Skipped) => report.skipped.push(shown),
                 Err(e) => {
                     return Err(StageError::io(
                         &shown,
                         "move the finished file into place",
-                        e.error,
+                        e,
                     ));
                 }
             }
-            // Make the rename itself durable.
-            let dir = parent_dir(&output.path);
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| StageError::io(dir.display(), "flush the directory", e))?;
-            tracing::debug!(file = %shown, "published");
-            report.published.push(shown);
         }
         Ok(report)
     }

@@ -130,9 +130,15 @@ impl FileSource {
             ledger: config.reprocess != Reprocess::Always,
             progress: SourceProgress::default(),
         };
+        // A file matched twice (itself and through a symlink) is read once.
+        let mut keys = std::collections::HashSet::new();
         for path in files {
             let listed = listed(path)?;
             let shown = listed.path.display().to_string();
+            if !keys.insert(listed.key.clone()) {
+                tracing::debug!(file = %shown, "the same file as one listed before, skipped");
+                continue;
+            }
             let delivered = match store
                 .ledger_entry(&cx.pipeline, &listed.key)
                 .map_err(|e| StageError::State(Box::new(e)))?

@@ -1,7 +1,8 @@
 //! Who holds a pipeline's run lock, and whether that holder is still alive. The lock lives in
 //! the state store (not an flock'd file) so that a shared backend can lock across machines; a
 //! holder on this host is known dead when its process is gone, or when the pid now belongs to a
-//! process started at another time (pids are reused).
+//! process started at another time (pids are reused). "This host" means the same host name and
+//! the same pid namespace: containers sharing a host name do not see each other's processes.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,8 +14,11 @@ pub struct LockOwner {
     pub pid: u32,
     /// The process's start time in clock ticks after boot (Linux), to tell a reused pid apart.
     pub process_start: Option<u64>,
-    /// When the lock was taken, seconds since the Unix epoch.
+    /// When the lock was taken, or its run started publishing, seconds since the Unix epoch.
     pub locked_at: i64,
+    /// The holder's pid namespace (`pid:[4026531836]`, Linux): its pid means something only
+    /// in the same one.
+    pub pid_namespace: Option<String>,
 }
 
 /// The outcome of trying to take the lock.
@@ -38,13 +42,15 @@ impl LockOwner {
             pid,
             process_start: process_start(pid),
             locked_at: chrono::Utc::now().timestamp(),
+            pid_namespace: pid_namespace(),
         }
     }
 
     /// Why this holder's lock may be taken over at `now` (seconds since the epoch), or `None`
     /// while it is live.
     pub fn stale_reason(&self, now: i64, stale_after_secs: Option<u64>) -> Option<String> {
-        if self.host == host_name() && !self.is_alive_here() {
+        let here = self.host == host_name() && self.pid_namespace == pid_namespace();
+        if here && !self.is_alive_here() {
             return Some(format!(
                 "its process {} on this host is gone (run {})",
                 self.pid, self.run_id
@@ -84,6 +90,13 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// This process's pid namespace, as `/proc/self/ns/pid` names it.
+fn pid_namespace() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .map(|link| link.display().to_string())
+}
+
 /// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks after boot.
 fn process_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -115,5 +128,15 @@ mod tests {
             ..me
         };
         assert_eq!(elsewhere.stale_reason(now, None), None);
+        let other_container = LockOwner {
+            host: host_name(),
+            pid_namespace: Some("pid:[1]".into()),
+            ..elsewhere
+        };
+        assert_eq!(
+            other_container.stale_reason(now, None),
+            None,
+            "a pid in another namespace says nothing about the process"
+        );
     }
 }

@@ -28,6 +28,8 @@ use serde::{Deserialize, Serialize};
 pub use lock::{LockAttempt, LockOwner};
 pub use sqlite::SqliteStore;
 
+pub use crate::sinks::publish::PreparedOutput;
+
 use crate::report::RunReport;
 
 /// Where a pipeline keeps its state.
@@ -77,15 +79,6 @@ pub enum StateChange {
     Cursor { name: String, value: String },
     /// A source file was delivered.
     Ledger(LedgerEntry),
-}
-
-/// A finished, durable output waiting to be published: `temp` is renamed to `path`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PreparedOutput {
-    pub path: PathBuf,
-    pub temp: PathBuf,
-    pub size: u64,
-    pub sha256: String,
 }
 
 /// A run's commit, recorded before its sinks publish anything.
@@ -166,6 +159,22 @@ pub enum StateError {
         "another run ({run_id}) took over the lock of pipeline `{pipeline}` while this one was running: nothing was published"
     )]
     LockLost { pipeline: String, run_id: String },
+    #[error(
+        "another run ({run_id}) took over the lock of pipeline `{pipeline}` while this one was publishing: its state was not saved by this run (the run holding the lock finishes publishing and saves it)"
+    )]
+    CommitLost { pipeline: String, run_id: String },
+    #[error(
+        "run {} of pipeline `{pipeline}` is in progress (pid {} on {}): try again once it has finished",
+        .holder.run_id, .holder.pid, .holder.host
+    )]
+    Busy {
+        pipeline: String,
+        holder: Box<LockOwner>,
+    },
+    #[error(
+        "run {run_id} of pipeline `{pipeline}` was interrupted while publishing: run the pipeline once to finish publishing, then try again"
+    )]
+    Unfinished { pipeline: String, run_id: String },
 }
 
 /// One pipeline's memory between runs. Every method is about the pipeline it is given, so one
@@ -197,16 +206,18 @@ pub trait StateStore: Send {
     fn begin_commit(&mut self, pipeline: &str, intent: &CommitIntent) -> Result<(), StateError>;
     /// The commit a crashed run left unfinished, if any.
     fn pending_commit(&mut self, pipeline: &str) -> Result<Option<CommitIntent>, StateError>;
-    /// In one transaction: applies the pending commit's state changes, forgets the intent and
-    /// records `report` in the run history.
+    /// In one transaction: applies the state changes of `run_id`'s pending commit, forgets the
+    /// intent and records `report` in the run history. `locked_by` is the run holding the lock
+    /// (`run_id` itself, or the run recovering its commit). Fails with
+    /// [`StateError::CommitLost`] when that run no longer holds the lock or the intent is gone
+    /// (another run finished it).
     fn finish_commit(
         &mut self,
         pipeline: &str,
         run_id: &str,
+        locked_by: &str,
         report: &RunReport,
     ) -> Result<(), StateError>;
-    /// Forgets a pending commit without applying its changes.
-    fn discard_commit(&mut self, pipeline: &str, run_id: &str) -> Result<(), StateError>;
 
     /// Adds (or replaces, by run id) a run in the history.
     fn record_run(&mut self, pipeline: &str, report: &RunReport) -> Result<(), StateError>;
@@ -222,7 +233,9 @@ pub trait StateStore: Send {
 
     fn summary(&mut self, pipeline: &str) -> Result<StateSummary, StateError>;
     /// Forgets the cursors, the ledger and the outbox (the history stays); with `cursor`, sets
-    /// that cursor instead of leaving none.
+    /// that cursor instead of leaving none. Like [`StateStore::forget`], refused
+    /// ([`StateError::Busy`], [`StateError::Unfinished`]) while a run is live or a commit is
+    /// unfinished, whose own state would undo the change.
     fn reset(&mut self, pipeline: &str, cursor: Option<(&str, &str)>) -> Result<(), StateError>;
     /// Removes one file from the ledger, so the next run processes it again. False when the
     /// ledger did not have it.
@@ -243,67 +256,39 @@ pub trait StateStore: Send {
 
 /// What recovering an interrupted commit did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recovery {
-    /// Every output of the interrupted run was (or has now been) published: its state changes
-    /// were applied, so its input is not delivered again.
-    Completed {
-        run_id: String,
-        published: Vec<PathBuf>,
-    },
-    /// Some output could not be published (its temporary file is gone): the intent was
-    /// discarded, so its input is read and delivered again by this run.
-    Discarded {
-        run_id: String,
-        missing: Vec<PathBuf>,
-    },
+pub struct Recovery {
+    /// The interrupted run.
+    pub run_id: String,
+    /// Its outputs, now all published (or skipped, per `if_exists = "skip"`).
+    pub outputs: Vec<PathBuf>,
 }
 
-/// Finishes or discards the commit a crashed run of `pipeline` left behind. Call with the lock
-/// held, before reading any state.
+/// Finishes the commit a crashed run of `pipeline` left behind: publishes the outputs it had
+/// not published yet, then applies its state changes, so that its input is not delivered
+/// again. Call with the lock held (by `locked_by`), before reading any state.
+///
+/// Once an intent is recorded, nothing but publishing removes its temporary files (the run
+/// keeps them on failure, and the temporary-file journal is not cleaned while an intent is
+/// pending), so a temporary file that is gone was published: its final file may have been
+/// picked up and moved by a consumer since.
 pub fn recover(
     store: &mut dyn StateStore,
     pipeline: &str,
+    locked_by: &str,
     report: impl FnOnce(&CommitIntent) -> RunReport,
 ) -> Result<Option<Recovery>, StateError> {
     let Some(intent) = store.pending_commit(pipeline)? else {
         return Ok(None);
     };
-    // Publish only if every output still can be, so that a discarded intent published nothing.
-    let missing: Vec<PathBuf> = intent
-        .outputs
-        .iter()
-        .filter(|o| !o.temp.exists() && !file_matches(&o.path, o.size, &o.sha256))
-        .map(|o| o.path.clone())
-        .collect();
-    let run_id = intent.run_id.clone();
-    if !missing.is_empty() {
-        for output in &intent.outputs {
-            // Leftovers of the discarded run; a failure to remove one is harmless.
-            let _ = std::fs::remove_file(&output.temp);
-        }
-        store.discard_commit(pipeline, &run_id)?;
-        return Ok(Some(Recovery::Discarded { run_id, missing }));
+    for output in intent.outputs.iter().filter(|o| o.temp.exists()) {
+        output.publish().map_err(|source| StateError::Recover {
+            path: output.path.clone(),
+            source,
+        })?;
     }
-    let mut published = Vec::new();
-    for output in &intent.outputs {
-        if output.temp.exists() {
-            std::fs::rename(&output.temp, &output.path).map_err(|source| StateError::Recover {
-                path: output.path.clone(),
-                source,
-            })?;
-        }
-        published.push(output.path.clone());
-    }
-    store.finish_commit(pipeline, &run_id, &report(&intent))?;
-    Ok(Some(Recovery::Completed { run_id, published }))
-}
-
-/// Whether the file at `path` has exactly this size and SHA-256.
-fn file_matches(path: &Path, size: u64, sha256: &str) -> bool {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.len() == size => {
-            crate::digest::sha256_file(path).is_ok_and(|(_, digest)| digest == sha256)
-        }
-        _ => false,
-    }
+    store.finish_commit(pipeline, &intent.run_id, locked_by, &report(&intent))?;
+    Ok(Some(Recovery {
+        outputs: intent.outputs.iter().map(|o| o.path.clone()).collect(),
+        run_id: intent.run_id,
+    }))
 }

@@ -18,7 +18,8 @@ use super::{
 use crate::report::RunReport;
 
 /// Schema migrations, in order; the store's `user_version` is how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE cursors (
     pipeline TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, updated_at TEXT NOT NULL,
     PRIMARY KEY (pipeline, name));
@@ -40,7 +41,10 @@ CREATE TABLE locks (
     process_start INTEGER, locked_at INTEGER NOT NULL);
 CREATE TABLE pending_commits (
     pipeline TEXT PRIMARY KEY, run_id TEXT NOT NULL, intent TEXT NOT NULL);
-"#];
+"#,
+    // Containers sharing a host name (host networking) have their own pids.
+    "ALTER TABLE locks ADD COLUMN pid_namespace TEXT;",
+];
 
 /// How long a statement waits for another process's write transaction to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -147,7 +151,8 @@ impl SqliteStore {
     fn lock_holder(connection: &Connection, pipeline: &str) -> rusqlite::Result<Option<LockOwner>> {
         connection
             .query_row(
-                "SELECT run_id, host, pid, process_start, locked_at FROM locks WHERE pipeline = ?1",
+                "SELECT run_id, host, pid, process_start, locked_at, pid_namespace
+                 FROM locks WHERE pipeline = ?1",
                 [pipeline],
                 |row| {
                     Ok(LockOwner {
@@ -156,10 +161,44 @@ impl SqliteStore {
                         pid: row.get(2)?,
                         process_start: row.get::<_, Option<i64>>(3)?.map(|t| t as u64),
                         locked_at: row.get(4)?,
+                        pid_namespace: row.get(5)?,
                     })
                 },
             )
             .optional()
+    }
+
+    /// Refuses to change `pipeline`'s state under a live run (its commit would undo the change)
+    /// or an unfinished commit (its recovery would).
+    fn check_idle(
+        connection: &Connection,
+        path: &Path,
+        pipeline: &str,
+        action: &'static str,
+    ) -> Result<(), StateError> {
+        let holder = Self::lock_holder(connection, pipeline).map_err(|e| sql(path, action, e))?;
+        let now = chrono::Utc::now().timestamp();
+        if let Some(holder) = holder.filter(|h| h.stale_reason(now, None).is_none()) {
+            return Err(StateError::Busy {
+                pipeline: pipeline.to_string(),
+                holder: Box::new(holder),
+            });
+        }
+        let unfinished: Option<String> = connection
+            .query_row(
+                "SELECT run_id FROM pending_commits WHERE pipeline = ?1",
+                [pipeline],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| sql(path, action, e))?;
+        match unfinished {
+            Some(run_id) => Err(StateError::Unfinished {
+                pipeline: pipeline.to_string(),
+                run_id,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The run reports a query (`?1` the pipeline, `?2` the limit) selects.
@@ -226,15 +265,17 @@ impl StateStore for SqliteStore {
             }
         }
         tx.execute(
-            "INSERT OR REPLACE INTO locks (pipeline, run_id, host, pid, process_start, locked_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR REPLACE INTO locks
+             (pipeline, run_id, host, pid, process_start, locked_at, pid_namespace)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 pipeline,
                 owner.run_id,
                 owner.host,
                 owner.pid,
                 owner.process_start.map(|t| t as i64),
-                owner.locked_at
+                owner.locked_at,
+                owner.pid_namespace
             ],
         )
         .and_then(|_| tx.commit())
@@ -305,10 +346,17 @@ impl StateStore for SqliteStore {
             }
         }
         let json = serde_json::to_string(intent).expect("an intent serializes");
+        // Publishing starts now: the lock's age, which other runs judge staleness by, too.
         tx.execute(
-            "INSERT OR REPLACE INTO pending_commits (pipeline, run_id, intent) VALUES (?1, ?2, ?3)",
-            params![pipeline, intent.run_id, json],
+            "UPDATE locks SET locked_at = ?1 WHERE pipeline = ?2 AND run_id = ?3",
+            params![chrono::Utc::now().timestamp(), pipeline, intent.run_id],
         )
+        .and_then(|_| {
+            tx.execute(
+                "INSERT OR REPLACE INTO pending_commits (pipeline, run_id, intent) VALUES (?1, ?2, ?3)",
+                params![pipeline, intent.run_id, json],
+            )
+        })
         .and_then(|_| tx.commit())
         .map_err(|e| sql(&path, ACTION, e))
     }
@@ -334,16 +382,37 @@ impl StateStore for SqliteStore {
         &mut self,
         pipeline: &str,
         run_id: &str,
+        locked_by: &str,
         report: &RunReport,
     ) -> Result<(), StateError> {
         const ACTION: &str = "save the state of the published run";
-        let intent = self
-            .pending_commit(pipeline)?
-            .filter(|intent| intent.run_id == run_id);
         let path = self.path.clone();
         let tx = self.write(ACTION)?;
+        // Checked inside the transaction: a run that took the lock over may be recovering
+        // this very commit, and exactly one of the two may apply it.
+        let holder = Self::lock_holder(&tx, pipeline).map_err(|e| sql(&path, ACTION, e))?;
+        let intent: Option<String> = tx
+            .query_row(
+                "SELECT intent FROM pending_commits WHERE pipeline = ?1 AND run_id = ?2",
+                [pipeline, run_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| sql(&path, ACTION, e))?;
+        let (Some(intent), Some(_)) = (intent, holder.as_ref().filter(|h| h.run_id == locked_by))
+        else {
+            return Err(StateError::CommitLost {
+                pipeline: pipeline.to_string(),
+                run_id: holder.map_or_else(|| "none".into(), |h| h.run_id),
+            });
+        };
+        let intent: CommitIntent =
+            serde_json::from_str(&intent).map_err(|e| StateError::Corrupt {
+                path: path.clone(),
+                what: format!("an interrupted commit: {e}"),
+            })?;
         let apply = || -> rusqlite::Result<()> {
-            for change in intent.iter().flat_map(|i| &i.changes) {
+            for change in &intent.changes {
                 match change {
                     StateChange::Cursor { name, value } => {
                         tx.execute(
@@ -379,16 +448,6 @@ impl StateStore for SqliteStore {
         apply()
             .and_then(|()| tx.commit())
             .map_err(|e| sql(&path, ACTION, e))
-    }
-
-    fn discard_commit(&mut self, pipeline: &str, run_id: &str) -> Result<(), StateError> {
-        self.connection
-            .execute(
-                "DELETE FROM pending_commits WHERE pipeline = ?1 AND run_id = ?2",
-                [pipeline, run_id],
-            )
-            .map(|_| ())
-            .map_err(|e| sql(&self.path, "discard an interrupted commit", e))
     }
 
     fn record_run(&mut self, pipeline: &str, report: &RunReport) -> Result<(), StateError> {
@@ -457,6 +516,7 @@ impl StateStore for SqliteStore {
         const ACTION: &str = "reset the state";
         let path = self.path.clone();
         let tx = self.write(ACTION)?;
+        Self::check_idle(&tx, &path, pipeline, ACTION)?;
         let apply = || -> rusqlite::Result<()> {
             for table in ["cursors", "ledger", "outbox"] {
                 tx.execute(
@@ -477,14 +537,17 @@ impl StateStore for SqliteStore {
             .map_err(|e| sql(&path, ACTION, e))
     }
 
-    fn forget(&mut self, pipeline: &str, path: &str) -> Result<bool, StateError> {
-        self.connection
-            .execute(
-                "DELETE FROM ledger WHERE pipeline = ?1 AND path = ?2",
-                [pipeline, path],
-            )
-            .map(|removed| removed > 0)
-            .map_err(|e| sql(&self.path, "forget the file", e))
+    fn forget(&mut self, pipeline: &str, file: &str) -> Result<bool, StateError> {
+        const ACTION: &str = "forget the file";
+        let path = self.path.clone();
+        let tx = self.write(ACTION)?;
+        Self::check_idle(&tx, &path, pipeline, ACTION)?;
+        tx.execute(
+            "DELETE FROM ledger WHERE pipeline = ?1 AND path = ?2",
+            [pipeline, file],
+        )
+        .and_then(|removed| tx.commit().map(|()| removed > 0))
+        .map_err(|e| sql(&path, ACTION, e))
     }
 
     fn outbox_status(
@@ -552,6 +615,7 @@ fn insert_run(connection: &Connection, pipeline: &str, report: &RunReport) -> ru
 mod tests {
     use super::*;
     use crate::report::Outcome;
+    use crate::sinks::publish::IfExists;
     use crate::state::PreparedOutput;
 
     fn report(run_id: &str, started_at: &str, outcome: Outcome) -> RunReport {
@@ -621,6 +685,7 @@ mod tests {
                 temp: ".out.csv.x.part".into(),
                 size: 3,
                 sha256: "abc".into(),
+                if_exists: IfExists::Replace,
             }],
             changes: vec![
                 StateChange::Ledger(entry("/in/a.csv", "run-1")),
@@ -634,7 +699,7 @@ mod tests {
         assert_eq!(store.pending_commit("p").unwrap(), Some(intent));
         assert_eq!(store.ledger_entry("p", "/in/a.csv").unwrap(), None);
         let done = report("run-1", "2024-08-01T02:05:00+00:00", Outcome::Success);
-        store.finish_commit("p", "run-1", &done).unwrap();
+        store.finish_commit("p", "run-1", "run-1", &done).unwrap();
         assert_eq!(store.pending_commit("p").unwrap(), None);
         assert_eq!(
             store.ledger_entry("p", "/in/a.csv").unwrap(),
@@ -660,6 +725,46 @@ mod tests {
             error.to_string(),
             "another run (run-2) took over the lock of pipeline `p` while this one was running: nothing was published"
         );
+    }
+
+    #[test]
+    fn a_commit_is_finished_once_and_only_under_the_lock() {
+        let mut store = SqliteStore::in_memory();
+        let owner = LockOwner::this_process("run-1");
+        store.try_lock("p", &owner, None).unwrap();
+        let intent = CommitIntent {
+            run_id: "run-1".into(),
+            outputs: Vec::new(),
+            changes: vec![StateChange::Ledger(entry("/in/a.csv", "run-1"))],
+        };
+        store.begin_commit("p", &intent).unwrap();
+        // The state cannot be reset under an unfinished commit (its recovery would undo it).
+        store.unlock("p", "run-1").unwrap();
+        assert_eq!(
+            store.reset("p", None).unwrap_err().to_string(),
+            "run run-1 of pipeline `p` was interrupted while publishing: run the pipeline once to finish publishing, then try again"
+        );
+        // run-2 took the lock over: run-1 may no longer finish its own commit...
+        store
+            .try_lock("p", &LockOwner::this_process("run-2"), None)
+            .unwrap();
+        let done = report("run-1", "2024-08-01T02:05:00+00:00", Outcome::Success);
+        let lost = store
+            .finish_commit("p", "run-1", "run-1", &done)
+            .unwrap_err();
+        assert_eq!(
+            lost.to_string(),
+            "another run (run-2) took over the lock of pipeline `p` while this one was publishing: its state was not saved by this run (the run holding the lock finishes publishing and saves it)"
+        );
+        assert_eq!(store.ledger_entry("p", "/in/a.csv").unwrap(), None);
+        // ...run-2 recovers it, once.
+        store.finish_commit("p", "run-1", "run-2", &done).unwrap();
+        assert!(store.ledger_entry("p", "/in/a.csv").unwrap().is_some());
+        assert!(matches!(
+            store.finish_commit("p", "run-1", "run-2", &done),
+            Err(StateError::CommitLost { .. })
+        ));
+        assert_eq!(store.runs("p", 10).unwrap(), vec![done]);
     }
 
     #[test]
@@ -700,6 +805,7 @@ mod tests {
             .finish_commit(
                 "p",
                 "a",
+                "a",
                 &report("a", "2024-08-01T02:05:00+02:00", Outcome::Success),
             )
             .unwrap();
@@ -710,6 +816,17 @@ mod tests {
             store.outbox_status("p", "key-1").unwrap(),
             Some(OutboxStatus::Sent)
         );
+        // Not under a live run: its commit would undo the change.
+        let busy = store.forget("p", "/x").unwrap_err();
+        assert_eq!(
+            busy.to_string(),
+            format!(
+                "run a of pipeline `p` is in progress (pid {} on {}): try again once it has finished",
+                std::process::id(),
+                crate::state::lock::host_name()
+            )
+        );
+        store.unlock("p", "a").unwrap();
         assert!(store.forget("p", "/x").unwrap());
         assert!(!store.forget("p", "/x").unwrap());
         store.reset("p", Some(("cursor", "2024-01-01"))).unwrap();
@@ -718,6 +835,34 @@ mod tests {
         assert_eq!(summary.outbox_pending, 0);
         assert_eq!(summary.cursors["cursor"], "2024-01-01");
         assert_eq!(store.runs("p", 10).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_store_of_an_older_version_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let connection = Connection::open(&path).unwrap();
+        connection.execute_batch(MIGRATIONS[0]).unwrap();
+        connection.pragma_update(None, "user_version", 1).unwrap();
+        connection
+            .execute(
+                "INSERT INTO locks (pipeline, run_id, host, pid, process_start, locked_at)
+                 VALUES ('p', 'old-run', 'elsewhere', 7, NULL, 0)",
+                [],
+            )
+            .unwrap();
+        drop(connection);
+        let mut store = SqliteStore::open(&path).unwrap();
+        let lock = store.summary("p").unwrap().lock.expect("kept");
+        assert_eq!(
+            (lock.run_id.as_str(), lock.pid_namespace),
+            ("old-run", None)
+        );
+        let version: i64 = store
+            .connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
     }
 
     #[test]
@@ -732,7 +877,7 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .ends_with("was written by a newer longshore (schema version 99, this one knows up to 1): upgrade longshore"),
+                .ends_with("was written by a newer longshore (schema version 99, this one knows up to 2): upgrade longshore"),
             "{error}"
         );
     }

@@ -135,19 +135,152 @@ fn an_interrupted_publish_is_finished_by_the_next_run_not_redone() {
     );
     let rerun = sandbox.run(["run", "p.toml"]);
     rerun.assert_success();
-    assert!(
-        rerun
-            .stderr
-            .contains("was interrupted while publishing; finished publishing out/orders-"),
-        "{}",
-        rerun.stderr
+    // The intent holds absolute paths: a rerun from another directory finds the files.
+    let published = format!(
+        "was interrupted while publishing; finished publishing {}/orders-",
+        sandbox.join("out").display()
     );
+    assert!(rerun.stderr.contains(&published), "{}", rerun.stderr);
     assert!(
         rerun.stderr.contains("nothing new to read"),
         "{}",
         rerun.stderr
     );
     assert_eq!(delivered(&sandbox), ALL_RECORDS);
+}
+
+#[test]
+fn a_rerun_from_another_directory_finishes_an_interrupted_publish() {
+    let sandbox = drop_folder("");
+    let crashed = sandbox
+        .command(["run", "p.toml"])
+        .env("LONGSHORE_CRASH_AT", "after-intent")
+        .output()
+        .expect("start the binary");
+    assert_eq!(crashed.status.signal(), Some(libc::SIGABRT));
+    std::fs::create_dir(sandbox.join("elsewhere")).unwrap();
+    let mut elsewhere = sandbox.command(["run", "../p.toml"]);
+    elsewhere.current_dir(sandbox.join("elsewhere"));
+    let rerun = run(elsewhere);
+    rerun.assert_success();
+    assert_eq!(delivered(&sandbox), ALL_RECORDS);
+    assert_eq!(sandbox.files("out").len(), 1);
+    assert!(sandbox.files("elsewhere").is_empty());
+    sandbox.assert_no_temp_files();
+}
+
+/// Two sinks publish to the same file, the second with `if_exists = "fail"`: the first
+/// publishes, the second's rename fails. Its temporary file must survive the failed run, so
+/// that once the consumer has taken the first file away, the next run publishes the second
+/// output and saves the state, without reading (and delivering) the input again.
+#[test]
+fn publishing_that_fails_partway_is_finished_by_the_next_run_never_redone() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        r#"name = "p"
+[source]
+type = "file"
+path = "in/*.csv"
+
+[[sinks]]
+type = "file"
+path = "out/x.ndjson"
+
+[[sinks]]
+type = "file"
+path = "./out/x.ndjson"
+if_exists = "fail"
+"#,
+    );
+    sandbox.write("in/a.csv", A_CSV);
+    let failed = sandbox.run(["-q", "run", "p.toml"]);
+    failed.assert_code(1);
+    assert!(
+        failed.stderr.contains(
+            " ERROR publishing stopped partway: the next run publishes the rest of this run's outputs before anything else pipeline=p\n"
+        ) && failed.stderr.ends_with(
+            "error: pipeline `p`: sink 2 (file) failed\n  caused by: out/x.ndjson: cannot move the finished file into place\n  caused by: File exists (os error 17)\n"
+        ),
+        "{}",
+        failed.stderr
+    );
+    let first = sandbox.read("out/x.ndjson");
+    assert_eq!(first.lines().count(), 3);
+    assert_eq!(
+        sandbox.files("out").len(),
+        2,
+        "the second output waits in its temporary file: {:?}",
+        sandbox.files("out")
+    );
+
+    // The file is still there: the interrupted commit cannot be finished yet, and nothing moves.
+    let blocked = sandbox.run(["-q", "run", "p.toml"]);
+    blocked.assert_code(1);
+    assert!(
+        blocked.stderr.contains("cannot finish publishing ")
+            && blocked.stderr.contains("File exists"),
+        "{}",
+        blocked.stderr
+    );
+    assert_eq!(sandbox.files("out").len(), 2);
+
+    // The consumer picks the file up; the next run publishes the rest and reads nothing again.
+    std::fs::rename(
+        sandbox.join("out/x.ndjson"),
+        sandbox.join("picked-up.ndjson"),
+    )
+    .unwrap();
+    let finished = sandbox.run(["run", "p.toml"]);
+    finished.assert_success();
+    assert!(
+        finished.stderr.contains("finished publishing"),
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        finished.stderr.contains("nothing new to read"),
+        "{}",
+        finished.stderr
+    );
+    assert_eq!(sandbox.read("out/x.ndjson"), first);
+    assert_eq!(sandbox.files("out"), ["out/x.ndjson"]);
+    assert_eq!(state(&sandbox).summary("p").unwrap().ledger_files, 1);
+    sandbox.assert_no_temp_files();
+}
+
+#[test]
+fn state_reset_waits_for_an_interrupted_publish_to_be_finished() {
+    let sandbox = drop_folder("");
+    let crashed = sandbox
+        .command(["run", "p.toml"])
+        .env("LONGSHORE_CRASH_AT", "after-intent")
+        .output()
+        .expect("start the binary");
+    assert_eq!(crashed.status.signal(), Some(libc::SIGABRT));
+    let refused = sandbox.run(["state", "reset", "--yes", "p.toml"]);
+    refused.assert_code(1);
+    assert!(
+        refused.stderr.ends_with(
+            "was interrupted while publishing: run the pipeline once to finish publishing, then try again\n"
+        ),
+        "{}",
+        refused.stderr
+    );
+    sandbox.run(["-q", "run", "p.toml"]).assert_success();
+    sandbox
+        .run(["state", "reset", "--yes", "p.toml"])
+        .assert_success();
+    assert_eq!(state(&sandbox).summary("p").unwrap().ledger_files, 0);
+}
+
+#[test]
+fn a_file_matched_twice_through_a_symlink_is_delivered_once() {
+    let sandbox = drop_folder("");
+    std::os::unix::fs::symlink("a.csv", sandbox.join("in/link.csv")).unwrap();
+    sandbox.run(["-q", "run", "p.toml"]).assert_success();
+    assert_eq!(delivered(&sandbox), ALL_RECORDS);
+    assert_eq!(state(&sandbox).summary("p").unwrap().ledger_files, 2);
 }
 
 fn mkfifo(path: &Path) {
