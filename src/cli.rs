@@ -564,7 +564,7 @@ fn show_state(
     if let Some(run_id) = &summary.pending_commit {
         writeln!(
             out,
-            "interrupted commit: run {run_id} (the next run finishes or discards it)"
+            "interrupted commit: run {run_id} (the next run finishes publishing it)"
         )?;
     }
     writeln!(out, "last runs:")?;

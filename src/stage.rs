@@ -56,8 +56,10 @@ pub trait Transform: Send {
     fn apply(&mut self, batch: &mut Batch) -> Result<(), StageError>;
 }
 
-/// Where records go. Nothing a sink writes is visible until `commit`; dropping a sink without
-/// committing it discards everything it wrote.
+/// Where records go. Nothing a sink writes is visible until `commit`. Dropping a sink before
+/// `prepare` discards everything it wrote; after `prepare` its temporary files stay (they may
+/// belong to a recorded commit intent), and the runner removes them when they will not be
+/// published.
 ///
 /// The runner finishes a run in two phases so that fan-out to several sinks is all or nothing
 /// as far as the file system allows: `prepare` on every sink (encode the rest, flush, fsync:

@@ -13,8 +13,8 @@
 //! 3. sinks commit (rename);
 //! 4. [`StateStore::finish_commit`] applies the changes and the run's history in one transaction.
 //!
-//! A run that finds an unfinished intent first [`recover`]s it: it finishes the renames still
-//! possible and applies the state when every output was published, or discards it.
+//! A run that finds an unfinished intent first [`recover`]s it: it publishes what the crashed
+//! run had not, then applies its state.
 
 pub mod lock;
 pub mod sqlite;
