@@ -29,6 +29,12 @@ pub enum Value {
     String(Text),
     /// A point in time with its UTC offset; written as RFC 3339.
     Timestamp(chrono::DateTime<chrono::FixedOffset>),
+    /// A date and time of day without an offset (a spreadsheet cell, `01/08/2024 10:30` in a
+    /// CSV): written as ISO 8601 without one (`2024-08-01T10:30:00`), since inventing one would
+    /// be wrong.
+    DateTime(chrono::NaiveDateTime),
+    /// A calendar date (`2024-08-01`).
+    Date(chrono::NaiveDate),
     Array(Vec<Value>),
     Object(Record),
 }
@@ -45,6 +51,8 @@ impl Value {
             Value::Integer(i) => Cow::Owned(i.to_string()),
             Value::Float(f) => Cow::Owned(format_float(*f)),
             Value::Timestamp(t) => Cow::Owned(t.to_rfc3339()),
+            Value::DateTime(t) => Cow::Owned(t.format("%Y-%m-%dT%H:%M:%S%.f").to_string()),
+            Value::Date(d) => Cow::Owned(d.format("%Y-%m-%d").to_string()),
             Value::Array(_) | Value::Object(_) => {
                 let mut json = Vec::new();
                 crate::codecs::json_write::write_value(&mut json, self);
@@ -238,6 +246,18 @@ mod tests {
         assert_eq!(
             Value::Timestamp(ts).to_text().unwrap(),
             "2024-08-01T10:00:00+02:00"
+        );
+        let naive = chrono::NaiveDate::from_ymd_opt(2024, 8, 1).unwrap();
+        assert_eq!(Value::Date(naive).to_text().unwrap(), "2024-08-01");
+        let at = naive.and_hms_milli_opt(10, 30, 0, 250).unwrap();
+        assert_eq!(
+            Value::DateTime(at).to_text().unwrap(),
+            "2024-08-01T10:30:00.250"
+        );
+        let whole = naive.and_hms_opt(10, 30, 0).unwrap();
+        assert_eq!(
+            Value::DateTime(whole).to_text().unwrap(),
+            "2024-08-01T10:30:00"
         );
     }
 

@@ -72,7 +72,9 @@ pub(crate) fn write_value(out: &mut Vec<u8>, value: &Value) {
         Value::Float(_) => out.extend_from_slice(b"null"),
         Value::Decimal(d) if is_json_number(d) => out.extend_from_slice(d.as_bytes()),
         Value::Decimal(d) | Value::String(d) => write_str(out, d),
-        Value::Timestamp(t) => write_str(out, &t.to_rfc3339()),
+        Value::Timestamp(_) | Value::DateTime(_) | Value::Date(_) => {
+            write_str(out, &value.to_text().expect("a time has text"))
+        }
         Value::Array(items) => {
             out.push(b'[');
             for (index, item) in items.iter().enumerate() {
