@@ -10,7 +10,8 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::codecs::FormatConfig;
+use crate::codecs::unpack::{self, Part, UnpackLimits, Unpacked};
+use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Validate};
 use crate::digest::{HashingReader, SharedDigest, sha256_file};
 use crate::error::{CodecError, StageError};
@@ -31,8 +32,22 @@ pub struct FileSourceConfig {
     /// that does not exist is an error. Required.
     pub path: String,
     /// The files' format, e.g. `{ type = "csv", delimiter = ";" }`. Default: inferred from the
-    /// extension in `path` (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`).
+    /// extension in `path` (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`, ...), looking through
+    /// `.gz`; for a zip archive, from each member's name. Gzip files and zip archives are
+    /// recognized by their content and unpacked on the fly, whatever their names; every file
+    /// in an archive is read, in the archive's order (directories, hidden files and
+    /// `__MACOSX/` entries skipped), and names its records' origin as `archive.zip/member`.
     pub format: Option<FormatConfig>,
+    /// The text encoding of files without a byte-order mark, e.g. `"windows-1252"`,
+    /// `"iso-8859-15"`, `"shift_jis"` (any WHATWG label). A byte-order mark (UTF-8, UTF-16LE,
+    /// UTF-16BE) always wins. XML files without either follow their declaration. Bytes that
+    /// are invalid in the encoding become U+FFFD. Default: UTF-8 (invalid UTF-8 is an error).
+    pub encoding: Option<TextEncoding>,
+    /// The most bytes one compressed file (all members of a zip together) may unpack to: a
+    /// guard against decompression bombs. Default 4294967296 (4 GiB).
+    pub max_unpacked_bytes: Option<u64>,
+    /// The most entries a zip archive may have (directories included). Default 10000.
+    pub max_zip_members: Option<usize>,
     /// When a file that an earlier run delivered is read again: `"changed"` (only when its
     /// content changed: a different size or SHA-256 under the same path), `"never"`, or
     /// `"always"` (every run reads every file; no ledger). Delivered files are remembered in the
@@ -54,8 +69,26 @@ impl Validate for FileSourceConfig {
         {
             problems.push(Invalid::new("path", format!("invalid glob pattern: {e}")));
         }
-        problems.extend(FormatConfig::stage_problems(&self.format, &self.path));
+        // An archive's members are each of the format their names imply.
+        if self.format.is_some() || !unpack::is_zip_name(&self.path) {
+            problems.extend(FormatConfig::stage_problems(&self.format, &self.path));
+        }
+        if self.max_unpacked_bytes == Some(0) {
+            problems.push(Invalid::new("max_unpacked_bytes", "must be at least 1"));
+        }
         problems
+    }
+}
+
+impl FileSourceConfig {
+    fn limits(&self) -> UnpackLimits {
+        let defaults = UnpackLimits::default();
+        UnpackLimits {
+            max_unpacked_bytes: self
+                .max_unpacked_bytes
+                .unwrap_or(defaults.max_unpacked_bytes),
+            max_members: self.max_zip_members.unwrap_or(defaults.max_members),
+        }
     }
 }
 
@@ -82,16 +115,28 @@ struct Listed {
 
 /// The file being read.
 struct Reading {
+    /// Its streams: one, or one per member of a zip archive.
+    parts: Unpacked,
+    /// Of the stream being read.
     decoder: Box<dyn Decoder>,
     origin: Arc<Origin>,
     listed: Listed,
     digest: SharedDigest,
 }
 
+/// How files are read: the same for every file of a source.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// `None`: from each file's (or member's) name.
+    pub format: Option<FormatConfig>,
+    pub encoding: Option<TextEncoding>,
+    pub limits: UnpackLimits,
+}
+
 pub struct FileSource {
     files: VecDeque<Listed>,
     files_listed: usize,
-    format: FormatConfig,
+    read: ReadOptions,
     current: Option<Reading>,
     cx: Option<RunContext>,
     /// Ledger entries are made unless `reprocess = "always"` or outside a pipeline run.
@@ -107,13 +152,13 @@ impl FileSource {
         store: &mut dyn StateStore,
     ) -> Result<Self, StageError> {
         let path = cx.resolve(&config.path);
-        let format =
-            FormatConfig::named_or_inferred(&config.format, &config.path).ok_or_else(|| {
-                StageError::Refused(format!(
-                    "cannot tell the format of {}: set `format`",
-                    config.path
-                ))
-            })?;
+        let format = FormatConfig::named_or_inferred(&config.format, &config.path);
+        if format.is_none() && !unpack::is_zip_name(&config.path) {
+            return Err(StageError::Refused(format!(
+                "cannot tell the format of {}: set `format`",
+                config.path
+            )));
+        }
         let files = if is_pattern(&config.path) {
             list_matches(cx, &config.path, &path)?
         } else {
@@ -124,7 +169,11 @@ impl FileSource {
         let mut source = FileSource {
             files: VecDeque::new(),
             files_listed: 0,
-            format,
+            read: ReadOptions {
+                format,
+                encoding: config.encoding,
+                limits: config.limits(),
+            },
             current: None,
             cx: Some(cx.clone()),
             ledger: config.reprocess != Reprocess::Always,
@@ -165,12 +214,12 @@ impl FileSource {
     }
 
     /// A source reading exactly the file at `path` (no pattern, no ledger), which must exist.
-    pub fn from_path(path: PathBuf, format: FormatConfig) -> Result<Self, StageError> {
+    pub fn from_path(path: PathBuf, read: ReadOptions) -> Result<Self, StageError> {
         std::fs::metadata(&path).map_err(|e| StageError::io(path.display(), "read the file", e))?;
         Ok(FileSource {
             files: VecDeque::from([listed(path)?]),
             files_listed: 1,
-            format,
+            read,
             current: None,
             cx: None,
             ledger: false,
@@ -199,30 +248,53 @@ impl FileSource {
         tracing::debug!(file = %shown, "reading");
         let counter = self.cx.as_ref().map(|cx| cx.bytes_read.clone());
         let (reader, digest) = HashingReader::new(file, counter);
-        let decoder = self.format.decoder(Box::new(reader), &shown)?;
+        let mut parts = unpack::unpack(Box::new(reader), &shown, self.read.limits)?;
+        let Some(part) = parts.next_part()? else {
+            // An archive with no files in it: read, and nothing in it.
+            self.finish_file(listed, digest);
+            return Ok(true);
+        };
+        let (decoder, origin) = self.decoder(part)?;
         self.current = Some(Reading {
+            parts,
             decoder,
-            origin: Arc::new(Origin { path: shown }),
+            origin,
             listed,
             digest,
         });
         Ok(true)
     }
 
+    /// The decoder of one stream of a file, and the origin its records name.
+    fn decoder(&self, part: Part) -> Result<(Box<dyn Decoder>, Arc<Origin>), StageError> {
+        let format = match &self.read.format {
+            Some(format) => format.clone(),
+            None => FormatConfig::infer(&part.name).ok_or_else(|| {
+                StageError::Refused(format!(
+                    "cannot tell the format of {} from its name: set the source's `format` (one of {})",
+                    part.label,
+                    FormatConfig::NAMES
+                ))
+            })?,
+        };
+        let decoder = format.decoder(part.reader, &part.label, self.read.encoding)?;
+        Ok((decoder, Arc::new(Origin { path: part.label })))
+    }
+
     /// Records a file read to its end.
-    fn finish_file(&mut self, reading: Reading) {
-        let (size, sha256) = reading.digest.finish();
+    fn finish_file(&mut self, listed: Listed, digest: SharedDigest) {
+        let (size, sha256) = digest.finish();
         self.progress.units += 1;
         self.progress.files_read.push(FileDigest {
-            path: reading.origin.path.clone(),
+            path: listed.path.display().to_string(),
             size,
             sha256: sha256.clone(),
         });
         if let (true, Some(cx)) = (self.ledger, &self.cx) {
             self.progress.changes.push(StateChange::Ledger(LedgerEntry {
-                path: reading.listed.key,
+                path: listed.key,
                 size,
-                mtime_ns: reading.listed.mtime_ns,
+                mtime_ns: listed.mtime_ns,
                 sha256,
                 processed_at: cx.started_at.to_rfc3339(),
                 run_id: cx.run_id.clone(),
@@ -306,8 +378,15 @@ impl Source for FileSource {
                     return Ok(true);
                 }
                 Ok(false) => {
-                    let done = self.current.take().expect("a file is open");
-                    self.finish_file(done);
+                    if let Some(part) = reading.parts.next_part()? {
+                        let (decoder, origin) = self.decoder(part)?;
+                        let reading = self.current.as_mut().expect("a file is open");
+                        reading.decoder = decoder;
+                        reading.origin = origin;
+                    } else {
+                        let done = self.current.take().expect("a file is open");
+                        self.finish_file(done.listed, done.digest);
+                    }
                     if !out.rejects.is_empty() {
                         return Ok(true);
                     }
@@ -351,6 +430,9 @@ mod tests {
             path: "*.csv".into(),
             format: None,
             reprocess: Reprocess::Changed,
+            encoding: None,
+            max_unpacked_bytes: None,
+            max_zip_members: None,
         };
         let mut source = FileSource::new(&config, &cx, &mut SqliteStore::in_memory()).unwrap();
         let mut batch = Batch::default();
