@@ -505,7 +505,7 @@ mod tests {
         let error = decode(r#"{"results": []}"#, "/data").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "t.json: start of input: the document has no array at `/data`. set the format's `records` to the JSON pointer of the array of records"
+            "t.json: the document has no array at `/data`. set the format's `records` to the JSON pointer of the array of records"
         );
         let error = decode("[{\"id\":1},\n{\"id\":2,}]", "").unwrap_err();
         assert_eq!(

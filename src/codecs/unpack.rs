@@ -82,7 +82,7 @@ pub fn unpack(
         State::Single(Some(Part {
             label: label.to_string(),
             name: name.to_string(),
-            reader: Box::new(Limited {
+            reader: Box::new(Gunzip {
                 inner: gunzip,
                 left: limits.max_unpacked_bytes,
                 limit: limits.max_unpacked_bytes,
@@ -213,16 +213,22 @@ fn bomb(label: &str, limit: u64) -> CodecError {
     )
 }
 
-/// A decompressing reader that fails once it has produced more than `limit` bytes.
-struct Limited<R> {
+/// A gzip decompressor that fails once it has produced more than `limit` bytes, and says what
+/// is wrong with data it cannot decompress.
+struct Gunzip<R> {
     inner: R,
     left: u64,
     limit: u64,
 }
 
-impl<R: Read> Read for Limited<R> {
+impl<R: Read> Read for Gunzip<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("the gzip data is corrupt or cut short ({e})"),
+            )
+        })?;
         if n as u64 > self.left {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -254,4 +260,139 @@ pub fn is_zip_name(path: &str) -> bool {
     path.len() > 4
         && path.is_char_boundary(path.len() - 4)
         && path[path.len() - 4..].eq_ignore_ascii_case(".zip")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Cursor, Write};
+
+    pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    pub(crate) fn zip(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, bytes) in members {
+            if name.ends_with('/') {
+                writer
+                    .add_directory(*name, zip::write::SimpleFileOptions::default())
+                    .unwrap();
+            } else {
+                writer
+                    .start_file(*name, zip::write::SimpleFileOptions::default())
+                    .unwrap();
+                writer.write_all(bytes).unwrap();
+            }
+        }
+        writer.finish().unwrap().into_inner()
+    }
+
+    /// Every part's label, name and text.
+    fn parts(
+        bytes: Vec<u8>,
+        label: &str,
+        limits: UnpackLimits,
+    ) -> Result<Vec<[String; 3]>, String> {
+        let mut unpacked =
+            unpack(Box::new(Cursor::new(bytes)), label, limits).map_err(|e| e.to_string())?;
+        let mut parts = Vec::new();
+        while let Some(mut part) = unpacked.next_part().map_err(|e| e.to_string())? {
+            let mut text = String::new();
+            part.reader
+                .read_to_string(&mut text)
+                .map_err(|e| e.to_string())?;
+            parts.push([part.label, part.name, text]);
+        }
+        Ok(parts)
+    }
+
+    fn strings(parts: &[[&str; 3]]) -> Vec<[String; 3]> {
+        parts.iter().map(|p| p.map(str::to_string)).collect()
+    }
+
+    #[test]
+    fn plain_gzip_and_zip_are_told_apart_by_content() {
+        let limits = UnpackLimits::default();
+        assert_eq!(
+            parts(b"id\n1\n".to_vec(), "a.csv", limits).unwrap(),
+            strings(&[["a.csv", "a.csv", "id\n1\n"]])
+        );
+        // Named like anything: the bytes decide.
+        assert_eq!(
+            parts(gzip(b"id\n1\n"), "in/a.csv.GZ", limits).unwrap(),
+            strings(&[["in/a.csv.GZ", "in/a.csv", "id\n1\n"]])
+        );
+        let archive = zip(&[
+            ("orders/", b""),
+            ("orders/a.csv", b"id\n1\n"),
+            ("__MACOSX/orders/._a.csv", b"junk"),
+            ("orders/.DS_Store", b"junk"),
+            ("b.ndjson", b"{}\n"),
+        ]);
+        assert_eq!(
+            parts(archive, "in/x.dat", limits).unwrap(),
+            strings(&[
+                ["in/x.dat/orders/a.csv", "orders/a.csv", "id\n1\n"],
+                ["in/x.dat/b.ndjson", "b.ndjson", "{}\n"],
+            ])
+        );
+        assert_eq!(
+            parts(zip(&[]), "in/empty.zip", limits).unwrap(),
+            strings(&[])
+        );
+    }
+
+    #[test]
+    fn bombs_and_broken_archives_are_refused() {
+        let small = UnpackLimits {
+            max_unpacked_bytes: 10,
+            max_members: 3,
+        };
+        assert_eq!(
+            parts(gzip(&[b'x'; 11]), "a.csv.gz", small).unwrap_err(),
+            "it unpacks to more than max_unpacked_bytes = 10 bytes: raise the source's `max_unpacked_bytes` if the file is expected to be that large"
+        );
+        assert_eq!(
+            parts(gzip(&[b'x'; 10]), "a.csv.gz", small).unwrap()[0][2].len(),
+            10
+        );
+        // The limit is on all members together.
+        let two = zip(&[("a.csv", b"123456"), ("b.csv", b"123456")]);
+        assert_eq!(
+            parts(two, "in/x.zip", small).unwrap_err(),
+            "in/x.zip/b.csv: unpacks to more than max_unpacked_bytes = 10 bytes. raise the source's `max_unpacked_bytes` if the file is expected to be that large"
+        );
+        let many = zip(&[("a", b""), ("b", b""), ("c", b""), ("d", b"")]);
+        assert_eq!(
+            parts(many, "in/x.zip", small).unwrap_err(),
+            "in/x.zip: the zip archive has 4 entries, more than max_zip_members = 3. raise the source's `max_zip_members` if the archive is expected"
+        );
+        let mut cut = zip(&[("a.csv", b"id\n1\n")]);
+        cut.truncate(cut.len() - 10);
+        let error = parts(cut, "in/x.zip", small).unwrap_err();
+        assert!(
+            error.starts_with("in/x.zip: not a readable zip archive ("),
+            "{error}"
+        );
+        let mut corrupt = gzip(b"id\n1\n2\n3\n");
+        corrupt.truncate(12);
+        let error = parts(corrupt, "a.csv.gz", small).unwrap_err();
+        assert_eq!(
+            error,
+            "the gzip data is corrupt or cut short (incomplete deflate stream)"
+        );
+    }
+
+    #[test]
+    fn gzip_suffixes_and_zip_names() {
+        assert_eq!(strip_gzip_suffix("a.csv.gz"), Some("a.csv"));
+        assert_eq!(strip_gzip_suffix("a.csv.GZIP"), Some("a.csv"));
+        assert_eq!(strip_gzip_suffix(".gz"), None);
+        assert_eq!(strip_gzip_suffix("a.csv"), None);
+        assert!(is_zip_name("in/*.ZIP"));
+        assert!(!is_zip_name(".zip") && !is_zip_name("a.csv"));
+    }
 }

@@ -6,6 +6,7 @@ mod cli;
 mod convert;
 mod notify;
 mod operate;
+mod packing;
 mod pipelines;
 mod preview;
 mod reruns;
