@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::codecs::types::Typing;
 use crate::codecs::unpack::{self, UnpackLimits};
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{self, Pipeline};
@@ -124,6 +125,10 @@ enum Command {
         /// The output's text encoding, e.g. windows-1252 or utf-16le. Default: UTF-8.
         #[arg(long, value_parser = TextEncoding::parse)]
         to_encoding: Option<TextEncoding>,
+        /// Give text values the type they read as (integers, decimals, booleans, dates), e.g.
+        /// for typed spreadsheet cells from a CSV.
+        #[arg(long)]
+        infer_types: bool,
     },
     /// Print the JSON Schema of pipeline files, for editor completion and checks.
     Schema {
@@ -268,6 +273,7 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
             to,
             encoding,
             to_encoding,
+            infer_types,
         } => {
             // A zip archive's members are each of the format their names imply.
             let archive = from.is_none() && unpack::is_zip_name(&input.to_string_lossy());
@@ -278,6 +284,7 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
                 },
                 encoding,
                 limits: UnpackLimits::default(),
+                typing: Typing::new(infer_types, None),
             };
             let to = format_for(&output, to.as_deref(), "--to")?;
             let report = runner::convert(&input, &output, read, to, to_encoding)?;

@@ -46,7 +46,7 @@ pub(crate) fn write_record(out: &mut Vec<u8>, record: &Record, keys: &mut KeyCac
     out.push(b'}');
 }
 
-fn write_nested_record(out: &mut Vec<u8>, record: &Record) {
+pub(crate) fn write_nested_record(out: &mut Vec<u8>, record: &Record) {
     out.push(b'{');
     for (index, (name, value)) in record.iter().enumerate() {
         if index > 0 {

@@ -8,6 +8,7 @@ pub mod json_array;
 pub(crate) mod json_write;
 pub mod ndjson;
 pub mod text;
+pub mod types;
 pub mod unpack;
 
 use std::io::{Read, Write};

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::codecs::types::{FieldType, Typing};
 use crate::codecs::unpack::{self, Part, UnpackLimits, Unpacked};
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Validate};
 use crate::digest::{HashingReader, SharedDigest, sha256_file};
-use crate::error::{CodecError, StageError};
+use crate::error::{CodecError, Malformed, Position, StageError};
 use crate::record::{Batch, Origin, Reject};
 use crate::report::FileDigest;
 use crate::stage::{Decoder, RunContext, Source, SourceProgress};
@@ -48,6 +49,17 @@ pub struct FileSourceConfig {
     pub max_unpacked_bytes: Option<u64>,
     /// The most entries a zip archive may have (directories included). Default 10000.
     pub max_zip_members: Option<usize>,
+    /// Give text values the type they read as: integers (`42`; not `007`, a code), exact
+    /// decimals (`1.50`), `true`/`false`, ISO 8601 dates and timestamps. For formats without
+    /// types (CSV, XML); each value on its own. Fields in `schema` are typed by it instead.
+    /// Default `false`: text stays text.
+    #[serde(default)]
+    pub infer_types: bool,
+    /// The type of named fields, e.g. `{ amount = "decimal", created = { type = "timestamp",
+    /// format = "%d/%m/%Y %H:%M" } }`: `string`, `integer`, `float`, `decimal`, `bool`,
+    /// `timestamp`, `date`. A value that does not fit makes its record a reject (with
+    /// `[rejects]`) or fails the run. Default: none.
+    pub schema: Option<std::collections::BTreeMap<String, FieldType>>,
     /// When a file that an earlier run delivered is read again: `"changed"` (only when its
     /// content changed: a different size or SHA-256 under the same path), `"never"`, or
     /// `"always"` (every run reads every file; no ledger). Delivered files are remembered in the
@@ -72,6 +84,11 @@ impl Validate for FileSourceConfig {
         // An archive's members are each of the format their names imply.
         if self.format.is_some() || !unpack::is_zip_name(&self.path) {
             problems.extend(FormatConfig::stage_problems(&self.format, &self.path));
+        }
+        for (field, field_type) in self.schema.iter().flatten() {
+            if let Some(problem) = field_type.problem() {
+                problems.push(Invalid::new(format!("schema.{field}"), problem));
+            }
         }
         if self.max_unpacked_bytes == Some(0) {
             problems.push(Invalid::new("max_unpacked_bytes", "must be at least 1"));
@@ -119,6 +136,9 @@ struct Reading {
     parts: Unpacked,
     /// Of the stream being read.
     decoder: Box<dyn Decoder>,
+    /// Records the decoder gave so far, for the position of a value that does not fit the
+    /// schema.
+    records: u64,
     origin: Arc<Origin>,
     listed: Listed,
     digest: SharedDigest,
@@ -131,6 +151,8 @@ pub struct ReadOptions {
     pub format: Option<FormatConfig>,
     pub encoding: Option<TextEncoding>,
     pub limits: UnpackLimits,
+    /// `None`: records stay as decoded.
+    pub typing: Option<Typing>,
 }
 
 pub struct FileSource {
@@ -173,6 +195,7 @@ impl FileSource {
                 format,
                 encoding: config.encoding,
                 limits: config.limits(),
+                typing: Typing::new(config.infer_types, config.schema.as_ref()),
             },
             current: None,
             cx: Some(cx.clone()),
@@ -258,6 +281,7 @@ impl FileSource {
         self.current = Some(Reading {
             parts,
             decoder,
+            records: 0,
             origin,
             listed,
             digest,
@@ -300,6 +324,59 @@ impl FileSource {
                 run_id: cx.run_id.clone(),
             }));
         }
+    }
+}
+
+/// Types the records just decoded into `out`. One whose value does not fit is moved to the
+/// rejects when quarantining, else the error.
+fn type_records(
+    typing: &Typing,
+    out: &mut Batch,
+    reading: &mut Reading,
+    quarantine: bool,
+) -> Result<(), CodecError> {
+    let first = reading.records;
+    reading.records += out.records.len() as u64;
+    let mut number = first;
+    let mut failure = None;
+    out.records.retain_mut(|record| {
+        number += 1;
+        if failure.is_some() {
+            return true;
+        }
+        let Err(cast) = typing.apply(record) else {
+            return true;
+        };
+        let mut raw = Vec::new();
+        crate::codecs::json_write::write_nested_record(&mut raw, record);
+        let reject = Reject {
+            file: reading.origin.path.clone(),
+            position: Position {
+                record: Some(number),
+                field: Some(format!("`{}`", cast.field)),
+                ..Position::default()
+            },
+            reason: cast.reason,
+            raw: Some(String::from_utf8_lossy(&raw).into_owned()),
+        };
+        if quarantine {
+            out.rejects.push(reject);
+            return false;
+        }
+        failure = Some(reject);
+        true
+    });
+    match failure {
+        None => Ok(()),
+        Some(reject) => Err(CodecError::BadRecord {
+            malformed: Box::new(Malformed {
+                file: reject.file,
+                position: reject.position,
+                message: reject.reason,
+                hint: None,
+            }),
+            raw: reject.raw,
+        }),
     }
 }
 
@@ -375,6 +452,10 @@ impl Source for FileSource {
             match reading.decoder.next_batch(&mut out.records, max) {
                 Ok(true) => {
                     out.origin = Some(reading.origin.clone());
+                    if let Some(typing) = &self.read.typing {
+                        let quarantine = self.cx.as_ref().is_some_and(|cx| cx.quarantine);
+                        type_records(typing, out, reading, quarantine)?;
+                    }
                     return Ok(true);
                 }
                 Ok(false) => {
@@ -382,6 +463,7 @@ impl Source for FileSource {
                         let (decoder, origin) = self.decoder(part)?;
                         let reading = self.current.as_mut().expect("a file is open");
                         reading.decoder = decoder;
+                        reading.records = 0;
                         reading.origin = origin;
                     } else {
                         let done = self.current.take().expect("a file is open");
@@ -433,6 +515,8 @@ mod tests {
             encoding: None,
             max_unpacked_bytes: None,
             max_zip_members: None,
+            infer_types: false,
+            schema: None,
         };
         let mut source = FileSource::new(&config, &cx, &mut SqliteStore::in_memory()).unwrap();
         let mut batch = Batch::default();

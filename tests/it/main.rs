@@ -12,3 +12,4 @@ mod preview;
 mod reruns;
 mod roundtrip;
 mod support;
+mod types;
