@@ -414,17 +414,17 @@ mod tests {
     #[test]
     fn typed_values_convert_only_without_loss() {
         let integer = FieldType::Plain(TypeName::Integer);
-        assert_eq!(cast(Value::Float(3.0), &integer), Ok(Value::Integer(3)));
+        assert_eq!(cast(&Value::Float(3.0), &integer), Ok(Value::Integer(3)));
         assert_eq!(
-            cast(Value::Float(3.5), &integer),
+            cast(&Value::Float(3.5), &integer),
             Err("3.5 is not an integer".into())
         );
         let text = FieldType::Plain(TypeName::String);
         assert_eq!(
-            cast(Value::Integer(7), &text),
+            cast(&Value::Integer(7), &text),
             Ok(Value::String("7".into()))
         );
-        assert_eq!(cast(Value::Null, &integer), Ok(Value::Null));
+        assert_eq!(cast(&Value::Null, &integer), Ok(Value::Null));
     }
 
     #[test]
