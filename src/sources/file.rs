@@ -39,16 +39,18 @@ pub struct FileSourceConfig {
     /// in an archive is read, in the archive's order (directories, hidden files and
     /// `__MACOSX/` entries skipped), and names its records' origin as `archive.zip/member`.
     pub format: Option<FormatConfig>,
+    /// When a file that an earlier run delivered is read again: `"changed"` (only when its
+    /// content changed: a different size or SHA-256 under the same path), `"never"`, or
+    /// `"always"` (every run reads every file; no ledger). Delivered files are remembered in the
+    /// state store by their full path; `longshore state forget` makes one be read again.
+    /// Default `"changed"`.
+    #[serde(default)]
+    pub reprocess: Reprocess,
     /// The text encoding of files without a byte-order mark, e.g. `"windows-1252"`,
     /// `"iso-8859-15"`, `"shift_jis"` (any WHATWG label). A byte-order mark (UTF-8, UTF-16LE,
     /// UTF-16BE) always wins. XML files without either follow their declaration. Bytes that
     /// are invalid in the encoding become U+FFFD. Default: UTF-8 (invalid UTF-8 is an error).
     pub encoding: Option<TextEncoding>,
-    /// The most bytes one compressed file (all members of a zip together) may unpack to: a
-    /// guard against decompression bombs. Default 4294967296 (4 GiB).
-    pub max_unpacked_bytes: Option<u64>,
-    /// The most entries a zip archive may have (directories included). Default 10000.
-    pub max_zip_members: Option<usize>,
     /// Give text values the type they read as: integers (`42`; not `007`, a code), exact
     /// decimals (`1.50`), `true`/`false`, ISO 8601 dates and timestamps. For formats without
     /// types (CSV, XML); each value on its own. Fields in `schema` are typed by it instead.
@@ -60,13 +62,11 @@ pub struct FileSourceConfig {
     /// `timestamp`, `date`. A value that does not fit makes its record a reject (with
     /// `[rejects]`) or fails the run. Default: none.
     pub schema: Option<std::collections::BTreeMap<String, FieldType>>,
-    /// When a file that an earlier run delivered is read again: `"changed"` (only when its
-    /// content changed: a different size or SHA-256 under the same path), `"never"`, or
-    /// `"always"` (every run reads every file; no ledger). Delivered files are remembered in the
-    /// state store by their full path; `longshore state forget` makes one be read again.
-    /// Default `"changed"`.
-    #[serde(default)]
-    pub reprocess: Reprocess,
+    /// The most bytes one compressed file (all members of a zip together) may unpack to: a
+    /// guard against decompression bombs. Default 4294967296 (4 GiB).
+    pub max_unpacked_bytes: Option<u64>,
+    /// The most entries a zip archive may have (directories included). Default 10000.
+    pub max_zip_members: Option<usize>,
 }
 
 fn is_pattern(path: &str) -> bool {
