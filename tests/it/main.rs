@@ -7,6 +7,7 @@ mod convert;
 mod notify;
 mod operate;
 mod packing;
+mod pairs;
 mod pipelines;
 mod preview;
 mod reruns;
