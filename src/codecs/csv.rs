@@ -267,8 +267,8 @@ pub struct CsvDecoder {
     /// Where the expected number of fields comes from, for messages.
     width_from: &'static str,
     null: Vec<u8>,
-    /// A bad row found after some good ones, reported by the next call.
-    bad_row: Option<CodecError>,
+    /// An error found after some good rows (a bad row, a failed read), reported by the next call.
+    held: Option<CodecError>,
     /// Joins a bad row's fields back into text for the rejects file.
     delimiter: u8,
     flexible: bool,
@@ -335,7 +335,7 @@ impl CsvDecoder {
             width_from: "header",
             null: options.null.as_bytes().to_vec(),
             delimiter: options.delimiter as u8,
-            bad_row: None,
+            held: None,
             flexible: options.flexible,
             skipped_lines,
             records_read: 0,
@@ -544,20 +544,24 @@ impl CsvDecoder {
 
 impl Decoder for CsvDecoder {
     fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<bool, CodecError> {
-        if let Some(error) = self.bad_row.take() {
+        if let Some(error) = self.held.take() {
             return Err(error);
         }
         let start = out.len();
         while !self.exhausted && out.len() - start < max {
-            if !self.read_row()? {
-                self.exhausted = true;
-                break;
-            }
-            match self.row_to_record() {
+            let record = match self.read_row() {
+                Ok(false) => {
+                    self.exhausted = true;
+                    break;
+                }
+                Ok(true) => self.row_to_record(),
+                Err(error) => Err(error),
+            };
+            match record {
                 Ok(record) => out.push(record),
                 // Records first: the error comes with the next call.
                 Err(error) if out.len() > start => {
-                    self.bad_row = Some(error);
+                    self.held = Some(error);
                     break;
                 }
                 Err(error) => return Err(error),
@@ -912,6 +916,44 @@ pub(crate) mod tests {
             "t.csv: line 2: a quoted field is never closed: its opening quote runs to the end \
              of the file. add the missing closing quote"
         );
+    }
+
+    /// Found by fuzzing: the error came back with the good rows before it in the same batch,
+    /// which the `Decoder` contract rules out (the caller would drop the rows or fail on them).
+    #[test]
+    fn an_error_after_good_rows_comes_with_the_next_call() {
+        let mut decoder = CsvDecoder::new(
+            Box::new(io::Cursor::new(b"a\n1\n\"open\n2\n".to_vec())),
+            "t.csv",
+            &CsvOptions::default(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        assert!(decoder.next_batch(&mut out, 10).unwrap());
+        assert_eq!(texts(&out), vec![vec![s("a", "1")]]);
+        let error = decoder.next_batch(&mut out, 10).unwrap_err();
+        assert!(error.to_string().contains("never closed"), "{error}");
+        assert_eq!(out.len(), 1);
+
+        let failing = io::Cursor::new(b"a\n1\n".to_vec()).chain(FailingRead);
+        let mut decoder =
+            CsvDecoder::new(Box::new(failing), "t.csv", &CsvOptions::default()).unwrap();
+        let mut out = Vec::new();
+        assert!(decoder.next_batch(&mut out, 10).unwrap());
+        assert!(matches!(
+            decoder.next_batch(&mut out, 10),
+            Err(CodecError::Io { .. })
+        ));
+        assert_eq!(out.len(), 1);
+    }
+
+    /// A read that fails, as a dropped connection or a corrupt gzip stream does.
+    pub(crate) struct FailingRead;
+
+    impl Read for FailingRead {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::other("connection reset"))
+        }
     }
 
     #[test]

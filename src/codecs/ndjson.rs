@@ -36,9 +36,10 @@ pub struct NdjsonDecoder {
     pending: VecDeque<Parsed>,
     /// Records of a chunk larger than the last `max` asked for.
     leftover: VecDeque<Record>,
-    /// The error that ends the input, reported once the records before it are out.
     /// Errors for bad lines already parsed, reported before any later record.
     rejected: VecDeque<CodecError>,
+    /// The error that ends the input (a failed read), reported once the records before it are out.
+    failed: Option<CodecError>,
     /// Parsing threads, started once the input proves large.
     helpers: Vec<Helper>,
     next_helper: usize,
@@ -86,29 +87,35 @@ impl NdjsonDecoder {
             pending: VecDeque::new(),
             leftover: VecDeque::new(),
             rejected: VecDeque::new(),
+            failed: None,
             helpers: Vec::new(),
             next_helper: 0,
             chunks_read: 0,
         }
     }
 
-    /// Reads up to `lines` whole lines; `None` at the end of the input.
-    fn read_chunk(&mut self, lines: usize) -> Result<Option<Chunk>, CodecError> {
+    /// Reads up to `lines` whole lines; `None` at the end of the input or after a failed read.
+    /// A failed read is kept in `failed`, after the whole lines read before it.
+    fn read_chunk(&mut self, lines: usize) -> Option<Chunk> {
         let mut bytes = Vec::new();
         let first_line = self.next_line;
         for _ in 0..lines {
-            let read = self
-                .input
-                .read_until(b'\n', &mut bytes)
-                .map_err(|source| CodecError::io(&self.parser.label, "read", source))?;
-            if read == 0 {
-                self.exhausted = true;
-                break;
+            let line_start = bytes.len();
+            match self.input.read_until(b'\n', &mut bytes) {
+                Ok(0) => {
+                    self.exhausted = true;
+                    break;
+                }
+                Ok(_) => self.next_line += 1,
+                Err(source) => {
+                    bytes.truncate(line_start);
+                    self.failed = Some(CodecError::io(&self.parser.label, "read", source));
+                    break;
+                }
             }
-            self.next_line += 1;
         }
         self.chunks_read += 1;
-        Ok((!bytes.is_empty()).then_some(Chunk { bytes, first_line }))
+        (!bytes.is_empty()).then_some(Chunk { bytes, first_line })
     }
 
     fn start_helpers(&mut self) {
@@ -143,13 +150,13 @@ impl NdjsonDecoder {
 
     /// Reads chunks ahead, handing them to the parsing threads round-robin (or parsing them
     /// here while there are none).
-    fn fill(&mut self, lines: usize) -> Result<(), CodecError> {
+    fn fill(&mut self, lines: usize) {
         if self.helpers.is_empty() && self.chunks_read == CHUNKS_BEFORE_HELPERS {
             self.start_helpers();
         }
         let window = (self.helpers.len() * CHUNKS_PER_HELPER).max(1);
-        while self.pending.len() < window && !self.exhausted {
-            let Some(chunk) = self.read_chunk(lines)? else {
+        while self.pending.len() < window && !self.exhausted && self.failed.is_none() {
+            let Some(chunk) = self.read_chunk(lines) else {
                 break;
             };
             if self.helpers.is_empty() {
@@ -167,7 +174,6 @@ impl NdjsonDecoder {
                     .push_back(Parsed::Here(self.parser.parse_chunk(&chunk))),
             }
         }
-        Ok(())
     }
 }
 
@@ -185,9 +191,16 @@ impl Decoder for NdjsonDecoder {
                 }
                 return Err(self.rejected.pop_front().expect("checked above"));
             }
-            self.fill(max)?;
+            self.fill(max);
             let chunk = match self.pending.pop_front() {
-                None => break,
+                None => match self.failed.take() {
+                    Some(error) if out.len() == start => return Err(error),
+                    Some(error) => {
+                        self.failed = Some(error);
+                        break;
+                    }
+                    None => break,
+                },
                 Some(Parsed::Here(chunk)) => chunk,
                 Some(Parsed::ByHelper(index)) => {
                     self.helpers[index].results.recv().map_err(|_| {
@@ -531,6 +544,23 @@ mod tests {
         let mut out = Vec::new();
         while decoder.next_batch(&mut out, 2)? {}
         Ok(out)
+    }
+
+    /// Found by fuzzing: a failed read came back with the records read before it in the same
+    /// batch, which the `Decoder` contract rules out.
+    #[test]
+    fn a_failed_read_after_good_lines_comes_with_the_next_call() {
+        use crate::codecs::csv::tests::FailingRead;
+        let input = std::io::Cursor::new(b"{\"a\":1}\n{\"a\":2}\n".to_vec()).chain(FailingRead);
+        let mut decoder = NdjsonDecoder::new(Box::new(input), "t.ndjson");
+        let mut out = Vec::new();
+        assert!(decoder.next_batch(&mut out, 10).unwrap());
+        assert_eq!(out.len(), 2);
+        assert!(matches!(
+            decoder.next_batch(&mut out, 10),
+            Err(CodecError::Io { .. })
+        ));
+        assert_eq!(out.len(), 2);
     }
 
     #[test]
