@@ -216,9 +216,33 @@ impl<R> ScanReader<R> {
     }
 }
 
+/// The least the first read hands the csv crate, unless the input is shorter: the crate looks for
+/// a byte-order mark in its first read only, and takes a first read of nothing but a mark for
+/// the end of the input.
+const FIRST_READ_BYTES: usize = UTF8_BOM.len() + 1;
+
+/// Reads until `buf` holds at least `least` bytes (or is full), or the input ends.
+fn read_at_least(input: &mut impl Read, buf: &mut [u8], least: usize) -> io::Result<usize> {
+    let least = least.min(buf.len());
+    let mut filled = 0;
+    while filled < least {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 impl<R: Read> Read for ScanReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = if self.bytes_passed == 0 {
+            read_at_least(&mut self.inner, buf, FIRST_READ_BYTES)?
+        } else {
+            self.inner.read(buf)?
+        };
         self.at_eof |= n == 0 && !buf.is_empty();
         let chunk = &buf[..n];
         // The csv crate drops a byte-order mark at the very start; so does the quote tracking.
@@ -953,6 +977,33 @@ pub(crate) mod tests {
     impl Read for FailingRead {
         fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
             Err(io::Error::other("connection reset"))
+        }
+    }
+
+    /// Found by fuzzing: when the input arrived a few bytes a read (a pipe, a slow download),
+    /// the first read was the byte-order mark alone, and the csv crate took it for an empty file.
+    #[test]
+    fn a_bom_read_on_its_own_is_not_the_end() {
+        /// Hands over one byte a read.
+        struct Trickle(io::Cursor<Vec<u8>>);
+        impl Read for Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let end = buf.len().min(1);
+                self.0.read(&mut buf[..end])
+            }
+        }
+        for input in ["\u{feff}id,name\n1,a\n", "\u{feff}\u{feff}id,name\n1,a\n"] {
+            let trickle = Trickle(io::Cursor::new(input.as_bytes().to_vec()));
+            let format = crate::codecs::FormatConfig::Csv(CsvOptions::default());
+            let mut decoder = format.decoder(Box::new(trickle), "t.csv", None).unwrap();
+            let mut out = Vec::new();
+            while decoder.next_batch(&mut out, 10).unwrap() {}
+            let name = input.trim_start_matches('\u{feff}');
+            let name = &input[3..input.len() - name.len()];
+            assert_eq!(
+                texts(&out),
+                vec![vec![s(&format!("{name}id"), "1"), s("name", "a")]]
+            );
         }
     }
 
