@@ -83,13 +83,14 @@ pub fn utf8_input(
             _ => Box::new(whole),
         });
     }
-    Ok(Box::new(
-        encoding_rs_io::DecodeReaderBytesBuilder::new()
-            .encoding(Some(from))
-            .bom_override(true)
-            .strip_bom(!keep_bom)
-            .build(whole),
-    ))
+    let decoded = encoding_rs_io::DecodeReaderBytesBuilder::new()
+        .encoding(Some(from))
+        .bom_override(true)
+        .strip_bom(!keep_bom)
+        .build(whole);
+    // The decoder loses the end of a character flushed at the end of the input into a read of
+    // fewer than 4 bytes (encoding_rs_io 0.1.8); a buffer in front only ever asks it for more.
+    Ok(Box::new(io::BufReader::new(decoded)))
 }
 
 /// At least the first `count` bytes of `input` (fewer only at its end; usually a few
@@ -262,6 +263,26 @@ mod tests {
             TextEncoding::parse("klingon").unwrap_err(),
             "unknown encoding `klingon`: use a label such as utf-8, utf-16le, utf-16be, windows-1252, iso-8859-15, shift_jis"
         );
+    }
+
+    /// Found by fuzzing: a replacement character for a lone byte at the end of UTF-16 input
+    /// lost its last byte when read a few bytes at a time, and the text was not UTF-8.
+    #[test]
+    fn the_last_character_survives_reads_of_a_byte() {
+        for (bytes, expected) in [
+            (&b"\xFE\xFFi\0/d\0"[..], "\u{6900}\u{2f64}\u{fffd}"),
+            (b"\x82", "\u{fffd}"),
+        ] {
+            let encoding = Some(TextEncoding::parse("shift_jis").unwrap());
+            let mut input =
+                utf8_input(Box::new(Cursor::new(bytes.to_vec())), encoding, false).unwrap();
+            let mut text = Vec::new();
+            let mut byte = [0];
+            while input.read(&mut byte).unwrap() == 1 {
+                text.push(byte[0]);
+            }
+            assert_eq!(String::from_utf8(text).unwrap(), expected);
+        }
     }
 
     fn write(encoding: &str, chunks: &[&[u8]]) -> io::Result<Vec<u8>> {
