@@ -146,7 +146,8 @@ pub fn infer(text: &str) -> Option<Value> {
     let bytes = text.as_bytes();
     let first = *bytes.first()?;
     if first.is_ascii_digit() || first == b'-' {
-        if is_integer(text) {
+        // `-0` would be written back as `0`.
+        if is_integer(text) && text != "-0" {
             return text.parse().ok().map(Value::Integer);
         }
         if is_decimal(text) {
@@ -315,6 +316,15 @@ mod tests {
 
     fn texts(record: &Record) -> Vec<String> {
         record.iter().map(|(_, v)| format!("{v:?}")).collect()
+    }
+
+    /// Found by fuzzing: `-0` became the integer 0, written back as `0`; it stays text, as `007`
+    /// does, while `-0.5` is still a decimal.
+    #[test]
+    fn minus_zero_is_left_as_text() {
+        assert_eq!(infer("-0"), None);
+        assert_eq!(infer("0"), Some(Value::Integer(0)));
+        assert_eq!(infer("-0.5"), Some(Value::Decimal("-0.5".into())));
     }
 
     #[test]
