@@ -88,9 +88,35 @@ pub fn utf8_input(
         .bom_override(true)
         .strip_bom(!keep_bom)
         .build(whole);
-    // The decoder loses the end of a character flushed at the end of the input into a read of
-    // fewer than 4 bytes (encoding_rs_io 0.1.8); a buffer in front only ever asks it for more.
-    Ok(Box::new(io::BufReader::new(decoded)))
+    Ok(Box::new(ReadsOfFour {
+        inner: decoded,
+        spill: [0; 4],
+        spilled: 0..0,
+    }))
+}
+
+/// Asks `inner` for at least 4 bytes a read, keeping what a smaller read has no room for.
+/// `encoding_rs_io` (0.1.8) loses the end of a character it flushes at the end of the input into
+/// a read of fewer than 4 bytes, as `read_to_end` asks for when its buffer is nearly full.
+struct ReadsOfFour<R> {
+    inner: R,
+    spill: [u8; 4],
+    spilled: std::ops::Range<usize>,
+}
+
+impl<R: Read> Read for ReadsOfFour<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.spilled.is_empty() {
+            if buf.len() >= self.spill.len() {
+                return self.inner.read(buf);
+            }
+            self.spilled = 0..self.inner.read(&mut self.spill)?;
+        }
+        let n = self.spilled.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.spill[self.spilled.start..][..n]);
+        self.spilled.start += n;
+        Ok(n)
+    }
 }
 
 /// At least the first `count` bytes of `input` (fewer only at its end; usually a few
@@ -266,22 +292,31 @@ mod tests {
     }
 
     /// Found by fuzzing: a replacement character for a lone byte at the end of UTF-16 input
-    /// lost its last byte when read a few bytes at a time, and the text was not UTF-8.
+    /// lost its last bytes when read into a nearly full buffer (`read_to_end` does that, as do
+    /// reads of a byte), and the text was not UTF-8.
     #[test]
-    fn the_last_character_survives_reads_of_a_byte() {
-        for (bytes, expected) in [
-            (&b"\xFE\xFFi\0/d\0"[..], "\u{6900}\u{2f64}\u{fffd}"),
-            (b"\x82", "\u{fffd}"),
-        ] {
-            let encoding = Some(TextEncoding::parse("shift_jis").unwrap());
-            let mut input =
-                utf8_input(Box::new(Cursor::new(bytes.to_vec())), encoding, false).unwrap();
-            let mut text = Vec::new();
-            let mut byte = [0];
+    fn the_last_character_survives_small_reads() {
+        let cases = [
+            (&b"\xFE\xFFi\0/d\0"[..], None, "\u{6900}\u{2f64}\u{fffd}"),
+            (
+                b"\x00\xd8\x02\x00\xd8aa",
+                Some("utf-16le"),
+                "\u{fffd}\u{2}\u{61d8}\u{fffd}",
+            ),
+            (b"\x82", Some("shift_jis"), "\u{fffd}"),
+        ];
+        for (bytes, encoding, expected) in cases {
+            let encoding = encoding.map(|label| TextEncoding::parse(label).unwrap());
+            let input = || utf8_input(Box::new(Cursor::new(bytes.to_vec())), encoding, false);
+            let mut whole = Vec::new();
+            input().unwrap().read_to_end(&mut whole).unwrap();
+            assert_eq!(String::from_utf8(whole).unwrap(), expected);
+            let mut bytewise = Vec::new();
+            let (mut input, mut byte) = (input().unwrap(), [0]);
             while input.read(&mut byte).unwrap() == 1 {
-                text.push(byte[0]);
+                bytewise.push(byte[0]);
             }
-            assert_eq!(String::from_utf8(text).unwrap(), expected);
+            assert_eq!(String::from_utf8(bytewise).unwrap(), expected);
         }
     }
 
