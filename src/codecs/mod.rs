@@ -7,6 +7,7 @@ pub mod json;
 pub mod json_array;
 pub(crate) mod json_write;
 pub mod ndjson;
+pub mod xml;
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -22,9 +23,10 @@ pub use self::csv::CsvOptions;
 pub use self::json::JsonOptions;
 pub use self::json_array::JsonArrayOptions;
 pub use self::ndjson::NdjsonOptions;
+pub use self::xml::XmlOptions;
 
 /// The format of a file: `format = { type = "csv", delimiter = ";" }`. When a file source or sink
-/// leaves it out, it is inferred from the path's extension (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`).
+/// leaves it out, it is inferred from the path's extension (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`, `.xml`).
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum FormatConfig {
@@ -39,6 +41,9 @@ pub enum FormatConfig {
     /// names (or `columns` given), e.g. `[["id","name"],[1,"ant"]]`. Never inferred from an
     /// extension.
     JsonArray(JsonArrayOptions),
+    /// An XML document whose records are the repeated elements at `record_path`
+    /// (`"orders/order"`): attributes and child elements are fields. DTDs are refused.
+    Xml(XmlOptions),
 }
 
 impl FormatConfig {
@@ -59,12 +64,13 @@ impl FormatConfig {
             "ndjson" | "jsonl" => Some(FormatConfig::Ndjson(NdjsonOptions::default())),
             "json" => Some(FormatConfig::Json(JsonOptions::default())),
             "json-array" => Some(FormatConfig::JsonArray(JsonArrayOptions::default())),
+            "xml" => Some(FormatConfig::Xml(XmlOptions::default())),
             _ => None,
         }
     }
 
     /// The names `from_name` accepts, for messages.
-    pub const NAMES: &'static str = "csv, tsv, ndjson, jsonl, json, json-array";
+    pub const NAMES: &'static str = "csv, tsv, ndjson, jsonl, json, json-array, xml";
 
     /// Problems with the options, for `validate`, keyed as in a stage's table (`format.quote`).
     pub fn problems(&self) -> Vec<Invalid> {
@@ -73,6 +79,7 @@ impl FormatConfig {
             FormatConfig::Ndjson(_) => Vec::new(),
             FormatConfig::Json(options) => options.problems(),
             FormatConfig::JsonArray(options) => options.problems(),
+            FormatConfig::Xml(options) => options.problems(),
         };
         problems
             .into_iter()
@@ -112,6 +119,9 @@ impl FormatConfig {
             FormatConfig::Ndjson(_) => Box::new(ndjson::NdjsonDecoder::new(input, label)),
             FormatConfig::Json(options) => Box::new(json::JsonDecoder::new(input, label, options)),
             FormatConfig::JsonArray(options) => json_array::decoder(input, label, options),
+            FormatConfig::Xml(options) => {
+                Box::new(xml::XmlDecoder::new(input, label, options, None)?)
+            }
         })
     }
 
@@ -128,6 +138,7 @@ impl FormatConfig {
             FormatConfig::JsonArray(options) => {
                 Box::new(json_array::JsonArrayEncoder::new(output, label, options))
             }
+            FormatConfig::Xml(options) => Box::new(xml::XmlEncoder::new(output, label, options)),
         })
     }
 }
