@@ -135,3 +135,6 @@ fn is_name_char(c: char) -> bool {
         || matches!(c,
             '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
 }
+
+#[cfg(test)]
+mod tests;

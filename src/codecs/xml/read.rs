@@ -11,6 +11,8 @@ use std::io::{self, BufRead, BufReader, Cursor, Read};
 use encoding_rs::{Encoding, UTF_8, UTF_16BE, UTF_16LE};
 use encoding_rs_io::DecodeReaderBytesBuilder;
 use quick_xml::XmlVersion;
+use quick_xml::encoding::EncodingError;
+use quick_xml::escape::EscapeError;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 
@@ -121,13 +123,16 @@ impl XmlDecoder {
             }
             E::Syntax(e) => (e.to_string(), None, self.reader.error_position()),
             E::IllFormed(e) => (e.to_string(), None, self.reader.error_position()),
-            E::Encoding(_) => (
+            E::Encoding(e) => (
                 "the text is not valid UTF-8".to_string(),
                 Some(
                     "declare the file's encoding in its XML declaration, e.g. <?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>"
                         .to_string(),
                 ),
-                event_start,
+                match e {
+                    EncodingError::Utf8(e) => event_start + e.valid_up_to() as u64,
+                    _ => event_start,
+                },
             ),
             other => (other.to_string(), None, event_start),
         };
@@ -202,14 +207,17 @@ fn resolve_reference(reference: &quick_xml::events::BytesRef) -> Result<char, Pr
         Ok(None) => {}
         Err(_) => return Err(invalid()),
     }
-    predefined_entity(reference).ok_or_else(|| Problem {
+    predefined_entity(reference).ok_or_else(|| unknown_entity(reference))
+}
+
+fn unknown_entity(name: &str) -> Problem {
+    Problem {
         message: format!(
-            "invalid XML: unknown entity `&{};`: only &lt; &gt; &amp; &apos; &quot; and character references are accepted",
-            &**reference
+            "invalid XML: unknown entity `&{name};`: only &lt; &gt; &amp; &apos; &quot; and character references are accepted"
         ),
         hint: Some("longshore never reads DTDs, where other entities would be declared".into()),
         at: At::EventStart(0),
-    })
+    }
 }
 
 fn predefined_entity(name: &str) -> Option<char> {
@@ -352,7 +360,7 @@ impl Builder {
 
     /// The number of the record being read, if one is.
     fn current_record(&self) -> Option<u64> {
-        (!self.open.is_empty()).then_some(self.records)
+        (self.matched == self.path.len()).then_some(self.records)
     }
 
     fn element_name(&mut self, qualified: &str) -> FieldName {
@@ -427,7 +435,12 @@ impl Builder {
             };
             let value = attribute
                 .normalized_value(XmlVersion::Implicit1_0)
-                .map_err(|e| Problem::new(format!("invalid XML: {e}")))?;
+                .map_err(|e| match e {
+                    quick_xml::Error::Escape(EscapeError::UnrecognizedEntity(_, name)) => {
+                        unknown_entity(&name)
+                    }
+                    other => Problem::new(format!("invalid XML: {other}")),
+                })?;
             fields.push(field, Value::String(Text::from(value.as_ref())));
         }
         self.open.push(OpenElement {
