@@ -110,10 +110,10 @@ enum Command {
         input: PathBuf,
         /// The file to write, or `-` for standard output.
         output: PathBuf,
-        /// The input format (csv, tsv, ndjson, jsonl, json, json-array). Default: from the input's extension.
+        /// The input format (csv, tsv, ndjson, jsonl, json, json-array, xml). Default: from the input's extension.
         #[arg(long)]
         from: Option<String>,
-        /// The output format (csv, tsv, ndjson, jsonl, json, json-array). Default: from the output's extension.
+        /// The output format (csv, tsv, ndjson, jsonl, json, json-array, xml). Default: from the output's extension.
         #[arg(long)]
         to: Option<String>,
     },

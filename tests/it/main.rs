@@ -11,3 +11,4 @@ mod preview;
 mod reruns;
 mod roundtrip;
 mod support;
+mod xml;

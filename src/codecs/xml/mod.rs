@@ -68,14 +68,13 @@ impl Default for XmlOptions {
     }
 }
 
-/// What happens to namespace prefixes in names.
+/// What happens to namespace prefixes in names: `strip` drops them (`ns:order` is `order`) and
+/// `xmlns` declarations, `keep` keeps names as written, declarations included.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Namespaces {
-    /// Drop prefixes (`ns:order` is `order`) and `xmlns` declarations.
     #[default]
     Strip,
-    /// Keep names as written, declarations included.
     Keep,
 }
 

@@ -236,9 +236,14 @@ fn is_xml_whitespace(text: &str) -> bool {
         .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
-/// At most `limit` characters of `text`, for messages.
+/// At most `limit` characters of the first line of `text`, for messages.
 fn excerpt(text: &str, limit: usize) -> String {
-    let text = text.trim();
+    let text = text
+        .trim_start()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end();
     match text.char_indices().nth(limit) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
