@@ -31,7 +31,7 @@ pub struct FileSourceConfig {
     /// that does not exist is an error. Required.
     pub path: String,
     /// The files' format, e.g. `{ type = "csv", delimiter = ";" }`. Default: inferred from the
-    /// extension in `path` (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`).
+    /// extension in `path` (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`, `.xml`).
     pub format: Option<FormatConfig>,
     /// When a file that an earlier run delivered is read again: `"changed"` (only when its
     /// content changed: a different size or SHA-256 under the same path), `"never"`, or
