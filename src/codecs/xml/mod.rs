@@ -116,6 +116,15 @@ impl XmlOptions {
 
 /// Whether `name` is an XML 1.0 `Name` (element or attribute name, prefix included).
 pub(crate) fn is_xml_name(name: &str) -> bool {
+    // The encoder checks every field name of every record: most are ASCII.
+    if let Some((&first, rest)) = name.as_bytes().split_first()
+        && name.is_ascii()
+    {
+        return (first.is_ascii_alphabetic() || matches!(first, b'_' | b':'))
+            && rest
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-' | b'.'));
+    }
     let mut chars = name.chars();
     chars.next().is_some_and(is_name_start_char) && chars.all(is_name_char)
 }
