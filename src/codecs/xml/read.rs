@@ -250,6 +250,9 @@ fn excerpt(text: &str, limit: usize) -> String {
     }
 }
 
+/// Names cached per kind: a document can hold any number of distinct names, memory cannot.
+const CACHED_NAMES: usize = 4096;
+
 /// Turns events into records: tracks where the parser is in the document, and builds the
 /// record whose element is open.
 struct Builder {
@@ -376,7 +379,9 @@ impl Builder {
             Namespaces::Strip => FieldName::from(local_part(qualified)),
             Namespaces::Keep => FieldName::from(qualified),
         };
-        self.element_names.insert(qualified.into(), name.clone());
+        if self.element_names.len() < CACHED_NAMES {
+            self.element_names.insert(qualified.into(), name.clone());
+        }
         name
     }
 
@@ -395,39 +400,50 @@ impl Builder {
             Namespaces::Keep => Some(format!("{}{qualified}", self.attribute_prefix)),
         }
         .map(FieldName::from);
-        self.attribute_names.insert(qualified.into(), name.clone());
+        if self.attribute_names.len() < CACHED_NAMES {
+            self.attribute_names.insert(qualified.into(), name.clone());
+        }
         name
     }
 
     fn start(&mut self, element: &BytesStart, empty: bool) -> Result<Option<Record>, Problem> {
-        let name = self.element_name(element.name().as_ref());
-        if let Some(parent) = self.open.last_mut() {
-            parent.end_text_run();
-            self.open_element(name, element)?;
+        if self.open.is_empty() {
+            self.start_outside_records(element)?;
         } else {
-            if self.depth == 0 {
-                if let Some(root) = &self.root {
-                    return Err(Problem::new(format!(
-                        "invalid XML: a second root element `{name}` after `{root}`: a document has one"
-                    )));
-                }
-                self.root = Some(name.to_string());
+            let name = self.element_name(element.name().as_ref());
+            if let Some(parent) = self.open.last_mut() {
+                parent.end_text_run();
             }
-            if self.matched == self.depth
-                && self
-                    .path
-                    .get(self.matched)
-                    .is_some_and(|step| **step == *name)
-            {
-                self.matched += 1;
-                if self.matched == self.path.len() {
-                    self.records += 1;
-                    self.open_element(name, element)?;
-                }
-            }
+            self.open_element(name, element)?;
         }
         self.depth += 1;
         Ok(if empty { self.end() } else { None })
+    }
+
+    /// An element outside the records: the root, a step of `record_path`, a record, or one
+    /// to skip (whose name is not even looked at).
+    fn start_outside_records(&mut self, element: &BytesStart) -> Result<(), Problem> {
+        let is_candidate = self.matched == self.depth && self.matched < self.path.len();
+        if self.depth > 0 && !is_candidate {
+            return Ok(());
+        }
+        let name = self.element_name(element.name().as_ref());
+        if self.depth == 0 {
+            if let Some(root) = &self.root {
+                return Err(Problem::new(format!(
+                    "invalid XML: a second root element `{name}` after `{root}`: a document has one"
+                )));
+            }
+            self.root = Some(name.to_string());
+        }
+        if is_candidate && *self.path[self.matched] == *name {
+            self.matched += 1;
+            if self.matched == self.path.len() {
+                self.records += 1;
+                self.open_element(name, element)?;
+            }
+        }
+        Ok(())
     }
 
     fn open_element(&mut self, name: FieldName, element: &BytesStart) -> Result<(), Problem> {
@@ -506,7 +522,9 @@ impl Builder {
                         Some(dotted) => dotted.clone(),
                         None => {
                             let dotted = FieldName::from(prefix.as_str());
-                            self.dotted_names.insert(dotted.clone());
+                            if self.dotted_names.len() < CACHED_NAMES {
+                                self.dotted_names.insert(dotted.clone());
+                            }
                             dotted
                         }
                     };
@@ -648,11 +666,14 @@ fn declared_encoding(prefix: &[u8]) -> Option<&str> {
     Some(&value[..value.find(quote)?])
 }
 
-/// The (UTF-8) input as quick-xml reads it, keeping the bytes consumed since the start of the
-/// current event, and the line and column where that event starts.
+/// Bytes of input kept before lines are counted in them.
+const KEPT_BYTES: usize = 64 * 1024;
+
+/// The (UTF-8) input as quick-xml reads it, keeping the bytes consumed since a point at or
+/// before the start of the current event, and the line and column of that point.
 struct Tracked {
     inner: BufReader<Box<dyn Read + Send>>,
-    /// The bytes consumed since `recent_start`.
+    /// The bytes consumed since `recent_start` (at most `KEPT_BYTES` before the current event).
     recent: Vec<u8>,
     recent_start: u64,
     /// Newlines before `recent_start`.
@@ -663,8 +684,11 @@ struct Tracked {
 
 impl Tracked {
     /// Counts the lines in the bytes before `offset` (the start of the next event) and lets
-    /// them go.
+    /// them go, once they are many: counting a block at a time costs less than per event.
     fn forget_before(&mut self, offset: u64) {
+        if self.recent.len() < KEPT_BYTES {
+            return;
+        }
         let passed = usize::try_from(offset - self.recent_start)
             .map_or(self.recent.len(), |n| n.min(self.recent.len()));
         let (lines, column) = advance(&self.recent[..passed], self.column_before);

@@ -461,7 +461,7 @@ fn fields_xml_cannot_hold_are_errors_naming_record_and_field() {
         ..XmlOptions::default()
     };
     assert_eq!(
-        encode(&[first.clone()], &single).unwrap(),
+        encode(std::slice::from_ref(&first), &single).unwrap(),
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<invoice><id>1</id></invoice>\n"
     );
     assert_eq!(
