@@ -42,7 +42,12 @@ pub enum FormatConfig {
     /// extension.
     JsonArray(JsonArrayOptions),
     /// An XML document whose records are the repeated elements at `record_path`
-    /// (`"orders/order"`): attributes and child elements are fields. DTDs are refused.
+    /// (`"orders/order"`). Attributes are fields named `@name`, child elements fields, repeated
+    /// children arrays, nested elements objects (or dotted names with `flatten`); the text
+    /// beside attributes or children is `#text`. Values are the text as written (whitespace
+    /// between child elements aside). An empty element is null and null is written as one, so
+    /// an empty string reads back as null, and a one-item array as its item. DTDs are refused:
+    /// no entity is ever expanded.
     Xml(XmlOptions),
 }
 

@@ -250,6 +250,10 @@ fn excerpt(text: &str, limit: usize) -> String {
     }
 }
 
+/// How deep elements may nest inside a record: values nest as deep, and are built, written and
+/// dropped recursively, so a hostile document must not nest them without limit.
+const MAX_RECORD_DEPTH: usize = 256;
+
 /// Names cached per kind: a document can hold any number of distinct names, memory cannot.
 const CACHED_NAMES: usize = 4096;
 
@@ -447,6 +451,11 @@ impl Builder {
     }
 
     fn open_element(&mut self, name: FieldName, element: &BytesStart) -> Result<(), Problem> {
+        if self.open.len() == MAX_RECORD_DEPTH {
+            return Err(Problem::new(format!(
+                "invalid XML: elements nested more than {MAX_RECORD_DEPTH} levels deep in a record"
+            )));
+        }
         let mut fields = Record::new();
         for attribute in element.attributes() {
             let attribute = attribute

@@ -333,6 +333,29 @@ fn malformed_input_is_located() {
 }
 
 #[test]
+fn nesting_inside_a_record_is_limited() {
+    let deep = |levels: usize| {
+        format!(
+            "<orders><order>{}{}</order></orders>",
+            "<a>".repeat(levels),
+            "</a>".repeat(levels)
+        )
+    };
+    assert_eq!(decode(&deep(255), &orders()).unwrap().len(), 1);
+    assert_eq!(
+        error(&deep(256), &orders()),
+        "t.xml: line 1, column 781, record 1: invalid XML: elements nested more than 256 levels deep in a record"
+    );
+    // Outside records nothing is built: depth costs nothing.
+    let skipped = format!(
+        "<orders>{}{}</orders>",
+        "<x>".repeat(10_000),
+        "</x>".repeat(10_000)
+    );
+    assert_eq!(decode(&skipped, &orders()).unwrap(), []);
+}
+
+#[test]
 fn input_that_is_not_xml_is_refused() {
     assert_eq!(
         error("id,name\n1,ant\n", &orders()),
