@@ -25,7 +25,24 @@ const ORDERS_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 "#;
 
 #[test]
-fn xml_converts_to_csv() {
+fn convert_reads_the_children_of_the_root_as_records() {
+    let sandbox = Sandbox::new();
+    sandbox.write("orders.xml", ORDERS_XML);
+    sandbox
+        .run(["convert", "orders.xml", "orders.csv"])
+        .assert_success();
+    // Nested values are JSON text in a CSV cell, as from any format.
+    assert_eq!(
+        sandbox.read("orders.csv"),
+        "@id,@status,customer,total,note\n\
+         SO-1001,completed,Ann & Bob,\"{\"\"@currency\"\":\"\"EUR\"\",\"\"#text\"\":\"\"149.90\"\"}\",\n\
+         SO-1002,pending,Zoë <Köln>,\"{\"\"@currency\"\":\"\"USD\"\",\"\"#text\"\":\"\"75.50\"\"}\",\"ask for \"\"Jan\"\", dock 4\"\n\
+         SO-1003,completed,東京 Ltd,\"{\"\"@currency\"\":\"\"JPY\"\",\"\"#text\"\":\"\"18400\"\"}\",\n"
+    );
+}
+
+#[test]
+fn flattened_xml_converts_to_csv() {
     let sandbox = Sandbox::new();
     sandbox.write("orders.xml", ORDERS_XML);
     sandbox.write(

@@ -25,8 +25,9 @@ pub struct XmlOptions {
     /// element, separated by `/`. `"orders/order"` reads every `<order>` in the root
     /// `<orders>`; elements elsewhere are skipped. A single name (`"invoice"`) makes the root
     /// element the one record of the document. Output is written in the same envelope.
-    /// Default `"records/record"`.
-    pub record_path: String,
+    /// Default: reading, every child element of the root is a record, whatever the names;
+    /// writing, `"records/record"`.
+    pub record_path: Option<String>,
     /// What attribute names are prefixed with to make field names: `id="7"` is the field
     /// `@id`. When writing, fields whose names start with it are written as attributes. `""` is
     /// allowed (attributes are then plain fields, and only `attributes` are written as
@@ -57,7 +58,7 @@ pub struct XmlOptions {
 impl Default for XmlOptions {
     fn default() -> Self {
         XmlOptions {
-            record_path: "records/record".into(),
+            record_path: None,
             attribute_prefix: "@".into(),
             text_key: "#text".into(),
             flatten: false,
@@ -81,20 +82,19 @@ pub enum Namespaces {
 impl XmlOptions {
     pub(crate) fn problems(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
-        if self.record_path.is_empty() {
-            problems.push((
-                "record_path",
-                "`record_path` is empty: name the root and record elements, e.g. \"orders/order\""
-                    .to_string(),
-            ));
-        } else if let Some(step) = self.path().iter().find(|step| !is_xml_name(step)) {
-            problems.push((
-                "record_path",
-                format!(
-                    "`{step}` in `{}` is not an XML element name",
-                    self.record_path
-                ),
-            ));
+        if let Some(record_path) = &self.record_path {
+            if record_path.is_empty() {
+                problems.push((
+                    "record_path",
+                    "`record_path` is empty: name the root and record elements, e.g. \"orders/order\""
+                        .to_string(),
+                ));
+            } else if let Some(step) = record_path.split('/').find(|step| !is_xml_name(step)) {
+                problems.push((
+                    "record_path",
+                    format!("`{step}` in `{record_path}` is not an XML element name"),
+                ));
+            }
         }
         if self.text_key.is_empty() {
             problems.push(("text_key", "`text_key` must not be empty".to_string()));
@@ -108,9 +108,10 @@ impl XmlOptions {
         problems
     }
 
-    /// The element names of `record_path`, root first.
-    fn path(&self) -> Vec<String> {
-        self.record_path.split('/').map(str::to_string).collect()
+    /// The element names of `record_path`, root first; `None` for any root and its children.
+    fn path(&self) -> Option<Vec<String>> {
+        let record_path = self.record_path.as_ref()?;
+        Some(record_path.split('/').map(str::to_string).collect())
     }
 }
 

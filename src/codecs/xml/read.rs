@@ -260,8 +260,10 @@ const CACHED_NAMES: usize = 4096;
 /// Turns events into records: tracks where the parser is in the document, and builds the
 /// record whose element is open.
 struct Builder {
-    /// `record_path`'s element names, root first.
-    path: Vec<String>,
+    /// `record_path`'s element names, root first; `None` for any root and its children.
+    path: Option<Vec<String>>,
+    /// The number of elements in the path.
+    path_length: usize,
     attribute_prefix: String,
     text_key: FieldName,
     flatten: bool,
@@ -353,6 +355,7 @@ impl OpenElement {
 impl Builder {
     fn new(options: &XmlOptions) -> Self {
         Builder {
+            path_length: options.path().map_or(2, |path| path.len()),
             path: options.path(),
             attribute_prefix: options.attribute_prefix.clone(),
             text_key: FieldName::from(options.text_key.as_str()),
@@ -372,7 +375,7 @@ impl Builder {
 
     /// The number of the record being read, if one is.
     fn current_record(&self) -> Option<u64> {
-        (self.matched == self.path.len()).then_some(self.records)
+        (self.matched == self.path_length).then_some(self.records)
     }
 
     fn element_name(&mut self, qualified: &str) -> FieldName {
@@ -427,7 +430,7 @@ impl Builder {
     /// An element outside the records: the root, a step of `record_path`, a record, or one
     /// to skip (whose name is not even looked at).
     fn start_outside_records(&mut self, element: &BytesStart) -> Result<(), Problem> {
-        let is_candidate = self.matched == self.depth && self.matched < self.path.len();
+        let is_candidate = self.matched == self.depth && self.matched < self.path_length;
         if self.depth > 0 && !is_candidate {
             return Ok(());
         }
@@ -440,9 +443,13 @@ impl Builder {
             }
             self.root = Some(name.to_string());
         }
-        if is_candidate && *self.path[self.matched] == *name {
+        let on_path = match &self.path {
+            Some(path) => is_candidate && *path[self.matched] == *name,
+            None => is_candidate,
+        };
+        if on_path {
             self.matched += 1;
-            if self.matched == self.path.len() {
+            if self.matched == self.path_length {
                 self.records += 1;
                 self.open_element(name, element)?;
             }

@@ -10,7 +10,7 @@ use crate::stage::{Decoder, Encoder};
 
 fn orders() -> XmlOptions {
     XmlOptions {
-        record_path: "orders/order".into(),
+        record_path: Some("orders/order".into()),
         ..XmlOptions::default()
     }
 }
@@ -126,16 +126,25 @@ fn prefix_text_key_and_flatten_are_configurable() {
 fn records_are_only_found_at_the_record_path() {
     let input = "<export><orders><order><id>1</id></order><other><order><id>x</id></order></other></orders><order><id>y</id></order><orders><order><id>2</id></order></orders></export>";
     let options = XmlOptions {
-        record_path: "export/orders/order".into(),
+        record_path: Some("export/orders/order".into()),
         ..XmlOptions::default()
     };
     let ids: Vec<Record> = decode(input, &options).unwrap();
     assert_eq!(ids, [rec(&[("id", s("1"))]), rec(&[("id", s("2"))])]);
     // No matching element: no records, no error.
     assert_eq!(decode(input, &orders()).unwrap(), []);
+    // By default every child of the root is a record, whatever the names.
+    assert_eq!(
+        decode(
+            "<export><order><id>1</id></order><row id=\"2\"/></export>",
+            &XmlOptions::default()
+        )
+        .unwrap(),
+        [rec(&[("id", s("1"))]), rec(&[("@id", s("2"))])]
+    );
     // A single name: the root is the one record.
     let single = XmlOptions {
-        record_path: "invoice".into(),
+        record_path: Some("invoice".into()),
         ..XmlOptions::default()
     };
     assert_eq!(
@@ -152,7 +161,7 @@ fn namespaces_are_stripped_or_kept() {
         [rec(&[("@id", s("1")), ("name", s("Ann"))])]
     );
     let keep = XmlOptions {
-        record_path: "o:orders/o:order".into(),
+        record_path: Some("o:orders/o:order".into()),
         namespaces: Namespaces::Keep,
         ..XmlOptions::default()
     };
@@ -428,7 +437,7 @@ fn writes_attributes_nesting_arrays_and_nulls() {
     let pretty = XmlOptions {
         pretty: true,
         attributes: vec!["id".into()],
-        record_path: "export/orders/order".into(),
+        record_path: Some("export/orders/order".into()),
         ..XmlOptions::default()
     };
     let records = [rec(&[
@@ -480,7 +489,7 @@ fn fields_xml_cannot_hold_are_errors_naming_record_and_field() {
         assert_eq!(error.to_string(), expected);
     }
     let single = XmlOptions {
-        record_path: "invoice".into(),
+        record_path: Some("invoice".into()),
         ..XmlOptions::default()
     };
     assert_eq!(
@@ -524,7 +533,7 @@ fn flattened_names_are_nested_when_written() {
 #[test]
 fn options_are_checked() {
     let bad = XmlOptions {
-        record_path: "orders/1order".into(),
+        record_path: Some("orders/1order".into()),
         text_key: String::new(),
         attributes: vec!["a b".into()],
         ..XmlOptions::default()
@@ -544,7 +553,7 @@ fn options_are_checked() {
         ]
     );
     let empty = XmlOptions {
-        record_path: String::new(),
+        record_path: Some(String::new()),
         ..XmlOptions::default()
     };
     assert_eq!(empty.problems().len(), 1);

@@ -38,7 +38,9 @@ struct FieldProblem {
 
 impl XmlEncoder {
     pub fn new(output: Box<dyn Write + Send>, label: &str, options: &XmlOptions) -> Self {
-        let mut envelope = options.path();
+        let mut envelope = options
+            .path()
+            .unwrap_or_else(|| vec!["records".into(), "record".into()]);
         let record_element = envelope.pop().unwrap_or_default();
         let mut buffer = Vec::with_capacity(IO_BUFFER_BYTES + 4096);
         buffer.extend_from_slice(DECLARATION);
