@@ -36,9 +36,9 @@ pub struct XmlDecoder {
 }
 
 impl XmlDecoder {
-    /// A decoder of the raw bytes `input`. `encoding` is the input's encoding when known;
-    /// `None` detects it: a byte-order mark, else the XML declaration's `encoding`, else UTF-8.
-    /// Anything but UTF-8 is transcoded to UTF-8 before parsing.
+    /// A decoder of the raw bytes `input`. Their encoding is the one a byte-order mark names,
+    /// else `encoding` when given (it overrides the XML declaration), else the declaration's
+    /// `encoding`, else UTF-8. Anything but UTF-8 is transcoded to UTF-8 before parsing.
     pub fn new(
         input: Box<dyn Read + Send>,
         label: &str,
@@ -46,16 +46,13 @@ impl XmlDecoder {
         encoding: Option<&'static Encoding>,
     ) -> Result<Self, CodecError> {
         let input = utf8_input(input, label, encoding)?;
-        let mut reader = Reader::from_reader(Tracked {
+        let reader = Reader::from_reader(Tracked {
             inner: BufReader::with_capacity(IO_BUFFER_BYTES, input),
             recent: Vec::new(),
             recent_start: 0,
             lines_before: 0,
             column_before: 0,
         });
-        // Names are checked by quick-xml, but `<a/>` stays one event: the builder needs no
-        // second one.
-        reader.config_mut().check_end_names = true;
         Ok(XmlDecoder {
             reader,
             buf: Vec::with_capacity(4096),
