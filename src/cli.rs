@@ -113,10 +113,10 @@ enum Command {
         input: PathBuf,
         /// The file to write, or `-` for standard output.
         output: PathBuf,
-        /// The input format (csv, tsv, ndjson, jsonl, json, json-array). Default: from the input's extension.
+        /// The input format (csv, tsv, ndjson, jsonl, json, json-array, xml). Default: from the input's extension.
         #[arg(long)]
         from: Option<String>,
-        /// The output format (csv, tsv, ndjson, jsonl, json, json-array). Default: from the output's extension.
+        /// The output format (csv, tsv, ndjson, jsonl, json, json-array, xml). Default: from the output's extension.
         #[arg(long)]
         to: Option<String>,
         /// The input's text encoding when it has no byte-order mark, e.g. windows-1252. Default: UTF-8.

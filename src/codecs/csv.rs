@@ -237,7 +237,7 @@ impl<R: Read> Read for ScanReader<R> {
 
 /// How often `needle` occurs in `haystack`. Counting into a `u8` per 255-byte block lets the
 /// compiler vectorize the loop (a `usize` count or `memchr`'s count run several times slower).
-fn count_byte(haystack: &[u8], needle: u8) -> u64 {
+pub(crate) fn count_byte(haystack: &[u8], needle: u8) -> u64 {
     haystack
         .chunks(255)
         .map(|block| u64::from(block.iter().fold(0u8, |n, &b| n + u8::from(b == needle))))

@@ -10,6 +10,7 @@ pub mod ndjson;
 pub mod text;
 pub mod types;
 pub mod unpack;
+pub mod xml;
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -26,9 +27,10 @@ pub use self::json::JsonOptions;
 pub use self::json_array::JsonArrayOptions;
 pub use self::ndjson::NdjsonOptions;
 pub use self::text::TextEncoding;
+pub use self::xml::XmlOptions;
 
 /// The format of a file: `format = { type = "csv", delimiter = ";" }`. When a file source or sink
-/// leaves it out, it is inferred from the path's extension (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`).
+/// leaves it out, it is inferred from the path's extension (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`, `.xml`).
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum FormatConfig {
@@ -43,6 +45,14 @@ pub enum FormatConfig {
     /// names (or `columns` given), e.g. `[["id","name"],[1,"ant"]]`. Never inferred from an
     /// extension.
     JsonArray(JsonArrayOptions),
+    /// An XML document whose records are the repeated elements at `record_path`
+    /// (`"orders/order"`). Attributes are fields named `@name`, child elements fields, repeated
+    /// children arrays, nested elements objects (or dotted names with `flatten`); the text
+    /// beside attributes or children is `#text`. Values are the text as written (whitespace
+    /// between child elements aside). An empty element is null and null is written as one, so
+    /// an empty string reads back as null, and a one-item array as its item. DTDs are refused:
+    /// no entity is ever expanded.
+    Xml(XmlOptions),
 }
 
 impl FormatConfig {
@@ -65,12 +75,13 @@ impl FormatConfig {
             "ndjson" | "jsonl" => Some(FormatConfig::Ndjson(NdjsonOptions::default())),
             "json" => Some(FormatConfig::Json(JsonOptions::default())),
             "json-array" => Some(FormatConfig::JsonArray(JsonArrayOptions::default())),
+            "xml" => Some(FormatConfig::Xml(XmlOptions::default())),
             _ => None,
         }
     }
 
     /// The names `from_name` accepts, for messages.
-    pub const NAMES: &'static str = "csv, tsv, ndjson, jsonl, json, json-array";
+    pub const NAMES: &'static str = "csv, tsv, ndjson, jsonl, json, json-array, xml";
 
     /// Problems with the options, for `validate`, keyed as in a stage's table (`format.quote`).
     pub fn problems(&self) -> Vec<Invalid> {
@@ -79,6 +90,7 @@ impl FormatConfig {
             FormatConfig::Ndjson(_) => Vec::new(),
             FormatConfig::Json(options) => options.problems(),
             FormatConfig::JsonArray(options) => options.problems(),
+            FormatConfig::Xml(options) => options.problems(),
         };
         problems
             .into_iter()
@@ -115,6 +127,13 @@ impl FormatConfig {
         label: &str,
         encoding: Option<TextEncoding>,
     ) -> Result<Box<dyn Decoder>, CodecError> {
+        if let FormatConfig::Xml(options) = self {
+            // XML has its own say in its encoding: the declaration.
+            let encoding = encoding.map(|e| e.0);
+            return Ok(Box::new(xml::XmlDecoder::new(
+                input, label, options, encoding,
+            )?));
+        }
         // The csv crate skips a UTF-8 byte-order mark itself.
         let keep_bom = matches!(self, FormatConfig::Csv(_));
         let input = text::utf8_input(input, encoding, keep_bom)
@@ -124,21 +143,29 @@ impl FormatConfig {
             FormatConfig::Ndjson(_) => Box::new(ndjson::NdjsonDecoder::new(input, label)),
             FormatConfig::Json(options) => Box::new(json::JsonDecoder::new(input, label, options)),
             FormatConfig::JsonArray(options) => json_array::decoder(input, label, options),
+            FormatConfig::Xml(_) => unreachable!("decoded above"),
         })
     }
 
-    /// An encoder writing to `output`; `label` names the output in errors.
+    /// An encoder writing to `output` in `encoding` (default UTF-8); `label` names the output
+    /// in errors.
     pub fn encoder(
         &self,
         output: Box<dyn Write + Send>,
         label: &str,
+        encoding: Option<TextEncoding>,
     ) -> Result<Box<dyn Encoder>, CodecError> {
+        let output = text::encoded_output(output, encoding);
         Ok(match self {
             FormatConfig::Csv(options) => Box::new(csv::CsvEncoder::new(output, label, options)?),
             FormatConfig::Ndjson(_) => Box::new(ndjson::NdjsonEncoder::new(output, label)),
             FormatConfig::Json(options) => Box::new(json::JsonEncoder::new(output, label, options)),
             FormatConfig::JsonArray(options) => {
                 Box::new(json_array::JsonArrayEncoder::new(output, label, options))
+            }
+            FormatConfig::Xml(options) => {
+                let declared = encoding.map_or("UTF-8", |e| e.name());
+                Box::new(xml::XmlEncoder::new(output, label, options, declared))
             }
         })
     }

@@ -195,8 +195,8 @@ impl FileSink {
             .try_clone()
             .map_err(|e| StageError::io(&shown, "write", e))?;
         let gzip = crate::codecs::unpack::strip_gzip_suffix(&shown).is_some();
-        let (writer, end) = output::writer(file, gzip, self.encoding);
-        let encoder = self.format.encoder(writer, &shown)?;
+        let (writer, end) = output::writer(file, gzip);
+        let encoder = self.format.encoder(writer, &shown, self.encoding)?;
         self.outputs.push(Output {
             path,
             pending: Some(Pending {

@@ -33,7 +33,7 @@ pub struct FileSourceConfig {
     /// that does not exist is an error. Required.
     pub path: String,
     /// The files' format, e.g. `{ type = "csv", delimiter = ";" }`. Default: inferred from the
-    /// extension in `path` (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`, ...), looking through
+    /// extension in `path` (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`, `.xml`, ...), looking through
     /// `.gz`; for a zip archive, from each member's name. Gzip files and zip archives are
     /// recognized by their content and unpacked on the fly, whatever their names; every file
     /// in an archive is read, in the archive's order (directories, hidden files and

@@ -15,3 +15,4 @@ mod reruns;
 mod roundtrip;
 mod support;
 mod types;
+mod xml;

@@ -47,7 +47,7 @@ fn json_array(options: &str) -> FormatConfig {
 fn encode(format: &FormatConfig, records: &[Record]) -> Vec<u8> {
     let buffer = SharedBuffer::default();
     let mut encoder: Box<dyn Encoder> = format
-        .encoder(Box::new(buffer.clone()), "memory")
+        .encoder(Box::new(buffer.clone()), "memory", None)
         .expect("an encoder");
     // In two batches when there are several records, as the runner hands them over.
     let (first, rest) = records.split_at(records.len() / 2);
