@@ -11,6 +11,7 @@ const FORMATS: &[(&str, &[&str])] = &[
     ("orders.ndjson", &[]),
     ("orders.json", &[]),
     ("orders.jarr", &["json-array"]),
+    ("orders.xml", &[]),
 ];
 
 fn format_args(file: &str, flag: &str) -> Vec<String> {
