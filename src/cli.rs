@@ -110,10 +110,10 @@ enum Command {
         input: PathBuf,
         /// The file to write, or `-` for standard output.
         output: PathBuf,
-        /// The input format (csv, tsv, ndjson, jsonl, json, json-array). Default: from the input's extension.
+        /// The input format (csv, tsv, ndjson, jsonl, json, json-array, excel). Default: from the input's extension.
         #[arg(long)]
         from: Option<String>,
-        /// The output format (csv, tsv, ndjson, jsonl, json, json-array). Default: from the output's extension.
+        /// The output format (csv, tsv, ndjson, jsonl, json, json-array, excel). Default: from the output's extension.
         #[arg(long)]
         to: Option<String>,
     },
@@ -261,6 +261,11 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
         } => {
             let from = format_for(&input, from.as_deref(), "--from")?;
             let to = format_for(&output, to.as_deref(), "--to")?;
+            if output != Path::new("-")
+                && let Some(message) = to.output_problem(&output.to_string_lossy())
+            {
+                return Err(Error::Usage(message));
+            }
             let report = runner::convert(&input, &output, from, to)?;
             tracing::info!(
                 "wrote {} records to {}",

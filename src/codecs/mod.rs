@@ -3,6 +3,7 @@
 //! they move. Decoders stream: they hold one batch of records, never the whole input.
 
 pub mod csv;
+pub mod excel;
 pub mod json;
 pub mod json_array;
 pub(crate) mod json_write;
@@ -19,12 +20,14 @@ use crate::error::CodecError;
 use crate::stage::{Decoder, Encoder};
 
 pub use self::csv::CsvOptions;
+pub use self::excel::ExcelOptions;
 pub use self::json::JsonOptions;
 pub use self::json_array::JsonArrayOptions;
 pub use self::ndjson::NdjsonOptions;
 
 /// The format of a file: `format = { type = "csv", delimiter = ";" }`. When a file source or sink
-/// leaves it out, it is inferred from the path's extension (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`).
+/// leaves it out, it is inferred from the path's extension (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`,
+/// `.xlsx`, `.xlsm`, `.xls`, `.ods`).
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum FormatConfig {
@@ -39,6 +42,10 @@ pub enum FormatConfig {
     /// names (or `columns` given), e.g. `[["id","name"],[1,"ant"]]`. Never inferred from an
     /// extension.
     JsonArray(JsonArrayOptions),
+    /// A spreadsheet: reads `.xlsx`, `.xlsm`, `.xls` and `.ods` workbooks (told apart by their
+    /// content), one sheet under a header row; writes `.xlsx` only, with a bold, frozen,
+    /// filtered header row and typed cells.
+    Excel(ExcelOptions),
 }
 
 impl FormatConfig {
@@ -48,7 +55,8 @@ impl FormatConfig {
         Self::from_name(&extension)
     }
 
-    /// A format by its name or usual extension (`csv`, `tsv`, `ndjson`, `jsonl`), default options.
+    /// A format by its name or usual extension (`csv`, `tsv`, `ndjson`, `jsonl`, `xlsx`), default
+    /// options.
     pub fn from_name(name: &str) -> Option<FormatConfig> {
         match name {
             "csv" => Some(FormatConfig::Csv(CsvOptions::default())),
@@ -59,12 +67,16 @@ impl FormatConfig {
             "ndjson" | "jsonl" => Some(FormatConfig::Ndjson(NdjsonOptions::default())),
             "json" => Some(FormatConfig::Json(JsonOptions::default())),
             "json-array" => Some(FormatConfig::JsonArray(JsonArrayOptions::default())),
+            "excel" | "xlsx" | "xlsm" | "xls" | "ods" => {
+                Some(FormatConfig::Excel(ExcelOptions::default()))
+            }
             _ => None,
         }
     }
 
     /// The names `from_name` accepts, for messages.
-    pub const NAMES: &'static str = "csv, tsv, ndjson, jsonl, json, json-array";
+    pub const NAMES: &'static str =
+        "csv, tsv, ndjson, jsonl, json, json-array, excel, xlsx, xls, ods";
 
     /// Problems with the options, for `validate`, keyed as in a stage's table (`format.quote`).
     pub fn problems(&self) -> Vec<Invalid> {
@@ -73,6 +85,7 @@ impl FormatConfig {
             FormatConfig::Ndjson(_) => Vec::new(),
             FormatConfig::Json(options) => options.problems(),
             FormatConfig::JsonArray(options) => options.problems(),
+            FormatConfig::Excel(options) => options.problems(),
         };
         problems
             .into_iter()
@@ -101,6 +114,21 @@ impl FormatConfig {
         }
     }
 
+    /// Why this format cannot write a file at `path`, if it cannot: Excel workbooks are written
+    /// as `.xlsx` only, and a file named otherwise would mislead its reader.
+    pub fn output_problem(&self, path: &str) -> Option<String> {
+        let extension = Path::new(path)
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match self {
+            FormatConfig::Excel(_) if extension.as_deref() != Some("xlsx") => Some(format!(
+                "the excel format writes .xlsx workbooks only: name the output `….xlsx`, not `{path}`"
+            )),
+            _ => None,
+        }
+    }
+
     /// A decoder reading `input`; `label` names the input in errors (usually its path).
     pub fn decoder(
         &self,
@@ -112,6 +140,9 @@ impl FormatConfig {
             FormatConfig::Ndjson(_) => Box::new(ndjson::NdjsonDecoder::new(input, label)),
             FormatConfig::Json(options) => Box::new(json::JsonDecoder::new(input, label, options)),
             FormatConfig::JsonArray(options) => json_array::decoder(input, label, options),
+            FormatConfig::Excel(options) => {
+                Box::new(excel::ExcelDecoder::new(input, label, options)?)
+            }
         })
     }
 
@@ -127,6 +158,9 @@ impl FormatConfig {
             FormatConfig::Json(options) => Box::new(json::JsonEncoder::new(output, label, options)),
             FormatConfig::JsonArray(options) => {
                 Box::new(json_array::JsonArrayEncoder::new(output, label, options))
+            }
+            FormatConfig::Excel(options) => {
+                Box::new(excel::ExcelEncoder::new(output, label, options)?)
             }
         })
     }
