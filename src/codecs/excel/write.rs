@@ -42,7 +42,7 @@ pub struct ExcelEncoder {
     /// The next row to write on the current sheet (0-based; row 0 is the header).
     row: u32,
     /// Rows a sheet holds, the header included (lowered by tests).
-    rows_per_sheet: u32,
+    pub(super) rows_per_sheet: u32,
     records: u64,
 }
 
@@ -279,19 +279,19 @@ impl Encoder for ExcelEncoder {
 /// The name of sheet `index` (from 0): `base`, then the next numbers, continuing a number
 /// `base` ends in (`Sheet1`, `Sheet2`) or starting at 2 (`Orders`, `Orders 2`), cut to fit
 /// Excel's 31 characters.
-fn sheet_name(base: &str, index: usize) -> String {
+pub(super) fn sheet_name(base: &str, index: usize) -> String {
     if index == 0 {
         return base.to_string();
     }
     let digits_at = base.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-    let (stem, number) = match base[digits_at..].parse::<usize>() {
-        Ok(number) => (base[..digits_at].to_string(), number + index),
-        Err(_) => (format!("{base} "), index + 1),
+    let (stem, separator, number) = match base[digits_at..].parse::<usize>() {
+        Ok(number) => (&base[..digits_at], "", number + index),
+        Err(_) => (base, " ", index + 1),
     };
     let number = number.to_string();
-    let room = 31 - number.len();
+    let room = 31 - separator.len() - number.len();
     let stem: String = stem.chars().take(room).collect();
-    format!("{stem}{number}")
+    format!("{stem}{separator}{number}")
 }
 
 /// Text a spreadsheet would take for a formula if a user typed it (OWASP's list).
