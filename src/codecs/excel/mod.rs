@@ -67,9 +67,9 @@ impl Default for ExcelOptions {
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum SheetChoice {
-    /// The sheet's position among the workbook's sheets, from 1.
+    // The sheet's position among the workbook's sheets, from 1.
     Position(u32),
-    /// The sheet's name, exactly as its tab shows it.
+    // The sheet's name, exactly as its tab shows it.
     Name(String),
 }
 
@@ -77,10 +77,10 @@ pub enum SheetChoice {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnSheetFull {
-    /// Fail with an error naming the record that did not fit.
+    // Fail with an error naming the record that did not fit.
     #[default]
     Fail,
-    /// Continue on a new sheet, under the same header row.
+    // Continue on a new sheet, under the same header row.
     NewSheet,
 }
 
