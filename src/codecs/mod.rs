@@ -44,7 +44,12 @@ pub enum FormatConfig {
     JsonArray(JsonArrayOptions),
     /// A spreadsheet: reads `.xlsx`, `.xlsm`, `.xls` and `.ods` workbooks (told apart by their
     /// content), one sheet under a header row; writes `.xlsx` only, with a bold, frozen,
-    /// filtered header row and typed cells.
+    /// filtered header row and typed cells. Reading: whole numbers become integers, other
+    /// numbers floats; text, booleans, dates and date-times (without an offset) keep their type;
+    /// a time of day alone reads as `HH:MM:SS` text, a duration as ISO 8601 text (`PT36H30M`);
+    /// an empty cell is null; rows without a value are skipped; an error cell (`#N/A`) makes its
+    /// row a bad record. Writing: timestamps in UTC; integers beyond 2^53 and decimals of more
+    /// than 15 significant digits as text (Excel would round them); nested values as JSON text.
     Excel(ExcelOptions),
 }
 

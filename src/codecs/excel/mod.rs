@@ -2,7 +2,7 @@
 //! `.xlsx`, `.xlsm`, `.xls` and `.ods` (calamine; the kind is told by content, not by name) and
 //! writes `.xlsx` (rust_xlsxwriter). Both directions stream where the libraries allow it: an
 //! `.xlsx` sheet is read cell by cell and written row by row through temporary files, so neither
-//! holds a sheet in memory (`.xls` and `.ods` sheets are read whole: their libraries offer no
+//! holds a sheet's rows in memory (`.xls` and `.ods` sheets are read whole: calamine offers no
 //! other way).
 //!
 //! Cells keep their types: numbers, booleans, text, dates and date-times. Spreadsheets have no

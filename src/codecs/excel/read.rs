@@ -2,7 +2,8 @@
 //! come from SFTP or out of a zip) is first spooled into an anonymous temporary file. A thread
 //! then walks the sheet's cells in order, builds records under the header row and hands them
 //! over in chunks through a bounded channel: for `.xlsx` it reads the sheet's XML cell by cell,
-//! so memory stays flat; `.xls`, `.xlsb` and `.ods` sheets are loaded whole by calamine first.
+//! so memory does not grow with the rows (calamine does load the workbook's shared-strings table,
+//! every distinct text, whole); `.xls`, `.xlsb` and `.ods` sheets are loaded whole by calamine.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -48,7 +49,7 @@ impl ExcelDecoder {
         let sheet = choose_sheet(&workbook.sheet_names(), options.sheet.as_ref(), label)?;
         let table = Table {
             label: label.to_string(),
-            header_row: options.header_row.map(|row| row - 1),
+            header_row: options.header_row.map(|row| row.saturating_sub(1)),
             range: options.cell_range(),
             sheet,
             row: None,
@@ -174,7 +175,9 @@ fn choose_sheet(
     let found = match choice {
         None => names.first(),
         Some(SheetChoice::Name(name)) => names.iter().find(|n| *n == name),
-        Some(SheetChoice::Position(position)) => names.get(*position as usize - 1),
+        Some(SheetChoice::Position(position)) => (*position as usize)
+            .checked_sub(1)
+            .and_then(|index| names.get(index)),
     };
     found.cloned().ok_or_else(|| {
         let message = match choice {

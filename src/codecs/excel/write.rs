@@ -340,8 +340,8 @@ impl Cells<'_> {
                 None => self.text(column, text)?,
             },
             Value::String(text) => self.text(column, text)?,
-            Value::Timestamp(at) => self.date_time(column, at.naive_utc())?,
-            Value::DateTime(at) => self.date_time(column, *at)?,
+            Value::Timestamp(at) => self.date_time(column, at.naive_utc(), value)?,
+            Value::DateTime(at) => self.date_time(column, *at, value)?,
             Value::Date(date) => match excel_serial(date.and_time(chrono::NaiveTime::MIN)) {
                 Some(serial) => {
                     let format = &self.formats.date;
@@ -370,7 +370,13 @@ impl Cells<'_> {
         Ok(text.chars().count())
     }
 
-    fn date_time(&mut self, column: u16, at: chrono::NaiveDateTime) -> Result<usize, XlsxError> {
+    /// `at` as a date-time cell, or `value` as text when Excel cannot show `at`.
+    fn date_time(
+        &mut self,
+        column: u16,
+        at: chrono::NaiveDateTime,
+        value: &Value,
+    ) -> Result<usize, XlsxError> {
         match excel_serial(at) {
             Some(serial) => {
                 let format = &self.formats.date_time;
@@ -378,7 +384,7 @@ impl Cells<'_> {
                     .write_number_with_format(self.row, column, serial, format)?;
                 Ok(DATE_TIME_FORMAT.len())
             }
-            None => self.text(column, &Value::DateTime(at).to_text().expect("not null")),
+            None => self.text(column, &value.to_text().expect("not null")),
         }
     }
 }
