@@ -331,7 +331,7 @@ fn date_time(cell: &ExcelDateTime, time_shown: bool) -> Value {
             millis / 1000,
             (millis % 1000) * 1_000_000,
         );
-        let pattern = if millis % 1000 == 0 {
+        let pattern = if millis.is_multiple_of(1000) {
             "%H:%M:%S"
         } else {
             "%H:%M:%S%.3f"
