@@ -64,7 +64,7 @@ fn sample_csv() -> Vec<u8> {
 
 fn decode(format: &FormatConfig, bytes: &[u8]) -> Vec<Record> {
     let mut decoder = format
-        .decoder(Box::new(Cursor::new(bytes.to_vec())), "bench")
+        .decoder(Box::new(Cursor::new(bytes.to_vec())), "bench", None)
         .expect("decoder");
     let mut records = Vec::with_capacity(ROWS);
     while decoder.next_batch(&mut records, 1024).expect("valid input") {}

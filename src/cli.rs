@@ -8,11 +8,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::codecs::FormatConfig;
+use crate::codecs::types::Typing;
+use crate::codecs::unpack::{self, UnpackLimits};
+use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{self, Pipeline};
 use crate::error::{Error, is_broken_pipe};
 use crate::report::{Outcome, RunReport};
 use crate::runner::{self, RunOptions};
+use crate::sources::file::ReadOptions;
 use crate::state::{SqliteStore, StateStore, StateSummary};
 
 /// Declarative batch pipelines: records from APIs and file drops to files and pushes, safe to
@@ -116,6 +119,16 @@ enum Command {
         /// The output format (csv, tsv, ndjson, jsonl, json, json-array, excel). Default: from the output's extension.
         #[arg(long)]
         to: Option<String>,
+        /// The input's text encoding when it has no byte-order mark, e.g. windows-1252. Default: UTF-8.
+        #[arg(long, value_parser = TextEncoding::parse)]
+        encoding: Option<TextEncoding>,
+        /// The output's text encoding, e.g. windows-1252 or utf-16le. Default: UTF-8.
+        #[arg(long, value_parser = TextEncoding::parse)]
+        to_encoding: Option<TextEncoding>,
+        /// Give text values the type they read as (integers, decimals, booleans, dates), e.g.
+        /// for typed spreadsheet cells from a CSV.
+        #[arg(long)]
+        infer_types: bool,
     },
     /// Print the JSON Schema of pipeline files, for editor completion and checks.
     Schema {
@@ -258,15 +271,28 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
             output,
             from,
             to,
+            encoding,
+            to_encoding,
+            infer_types,
         } => {
-            let from = format_for(&input, from.as_deref(), "--from")?;
+            // A zip archive's members are each of the format their names imply.
+            let archive = from.is_none() && unpack::is_zip_name(&input.to_string_lossy());
+            let read = ReadOptions {
+                format: match archive {
+                    true => None,
+                    false => Some(format_for(&input, from.as_deref(), "--from")?),
+                },
+                encoding,
+                limits: UnpackLimits::default(),
+                typing: Typing::new(infer_types, None),
+            };
             let to = format_for(&output, to.as_deref(), "--to")?;
             if output != Path::new("-")
                 && let Some(message) = to.output_problem(&output.to_string_lossy())
             {
                 return Err(Error::Usage(message));
             }
-            let report = runner::convert(&input, &output, from, to)?;
+            let report = runner::convert(&input, &output, read, to, to_encoding)?;
             tracing::info!(
                 "wrote {} records to {}",
                 report.records,

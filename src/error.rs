@@ -47,11 +47,7 @@ impl fmt::Display for Position {
         if let Some(field) = &self.field {
             parts.push(format!("field {field}"));
         }
-        if parts.is_empty() {
-            f.write_str("start of input")
-        } else {
-            f.write_str(&parts.join(", "))
-        }
+        f.write_str(&parts.join(", "))
     }
 }
 
@@ -114,11 +110,17 @@ pub struct Malformed {
 
 impl fmt::Display for Malformed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // No position: the problem is with the file as a whole.
+        let position = self.position.to_string();
+        let at = if position.is_empty() {
+            String::new()
+        } else {
+            format!("{position}: ")
+        };
         write!(
             f,
-            "{}: {}: {}{}",
+            "{}: {at}{}{}",
             self.file,
-            self.position,
             self.message,
             hint_suffix(&self.hint)
         )

@@ -163,15 +163,17 @@ impl FromIterator<(FieldName, Value)> for Record {
 /// Where the records of a batch came from, for path templates (`{source_stem}`) and messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    /// The source file's path as the source names it.
+    /// The source file's path as the source names it; for a member of a zip archive, the
+    /// archive's path and the member's (`in/batch.zip/orders.csv`).
     pub path: String,
 }
 
 impl Origin {
-    /// The file name without directories and without its last extension (`orders` for
-    /// `in/orders.csv`; `orders.csv` for `in/orders.csv.gz`).
+    /// The file name without directories, a `.gz`, and its last extension (`orders` for
+    /// `in/orders.csv`, `in/orders.csv.gz` and `in/batch.zip/orders.csv`).
     pub fn stem(&self) -> &str {
         let name = self.path.rsplit(['/', '\\']).next().unwrap_or(&self.path);
+        let name = crate::codecs::unpack::strip_gzip_suffix(name).unwrap_or(name);
         match name.rfind('.') {
             Some(dot) if dot > 0 => &name[..dot],
             _ => name,
@@ -265,7 +267,8 @@ mod tests {
     fn origin_stem_drops_directories_and_last_extension() {
         let o = |p: &str| Origin { path: p.into() };
         assert_eq!(o("in/orders.csv").stem(), "orders");
-        assert_eq!(o("orders.csv.gz").stem(), "orders.csv");
+        assert_eq!(o("orders.csv.gz").stem(), "orders");
+        assert_eq!(o("in/batch.zip/orders.csv").stem(), "orders");
         assert_eq!(o("/x/.hidden").stem(), ".hidden");
         assert_eq!(o("noext").stem(), "noext");
     }

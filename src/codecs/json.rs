@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::IO_BUFFER_BYTES;
-use super::json_write::{KeyCache, write_record, write_str};
+use super::json_write::{KeyCache, PrettyWriter, write_record, write_str};
 use super::ndjson::{NameCache, RecordSeed, ValueSeed};
 use crate::error::{CodecError, Position};
 use crate::record::{FieldName, Record};
@@ -34,6 +34,10 @@ pub struct JsonOptions {
     /// Default false.
     #[serde(default)]
     pub one_per_line: bool,
+    /// Output only: indented for people to read (two spaces a level), instead of compact.
+    /// Default false.
+    #[serde(default)]
+    pub pretty: bool,
 }
 
 impl JsonOptions {
@@ -85,9 +89,12 @@ const RECORDS_PER_MESSAGE: usize = 1024;
 pub(crate) enum Shape {
     /// Each element is an object.
     Objects,
-    /// Each element is an array of values; the names come from `columns`, else from the
-    /// first row (`json-array`).
-    Rows { columns: Option<Vec<FieldName>> },
+    /// Each element is an array of values; the names come from `columns`, else from the key
+    /// `beside` the array (read before it), else from the first row (`json-array`).
+    Rows {
+        columns: Option<Vec<FieldName>>,
+        beside: Option<String>,
+    },
 }
 
 pub struct JsonDecoder {
@@ -225,22 +232,27 @@ impl Batches<'_> {
                 names: &mut self.names,
                 top_level: true,
             })?,
-            Shape::Rows { columns: None } => {
+            Shape::Rows {
+                columns: None,
+                beside: Some(key),
+            } => {
+                return Err(serde::de::Error::custom(format_args!(
+                    "the column names at `{key}` must come before the rows"
+                )));
+            }
+            Shape::Rows {
+                columns: None,
+                beside: None,
+            } => {
                 let Some(header) = seq.next_element::<Vec<String>>()? else {
                     return Ok(false);
                 };
-                self.shape = Shape::Rows {
-                    columns: Some(
-                        header
-                            .iter()
-                            .map(|name| FieldName::from(name.as_str()))
-                            .collect(),
-                    ),
-                };
+                self.set_columns(header);
                 return Ok(true);
             }
             Shape::Rows {
                 columns: Some(columns),
+                ..
             } => seq.next_element_seed(RowSeed {
                 columns,
                 names: &mut self.names,
@@ -251,6 +263,22 @@ impl Batches<'_> {
             Some(record) => self.push(record).map(|()| true),
             None => Ok(false),
         }
+    }
+
+    fn set_columns(&mut self, names: Vec<String>) {
+        if let Shape::Rows { columns, .. } = &mut self.shape {
+            *columns = Some(
+                names
+                    .iter()
+                    .map(|name| FieldName::from(name.as_str()))
+                    .collect(),
+            );
+        }
+    }
+
+    /// Whether `key`, in the object holding the array, names the column names.
+    fn holds_columns(&self, key: &str) -> bool {
+        matches!(&self.shape, Shape::Rows { beside: Some(beside), columns: None } if beside == key)
     }
 
     fn push<E: serde::de::Error>(&mut self, record: Record) -> Result<(), E> {
@@ -311,6 +339,9 @@ impl<'de> Visitor<'de> for PointerSeed<'_, '_, '_> {
                     path: rest,
                     batches: &mut *self.batches,
                 })?;
+            } else if rest.is_empty() && self.batches.holds_columns(&name) {
+                let names = map.next_value::<Vec<String>>()?;
+                self.batches.set_columns(names);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -382,6 +413,10 @@ impl JsonEncoder {
     pub fn new(output: Box<dyn Write + Send>, label: &str, options: &JsonOptions) -> Self {
         let path = pointer_path(&options.records);
         let buffer = open_envelope(&path);
+        let output: Box<dyn Write + Send> = match options.pretty {
+            true => Box::new(PrettyWriter::new(output)),
+            false => output,
+        };
         JsonEncoder {
             output,
             buffer,
@@ -442,6 +477,7 @@ mod tests {
         JsonOptions {
             records: records.into(),
             one_per_line: false,
+            pretty: false,
         }
     }
 
@@ -505,7 +541,7 @@ mod tests {
         let error = decode(r#"{"results": []}"#, "/data").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "t.json: start of input: the document has no array at `/data`. set the format's `records` to the JSON pointer of the array of records"
+            "t.json: the document has no array at `/data`. set the format's `records` to the JSON pointer of the array of records"
         );
         let error = decode("[{\"id\":1},\n{\"id\":2,}]", "").unwrap_err();
         assert_eq!(

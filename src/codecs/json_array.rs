@@ -23,10 +23,15 @@ pub struct JsonArrayOptions {
     /// envelope. Default `""`: the document is the array.
     #[serde(default)]
     pub records: String,
-    /// The column names, when the rows have no header row. Input: the first row is data.
-    /// Output: the columns written, in this order (a record's other fields are an error).
-    /// Default: the first row's names on input, the first record's fields on output.
+    /// The column names, when the document has none: every row is data, on input and output.
+    /// On output, also the columns written, in this order (a record's other fields are an
+    /// error). Default: the names come from the document.
     pub columns: Option<Vec<String>>,
+    /// Where the column names are when the document holds them beside the rows rather than as
+    /// the first row, as a JSON pointer next to `records`: `"/columns"` for
+    /// `{"columns": ["id", "name"], "rows": [[1, "ant"]]}` (with `records = "/rows"`). On input
+    /// they must come before the rows; output writes them there. Default: the first row.
+    pub columns_at: Option<String>,
 }
 
 impl JsonArrayOptions {
@@ -35,6 +40,28 @@ impl JsonArrayOptions {
         if self.columns.as_ref().is_some_and(Vec::is_empty) {
             problems.push(("columns", "name at least one column".into()));
         }
+        if let Some(pointer) = &self.columns_at {
+            let rows = pointer_path(&self.records);
+            let names = pointer_path(pointer);
+            let beside = !rows.is_empty()
+                && names.len() == rows.len()
+                && names[..names.len() - 1] == rows[..rows.len() - 1]
+                && names.last() != rows.last();
+            if self.columns.is_some() {
+                problems.push((
+                    "columns_at",
+                    "give `columns` or `columns_at`, not both".into(),
+                ));
+            } else if !pointer.starts_with('/') || !beside {
+                problems.push((
+                    "columns_at",
+                    format!(
+                        "`{pointer}` must be a JSON pointer beside `records` (`{}`), e.g. \"/columns\" with records = \"/rows\"",
+                        self.records
+                    ),
+                ));
+            }
+        }
         problems
     }
 
@@ -42,6 +69,13 @@ impl JsonArrayOptions {
         self.columns
             .as_ref()
             .map(|names| names.iter().map(|n| FieldName::from(n.as_str())).collect())
+    }
+
+    /// The key of the column names beside the rows, with `columns_at`.
+    fn columns_key(&self) -> Option<String> {
+        self.columns_at
+            .as_deref()
+            .and_then(|pointer| pointer_path(pointer).pop())
     }
 }
 
@@ -52,6 +86,7 @@ pub fn decoder(
 ) -> Box<dyn Decoder> {
     let shape = Shape::Rows {
         columns: options.columns(),
+        beside: options.columns_key(),
     };
     Box::new(JsonDecoder::with_shape(
         input,
@@ -61,55 +96,92 @@ pub fn decoder(
     ))
 }
 
-/// Writes a header row, then one row per record, in the columns of the header.
+/// Writes the column names (as the first row, or beside the rows), then one row per record, in
+/// the columns' order.
 pub struct JsonArrayEncoder {
     output: Box<dyn Write + Send>,
     buffer: Vec<u8>,
     label: String,
-    envelope_depth: usize,
+    path: Vec<String>,
     /// Set by the options, or by the first record.
     columns: Option<Vec<FieldName>>,
+    header: Header,
+    /// Whether the envelope and the column names are written.
+    started: bool,
     rows: u64,
+}
+
+/// Where the encoder writes the column names.
+enum Header {
+    FirstRow,
+    /// Nowhere: they were given (`columns`).
+    Given,
+    /// Under this key beside the rows (`columns_at`).
+    Beside(String),
 }
 
 impl JsonArrayEncoder {
     pub fn new(output: Box<dyn Write + Send>, label: &str, options: &JsonArrayOptions) -> Self {
-        let path = pointer_path(&options.records);
-        let buffer = open_envelope(&path);
-        let mut encoder = JsonArrayEncoder {
-            output,
-            buffer,
-            label: label.to_string(),
-            envelope_depth: path.len(),
-            columns: None,
-            rows: 0,
+        let header = match (options.columns.is_some(), options.columns_key()) {
+            (true, _) => Header::Given,
+            (false, Some(key)) => Header::Beside(key),
+            (false, None) => Header::FirstRow,
         };
-        if let Some(columns) = options.columns() {
-            encoder.write_header(columns);
+        JsonArrayEncoder {
+            output,
+            buffer: Vec::with_capacity(IO_BUFFER_BYTES + 4096),
+            label: label.to_string(),
+            path: pointer_path(&options.records),
+            columns: options.columns(),
+            header,
+            started: false,
+            rows: 0,
         }
-        encoder
     }
 
-    fn write_header(&mut self, columns: Vec<FieldName>) {
-        self.buffer.push(b'[');
-        for (index, name) in columns.iter().enumerate() {
-            if index > 0 {
-                self.buffer.push(b',');
+    /// Writes the envelope up to the rows' `[`, with the column names where they go.
+    fn start(&mut self, columns: Vec<FieldName>) {
+        self.started = true;
+        let names = |buffer: &mut Vec<u8>| {
+            buffer.push(b'[');
+            for (index, name) in columns.iter().enumerate() {
+                if index > 0 {
+                    buffer.push(b',');
+                }
+                write_str(buffer, name);
             }
-            write_str(&mut self.buffer, name);
+            buffer.push(b']');
+        };
+        match &self.header {
+            Header::Beside(key) => {
+                let (rows_key, parents) = self.path.split_last().expect("validated: beside rows");
+                self.buffer = open_envelope(parents);
+                self.buffer.pop();
+                self.buffer.push(b'{');
+                write_str(&mut self.buffer, key);
+                self.buffer.push(b':');
+                names(&mut self.buffer);
+                self.buffer.push(b',');
+                write_str(&mut self.buffer, rows_key);
+                self.buffer.extend_from_slice(b":[");
+            }
+            Header::FirstRow => {
+                self.buffer = open_envelope(&self.path);
+                names(&mut self.buffer);
+                self.rows = 1;
+            }
+            Header::Given => self.buffer = open_envelope(&self.path),
         }
-        self.buffer.push(b']');
         self.columns = Some(columns);
     }
 
     fn write_row(&mut self, record: &Record) -> Result<(), CodecError> {
-        let columns = self.columns.as_ref().expect("the header is written first");
-        self.rows += 1;
+        let columns = self.columns.as_ref().expect("started first");
         if let Some(extra) = record.names().find(|name| !columns.contains(name)) {
             return Err(CodecError::malformed(
                 self.label.clone(),
                 Position {
-                    record: Some(self.rows),
+                    record: Some(self.rows + 1),
                     field: Some(format!("`{extra}`")),
                     ..Position::default()
                 },
@@ -117,7 +189,11 @@ impl JsonArrayEncoder {
                 Some("set the format's `columns` to every field to write".into()),
             ));
         }
-        self.buffer.extend_from_slice(b",\n[");
+        if self.rows > 0 {
+            self.buffer.extend_from_slice(b",\n");
+        }
+        self.rows += 1;
+        self.buffer.push(b'[');
         for (index, column) in columns.iter().enumerate() {
             if index > 0 {
                 self.buffer.push(b',');
@@ -138,8 +214,12 @@ impl JsonArrayEncoder {
 impl Encoder for JsonArrayEncoder {
     fn write_batch(&mut self, records: &[Record]) -> Result<(), CodecError> {
         for record in records {
-            if self.columns.is_none() {
-                self.write_header(record.names().cloned().collect());
+            if !self.started {
+                let columns = self
+                    .columns
+                    .take()
+                    .unwrap_or_else(|| record.names().cloned().collect());
+                self.start(columns);
             }
             self.write_row(record)?;
             if self.buffer.len() >= IO_BUFFER_BYTES {
@@ -150,9 +230,13 @@ impl Encoder for JsonArrayEncoder {
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), CodecError> {
+        if !self.started {
+            let columns = self.columns.take().unwrap_or_default();
+            self.start(columns);
+        }
         self.buffer.push(b']');
         self.buffer
-            .extend(std::iter::repeat_n(b'}', self.envelope_depth));
+            .extend(std::iter::repeat_n(b'}', self.path.len()));
         self.buffer.push(b'\n');
         self.flush_buffer()?;
         self.output
@@ -207,6 +291,7 @@ mod tests {
         let options = JsonArrayOptions {
             records: "/rows".into(),
             columns: Some(vec!["id".into(), "name".into()]),
+            columns_at: None,
         };
         let records = decode(
             r#"{"total": 2, "rows": [[1, "ant"], [2, "bee"]]}"#,
@@ -214,9 +299,51 @@ mod tests {
         )
         .unwrap();
         assert_eq!(records.len(), 2);
+        // No header row: the columns are given, on output as on input.
+        let written = encode(&records, &options);
+        assert_eq!(written, "{\"rows\":[[1,\"ant\"],\n[2,\"bee\"]]}\n");
+        assert_eq!(decode(&written, &options).unwrap(), records);
+    }
+
+    #[test]
+    fn columns_beside_the_rows_round_trip() {
+        let options = JsonArrayOptions {
+            records: "/data/rows".into(),
+            columns: None,
+            columns_at: Some("/data/columns".into()),
+        };
+        assert_eq!(options.problems(), []);
+        let input =
+            r#"{"data": {"total": 2, "columns": ["id", "name"], "rows": [[1, "ant"], [2, null]]}}"#;
+        let records = decode(input, &options).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].get("name"), Some(&Value::Null));
+        let written = encode(&records, &options);
         assert_eq!(
-            encode(&records, &options),
-            "{\"rows\":[[\"id\",\"name\"],\n[1,\"ant\"],\n[2,\"bee\"]]}\n"
+            written,
+            "{\"data\":{\"columns\":[\"id\",\"name\"],\"rows\":[[1,\"ant\"],\n[2,null]]}}\n"
+        );
+        assert_eq!(decode(&written, &options).unwrap(), records);
+        assert_eq!(
+            encode(&[], &options),
+            "{\"data\":{\"columns\":[],\"rows\":[]}}\n"
+        );
+        let late = decode(r#"{"data": {"rows": [[1]], "columns": ["id"]}}"#, &options).unwrap_err();
+        assert!(
+            late.to_string()
+                .contains("the column names at `columns` must come before the rows"),
+            "{late}"
+        );
+        let elsewhere = JsonArrayOptions {
+            columns_at: Some("/columns".into()),
+            ..options
+        };
+        assert_eq!(
+            elsewhere.problems(),
+            [(
+                "columns_at",
+                "`/columns` must be a JSON pointer beside `records` (`/data/rows`), e.g. \"/columns\" with records = \"/rows\"".to_string()
+            )]
         );
     }
 

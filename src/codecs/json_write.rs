@@ -46,7 +46,7 @@ pub(crate) fn write_record(out: &mut Vec<u8>, record: &Record, keys: &mut KeyCac
     out.push(b'}');
 }
 
-fn write_nested_record(out: &mut Vec<u8>, record: &Record) {
+pub(crate) fn write_nested_record(out: &mut Vec<u8>, record: &Record) {
     out.push(b'{');
     for (index, (name, value)) in record.iter().enumerate() {
         if index > 0 {
@@ -187,6 +187,97 @@ pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
 }
 
+/// Re-indents the compact JSON written through it (two spaces a level, `"key": value`, empty
+/// objects and arrays kept as `{}` and `[]`), as it streams: `pretty = true` costs no buffering
+/// of the document.
+pub(crate) struct PrettyWriter<W: std::io::Write> {
+    inner: W,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    /// An opening bracket whose line break waits for the next byte: `{}` and `[]` stay shut.
+    opened: bool,
+    out: Vec<u8>,
+}
+
+impl<W: std::io::Write> PrettyWriter<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        PrettyWriter {
+            inner,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            opened: false,
+            out: Vec::new(),
+        }
+    }
+
+    fn new_line(&mut self) {
+        self.out.push(b'\n');
+        self.out.extend(std::iter::repeat_n(b' ', 2 * self.depth));
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for PrettyWriter<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.out.clear();
+        for &byte in bytes {
+            if self.in_string {
+                self.out.push(byte);
+                match byte {
+                    _ if self.escaped => self.escaped = false,
+                    b'\\' => self.escaped = true,
+                    b'"' => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            if byte.is_ascii_whitespace() {
+                // Only the newline that ends the document is kept.
+                if byte == b'\n' && self.depth == 0 && !self.opened {
+                    self.out.push(byte);
+                }
+                continue;
+            }
+            if std::mem::take(&mut self.opened) {
+                if matches!(byte, b'}' | b']') {
+                    self.out.push(byte);
+                    continue;
+                }
+                self.depth += 1;
+                self.new_line();
+            }
+            match byte {
+                b'{' | b'[' => {
+                    self.out.push(byte);
+                    self.opened = true;
+                }
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    self.new_line();
+                    self.out.push(byte);
+                }
+                b',' => {
+                    self.out.push(byte);
+                    self.new_line();
+                }
+                b':' => self.out.extend_from_slice(b": "),
+                b'"' => {
+                    self.out.push(byte);
+                    self.in_string = true;
+                }
+                _ => self.out.push(byte),
+            }
+        }
+        self.inner.write_all(&self.out)?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +347,39 @@ mod tests {
             let parsed: String = serde_json::from_str(&json(&text)).unwrap();
             prop_assert_eq!(parsed, text);
         }
+    }
+
+    #[test]
+    fn pretty_writer_indents_as_it_streams() {
+        use std::io::Write as _;
+        let compact = br#"{"results":[{"id":1,"tags":[],"note":"a, {b}: \"c\"","o":{}},{"id":2}]}"#;
+        let mut out = Vec::new();
+        let mut pretty = PrettyWriter::new(&mut out);
+        // Cut anywhere, even inside a string or an escape.
+        for chunk in compact.chunks(3) {
+            pretty.write_all(chunk).unwrap();
+        }
+        pretty.write_all(b"\n").unwrap();
+        drop(pretty);
+        let expected = r#"{
+  "results": [
+    {
+      "id": 1,
+      "tags": [],
+      "note": "a, {b}: \"c\"",
+      "o": {}
+    },
+    {
+      "id": 2
+    }
+  ]
+}
+"#;
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+        let reparsed: serde_json::Value = serde_json::from_str(expected).unwrap();
+        assert_eq!(
+            reparsed,
+            serde_json::from_slice::<serde_json::Value>(compact).unwrap()
+        );
     }
 }

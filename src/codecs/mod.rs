@@ -8,6 +8,9 @@ pub mod json;
 pub mod json_array;
 pub(crate) mod json_write;
 pub mod ndjson;
+pub mod text;
+pub mod types;
+pub mod unpack;
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -24,6 +27,7 @@ pub use self::excel::ExcelOptions;
 pub use self::json::JsonOptions;
 pub use self::json_array::JsonArrayOptions;
 pub use self::ndjson::NdjsonOptions;
+pub use self::text::TextEncoding;
 
 /// The format of a file: `format = { type = "csv", delimiter = ";" }`. When a file source or sink
 /// leaves it out, it is inferred from the path's extension (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`,
@@ -54,8 +58,10 @@ pub enum FormatConfig {
 }
 
 impl FormatConfig {
-    /// The format a path's extension implies, with default options.
+    /// The format a path's extension implies, with default options; a `.gz` after it is
+    /// looked through (`orders.csv.gz` is CSV, compressed).
     pub fn infer(path: &str) -> Option<FormatConfig> {
+        let path = unpack::strip_gzip_suffix(path).unwrap_or(path);
         let extension = Path::new(path).extension()?.to_str()?.to_ascii_lowercase();
         Self::from_name(&extension)
     }
@@ -135,11 +141,17 @@ impl FormatConfig {
     }
 
     /// A decoder reading `input`; `label` names the input in errors (usually its path).
+    /// Text is read as UTF-8 unless a byte-order mark or `encoding` says otherwise.
     pub fn decoder(
         &self,
         input: Box<dyn Read + Send>,
         label: &str,
+        encoding: Option<TextEncoding>,
     ) -> Result<Box<dyn Decoder>, CodecError> {
+        // The csv crate skips a UTF-8 byte-order mark itself.
+        let keep_bom = matches!(self, FormatConfig::Csv(_));
+        let input = text::utf8_input(input, encoding, keep_bom)
+            .map_err(|e| CodecError::io(label, "read", e))?;
         Ok(match self {
             FormatConfig::Csv(options) => Box::new(csv::CsvDecoder::new(input, label, options)?),
             FormatConfig::Ndjson(_) => Box::new(ndjson::NdjsonDecoder::new(input, label)),

@@ -20,6 +20,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::codecs::FormatConfig;
+use crate::codecs::TextEncoding;
 use crate::config::Pipeline;
 use crate::error::{RunError, StageError};
 use crate::progress::RunProgress;
@@ -28,7 +29,7 @@ use crate::report::{FileDigest, Outcome, PlannedOutput, RunReport, StageCounts};
 use crate::sinks::file::FileSink;
 use crate::sinks::publish;
 use crate::sinks::temp_journal;
-use crate::sources::file::FileSource;
+use crate::sources::file::{FileSource, ReadOptions};
 use crate::stage::{RunContext, Sink, SinkReport, Source, SourceProgress, Transform};
 use crate::state::{
     self, CommitIntent, DEFAULT_STATE_PATH, LockAttempt, LockOwner, PreparedOutput, Recovery,
@@ -822,17 +823,21 @@ fn crash_point(point: &str) {
 pub fn convert(
     input: &Path,
     output: &Path,
-    from: FormatConfig,
+    read: ReadOptions,
     to: FormatConfig,
+    to_encoding: Option<TextEncoding>,
 ) -> Result<SinkReport, RunError> {
     let cx = RunContext::new("convert", Path::new(""));
     let fail = |stage: &str, source| RunError::new(&cx.pipeline, stage, source);
-    let source = FileSource::from_path(input.to_path_buf(), from).map_err(|e| fail("input", e))?;
+    let source = FileSource::from_path(input.to_path_buf(), read).map_err(|e| fail("input", e))?;
     let sink: Box<dyn Sink> = if output == Path::new("-") {
-        let config = crate::sinks::stdout::StdoutSinkConfig { format: to };
+        let config = crate::sinks::stdout::StdoutSinkConfig {
+            format: to,
+            encoding: to_encoding,
+        };
         Box::new(crate::sinks::stdout::StdoutSink::new(&config).map_err(|e| fail("output", e))?)
     } else {
-        Box::new(FileSink::to_path(output, to, &cx))
+        Box::new(FileSink::to_path(output, to, to_encoding, &cx))
     };
     let mut chain = Chain {
         pipeline: cx.pipeline.clone(),

@@ -135,6 +135,7 @@ impl RejectsFile {
                 path: config.path.clone(),
                 format: Some(FormatConfig::Ndjson(NdjsonOptions::default())),
                 if_exists: IfExists::Replace,
+                encoding: None,
             },
             cx,
         )?;

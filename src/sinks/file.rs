@@ -10,13 +10,13 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tempfile::NamedTempFile;
 
+use super::output::{self, OutputEnd};
 pub use super::publish::IfExists;
 use super::publish::{self, PreparedOutput, Publication};
 use super::temp_journal;
 use super::template::{PathTemplate, TemplateValues};
-use crate::codecs::FormatConfig;
+use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Validate};
-use crate::digest::{HashingWriter, SharedDigest};
 use crate::error::StageError;
 use crate::record::Batch;
 use crate::stage::{Encoder, RunContext, Sink, SinkReport};
@@ -40,6 +40,11 @@ pub struct FileSinkConfig {
     /// replaces what an earlier one delivered, so drop folders want `{run_ts}`.
     #[serde(default)]
     pub if_exists: IfExists,
+    /// The text encoding of the output, e.g. `"windows-1252"` or `"utf-16le"` (any WHATWG
+    /// label; UTF-16 is written with a byte-order mark). A character the encoding cannot
+    /// represent fails the run, naming it. A path ending in `.gz` is gzip-compressed after
+    /// encoding. Default UTF-8.
+    pub encoding: Option<TextEncoding>,
 }
 
 impl Validate for FileSinkConfig {
@@ -69,8 +74,8 @@ struct Pending {
     temp: NamedTempFile,
     /// Present until the output is finished.
     encoder: Option<Box<dyn Encoder>>,
-    /// Of the bytes the encoder wrote.
-    digest: SharedDigest,
+    /// Compression and the digest of the file's bytes.
+    end: OutputEnd,
 }
 
 pub struct FileSink {
@@ -78,6 +83,7 @@ pub struct FileSink {
     template: PathTemplate,
     format: FormatConfig,
     if_exists: IfExists,
+    encoding: Option<TextEncoding>,
     /// The output being written, then the finished ones in order.
     outputs: Vec<Output>,
     /// Once prepared: the outputs to publish, their temporary files no longer removed on drop
@@ -97,6 +103,7 @@ impl FileSink {
                 || StageError::Refused(format!("cannot tell the format of {}", config.path)),
             )?,
             if_exists: config.if_exists,
+            encoding: config.encoding,
             outputs: Vec::new(),
             prepared: Vec::new(),
             skipped: Vec::new(),
@@ -105,12 +112,18 @@ impl FileSink {
     }
 
     /// A sink writing exactly to `path` (no placeholders), for `longshore convert`.
-    pub fn to_path(path: &Path, format: FormatConfig, cx: &RunContext) -> Self {
+    pub fn to_path(
+        path: &Path,
+        format: FormatConfig,
+        encoding: Option<TextEncoding>,
+        cx: &RunContext,
+    ) -> Self {
         FileSink {
             cx: cx.clone(),
             template: PathTemplate::literal(&path.to_string_lossy()),
             format,
             if_exists: IfExists::Replace,
+            encoding,
             outputs: Vec::new(),
             prepared: Vec::new(),
             skipped: Vec::new(),
@@ -128,13 +141,19 @@ impl FileSink {
     }
 
     fn finish_current(&mut self) -> Result<(), StageError> {
-        if let Some(Output {
+        let Some(Output {
+            path,
             pending: Some(pending),
-            ..
         }) = self.outputs.last_mut()
-            && let Some(encoder) = pending.encoder.take()
-        {
+        else {
+            return Ok(());
+        };
+        if let Some(encoder) = pending.encoder.take() {
             encoder.finish()?;
+            pending
+                .end
+                .finish()
+                .map_err(|e| StageError::io(path.display(), "write", e))?;
         }
         Ok(())
     }
@@ -180,14 +199,15 @@ impl FileSink {
             .as_file()
             .try_clone()
             .map_err(|e| StageError::io(&shown, "write", e))?;
-        let (writer, digest) = HashingWriter::new(file);
-        let encoder = self.format.encoder(Box::new(writer), &shown)?;
+        let gzip = crate::codecs::unpack::strip_gzip_suffix(&shown).is_some();
+        let (writer, end) = output::writer(file, gzip, self.encoding);
+        let encoder = self.format.encoder(writer, &shown)?;
         self.outputs.push(Output {
             path,
             pending: Some(Pending {
                 temp,
                 encoder: Some(encoder),
-                digest,
+                end,
             }),
         });
         Ok(())
@@ -280,7 +300,7 @@ impl Sink for FileSink {
                 self.skipped.push(output.path.display().to_string());
                 continue;
             };
-            let (size, sha256) = pending.digest.finish();
+            let (size, sha256) = pending.end.digest.finish();
             let temp = pending.temp.into_temp_path().keep().map_err(|e| {
                 StageError::io(output.path.display(), "keep the temporary file of", e.error)
             })?;

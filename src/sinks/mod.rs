@@ -2,6 +2,7 @@
 //! is visible before the run commits.
 
 pub mod file;
+pub mod output;
 pub mod publish;
 pub mod stdout;
 pub mod temp_journal;

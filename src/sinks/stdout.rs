@@ -4,7 +4,8 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::codecs::FormatConfig;
+use crate::codecs::text::encoded_output;
+use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Validate};
 use crate::error::{StageError, is_broken_pipe};
 use crate::record::Batch;
@@ -17,6 +18,8 @@ use crate::state::PreparedOutput;
 pub struct StdoutSinkConfig {
     /// The output format, e.g. `{ type = "ndjson" }`. Required.
     pub format: FormatConfig,
+    /// The text encoding of the output, as for the `file` sink. Default UTF-8.
+    pub encoding: Option<TextEncoding>,
 }
 
 impl Validate for StdoutSinkConfig {
@@ -32,12 +35,9 @@ pub struct StdoutSink {
 
 impl StdoutSink {
     pub fn new(config: &StdoutSinkConfig) -> Result<Self, StageError> {
+        let stdout = encoded_output(Box::new(std::io::stdout()), config.encoding);
         Ok(StdoutSink {
-            encoder: Some(
-                config
-                    .format
-                    .encoder(Box::new(std::io::stdout()), "standard output")?,
-            ),
+            encoder: Some(config.format.encoder(stdout, "standard output")?),
             records: 0,
         })
     }

@@ -10,10 +10,12 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::codecs::FormatConfig;
+use crate::codecs::types::{FieldType, Typing};
+use crate::codecs::unpack::{self, Part, UnpackLimits, Unpacked};
+use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Validate};
 use crate::digest::{HashingReader, SharedDigest, sha256_file};
-use crate::error::{CodecError, StageError};
+use crate::error::{CodecError, Malformed, Position, StageError};
 use crate::record::{Batch, Origin, Reject};
 use crate::report::FileDigest;
 use crate::stage::{Decoder, RunContext, Source, SourceProgress};
@@ -31,7 +33,11 @@ pub struct FileSourceConfig {
     /// that does not exist is an error. Required.
     pub path: String,
     /// The files' format, e.g. `{ type = "csv", delimiter = ";" }`. Default: inferred from the
-    /// extension in `path` (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`).
+    /// extension in `path` (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`, ...), looking through
+    /// `.gz`; for a zip archive, from each member's name. Gzip files and zip archives are
+    /// recognized by their content and unpacked on the fly, whatever their names; every file
+    /// in an archive is read, in the archive's order (directories, hidden files and
+    /// `__MACOSX/` entries skipped), and names its records' origin as `archive.zip/member`.
     pub format: Option<FormatConfig>,
     /// When a file that an earlier run delivered is read again: `"changed"` (only when its
     /// content changed: a different size or SHA-256 under the same path), `"never"`, or
@@ -40,6 +46,27 @@ pub struct FileSourceConfig {
     /// Default `"changed"`.
     #[serde(default)]
     pub reprocess: Reprocess,
+    /// The text encoding of files without a byte-order mark, e.g. `"windows-1252"`,
+    /// `"iso-8859-15"`, `"shift_jis"` (any WHATWG label). A byte-order mark (UTF-8, UTF-16LE,
+    /// UTF-16BE) always wins. XML files without either follow their declaration. Bytes that
+    /// are invalid in the encoding become U+FFFD. Default: UTF-8 (invalid UTF-8 is an error).
+    pub encoding: Option<TextEncoding>,
+    /// Give text values the type they read as: integers (`42`; not `007`, a code), exact
+    /// decimals (`1.50`), `true`/`false`, ISO 8601 dates and timestamps. For formats without
+    /// types (CSV, XML); each value on its own. Fields in `schema` are typed by it instead.
+    /// Default `false`: text stays text.
+    #[serde(default)]
+    pub infer_types: bool,
+    /// The type of named fields, e.g. `{ amount = "decimal", created = { type = "timestamp",
+    /// format = "%d/%m/%Y %H:%M" } }`: `string`, `integer`, `float`, `decimal`, `bool`,
+    /// `timestamp`, `date`. A value that does not fit makes its record a reject (with
+    /// `[rejects]`) or fails the run. Default: none.
+    pub schema: Option<std::collections::BTreeMap<String, FieldType>>,
+    /// The most bytes one compressed file (all members of a zip together) may unpack to: a
+    /// guard against decompression bombs. Default 4294967296 (4 GiB).
+    pub max_unpacked_bytes: Option<u64>,
+    /// The most entries a zip archive may have (directories included). Default 10000.
+    pub max_zip_members: Option<usize>,
 }
 
 fn is_pattern(path: &str) -> bool {
@@ -54,8 +81,31 @@ impl Validate for FileSourceConfig {
         {
             problems.push(Invalid::new("path", format!("invalid glob pattern: {e}")));
         }
-        problems.extend(FormatConfig::stage_problems(&self.format, &self.path));
+        // An archive's members are each of the format their names imply.
+        if self.format.is_some() || !unpack::is_zip_name(&self.path) {
+            problems.extend(FormatConfig::stage_problems(&self.format, &self.path));
+        }
+        for (field, field_type) in self.schema.iter().flatten() {
+            if let Some(problem) = field_type.problem() {
+                problems.push(Invalid::new(format!("schema.{field}"), problem));
+            }
+        }
+        if self.max_unpacked_bytes == Some(0) {
+            problems.push(Invalid::new("max_unpacked_bytes", "must be at least 1"));
+        }
         problems
+    }
+}
+
+impl FileSourceConfig {
+    fn limits(&self) -> UnpackLimits {
+        let defaults = UnpackLimits::default();
+        UnpackLimits {
+            max_unpacked_bytes: self
+                .max_unpacked_bytes
+                .unwrap_or(defaults.max_unpacked_bytes),
+            max_members: self.max_zip_members.unwrap_or(defaults.max_members),
+        }
     }
 }
 
@@ -82,16 +132,33 @@ struct Listed {
 
 /// The file being read.
 struct Reading {
+    /// Its streams: one, or one per member of a zip archive.
+    parts: Unpacked,
+    /// Of the stream being read.
     decoder: Box<dyn Decoder>,
+    /// Records the decoder gave so far, for the position of a value that does not fit the
+    /// schema.
+    records: u64,
     origin: Arc<Origin>,
     listed: Listed,
     digest: SharedDigest,
 }
 
+/// How files are read: the same for every file of a source.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// `None`: from each file's (or member's) name.
+    pub format: Option<FormatConfig>,
+    pub encoding: Option<TextEncoding>,
+    pub limits: UnpackLimits,
+    /// `None`: records stay as decoded.
+    pub typing: Option<Typing>,
+}
+
 pub struct FileSource {
     files: VecDeque<Listed>,
     files_listed: usize,
-    format: FormatConfig,
+    read: ReadOptions,
     current: Option<Reading>,
     cx: Option<RunContext>,
     /// Ledger entries are made unless `reprocess = "always"` or outside a pipeline run.
@@ -107,13 +174,13 @@ impl FileSource {
         store: &mut dyn StateStore,
     ) -> Result<Self, StageError> {
         let path = cx.resolve(&config.path);
-        let format =
-            FormatConfig::named_or_inferred(&config.format, &config.path).ok_or_else(|| {
-                StageError::Refused(format!(
-                    "cannot tell the format of {}: set `format`",
-                    config.path
-                ))
-            })?;
+        let format = FormatConfig::named_or_inferred(&config.format, &config.path);
+        if format.is_none() && !unpack::is_zip_name(&config.path) {
+            return Err(StageError::Refused(format!(
+                "cannot tell the format of {}: set `format`",
+                config.path
+            )));
+        }
         let files = if is_pattern(&config.path) {
             list_matches(cx, &config.path, &path)?
         } else {
@@ -124,7 +191,12 @@ impl FileSource {
         let mut source = FileSource {
             files: VecDeque::new(),
             files_listed: 0,
-            format,
+            read: ReadOptions {
+                format,
+                encoding: config.encoding,
+                limits: config.limits(),
+                typing: Typing::new(config.infer_types, config.schema.as_ref()),
+            },
             current: None,
             cx: Some(cx.clone()),
             ledger: config.reprocess != Reprocess::Always,
@@ -165,12 +237,12 @@ impl FileSource {
     }
 
     /// A source reading exactly the file at `path` (no pattern, no ledger), which must exist.
-    pub fn from_path(path: PathBuf, format: FormatConfig) -> Result<Self, StageError> {
+    pub fn from_path(path: PathBuf, read: ReadOptions) -> Result<Self, StageError> {
         std::fs::metadata(&path).map_err(|e| StageError::io(path.display(), "read the file", e))?;
         Ok(FileSource {
             files: VecDeque::from([listed(path)?]),
             files_listed: 1,
-            format,
+            read,
             current: None,
             cx: None,
             ledger: false,
@@ -199,35 +271,112 @@ impl FileSource {
         tracing::debug!(file = %shown, "reading");
         let counter = self.cx.as_ref().map(|cx| cx.bytes_read.clone());
         let (reader, digest) = HashingReader::new(file, counter);
-        let decoder = self.format.decoder(Box::new(reader), &shown)?;
+        let mut parts = unpack::unpack(Box::new(reader), &shown, self.read.limits)?;
+        let Some(part) = parts.next_part()? else {
+            // An archive with no files in it: read, and nothing in it.
+            self.finish_file(listed, digest);
+            return Ok(true);
+        };
+        let (decoder, origin) = self.decoder(part)?;
         self.current = Some(Reading {
+            parts,
             decoder,
-            origin: Arc::new(Origin { path: shown }),
+            records: 0,
+            origin,
             listed,
             digest,
         });
         Ok(true)
     }
 
+    /// The decoder of one stream of a file, and the origin its records name.
+    fn decoder(&self, part: Part) -> Result<(Box<dyn Decoder>, Arc<Origin>), StageError> {
+        let format = match &self.read.format {
+            Some(format) => format.clone(),
+            None => FormatConfig::infer(&part.name).ok_or_else(|| {
+                StageError::Refused(format!(
+                    "cannot tell the format of {} from its name: set the source's `format` (one of {})",
+                    part.label,
+                    FormatConfig::NAMES
+                ))
+            })?,
+        };
+        let decoder = format.decoder(part.reader, &part.label, self.read.encoding)?;
+        Ok((decoder, Arc::new(Origin { path: part.label })))
+    }
+
     /// Records a file read to its end.
-    fn finish_file(&mut self, reading: Reading) {
-        let (size, sha256) = reading.digest.finish();
+    fn finish_file(&mut self, listed: Listed, digest: SharedDigest) {
+        let (size, sha256) = digest.finish();
         self.progress.units += 1;
         self.progress.files_read.push(FileDigest {
-            path: reading.origin.path.clone(),
+            path: listed.path.display().to_string(),
             size,
             sha256: sha256.clone(),
         });
         if let (true, Some(cx)) = (self.ledger, &self.cx) {
             self.progress.changes.push(StateChange::Ledger(LedgerEntry {
-                path: reading.listed.key,
+                path: listed.key,
                 size,
-                mtime_ns: reading.listed.mtime_ns,
+                mtime_ns: listed.mtime_ns,
                 sha256,
                 processed_at: cx.started_at.to_rfc3339(),
                 run_id: cx.run_id.clone(),
             }));
         }
+    }
+}
+
+/// Types the records just decoded into `out`. One whose value does not fit is moved to the
+/// rejects when quarantining, else the error.
+fn type_records(
+    typing: &Typing,
+    out: &mut Batch,
+    reading: &mut Reading,
+    quarantine: bool,
+) -> Result<(), CodecError> {
+    let first = reading.records;
+    reading.records += out.records.len() as u64;
+    let mut number = first;
+    let mut failure = None;
+    out.records.retain_mut(|record| {
+        number += 1;
+        if failure.is_some() {
+            return true;
+        }
+        let Err(cast) = typing.apply(record) else {
+            return true;
+        };
+        let mut raw = Vec::new();
+        crate::codecs::json_write::write_nested_record(&mut raw, record);
+        let reject = Reject {
+            file: reading.origin.path.clone(),
+            position: Position {
+                record: Some(number),
+                field: Some(format!("`{}`", cast.field)),
+                ..Position::default()
+            },
+            reason: cast.reason,
+            raw: Some(String::from_utf8_lossy(&raw).into_owned()),
+        };
+        if quarantine {
+            out.rejects.push(reject);
+            return false;
+        }
+        failure = Some(reject);
+        true
+    });
+    match failure {
+        None => Ok(()),
+        Some(reject) => Err(CodecError::BadRecord {
+            malformed: Box::new(Malformed {
+                file: reject.file,
+                position: reject.position,
+                message: reject.reason,
+                hint: None,
+            }),
+            raw: reject.raw,
+        }),
     }
 }
 
@@ -303,11 +452,23 @@ impl Source for FileSource {
             match reading.decoder.next_batch(&mut out.records, max) {
                 Ok(true) => {
                     out.origin = Some(reading.origin.clone());
+                    if let Some(typing) = &self.read.typing {
+                        let quarantine = self.cx.as_ref().is_some_and(|cx| cx.quarantine);
+                        type_records(typing, out, reading, quarantine)?;
+                    }
                     return Ok(true);
                 }
                 Ok(false) => {
-                    let done = self.current.take().expect("a file is open");
-                    self.finish_file(done);
+                    if let Some(part) = reading.parts.next_part()? {
+                        let (decoder, origin) = self.decoder(part)?;
+                        let reading = self.current.as_mut().expect("a file is open");
+                        reading.decoder = decoder;
+                        reading.records = 0;
+                        reading.origin = origin;
+                    } else {
+                        let done = self.current.take().expect("a file is open");
+                        self.finish_file(done.listed, done.digest);
+                    }
                     if !out.rejects.is_empty() {
                         return Ok(true);
                     }
@@ -351,6 +512,11 @@ mod tests {
             path: "*.csv".into(),
             format: None,
             reprocess: Reprocess::Changed,
+            encoding: None,
+            max_unpacked_bytes: None,
+            max_zip_members: None,
+            infer_types: false,
+            schema: None,
         };
         let mut source = FileSource::new(&config, &cx, &mut SqliteStore::in_memory()).unwrap();
         let mut batch = Batch::default();

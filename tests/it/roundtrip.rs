@@ -49,7 +49,7 @@ fn encode(format: &FormatConfig, records: &[Record]) -> Vec<u8> {
 
 fn decode(format: &FormatConfig, bytes: Vec<u8>) -> Vec<Record> {
     let mut decoder: Box<dyn Decoder> = format
-        .decoder(Box::new(Cursor::new(bytes)), "memory")
+        .decoder(Box::new(Cursor::new(bytes)), "memory", None)
         .expect("a decoder");
     let mut records = Vec::new();
     while decoder.next_batch(&mut records, 3).expect("decode") {}

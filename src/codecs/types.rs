@@ -1,0 +1,449 @@
+//! Types for formats that have none. CSV cells and XML text are strings; a source can give
+//! them types, either by inference (`infer_types = true`: each value that reads as a number,
+//! boolean, date or timestamp becomes one) or by a per-field `schema` that says what each named
+//! field must be. A value the schema cannot cast is a bad record: it goes to the rejects (with
+//! its file, record number and field), or fails the run.
+//!
+//! Inference looks at each value on its own (no column statistics), so it streams; it leaves
+//! alone what would lose information: `007` stays text (a code, not the number 7), `1.50` becomes
+//! an exact decimal, not a float.
+
+use std::collections::BTreeMap;
+
+use chrono::format::{Item, StrftimeItems};
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::record::{Record, Text, Value};
+
+/// What a field's values must be: `"integer"`, or `{ type = "timestamp", format = "%d/%m/%Y
+/// %H:%M" }`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum FieldType {
+    Plain(TypeName),
+    WithFormat(TypeWithFormat),
+}
+
+/// A type with options.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TypeWithFormat {
+    /// The type.
+    #[serde(rename = "type")]
+    pub name: TypeName,
+    /// For `timestamp` and `date`: how the text is written, in `strftime` notation
+    /// (`%d/%m/%Y %H:%M`; `%z` for an offset). Default: ISO 8601 / RFC 3339.
+    pub format: Option<String>,
+}
+
+/// The types a field can be given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TypeName {
+    /// Text as it is; other values as their text.
+    String,
+    /// A whole number within ±9223372036854775807.
+    Integer,
+    /// A binary floating-point number (`1.5`, `-2e3`).
+    Float,
+    /// An exact decimal number (`1234.50`): no digit is lost.
+    Decimal,
+    /// `true`/`false`, `yes`/`no`, `y`/`n`, `t`/`f`, `1`/`0`, in any case.
+    Bool,
+    /// A date and time: with an offset when the text has one, else without.
+    Timestamp,
+    /// A calendar date.
+    Date,
+}
+
+impl FieldType {
+    fn name(&self) -> TypeName {
+        match self {
+            FieldType::Plain(name) => *name,
+            FieldType::WithFormat(typed) => typed.name,
+        }
+    }
+
+    fn format(&self) -> Option<&str> {
+        match self {
+            FieldType::Plain(_) => None,
+            FieldType::WithFormat(typed) => typed.format.as_deref(),
+        }
+    }
+
+    /// What is wrong with it, for `validate`.
+    pub fn problem(&self) -> Option<String> {
+        let format = self.format()?;
+        if !matches!(self.name(), TypeName::Timestamp | TypeName::Date) {
+            return Some("`format` is for the timestamp and date types only".into());
+        }
+        if StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
+            return Some(format!("`{format}` is not a valid strftime format"));
+        }
+        None
+    }
+}
+
+/// A value that does not fit its field's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CastError {
+    pub field: String,
+    pub reason: String,
+}
+
+/// Gives a source's records their types.
+#[derive(Debug, Clone, Default)]
+pub struct Typing {
+    infer: bool,
+    schema: BTreeMap<String, FieldType>,
+}
+
+impl Typing {
+    /// `None` when neither inference nor a schema is asked for: records stay as decoded.
+    pub fn new(infer: bool, schema: Option<&BTreeMap<String, FieldType>>) -> Option<Self> {
+        let schema = schema.cloned().unwrap_or_default();
+        (infer || !schema.is_empty()).then_some(Typing { infer, schema })
+    }
+
+    /// Types `record` in place: the schema's fields are cast (the first that cannot be is the
+    /// error, and the record is left as it was), and, with inference, the other text values
+    /// are read for what they look like.
+    pub fn apply(&self, record: &mut Record) -> Result<(), CastError> {
+        if !self.schema.is_empty() {
+            let mut casts = Vec::new();
+            for (index, (name, value)) in record.iter().enumerate() {
+                if let Some(field_type) = self.schema.get(&**name) {
+                    let typed = cast(value, field_type).map_err(|reason| CastError {
+                        field: name.to_string(),
+                        reason,
+                    })?;
+                    casts.push((index, typed));
+                }
+            }
+            let fields = record.fields_mut();
+            for (index, typed) in casts {
+                fields[index].1 = typed;
+            }
+        }
+        if self.infer {
+            for (name, value) in record.fields_mut() {
+                if let Value::String(text) = value
+                    && !self.schema.contains_key(&**name)
+                    && let Some(typed) = infer(text)
+                {
+                    *value = typed;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `text` reads as, when it is unambiguously more than text.
+pub fn infer(text: &str) -> Option<Value> {
+    let bytes = text.as_bytes();
+    let first = *bytes.first()?;
+    if first.is_ascii_digit() || first == b'-' {
+        if is_integer(text) {
+            return text.parse().ok().map(Value::Integer);
+        }
+        if is_decimal(text) {
+            return Some(Value::Decimal(text.into()));
+        }
+        return parse_time(text, None, TypeName::Timestamp).ok();
+    }
+    match text {
+        "true" => Some(Value::Bool(true)),
+        "false" => Some(Value::Bool(false)),
+        _ => None,
+    }
+}
+
+/// `-?(0|[1-9][0-9]*)`: no leading zero (`007` is a code), no sign but minus.
+fn is_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+}
+
+/// `-?(0|[1-9][0-9]*)\.[0-9]+`.
+fn is_decimal(text: &str) -> bool {
+    match text.split_once('.') {
+        Some((whole, fraction)) => {
+            is_integer(whole)
+                && !fraction.is_empty()
+                && fraction.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+fn cast(value: &Value, field_type: &FieldType) -> Result<Value, String> {
+    let name = field_type.name();
+    let text = match value {
+        Value::Null => return Ok(Value::Null),
+        Value::String(text) => text,
+        // Already typed (JSON, a spreadsheet): converted where nothing is lost.
+        typed => return convert(typed.clone(), name),
+    };
+    let trimmed = text.trim();
+    let refuse = |what: &str| Err(format!("`{text}` is not {what}"));
+    match name {
+        TypeName::String => Ok(Value::String(text.clone())),
+        TypeName::Integer => match trimmed.parse::<i64>() {
+            Ok(number) => Ok(Value::Integer(number)),
+            Err(_) => refuse("an integer"),
+        },
+        TypeName::Float => match trimmed.parse::<f64>() {
+            Ok(number) if number.is_finite() => Ok(Value::Float(number)),
+            _ => refuse("a number"),
+        },
+        TypeName::Decimal => {
+            let unsigned = trimmed.strip_prefix(['-', '+']).unwrap_or(trimmed);
+            let digits = unsigned.replacen('.', "", 1);
+            if !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && !unsigned.starts_with('.')
+                && !unsigned.ends_with('.')
+            {
+                Ok(Value::Decimal(Text::from(trimmed.trim_start_matches('+'))))
+            } else {
+                refuse("a decimal number")
+            }
+        }
+        TypeName::Bool => match trimmed.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "y" | "t" | "1" => Ok(Value::Bool(true)),
+            "false" | "no" | "n" | "f" | "0" => Ok(Value::Bool(false)),
+            _ => refuse("a boolean (true/false, yes/no, 1/0)"),
+        },
+        TypeName::Timestamp | TypeName::Date => parse_time(trimmed, field_type.format(), name)
+            .map_err(|expected| format!("`{text}` is not a {} ({expected})", type_word(name))),
+    }
+}
+
+fn type_word(name: TypeName) -> &'static str {
+    match name {
+        TypeName::Date => "date",
+        _ => "timestamp",
+    }
+}
+
+/// A typed value given to a field of type `name`: kept when it is one, converted when that
+/// loses nothing.
+fn convert(value: Value, name: TypeName) -> Result<Value, String> {
+    let refuse = |value: &Value| {
+        Err(format!(
+            "{} is not {}",
+            value.to_text().unwrap_or_default(),
+            match name {
+                TypeName::String => "text",
+                TypeName::Integer => "an integer",
+                TypeName::Float => "a number",
+                TypeName::Decimal => "a decimal number",
+                TypeName::Bool => "a boolean",
+                TypeName::Timestamp => "a timestamp",
+                TypeName::Date => "a date",
+            }
+        ))
+    };
+    Ok(match (name, value) {
+        (TypeName::String, value) => match value.to_text() {
+            Some(text) => Value::String(Text::from(text.as_ref())),
+            None => Value::Null,
+        },
+        (TypeName::Integer, Value::Integer(i)) => Value::Integer(i),
+        (TypeName::Integer, Value::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            Value::Integer(f as i64)
+        }
+        (TypeName::Float, Value::Float(f)) => Value::Float(f),
+        (TypeName::Float, Value::Integer(i)) => Value::Float(i as f64),
+        (TypeName::Decimal, Value::Decimal(d)) => Value::Decimal(d),
+        (TypeName::Decimal, Value::Integer(i)) => Value::Decimal(Text::from(i.to_string())),
+        (TypeName::Bool, Value::Bool(b)) => Value::Bool(b),
+        (TypeName::Timestamp, v @ (Value::Timestamp(_) | Value::DateTime(_))) => v,
+        (TypeName::Date, Value::Date(d)) => Value::Date(d),
+        (_, value) => return refuse(&value),
+    })
+}
+
+/// A date or timestamp in `format` (strftime), or by default RFC 3339 / ISO 8601 (a space for
+/// the `T` accepted). The error says what was expected.
+fn parse_time(text: &str, format: Option<&str>, name: TypeName) -> Result<Value, String> {
+    if name == TypeName::Date {
+        let format = format.unwrap_or("%Y-%m-%d");
+        return NaiveDate::parse_from_str(text, format)
+            .map(Value::Date)
+            .map_err(|_| format!("expected {format}"));
+    }
+    match format {
+        Some(format) => DateTime::parse_from_str(text, format)
+            .map(Value::Timestamp)
+            .or_else(|_| NaiveDateTime::parse_from_str(text, format).map(Value::DateTime))
+            .map_err(|_| format!("expected {format}")),
+        None => {
+            if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+                return Ok(Value::Timestamp(at));
+            }
+            for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+                if let Ok(at) = NaiveDateTime::parse_from_str(text, format) {
+                    return Ok(Value::DateTime(at));
+                }
+            }
+            if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+                return Ok(Value::Date(date));
+            }
+            Err("expected ISO 8601, e.g. 2024-08-01T10:30:00+02:00".into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn record(fields: &[(&str, &str)]) -> Record {
+        let mut record = Record::new();
+        for (name, value) in fields {
+            record.push(Arc::from(*name), Value::String((*value).into()));
+        }
+        record
+    }
+
+    fn texts(record: &Record) -> Vec<String> {
+        record.iter().map(|(_, v)| format!("{v:?}")).collect()
+    }
+
+    #[test]
+    fn inference_types_only_what_is_unambiguous() {
+        let typing = Typing::new(true, None).unwrap();
+        let mut r = record(&[
+            ("a", "42"),
+            ("b", "-7"),
+            ("c", "007"),
+            ("d", "1.50"),
+            ("e", "true"),
+            ("f", "2024-08-01"),
+            ("g", "2024-08-01T10:30:00+02:00"),
+            ("h", "2024-08-01 10:30:00"),
+            ("i", "1e5"),
+            ("j", "TRUE"),
+            ("k", "99999999999999999999"),
+            ("l", ""),
+        ]);
+        typing.apply(&mut r).unwrap();
+        assert_eq!(
+            texts(&r),
+            [
+                "Integer(42)",
+                "Integer(-7)",
+                "String(\"007\")",
+                "Decimal(\"1.50\")",
+                "Bool(true)",
+                "Date(2024-08-01)",
+                "Timestamp(2024-08-01T10:30:00+02:00)",
+                "DateTime(2024-08-01T10:30:00)",
+                "String(\"1e5\")",
+                "String(\"TRUE\")",
+                "String(\"99999999999999999999\")",
+                "String(\"\")",
+            ]
+        );
+    }
+
+    fn schema(entries: &[(&str, FieldType)]) -> Typing {
+        let map: BTreeMap<String, FieldType> = entries
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.clone()))
+            .collect();
+        Typing::new(false, Some(&map)).unwrap()
+    }
+
+    #[test]
+    fn a_schema_casts_its_fields_and_names_the_first_that_does_not_fit() {
+        let typing = schema(&[
+            ("id", FieldType::Plain(TypeName::Integer)),
+            ("amount", FieldType::Plain(TypeName::Decimal)),
+            ("paid", FieldType::Plain(TypeName::Bool)),
+            (
+                "at",
+                FieldType::WithFormat(TypeWithFormat {
+                    name: TypeName::Timestamp,
+                    format: Some("%d/%m/%Y %H:%M".into()),
+                }),
+            ),
+        ]);
+        let mut r = record(&[
+            ("id", " 12 "),
+            ("amount", "+1234.50"),
+            ("paid", "Yes"),
+            ("at", "01/08/2024 10:30"),
+            ("note", "42"),
+        ]);
+        typing.apply(&mut r).unwrap();
+        assert_eq!(
+            texts(&r),
+            [
+                "Integer(12)",
+                "Decimal(\"1234.50\")",
+                "Bool(true)",
+                "DateTime(2024-08-01T10:30:00)",
+                "String(\"42\")"
+            ]
+        );
+        let mut bad = record(&[("id", "12"), ("amount", "12,50")]);
+        let before = bad.clone();
+        assert_eq!(
+            typing.apply(&mut bad).unwrap_err(),
+            CastError {
+                field: "amount".into(),
+                reason: "`12,50` is not a decimal number".into()
+            }
+        );
+        assert_eq!(bad, before, "a record that does not fit is left as decoded");
+        let mut bad = record(&[("at", "2024-08-01")]);
+        assert_eq!(
+            typing.apply(&mut bad).unwrap_err().reason,
+            "`2024-08-01` is not a timestamp (expected %d/%m/%Y %H:%M)"
+        );
+    }
+
+    #[test]
+    fn typed_values_convert_only_without_loss() {
+        let integer = FieldType::Plain(TypeName::Integer);
+        assert_eq!(cast(&Value::Float(3.0), &integer), Ok(Value::Integer(3)));
+        assert_eq!(
+            cast(&Value::Float(3.5), &integer),
+            Err("3.5 is not an integer".into())
+        );
+        let text = FieldType::Plain(TypeName::String);
+        assert_eq!(
+            cast(&Value::Integer(7), &text),
+            Ok(Value::String("7".into()))
+        );
+        assert_eq!(cast(&Value::Null, &integer), Ok(Value::Null));
+    }
+
+    #[test]
+    fn formats_are_checked() {
+        let bad = FieldType::WithFormat(TypeWithFormat {
+            name: TypeName::Date,
+            format: Some("%Q".into()),
+        });
+        assert_eq!(
+            bad.problem().unwrap(),
+            "`%Q` is not a valid strftime format"
+        );
+        let misplaced = FieldType::WithFormat(TypeWithFormat {
+            name: TypeName::Integer,
+            format: Some("%Y".into()),
+        });
+        assert_eq!(
+            misplaced.problem().unwrap(),
+            "`format` is for the timestamp and date types only"
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! What lies between an encoder and its file: the text encoding a partner wants (UTF-8 unless
+//! the sink says otherwise), gzip compression when the path ends in `.gz`, and the SHA-256 of
+//! the bytes that reach the file.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+
+use flate2::write::GzEncoder;
+
+use crate::codecs::TextEncoding;
+use crate::codecs::text::encoded_output;
+use crate::digest::{HashingWriter, SharedDigest};
+
+type Gzip = GzEncoder<HashingWriter<File>>;
+
+/// The end of an output's writer chain, kept by the sink to finish it after the encoder.
+pub struct OutputEnd {
+    /// The gzip stream, shared with the encoder's writer, whose trailer is written at the end.
+    gzip: Option<Arc<Mutex<Gzip>>>,
+    /// Of the bytes written to the file.
+    pub digest: SharedDigest,
+}
+
+/// The writer an encoder writes to, ending in `file`.
+pub fn writer(
+    file: File,
+    gzip: bool,
+    encoding: Option<TextEncoding>,
+) -> (Box<dyn Write + Send>, OutputEnd) {
+    let (hashing, digest) = HashingWriter::new(file);
+    let (compressed, gzip): (Box<dyn Write + Send>, _) = if gzip {
+        let shared = Arc::new(Mutex::new(GzEncoder::new(
+            hashing,
+            flate2::Compression::default(),
+        )));
+        (Box::new(Shared(shared.clone())), Some(shared))
+    } else {
+        (Box::new(hashing), None)
+    };
+    (
+        encoded_output(compressed, encoding),
+        OutputEnd { gzip, digest },
+    )
+}
+
+impl OutputEnd {
+    /// Writes what follows the encoder's last byte (the gzip trailer). Call after the encoder
+    /// finished.
+    pub fn finish(&mut self) -> io::Result<()> {
+        match self.gzip.take() {
+            Some(gzip) => gzip
+                .lock()
+                .map_err(|_| io::Error::other("the gzip stream was poisoned"))?
+                .try_finish(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A writer shared between the encoder (which writes) and [`OutputEnd`] (which finishes).
+struct Shared(Arc<Mutex<Gzip>>);
+
+impl Write for Shared {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.lock()?.write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.lock()?.flush()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, Gzip>> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("the gzip stream was poisoned"))
+    }
+}
