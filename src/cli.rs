@@ -277,11 +277,15 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
         } => {
             // A zip archive's members are each of the format their names imply.
             let archive = from.is_none() && unpack::is_zip_name(&input.to_string_lossy());
+            let from = match archive {
+                true => None,
+                false => Some(format_for(&input, from.as_deref(), "--from")?),
+            };
+            if let Some(message) = from.as_ref().and_then(|f| f.encoding_problem(encoding)) {
+                return Err(Error::Usage(format!("--encoding: {message}")));
+            }
             let read = ReadOptions {
-                format: match archive {
-                    true => None,
-                    false => Some(format_for(&input, from.as_deref(), "--from")?),
-                },
+                format: from,
                 encoding,
                 limits: UnpackLimits::default(),
                 typing: Typing::new(infer_types, None),
@@ -291,6 +295,9 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
                 && let Some(message) = to.output_problem(&output.to_string_lossy())
             {
                 return Err(Error::Usage(message));
+            }
+            if let Some(message) = to.encoding_problem(to_encoding) {
+                return Err(Error::Usage(format!("--to-encoding: {message}")));
             }
             let report = runner::convert(&input, &output, read, to, to_encoding)?;
             tracing::info!(

@@ -125,6 +125,20 @@ impl FormatConfig {
         }
     }
 
+    /// Whether the format reads and writes workbooks: binary files (text encodings do not apply)
+    /// that are zip archives themselves (`.xlsx`, `.ods`), so the input layer must not unpack
+    /// them.
+    pub fn is_workbook(&self) -> bool {
+        matches!(self, FormatConfig::Excel(_))
+    }
+
+    /// The problem with giving a workbook format a text `encoding`, if there is one.
+    pub fn encoding_problem(&self, encoding: Option<TextEncoding>) -> Option<String> {
+        (self.is_workbook() && encoding.is_some()).then(|| {
+            "a text encoding does not apply to the excel format: workbooks are not text".to_string()
+        })
+    }
+
     /// Why this format cannot write a file at `path`, if it cannot: Excel workbooks are written
     /// as `.xlsx` only, and a file named otherwise would mislead its reader.
     pub fn output_problem(&self, path: &str) -> Option<String> {
@@ -141,7 +155,8 @@ impl FormatConfig {
     }
 
     /// A decoder reading `input`; `label` names the input in errors (usually its path).
-    /// Text is read as UTF-8 unless a byte-order mark or `encoding` says otherwise.
+    /// Text is read as UTF-8 unless a byte-order mark or `encoding` says otherwise; workbooks
+    /// are read as they are.
     pub fn decoder(
         &self,
         input: Box<dyn Read + Send>,
@@ -150,8 +165,11 @@ impl FormatConfig {
     ) -> Result<Box<dyn Decoder>, CodecError> {
         // The csv crate skips a UTF-8 byte-order mark itself.
         let keep_bom = matches!(self, FormatConfig::Csv(_));
-        let input = text::utf8_input(input, encoding, keep_bom)
-            .map_err(|e| CodecError::io(label, "read", e))?;
+        let input = match self.is_workbook() {
+            true => input,
+            false => text::utf8_input(input, encoding, keep_bom)
+                .map_err(|e| CodecError::io(label, "read", e))?,
+        };
         Ok(match self {
             FormatConfig::Csv(options) => Box::new(csv::CsvDecoder::new(input, label, options)?),
             FormatConfig::Ndjson(_) => Box::new(ndjson::NdjsonDecoder::new(input, label)),

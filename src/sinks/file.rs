@@ -59,6 +59,11 @@ impl Validate for FileSinkConfig {
         {
             problems.push(Invalid::new("path", message));
         }
+        if let Some(format) = FormatConfig::named_or_inferred(&self.format, &self.path)
+            && let Some(message) = format.encoding_problem(self.encoding)
+        {
+            problems.push(Invalid::new("encoding", message));
+        }
         problems
     }
 }

@@ -36,7 +36,7 @@ fn a_csv_named_xlsx_is_one_clear_error_and_no_output() {
         .assert_code(1)
         .assert_stderr(
             "error: pipeline `convert`: input failed
-  caused by: in.xlsx: start of input: not an Excel or OpenDocument workbook (it is neither a zip archive nor an OLE2 compound file)
+  caused by: in.xlsx: not an Excel or OpenDocument workbook (it is neither a zip archive nor an OLE2 compound file)
 ",
         );
     assert_eq!(sandbox.files(""), ["in.xlsx"]);
@@ -149,8 +149,68 @@ fn an_unknown_sheet_fails_the_run_naming_the_sheets() {
         .assert_code(1)
         .assert_stderr(
             "error: pipeline `p`: source (file) failed
-  caused by: in/orders.xlsx: start of input: the workbook has no sheet named `Order`; its sheets: `Cover`, `Orders`. set the format's `sheet` to one of them
+  caused by: in/orders.xlsx: the workbook has no sheet named `Order`; its sheets: `Cover`, `Orders`. set the format's `sheet` to one of them
 ",
         );
     assert!(!sandbox.exists("out"));
+}
+
+#[test]
+fn workbooks_inside_a_zip_archive_and_gzipped_are_read() {
+    let sandbox = Sandbox::new();
+    let xlsx = partner_workbook();
+    let mut archive = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    archive
+        .start_file(
+            "batch/orders.xlsx",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+    std::io::Write::write_all(&mut archive, &xlsx).unwrap();
+    sandbox.write("in/batch.zip", archive.finish().unwrap().into_inner());
+    let mut gzipped = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gzipped, &xlsx).unwrap();
+    sandbox.write("in/orders.xlsx.gz", gzipped.finish().unwrap());
+    let expected = "order_id,qty,price,total\nSO-1,2,9.95,19.9\n";
+    for (input, format) in [("in/batch.zip", None), ("in/orders.xlsx.gz", Some("excel"))] {
+        let source = match format {
+            Some(name) => format!(
+                "path = \"{input}\"\nformat = {{ type = \"{name}\", sheet = 2, range = \"A1:D2\" }}"
+            ),
+            None => format!(
+                "path = \"{input}\"\nformat = {{ type = \"excel\", sheet = \"Orders\", range = \"A1:D2\" }}"
+            ),
+        };
+        sandbox.write("p.toml", pipeline(&source, &["path = \"out/orders.csv\""]));
+        sandbox.run(["-q", "run", "p.toml"]).assert_success();
+        assert_eq!(sandbox.read("out/orders.csv"), expected, "{input}");
+    }
+}
+
+#[test]
+fn text_encodings_do_not_apply_to_workbooks() {
+    let sandbox = Sandbox::new();
+    sandbox.write("in.csv", "id\n1\n");
+    sandbox
+        .run(["convert", "in.csv", "out.xlsx", "--to-encoding", "windows-1252"])
+        .assert_code(2)
+        .assert_stderr(
+            "error: --to-encoding: a text encoding does not apply to the excel format: workbooks are not text\n",
+        );
+    sandbox.write(
+        "p.toml",
+        pipeline(
+            "path = \"in/*.xlsx\"\nencoding = \"windows-1252\"",
+            &["path = \"out.xlsx\"\nencoding = \"utf-16le\""],
+        ),
+    );
+    sandbox
+        .run(["validate", "p.toml"])
+        .assert_code(2)
+        .assert_stderr(
+            "error: p.toml has 2 problems:
+  p.toml:4:12: source (file): a text encoding does not apply to the excel format: workbooks are not text
+  p.toml:9:12: sink 1 (file): a text encoding does not apply to the excel format: workbooks are not text
+",
+        );
 }

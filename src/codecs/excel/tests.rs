@@ -369,7 +369,7 @@ fn the_header_is_the_first_row_with_values_unless_header_row_says() {
     };
     assert_eq!(
         decode_error(&xlsx, &empty_header),
-        "t.xlsx: start of input: the header row 2 of sheet `Report` has no values. \
+        "t.xlsx: the header row 2 of sheet `Report` has no values. \
          set `header_row` to the row of the column names"
     );
 }
@@ -413,12 +413,12 @@ fn sheets_by_name_or_position_and_unknown_sheets() {
     assert_eq!(decode(&xlsx, &by(SheetChoice::Position(2))), expected);
     assert_eq!(
         decode_error(&xlsx, &by(SheetChoice::Name("orders".into()))),
-        "t.xlsx: start of input: the workbook has no sheet named `orders`; its sheets: \
+        "t.xlsx: the workbook has no sheet named `orders`; its sheets: \
          `Report`, `Orders`. set the format's `sheet` to one of them"
     );
     assert_eq!(
         decode_error(&xlsx, &by(SheetChoice::Position(3))),
-        "t.xlsx: start of input: the workbook has no sheet 3; its 2 sheets: `Report`, `Orders`. \
+        "t.xlsx: the workbook has no sheet 3; its 2 sheets: `Report`, `Orders`. \
          set the format's `sheet` to one of them"
     );
 }
@@ -490,7 +490,7 @@ fn header_names_empty_and_twice() {
     });
     assert_eq!(
         decode_error(&twice, &ExcelOptions::default()),
-        "t.xlsx: start of input: the header row of sheet `Sheet1` names two columns `a` \
+        "t.xlsx: the header row of sheet `Sheet1` names two columns `a` \
          (A1 and C1). rename one of them, or set `range` to leave one out"
     );
 }
@@ -532,12 +532,12 @@ fn input_that_is_not_a_workbook_is_one_clear_error() {
     let options = ExcelOptions::default();
     assert_eq!(
         decode_error(b"id,name\n1,Ann\n", &options),
-        "t.xlsx: start of input: not an Excel or OpenDocument workbook \
+        "t.xlsx: not an Excel or OpenDocument workbook \
          (it is neither a zip archive nor an OLE2 compound file)"
     );
     assert_eq!(
         decode_error(b"", &options),
-        "t.xlsx: start of input: not an Excel or OpenDocument workbook (the file is empty)"
+        "t.xlsx: not an Excel or OpenDocument workbook (the file is empty)"
     );
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
     zip.start_file("a.txt", zip::write::SimpleFileOptions::default())
@@ -546,7 +546,7 @@ fn input_that_is_not_a_workbook_is_one_clear_error() {
     let zip = zip.finish().unwrap().into_inner();
     assert_eq!(
         decode_error(&zip, &options),
-        "t.xlsx: start of input: not an Excel or OpenDocument workbook \
+        "t.xlsx: not an Excel or OpenDocument workbook \
          (a zip archive without a workbook in it)"
     );
 }
