@@ -313,6 +313,8 @@ fn a_field_not_in_the_first_record_is_an_error() {
 fn no_records_make_a_workbook_with_an_empty_sheet() {
     let xlsx = encode(&[], &ExcelOptions::default());
     assert_eq!(decode(&xlsx, &ExcelOptions::default()), []);
+    let xlsx = encode(&[Record::new(), Record::new()], &ExcelOptions::default());
+    assert_eq!(decode(&xlsx, &ExcelOptions::default()), []);
 }
 
 /// A sheet with a title, an empty row, the table at B3 with an empty row in it.

@@ -226,7 +226,8 @@ impl ExcelEncoder {
 
     /// Filters, column widths: what can only be set once every row is written.
     fn finish_sheets(&mut self) -> Result<(), CodecError> {
-        let Some(columns) = &self.columns else {
+        // No records, or records without fields (`{}`): nothing to filter.
+        let Some(columns) = self.columns.as_ref().filter(|columns| !columns.is_empty()) else {
             return Ok(());
         };
         let last_column = (columns.len() - 1) as u16;
