@@ -15,10 +15,10 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::IO_BUFFER_BYTES;
-use super::json_write::{KeyCache, PrettyWriter, write_record, write_str};
+use super::json_write::{KeyCache, PrettyWriter, write_record, write_str, write_value};
 use super::ndjson::{NameCache, RecordSeed, ValueSeed};
 use crate::error::{CodecError, Position};
-use crate::record::{FieldName, Record};
+use crate::record::{FieldName, Record, Value};
 use crate::stage::{Decoder, Encoder};
 
 /// A JSON document with the records in an array.
@@ -100,6 +100,8 @@ pub(crate) enum Shape {
 pub struct JsonDecoder {
     parsed: mpsc::Receiver<Parsed>,
     pending: std::vec::IntoIter<Record>,
+    /// An error that came after records: returned by the next call.
+    held: Option<CodecError>,
 }
 
 impl JsonDecoder {
@@ -121,12 +123,14 @@ impl JsonDecoder {
             let reader = BufReader::with_capacity(IO_BUFFER_BYTES, input);
             let mut deserializer = serde_json::Deserializer::from_reader(reader);
             let mut batches = Batches {
+                label: &label,
                 sender: &sender,
                 records: Vec::with_capacity(RECORDS_PER_MESSAGE),
                 names: NameCache::default(),
                 receiver_gone: false,
                 shape,
                 elements: 0,
+                header_row: false,
             };
             let found = PointerSeed {
                 path: &path,
@@ -160,6 +164,7 @@ impl JsonDecoder {
         JsonDecoder {
             parsed,
             pending: Vec::new().into_iter(),
+            held: None,
         }
     }
 }
@@ -188,6 +193,9 @@ fn json_error(label: &str, e: &serde_json::Error) -> CodecError {
 
 impl Decoder for JsonDecoder {
     fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<bool, CodecError> {
+        if let Some(error) = self.held.take() {
+            return Err(error);
+        }
         let start = out.len();
         while out.len() - start < max {
             if let Some(record) = self.pending.next() {
@@ -197,11 +205,10 @@ impl Decoder for JsonDecoder {
             match self.parsed.recv() {
                 Ok(Ok(records)) => self.pending = records.into_iter(),
                 Ok(Err(e)) if out.len() == start => return Err(e),
-                // Records first: the error comes with the next call.
+                // Records first: the error comes with the next call (and after a bad record,
+                // the parser goes on).
                 Ok(Err(e)) => {
-                    let (sender, receiver) = mpsc::sync_channel(1);
-                    let _ = sender.send(Err(e));
-                    self.parsed = receiver;
+                    self.held = Some(e);
                     break;
                 }
                 // The thread is done and everything it sent has been taken.
@@ -214,6 +221,7 @@ impl Decoder for JsonDecoder {
 
 /// Collects parsed records and sends them in batches.
 struct Batches<'a> {
+    label: &'a str,
     sender: &'a mpsc::SyncSender<Parsed>,
     records: Vec<Record>,
     names: NameCache,
@@ -221,6 +229,8 @@ struct Batches<'a> {
     shape: Shape,
     /// Elements of the array read so far.
     elements: u64,
+    /// Whether the first element was the header row (not a record).
+    header_row: bool,
 }
 
 impl Batches<'_> {
@@ -228,10 +238,12 @@ impl Batches<'_> {
     fn next_element<'de, A: SeqAccess<'de>>(&mut self, seq: &mut A) -> Result<bool, A::Error> {
         self.elements += 1;
         let record = match &mut self.shape {
-            Shape::Objects => seq.next_element_seed(RecordSeed {
-                names: &mut self.names,
-                top_level: true,
-            })?,
+            Shape::Objects => seq
+                .next_element_seed(RecordSeed {
+                    names: &mut self.names,
+                    top_level: true,
+                })?
+                .map(Ok),
             Shape::Rows {
                 columns: None,
                 beside: Some(key),
@@ -248,6 +260,7 @@ impl Batches<'_> {
                     return Ok(false);
                 };
                 self.set_columns(header);
+                self.header_row = true;
                 return Ok(true);
             }
             Shape::Rows {
@@ -256,13 +269,38 @@ impl Batches<'_> {
             } => seq.next_element_seed(RowSeed {
                 columns,
                 names: &mut self.names,
-                row: self.elements,
             })?,
         };
         match record {
-            Some(record) => self.push(record).map(|()| true),
+            Some(Ok(record)) => self.push(record).map(|()| true),
+            Some(Err(bad)) => self.reject(bad).map(|()| true),
             None => Ok(false),
         }
+    }
+
+    /// Sends the records so far, then the bad element as a bad record; parsing goes on.
+    fn reject<E: serde::de::Error>(&mut self, bad: BadElement) -> Result<(), E> {
+        let record = self.elements - u64::from(self.header_row);
+        let bad = CodecError::BadRecord {
+            malformed: Box::new(crate::error::Malformed {
+                file: self.label.to_string(),
+                position: Position {
+                    record: Some(record),
+                    ..Position::default()
+                },
+                message: bad.reason,
+                hint: None,
+            }),
+            raw: Some(bad.raw),
+        };
+        let records = std::mem::take(&mut self.records);
+        if (!records.is_empty() && self.sender.send(Ok(records)).is_err())
+            || self.sender.send(Err(bad)).is_err()
+        {
+            self.receiver_gone = true;
+            return Err(E::custom("the reader stopped"));
+        }
+        Ok(())
     }
 
     fn set_columns(&mut self, names: Vec<String>) {
@@ -350,51 +388,64 @@ impl<'de> Visitor<'de> for PointerSeed<'_, '_, '_> {
     }
 }
 
-/// One row of a `json-array` document: values in column order.
+/// An element of the array that is not a record, though the parser can go on past it.
+struct BadElement {
+    reason: String,
+    /// Its JSON text.
+    raw: String,
+}
+
+/// One row of a `json-array` document: values in column order. A row of the wrong width is a
+/// bad record, not the end of the document.
 struct RowSeed<'a> {
     columns: &'a [FieldName],
     names: &'a mut NameCache,
-    /// The row's element number in the array (the header is 1), for messages.
-    row: u64,
 }
 
 impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
-    type Value = Record;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Record, D::Error> {
+    type Value = Result<Record, BadElement>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
 impl<'de> Visitor<'de> for RowSeed<'_> {
-    type Value = Record;
+    type Value = Result<Record, BadElement>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         write!(f, "a row of {} values", self.columns.len())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Record, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut record = Record::with_capacity(self.columns.len());
+        let mut extra = Vec::new();
         while let Some(value) = seq.next_element_seed(ValueSeed {
             names: &mut *self.names,
         })? {
-            let Some(name) = self.columns.get(record.len()) else {
-                return Err(serde::de::Error::custom(format_args!(
-                    "row {} has more values than the {} columns",
-                    self.row,
-                    self.columns.len()
-                )));
-            };
-            record.push(name.clone(), value);
+            match self.columns.get(record.len()) {
+                Some(name) if extra.is_empty() => record.push(name.clone(), value),
+                _ => extra.push(value),
+            }
         }
-        if record.len() < self.columns.len() {
-            return Err(serde::de::Error::custom(format_args!(
-                "row {} has {} value{}, not one for each of the {} columns",
-                self.row,
-                record.len(),
-                if record.len() == 1 { "" } else { "s" },
+        if record.len() == self.columns.len() && extra.is_empty() {
+            return Ok(Ok(record));
+        }
+        let count = record.len() + extra.len();
+        let values: Vec<Value> = record
+            .fields_mut()
+            .drain(..)
+            .map(|(_, value)| value)
+            .chain(extra)
+            .collect();
+        let mut raw = Vec::new();
+        write_value(&mut raw, &Value::Array(values));
+        Ok(Err(BadElement {
+            reason: format!(
+                "the row has {count} value{}, not one for each of the {} columns",
+                if count == 1 { "" } else { "s" },
                 self.columns.len()
-            )));
-        }
-        Ok(record)
+            ),
+            raw: String::from_utf8_lossy(&raw).into_owned(),
+        }))
     }
 }
 

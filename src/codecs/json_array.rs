@@ -165,6 +165,8 @@ impl JsonArrayEncoder {
                 write_str(&mut self.buffer, rows_key);
                 self.buffer.extend_from_slice(b":[");
             }
+            // No records and no names: an empty array, not an empty header row.
+            Header::FirstRow if columns.is_empty() => self.buffer = open_envelope(&self.path),
             Header::FirstRow => {
                 self.buffer = open_envelope(&self.path);
                 names(&mut self.buffer);
@@ -348,18 +350,33 @@ mod tests {
     }
 
     #[test]
-    fn a_row_of_the_wrong_width_is_an_error_naming_it() {
-        let error = decode("[[\"a\",\"b\"],[1,2],[3]]", &JsonArrayOptions::default()).unwrap_err();
-        assert!(
-            error.to_string().starts_with("t.json: line 1, column 20: invalid JSON: row 3 has 1 value, not one for each of the 2 columns"),
-            "{error}"
+    fn a_row_of_the_wrong_width_is_a_bad_record_and_reading_goes_on() {
+        let input = "[[\"a\",\"b\"],[1,2],[3],[4,5,6],[7,8]]";
+        let mut decoder = decoder(
+            Box::new(std::io::Cursor::new(input.to_string())),
+            "t.json",
+            &JsonArrayOptions::default(),
         );
-        let error = decode("[[\"a\"],[1,2]]", &JsonArrayOptions::default()).unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains("row 2 has more values than the 1 columns"),
-            "{error}"
+        let mut records = Vec::new();
+        let mut bad = Vec::new();
+        loop {
+            match decoder.next_batch(&mut records, 10) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(CodecError::BadRecord { malformed, raw }) => {
+                    bad.push(format!("{malformed} | {}", raw.unwrap()))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].get("a"), Some(&Value::Integer(7)));
+        assert_eq!(
+            bad,
+            [
+                "t.json: record 2: the row has 1 value, not one for each of the 2 columns | [3]",
+                "t.json: record 3: the row has 3 values, not one for each of the 2 columns | [4,5,6]",
+            ]
         );
     }
 }
