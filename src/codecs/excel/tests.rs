@@ -697,3 +697,56 @@ fn formats_infer_from_workbook_extensions_and_write_xlsx_only() {
         )
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Text with what XML has to escape (and cannot hold at all: C0 controls), Excel's own
+    /// `_x0041_` escapes, and any Unicode; never empty (an empty cell is null).
+    fn text_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[<>&\"'_x0-9A-F\u{0}\u{1}\u{1f}\r\n\t a-zé東\u{fffe}\u{feff}]{1,12}",
+            "_x[0-9A-F]{4}_",
+        ]
+        .prop_filter("not empty", |s| !s.is_empty())
+    }
+
+    /// Records of text and nulls with the same fields; a row has at least one value (a row
+    /// without any is skipped on reading, as a blank row).
+    fn records() -> impl Strategy<Value = Vec<Record>> {
+        let names = prop::collection::hash_set(text_value(), 1..5)
+            .prop_map(|names| names.into_iter().collect::<Vec<_>>());
+        names.prop_flat_map(|names| {
+            let width = names.len();
+            let row = prop::collection::vec(prop::option::weighted(0.8, text_value()), width)
+                .prop_filter("a value", |row| row.iter().any(Option::is_some));
+            prop::collection::vec(row, 0..6).prop_map(move |rows| {
+                rows.into_iter()
+                    .map(|row| {
+                        names
+                            .iter()
+                            .zip(row)
+                            .map(|(name, value)| {
+                                let value = value.map_or(Value::Null, |t| text(&t));
+                                (FieldName::from(name.as_str()), value)
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn text_and_nulls_round_trip(records in records()) {
+            let options = ExcelOptions::default();
+            prop_assert_eq!(decode(&encode(&records, &options), &options), records);
+        }
+    }
+}
