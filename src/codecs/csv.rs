@@ -1076,7 +1076,11 @@ pub(crate) mod tests {
 
     impl SharedBuffer {
         pub(crate) fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+            String::from_utf8(self.bytes()).unwrap()
+        }
+
+        pub(crate) fn bytes(&self) -> Vec<u8> {
+            self.0.lock().unwrap().clone()
         }
     }
 

@@ -54,6 +54,16 @@ impl Validate for FileSinkConfig {
             problems.push(Invalid::new("path", message));
         }
         problems.extend(FormatConfig::stage_problems(&self.format, &self.path));
+        if let Some(format) = FormatConfig::named_or_inferred(&self.format, &self.path)
+            && let Some(message) = format.output_problem(&self.path)
+        {
+            problems.push(Invalid::new("path", message));
+        }
+        if let Some(format) = FormatConfig::named_or_inferred(&self.format, &self.path)
+            && let Some(message) = format.encoding_problem(self.encoding)
+        {
+            problems.push(Invalid::new("encoding", message));
+        }
         problems
     }
 }

@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod convert;
+mod excel;
 mod golden;
 mod notify;
 mod operate;
