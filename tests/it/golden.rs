@@ -1,5 +1,5 @@
 //! Golden files: the awkward real-world samples in `samples/formats/` decode to exactly the
-//! records in `samples/formats/expected/`.
+//! records in `samples/formats/expected/`. (`scripts/make-golden-samples.py` made the workbook.)
 
 use crate::support::{Sandbox, repo_path};
 
@@ -47,5 +47,27 @@ fn utf16_unicode_text_from_excel() {
         "orders-unicode.txt",
         r#"format = { type = "csv", delimiter = "\t" }"#,
         "orders-text.ndjson",
+    );
+}
+
+/// An Excel report: the first sheet a summary, the orders on the second under a merged title and
+/// a blank row, real dates and date-times, a blank row among the data.
+#[test]
+fn excel_report_with_a_title_row_and_several_sheets() {
+    assert_golden(
+        "orders-report.xlsx",
+        r#"format = { type = "excel", sheet = "Orders", header_row = 3 }"#,
+        "orders-report.ndjson",
+    );
+}
+
+/// XML in ISO-8859-1 (from its declaration) with a default and a prefixed namespace,
+/// attributes, repeated and single children, CDATA, entities and character references.
+#[test]
+fn xml_with_namespaces_attributes_and_a_legacy_encoding() {
+    assert_golden(
+        "orders-ns.xml",
+        r#"format = { type = "xml", record_path = "export/order" }"#,
+        "orders-ns.ndjson",
     );
 }
