@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Cursor, Read};
 
 use encoding_rs::{Encoding, UTF_8, UTF_16BE, UTF_16LE};
-use encoding_rs_io::DecodeReaderBytesBuilder;
 use quick_xml::XmlVersion;
 use quick_xml::encoding::EncodingError;
 use quick_xml::escape::EscapeError;
@@ -17,7 +16,8 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 
 use super::{Namespaces, XmlOptions};
-use crate::codecs::IO_BUFFER_BYTES;
+use crate::codecs::text::{self, peek};
+use crate::codecs::{IO_BUFFER_BYTES, TextEncoding};
 use crate::codecs::csv::count_byte;
 use crate::error::{CodecError, Position};
 use crate::record::{FieldName, Record, Text, Value};
@@ -603,37 +603,24 @@ fn local_part(qualified: &str) -> &str {
         .map_or(qualified, |(_, local)| local)
 }
 
-/// The input as UTF-8: its encoding is `encoding`, else the one a byte-order mark or the XML
-/// declaration names, else UTF-8; anything else is transcoded. A byte-order mark is removed.
+/// The input as UTF-8: its encoding is the one a byte-order mark names, else `encoding`, else
+/// the XML declaration's, else UTF-8; anything else is transcoded. A byte-order mark is removed.
 fn utf8_input(
-    mut input: Box<dyn Read + Send>,
+    input: Box<dyn Read + Send>,
     label: &str,
     encoding: Option<&'static Encoding>,
 ) -> Result<Box<dyn Read + Send>, CodecError> {
-    let mut prefix = Vec::with_capacity(1024);
-    (&mut input)
-        .take(1024)
-        .read_to_end(&mut prefix)
-        .map_err(|source| CodecError::io(label, "read", source))?;
-    let (encoding, bom_length) = match Encoding::for_bom(&prefix) {
-        Some((from_bom, length)) => (from_bom, length),
-        None => match encoding {
-            Some(given) => (given, 0),
-            None => (sniff_encoding(&prefix, label)?, 0),
-        },
+    let (prefix, input) =
+        peek(input, 1024).map_err(|source| CodecError::io(label, "read", source))?;
+    // Without a byte-order mark (which `utf8_input` honours first) or a given encoding, the
+    // document's start says.
+    let encoding = match (Encoding::for_bom(&prefix), encoding) {
+        (None, None) => Some(sniff_encoding(&prefix, label)?),
+        (_, given) => given,
     };
-    let mut start = Cursor::new(prefix);
-    start.set_position(bom_length as u64);
-    let utf8_or_not = Box::new(start.chain(input));
-    Ok(if encoding == UTF_8 {
-        utf8_or_not
-    } else {
-        Box::new(
-            DecodeReaderBytesBuilder::new()
-                .encoding(Some(encoding))
-                .build(utf8_or_not),
-        )
-    })
+    let whole = Box::new(Cursor::new(prefix).chain(input));
+    text::utf8_input(whole, encoding.map(TextEncoding), false)
+        .map_err(|source| CodecError::io(label, "read", source))
 }
 
 /// The encoding of a document without a byte-order mark: UTF-16 if its first characters are
