@@ -62,12 +62,13 @@ fn excel_report_with_a_title_row_and_several_sheets() {
 }
 
 /// XML in ISO-8859-1 (from its declaration) with a default and a prefixed namespace,
-/// attributes, repeated and single children, CDATA, entities and character references.
+/// attributes, repeated and single children (always arrays, with `arrays`), CDATA, entities and
+/// character references.
 #[test]
 fn xml_with_namespaces_attributes_and_a_legacy_encoding() {
     assert_golden(
         "orders-ns.xml",
-        r#"format = { type = "xml", record_path = "export/order" }"#,
+        r#"format = { type = "xml", record_path = "export/order", arrays = ["line"] }"#,
         "orders-ns.ndjson",
     );
 }

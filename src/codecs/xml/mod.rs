@@ -46,6 +46,10 @@ pub struct XmlOptions {
     /// (`ns:order`, declarations as attributes). `record_path` is matched against the names
     /// this gives. Default `"strip"`.
     pub namespaces: Namespaces,
+    /// Input only: child elements that are always arrays, even when a record has just one
+    /// (`arrays = ["line"]`), so that one order line has the same shape as several. Default:
+    /// none (one child element is its value, several an array).
+    pub arrays: Vec<String>,
     /// Output only: record fields written as attributes of the record element although their
     /// names lack the `attribute_prefix` (`attributes = ["id"]` writes `<record id="7">`).
     /// Default: none.
@@ -64,6 +68,7 @@ impl Default for XmlOptions {
             flatten: false,
             namespaces: Namespaces::Strip,
             attributes: Vec::new(),
+            arrays: Vec::new(),
             pretty: false,
         }
     }

@@ -16,9 +16,9 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 
 use super::{Namespaces, XmlOptions};
+use crate::codecs::csv::count_byte;
 use crate::codecs::text::{self, peek};
 use crate::codecs::{IO_BUFFER_BYTES, TextEncoding};
-use crate::codecs::csv::count_byte;
 use crate::error::{CodecError, Position};
 use crate::record::{FieldName, Record, Text, Value};
 use crate::stage::Decoder;
@@ -282,6 +282,8 @@ struct Builder {
     attribute_names: HashMap<Box<str>, Option<FieldName>>,
     /// Dotted names for `flatten`.
     dotted_names: HashSet<FieldName>,
+    /// Child elements that are arrays even when alone (`arrays`).
+    arrays: HashSet<String>,
 }
 
 /// An element of the current record that has started and not yet ended.
@@ -332,8 +334,9 @@ impl OpenElement {
         Value::Object(self.fields)
     }
 
-    /// Adds a child element's value; a repeated child makes an array.
-    fn add_child(&mut self, name: FieldName, value: Value) {
+    /// Adds a child element's value; a repeated child, or one named in `arrays`, makes an
+    /// array.
+    fn add_child(&mut self, name: FieldName, value: Value, arrays: &HashSet<String>) {
         self.has_children = true;
         let fields = self.fields.fields_mut();
         match fields.iter().position(|(n, _)| *n == name) {
@@ -344,6 +347,7 @@ impl OpenElement {
                     *slot = Value::Array(vec![first, value]);
                 }
             },
+            None if arrays.contains(&*name) => fields.push((name, Value::Array(vec![value]))),
             None => fields.push((name, value)),
         }
     }
@@ -367,6 +371,7 @@ impl Builder {
             element_names: HashMap::new(),
             attribute_names: HashMap::new(),
             dotted_names: HashSet::new(),
+            arrays: options.arrays.iter().cloned().collect(),
         }
     }
 
@@ -499,7 +504,7 @@ impl Builder {
         let name = element.name.clone();
         let value = element.into_value(&self.text_key);
         if let Some(parent) = self.open.last_mut() {
-            parent.add_child(name, value);
+            parent.add_child(name, value, &self.arrays);
             return None;
         }
         let record = match value {
