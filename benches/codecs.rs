@@ -74,7 +74,7 @@ fn decode(format: &FormatConfig, bytes: &[u8]) -> Vec<Record> {
 fn encode(format: &FormatConfig, records: &[Record]) -> Vec<u8> {
     let sink = Sink::default();
     let mut encoder = format
-        .encoder(Box::new(sink.clone()), "bench")
+        .encoder(Box::new(sink.clone()), "bench", None)
         .expect("encoder");
     for batch in records.chunks(1024) {
         encoder.write_batch(batch).expect("encodes");

@@ -113,10 +113,10 @@ enum Command {
         input: PathBuf,
         /// The file to write, or `-` for standard output.
         output: PathBuf,
-        /// The input format (csv, tsv, ndjson, jsonl, json, json-array). Default: from the input's extension.
+        /// The input format (csv, tsv, ndjson, jsonl, json, json-array, xml, excel). Default: from the input's extension.
         #[arg(long)]
         from: Option<String>,
-        /// The output format (csv, tsv, ndjson, jsonl, json, json-array). Default: from the output's extension.
+        /// The output format (csv, tsv, ndjson, jsonl, json, json-array, xml, excel). Default: from the output's extension.
         #[arg(long)]
         to: Option<String>,
         /// The input's text encoding when it has no byte-order mark, e.g. windows-1252. Default: UTF-8.
@@ -277,16 +277,28 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
         } => {
             // A zip archive's members are each of the format their names imply.
             let archive = from.is_none() && unpack::is_zip_name(&input.to_string_lossy());
+            let from = match archive {
+                true => None,
+                false => Some(format_for(&input, from.as_deref(), "--from")?),
+            };
+            if let Some(message) = from.as_ref().and_then(|f| f.encoding_problem(encoding)) {
+                return Err(Error::Usage(format!("--encoding: {message}")));
+            }
             let read = ReadOptions {
-                format: match archive {
-                    true => None,
-                    false => Some(format_for(&input, from.as_deref(), "--from")?),
-                },
+                format: from,
                 encoding,
                 limits: UnpackLimits::default(),
                 typing: Typing::new(infer_types, None),
             };
             let to = format_for(&output, to.as_deref(), "--to")?;
+            if output != Path::new("-")
+                && let Some(message) = to.output_problem(&output.to_string_lossy())
+            {
+                return Err(Error::Usage(message));
+            }
+            if let Some(message) = to.encoding_problem(to_encoding) {
+                return Err(Error::Usage(format!("--to-encoding: {message}")));
+            }
             let report = runner::convert(&input, &output, read, to, to_encoding)?;
             tracing::info!(
                 "wrote {} records to {}",

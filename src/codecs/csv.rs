@@ -261,7 +261,7 @@ impl<R: Read> Read for ScanReader<R> {
 
 /// How often `needle` occurs in `haystack`. Counting into a `u8` per 255-byte block lets the
 /// compiler vectorize the loop (a `usize` count or `memchr`'s count run several times slower).
-fn count_byte(haystack: &[u8], needle: u8) -> u64 {
+pub(crate) fn count_byte(haystack: &[u8], needle: u8) -> u64 {
     haystack
         .chunks(255)
         .map(|block| u64::from(block.iter().fold(0u8, |n, &b| n + u8::from(b == needle))))
@@ -1169,7 +1169,11 @@ pub(crate) mod tests {
 
     impl SharedBuffer {
         pub(crate) fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+            String::from_utf8(self.bytes()).unwrap()
+        }
+
+        pub(crate) fn bytes(&self) -> Vec<u8> {
+            self.0.lock().unwrap().clone()
         }
     }
 

@@ -165,6 +165,8 @@ impl JsonArrayEncoder {
                 write_str(&mut self.buffer, rows_key);
                 self.buffer.extend_from_slice(b":[");
             }
+            // No records and no names: an empty array, not an empty header row.
+            Header::FirstRow if columns.is_empty() => self.buffer = open_envelope(&self.path),
             Header::FirstRow => {
                 self.buffer = open_envelope(&self.path);
                 names(&mut self.buffer);

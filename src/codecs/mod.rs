@@ -3,6 +3,7 @@
 //! they move. Decoders stream: they hold one batch of records, never the whole input.
 
 pub mod csv;
+pub mod excel;
 pub mod json;
 pub mod json_array;
 pub(crate) mod json_write;
@@ -10,6 +11,7 @@ pub mod ndjson;
 pub mod text;
 pub mod types;
 pub mod unpack;
+pub mod xml;
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -22,13 +24,16 @@ use crate::error::CodecError;
 use crate::stage::{Decoder, Encoder};
 
 pub use self::csv::CsvOptions;
+pub use self::excel::ExcelOptions;
 pub use self::json::JsonOptions;
 pub use self::json_array::JsonArrayOptions;
 pub use self::ndjson::NdjsonOptions;
 pub use self::text::TextEncoding;
+pub use self::xml::XmlOptions;
 
 /// The format of a file: `format = { type = "csv", delimiter = ";" }`. When a file source or sink
-/// leaves it out, it is inferred from the path's extension (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`).
+/// leaves it out, it is inferred from the path's extension (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`,
+/// `.xml`, `.xlsx`, `.xlsm`, `.xls`, `.ods`).
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum FormatConfig {
@@ -43,6 +48,23 @@ pub enum FormatConfig {
     /// names (or `columns` given), e.g. `[["id","name"],[1,"ant"]]`. Never inferred from an
     /// extension.
     JsonArray(JsonArrayOptions),
+    /// An XML document whose records are the repeated elements at `record_path`
+    /// (`"orders/order"`). Attributes are fields named `@name`, child elements fields, repeated
+    /// children arrays, nested elements objects (or dotted names with `flatten`); the text
+    /// beside attributes or children is `#text`. Values are the text as written (whitespace
+    /// between child elements aside). An empty element is null and null is written as one, so
+    /// an empty string reads back as null, and a one-item array as its item. DTDs are refused:
+    /// no entity is ever expanded.
+    Xml(XmlOptions),
+    /// A spreadsheet: reads `.xlsx`, `.xlsm`, `.xls` and `.ods` workbooks (told apart by their
+    /// content), one sheet under a header row; writes `.xlsx` only, with a bold, frozen,
+    /// filtered header row and typed cells. Reading: whole numbers become integers, other
+    /// numbers floats; text, booleans, dates and date-times (without an offset) keep their type;
+    /// a time of day alone reads as `HH:MM:SS` text, a duration as ISO 8601 text (`PT36H30M`);
+    /// an empty cell is null; rows without a value are skipped; an error cell (`#N/A`) makes its
+    /// row a bad record. Writing: timestamps in UTC; integers beyond 2^53 and decimals of more
+    /// than 15 significant digits as text (Excel would round them); nested values as JSON text.
+    Excel(ExcelOptions),
 }
 
 impl FormatConfig {
@@ -54,7 +76,8 @@ impl FormatConfig {
         Self::from_name(&extension)
     }
 
-    /// A format by its name or usual extension (`csv`, `tsv`, `ndjson`, `jsonl`), default options.
+    /// A format by its name or usual extension (`csv`, `tsv`, `ndjson`, `jsonl`, `xlsx`), default
+    /// options.
     pub fn from_name(name: &str) -> Option<FormatConfig> {
         match name {
             "csv" => Some(FormatConfig::Csv(CsvOptions::default())),
@@ -65,12 +88,17 @@ impl FormatConfig {
             "ndjson" | "jsonl" => Some(FormatConfig::Ndjson(NdjsonOptions::default())),
             "json" => Some(FormatConfig::Json(JsonOptions::default())),
             "json-array" => Some(FormatConfig::JsonArray(JsonArrayOptions::default())),
+            "xml" => Some(FormatConfig::Xml(XmlOptions::default())),
+            "excel" | "xlsx" | "xlsm" | "xls" | "ods" => {
+                Some(FormatConfig::Excel(ExcelOptions::default()))
+            }
             _ => None,
         }
     }
 
     /// The names `from_name` accepts, for messages.
-    pub const NAMES: &'static str = "csv, tsv, ndjson, jsonl, json, json-array";
+    pub const NAMES: &'static str =
+        "csv, tsv, ndjson, jsonl, json, json-array, xml, excel, xlsx, xls, ods";
 
     /// Problems with the options, for `validate`, keyed as in a stage's table (`format.quote`).
     pub fn problems(&self) -> Vec<Invalid> {
@@ -79,6 +107,8 @@ impl FormatConfig {
             FormatConfig::Ndjson(_) => Vec::new(),
             FormatConfig::Json(options) => options.problems(),
             FormatConfig::JsonArray(options) => options.problems(),
+            FormatConfig::Xml(options) => options.problems(),
+            FormatConfig::Excel(options) => options.problems(),
         };
         problems
             .into_iter()
@@ -107,38 +137,92 @@ impl FormatConfig {
         }
     }
 
+    /// Whether the format reads and writes workbooks: binary files (text encodings do not apply)
+    /// that are zip archives themselves (`.xlsx`, `.ods`), so the input layer must not unpack
+    /// them.
+    pub fn is_workbook(&self) -> bool {
+        matches!(self, FormatConfig::Excel(_))
+    }
+
+    /// The problem with giving a workbook format a text `encoding`, if there is one.
+    pub fn encoding_problem(&self, encoding: Option<TextEncoding>) -> Option<String> {
+        (self.is_workbook() && encoding.is_some()).then(|| {
+            "a text encoding does not apply to the excel format: workbooks are not text".to_string()
+        })
+    }
+
+    /// Why this format cannot write a file at `path`, if it cannot: Excel workbooks are written
+    /// as `.xlsx` only, and a file named otherwise would mislead its reader.
+    pub fn output_problem(&self, path: &str) -> Option<String> {
+        let extension = Path::new(path)
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match self {
+            FormatConfig::Excel(_) if extension.as_deref() != Some("xlsx") => Some(format!(
+                "the excel format writes .xlsx workbooks only: name the output `….xlsx`, not `{path}`"
+            )),
+            _ => None,
+        }
+    }
+
     /// A decoder reading `input`; `label` names the input in errors (usually its path).
-    /// Text is read as UTF-8 unless a byte-order mark or `encoding` says otherwise.
+    /// Text is read as UTF-8 unless a byte-order mark or `encoding` says otherwise; workbooks
+    /// are read as they are.
     pub fn decoder(
         &self,
         input: Box<dyn Read + Send>,
         label: &str,
         encoding: Option<TextEncoding>,
     ) -> Result<Box<dyn Decoder>, CodecError> {
+        if let FormatConfig::Xml(options) = self {
+            // XML has its own say in its encoding: the declaration.
+            let encoding = encoding.map(|e| e.0);
+            return Ok(Box::new(xml::XmlDecoder::new(
+                input, label, options, encoding,
+            )?));
+        }
         // The csv crate skips a UTF-8 byte-order mark itself.
         let keep_bom = matches!(self, FormatConfig::Csv(_));
-        let input = text::utf8_input(input, encoding, keep_bom)
-            .map_err(|e| CodecError::io(label, "read", e))?;
+        let input = match self.is_workbook() {
+            true => input,
+            false => text::utf8_input(input, encoding, keep_bom)
+                .map_err(|e| CodecError::io(label, "read", e))?,
+        };
         Ok(match self {
             FormatConfig::Csv(options) => Box::new(csv::CsvDecoder::new(input, label, options)?),
             FormatConfig::Ndjson(_) => Box::new(ndjson::NdjsonDecoder::new(input, label)),
             FormatConfig::Json(options) => Box::new(json::JsonDecoder::new(input, label, options)),
             FormatConfig::JsonArray(options) => json_array::decoder(input, label, options),
+            FormatConfig::Xml(_) => unreachable!("decoded above"),
+            FormatConfig::Excel(options) => {
+                Box::new(excel::ExcelDecoder::new(input, label, options)?)
+            }
         })
     }
 
-    /// An encoder writing to `output`; `label` names the output in errors.
+    /// An encoder writing to `output` in `encoding` (default UTF-8); `label` names the output
+    /// in errors.
     pub fn encoder(
         &self,
         output: Box<dyn Write + Send>,
         label: &str,
+        encoding: Option<TextEncoding>,
     ) -> Result<Box<dyn Encoder>, CodecError> {
+        let output = text::encoded_output(output, encoding);
         Ok(match self {
             FormatConfig::Csv(options) => Box::new(csv::CsvEncoder::new(output, label, options)?),
             FormatConfig::Ndjson(_) => Box::new(ndjson::NdjsonEncoder::new(output, label)),
             FormatConfig::Json(options) => Box::new(json::JsonEncoder::new(output, label, options)),
             FormatConfig::JsonArray(options) => {
                 Box::new(json_array::JsonArrayEncoder::new(output, label, options))
+            }
+            FormatConfig::Xml(options) => {
+                let declared = encoding.map_or("UTF-8", |e| e.name());
+                Box::new(xml::XmlEncoder::new(output, label, options, declared))
+            }
+            FormatConfig::Excel(options) => {
+                Box::new(excel::ExcelEncoder::new(output, label, options)?)
             }
         })
     }

@@ -36,6 +36,11 @@ pub struct TypeWithFormat {
     /// For `timestamp` and `date`: how the text is written, in `strftime` notation
     /// (`%d/%m/%Y %H:%M`; `%z` for an offset). Default: ISO 8601 / RFC 3339.
     pub format: Option<String>,
+    /// For numbers: the character before the fraction, e.g. `","` for `1.249,90`. Default `.`.
+    pub decimal_separator: Option<char>,
+    /// For numbers: a character grouping thousands, removed before reading, e.g. `"."` for
+    /// `1.249,90` or `"'"` for `1'249.90`. Default: none.
+    pub thousands_separator: Option<char>,
 }
 
 /// The types a field can be given.
@@ -73,8 +78,59 @@ impl FieldType {
         }
     }
 
+    /// `text` with the configured separators made plain (`1.249,90` -> `1249.90`). Thousands
+    /// separators are accepted only between groups of three digits before the fraction, so
+    /// that `1,249.90` read with a decimal comma is refused, not taken for 1.24990. `None` when
+    /// the text does not fit the separators.
+    fn plain_number<'t>(&self, text: &'t str) -> Option<std::borrow::Cow<'t, str>> {
+        let FieldType::WithFormat(typed) = self else {
+            return Some(text.into());
+        };
+        let decimal = typed.decimal_separator.unwrap_or('.');
+        if decimal != '.' && text.contains('.') && typed.thousands_separator != Some('.') {
+            return None;
+        }
+        let Some(thousands) = typed.thousands_separator else {
+            return Some(text.replacen(decimal, ".", 1).into());
+        };
+        let (whole, fraction) = match text.split_once(decimal) {
+            Some((whole, fraction)) => (whole, Some(fraction)),
+            None => (text, None),
+        };
+        let unsigned = whole.trim_start_matches(['-', '+']);
+        let mut groups = unsigned.split(thousands);
+        let first_fits = groups.next().is_some_and(|g| (1..=3).contains(&g.len()));
+        let grouped = unsigned.contains(thousands);
+        if grouped && !(first_fits && groups.all(|g| g.len() == 3)) {
+            return None;
+        }
+        let mut plain: String = whole.chars().filter(|&c| c != thousands).collect();
+        if let Some(fraction) = fraction {
+            plain.push('.');
+            plain.push_str(fraction);
+        }
+        Some(plain.into())
+    }
+
     /// What is wrong with it, for `validate`.
     pub fn problem(&self) -> Option<String> {
+        if let FieldType::WithFormat(typed) = self
+            && (typed.decimal_separator.is_some() || typed.thousands_separator.is_some())
+        {
+            if !matches!(
+                typed.name,
+                TypeName::Integer | TypeName::Float | TypeName::Decimal
+            ) {
+                return Some(
+                    "the separators are for the integer, float and decimal types only".into(),
+                );
+            }
+            if typed.decimal_separator.is_some()
+                && typed.decimal_separator == typed.thousands_separator
+            {
+                return Some("`decimal_separator` and `thousands_separator` must differ".into());
+            }
+        }
         let format = self.format()?;
         if !matches!(self.name(), TypeName::Timestamp | TypeName::Date) {
             return Some("`format` is for the timestamp and date types only".into());
@@ -190,8 +246,15 @@ fn cast(value: &Value, field_type: &FieldType) -> Result<Value, String> {
         // Already typed (JSON, a spreadsheet): converted where nothing is lost.
         typed => return convert(typed.clone(), name),
     };
-    let trimmed = text.trim();
     let refuse = |what: &str| Err(format!("`{text}` is not {what}"));
+    let Some(plain) = field_type.plain_number(text.trim()) else {
+        return refuse(match name {
+            TypeName::Integer => "an integer",
+            TypeName::Float => "a number",
+            _ => "a decimal number",
+        });
+    };
+    let trimmed = plain.as_ref();
     match name {
         TypeName::String => Ok(Value::String(text.clone())),
         TypeName::Integer => match trimmed.parse::<i64>() {
@@ -383,6 +446,8 @@ mod tests {
                 FieldType::WithFormat(TypeWithFormat {
                     name: TypeName::Timestamp,
                     format: Some("%d/%m/%Y %H:%M".into()),
+                    decimal_separator: None,
+                    thousands_separator: None,
                 }),
             ),
         ]);
@@ -438,10 +503,54 @@ mod tests {
     }
 
     #[test]
+    fn numbers_with_local_separators() {
+        let european = FieldType::WithFormat(TypeWithFormat {
+            name: TypeName::Decimal,
+            format: None,
+            decimal_separator: Some(','),
+            thousands_separator: Some('.'),
+        });
+        assert_eq!(european.problem(), None);
+        assert_eq!(
+            cast(&Value::String("1.249,90".into()), &european),
+            Ok(Value::Decimal("1249.90".into()))
+        );
+        for wrong in ["1,249.90", "12.49,90", "1.2490"] {
+            assert_eq!(
+                cast(&Value::String(wrong.into()), &european),
+                Err(format!("`{wrong}` is not a decimal number")),
+            );
+        }
+        let comma_only = FieldType::WithFormat(TypeWithFormat {
+            name: TypeName::Decimal,
+            format: None,
+            decimal_separator: Some(','),
+            thousands_separator: None,
+        });
+        assert_eq!(
+            cast(&Value::String("-3,5".into()), &comma_only),
+            Ok(Value::Decimal("-3.5".into()))
+        );
+        assert!(cast(&Value::String("3.5".into()), &comma_only).is_err());
+        let same = FieldType::WithFormat(TypeWithFormat {
+            name: TypeName::Float,
+            format: None,
+            decimal_separator: Some('.'),
+            thousands_separator: Some('.'),
+        });
+        assert_eq!(
+            same.problem().unwrap(),
+            "`decimal_separator` and `thousands_separator` must differ"
+        );
+    }
+
+    #[test]
     fn formats_are_checked() {
         let bad = FieldType::WithFormat(TypeWithFormat {
             name: TypeName::Date,
             format: Some("%Q".into()),
+            decimal_separator: None,
+            thousands_separator: None,
         });
         assert_eq!(
             bad.problem().unwrap(),
@@ -450,6 +559,8 @@ mod tests {
         let misplaced = FieldType::WithFormat(TypeWithFormat {
             name: TypeName::Integer,
             format: Some("%Y".into()),
+            decimal_separator: None,
+            thousands_separator: None,
         });
         assert_eq!(
             misplaced.problem().unwrap(),

@@ -68,11 +68,13 @@ struct ZipParts {
 const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
 const ZIP_MAGICS: [&[u8]; 3] = [b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"];
 
-/// The streams in `input`, a file named `label`.
+/// The streams in `input`, a file named `label`. A zip archive is opened only with `open_zips`:
+/// a workbook (`.xlsx`, `.ods`) is a zip archive too, and its decoder wants it whole.
 pub fn unpack(
     input: Box<dyn Read + Send>,
     label: &str,
     limits: UnpackLimits,
+    open_zips: bool,
 ) -> Result<Unpacked, CodecError> {
     let (head, input) = peek(input, 4).map_err(|e| CodecError::io(label, "read", e))?;
     let whole = io::Cursor::new(head.clone()).chain(input);
@@ -88,7 +90,7 @@ pub fn unpack(
                 limit: limits.max_unpacked_bytes,
             }),
         }))
-    } else if ZIP_MAGICS.iter().any(|magic| head.starts_with(magic)) {
+    } else if open_zips && ZIP_MAGICS.iter().any(|magic| head.starts_with(magic)) {
         State::Zip(Box::new(open_zip(whole, label, limits)?))
     } else {
         State::Single(Some(Part {
@@ -297,7 +299,7 @@ mod tests {
         limits: UnpackLimits,
     ) -> Result<Vec<[String; 3]>, String> {
         let mut unpacked =
-            unpack(Box::new(Cursor::new(bytes)), label, limits).map_err(|e| e.to_string())?;
+            unpack(Box::new(Cursor::new(bytes)), label, limits, true).map_err(|e| e.to_string())?;
         let mut parts = Vec::new();
         while let Some(mut part) = unpacked.next_part().map_err(|e| e.to_string())? {
             let mut text = String::new();
@@ -343,6 +345,27 @@ mod tests {
             parts(zip(&[]), "in/empty.zip", limits).unwrap(),
             strings(&[])
         );
+    }
+
+    #[test]
+    fn a_zip_is_left_whole_for_a_workbook_decoder() {
+        let archive = zip(&[("xl/workbook.xml", b"<workbook/>")]);
+        let mut unpacked = unpack(
+            Box::new(Cursor::new(archive.clone())),
+            "in/a.xlsx",
+            UnpackLimits::default(),
+            false,
+        )
+        .unwrap();
+        let mut part = unpacked.next_part().unwrap().unwrap();
+        let mut bytes = Vec::new();
+        part.reader.read_to_end(&mut bytes).unwrap();
+        assert_eq!(
+            (part.label.as_str(), part.name.as_str()),
+            ("in/a.xlsx", "in/a.xlsx")
+        );
+        assert_eq!(bytes, archive);
+        assert!(unpacked.next_part().unwrap().is_none());
     }
 
     #[test]

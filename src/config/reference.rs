@@ -113,6 +113,13 @@ fn type_name(property: &Value, defs: &Map<String, Value>) -> String {
                 .join(" \\| ")
         } else if target["oneOf"].is_array() {
             "table with `type`".to_string()
+        } else if let Some(options) = target["anyOf"].as_array() {
+            // An untagged enum: one of several plain types (`sheet = "Orders"` or `sheet = 2`).
+            options
+                .iter()
+                .map(|option| text(&option["type"]))
+                .collect::<Vec<_>>()
+                .join(" or ")
         } else {
             text(&target["type"]).to_string()
         };

@@ -54,6 +54,16 @@ impl Validate for FileSinkConfig {
             problems.push(Invalid::new("path", message));
         }
         problems.extend(FormatConfig::stage_problems(&self.format, &self.path));
+        if let Some(format) = FormatConfig::named_or_inferred(&self.format, &self.path)
+            && let Some(message) = format.output_problem(&self.path)
+        {
+            problems.push(Invalid::new("path", message));
+        }
+        if let Some(format) = FormatConfig::named_or_inferred(&self.format, &self.path)
+            && let Some(message) = format.encoding_problem(self.encoding)
+        {
+            problems.push(Invalid::new("encoding", message));
+        }
         problems
     }
 }
@@ -195,8 +205,8 @@ impl FileSink {
             .try_clone()
             .map_err(|e| StageError::io(&shown, "write", e))?;
         let gzip = crate::codecs::unpack::strip_gzip_suffix(&shown).is_some();
-        let (writer, end) = output::writer(file, gzip, self.encoding);
-        let encoder = self.format.encoder(writer, &shown)?;
+        let (writer, end) = output::writer(file, gzip);
+        let encoder = self.format.encoder(writer, &shown, self.encoding)?;
         self.outputs.push(Output {
             path,
             pending: Some(Pending {

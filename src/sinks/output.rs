@@ -1,6 +1,5 @@
-//! What lies between an encoder and its file: the text encoding a partner wants (UTF-8 unless
-//! the sink says otherwise), gzip compression when the path ends in `.gz`, and the SHA-256 of
-//! the bytes that reach the file.
+//! What lies between an encoder and its file: gzip compression when the path ends in `.gz`, and
+//! the SHA-256 of the bytes that reach the file.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -8,8 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use flate2::write::GzEncoder;
 
-use crate::codecs::TextEncoding;
-use crate::codecs::text::encoded_output;
 use crate::digest::{HashingWriter, SharedDigest};
 
 type Gzip = GzEncoder<HashingWriter<File>>;
@@ -23,11 +20,7 @@ pub struct OutputEnd {
 }
 
 /// The writer an encoder writes to, ending in `file`.
-pub fn writer(
-    file: File,
-    gzip: bool,
-    encoding: Option<TextEncoding>,
-) -> (Box<dyn Write + Send>, OutputEnd) {
+pub fn writer(file: File, gzip: bool) -> (Box<dyn Write + Send>, OutputEnd) {
     let (hashing, digest) = HashingWriter::new(file);
     let (compressed, gzip): (Box<dyn Write + Send>, _) = if gzip {
         let shared = Arc::new(Mutex::new(GzEncoder::new(
@@ -38,10 +31,7 @@ pub fn writer(
     } else {
         (Box::new(hashing), None)
     };
-    (
-        encoded_output(compressed, encoding),
-        OutputEnd { gzip, digest },
-    )
+    (compressed, OutputEnd { gzip, digest })
 }
 
 impl OutputEnd {

@@ -4,7 +4,6 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::codecs::text::encoded_output;
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Validate};
 use crate::error::{StageError, is_broken_pipe};
@@ -35,9 +34,12 @@ pub struct StdoutSink {
 
 impl StdoutSink {
     pub fn new(config: &StdoutSinkConfig) -> Result<Self, StageError> {
-        let stdout = encoded_output(Box::new(std::io::stdout()), config.encoding);
         Ok(StdoutSink {
-            encoder: Some(config.format.encoder(stdout, "standard output")?),
+            encoder: Some(config.format.encoder(
+                Box::new(std::io::stdout()),
+                "standard output",
+                config.encoding,
+            )?),
             records: 0,
         })
     }

@@ -33,7 +33,7 @@ pub struct FileSourceConfig {
     /// that does not exist is an error. Required.
     pub path: String,
     /// The files' format, e.g. `{ type = "csv", delimiter = ";" }`. Default: inferred from the
-    /// extension in `path` (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`, ...), looking through
+    /// extension in `path` (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`, `.xml`, ...), looking through
     /// `.gz`; for a zip archive, from each member's name. Gzip files and zip archives are
     /// recognized by their content and unpacked on the fly, whatever their names; every file
     /// in an archive is read, in the archive's order (directories, hidden files and
@@ -89,6 +89,11 @@ impl Validate for FileSourceConfig {
             if let Some(problem) = field_type.problem() {
                 problems.push(Invalid::new(format!("schema.{field}"), problem));
             }
+        }
+        if let Some(format) = FormatConfig::named_or_inferred(&self.format, &self.path)
+            && let Some(message) = format.encoding_problem(self.encoding)
+        {
+            problems.push(Invalid::new("encoding", message));
         }
         if self.max_unpacked_bytes == Some(0) {
             problems.push(Invalid::new("max_unpacked_bytes", "must be at least 1"));
@@ -271,7 +276,11 @@ impl FileSource {
         tracing::debug!(file = %shown, "reading");
         let counter = self.cx.as_ref().map(|cx| cx.bytes_read.clone());
         let (reader, digest) = HashingReader::new(file, counter);
-        let mut parts = unpack::unpack(Box::new(reader), &shown, self.read.limits)?;
+        // A workbook is a zip archive itself: only one named `.zip` is an archive of files.
+        let workbook = !unpack::is_zip_name(&shown)
+            && FormatConfig::named_or_inferred(&self.read.format, &shown)
+                .is_some_and(|format| format.is_workbook());
+        let mut parts = unpack::unpack(Box::new(reader), &shown, self.read.limits, !workbook)?;
         let Some(part) = parts.next_part()? else {
             // An archive with no files in it: read, and nothing in it.
             self.finish_file(listed, digest);

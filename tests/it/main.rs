@@ -4,6 +4,8 @@
 mod bad_input;
 mod cli;
 mod convert;
+mod excel;
+mod golden;
 mod notify;
 mod operate;
 mod packing;
@@ -14,3 +16,4 @@ mod reruns;
 mod roundtrip;
 mod support;
 mod types;
+mod xml;

@@ -103,7 +103,7 @@ fn a_bad_member_is_named_inside_its_archive() {
     unknown
         .run(["convert", "in.zip", "out.ndjson"])
         .assert_code(1)
-        .assert_stderr("error: pipeline `convert`: input failed\n  caused by: cannot tell the format of in.zip/notes.txt from its name: set the source's `format` (one of csv, tsv, ndjson, jsonl, json, json-array)\n");
+        .assert_stderr("error: pipeline `convert`: input failed\n  caused by: cannot tell the format of in.zip/notes.txt from its name: set the source's `format` (one of csv, tsv, ndjson, jsonl, json, json-array, xml, excel, xlsx, xls, ods)\n");
 }
 
 #[test]
@@ -191,4 +191,31 @@ fn a_character_the_output_encoding_lacks_fails_and_publishes_nothing() {
         .assert_code(1)
         .assert_stderr("error: pipeline `p`: sink 1 (file) failed\n  caused by: out.csv: cannot write\n  caused by: the character 'Ω' (U+03A9) cannot be written in windows-1252\n");
     sandbox.assert_not_published("out.csv");
+}
+
+#[test]
+fn xml_declares_the_encoding_it_is_written_in_and_is_read_back_by_it() {
+    let sandbox = Sandbox::new();
+    sandbox.write("in.csv", "name\ncafé\n");
+    sandbox
+        .run([
+            "-q",
+            "convert",
+            "in.csv",
+            "out.xml",
+            "--to-encoding",
+            "windows-1252",
+        ])
+        .assert_success();
+    let bytes = sandbox.read_bytes("out.xml");
+    assert!(
+        bytes.starts_with(b"<?xml version=\"1.0\" encoding=\"windows-1252\"?>\n"),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(bytes.windows(4).any(|w| w == b"caf\xE9"), "{bytes:?}");
+    // The declaration is all a reader needs.
+    let back = sandbox.run(["-q", "convert", "out.xml", "-", "--to", "ndjson"]);
+    back.assert_success();
+    assert_eq!(back.stdout(), "{\"name\":\"café\"}\n");
 }

@@ -11,6 +11,8 @@ const FORMATS: &[(&str, &[&str])] = &[
     ("orders.ndjson", &[]),
     ("orders.json", &[]),
     ("orders.jarr", &["json-array"]),
+    ("orders.xml", &[]),
+    ("orders.xlsx", &[]),
 ];
 
 fn format_args(file: &str, flag: &str) -> Vec<String> {
@@ -55,7 +57,10 @@ fn every_format_converts_to_every_other_and_back() {
                 "{from} -> {to} -> ndjson"
             );
         }
-        // Compressed on the way out and in.
+        // Compressed on the way out and in (a workbook is a zip already: no `.xlsx.gz`).
+        if from.ends_with(".xlsx") {
+            continue;
+        }
         let gz = format!("gz/{from}.gz");
         convert(&sandbox, from, &gz);
         convert(&sandbox, &gz, "gz/back.ndjson");

@@ -1,5 +1,6 @@
 //! Round trips through the codecs, at the library level (running the binary per case would be
-//! too slow): records of text and nulls survive CSV and NDJSON unchanged.
+//! too slow): records of text and nulls survive every format, and every pair of formats,
+//! unchanged.
 
 use std::collections::HashSet;
 use std::io::{Cursor, Write};
@@ -34,10 +35,19 @@ fn format(name: &str) -> FormatConfig {
     FormatConfig::from_name(name).expect("a known format")
 }
 
+/// A format from its TOML options.
+fn json(options: &str) -> FormatConfig {
+    toml::from_str(&format!("type = \"json\"\n{options}")).expect("json options")
+}
+
+fn json_array(options: &str) -> FormatConfig {
+    toml::from_str(&format!("type = \"json-array\"\n{options}")).expect("json-array options")
+}
+
 fn encode(format: &FormatConfig, records: &[Record]) -> Vec<u8> {
     let buffer = SharedBuffer::default();
     let mut encoder: Box<dyn Encoder> = format
-        .encoder(Box::new(buffer.clone()), "memory")
+        .encoder(Box::new(buffer.clone()), "memory", None)
         .expect("an encoder");
     // In two batches when there are several records, as the runner hands them over.
     let (first, rest) = records.split_at(records.len() / 2);
@@ -126,6 +136,49 @@ proptest! {
         let ndjson = format("ndjson");
         let bytes = encode(&ndjson, &records);
         prop_assert_eq!(decode(&ndjson, bytes), records);
+    }
+
+    #[test]
+    fn every_pair_of_formats_carries_the_same_records(records in records()) {
+        let formats = [
+            format("csv"),
+            format("tsv"),
+            format("ndjson"),
+            format("json"),
+            json(r#"records = "/data/items"
+pretty = true"#),
+            format("json-array"),
+            json_array(r#"records = "/rows"
+columns_at = "/columns""#),
+        ];
+        for first in &formats {
+            let once = decode(first, encode(first, &records));
+            prop_assert_eq!(&once, &records, "{:?}", first);
+            for second in &formats {
+                let twice = decode(second, encode(second, &once));
+                prop_assert_eq!(&twice, &records, "{:?} then {:?}", first, second);
+            }
+        }
+    }
+
+    #[test]
+    fn text_survives_utf16_and_back(records in records()) {
+        use longshore::codecs::TextEncoding;
+        use longshore::codecs::text::{EncodingWriter, utf8_input};
+        let csv = format("csv");
+        let utf8 = encode(&csv, &records);
+        let mut utf16 = Vec::new();
+        let mut writer = EncodingWriter::new(&mut utf16, TextEncoding::parse("utf-16be").unwrap());
+        writer.write_all(&utf8).unwrap();
+        writer.flush().unwrap();
+        drop(writer);
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(
+            &mut utf8_input(Box::new(Cursor::new(utf16)), None, true).unwrap(),
+            &mut back,
+        )
+        .unwrap();
+        prop_assert_eq!(decode(&csv, back), records);
     }
 
     #[test]
