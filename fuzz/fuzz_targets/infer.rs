@@ -1,6 +1,6 @@
 //! Types for text: `types::infer` on any string never panics and loses nothing (a number it
 //! reads writes back as the same text), and casting to every type, with any valid strftime
-//! format, never panics either.
+//! format and number separators, never panics either.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -23,11 +23,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(input) = std::str::from_utf8(data) else {
         return;
     };
-    // The text, then optionally a strftime format after a NUL.
-    let (text, format) = match input.split_once('\0') {
-        Some((text, format)) => (text, Some(format)),
-        None => (input, None),
-    };
+    // The text, then optionally after a NUL a decimal separator, a thousands separator and a
+    // strftime format.
+    let (text, options) = input.split_once('\0').unwrap_or((input, ""));
+    let mut options = options.chars();
+    let (decimal_separator, thousands_separator) = (options.next(), options.next());
+    let format = Some(options.as_str()).filter(|format| !format.is_empty());
     match infer(text) {
         Some(Value::Integer(number)) => assert_eq!(number.to_string(), text),
         Some(Value::Decimal(decimal)) => assert_eq!(&*decimal, text),
@@ -38,6 +39,8 @@ fuzz_target!(|data: &[u8]| {
         let field_type = FieldType::WithFormat(TypeWithFormat {
             name,
             format: format.map(str::to_string),
+            decimal_separator,
+            thousands_separator,
         });
         let field_type = match field_type.problem() {
             None => field_type,

@@ -14,8 +14,12 @@ const LIMITS: UnpackLimits = UnpackLimits {
 };
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(mut unpacked) = unpack(Box::new(Cursor::new(data.to_vec())), "in/a.csv.gz", LIMITS)
-    else {
+    let Ok(mut unpacked) = unpack(
+        Box::new(Cursor::new(data.to_vec())),
+        "in/a.csv.gz",
+        LIMITS,
+        true,
+    ) else {
         return;
     };
     let mut parts = 0;

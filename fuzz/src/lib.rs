@@ -8,7 +8,7 @@ use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use longshore::codecs::FormatConfig;
+use longshore::codecs::{FormatConfig, TextEncoding};
 use longshore::error::CodecError;
 use longshore::record::{Record, Value};
 use longshore::stage::Decoder;
@@ -106,15 +106,28 @@ pub struct Outcome {
 }
 
 /// Decodes `file` in `format`, delivered as `delivery` says, to the end, checking the contract;
-/// `None` when the decoder cannot even start (a bad header, an unreadable first block).
+/// `None` when the decoder cannot even start (a bad header, an unreadable first block). A text
+/// format makes no more records than the file has bytes.
 pub fn decode(format: &FormatConfig, delivery: Delivery, file: &[u8]) -> Option<Outcome> {
+    decode_as(format, None, delivery, file, file.len())
+}
+
+/// [`decode`] in a named text `encoding`, with at most `record_limit` records and bad records:
+/// a compressed format (a workbook) may hold more records than bytes.
+pub fn decode_as(
+    format: &FormatConfig,
+    encoding: Option<TextEncoding>,
+    delivery: Delivery,
+    file: &[u8],
+    record_limit: usize,
+) -> Option<Outcome> {
     let (feed, end) = Feed::new(file, delivery);
-    let mut decoder = match format.decoder(Box::new(feed), "fuzz", None) {
+    let mut decoder = match format.decoder(Box::new(feed), "fuzz", encoding) {
         Ok(decoder) => decoder,
         Err(CodecError::BadRecord { .. }) => panic!("a bad record before any record was asked for"),
         Err(_) => return None,
     };
-    let outcome = drive(decoder.as_mut(), delivery.max, file.len());
+    let outcome = drive(decoder.as_mut(), delivery.max, record_limit);
     if outcome.ending == Ending::Exhausted {
         // Exhausted means read to the end: never a silent stop partway, or on a failed read.
         match end.load(Ordering::SeqCst) {
@@ -129,9 +142,9 @@ pub fn decode(format: &FormatConfig, delivery: Delivery, file: &[u8]) -> Option<
 /// Reads `decoder` to the end as the file source does (on after a bad record, stop after any
 /// other error), with `max` records a call, and asserts the [`Decoder`] contract: records are
 /// appended (what is already in `out` stays), at most `max` of them, `Ok(true)` exactly when some
-/// were, an error never comes with records, `Ok(false)` is final. `input_len` bounds the records
-/// and calls: no decoder makes more records than its input has bytes.
-pub fn drive(decoder: &mut dyn Decoder, max: usize, input_len: usize) -> Outcome {
+/// were, an error never comes with records, `Ok(false)` is final. `record_limit` bounds the
+/// records and bad records, and so the calls: a decoder that goes past it loops or invents.
+pub fn drive(decoder: &mut dyn Decoder, max: usize, record_limit: usize) -> Outcome {
     let sentinel = sentinel();
     let mut out = vec![sentinel.clone()];
     let mut outcome = Outcome {
@@ -175,8 +188,8 @@ pub fn drive(decoder: &mut dyn Decoder, max: usize, input_len: usize) -> Outcome
             }
         }
         assert!(
-            outcome.records + outcome.bad_records <= input_len,
-            "{} records and {} bad records from {input_len} bytes",
+            outcome.records + outcome.bad_records <= record_limit,
+            "{} records and {} bad records, over the limit of {record_limit}",
             outcome.records,
             outcome.bad_records
         );
