@@ -1,6 +1,7 @@
 //! Integration tests: the real `longshore` binary run on files in temporary directories, plus
 //! codec round trips at the library level. One test binary, so it is linked once.
 
+mod arbitrary_input;
 mod bad_input;
 mod cli;
 mod convert;
