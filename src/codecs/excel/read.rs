@@ -38,14 +38,18 @@ impl ExcelDecoder {
         options: &ExcelOptions,
     ) -> Result<Self, CodecError> {
         let spooled = SpooledFile::spool(input, label)?;
-        let workbook = open_workbook_auto_from_rs(spooled.clone()).map_err(|_| {
-            let why = spooled.what_it_is();
-            malformed(
-                label,
-                format!("not an Excel or OpenDocument workbook ({why})"),
-                None,
-            )
-        })?;
+        let workbook = match without_panics(|| open_workbook_auto_from_rs(spooled.clone())) {
+            Ok(Ok(workbook)) => workbook,
+            Ok(Err(_)) => {
+                let why = spooled.what_it_is();
+                return Err(malformed(
+                    label,
+                    format!("not an Excel or OpenDocument workbook ({why})"),
+                    None,
+                ));
+            }
+            Err(why) => return Err(malformed(label, corrupt(&why), None)),
+        };
         let sheet = choose_sheet(&workbook.sheet_names(), options.sheet.as_ref(), label)?;
         let table = Table {
             label: label.to_string(),
@@ -155,6 +159,23 @@ impl Seek for SpooledFile {
     }
 }
 
+/// Runs `call`, turning a panic in it into its message. calamine (0.38) panics on some corrupt
+/// workbooks (an `.xls` whose sectors run past the end of the file): that is bad input, not a
+/// crash of the run, nor, on the reading thread, a sheet that silently ends early.
+fn without_panics<T>(call: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).map_err(|panic| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|message| message.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default()
+    })
+}
+
+fn corrupt(why: &str) -> String {
+    format!("the workbook is corrupt (the reader failed: {why})")
+}
+
 fn malformed(label: &str, message: String, hint: Option<String>) -> CodecError {
     CodecError::malformed(label, Position::default(), message, hint)
 }
@@ -209,7 +230,7 @@ fn read_sheet(
     sender: &mpsc::SyncSender<Vec<Decoded>>,
 ) {
     let sheet = table.sheet.clone();
-    let read = match workbook {
+    let read = without_panics(|| match workbook {
         Sheets::Xlsx(mut xlsx) => (|| {
             let mut reader = xlsx.worksheet_cells_reader(&sheet)?;
             let shows_time: Vec<bool> = reader
@@ -245,7 +266,8 @@ fn read_sheet(
             Ok(())
         })()
         .map_err(|e: calamine::Error| e.to_string()),
-    };
+    })
+    .unwrap_or_else(|why| Err(corrupt(&why)));
     match read {
         Ok(()) => table.finish(sender),
         Err(why) => {

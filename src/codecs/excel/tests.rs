@@ -561,6 +561,20 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Found by fuzzing: calamine panicked on this truncated `.xls` (its sectors run past the end
+/// of the file), which took the whole run down with it.
+#[test]
+fn a_workbook_the_reader_panics_on_is_an_error() {
+    let error = decode_error(
+        &fixture("sectors-past-the-end.xls"),
+        &ExcelOptions::default(),
+    );
+    assert!(
+        error.starts_with("t.xlsx: the workbook is corrupt (the reader failed: "),
+        "{error}"
+    );
+}
+
 #[test]
 fn xls_and_ods_workbooks_are_read() {
     let options = ExcelOptions {
