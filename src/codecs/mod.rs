@@ -175,26 +175,32 @@ impl FormatConfig {
         label: &str,
         encoding: Option<TextEncoding>,
     ) -> Result<Box<dyn Decoder>, CodecError> {
-        if let FormatConfig::Xml(options) = self {
-            // XML has its own say in its encoding: the declaration.
-            let encoding = encoding.map(|e| e.0);
-            return Ok(Box::new(xml::XmlDecoder::new(
-                input, label, options, encoding,
-            )?));
-        }
-        // The csv crate skips a UTF-8 byte-order mark itself.
-        let keep_bom = matches!(self, FormatConfig::Csv(_));
-        let input = match self.is_workbook() {
-            true => input,
-            false => text::utf8_input(input, encoding, keep_bom)
-                .map_err(|e| CodecError::io(label, "read", e))?,
+        // Text formats read UTF-8: the text layer makes it so. XML has its own say in its
+        // encoding (the declaration); workbooks are not text.
+        let utf8 = |input, keep_bom| {
+            text::utf8_input(input, encoding, keep_bom)
+                .map_err(|e| CodecError::io(label, "read", e))
         };
         Ok(match self {
-            FormatConfig::Csv(options) => Box::new(csv::CsvDecoder::new(input, label, options)?),
-            FormatConfig::Ndjson(_) => Box::new(ndjson::NdjsonDecoder::new(input, label)),
-            FormatConfig::Json(options) => Box::new(json::JsonDecoder::new(input, label, options)),
-            FormatConfig::JsonArray(options) => json_array::decoder(input, label, options),
-            FormatConfig::Xml(_) => unreachable!("decoded above"),
+            // The csv crate skips a UTF-8 byte-order mark itself.
+            FormatConfig::Csv(options) => {
+                Box::new(csv::CsvDecoder::new(utf8(input, true)?, label, options)?)
+            }
+            FormatConfig::Ndjson(_) => {
+                Box::new(ndjson::NdjsonDecoder::new(utf8(input, false)?, label))
+            }
+            FormatConfig::Json(options) => {
+                Box::new(json::JsonDecoder::new(utf8(input, false)?, label, options))
+            }
+            FormatConfig::JsonArray(options) => {
+                json_array::decoder(utf8(input, false)?, label, options)
+            }
+            FormatConfig::Xml(options) => Box::new(xml::XmlDecoder::new(
+                input,
+                label,
+                options,
+                encoding.map(|e| e.0),
+            )?),
             FormatConfig::Excel(options) => {
                 Box::new(excel::ExcelDecoder::new(input, label, options)?)
             }
