@@ -38,6 +38,17 @@ impl ExcelDecoder {
         options: &ExcelOptions,
     ) -> Result<Self, CodecError> {
         let spooled = SpooledFile::spool(input, label)?;
+        // calamine follows the sector chains of a damaged compound file (`.xls`) without end:
+        // a 5 KB file could take all memory. The cfb crate checks the structure first.
+        if spooled.is_compound_file()
+            && let Err(e) = cfb::CompoundFile::open(spooled.clone())
+        {
+            return Err(malformed(
+                label,
+                format!("the workbook is corrupt (its compound-file structure is damaged: {e})"),
+                None,
+            ));
+        }
         let workbook = match without_panics(|| open_workbook_auto_from_rs(spooled.clone())) {
             Ok(Ok(workbook)) => workbook,
             Ok(Err(_)) => {
@@ -99,6 +110,9 @@ impl Decoder for ExcelDecoder {
     }
 }
 
+/// The first bytes of an OLE2 compound file, the container of `.xls` workbooks.
+const OLE2_SIGNATURE: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+
 /// The input, copied into an anonymous temporary file. Clones read it independently (each has
 /// its own position), as calamine's format detection needs.
 #[derive(Clone)]
@@ -123,6 +137,12 @@ impl SpooledFile {
         })
     }
 
+    /// Whether it is an OLE2 compound file (`.xls`), by its signature.
+    fn is_compound_file(&self) -> bool {
+        let mut start = [0u8; 8];
+        self.file.read_at(&mut start, 0).is_ok_and(|read| read == 8) && start == OLE2_SIGNATURE
+    }
+
     /// What the file looks like, for the error when it is not a workbook.
     fn what_it_is(&self) -> &'static str {
         let mut start = [0u8; 8];
@@ -130,9 +150,7 @@ impl SpooledFile {
         match &start[..read] {
             [] => "the file is empty",
             [b'P', b'K', 3, 4, ..] => "a zip archive without a workbook in it",
-            [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1] => {
-                "an OLE2 compound file without a workbook in it"
-            }
+            start if start == OLE2_SIGNATURE => "an OLE2 compound file without a workbook in it",
             _ => "it is neither a zip archive nor an OLE2 compound file",
         }
     }
