@@ -38,14 +38,12 @@ impl ExcelDecoder {
         options: &ExcelOptions,
     ) -> Result<Self, CodecError> {
         let spooled = SpooledFile::spool(input, label)?;
-        // calamine follows the sector chains of a damaged compound file (`.xls`) without end:
-        // a 5 KB file could take all memory. The cfb crate checks the structure first.
         if spooled.is_compound_file()
-            && let Err(e) = cfb::CompoundFile::open(spooled.clone())
+            && let Err(damage) = check_compound_file(spooled.clone())
         {
             return Err(malformed(
                 label,
-                format!("the workbook is corrupt (its compound-file structure is damaged: {e})"),
+                format!("the workbook is corrupt ({damage})"),
                 None,
             ));
         }
@@ -108,6 +106,53 @@ impl Decoder for ExcelDecoder {
         }
         Ok(out.len() > start)
     }
+}
+
+/// calamine trusts a damaged `.xls` more than it should, so the file is checked first:
+/// - it follows the compound file's sector chains without end when they loop (a 5 KB file
+///   could take all memory): the `cfb` crate checks the structure;
+/// - it sizes a sheet's cells from the sheet's DIMENSIONS record unchecked (a damaged record
+///   asks for terabytes, and a failed allocation aborts the process, which no panic catch
+///   stops): each one must fit the format's 65,536 rows by 256 columns.
+fn check_compound_file(file: SpooledFile) -> Result<(), String> {
+    let mut compound = cfb::CompoundFile::open(file)
+        .map_err(|e| format!("its compound-file structure is damaged: {e}"))?;
+    let Some(name) = ["/Workbook", "/Book"]
+        .into_iter()
+        .find(|n| compound.is_stream(n))
+    else {
+        return Ok(()); // calamine says what is missing
+    };
+    let stream = compound
+        .open_stream(name)
+        .map_err(|e| format!("its workbook stream cannot be read: {e}"))?;
+    let mut records = io::BufReader::new(stream);
+    let mut header = [0u8; 4];
+    let mut data = Vec::new();
+    // A record cut short ends the check: calamine reports it.
+    while records.read_exact(&mut header).is_ok() {
+        let kind = u16::from_le_bytes([header[0], header[1]]);
+        let length = u16::from_le_bytes([header[2], header[3]]);
+        data.resize(usize::from(length), 0);
+        if records.read_exact(&mut data).is_err() {
+            break;
+        }
+        const DIMENSIONS: u16 = 0x0200;
+        let u16_at = |at: usize| u32::from(u16::from_le_bytes([data[at], data[at + 1]]));
+        let u32_at =
+            |at: usize| u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+        let (first_row, end_row, end_column) = match (kind, data.len()) {
+            (DIMENSIONS, 10) => (u16_at(0), u16_at(2), u16_at(6)),
+            (DIMENSIONS, 14 | 16) => (u32_at(0), u32_at(4), u16_at(10)),
+            _ => continue,
+        };
+        if end_row > 65_536 || end_column > 256 || (end_row > 0 && first_row >= end_row) {
+            return Err(format!(
+                "a sheet claims rows {first_row} to {end_row} and {end_column} columns, beyond what an .xls sheet holds"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The first bytes of an OLE2 compound file, the container of `.xls` workbooks.

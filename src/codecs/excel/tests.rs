@@ -590,6 +590,48 @@ fn a_compound_file_with_looping_sectors_is_refused_before_it_takes_memory() {
     );
 }
 
+/// An `.xls` whose one sheet's DIMENSIONS record claims `rows` rows (BIFF8 records: BOF,
+/// DIMENSIONS, EOF), in a well-formed compound file.
+fn xls_claiming_rows(first_row: u32, end_row: u32) -> Vec<u8> {
+    let mut records = Vec::new();
+    let mut record = |kind: u16, data: &[u8]| {
+        records.extend_from_slice(&kind.to_le_bytes());
+        records.extend_from_slice(&(data.len() as u16).to_le_bytes());
+        records.extend_from_slice(data);
+    };
+    record(
+        0x0809,
+        &[0x00, 0x06, 0x10, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
+    let mut dimensions = Vec::new();
+    dimensions.extend_from_slice(&first_row.to_le_bytes());
+    dimensions.extend_from_slice(&end_row.to_le_bytes());
+    dimensions.extend_from_slice(&[0, 0, 3, 0, 0, 0]);
+    record(0x0200, &dimensions);
+    record(0x000A, &[]);
+    let mut compound = cfb::CompoundFile::create(std::io::Cursor::new(Vec::new())).unwrap();
+    let mut stream = compound.create_stream("/Workbook").unwrap();
+    std::io::Write::write_all(&mut stream, &records).unwrap();
+    drop(stream);
+    compound.flush().unwrap();
+    compound.into_inner().into_inner()
+}
+
+/// Found by fuzzing: calamine reserves a sheet's cells from its DIMENSIONS record unchecked, and
+/// a failed allocation aborts the process (no panic to catch). Such a sheet is refused first.
+#[test]
+fn an_xls_sheet_claiming_more_rows_than_xls_holds_is_refused() {
+    for (first, end) in [(0, 0x7FFF_FFFF), (10, 5)] {
+        let error = decode_error(&xls_claiming_rows(first, end), &ExcelOptions::default());
+        assert_eq!(
+            error,
+            format!(
+                "t.xlsx: the workbook is corrupt (a sheet claims rows {first} to {end} and 3 columns, beyond what an .xls sheet holds)"
+            )
+        );
+    }
+}
+
 #[test]
 fn xls_and_ods_workbooks_are_read() {
     let options = ExcelOptions {
