@@ -420,13 +420,13 @@ path = \"out.ndjson\"
 }
 
 /// Every pipeline directly in `pipelines/` runs offline on `samples/` (pipelines that need a
-/// server belong in `pipelines/examples/`, which this does not run). The repository's two
-/// folders are copied into a sandbox, so nothing is written into the checkout.
+/// server belong in `pipelines/examples/`, which this does not run). The repository's folders
+/// are copied into a sandbox, so nothing is written into the checkout.
 #[test]
 fn every_offline_pipeline_in_the_repository_runs() {
     let sandbox = Sandbox::new();
     let mut pipelines = Vec::new();
-    for folder in ["pipelines", "samples"] {
+    for folder in ["pipelines", "samples", "samples/formats"] {
         for entry in std::fs::read_dir(crate::support::repo_path(folder)).expect("list the folder")
         {
             let path = entry.expect("a directory entry").path();
