@@ -14,9 +14,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::IO_BUFFER_BYTES;
 use super::json_write::{KeyCache, PrettyWriter, write_record, write_str, write_value};
 use super::ndjson::{NameCache, RecordSeed, ValueSeed};
+use super::{EncodedOutput, IO_BUFFER_BYTES};
 use crate::error::{CodecError, Position};
 use crate::record::{FieldName, Record, Value};
 use crate::stage::{Decoder, Encoder};
@@ -57,7 +57,7 @@ pub(crate) fn pointer_path(pointer: &str) -> Vec<String> {
 
 /// An output buffer holding the start of the envelope `path` names, up to the array's `[`.
 pub(crate) fn open_envelope(path: &[String]) -> Vec<u8> {
-    let mut buffer = Vec::with_capacity(IO_BUFFER_BYTES + 4096);
+    let mut buffer = EncodedOutput::buffer();
     for key in path {
         buffer.push(b'{');
         write_str(&mut buffer, key);
@@ -451,10 +451,9 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
 
 /// Writes records as a JSON array, inside the envelope the pointer names.
 pub struct JsonEncoder {
-    output: Box<dyn Write + Send>,
+    output: EncodedOutput,
     buffer: Vec<u8>,
     keys: KeyCache,
-    label: String,
     path: Vec<String>,
     one_per_line: bool,
     written: u64,
@@ -469,20 +468,13 @@ impl JsonEncoder {
             false => output,
         };
         JsonEncoder {
-            output,
+            output: EncodedOutput::new(output, label),
             buffer,
             keys: KeyCache::default(),
-            label: label.to_string(),
             path,
             one_per_line: options.one_per_line,
             written: 0,
         }
-    }
-
-    fn flush_buffer(&mut self) -> Result<(), CodecError> {
-        let result = self.output.write_all(&self.buffer);
-        self.buffer.clear();
-        result.map_err(|source| CodecError::io(&self.label, "write", source))
     }
 }
 
@@ -497,9 +489,7 @@ impl Encoder for JsonEncoder {
             }
             write_record(&mut self.buffer, record, &mut self.keys);
             self.written += 1;
-            if self.buffer.len() >= IO_BUFFER_BYTES {
-                self.flush_buffer()?;
-            }
+            self.output.write_if_full(&mut self.buffer)?;
         }
         Ok(())
     }
@@ -512,10 +502,7 @@ impl Encoder for JsonEncoder {
         self.buffer
             .extend(std::iter::repeat_n(b'}', self.path.len()));
         self.buffer.push(b'\n');
-        self.flush_buffer()?;
-        self.output
-            .flush()
-            .map_err(|source| CodecError::io(&self.label, "write", source))
+        self.output.finish(&mut self.buffer)
     }
 }
 

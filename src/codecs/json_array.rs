@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::IO_BUFFER_BYTES;
+use super::EncodedOutput;
 use super::json::{JsonDecoder, Shape, open_envelope, pointer_path, pointer_problems};
 use super::json_write::{write_str, write_value};
 use crate::error::{CodecError, Position};
@@ -99,9 +99,8 @@ pub fn decoder(
 /// Writes the column names (as the first row, or beside the rows), then one row per record, in
 /// the columns' order.
 pub struct JsonArrayEncoder {
-    output: Box<dyn Write + Send>,
+    output: EncodedOutput,
     buffer: Vec<u8>,
-    label: String,
     path: Vec<String>,
     /// Set by the options, or by the first record.
     columns: Option<Vec<FieldName>>,
@@ -128,9 +127,8 @@ impl JsonArrayEncoder {
             (false, None) => Header::FirstRow,
         };
         JsonArrayEncoder {
-            output,
-            buffer: Vec::with_capacity(IO_BUFFER_BYTES + 4096),
-            label: label.to_string(),
+            output: EncodedOutput::new(output, label),
+            buffer: EncodedOutput::buffer(),
             path: pointer_path(&options.records),
             columns: options.columns(),
             header,
@@ -181,7 +179,7 @@ impl JsonArrayEncoder {
         let columns = self.columns.as_ref().expect("started first");
         if let Some(extra) = record.names().find(|name| !columns.contains(name)) {
             return Err(CodecError::malformed(
-                self.label.clone(),
+                self.output.label.clone(),
                 Position {
                     record: Some(self.rows + 1),
                     field: Some(format!("`{extra}`")),
@@ -205,12 +203,6 @@ impl JsonArrayEncoder {
         self.buffer.push(b']');
         Ok(())
     }
-
-    fn flush_buffer(&mut self) -> Result<(), CodecError> {
-        let result = self.output.write_all(&self.buffer);
-        self.buffer.clear();
-        result.map_err(|source| CodecError::io(&self.label, "write", source))
-    }
 }
 
 impl Encoder for JsonArrayEncoder {
@@ -224,9 +216,7 @@ impl Encoder for JsonArrayEncoder {
                 self.start(columns);
             }
             self.write_row(record)?;
-            if self.buffer.len() >= IO_BUFFER_BYTES {
-                self.flush_buffer()?;
-            }
+            self.output.write_if_full(&mut self.buffer)?;
         }
         Ok(())
     }
@@ -240,10 +230,7 @@ impl Encoder for JsonArrayEncoder {
         self.buffer
             .extend(std::iter::repeat_n(b'}', self.path.len()));
         self.buffer.push(b'\n');
-        self.flush_buffer()?;
-        self.output
-            .flush()
-            .map_err(|source| CodecError::io(&self.label, "write", source))
+        self.output.finish(&mut self.buffer)
     }
 }
 

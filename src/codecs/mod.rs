@@ -237,6 +237,51 @@ impl FormatConfig {
 /// Read/write buffer size for codecs: large enough that syscalls vanish from profiles.
 pub(crate) const IO_BUFFER_BYTES: usize = 256 * 1024;
 
+/// Where a text encoder's bytes go. Encoders gather whole records in a buffer of their own and
+/// hand it over once it holds [`IO_BUFFER_BYTES`], so writes are few and large.
+pub(crate) struct EncodedOutput {
+    writer: Box<dyn Write + Send>,
+    /// Names the output in errors.
+    pub(crate) label: String,
+}
+
+impl EncodedOutput {
+    pub(crate) fn new(writer: Box<dyn Write + Send>, label: &str) -> Self {
+        EncodedOutput {
+            writer,
+            label: label.to_string(),
+        }
+    }
+
+    /// A buffer to gather records in.
+    pub(crate) fn buffer() -> Vec<u8> {
+        Vec::with_capacity(IO_BUFFER_BYTES + 4096)
+    }
+
+    /// Writes `buffer` out (and empties it) once it is full.
+    pub(crate) fn write_if_full(&mut self, buffer: &mut Vec<u8>) -> Result<(), CodecError> {
+        match buffer.len() >= IO_BUFFER_BYTES {
+            true => self.write(buffer),
+            false => Ok(()),
+        }
+    }
+
+    /// Writes `buffer` out and empties it.
+    pub(crate) fn write(&mut self, buffer: &mut Vec<u8>) -> Result<(), CodecError> {
+        let result = self.writer.write_all(buffer);
+        buffer.clear();
+        result.map_err(|source| CodecError::io(&self.label, "write", source))
+    }
+
+    /// Writes the rest of `buffer` and flushes the writer: the encoder's last step.
+    pub(crate) fn finish(&mut self, buffer: &mut Vec<u8>) -> Result<(), CodecError> {
+        self.write(buffer)?;
+        self.writer
+            .flush()
+            .map_err(|source| CodecError::io(&self.label, "write", source))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

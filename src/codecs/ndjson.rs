@@ -10,8 +10,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use super::IO_BUFFER_BYTES;
 use super::json_write::{KeyCache, write_record};
+use super::{EncodedOutput, IO_BUFFER_BYTES};
 use crate::error::{CodecError, Malformed, Position};
 use crate::record::{FieldName, Record, Text, Value};
 use crate::stage::{Decoder, Encoder};
@@ -488,26 +488,18 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
 }
 
 pub struct NdjsonEncoder {
-    output: Box<dyn Write + Send>,
+    output: EncodedOutput,
     buffer: Vec<u8>,
     keys: KeyCache,
-    label: String,
 }
 
 impl NdjsonEncoder {
     pub fn new(output: Box<dyn Write + Send>, label: &str) -> Self {
         NdjsonEncoder {
-            output,
-            buffer: Vec::with_capacity(IO_BUFFER_BYTES + 4096),
+            output: EncodedOutput::new(output, label),
+            buffer: EncodedOutput::buffer(),
             keys: KeyCache::default(),
-            label: label.to_string(),
         }
-    }
-
-    fn flush_buffer(&mut self) -> Result<(), CodecError> {
-        let result = self.output.write_all(&self.buffer);
-        self.buffer.clear();
-        result.map_err(|source| CodecError::io(&self.label, "write", source))
     }
 }
 
@@ -516,18 +508,13 @@ impl Encoder for NdjsonEncoder {
         for record in records {
             write_record(&mut self.buffer, record, &mut self.keys);
             self.buffer.push(b'\n');
-            if self.buffer.len() >= IO_BUFFER_BYTES {
-                self.flush_buffer()?;
-            }
+            self.output.write_if_full(&mut self.buffer)?;
         }
         Ok(())
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), CodecError> {
-        self.flush_buffer()?;
-        self.output
-            .flush()
-            .map_err(|source| CodecError::io(&self.label, "write", source))
+        self.output.finish(&mut self.buffer)
     }
 }
 

@@ -5,16 +5,15 @@
 use std::io::Write;
 
 use super::{XmlOptions, is_xml_name};
-use crate::codecs::IO_BUFFER_BYTES;
+use crate::codecs::EncodedOutput;
 use crate::error::{CodecError, Position};
 use crate::record::{Record, Value};
 use crate::stage::Encoder;
 
 /// Writes records as an XML document.
 pub struct XmlEncoder {
-    output: Box<dyn Write + Send>,
+    output: EncodedOutput,
     buffer: Vec<u8>,
-    label: String,
     /// The elements around the records, root first.
     envelope: Vec<String>,
     record_element: String,
@@ -46,7 +45,7 @@ impl XmlEncoder {
             .path()
             .unwrap_or_else(|| vec!["records".into(), "record".into()]);
         let record_element = envelope.pop().unwrap_or_default();
-        let mut buffer = Vec::with_capacity(IO_BUFFER_BYTES + 4096);
+        let mut buffer = EncodedOutput::buffer();
         buffer.extend_from_slice(
             format!("<?xml version=\"1.0\" encoding=\"{encoding}\"?>\n").as_bytes(),
         );
@@ -65,9 +64,8 @@ impl XmlEncoder {
             buffer.push(b'\n');
         }
         XmlEncoder {
-            output,
+            output: EncodedOutput::new(output, label),
             buffer,
-            label: label.to_string(),
             envelope,
             record_element,
             attribute_prefix: options.attribute_prefix.clone(),
@@ -77,12 +75,6 @@ impl XmlEncoder {
             pretty: options.pretty,
             written: 0,
         }
-    }
-
-    fn flush_buffer(&mut self) -> Result<(), CodecError> {
-        let result = self.output.write_all(&self.buffer);
-        self.buffer.clear();
-        result.map_err(|source| CodecError::io(&self.label, "write", source))
     }
 
     fn write_record(&mut self, record: &Record) -> Result<(), FieldProblem> {
@@ -288,16 +280,14 @@ impl Encoder for XmlEncoder {
                     ..Position::default()
                 };
                 return Err(CodecError::malformed(
-                    self.label.clone(),
+                    self.output.label.clone(),
                     position,
                     problem.message,
                     problem.hint,
                 ));
             }
             self.written += 1;
-            if self.buffer.len() >= IO_BUFFER_BYTES {
-                self.flush_buffer()?;
-            }
+            self.output.write_if_full(&mut self.buffer)?;
         }
         Ok(())
     }
@@ -321,10 +311,7 @@ impl Encoder for XmlEncoder {
                 self.buffer.push(b'\n');
             }
         }
-        self.flush_buffer()?;
-        self.output
-            .flush()
-            .map_err(|source| CodecError::io(&self.label, "write", source))
+        self.output.finish(&mut self.buffer)
     }
 }
 
