@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::IO_BUFFER_BYTES;
+use super::text::read_at_least;
 use crate::error::{CodecError, Position};
 use crate::record::{FieldName, Record, Text, Value};
 use crate::stage::{Decoder, Encoder};
@@ -220,21 +221,6 @@ impl<R> ScanReader<R> {
 /// a byte-order mark in its first read only, and takes a first read of nothing but a mark for
 /// the end of the input.
 const FIRST_READ_BYTES: usize = UTF8_BOM.len() + 1;
-
-/// Reads until `buf` holds at least `least` bytes (or is full), or the input ends.
-fn read_at_least(input: &mut impl Read, buf: &mut [u8], least: usize) -> io::Result<usize> {
-    let least = least.min(buf.len());
-    let mut filled = 0;
-    while filled < least {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
 
 impl<R: Read> Read for ScanReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {

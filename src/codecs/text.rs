@@ -119,26 +119,33 @@ impl<R: Read> Read for ReadsOfFour<R> {
     }
 }
 
-/// At least the first `count` bytes of `input` (fewer only at its end; usually a few
-/// kilobytes), and the reader positioned after them. Chaining the head back in front keeps the
-/// first read long: the csv crate takes a first read of just a byte-order mark for the end.
+/// The first `count` bytes of `input` (fewer only at its end), and the reader positioned after
+/// them.
 pub fn peek<R: Read>(mut input: R, count: usize) -> io::Result<(Vec<u8>, R)> {
-    let mut head = vec![0; count.max(PEEK_BYTES)];
+    let mut head = vec![0; count];
+    let filled = read_at_least(&mut input, &mut head, count)?;
+    head.truncate(filled);
+    Ok((head, input))
+}
+
+/// Reads until `buf` holds at least `least` bytes (or is full), or the input ends; how many.
+pub(crate) fn read_at_least(
+    input: &mut impl Read,
+    buf: &mut [u8],
+    least: usize,
+) -> io::Result<usize> {
+    let least = least.min(buf.len());
     let mut filled = 0;
-    while filled < count {
-        match input.read(&mut head[filled..]) {
+    while filled < least {
+        match input.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    head.truncate(filled);
-    Ok((head, input))
+    Ok(filled)
 }
-
-/// How much [`peek`] asks for in its first read.
-const PEEK_BYTES: usize = 8192;
 
 /// `output` itself for UTF-8 (the default), else wrapped in an [`EncodingWriter`].
 pub fn encoded_output(
