@@ -807,14 +807,11 @@ pub(crate) mod tests {
     use super::*;
 
     fn decode(input: &str, options: &CsvOptions) -> Result<Vec<Record>, CodecError> {
-        let mut decoder = CsvDecoder::new(
+        read_all(&mut CsvDecoder::new(
             Box::new(io::Cursor::new(input.as_bytes().to_vec())),
             "t.csv",
             options,
-        )?;
-        let mut out = Vec::new();
-        while decoder.next_batch(&mut out, 2)? {}
-        Ok(out)
+        )?)
     }
 
     fn texts(records: &[Record]) -> Vec<Vec<(String, Option<String>)>> {
@@ -1147,6 +1144,26 @@ pub(crate) mod tests {
         };
         let problems: Vec<_> = options.problems().into_iter().map(|(k, _)| k).collect();
         assert_eq!(problems, ["delimiter", "quote", "quote"]);
+    }
+
+    /// Every record `decoder` gives, two a call (so that batches cut the input), or its first
+    /// error.
+    pub(crate) fn read_all(decoder: &mut dyn Decoder) -> Result<Vec<Record>, CodecError> {
+        let mut out = Vec::new();
+        while decoder.next_batch(&mut out, 2)? {}
+        Ok(out)
+    }
+
+    /// The text an encoder that `build` makes over a buffer writes for `records`.
+    pub(crate) fn written(
+        records: &[Record],
+        build: impl FnOnce(Box<dyn Write + Send>) -> Box<dyn Encoder>,
+    ) -> String {
+        let buffer = SharedBuffer::default();
+        let mut encoder = build(Box::new(buffer.clone()));
+        encoder.write_batch(records).unwrap();
+        encoder.finish().unwrap();
+        buffer.text()
     }
 
     /// A writer tests can read back after the encoder consumed it.

@@ -509,7 +509,7 @@ impl Encoder for JsonEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codecs::csv::tests::SharedBuffer;
+    use crate::codecs::csv::tests::{read_all, written};
 
     fn options(records: &str) -> JsonOptions {
         JsonOptions {
@@ -520,26 +520,17 @@ mod tests {
     }
 
     fn decode(input: &str, records: &str) -> Result<Vec<Record>, CodecError> {
-        let mut decoder = JsonDecoder::new(
+        read_all(&mut JsonDecoder::new(
             Box::new(std::io::Cursor::new(input.to_string())),
             "t.json",
             &options(records),
-        );
-        let mut out = Vec::new();
-        while decoder.next_batch(&mut out, 2)? {}
-        Ok(out)
+        ))
     }
 
     fn encode(records: &[Record], options: &JsonOptions) -> String {
-        let buffer = SharedBuffer::default();
-        let mut encoder = Box::new(JsonEncoder::new(
-            Box::new(buffer.clone()),
-            "t.json",
-            options,
-        ));
-        encoder.write_batch(records).unwrap();
-        encoder.finish().unwrap();
-        buffer.text()
+        written(records, |output| {
+            Box::new(JsonEncoder::new(output, "t.json", options))
+        })
     }
 
     #[test]

@@ -237,29 +237,23 @@ impl Encoder for JsonArrayEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codecs::csv::tests::SharedBuffer;
+    use crate::codecs::csv::tests::{read_all, written};
 
     fn decode(input: &str, options: &JsonArrayOptions) -> Result<Vec<Record>, CodecError> {
-        let mut decoder = decoder(
-            Box::new(std::io::Cursor::new(input.to_string())),
-            "t.json",
-            options,
-        );
-        let mut out = Vec::new();
-        while decoder.next_batch(&mut out, 2)? {}
-        Ok(out)
+        read_all(
+            decoder(
+                Box::new(std::io::Cursor::new(input.to_string())),
+                "t.json",
+                options,
+            )
+            .as_mut(),
+        )
     }
 
     fn encode(records: &[Record], options: &JsonArrayOptions) -> String {
-        let buffer = SharedBuffer::default();
-        let mut encoder = Box::new(JsonArrayEncoder::new(
-            Box::new(buffer.clone()),
-            "t.json",
-            options,
-        ));
-        encoder.write_batch(records).unwrap();
-        encoder.finish().unwrap();
-        buffer.text()
+        written(records, |output| {
+            Box::new(JsonArrayEncoder::new(output, "t.json", options))
+        })
     }
 
     #[test]

@@ -521,16 +521,13 @@ impl Encoder for NdjsonEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codecs::csv::tests::SharedBuffer;
+    use crate::codecs::csv::tests::{SharedBuffer, read_all};
 
     fn decode(input: &str) -> Result<Vec<Record>, CodecError> {
-        let mut decoder = NdjsonDecoder::new(
+        read_all(&mut NdjsonDecoder::new(
             Box::new(std::io::Cursor::new(input.to_string())),
             "t.ndjson",
-        );
-        let mut out = Vec::new();
-        while decoder.next_batch(&mut out, 2)? {}
-        Ok(out)
+        ))
     }
 
     /// Found by fuzzing: a failed read came back with the records read before it in the same

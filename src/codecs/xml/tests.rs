@@ -3,7 +3,7 @@ use std::io::Cursor;
 use proptest::prelude::*;
 
 use super::*;
-use crate::codecs::csv::tests::SharedBuffer;
+use crate::codecs::csv::tests::{SharedBuffer, read_all};
 use crate::error::CodecError;
 use crate::record::{Record, Value};
 use crate::stage::{Decoder, Encoder};
@@ -17,10 +17,7 @@ fn orders() -> XmlOptions {
 
 fn decode_bytes(input: &[u8], options: &XmlOptions) -> Result<Vec<Record>, CodecError> {
     let input = Box::new(Cursor::new(input.to_vec()));
-    let mut decoder = XmlDecoder::new(input, "t.xml", options, None)?;
-    let mut out = Vec::new();
-    while decoder.next_batch(&mut out, 2)? {}
-    Ok(out)
+    read_all(&mut XmlDecoder::new(input, "t.xml", options, None)?)
 }
 
 fn decode(input: &str, options: &XmlOptions) -> Result<Vec<Record>, CodecError> {
