@@ -8,6 +8,7 @@ pub mod json;
 pub mod json_array;
 pub(crate) mod json_write;
 pub mod ndjson;
+mod parallel;
 pub mod text;
 pub mod types;
 pub mod unpack;

@@ -4,13 +4,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::json_write::{KeyCache, write_record};
+use super::parallel::{ChunkParser, ParallelChunks};
 use super::{EncodedOutput, IO_BUFFER_BYTES};
 use crate::error::{CodecError, Malformed, Position};
 use crate::record::{FieldName, Record, Text, Value};
@@ -23,33 +24,22 @@ use crate::stage::{Decoder, Encoder};
 pub struct NdjsonOptions {}
 
 /// Reads lines in chunks and parses them. Parsing JSON costs several times more than reading
-/// lines or writing any output, so once a file proves large, chunks are handed round-robin to
-/// parsing threads (one per core, up to four) while this thread only reads: every core stays busy, and
-/// results are collected in the same round-robin order, so records keep their file order.
+/// lines or writing any output, so once a file proves large, chunks are parsed on other threads
+/// (see [`ParallelChunks`]) while this one only reads.
 pub struct NdjsonDecoder {
     input: BufReader<Box<dyn Read + Send>>,
+    label: String,
     /// The number of the next line to read.
     next_line: u64,
     exhausted: bool,
-    parser: LineParser,
     /// Chunks read and handed out for parsing, oldest first.
-    pending: VecDeque<Parsed>,
+    chunks: ParallelChunks<LineParser>,
     /// Records of a chunk larger than the last `max` asked for.
     leftover: VecDeque<Record>,
     /// Errors for bad lines already parsed, reported before any later record.
     rejected: VecDeque<CodecError>,
     /// The error that ends the input (a failed read), reported once the records before it are out.
     failed: Option<CodecError>,
-    /// Parsing threads, started once the input proves large.
-    helpers: Vec<Helper>,
-    next_helper: usize,
-    chunks_read: u64,
-}
-
-/// A chunk parsed here, or one a helper is parsing.
-enum Parsed {
-    Here(ParsedChunk),
-    ByHelper(usize),
 }
 
 /// The records of a chunk, and an error for each bad line in it.
@@ -64,33 +54,21 @@ struct Chunk {
     first_line: u64,
 }
 
-struct Helper {
-    chunks: mpsc::SyncSender<Chunk>,
-    results: mpsc::Receiver<ParsedChunk>,
-}
-
-/// Chunks read before parsing threads start: small files never pay for threads.
-const CHUNKS_BEFORE_HELPERS: u64 = 8;
-/// Chunks each parsing thread may have queued or in progress.
-const CHUNKS_PER_HELPER: usize = 2;
-
 impl NdjsonDecoder {
     pub fn new(input: Box<dyn Read + Send>, label: &str) -> Self {
+        let parser = LineParser {
+            label: label.to_string(),
+            names: NameCache::default(),
+        };
         NdjsonDecoder {
             input: BufReader::with_capacity(IO_BUFFER_BYTES, input),
+            label: label.to_string(),
             next_line: 1,
             exhausted: false,
-            parser: LineParser {
-                label: label.to_string(),
-                names: NameCache::default(),
-            },
-            pending: VecDeque::new(),
+            chunks: ParallelChunks::new(parser, "ndjson-parse"),
             leftover: VecDeque::new(),
             rejected: VecDeque::new(),
             failed: None,
-            helpers: Vec::new(),
-            next_helper: 0,
-            chunks_read: 0,
         }
     }
 
@@ -109,70 +87,21 @@ impl NdjsonDecoder {
                 Ok(_) => self.next_line += 1,
                 Err(source) => {
                     bytes.truncate(line_start);
-                    self.failed = Some(CodecError::io(&self.parser.label, "read", source));
+                    self.failed = Some(CodecError::io(&self.label, "read", source));
                     break;
                 }
             }
         }
-        self.chunks_read += 1;
         (!bytes.is_empty()).then_some(Chunk { bytes, first_line })
     }
 
-    fn start_helpers(&mut self) {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if cores < 2 {
-            return;
-        }
-        for _ in 0..cores.min(4) {
-            let (chunks, chunk_receiver) = mpsc::sync_channel::<Chunk>(CHUNKS_PER_HELPER);
-            let (result_sender, results) = mpsc::sync_channel(CHUNKS_PER_HELPER);
-            // A copy of the names seen so far: every thread then hands out the very same
-            // `Arc`s, which keeps name comparisons downstream to a pointer check.
-            let mut parser = LineParser {
-                label: self.parser.label.clone(),
-                names: self.parser.names.clone(),
-            };
-            let spawned = std::thread::Builder::new()
-                .name("ndjson-parse".into())
-                .spawn(move || {
-                    for chunk in chunk_receiver {
-                        if result_sender.send(parser.parse_chunk(&chunk)).is_err() {
-                            return;
-                        }
-                    }
-                });
-            // With fewer threads than asked for (none to be had), parsing is slower, not wrong.
-            if spawned.is_ok() {
-                self.helpers.push(Helper { chunks, results });
-            }
-        }
-    }
-
-    /// Reads chunks ahead, handing them to the parsing threads round-robin (or parsing them
-    /// here while there are none).
+    /// Reads chunks ahead, as many as the parsing threads take.
     fn fill(&mut self, lines: usize) {
-        if self.helpers.is_empty() && self.chunks_read == CHUNKS_BEFORE_HELPERS {
-            self.start_helpers();
-        }
-        let window = (self.helpers.len() * CHUNKS_PER_HELPER).max(1);
-        while self.pending.len() < window && !self.exhausted && self.failed.is_none() {
+        while self.chunks.has_room() && !self.exhausted && self.failed.is_none() {
             let Some(chunk) = self.read_chunk(lines) else {
                 break;
             };
-            if self.helpers.is_empty() {
-                self.pending
-                    .push_back(Parsed::Here(self.parser.parse_chunk(&chunk)));
-                continue;
-            }
-            let index = self.next_helper;
-            self.next_helper = (index + 1) % self.helpers.len();
-            match self.helpers[index].chunks.send(chunk) {
-                Ok(()) => self.pending.push_back(Parsed::ByHelper(index)),
-                // The thread is gone (it can only have panicked): parse here instead.
-                Err(mpsc::SendError(chunk)) => self
-                    .pending
-                    .push_back(Parsed::Here(self.parser.parse_chunk(&chunk))),
-            }
+            self.chunks.push(chunk);
         }
     }
 }
@@ -192,7 +121,7 @@ impl Decoder for NdjsonDecoder {
                 return Err(self.rejected.pop_front().expect("checked above"));
             }
             self.fill(max);
-            let chunk = match self.pending.pop_front() {
+            let chunk = match self.chunks.pop() {
                 None => match self.failed.take() {
                     Some(error) if out.len() == start => return Err(error),
                     Some(error) => {
@@ -201,15 +130,8 @@ impl Decoder for NdjsonDecoder {
                     }
                     None => break,
                 },
-                Some(Parsed::Here(chunk)) => chunk,
-                Some(Parsed::ByHelper(index)) => {
-                    self.helpers[index].results.recv().map_err(|_| {
-                        CodecError::io(
-                            &self.parser.label,
-                            "parse the input",
-                            std::io::Error::other("the parsing thread stopped"),
-                        )
-                    })?
+                Some(parsed) => {
+                    parsed.map_err(|e| CodecError::io(&self.label, "parse the input", e))?
                 }
             };
             self.rejected.extend(chunk.errors);
@@ -223,13 +145,17 @@ impl Decoder for NdjsonDecoder {
 }
 
 /// Parses lines into records, with its own name cache (one per thread).
+#[derive(Clone)]
 struct LineParser {
     label: String,
     names: NameCache,
 }
 
-impl LineParser {
-    fn parse_chunk(&mut self, chunk: &Chunk) -> ParsedChunk {
+impl ChunkParser for LineParser {
+    type Chunk = Chunk;
+    type Parsed = ParsedChunk;
+
+    fn parse(&mut self, chunk: Chunk) -> ParsedChunk {
         let mut records = Vec::with_capacity(chunk.bytes.len() / 64 + 1);
         let mut errors = Vec::new();
         let bytes = &chunk.bytes;
@@ -255,7 +181,9 @@ impl LineParser {
         }
         ParsedChunk { records, errors }
     }
+}
 
+impl LineParser {
     fn parse_line(&mut self, bytes: &[u8], line_number: u64) -> Result<Record, Box<Malformed>> {
         // One UTF-8 check per line is much cheaper than serde_json's check per string.
         let line = std::str::from_utf8(bytes).map_err(|e| {
@@ -591,7 +519,7 @@ mod tests {
         };
         if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
             assert!(
-                !decoder.helpers.is_empty(),
+                decoder.chunks.uses_threads(),
                 "a large input is parsed on several threads"
             );
         }

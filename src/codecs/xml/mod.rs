@@ -9,6 +9,7 @@
 //! file exchange has no use for them, and entity expansion is how XML inputs attack parsers.
 
 mod read;
+mod split;
 mod write;
 
 use schemars::JsonSchema;

@@ -1,12 +1,12 @@
-//! Decoding: a quick-xml pull parser over a buffered reader, one event at a time. Elements are
-//! skipped until the open ones match `record_path`; from there the events build the record,
-//! which is handed out as soon as its element closes, so memory holds one record at a time.
-//!
-//! quick-xml reports byte offsets; [`Tracked`] keeps the bytes of the event being parsed and
-//! counts lines in everything before it, so any offset becomes a line and a column cheaply.
+//! Decoding: the [`Splitter`] cuts the document into chunks between records, and each chunk is
+//! parsed with quick-xml, on parsing threads once the file proves large
+//! ([`ParallelChunks`]). Elements are skipped until the open ones match `record_path`; from
+//! there the events build the record, which is complete when its element closes.
 
-use std::collections::{HashMap, HashSet};
-use std::io::{self, BufRead, BufReader, Cursor, Read};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use std::io::{self, Cursor, Read};
 
 use encoding_rs::{Encoding, UTF_8, UTF_16BE, UTF_16LE};
 use quick_xml::XmlVersion;
@@ -15,24 +15,33 @@ use quick_xml::escape::EscapeError;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 
+use super::split::{PathMatcher, Splitter, XmlChunk, advance};
 use super::{Namespaces, XmlOptions};
-use crate::codecs::csv::count_byte;
+use crate::codecs::TextEncoding;
+use crate::codecs::parallel::{ChunkParser, ParallelChunks};
 use crate::codecs::text::{self, peek};
-use crate::codecs::{IO_BUFFER_BYTES, TextEncoding};
 use crate::error::{CodecError, Position};
 use crate::record::{FieldName, Record, Text, Value};
 use crate::stage::Decoder;
 
+/// The size a chunk is cut at (at the next place between records): large enough that handing
+/// chunks between threads costs little, small enough that several stay in flight cheaply.
+const CHUNK_BYTES: usize = 256 * 1024;
+
 /// Reads the records of an XML document.
 pub struct XmlDecoder {
-    reader: Reader<Tracked>,
-    /// quick-xml's event buffer, reused for every event.
-    buf: Vec<u8>,
-    builder: Builder,
+    splitter: Splitter,
     label: String,
-    /// An error met after records were read in the same call: reported by the next call.
-    pending_error: Option<CodecError>,
-    finished: bool,
+    /// Chunks cut and handed out for parsing, oldest first.
+    chunks: ParallelChunks<ChunkReader>,
+    /// Records of a chunk larger than the last `max` asked for.
+    leftover: VecDeque<Record>,
+    /// A failed read, reported once the chunks before it are out.
+    read_failed: Option<CodecError>,
+    /// The error that ends the records, reported once those before it are out.
+    ending: Option<CodecError>,
+    /// Whether no more chunks are to be taken: the end, or an error, was reached.
+    stopped: bool,
 }
 
 impl XmlDecoder {
@@ -45,34 +54,157 @@ impl XmlDecoder {
         options: &XmlOptions,
         encoding: Option<&'static Encoding>,
     ) -> Result<Self, CodecError> {
+        Self::with_chunk_bytes(input, label, options, encoding, CHUNK_BYTES)
+    }
+
+    /// A decoder that cuts chunks of about `chunk_bytes` (the tests cut tiny ones).
+    pub(super) fn with_chunk_bytes(
+        input: Box<dyn Read + Send>,
+        label: &str,
+        options: &XmlOptions,
+        encoding: Option<&'static Encoding>,
+        chunk_bytes: usize,
+    ) -> Result<Self, CodecError> {
         let input = utf8_input(input, label, encoding)?;
-        let reader = Reader::from_reader(Tracked {
-            inner: BufReader::with_capacity(IO_BUFFER_BYTES, input),
-            recent: Vec::new(),
-            recent_start: 0,
-            lines_before: 0,
-            column_before: 0,
-        });
-        Ok(XmlDecoder {
-            reader,
-            buf: Vec::with_capacity(4096),
+        let reader = ChunkReader {
             builder: Builder::new(options),
             label: label.to_string(),
-            pending_error: None,
-            finished: false,
+        };
+        Ok(XmlDecoder {
+            splitter: Splitter::new(input, label, options, chunk_bytes),
+            label: label.to_string(),
+            chunks: ParallelChunks::new(reader, "xml-parse"),
+            leftover: VecDeque::new(),
+            read_failed: None,
+            ending: None,
+            stopped: false,
         })
     }
 
-    /// Parses one event; the record it completes, if it completes one.
-    fn step(&mut self) -> Result<Option<Record>, CodecError> {
-        let offset = self.reader.buffer_position();
-        self.reader.get_mut().forget_before(offset);
-        self.buf.clear();
-        let event = match self.reader.read_event_into(&mut self.buf) {
-            Ok(event) => event,
-            Err(e) => return Err(self.parse_error(e, offset)),
-        };
-        let built = match event {
+    /// Cuts chunks ahead, as many as the parsing threads take.
+    fn fill(&mut self) {
+        while self.read_failed.is_none() && self.chunks.has_room() {
+            match self.splitter.next_chunk() {
+                Ok(Some(chunk)) => self.chunks.push(chunk),
+                Ok(None) => break,
+                Err(error) => self.read_failed = Some(error),
+            }
+        }
+    }
+}
+
+impl Decoder for XmlDecoder {
+    fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<bool, CodecError> {
+        let start = out.len();
+        while out.len() - start < max {
+            if let Some(record) = self.leftover.pop_front() {
+                out.push(record);
+                continue;
+            }
+            if let Some(error) = self.ending.take() {
+                if out.len() > start {
+                    self.ending = Some(error);
+                    break;
+                }
+                return Err(error);
+            }
+            if self.stopped {
+                break;
+            }
+            self.fill();
+            match self.chunks.pop() {
+                None => {
+                    self.stopped = true;
+                    self.ending = self.read_failed.take();
+                }
+                Some(Err(e)) => {
+                    self.stopped = true;
+                    self.ending = Some(CodecError::io(&self.label, "parse the input", e));
+                }
+                Some(Ok(parsed)) => {
+                    self.leftover.extend(parsed.records);
+                    // Malformed XML cannot be read past.
+                    if let Some(error) = parsed.error {
+                        self.stopped = true;
+                        self.ending = Some(error);
+                    }
+                }
+            }
+        }
+        Ok(out.len() > start)
+    }
+}
+
+/// The records of a chunk, and the error that ended it early.
+struct ParsedChunk {
+    records: Vec<Record>,
+    error: Option<CodecError>,
+}
+
+/// Parses chunks, keeping its name caches from one to the next (one per thread).
+#[derive(Clone)]
+struct ChunkReader {
+    builder: Builder,
+    label: String,
+}
+
+impl ChunkParser for ChunkReader {
+    type Chunk = XmlChunk;
+    type Parsed = ParsedChunk;
+
+    fn parse(&mut self, chunk: XmlChunk) -> ParsedChunk {
+        self.builder.restart(chunk.records_before);
+        let mut reader = Reader::from_reader(&chunk.bytes[..]);
+        let mut records = Vec::new();
+        loop {
+            let offset = reader.buffer_position();
+            let event = match reader.read_event() {
+                Ok(event) => event,
+                Err(e) => {
+                    let error = self.parse_error(&reader, &chunk, e, offset);
+                    return ParsedChunk {
+                        records,
+                        error: Some(error),
+                    };
+                }
+            };
+            let at_end = matches!(event, Event::Eof);
+            // Only the document's end is checked for elements left open.
+            if at_end && !chunk.last {
+                break;
+            }
+            match self.event(event) {
+                Ok(Some(record)) => records.push(record),
+                Ok(None) => {}
+                Err(problem) => {
+                    let at = match problem.at {
+                        At::EventStart(skip) => offset + skip,
+                        At::Here => reader.buffer_position(),
+                    };
+                    let position = self.position(&chunk, at);
+                    let error =
+                        CodecError::malformed(&self.label, position, problem.message, problem.hint);
+                    return ParsedChunk {
+                        records,
+                        error: Some(error),
+                    };
+                }
+            }
+            if at_end {
+                break;
+            }
+        }
+        ParsedChunk {
+            records,
+            error: None,
+        }
+    }
+}
+
+impl ChunkReader {
+    /// What an event adds: the record it completes, if it completes one.
+    fn event(&mut self, event: Event) -> Result<Option<Record>, Problem> {
+        match event {
             Event::Start(e) => self.builder.start(&e, false),
             Event::Empty(e) => self.builder.start(&e, true),
             Event::End(_) => Ok(self.builder.end()),
@@ -85,24 +217,18 @@ impl XmlDecoder {
             Event::DocType(_) => Err(Problem::new(
                 "a DTD (<!DOCTYPE …>) is not accepted: longshore never expands DTDs or external entities",
             )),
-            Event::Eof => {
-                self.finished = true;
-                self.builder.eof().map(|()| None)
-            }
+            Event::Eof => self.builder.eof().map(|()| None),
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => Ok(None),
-        };
-        built.map_err(|problem| {
-            let at = match problem.at {
-                At::EventStart(skip) => offset + skip,
-                At::Here => self.reader.buffer_position(),
-            };
-            let position = self.position(at);
-            CodecError::malformed(&self.label, position, problem.message, problem.hint)
-        })
+        }
     }
 
-    fn position(&self, offset: u64) -> Position {
-        let (line, column) = self.reader.get_ref().line_and_column(offset);
+    /// The position of the byte at `offset` in `chunk`.
+    fn position(&self, chunk: &XmlChunk, offset: u64) -> Position {
+        let upto = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .clamp(chunk.prefix_length, chunk.bytes.len());
+        let body = &chunk.bytes[chunk.prefix_length..upto];
+        let (line, column) = advance(body, chunk.line, chunk.column);
         Position {
             line: Some(line),
             column: Some(column),
@@ -111,15 +237,21 @@ impl XmlDecoder {
         }
     }
 
-    fn parse_error(&self, error: quick_xml::Error, event_start: u64) -> CodecError {
+    fn parse_error(
+        &self,
+        reader: &Reader<&[u8]>,
+        chunk: &XmlChunk,
+        error: quick_xml::Error,
+        event_start: u64,
+    ) -> CodecError {
         use quick_xml::Error as E;
         let (message, hint, offset) = match error {
             E::Io(e) => {
                 let source = io::Error::new(e.kind(), e.to_string());
                 return CodecError::io(&self.label, "read", source);
             }
-            E::Syntax(e) => (e.to_string(), None, self.reader.error_position()),
-            E::IllFormed(e) => (e.to_string(), None, self.reader.error_position()),
+            E::Syntax(e) => (e.to_string(), None, reader.error_position()),
+            E::IllFormed(e) => (e.to_string(), None, reader.error_position()),
             E::Encoding(e) => (
                 "the text is not valid UTF-8".to_string(),
                 Some(
@@ -135,34 +267,10 @@ impl XmlDecoder {
         };
         CodecError::malformed(
             &self.label,
-            self.position(offset),
+            self.position(chunk, offset),
             format!("invalid XML: {message}"),
             hint,
         )
-    }
-}
-
-impl Decoder for XmlDecoder {
-    fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<bool, CodecError> {
-        if let Some(error) = self.pending_error.take() {
-            return Err(error);
-        }
-        let start = out.len();
-        while !self.finished && out.len() - start < max {
-            match self.step() {
-                Ok(Some(record)) => out.push(record),
-                Ok(None) => {}
-                Err(error) => {
-                    // Malformed XML cannot be read past.
-                    self.finished = true;
-                    if out.len() == start {
-                        return Err(error);
-                    }
-                    self.pending_error = Some(error);
-                }
-            }
-        }
-        Ok(out.len() > start)
     }
 }
 
@@ -256,26 +364,19 @@ const CACHED_NAMES: usize = 4096;
 
 /// Turns events into records: tracks where the parser is in the document, and builds the
 /// record whose element is open.
+#[derive(Clone)]
 struct Builder {
-    /// `record_path`'s element names, root first; `None` for any root and its children.
-    path: Option<Vec<String>>,
-    /// The number of elements in the path.
-    path_length: usize,
+    /// Where in the document the parser is.
+    matcher: PathMatcher,
     attribute_prefix: String,
     text_key: FieldName,
     flatten: bool,
     namespaces: Namespaces,
-    /// Elements open, in the whole document.
-    depth: usize,
-    /// How many of the open elements, from the root, match `path`.
-    matched: usize,
     /// The root element's name, once it has started.
     root: Option<String>,
     root_closed: bool,
     /// The elements open inside the current record, the record's own first.
     open: Vec<OpenElement>,
-    /// Records started so far.
-    records: u64,
     /// Field names by element name as written (namespaces applied).
     element_names: HashMap<Box<str>, FieldName>,
     /// Field names by attribute name as written; `None` for namespace declarations dropped.
@@ -287,6 +388,7 @@ struct Builder {
 }
 
 /// An element of the current record that has started and not yet ended.
+#[derive(Clone)]
 struct OpenElement {
     name: FieldName,
     /// Its attributes, then its child elements so far.
@@ -356,18 +458,14 @@ impl OpenElement {
 impl Builder {
     fn new(options: &XmlOptions) -> Self {
         Builder {
-            path_length: options.path().map_or(2, |path| path.len()),
-            path: options.path(),
+            matcher: PathMatcher::new(options),
             attribute_prefix: options.attribute_prefix.clone(),
             text_key: FieldName::from(options.text_key.as_str()),
             flatten: options.flatten,
             namespaces: options.namespaces,
-            depth: 0,
-            matched: 0,
             root: None,
             root_closed: false,
             open: Vec::new(),
-            records: 0,
             element_names: HashMap::new(),
             attribute_names: HashMap::new(),
             dotted_names: HashSet::new(),
@@ -377,7 +475,7 @@ impl Builder {
 
     /// The number of the record being read, if one is.
     fn current_record(&self) -> Option<u64> {
-        (self.matched == self.path_length).then_some(self.records)
+        self.matcher.in_record().then_some(self.matcher.records())
     }
 
     fn element_name(&mut self, qualified: &str) -> FieldName {
@@ -415,6 +513,14 @@ impl Builder {
         name
     }
 
+    /// Back at the start of a document (the start of a chunk), `records` records already read.
+    fn restart(&mut self, records: u64) {
+        self.matcher.restart(records);
+        self.root = None;
+        self.root_closed = false;
+        self.open.clear();
+    }
+
     fn start(&mut self, element: &BytesStart, empty: bool) -> Result<Option<Record>, Problem> {
         if self.open.is_empty() {
             self.start_outside_records(element)?;
@@ -423,21 +529,19 @@ impl Builder {
             if let Some(parent) = self.open.last_mut() {
                 parent.end_text_run();
             }
+            self.matcher.start(name.as_bytes());
             self.open_element(name, element)?;
         }
-        self.depth += 1;
         Ok(if empty { self.end() } else { None })
     }
 
     /// An element outside the records: the root, a step of `record_path`, a record, or one
-    /// to skip (whose name is not even looked at).
+    /// to skip.
     fn start_outside_records(&mut self, element: &BytesStart) -> Result<(), Problem> {
-        let is_candidate = self.matched == self.depth && self.matched < self.path_length;
-        if self.depth > 0 && !is_candidate {
-            return Ok(());
-        }
-        let name = self.element_name(element.name().as_ref());
-        if self.depth == 0 {
+        let qualified = element.name();
+        let qualified = qualified.as_ref();
+        if self.matcher.depth() == 0 {
+            let name = self.element_name(qualified);
             if let Some(root) = &self.root {
                 return Err(Problem::new(format!(
                     "invalid XML: a second root element `{name}` after `{root}`: a document has one"
@@ -445,16 +549,9 @@ impl Builder {
             }
             self.root = Some(name.to_string());
         }
-        let on_path = match &self.path {
-            Some(path) => is_candidate && *path[self.matched] == *name,
-            None => is_candidate,
-        };
-        if on_path {
-            self.matched += 1;
-            if self.matched == self.path_length {
-                self.records += 1;
-                self.open_element(name, element)?;
-            }
+        if self.matcher.start(qualified.as_bytes()) {
+            let name = self.element_name(qualified);
+            self.open_element(name, element)?;
         }
         Ok(())
     }
@@ -495,9 +592,8 @@ impl Builder {
     }
 
     fn end(&mut self) -> Option<Record> {
-        self.depth -= 1;
-        self.matched = self.matched.min(self.depth);
-        if self.depth == 0 {
+        self.matcher.end();
+        if self.matcher.depth() == 0 {
             self.root_closed = true;
         }
         let element = self.open.pop()?;
@@ -559,7 +655,7 @@ impl Builder {
         if let Some(element) = self.open.last_mut() {
             element.run.push_str(text);
             element.run_is_content |= is_content;
-        } else if self.depth == 0 && (is_content || !is_xml_whitespace(text)) {
+        } else if self.matcher.depth() == 0 && (is_content || !is_xml_whitespace(text)) {
             let leading = text.len() - text.trim_start().len();
             let message = match &self.root {
                 Some(root) => format!(
@@ -583,7 +679,8 @@ impl Builder {
         let message = if let Some(element) = self.open.last() {
             format!(
                 "invalid XML: the input ends inside element `{}` of record {}: is the file truncated?",
-                element.name, self.records
+                element.name,
+                self.matcher.records()
             )
         } else if let (Some(root), false) = (&self.root, self.root_closed) {
             format!(
@@ -669,94 +766,4 @@ fn declared_encoding(prefix: &[u8]) -> Option<&str> {
     let quote = after.chars().next().filter(|c| matches!(c, '"' | '\''))?;
     let value = &after[1..];
     Some(&value[..value.find(quote)?])
-}
-
-/// Bytes of input kept before lines are counted in them.
-const KEPT_BYTES: usize = 64 * 1024;
-
-/// The (UTF-8) input as quick-xml reads it, keeping the bytes consumed since a point at or
-/// before the start of the current event, and the line and column of that point.
-struct Tracked {
-    inner: BufReader<Box<dyn Read + Send>>,
-    /// The bytes consumed since `recent_start` (at most `KEPT_BYTES` before the current event).
-    recent: Vec<u8>,
-    recent_start: u64,
-    /// Newlines before `recent_start`.
-    lines_before: u64,
-    /// Characters between the last newline before `recent_start` and it.
-    column_before: u64,
-}
-
-impl Tracked {
-    /// Counts the lines in the bytes before `offset` (the start of the next event) and lets
-    /// them go, once they are many: counting a block at a time costs less than per event.
-    fn forget_before(&mut self, offset: u64) {
-        if self.recent.len() < KEPT_BYTES {
-            return;
-        }
-        let passed = usize::try_from(offset - self.recent_start)
-            .map_or(self.recent.len(), |n| n.min(self.recent.len()));
-        let (lines, column) = advance(&self.recent[..passed], self.column_before);
-        self.lines_before += lines;
-        self.column_before = column;
-        self.recent.drain(..passed);
-        self.recent_start += passed as u64;
-    }
-
-    /// The 1-based line and column (in characters) of the byte at `offset`, which is at or
-    /// after the start of the current event.
-    fn line_and_column(&self, offset: u64) -> (u64, u64) {
-        let upto = usize::try_from(offset.saturating_sub(self.recent_start))
-            .map_or(self.recent.len(), |n| n.min(self.recent.len()));
-        let (lines, column) = advance(&self.recent[..upto], self.column_before);
-        (self.lines_before + lines + 1, column + 1)
-    }
-}
-
-/// The newlines in `bytes`, and the column after them given the column before them.
-fn advance(bytes: &[u8], column_before: u64) -> (u64, u64) {
-    match memchr::memrchr(b'\n', bytes) {
-        Some(last) => (count_byte(bytes, b'\n'), characters(&bytes[last + 1..])),
-        None => (0, column_before + characters(bytes)),
-    }
-}
-
-/// The characters in UTF-8 `bytes`: the bytes that do not continue a character.
-fn characters(bytes: &[u8]) -> u64 {
-    bytes.len() as u64 - count_continuation_bytes(bytes)
-}
-
-fn count_continuation_bytes(bytes: &[u8]) -> u64 {
-    bytes
-        .chunks(255)
-        .map(|block| {
-            u64::from(
-                block
-                    .iter()
-                    .fold(0u8, |n, &b| n + u8::from(b & 0xC0 == 0x80)),
-            )
-        })
-        .sum()
-}
-
-impl Read for Tracked {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(out.len());
-        out[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl BufRead for Tracked {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.inner.fill_buf()
-    }
-
-    fn consume(&mut self, amount: usize) {
-        self.recent
-            .extend_from_slice(&self.inner.buffer()[..amount]);
-        self.inner.consume(amount);
-    }
 }

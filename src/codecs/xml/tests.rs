@@ -622,3 +622,123 @@ proptest! {
         prop_assert_eq!(decode(&xml, &options).unwrap(), records, "{}", xml);
     }
 }
+
+/// Everything a decoder gives: its records, and the error that ends them.
+fn outcome(input: &[u8], options: &XmlOptions, chunk_bytes: usize) -> (Vec<Record>, String) {
+    let input = Box::new(Cursor::new(input.to_vec()));
+    let mut decoder = match XmlDecoder::with_chunk_bytes(input, "t.xml", options, None, chunk_bytes)
+    {
+        Ok(decoder) => decoder,
+        Err(e) => return (Vec::new(), e.to_string()),
+    };
+    let mut records = Vec::new();
+    loop {
+        match decoder.next_batch(&mut records, 3) {
+            Ok(true) => {}
+            Ok(false) => return (records, String::new()),
+            Err(e) => return (records, e.to_string()),
+        }
+    }
+}
+
+/// Pieces of markup, well-formed or not, that documents are made of: what the splitter must
+/// step over exactly as the parser does.
+const PIECES: &[&str] = &[
+    "<orders>",
+    "</orders>",
+    "<order id=\"1\">",
+    "<order a='>' b=\"'\"/>",
+    "</order>",
+    "<ns:order xmlns:ns=\"u\">",
+    "</ns:order>",
+    "<x>",
+    "</x>",
+    "<x/>",
+    "<order>",
+    "text",
+    " \n",
+    "\n",
+    "&amp;",
+    "&bogus;",
+    "&#233;",
+    "<!-- c > <order> -->",
+    "<![CDATA[<order>]]>",
+    "<?pi <order> ?>",
+    "<?xml version=\"1.0\"?>",
+    "<!DOCTYPE d [<!ENTITY e '>'>]>",
+    "<",
+    ">",
+    "\"",
+    "/>",
+    "é",
+    "<order\n  id='2'\n>",
+    "</order >",
+    "<meta><order/></meta>",
+    "<!-->",
+    "<!--",
+    "-->",
+    "<![CDATA[",
+    "]]>",
+    "<?",
+    "?>",
+    "<!",
+    "'",
+    "=",
+    "<a b=\"x>\">",
+    "\r\n",
+    "<order\t/>",
+    "<!DOCTYPE",
+];
+
+/// A well-formed document: records among comments, other elements, text and CDATA.
+fn document() -> impl Strategy<Value = String> {
+    let record = prop_oneof![
+        Just("<order/>".to_string()),
+        "[a-z <>&é]{0,6}".prop_map(|t| format!(
+            "<order id=\"{}\"><item>{}</item><item/></order>",
+            t.len(),
+            quick_xml::escape::escape(&t)
+        )),
+        "[a-z]{1,5}".prop_map(|t| format!("<order><![CDATA[{t}<x>]]><order>{t}</order></order>")),
+    ];
+    let between = prop_oneof![
+        Just("\n  ".to_string()),
+        Just("<!-- </orders> -->".to_string()),
+        Just("<?pi > ?>".to_string()),
+        Just("<skip a='<'><order>not a record</order></skip>".to_string()),
+        Just("<![CDATA[</orders>]]>".to_string()),
+    ];
+    proptest::collection::vec((record, between), 0..12).prop_map(|parts| {
+        let body: String = parts.into_iter().map(|(r, b)| r + &b).collect();
+        format!("<?xml version=\"1.0\"?>\n<orders>\n{body}</orders>\n")
+    })
+}
+
+proptest! {
+    #[test]
+    fn documents_cut_into_chunks_decode_as_one_whole(
+        document in document(),
+        chunk_bytes in 1usize..64,
+        any_root in any::<bool>(),
+    ) {
+        let options = if any_root { XmlOptions::default() } else { orders() };
+        let whole = outcome(document.as_bytes(), &options, usize::MAX);
+        prop_assert_eq!(&whole.1, "");
+        prop_assert_eq!(outcome(document.as_bytes(), &options, chunk_bytes), whole);
+    }
+
+    #[test]
+    fn any_markup_cut_into_chunks_gives_the_same_records_and_error(
+        pieces in proptest::collection::vec(proptest::sample::select(PIECES), 0..24),
+        chunk_bytes in 1usize..32,
+        any_root in any::<bool>(),
+    ) {
+        let options = if any_root { XmlOptions::default() } else { orders() };
+        let input = pieces.concat();
+        prop_assert_eq!(
+            outcome(input.as_bytes(), &options, chunk_bytes),
+            outcome(input.as_bytes(), &options, usize::MAX),
+            "{}", input
+        );
+    }
+}

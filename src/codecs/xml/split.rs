@@ -1,0 +1,378 @@
+//! Cutting a document into chunks that parse on their own, so that several threads can parse
+//! one file (XML parsing costs far more than reading). A chunk ends between records, right after
+//! a piece of markup, inside the root element; the next one starts with the start tags of the
+//! elements open there (`<orders><batch>`), so the parser sees the same document structure.
+//!
+//! Finding those places takes a lexical scan, much cheaper than parsing: text holds no `<`, so
+//! only markup is looked at, and only as far as its end (`>` outside quoted attribute values,
+//! `-->`, `]]>`, `?>`). The scan never rejects anything: where the document is malformed, the
+//! parser of the chunk reports it, and chunks are parsed and reported in order.
+
+use std::io::{self, Read};
+use std::ops::Range;
+
+use super::{Namespaces, XmlOptions};
+use crate::codecs::csv::count_byte;
+use crate::error::CodecError;
+
+/// Where a reader is in the document relative to `record_path`: the splitter and the record
+/// builder both need it, and must agree.
+#[derive(Clone)]
+pub(super) struct PathMatcher {
+    /// `record_path`'s element names, root first; `None` for any root and its children.
+    path: Option<Vec<String>>,
+    /// The number of elements in the path.
+    path_length: usize,
+    namespaces: Namespaces,
+    /// Elements open, in the whole document.
+    depth: usize,
+    /// How many of the open elements, from the root, match `path`.
+    matched: usize,
+    /// Records started so far.
+    records: u64,
+}
+
+impl PathMatcher {
+    pub(super) fn new(options: &XmlOptions) -> Self {
+        let path = options.path();
+        PathMatcher {
+            path_length: path.as_ref().map_or(2, Vec::len),
+            path,
+            namespaces: options.namespaces,
+            depth: 0,
+            matched: 0,
+            records: 0,
+        }
+    }
+
+    /// Back at the start of a document, `records` records already read.
+    pub(super) fn restart(&mut self, records: u64) {
+        self.depth = 0;
+        self.matched = 0;
+        self.records = records;
+    }
+
+    pub(super) fn depth(&self) -> usize {
+        self.depth
+    }
+
+    pub(super) fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Whether a record's element (or one inside it) is open.
+    pub(super) fn in_record(&self) -> bool {
+        self.matched == self.path_length
+    }
+
+    /// An element named `qualified` (as written) starts; whether it is a record. The name is
+    /// looked at only where it could be the next step of the path.
+    pub(super) fn start(&mut self, qualified: &[u8]) -> bool {
+        let is_candidate = self.matched == self.depth && self.matched < self.path_length;
+        self.depth += 1;
+        if !is_candidate {
+            return false;
+        }
+        let name = match self.namespaces {
+            Namespaces::Strip => {
+                memchr::memrchr(b':', qualified).map_or(qualified, |colon| &qualified[colon + 1..])
+            }
+            Namespaces::Keep => qualified,
+        };
+        if self
+            .path
+            .as_ref()
+            .is_some_and(|path| path[self.matched].as_bytes() != name)
+        {
+            return false;
+        }
+        self.matched += 1;
+        let is_record = self.matched == self.path_length;
+        self.records += u64::from(is_record);
+        is_record
+    }
+
+    pub(super) fn end(&mut self) {
+        // Saturating: the splitter sees malformed documents too (their parser reports them).
+        self.depth = self.depth.saturating_sub(1);
+        self.matched = self.matched.min(self.depth);
+    }
+}
+
+/// A run of the document that parses on its own.
+pub(super) struct XmlChunk {
+    /// The start tags of the elements open where the chunk starts, then the chunk's bytes.
+    pub(super) bytes: Vec<u8>,
+    /// How many of `bytes` are those start tags.
+    pub(super) prefix_length: usize,
+    /// The line and column (1-based, in characters) of the chunk's first byte.
+    pub(super) line: u64,
+    pub(super) column: u64,
+    /// Records that started before the chunk.
+    pub(super) records_before: u64,
+    /// Whether the document ends with this chunk.
+    pub(super) last: bool,
+}
+
+/// Bytes of input after `<!DOCTYPE` that a chunk holds: DTDs are refused, but one shorter
+/// than this is refused as a DTD rather than as unclosed markup.
+const REFUSED_MARKUP_BYTES: usize = 64 * 1024;
+
+/// Bytes read from the input at a time.
+const READ_BYTES: usize = 256 * 1024;
+
+/// Reads a (UTF-8) document and cuts it into chunks of about `chunk_bytes`.
+pub(super) struct Splitter {
+    input: Box<dyn Read + Send>,
+    label: String,
+    chunk_bytes: usize,
+    /// Bytes read and not yet handed out in a chunk.
+    buffer: Vec<u8>,
+    /// How many of `buffer` are scanned: always the end of a piece of markup or of text.
+    scanned: usize,
+    matcher: PathMatcher,
+    /// The names of the open elements that are not in a record, as written.
+    open: Vec<Box<[u8]>>,
+    /// The start tags of the open elements where `buffer` starts.
+    prefix: Vec<u8>,
+    line: u64,
+    column: u64,
+    records_before: u64,
+    exhausted: bool,
+    /// Whether the last chunk was handed out.
+    done: bool,
+}
+
+/// What a scan of the markup at a `<` found.
+enum Markup {
+    /// A start tag or an empty-element tag, and where the element's name is in it.
+    Start {
+        name: Range<usize>,
+        empty: bool,
+    },
+    End,
+    /// A comment, CDATA section or processing instruction.
+    Other,
+    /// `<!DOCTYPE` or other `<!` markup, which the parser refuses.
+    Refused,
+}
+
+impl Splitter {
+    pub(super) fn new(
+        input: Box<dyn Read + Send>,
+        label: &str,
+        options: &XmlOptions,
+        chunk_bytes: usize,
+    ) -> Self {
+        Splitter {
+            input,
+            label: label.to_string(),
+            chunk_bytes,
+            buffer: Vec::new(),
+            scanned: 0,
+            matcher: PathMatcher::new(options),
+            open: Vec::new(),
+            prefix: Vec::new(),
+            line: 1,
+            column: 1,
+            records_before: 0,
+            exhausted: false,
+            done: false,
+        }
+    }
+
+    /// The next chunk; `None` once the last was handed out.
+    pub(super) fn next_chunk(&mut self) -> Result<Option<XmlChunk>, CodecError> {
+        if self.done {
+            return Ok(None);
+        }
+        loop {
+            while let Some((length, markup)) = scan(&self.buffer[self.scanned..]) {
+                self.scanned += length;
+                match markup {
+                    Some(Markup::Start { name, empty }) => {
+                        let start = self.scanned - length;
+                        let name = &self.buffer[start + name.start..start + name.end];
+                        let was_in_record = self.matcher.in_record();
+                        let is_record = self.matcher.start(name);
+                        if !was_in_record && !is_record {
+                            self.open.push(name.into());
+                        }
+                        if empty {
+                            self.end_element();
+                        }
+                    }
+                    Some(Markup::End) => self.end_element(),
+                    Some(Markup::Refused) => return self.last_chunk_through_refused().map(Some),
+                    Some(Markup::Other) | None => {}
+                }
+                if self.scanned >= self.chunk_bytes && self.may_cut() {
+                    return Ok(Some(self.cut(false)));
+                }
+            }
+            if self.exhausted {
+                self.done = true;
+                return Ok(Some(self.cut(true)));
+            }
+            self.read_more()?;
+        }
+    }
+
+    /// Whether a chunk may end here: inside the root, outside records, and where the start
+    /// tags of the open elements read back as the same names (a malformed name with a quote
+    /// in it would not).
+    fn may_cut(&self) -> bool {
+        self.matcher.depth() > 0
+            && !self.matcher.in_record()
+            && self
+                .open
+                .iter()
+                .all(|name| !name.iter().any(|&b| b == b'"' || b == b'\''))
+    }
+
+    /// The chunk that ends with markup the parser refuses (a DTD): the document goes no further
+    /// for it, but the chunk holds enough after the `<!` for the parser to read a DTD whole
+    /// and refuse it for what it is.
+    fn last_chunk_through_refused(&mut self) -> Result<XmlChunk, CodecError> {
+        let markup_start = self.scanned - 2;
+        while !self.exhausted && self.buffer.len() < markup_start + REFUSED_MARKUP_BYTES {
+            self.read_more()?;
+        }
+        self.done = true;
+        Ok(self.cut(true))
+    }
+
+    fn end_element(&mut self) {
+        if !self.matcher.in_record() {
+            self.open.pop();
+        }
+        self.matcher.end();
+    }
+
+    fn read_more(&mut self) -> Result<(), CodecError> {
+        let filled = self.buffer.len();
+        self.buffer.resize(filled + READ_BYTES, 0);
+        let read = loop {
+            match self.input.read(&mut self.buffer[filled..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let read = read.map_err(|source| CodecError::io(&self.label, "read", source));
+        self.buffer.truncate(filled + *read.as_ref().unwrap_or(&0));
+        self.exhausted = read? == 0;
+        Ok(())
+    }
+
+    /// Hands out the scanned bytes (all of them when `last`) as a chunk.
+    fn cut(&mut self, last: bool) -> XmlChunk {
+        let end = if last {
+            self.buffer.len()
+        } else {
+            self.scanned
+        };
+        let rest = self.buffer.split_off(end);
+        let body = std::mem::replace(&mut self.buffer, rest);
+        self.scanned = 0;
+        let mut next_prefix = Vec::new();
+        for name in &self.open {
+            next_prefix.push(b'<');
+            next_prefix.extend_from_slice(name);
+            next_prefix.push(b'>');
+        }
+        let mut bytes = std::mem::replace(&mut self.prefix, next_prefix);
+        let prefix_length = bytes.len();
+        bytes.extend_from_slice(&body);
+        let chunk = XmlChunk {
+            bytes,
+            prefix_length,
+            line: self.line,
+            column: self.column,
+            records_before: self.records_before,
+            last,
+        };
+        (self.line, self.column) = advance(&body, self.line, self.column);
+        self.records_before = self.matcher.records();
+        chunk
+    }
+}
+
+/// The line and column after `bytes`, given those before them.
+pub(super) fn advance(bytes: &[u8], line: u64, column: u64) -> (u64, u64) {
+    match memchr::memrchr(b'\n', bytes) {
+        Some(last) => (
+            line + count_byte(bytes, b'\n'),
+            1 + characters(&bytes[last + 1..]),
+        ),
+        None => (line, column + characters(bytes)),
+    }
+}
+
+/// The characters in UTF-8 `bytes`: the bytes that do not continue a character.
+fn characters(bytes: &[u8]) -> u64 {
+    bytes.len() as u64
+        - bytes
+            .chunks(255)
+            .map(|block| {
+                u64::from(
+                    block
+                        .iter()
+                        .fold(0u8, |n, &b| n + u8::from(b & 0xC0 == 0x80)),
+                )
+            })
+            .sum::<u64>()
+}
+
+/// The length of the text or markup at the start of `bytes`, and the markup; `None` when it is
+/// not complete in `bytes`.
+fn scan(bytes: &[u8]) -> Option<(usize, Option<Markup>)> {
+    if bytes.first() != Some(&b'<') {
+        // Text, up to the next markup (text at the end may go on in the next read).
+        let length = memchr::memchr(b'<', bytes)?;
+        return Some((length, None));
+    }
+    let after = |pattern: &[u8], from: usize| {
+        let rest = bytes.get(from..)?;
+        memchr::memmem::find(rest, pattern).map(|at| from + at + pattern.len())
+    };
+    // Where markup ends is decided as the parser decides it, well-formed or not.
+    match bytes.get(1)? {
+        b'/' => Some((tag_end(bytes)? + 1, Some(Markup::End))),
+        b'?' => Some((after(b"?>", 1)?, Some(Markup::Other))),
+        b'!' => match bytes.get(2)? {
+            b'-' => Some((after(b"-->", 4)?, Some(Markup::Other))),
+            b'[' => Some((after(b"]]>", 3)?, Some(Markup::Other))),
+            _ => Some((2, Some(Markup::Refused))),
+        },
+        _ => {
+            let end = tag_end(bytes)?;
+            let empty = bytes[end - 1] == b'/';
+            let content_end = if empty { end - 1 } else { end };
+            // The name goes up to white space, as the parser takes it.
+            let name_end = bytes[1..content_end]
+                .iter()
+                .position(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                .map_or(content_end, |at| at + 1);
+            Some((
+                end + 1,
+                Some(Markup::Start {
+                    name: 1..name_end,
+                    empty,
+                }),
+            ))
+        }
+    }
+}
+
+/// The index of the `>` that ends the tag at the start of `bytes`: the first outside quotes.
+fn tag_end(bytes: &[u8]) -> Option<usize> {
+    let mut at = 1;
+    loop {
+        at += memchr::memchr3(b'>', b'"', b'\'', &bytes[at..])?;
+        let quote = bytes[at];
+        if quote == b'>' {
+            return Some(at);
+        }
+        at += 1 + memchr::memchr(quote, &bytes[at + 1..])? + 1;
+    }
+}
