@@ -149,6 +149,9 @@ pub enum StageError {
     /// The state store failed while the stage read or recorded its state.
     #[error(transparent)]
     State(Box<crate::state::StateError>),
+    /// An API request or its paging failed.
+    #[error(transparent)]
+    Http(#[from] crate::sources::http::HttpError),
 }
 
 impl StageError {

@@ -39,6 +39,9 @@ pub struct RunReport {
     pub error: Vec<String>,
     /// Warnings an operator should read (a stale lock taken over, a notification not sent).
     pub warnings: Vec<String>,
+    /// An API source's requests: sent, retried, answered 429, and the waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<crate::sources::http::RequestCounts>,
 }
 
 /// How a run ended.
@@ -127,6 +130,7 @@ impl RunReport {
             cursor_after: BTreeMap::new(),
             error: Vec::new(),
             warnings: Vec::new(),
+            requests: None,
         }
     }
 

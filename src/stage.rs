@@ -34,6 +34,10 @@ pub struct SourceProgress {
     pub changes: Vec<StateChange>,
     /// Why the source stopped before the end (the run's time limit), if it did.
     pub stopped_early: Option<String>,
+    /// What an operator should know of the reading (an advertised total not matched).
+    pub warnings: Vec<String>,
+    /// What an API source's requests cost.
+    pub requests: Option<crate::sources::http::RequestCounts>,
 }
 
 /// Turns a byte stream into records.

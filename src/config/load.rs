@@ -570,7 +570,7 @@ pth = "out.csv"
         assert_eq!(
             problems("[source]\npath = \"x\"\n"),
             [
-                "1:1: source has no `type` (set `type` to one of `file`)",
+                "1:1: source has no `type` (set `type` to one of `file`, `http`)",
                 "1:1: the pipeline has no `[[sinks]]` (add at least one `[[sinks]]` table with a `type`, e.g. `type = \"file\"`)",
             ]
         );

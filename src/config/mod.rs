@@ -19,6 +19,7 @@ use crate::runner::rejects::RejectsConfig;
 use crate::sinks::file::FileSinkConfig;
 use crate::sinks::stdout::StdoutSinkConfig;
 use crate::sources::file::FileSourceConfig;
+use crate::sources::http::HttpSourceConfig;
 use crate::state::StateConfig;
 use crate::transforms::rename::RenameConfig;
 use crate::transforms::select::SelectConfig;
@@ -118,6 +119,8 @@ macro_rules! stage_configs {
         $(#[$meta])*
         #[derive(Debug, Clone, JsonSchema)]
         #[serde(tag = "type")]
+        // Built once per run: the size of a config does not matter.
+        #[allow(clippy::large_enum_variant)]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $kind)] $variant($config),)+
         }
@@ -156,6 +159,9 @@ stage_configs! {
     SourceConfig, "source" {
         /// Local files: a path or a glob pattern.
         "file" => File(FileSourceConfig),
+        /// A REST API: one request or every page of a list, optionally only what changed
+        /// since the last run.
+        "http" => Http(HttpSourceConfig),
     }
 }
 

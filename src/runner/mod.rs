@@ -463,6 +463,10 @@ impl Run<'_> {
             report.rejects.total = rejects.total;
             report.rejects.by_reason = rejects.by_reason.clone();
         }
+        report
+            .warnings
+            .extend(streamed.source.warnings.iter().cloned());
+        report.requests = streamed.source.requests.clone();
         for change in &streamed.source.changes {
             if let state::StateChange::Cursor { name, value } = change {
                 report.cursor_after.insert(name.clone(), value.clone());

@@ -1,6 +1,7 @@
 //! Sources: where records come from. Each config kind builds a `Box<dyn Source>`.
 
 pub mod file;
+pub mod http;
 
 use crate::config::SourceConfig;
 use crate::error::StageError;
@@ -16,6 +17,7 @@ impl SourceConfig {
     ) -> Result<Box<dyn Source>, StageError> {
         Ok(match self {
             SourceConfig::File(config) => Box::new(file::FileSource::new(config, cx, store)?),
+            SourceConfig::Http(config) => Box::new(http::HttpSource::new(config, cx, store)?),
         })
     }
 }

@@ -53,6 +53,7 @@ fn report(outcome: Outcome) -> RunReport {
             Vec::new()
         },
         warnings: Vec::new(),
+        requests: None,
     }
 }
 

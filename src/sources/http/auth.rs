@@ -1,0 +1,192 @@
+//! Authentication of the source's requests. Every secret, fetched tokens included, is handed
+//! to the [`Redactor`] the moment it is known, so no message can show it.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use url::Url;
+
+use super::config::AuthConfig;
+use super::{HttpError, Redactor};
+use crate::config::SecretValue;
+use crate::config::secret::SecretError;
+use crate::stage::RunContext;
+
+/// Authentication, with its secrets resolved.
+pub(super) enum Auth {
+    None,
+    /// A header with a fixed value: a bearer token, basic credentials, an API key.
+    Header(String, SecretValue),
+    /// An API key in a query parameter.
+    Query(String, SecretValue),
+    OAuth(OAuth),
+}
+
+/// OAuth 2.0 client credentials, and the token while it is good.
+pub(super) struct OAuth {
+    token_url: Url,
+    client_id: String,
+    client_secret: SecretValue,
+    scope: Option<String>,
+    token: Option<Token>,
+}
+
+struct Token {
+    value: SecretValue,
+    /// When to fetch a new one: a little before it expires.
+    renew_at: Option<Instant>,
+}
+
+impl Auth {
+    pub(super) fn new(
+        config: Option<&AuthConfig>,
+        cx: &RunContext,
+        redactor: &mut Redactor,
+    ) -> Result<Self, (&'static str, SecretError)> {
+        let mut resolve = |field, secret: &crate::config::Secret| {
+            let value = secret.resolve(cx).map_err(|e| (field, e))?;
+            redactor.add(value.expose());
+            Ok(value)
+        };
+        Ok(match config {
+            None => Auth::None,
+            Some(AuthConfig::Bearer { token }) => {
+                let token = resolve("auth.token", token)?;
+                let header = SecretValue::new(format!("Bearer {}", token.expose()));
+                Auth::Header("authorization".into(), header)
+            }
+            Some(AuthConfig::ApiKey { key, header, query }) => {
+                let key = resolve("auth.key", key)?;
+                match query {
+                    Some(parameter) => {
+                        redactor.add_query_parameter(parameter);
+                        Auth::Query(parameter.clone(), key)
+                    }
+                    None => Auth::Header(header.clone().unwrap_or_else(|| "X-API-Key".into()), key),
+                }
+            }
+            Some(AuthConfig::Basic { username, password }) => {
+                let password = resolve("auth.password", password)?;
+                let credentials = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{}", password.expose()));
+                redactor.add(&credentials);
+                let header = SecretValue::new(format!("Basic {credentials}"));
+                Auth::Header("authorization".into(), header)
+            }
+            Some(AuthConfig::Oauth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+            }) => Auth::OAuth(OAuth {
+                token_url: Url::parse(token_url).expect("checked when the pipeline was loaded"),
+                client_id: client_id.clone(),
+                client_secret: resolve("auth.client_secret", client_secret)?,
+                scope: scope.clone(),
+                token: None,
+            }),
+        })
+    }
+
+    /// Adds what a request to `url` needs: a query parameter to `url`, or the header returned.
+    pub(super) fn apply(
+        &mut self,
+        agent: &ureq::Agent,
+        url: &mut Url,
+        redactor: &mut Redactor,
+    ) -> Result<Option<(String, SecretValue)>, HttpError> {
+        Ok(match self {
+            Auth::None => None,
+            Auth::Header(name, value) => {
+                Some((name.clone(), SecretValue::new(value.expose().into())))
+            }
+            Auth::Query(name, value) => {
+                url.query_pairs_mut().append_pair(name, value.expose());
+                None
+            }
+            Auth::OAuth(oauth) => {
+                let token = oauth.token(agent, redactor)?;
+                Some((
+                    "authorization".into(),
+                    SecretValue::new(format!("Bearer {}", token.expose())),
+                ))
+            }
+        })
+    }
+
+    /// Whether a 401 may be cured by a fresh token.
+    pub(super) fn can_refresh(&self) -> bool {
+        matches!(self, Auth::OAuth(_))
+    }
+
+    pub(super) fn forget_token(&mut self) {
+        if let Auth::OAuth(oauth) = self {
+            oauth.token = None;
+        }
+    }
+}
+
+impl OAuth {
+    /// The current token, fetched anew when there is none or it is about to expire.
+    fn token(
+        &mut self,
+        agent: &ureq::Agent,
+        redactor: &mut Redactor,
+    ) -> Result<&SecretValue, HttpError> {
+        let expired = self
+            .token
+            .as_ref()
+            .is_some_and(|token| token.renew_at.is_some_and(|at| Instant::now() >= at));
+        if self.token.is_none() || expired {
+            self.token = Some(self.fetch(agent, redactor)?);
+        }
+        Ok(&self.token.as_ref().expect("fetched above").value)
+    }
+
+    fn fetch(&self, agent: &ureq::Agent, redactor: &mut Redactor) -> Result<Token, HttpError> {
+        let failed = |message: String| HttpError::Request {
+            url: redactor.url(&self.token_url),
+            status: None,
+            message: format!("cannot get an OAuth token: {}", redactor.text(&message)),
+        };
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.expose()),
+        ];
+        if let Some(scope) = &self.scope {
+            form.push(("scope", scope));
+        }
+        let mut response = agent
+            .post(self.token_url.as_str())
+            .send_form(form)
+            .map_err(|e| failed(e.to_string()))?;
+        let status = response.status();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1024 * 1024)
+            .read_to_vec()
+            .map_err(|e| failed(e.to_string()))?;
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if !status.is_success() {
+            let detail = super::client::json_error_detail(&json)
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
+            return Err(failed(format!("HTTP {}: {detail}", status.as_u16())));
+        }
+        let Some(token) = json.get("access_token").and_then(|t| t.as_str()) else {
+            return Err(failed("the answer has no `access_token`".into()));
+        };
+        redactor.add(token);
+        // Renewed a tenth of its life (at most a minute) before it expires.
+        let renew_at = json.get("expires_in").and_then(|e| e.as_u64()).map(|secs| {
+            let life = Duration::from_secs(secs);
+            Instant::now() + life - (life / 10).min(Duration::from_secs(60))
+        });
+        tracing::debug!(token_url = %redactor.url(&self.token_url), "fetched an OAuth token");
+        Ok(Token {
+            value: SecretValue::new(token.to_string()),
+            renew_at,
+        })
+    }
+}

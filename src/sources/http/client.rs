@@ -1,0 +1,499 @@
+//! Sending requests: one agent (keep-alive connections), authentication, and one governor for
+//! everything that makes a request wait: the configured budget, the API's rate-limit headers,
+//! `Retry-After`, and backoff between retries. A wait longer than the run has left is not
+//! waited: the source stops cleanly instead, and the next run goes on from there.
+
+use std::io::Read;
+use std::time::{Duration, Instant, SystemTime};
+
+use ureq::http::{HeaderMap, Response, StatusCode};
+use url::Url;
+
+use super::auth::Auth;
+use super::config::{RateLimitConfig, ResetReading, RetryConfig};
+use super::{HttpError, Redactor, RequestCounts};
+use crate::config::SecretValue;
+
+/// How one request ended.
+pub(super) enum Sent {
+    Answered(Response<ureq::Body>),
+    /// A wait the request needed would pass the run's time limit: why.
+    OutOfTime(String),
+}
+
+pub(super) struct Client {
+    agent: ureq::Agent,
+    headers: Vec<(String, SecretValue)>,
+    pub(super) auth: Auth,
+    retry: RetryConfig,
+    governor: Governor,
+    pub(super) redactor: Redactor,
+    pub(super) counts: RequestCounts,
+    deadline: Option<Instant>,
+}
+
+impl Client {
+    pub(super) fn new(
+        timeout: Duration,
+        headers: Vec<(String, SecretValue)>,
+        auth: Auth,
+        retry: RetryConfig,
+        rate_limit: &RateLimitConfig,
+        redactor: Redactor,
+        deadline: Option<Instant>,
+    ) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            // gzip is decoded by ureq, deflate by the source.
+            .accept_encoding("gzip, deflate")
+            .user_agent(concat!("longshore/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Client {
+            agent,
+            headers,
+            auth,
+            retry,
+            governor: Governor::new(rate_limit),
+            redactor,
+            counts: RequestCounts::default(),
+            deadline,
+        }
+    }
+
+    /// GETs `url`, retrying what may pass, and waiting what the API and the budget ask.
+    pub(super) fn get(&mut self, url: &Url) -> Result<Sent, HttpError> {
+        let mut attempt = 1;
+        let mut backoff = Duration::from_millis(self.retry.base_delay_ms);
+        let mut refreshed_token = false;
+        loop {
+            let wait = self.governor.wait(Instant::now());
+            if !wait.is_zero()
+                && let Some(reason) = self.wait_or_stop(wait, "the rate limit")
+            {
+                return Ok(Sent::OutOfTime(reason));
+            }
+            let mut request_url = url.clone();
+            let auth = self
+                .auth
+                .apply(&self.agent, &mut request_url, &mut self.redactor)?;
+            let mut request = self.agent.get(request_url.as_str());
+            for (name, value) in &self.headers {
+                request = request.header(name, value.expose());
+            }
+            if let Some((name, value)) = &auth {
+                request = request.header(name.as_str(), value.expose());
+            }
+            self.governor.sent(Instant::now());
+            self.counts.requests += 1;
+            let failure = match request.call() {
+                Ok(response) => {
+                    self.governor.observe(response.headers(), Instant::now());
+                    let status = response.status();
+                    if status.is_success() {
+                        return Ok(Sent::Answered(response));
+                    }
+                    if status == StatusCode::UNAUTHORIZED
+                        && self.auth.can_refresh()
+                        && !refreshed_token
+                    {
+                        // The token expired early or was revoked: one fresh token per request.
+                        refreshed_token = true;
+                        self.auth.forget_token();
+                        continue;
+                    }
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        self.counts.rate_limited += 1;
+                    }
+                    let retry_after = retry_after(response.headers(), SystemTime::now());
+                    let retried = self.retry.statuses.contains(&status.as_u16());
+                    let detail = error_detail(response);
+                    Failure {
+                        message: format!("HTTP {}{detail}", status.as_u16()),
+                        status: Some(status.as_u16()),
+                        retry: retried,
+                        retry_after,
+                    }
+                }
+                Err(error) => Failure {
+                    retry: matches!(
+                        error,
+                        ureq::Error::Io(_)
+                            | ureq::Error::Timeout(_)
+                            | ureq::Error::ConnectionFailed
+                            | ureq::Error::HostNotFound
+                            | ureq::Error::Protocol(_)
+                    ),
+                    message: error.to_string(),
+                    status: None,
+                    retry_after: None,
+                },
+            };
+            if !failure.retry || attempt >= self.retry.attempts {
+                let tries = if attempt > 1 {
+                    format!(" (after {attempt} attempts)")
+                } else {
+                    String::new()
+                };
+                return Err(HttpError::Request {
+                    url: self.redactor.url(url),
+                    status: failure.status,
+                    message: self.redactor.text(&format!("{}{tries}", failure.message)),
+                });
+            }
+            let wait = failure.retry_after.unwrap_or_else(|| jittered(backoff));
+            tracing::info!(
+                url = %self.redactor.url(url),
+                "request failed ({}), attempt {attempt} of {}; retrying in {:.1} s",
+                self.redactor.text(&failure.message),
+                self.retry.attempts,
+                wait.as_secs_f64()
+            );
+            self.counts.retries += 1;
+            if let Some(reason) = self.wait_or_stop(wait, "a retry") {
+                return Ok(Sent::OutOfTime(reason));
+            }
+            backoff = backoff
+                .mul_f64(self.retry.factor)
+                .min(Duration::from_secs(self.retry.max_delay_secs));
+            attempt += 1;
+        }
+    }
+
+    /// Sleeps `wait`, unless that would pass the deadline: then the reason to stop.
+    fn wait_or_stop(&mut self, wait: Duration, what: &str) -> Option<String> {
+        if let Some(deadline) = self.deadline
+            && Instant::now() + wait > deadline
+        {
+            return Some(format!(
+                "{what} asked to wait {:.0} s, more than the run has left",
+                wait.as_secs_f64().ceil()
+            ));
+        }
+        self.counts.waits += 1;
+        self.counts.waited_ms += wait.as_millis() as u64;
+        std::thread::sleep(wait);
+        None
+    }
+}
+
+/// A request that did not succeed.
+struct Failure {
+    message: String,
+    status: Option<u16>,
+    retry: bool,
+    retry_after: Option<Duration>,
+}
+
+/// `wait` give or take up to 25%, so that clients that failed together do not retry together.
+fn jittered(wait: Duration) -> Duration {
+    wait.mul_f64(0.75 + fastrand::f64() * 0.5)
+}
+
+/// The longest `Retry-After` honoured: a server asking for more is answered by the run's time
+/// limit, not by a day-long sleep.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// `Retry-After` as a wait: seconds, or an HTTP date.
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get("retry-after")?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or_default(),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// What an error answer says about itself, as `: message` (empty when it says nothing),
+/// whatever shape it has: `{"errors": [...]}`, `{"error": {"code", "message", "details"}}`,
+/// `{"error": "...", "error_description": "..."}`, `{"detail": "..."}`, `{"message": "..."}`, or
+/// plain text.
+fn error_detail(mut response: Response<ureq::Body>) -> String {
+    let mut body = Vec::new();
+    // Best effort: the status alone is still a message.
+    let _ = response
+        .body_mut()
+        .as_reader()
+        .take(64 * 1024)
+        .read_to_end(&mut body);
+    let text = String::from_utf8_lossy(&body);
+    let detail = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(json) => json_error_detail(&json).unwrap_or_else(|| one_line(&text)),
+        Err(_) => one_line(&text),
+    };
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
+pub(super) fn json_error_detail(json: &serde_json::Value) -> Option<String> {
+    use serde_json::Value as J;
+    let text = |value: &J| match value {
+        J::String(text) => Some(text.clone()),
+        J::Null => None,
+        J::Object(object) => ["message", "detail", "description", "msg"]
+            .iter()
+            .find_map(|key| object.get(*key)?.as_str().map(str::to_string))
+            .or_else(|| Some(value.to_string())),
+        other => Some(other.to_string()),
+    };
+    match (json.get("error"), json.get("errors")) {
+        (Some(J::Object(error)), _) => {
+            let mut parts = Vec::new();
+            if let Some(code) = error.get("code").and_then(text) {
+                parts.push(code);
+            }
+            if let Some(message) = error.get("message").and_then(text) {
+                parts.push(message);
+            }
+            if let Some(details) = error.get("details").and_then(text) {
+                parts.push(details);
+            }
+            (!parts.is_empty()).then(|| parts.join(": "))
+        }
+        (Some(J::String(error)), _) => Some(match json.get("error_description").and_then(text) {
+            Some(description) => format!("{error}: {description}"),
+            None => error.clone(),
+        }),
+        (_, Some(J::Array(errors))) => {
+            let all: Vec<String> = errors.iter().filter_map(text).collect();
+            (!all.is_empty()).then(|| all.join("; "))
+        }
+        (_, Some(errors)) => text(errors),
+        _ => ["detail", "message", "title", "error_description"]
+            .iter()
+            .find_map(|key| json.get(*key).and_then(text)),
+    }
+}
+
+/// Text on one line, at most 300 characters.
+fn one_line(text: &str) -> String {
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match joined.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &joined[..cut]),
+        None => joined,
+    }
+}
+
+/// When requests may go: a budget spread evenly, and the API's own word (remaining requests
+/// and their reset).
+struct Governor {
+    /// The time between two requests the budget allows.
+    spacing: Option<Duration>,
+    next_slot: Option<Instant>,
+    /// The API said no request is left until then.
+    blocked_until: Option<Instant>,
+    reset: ResetReading,
+}
+
+impl Governor {
+    fn new(config: &RateLimitConfig) -> Self {
+        let per_hour = config
+            .requests_per_hour
+            .map(|n| Duration::from_secs(3600) / n.max(1));
+        let per_minute = config
+            .requests_per_minute
+            .map(|n| Duration::from_secs(60) / n.max(1));
+        Governor {
+            spacing: per_hour.max(per_minute),
+            next_slot: None,
+            blocked_until: None,
+            reset: config.reset,
+        }
+    }
+
+    /// How long the next request must wait.
+    fn wait(&self, now: Instant) -> Duration {
+        [self.next_slot, self.blocked_until]
+            .into_iter()
+            .flatten()
+            .map(|at| at.saturating_duration_since(now))
+            .max()
+            .unwrap_or_default()
+    }
+
+    fn sent(&mut self, now: Instant) {
+        if let Some(spacing) = self.spacing {
+            self.next_slot = Some(now + spacing);
+        }
+    }
+
+    /// Reads the rate-limit headers of an answer: when none are left, requests wait for the
+    /// reset instead of being answered 429.
+    fn observe(&mut self, headers: &HeaderMap, now: Instant) {
+        self.blocked_until = rate_limit_exhausted(headers, self.reset, SystemTime::now())
+            .map(|reset| now + reset.min(MAX_RETRY_AFTER));
+    }
+}
+
+/// When the headers say no request is left: the wait until the limit resets.
+fn rate_limit_exhausted(
+    headers: &HeaderMap,
+    reading: ResetReading,
+    now: SystemTime,
+) -> Option<Duration> {
+    let header = |name: &str| headers.get(name)?.to_str().ok().map(str::trim);
+    // X-RateLimit-* (GitHub, Twitter and most vendors), then the IETF drafts: separate
+    // RateLimit-Remaining / RateLimit-Reset headers, or one `RateLimit` header.
+    if let Some(remaining) = header("x-ratelimit-remaining") {
+        if remaining.parse::<f64>().ok()? > 0.0 {
+            return None;
+        }
+        let reset = header("x-ratelimit-reset")?.parse::<f64>().ok()?;
+        return Some(reset_wait(reset, reading, now));
+    }
+    if let Some(remaining) = header("ratelimit-remaining") {
+        if remaining.parse::<f64>().ok()? > 0.0 {
+            return None;
+        }
+        let reset = header("ratelimit-reset")?.parse::<f64>().ok()?;
+        return Some(Duration::from_secs_f64(reset.max(0.0)));
+    }
+    let combined = header("ratelimit")?;
+    let value = |keys: &[&str]| {
+        combined
+            .split([',', ';'])
+            .filter_map(|part| part.trim().split_once('='))
+            .find(|(key, _)| keys.contains(&key.trim()))
+            .and_then(|(_, value)| value.trim().parse::<f64>().ok())
+    };
+    if value(&["remaining", "r"])? > 0.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(value(&["reset", "t"])?.max(0.0)))
+}
+
+/// Epoch seconds (or milliseconds) above this are a point in time, not a number of seconds.
+const EPOCH_THRESHOLD: f64 = 1_000_000_000.0;
+
+/// The wait until an `X-RateLimit-Reset` value, read as `reading` says.
+fn reset_wait(reset: f64, reading: ResetReading, now: SystemTime) -> Duration {
+    let is_epoch = match reading {
+        ResetReading::Epoch => true,
+        ResetReading::Seconds => false,
+        ResetReading::Auto => reset > EPOCH_THRESHOLD,
+    };
+    if !is_epoch {
+        return Duration::from_secs_f64(reset.max(0.0));
+    }
+    // Some APIs give the epoch in milliseconds.
+    let epoch_secs = if reset > EPOCH_THRESHOLD * 1000.0 {
+        reset / 1000.0
+    } else {
+        reset
+    };
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    Duration::from_secs_f64((epoch_secs - now).max(0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "7")]), now),
+            Some(Duration::from_secs(7))
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", &date)]), now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(retry_after(&headers(&[]), now), None);
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "999999")]), now),
+            Some(MAX_RETRY_AFTER)
+        );
+    }
+
+    #[test]
+    fn reset_is_read_as_epoch_or_seconds() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let exhausted = |reset: &str, reading| {
+            rate_limit_exhausted(
+                &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", reset)]),
+                reading,
+                now,
+            )
+        };
+        let secs = |n| Some(Duration::from_secs(n));
+        assert_eq!(exhausted("30", ResetReading::Auto), secs(30));
+        assert_eq!(exhausted("1700000045", ResetReading::Auto), secs(45));
+        assert_eq!(exhausted("1700000045000", ResetReading::Auto), secs(45));
+        assert_eq!(exhausted("1700000045", ResetReading::Epoch), secs(45));
+        assert_eq!(exhausted("45", ResetReading::Seconds), secs(45));
+        // Epoch in the past: no wait.
+        assert_eq!(exhausted("1600000000", ResetReading::Epoch), secs(0));
+        let left = headers(&[("x-ratelimit-remaining", "3"), ("x-ratelimit-reset", "30")]);
+        assert_eq!(rate_limit_exhausted(&left, ResetReading::Auto, now), None);
+        let ietf = headers(&[("ratelimit", "limit=100, remaining=0, reset=12")]);
+        assert_eq!(
+            rate_limit_exhausted(&ietf, ResetReading::Auto, now),
+            secs(12)
+        );
+        let structured = headers(&[("ratelimit", "\"default\";r=0;t=9")]);
+        assert_eq!(
+            rate_limit_exhausted(&structured, ResetReading::Auto, now),
+            secs(9)
+        );
+        let split = headers(&[("ratelimit-remaining", "0"), ("ratelimit-reset", "5")]);
+        assert_eq!(
+            rate_limit_exhausted(&split, ResetReading::Auto, now),
+            secs(5)
+        );
+    }
+
+    #[test]
+    fn error_bodies_of_every_shape_become_a_message() {
+        let detail = |body: &str| {
+            let json = serde_json::from_str(body).unwrap();
+            json_error_detail(&json)
+        };
+        assert_eq!(
+            detail(r#"{"errors": ["Unknown property 'badprop'", "Unknown property 'x'"]}"#)
+                .as_deref(),
+            Some("Unknown property 'badprop'; Unknown property 'x'")
+        );
+        assert_eq!(
+            detail(r#"{"error": {"code": "INVALID_PARAMETER", "message": "limit too large", "details": "max 100"}}"#).as_deref(),
+            Some("INVALID_PARAMETER: limit too large: max 100")
+        );
+        assert_eq!(
+            detail(r#"{"detail": "Authentication credentials were not provided."}"#).as_deref(),
+            Some("Authentication credentials were not provided.")
+        );
+        assert_eq!(
+            detail(r#"{"error": "invalid_client", "error_description": "bad secret"}"#).as_deref(),
+            Some("invalid_client: bad secret")
+        );
+        assert_eq!(
+            detail(r#"{"errors": [{"message": "a"}, {"message": "b"}]}"#).as_deref(),
+            Some("a; b")
+        );
+        assert_eq!(detail(r#"{"count": 1}"#), None);
+        assert_eq!(
+            one_line("  Service\n  Unavailable \n"),
+            "Service Unavailable"
+        );
+    }
+}

@@ -1,0 +1,505 @@
+//! The `http` source's pipeline-file table. Every field is documented here once: the docs become
+//! the JSON Schema and the README reference.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::codecs::{FormatConfig, TextEncoding};
+use crate::config::{Invalid, Secret, Validate};
+
+/// Pulls records from a REST API: one request, or every page of a paginated list; with
+/// `incremental`, only what changed since the last run.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSourceConfig {
+    /// The URL of the first request, e.g. `"https://api.example.com/v2/orders/"`; fixed
+    /// parameters may be written in its query string. `http://` or `https://`; HTTPS
+    /// certificates are verified. Required.
+    pub url: String,
+    /// Query parameters added to every request, e.g. `{ ordering = "updated_at", search =
+    /// "paid", fields = "id,total,updated_at" }`. In a value, `{cursor}` is the incremental
+    /// cursor (a parameter that uses it is left out while there is no cursor yet). A table or
+    /// array is sent as compact JSON built from the TOML, so a filter document needs no
+    /// escaping: `filters = { modifiedOn = { operator = ">", value = "{cursor}" } }`.
+    /// Values are percent-encoded. Default: none.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
+    pub query: BTreeMap<String, serde_json::Value>,
+    /// Extra request headers, e.g. `{ Accept = "application/json" }`. Values are secrets
+    /// (`${env:NAME}`, `${file:PATH}`, or text) and are never logged. Default: none.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// How requests authenticate. Default: none.
+    pub auth: Option<AuthConfig>,
+    /// The response body's format, e.g. `{ type = "json", records = "/results" }` for records
+    /// in an envelope, or `{ type = "csv" }`, `{ type = "xml", record_path = "orders/order" }`,
+    /// `{ type = "json-array" }`. Default `{ type = "json" }`: the body is an array of records.
+    pub format: Option<FormatConfig>,
+    /// The text encoding of bodies without a byte-order mark (any WHATWG label). Default
+    /// UTF-8.
+    pub encoding: Option<TextEncoding>,
+    /// How the list is paged. Default `{ type = "none" }`: one request.
+    #[serde(default)]
+    pub pagination: Pagination,
+    /// What happens when the records received differ from the total the API advertised
+    /// (records added or removed while paging by offset are lost or read twice without a
+    /// sound): `"fail"` or `"warn"`. Default `"fail"`.
+    #[serde(default)]
+    pub on_total_mismatch: OnMismatch,
+    /// The most pages one run requests; the run then stops as if the list had ended (no total
+    /// check). Default: no limit.
+    pub max_pages: Option<u64>,
+    /// The most records one run reads; the run stops after the page that reaches it (no total
+    /// check). Default: no limit.
+    pub max_records: Option<u64>,
+    /// Retries of failed requests.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Rate limits to respect beyond what the API's headers say.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    /// Pull only what changed since the last run, by a field such as `updated_at`.
+    /// Default: everything, every run.
+    pub incremental: Option<IncrementalConfig>,
+    /// Seconds one request may take in all (connecting, sending, the whole answer); a request
+    /// that times out is retried. Default 60.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// The largest body read into memory, in bytes, when paging needs a value from it (a
+    /// `next` link, a total, a cursor); other bodies stream into the decoder whatever their
+    /// size. Default 268435456 (256 MiB).
+    #[serde(default = "default_max_page_bytes")]
+    pub max_page_bytes: u64,
+}
+
+fn default_timeout_secs() -> u64 {
+    60
+}
+
+fn default_max_page_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+
+/// How a list API is paged, chosen by `type`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Pagination {
+    /// One request, one response.
+    #[default]
+    None,
+    /// A limit and an offset (`?limit=50&offset=100`); start/limit APIs are the same with
+    /// `offset_param = "start"`. The offset steps by the records received, or follows `next`
+    /// when the response has one.
+    Offset(OffsetPaging),
+    /// A page number and size (`?page=3&limit=10`).
+    Page(PagePaging),
+    /// An opaque cursor from each response sent back as a parameter
+    /// (`?cursor=<next_cursor>`); the list ends when a response has none.
+    Cursor(CursorPaging),
+    /// A link to the next page in each response (`"next": "https://…"` or a `Link: <…>;
+    /// rel="next"` header); the list ends when a response has none.
+    Next(NextPaging),
+}
+
+/// `type = "offset"`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OffsetPaging {
+    /// Records asked for per page (APIs default to small pages: always set it). Required.
+    pub limit: u64,
+    /// The limit's parameter. Default `"limit"`.
+    #[serde(default = "default_limit_param")]
+    pub limit_param: String,
+    /// The offset's parameter. Default `"offset"`.
+    #[serde(default = "default_offset_param")]
+    pub offset_param: String,
+    /// The first page's offset. Default 0.
+    #[serde(default)]
+    pub first_offset: u64,
+    /// Where a response gives the next page's URL, if it does: followed when present.
+    /// Default: none (the offset is stepped).
+    pub next: Option<Locator>,
+    /// Where a response gives the total number of records, e.g. `"/count"`,
+    /// `"/totalRecords"`, `"header:X-Total-Count"`. Paging stops when it is reached, and the
+    /// records received are checked against it. Default: none.
+    pub total: Option<Locator>,
+    /// Whether a page with fewer records than `limit` is the last. Default `true`.
+    #[serde(default = "yes")]
+    pub stop_on_short_page: bool,
+}
+
+/// `type = "page"`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PagePaging {
+    /// Records asked for per page. Required.
+    pub limit: u64,
+    /// The page size's parameter. Default `"limit"`.
+    #[serde(default = "default_limit_param")]
+    pub limit_param: String,
+    /// The page number's parameter. Default `"page"`.
+    #[serde(default = "default_page_param")]
+    pub page_param: String,
+    /// The number of the first page: 1 on most servers, 0 on some. Default 1.
+    #[serde(default = "default_first_page")]
+    pub first_page: u64,
+    /// Where a response gives the next page's URL, if it does: followed when present.
+    /// Default: none (the page number is stepped).
+    pub next: Option<Locator>,
+    /// Where a response gives the total number of records (see `offset`). Default: none.
+    pub total: Option<Locator>,
+    /// Whether a page with fewer records than `limit` is the last. Default `true`.
+    #[serde(default = "yes")]
+    pub stop_on_short_page: bool,
+}
+
+/// `type = "cursor"`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CursorPaging {
+    /// Where a response gives the next cursor, e.g. `"/next_cursor"`,
+    /// `"/meta/next"`, `"header:X-Next-Cursor"`. Required.
+    pub cursor: Locator,
+    /// The parameter the cursor is sent back in. Default `"cursor"`.
+    #[serde(default = "default_cursor_param")]
+    pub cursor_param: String,
+    /// Records asked for per page, if the API takes a size. Default: the API's.
+    pub limit: Option<u64>,
+    /// The page size's parameter. Default `"limit"`.
+    #[serde(default = "default_limit_param")]
+    pub limit_param: String,
+}
+
+/// `type = "next"`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NextPaging {
+    /// Where a response gives the next page's URL: `"/next"` (a body value), `"link:next"`
+    /// (the `Link` header's `rel="next"`), or `"header:X-Next-Page"`. Required.
+    pub next: Locator,
+    /// Where a response gives the total number of records, if it does. Default: none.
+    pub total: Option<Locator>,
+}
+
+fn default_limit_param() -> String {
+    "limit".into()
+}
+
+fn default_offset_param() -> String {
+    "offset".into()
+}
+
+fn default_page_param() -> String {
+    "page".into()
+}
+
+fn default_cursor_param() -> String {
+    "cursor".into()
+}
+
+fn default_first_page() -> u64 {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where a value is in a response: a JSON pointer into the body (`"/count"`), a header
+/// (`"header:X-Total-Count"`), or a `Link` header relation (`"link:next"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(try_from = "String")]
+#[schemars(with = "String")]
+pub enum Locator {
+    Body(String),
+    Header(String),
+    Link(String),
+}
+
+impl TryFrom<String> for Locator {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        if text.starts_with('/') {
+            return Ok(Locator::Body(text));
+        }
+        if let Some(name) = text.strip_prefix("header:")
+            && name.parse::<ureq::http::HeaderName>().is_ok()
+        {
+            return Ok(Locator::Header(name.to_string()));
+        }
+        if let Some(relation) = text.strip_prefix("link:")
+            && !relation.is_empty()
+        {
+            return Ok(Locator::Link(relation.to_string()));
+        }
+        Err(format!(
+            "`{text}` is not a place in a response: write a JSON pointer (`/count`), `header:NAME` or `link:next`"
+        ))
+    }
+}
+
+impl Locator {
+    /// Whether the value is in the body (which must then be read before it is decoded).
+    pub(crate) fn in_body(&self) -> bool {
+        matches!(self, Locator::Body(_))
+    }
+}
+
+/// What happens when the records received differ from the advertised total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMismatch {
+    #[default]
+    Fail,
+    Warn,
+}
+
+/// How requests authenticate, chosen by `type`. Secrets are `${env:NAME}` or `${file:PATH}`
+/// references and never appear in logs or messages.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AuthConfig {
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// The token. Required.
+        token: Secret,
+    },
+    /// An API key in a header (default `X-API-Key`) or a query parameter.
+    ApiKey {
+        /// The key. Required.
+        key: Secret,
+        /// The header it is sent in. Default `"X-API-Key"` (unless `query` is set).
+        header: Option<String>,
+        /// The query parameter it is sent in, instead of a header. Default: none.
+        query: Option<String>,
+    },
+    /// HTTP basic authentication.
+    Basic {
+        /// Required.
+        username: String,
+        /// Required.
+        password: Secret,
+    },
+    /// OAuth 2.0 client credentials: a token is fetched from `token_url`, reused until it
+    /// expires, and fetched again before then or when a request is answered 401.
+    Oauth2 {
+        /// The token endpoint. Required.
+        token_url: String,
+        /// Required.
+        client_id: String,
+        /// Required.
+        client_secret: Secret,
+        /// The `scope` asked for. Default: none.
+        scope: Option<String>,
+    },
+}
+
+/// Retries of requests that fail for a reason that may pass.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Tries per request in all, when it cannot connect, times out, breaks off, or is answered
+    /// with one of `statuses`. Default 5.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Milliseconds before the first retry, when the answer does not say (`Retry-After`).
+    /// Default 500.
+    #[serde(default = "default_base_delay_ms")]
+    pub base_delay_ms: u64,
+    /// What each later wait is multiplied by (with up to 25% random jitter). Default 2.
+    #[serde(default = "default_factor")]
+    pub factor: f64,
+    /// The longest wait between tries, in seconds, whatever the factor gives. Default 60.
+    #[serde(default = "default_max_delay_secs")]
+    pub max_delay_secs: u64,
+    /// Status codes that are retried. Other 4xx are never retried. Default `[429, 500, 502,
+    /// 503, 504]`.
+    #[serde(default = "default_retry_statuses")]
+    pub statuses: Vec<u16>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            attempts: default_attempts(),
+            base_delay_ms: default_base_delay_ms(),
+            factor: default_factor(),
+            max_delay_secs: default_max_delay_secs(),
+            statuses: default_retry_statuses(),
+        }
+    }
+}
+
+fn default_attempts() -> u32 {
+    5
+}
+
+fn default_base_delay_ms() -> u64 {
+    500
+}
+
+fn default_factor() -> f64 {
+    2.0
+}
+
+fn default_max_delay_secs() -> u64 {
+    60
+}
+
+fn default_retry_statuses() -> Vec<u16> {
+    vec![429, 500, 502, 503, 504]
+}
+
+/// Rate limits: the API's own headers are always honoured (`X-RateLimit-Remaining: 0` waits
+/// for the reset instead of burning a 429); these add a budget of one's own.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per hour at most, spread evenly (one every 3600/N seconds), across pages and
+    /// retries. Default: no budget.
+    pub requests_per_hour: Option<u32>,
+    /// Requests per minute at most, spread evenly. Default: no budget.
+    pub requests_per_minute: Option<u32>,
+    /// How `X-RateLimit-Reset` is read: `"epoch"` (Unix seconds of the reset), `"seconds"`
+    /// (seconds until it), or `"auto"`: values above 1,000,000,000 are epoch seconds, others
+    /// seconds from now. The IETF `RateLimit` headers always count seconds. Default `"auto"`.
+    #[serde(default)]
+    pub reset: ResetReading,
+}
+
+/// How an `X-RateLimit-Reset` value is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResetReading {
+    #[default]
+    Auto,
+    Epoch,
+    Seconds,
+}
+
+/// Delta pulls: the largest value of `field` among the records delivered is remembered (only
+/// once the sinks have published them), and the next run asks for records from there.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IncrementalConfig {
+    /// The record field that grows when a record changes, e.g. `"updated_at"`,
+    /// `"modifiedOn"`: RFC 3339 or ISO 8601 timestamps, or numbers. Required.
+    pub field: String,
+    /// The query parameter the cursor is sent in (`updated_since` sends
+    /// `?updated_since=<cursor>`). `{cursor}` in `query` values does the same inside filter
+    /// documents. Default: none (then `query` must use `{cursor}`).
+    pub param: Option<String>,
+    /// The cursor of the first run (and after `longshore state reset`), e.g.
+    /// `"2024-08-01T00:00:00"`. Default: none: the first run pulls everything, leaving out
+    /// parameters that use the cursor.
+    pub initial: Option<String>,
+    /// Seconds subtracted from a timestamp cursor before it is sent, to catch records written
+    /// late with an earlier timestamp (eventually consistent APIs). Records already delivered
+    /// are recognized by `key` and skipped. Default 0.
+    #[serde(default)]
+    pub lag_secs: u64,
+    /// The field that identifies a record, e.g. `"id"`. Records the last run delivered with
+    /// the same key and the same cursor value are skipped, so asking for `>=` the cursor (or
+    /// looking back `lag_secs`) delivers nothing twice. Default: none (ask for `>` the
+    /// cursor then).
+    pub key: Option<String>,
+}
+
+impl Validate for HttpSourceConfig {
+    fn problems(&self) -> Vec<Invalid> {
+        let mut problems = Vec::new();
+        if let Some(problem) = url_problem(&self.url) {
+            problems.push(Invalid::new("url", problem));
+        }
+        if let Some(format) = &self.format {
+            problems.extend(format.problems());
+            if let Some(message) = format.encoding_problem(self.encoding) {
+                problems.push(Invalid::new("encoding", message));
+            }
+        }
+        for name in self.headers.keys() {
+            if name.parse::<ureq::http::HeaderName>().is_err() {
+                problems.push(Invalid::new(
+                    "headers",
+                    format!("`{name}` is not a valid header name"),
+                ));
+            }
+        }
+        let limit = match &self.pagination {
+            Pagination::Offset(paging) => Some(paging.limit),
+            Pagination::Page(paging) => Some(paging.limit),
+            Pagination::Cursor(paging) => paging.limit,
+            Pagination::None | Pagination::Next(_) => None,
+        };
+        if limit == Some(0) {
+            problems.push(Invalid::new("pagination.limit", "must be at least 1"));
+        }
+        match &self.auth {
+            Some(AuthConfig::ApiKey {
+                header: Some(_),
+                query: Some(_),
+                ..
+            }) => problems.push(Invalid::new("auth", "set `header` or `query`, not both")),
+            Some(AuthConfig::Oauth2 { token_url, .. }) => {
+                if let Some(problem) = url_problem(token_url) {
+                    problems.push(Invalid::new("auth.token_url", problem));
+                }
+            }
+            _ => {}
+        }
+        let retry = &self.retry;
+        if !(1..=20).contains(&retry.attempts) {
+            problems.push(Invalid::new("retry.attempts", "must be between 1 and 20"));
+        }
+        if !(retry.factor >= 1.0 && retry.factor <= 10.0) {
+            problems.push(Invalid::new("retry.factor", "must be between 1 and 10"));
+        }
+        if let Some(status) = retry.statuses.iter().find(|s| !(400..=599).contains(*s)) {
+            problems.push(Invalid::new(
+                "retry.statuses",
+                format!("{status} is not an error status (400-599)"),
+            ));
+        }
+        if self.rate_limit.requests_per_hour == Some(0)
+            || self.rate_limit.requests_per_minute == Some(0)
+        {
+            problems.push(Invalid::new("rate_limit", "a budget must be at least 1"));
+        }
+        if self.timeout_secs == 0 {
+            problems.push(Invalid::new("timeout_secs", "must be at least 1"));
+        }
+        if let Some(incremental) = &self.incremental {
+            let uses_cursor = self
+                .query
+                .values()
+                .any(|value| value.to_string().contains("{cursor}"));
+            if incremental.param.is_none() && !uses_cursor {
+                problems.push(Invalid::new(
+                    "incremental",
+                    "the cursor is sent nowhere: set `param`, or use `{cursor}` in a `query` value",
+                ));
+            }
+            if incremental.field.is_empty() {
+                problems.push(Invalid::new("incremental.field", "must not be empty"));
+            }
+        }
+        problems
+    }
+}
+
+/// What is wrong with a URL of the pipeline file, if anything.
+fn url_problem(url: &str) -> Option<String> {
+    match url::Url::parse(url) {
+        Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => {
+            Some("must start with `http://` or `https://`".into())
+        }
+        Ok(parsed) if parsed.host_str().is_none_or(str::is_empty) => Some("has no host".into()),
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "`{}` is not a valid URL: {e}",
+            crate::notify::redact_url(url)
+        )),
+    }
+}

@@ -1,0 +1,255 @@
+//! Delta pulls: the cursor (the largest value of a field such as `updated_at` delivered so far)
+//! is read from the state store when the run starts and saved back only when the sinks have
+//! published, so a failed run asks again for the same records. Records the last run delivered
+//! are remembered by key within the look-back, so asking for `>=` the cursor, or `lag_secs`
+//! before it, delivers nothing twice.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, FixedOffset, NaiveDateTime};
+
+use super::config::IncrementalConfig;
+use crate::record::Record;
+use crate::state::StateChange;
+
+/// The delta state of one run.
+pub(super) struct Delta {
+    field: String,
+    key: Option<String>,
+    lag_secs: u64,
+    /// The cursor the run started from (saved, else the initial value).
+    start: Option<String>,
+    /// Key -> cursor value of the records delivered within the look-back of `start`.
+    seen: HashMap<String, String>,
+    /// The largest cursor value delivered this run.
+    max: Option<String>,
+    /// Key -> cursor value of the records delivered this run (with `key`).
+    delivered: HashMap<String, String>,
+    /// Whether the values came in ascending order (then a run cut short may still move the
+    /// cursor to the largest).
+    ascending: bool,
+    last: Option<String>,
+    /// Records skipped as delivered before.
+    pub(super) skipped: u64,
+}
+
+impl Delta {
+    /// The state of `config`'s cursor among the pipeline's saved `cursors`.
+    pub(super) fn new(
+        config: &IncrementalConfig,
+        cursors: &BTreeMap<String, String>,
+    ) -> Result<Self, String> {
+        let start = cursors
+            .get(&config.field)
+            .cloned()
+            .or_else(|| config.initial.clone());
+        if config.lag_secs > 0
+            && let Some(start) = &start
+            && parse_time(start).is_none()
+        {
+            return Err(format!(
+                "`lag_secs` needs a timestamp cursor, and `{start}` is not one (RFC 3339 or ISO 8601)"
+            ));
+        }
+        let seen = match cursors.get(&delivered_name(&config.field)) {
+            Some(json) => serde_json::from_str(json).map_err(|e| {
+                format!(
+                    "the saved keys of cursor `{}` are damaged ({e}): run `longshore state reset`",
+                    config.field
+                )
+            })?,
+            None => HashMap::new(),
+        };
+        Ok(Delta {
+            field: config.field.clone(),
+            key: config.key.clone(),
+            lag_secs: config.lag_secs,
+            start,
+            seen,
+            max: None,
+            delivered: HashMap::new(),
+            ascending: true,
+            last: None,
+            skipped: 0,
+        })
+    }
+
+    /// The value sent for `{cursor}`: the start, less the look-back; `None` on a first run
+    /// without an initial value.
+    pub(super) fn sent_value(&self) -> Option<String> {
+        let start = self.start.as_ref()?;
+        Some(if self.lag_secs == 0 {
+            start.clone()
+        } else {
+            shift_time(start, -(self.lag_secs as i64)).expect("checked in `new`")
+        })
+    }
+
+    /// Drops the records delivered before and notes the cursor values of the others.
+    pub(super) fn filter(&mut self, records: &mut Vec<Record>) {
+        records.retain(|record| {
+            let Some(value) = record.get(&self.field).and_then(|v| v.to_text()) else {
+                // Without the field the record cannot move the cursor; it is delivered.
+                return true;
+            };
+            let value = value.into_owned();
+            let key = self
+                .key
+                .as_ref()
+                .and_then(|key| record.get(key))
+                .and_then(|v| v.to_text())
+                .map(|k| k.into_owned());
+            if let Some(key) = &key
+                && self.seen.get(key) == Some(&value)
+            {
+                self.skipped += 1;
+                return false;
+            }
+            if let Some(last) = &self.last
+                && compare(&value, last) == Ordering::Less
+            {
+                self.ascending = false;
+            }
+            if self
+                .max
+                .as_ref()
+                .is_none_or(|max| compare(&value, max) == Ordering::Greater)
+            {
+                self.max = Some(value.clone());
+            }
+            self.last = Some(value.clone());
+            if let Some(key) = key {
+                self.delivered.insert(key, value);
+            }
+            true
+        });
+    }
+
+    /// The state changes that go with publishing what was delivered. `complete`: the whole
+    /// list was read (not cut short by the time limit or a cap).
+    pub(super) fn changes(&self, complete: bool) -> (Vec<StateChange>, Option<String>) {
+        let mut warning = None;
+        let moves = complete || self.ascending;
+        let cursor = match (&self.start, &self.max) {
+            (Some(start), Some(max)) if moves && compare(max, start) == Ordering::Greater => {
+                Some(max.clone())
+            }
+            (None, Some(max)) if moves => Some(max.clone()),
+            (start, _) => start.clone(),
+        };
+        if !moves && self.key.is_none() && self.max.is_some() {
+            warning = Some(format!(
+                "the pull was cut short and its `{}` values did not come in order, so the cursor stays where it was: the next run asks for these records again (set `incremental.key` to skip the ones delivered)",
+                self.field
+            ));
+        }
+        let mut changes = Vec::new();
+        if let Some(cursor) = &cursor {
+            changes.push(StateChange::Cursor {
+                name: self.field.clone(),
+                value: cursor.clone(),
+            });
+            if self.key.is_some() {
+                // The keys the next run may see again: those within its look-back.
+                let from = if self.lag_secs == 0 {
+                    cursor.clone()
+                } else {
+                    shift_time(cursor, -(self.lag_secs as i64)).unwrap_or_else(|| cursor.clone())
+                };
+                let keep: BTreeMap<&String, &String> = self
+                    .seen
+                    .iter()
+                    .chain(&self.delivered)
+                    .filter(|(_, value)| compare(value, &from) != Ordering::Less)
+                    .collect();
+                changes.push(StateChange::Cursor {
+                    name: delivered_name(&self.field),
+                    value: serde_json::to_string(&keep).expect("strings serialize"),
+                });
+            }
+        }
+        (changes, warning)
+    }
+}
+
+/// The state entry holding the keys delivered at the cursor.
+fn delivered_name(field: &str) -> String {
+    format!("{field}#delivered")
+}
+
+/// A cursor value as a point in time: RFC 3339 (with an offset, in UTC), or ISO 8601 without
+/// one (taken as it is).
+fn parse_time(text: &str) -> Option<NaiveDateTime> {
+    if let Ok(aware) = DateTime::parse_from_rfc3339(text) {
+        return Some(aware.naive_utc());
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+}
+
+/// `text` moved by `seconds`, written the way it was.
+fn shift_time(text: &str, seconds: i64) -> Option<String> {
+    let by = Duration::seconds(seconds);
+    if let Ok(aware) = DateTime::<FixedOffset>::parse_from_rfc3339(text) {
+        let shifted = aware + by;
+        let zulu = text.ends_with('Z') || text.ends_with('z');
+        return Some(shifted.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, zulu));
+    }
+    let separator = if text.contains('T') { 'T' } else { ' ' };
+    let naive = parse_time(text)? + by;
+    Some(
+        naive
+            .format(&format!("%Y-%m-%d{separator}%H:%M:%S%.f"))
+            .to_string(),
+    )
+}
+
+/// Cursor values in order: as points in time when both are, as numbers when both are, else
+/// as text.
+fn compare(a: &str, b: &str) -> Ordering {
+    if let (Some(a), Some(b)) = (parse_time(a), parse_time(b)) {
+        return a.cmp(&b);
+    }
+    if let (Ok(a), Ok(b)) = (a.parse::<f64>(), b.parse::<f64>()) {
+        return a.total_cmp(&b);
+    }
+    a.cmp(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_compare_as_times_numbers_or_text() {
+        assert_eq!(
+            compare("2024-08-01T10:00:00+02:00", "2024-08-01T09:00:00Z"),
+            Ordering::Less
+        );
+        assert_eq!(compare("9", "10"), Ordering::Less);
+        assert_eq!(compare("b", "a"), Ordering::Greater);
+    }
+
+    #[test]
+    fn the_look_back_keeps_the_format() {
+        assert_eq!(
+            shift_time("2024-08-01T00:00:00Z", -90).as_deref(),
+            Some("2024-07-31T23:58:30Z")
+        );
+        assert_eq!(
+            shift_time("2024-08-01T00:00:00+02:00", -60).as_deref(),
+            Some("2024-07-31T23:59:00+02:00")
+        );
+        assert_eq!(
+            shift_time("2024-08-01T00:00:00", -1).as_deref(),
+            Some("2024-07-31T23:59:59")
+        );
+        assert_eq!(
+            shift_time("2024-08-01 00:00:00.250", -1).as_deref(),
+            Some("2024-07-31 23:59:59.250")
+        );
+        assert_eq!(shift_time("12345", -1), None);
+    }
+}

@@ -1,0 +1,526 @@
+//! The `http` source: records from a REST API, one request or every page of a list, decoded
+//! by the codec layer like any file. Paging (`paging.rs`) decides what comes next and checks
+//! itself; the client (`client.rs`) retries, waits for rate limits and authenticates
+//! (`auth.rs`); delta pulls (`delta.rs`) remember where the last run got to.
+//!
+//! A body streams into its decoder, unless paging needs a value from it (a `next` link, a
+//! total, a cursor): then the page is read whole first (up to `max_page_bytes`).
+
+mod auth;
+mod client;
+pub mod config;
+mod delta;
+mod paging;
+
+use std::io::{Cursor, Read};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use self::auth::Auth;
+use self::client::{Client, Sent};
+pub use self::config::HttpSourceConfig;
+use self::config::OnMismatch;
+use self::delta::Delta;
+use self::paging::{PageFacts, Paginator, Step};
+use crate::codecs::json::JsonOptions;
+use crate::codecs::{FormatConfig, TextEncoding};
+use crate::digest::{HashingReader, SharedDigest};
+use crate::error::{CodecError, StageError};
+use crate::record::{Batch, Origin, Reject};
+use crate::stage::{Decoder, RunContext, Source, SourceProgress};
+use crate::state::StateStore;
+
+/// A request or a page that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// A request that failed for good (after its retries), with the answer's own explanation.
+    #[error("GET {url}: {message}")]
+    Request {
+        /// The URL, secrets redacted.
+        url: String,
+        status: Option<u16>,
+        message: String,
+    },
+    /// Paging that cannot go on: a loop, a total that does not match, a body too large.
+    #[error("{url}: {message}")]
+    Paging { url: String, message: String },
+}
+
+/// What the source's requests cost, for the run report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestCounts {
+    /// Requests sent, retries included (OAuth token requests not).
+    pub requests: u64,
+    pub retries: u64,
+    /// Answers `429 Too Many Requests`.
+    pub rate_limited: u64,
+    /// Waits for a rate limit or before a retry, and their total.
+    pub waits: u64,
+    pub waited_ms: u64,
+}
+
+/// Keeps secrets out of messages: every secret value the source knows, and the query
+/// parameters that carry one.
+#[derive(Default)]
+pub(crate) struct Redactor {
+    secrets: Vec<String>,
+    parameters: Vec<String>,
+}
+
+impl Redactor {
+    fn add(&mut self, secret: &str) {
+        if !secret.is_empty() {
+            self.secrets.push(secret.to_string());
+            let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+            if encoded != secret {
+                self.secrets.push(encoded);
+            }
+        }
+    }
+
+    fn add_query_parameter(&mut self, name: &str) {
+        self.parameters.push(name.to_string());
+    }
+
+    /// `text` with every secret shown as `***`.
+    fn text(&self, text: &str) -> String {
+        let mut shown = text.to_string();
+        for secret in &self.secrets {
+            shown = shown.replace(secret.as_str(), "***");
+        }
+        shown
+    }
+
+    /// `url` with its user information and secret parameters shown as `***`.
+    fn url(&self, url: &Url) -> String {
+        let mut shown = url.clone();
+        if !shown.username().is_empty() || shown.password().is_some() {
+            let _ = shown.set_username("***");
+            let _ = shown.set_password(None);
+        }
+        if !self.parameters.is_empty() && shown.query().is_some() {
+            let pairs: Vec<(String, String)> = shown
+                .query_pairs()
+                .map(|(name, value)| {
+                    let value = if self.parameters.iter().any(|p| **p == *name) {
+                        "***".to_string()
+                    } else {
+                        value.into_owned()
+                    };
+                    (name.into_owned(), value)
+                })
+                .collect();
+            shown.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        self.text(shown.as_str())
+    }
+}
+
+/// The page being decoded.
+struct Page {
+    decoder: Box<dyn Decoder>,
+    url: Url,
+    /// Its number, from 1.
+    number: u64,
+    facts: PageFacts,
+    records: u64,
+    digest: SharedDigest,
+    origin: Arc<Origin>,
+}
+
+pub struct HttpSource {
+    client: Client,
+    paginator: Paginator,
+    format: FormatConfig,
+    encoding: Option<TextEncoding>,
+    max_page_bytes: u64,
+    max_pages: Option<u64>,
+    max_records: Option<u64>,
+    on_total_mismatch: OnMismatch,
+    delta: Option<Delta>,
+    cx: RunContext,
+    /// The next page to request; `None` once paging ended.
+    next: Option<Url>,
+    page: Option<Page>,
+    pages: u64,
+    /// Records received (before delta filtering), for the total check.
+    received: u64,
+    /// Records delivered.
+    delivered: u64,
+    /// Paging was cut short (a cap or the time limit): no total check, and the cursor moves
+    /// only if records came in order.
+    cut_short: bool,
+    warnings: Vec<String>,
+    progress: SourceProgress,
+    finished: bool,
+}
+
+impl HttpSource {
+    pub fn new(
+        config: &HttpSourceConfig,
+        cx: &RunContext,
+        store: &mut dyn StateStore,
+    ) -> Result<Self, StageError> {
+        let mut redactor = Redactor::default();
+        let mut headers = Vec::new();
+        for (name, secret) in &config.headers {
+            let value = secret
+                .resolve(cx)
+                .map_err(|e| StageError::Refused(format!("header `{name}`: {e}")))?;
+            redactor.add(value.expose());
+            headers.push((name.clone(), value));
+        }
+        let auth = Auth::new(config.auth.as_ref(), cx, &mut redactor)
+            .map_err(|(field, e)| StageError::Refused(format!("`{field}`: {e}")))?;
+        let delta = match &config.incremental {
+            None => None,
+            Some(incremental) => {
+                let cursors = store
+                    .cursors(&cx.pipeline)
+                    .map_err(|e| StageError::State(Box::new(e)))?;
+                Some(Delta::new(incremental, &cursors).map_err(StageError::Refused)?)
+            }
+        };
+        let cursor = delta.as_ref().and_then(Delta::sent_value);
+        let mut base = Url::parse(&config.url)
+            .map_err(|e| StageError::Refused(format!("`url` is not a valid URL: {e}")))?;
+        {
+            let mut query = base.query_pairs_mut();
+            for (name, value) in &config.query {
+                if let Some(value) = query_value(value, cursor.as_deref()) {
+                    query.append_pair(name, &value);
+                }
+            }
+            if let (Some(incremental), Some(cursor)) = (&config.incremental, &cursor)
+                && let Some(param) = &incremental.param
+            {
+                query.append_pair(param, cursor);
+            }
+        }
+        if base.query() == Some("") {
+            base.set_query(None);
+        }
+        let paginator = Paginator::new(&config.pagination, base);
+        let client = Client::new(
+            Duration::from_secs(config.timeout_secs),
+            headers,
+            auth,
+            config.retry.clone(),
+            &config.rate_limit,
+            redactor,
+            cx.deadline,
+        );
+        Ok(HttpSource {
+            next: Some(paginator.first()),
+            client,
+            paginator,
+            format: config
+                .format
+                .clone()
+                .unwrap_or(FormatConfig::Json(JsonOptions::default())),
+            encoding: config.encoding,
+            max_page_bytes: config.max_page_bytes,
+            max_pages: config.max_pages,
+            max_records: config.max_records,
+            on_total_mismatch: config.on_total_mismatch,
+            delta,
+            cx: cx.clone(),
+            page: None,
+            pages: 0,
+            received: 0,
+            delivered: 0,
+            cut_short: false,
+            warnings: Vec::new(),
+            progress: SourceProgress::default(),
+            finished: false,
+        })
+    }
+
+    /// Requests the next page and starts decoding it; false when paging has ended.
+    fn open_next(&mut self) -> Result<bool, StageError> {
+        let Some(url) = self.next.take() else {
+            return Ok(false);
+        };
+        if self.max_pages.is_some_and(|max| self.pages >= max) {
+            tracing::info!("stopping at `max_pages` = {}", self.pages);
+            self.cut_short = true;
+            return Ok(false);
+        }
+        if self.cx.past_deadline() {
+            self.stop_early(format!("stopped after {} pages", self.pages));
+            return Ok(false);
+        }
+        let response = match self.client.get(&url)? {
+            Sent::Answered(response) => response,
+            Sent::OutOfTime(reason) => {
+                self.stop_early(format!("stopped after {} pages: {reason}", self.pages));
+                return Ok(false);
+            }
+        };
+        self.pages += 1;
+        let shown = self.client.redactor.url(&url);
+        let label = format!("{shown} (page {})", self.pages);
+        let deflated = response
+            .headers()
+            .get("content-encoding")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"deflate"));
+        let headers = response.headers().clone();
+        let body: Box<dyn Read + Send> = Box::new(response.into_body().into_reader());
+        let body: Box<dyn Read + Send> = if deflated {
+            Box::new(flate2::read::ZlibDecoder::new(body))
+        } else {
+            body
+        };
+        let (body, digest) = HashingReader::new(body, Some(self.cx.bytes_read.clone()));
+        let paging_error = |message: String| HttpError::Paging {
+            url: shown.clone(),
+            message,
+        };
+        let (body, facts): (Box<dyn Read + Send>, PageFacts) = if self.paginator.needs_body() {
+            let mut bytes = Vec::new();
+            body.take(self.max_page_bytes + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| StageError::io(&label, "read the answer", e))?;
+            if bytes.len() as u64 > self.max_page_bytes {
+                return Err(paging_error(format!(
+                    "the page is larger than `max_page_bytes` = {}",
+                    self.max_page_bytes
+                ))
+                .into());
+            }
+            let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                CodecError::malformed(
+                    &label,
+                    crate::error::Position {
+                        line: Some(e.line() as u64),
+                        column: Some(e.column() as u64),
+                        ..Default::default()
+                    },
+                    format!("invalid JSON: {e}"),
+                    None,
+                )
+            })?;
+            let facts = self
+                .paginator
+                .facts(&headers, Some(&json))
+                .map_err(paging_error)?;
+            (Box::new(Cursor::new(bytes)), facts)
+        } else {
+            let facts = self.paginator.facts(&headers, None).map_err(paging_error)?;
+            (Box::new(body), facts)
+        };
+        let decoder = self.format.decoder(body, &label, self.encoding)?;
+        self.page = Some(Page {
+            decoder,
+            origin: Arc::new(Origin { path: shown }),
+            url,
+            number: self.pages,
+            facts,
+            records: 0,
+            digest,
+        });
+        Ok(true)
+    }
+
+    /// The page is decoded: decides what comes next.
+    fn finish_page(&mut self, page: Page) -> Result<(), StageError> {
+        let (_, hash) = page.digest.finish();
+        self.progress.units += 1;
+        if self.max_records.is_some_and(|max| self.delivered >= max) {
+            tracing::info!("stopping at `max_records` = {}", self.delivered);
+            self.cut_short = true;
+            return Ok(());
+        }
+        let step = self
+            .paginator
+            .after(&page.url, page.facts, page.records, hash)
+            .map_err(|message| HttpError::Paging {
+                url: format!("{} (page {})", page.origin.path, page.number),
+                message,
+            })?;
+        match step {
+            Step::Fetch(url) => self.next = Some(url),
+            Step::End(reason) => {
+                tracing::debug!("paging ended after {} pages: {reason}", self.pages);
+                self.check_total()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Compares the records received with the advertised total.
+    fn check_total(&mut self) -> Result<(), StageError> {
+        let Some(expected) = self.paginator.expected() else {
+            return Ok(());
+        };
+        if expected == self.received {
+            return Ok(());
+        }
+        let message = format!(
+            "received {} records, but the API advertised {expected}: records may have been added or removed while paging, or the server caps the page size below `limit`",
+            self.received
+        );
+        match self.on_total_mismatch {
+            OnMismatch::Fail => Err(HttpError::Paging {
+                url: self.client.redactor.url(&self.paginator.first()),
+                message: format!("{message} (`on_total_mismatch = \"warn\"` delivers them anyway)"),
+            }
+            .into()),
+            OnMismatch::Warn => {
+                tracing::warn!("{message}");
+                self.warnings.push(message);
+                Ok(())
+            }
+        }
+    }
+
+    fn stop_early(&mut self, reason: String) {
+        self.cut_short = true;
+        self.progress.stopped_early = Some(reason);
+    }
+}
+
+impl Source for HttpSource {
+    fn next_batch(&mut self, out: &mut Batch, max: usize) -> Result<bool, StageError> {
+        out.clear();
+        loop {
+            if self.finished {
+                return Ok(false);
+            }
+            let Some(page) = self.page.as_mut() else {
+                if !self.open_next()? {
+                    self.finished = true;
+                }
+                continue;
+            };
+            match page.decoder.next_batch(&mut out.records, max) {
+                Ok(true) => {
+                    let got = out.records.len() as u64;
+                    page.records += got;
+                    self.received += got;
+                    out.origin = Some(page.origin.clone());
+                    if let Some(delta) = &mut self.delta {
+                        delta.filter(&mut out.records);
+                    }
+                    self.delivered += out.records.len() as u64;
+                    if !out.records.is_empty() {
+                        return Ok(true);
+                    }
+                }
+                Ok(false) => {
+                    let page = self.page.take().expect("a page is open");
+                    self.finish_page(page)?;
+                    if !out.rejects.is_empty() {
+                        return Ok(true);
+                    }
+                }
+                Err(CodecError::BadRecord { malformed, raw }) if self.cx.quarantine => {
+                    page.records += 1;
+                    self.received += 1;
+                    out.origin = Some(page.origin.clone());
+                    out.rejects.push(Reject {
+                        file: malformed.file,
+                        position: malformed.position,
+                        reason: malformed.message,
+                        raw,
+                    });
+                    if out.rejects.len() >= max {
+                        return Ok(true);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn progress(&mut self) -> SourceProgress {
+        let mut progress = std::mem::take(&mut self.progress);
+        if let Some(delta) = &self.delta {
+            let complete = self.finished && !self.cut_short;
+            let (changes, warning) = delta.changes(complete);
+            progress.changes.extend(changes);
+            progress.warnings.extend(warning);
+            if delta.skipped > 0 {
+                tracing::info!(
+                    "{} records skipped: delivered by the last run",
+                    delta.skipped
+                );
+            }
+        }
+        progress.warnings.append(&mut self.warnings);
+        progress.requests = Some(std::mem::take(&mut self.client.counts));
+        progress
+    }
+}
+
+/// A `query` value as sent: text as it is, a table or array as compact JSON, with `{cursor}`
+/// replaced; `None` when it uses the cursor and there is none.
+fn query_value(value: &serde_json::Value, cursor: Option<&str>) -> Option<String> {
+    fn substitute(value: &serde_json::Value, cursor: Option<&str>) -> Option<serde_json::Value> {
+        use serde_json::Value as J;
+        Some(match value {
+            J::String(text) if text.contains("{cursor}") => {
+                J::String(text.replace("{cursor}", cursor?))
+            }
+            J::Array(items) => J::Array(
+                items
+                    .iter()
+                    .map(|item| substitute(item, cursor))
+                    .collect::<Option<_>>()?,
+            ),
+            J::Object(fields) => J::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| Some((k.clone(), substitute(v, cursor)?)))
+                    .collect::<Option<_>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+    Some(match substitute(value, cursor)? {
+        serde_json::Value::String(text) => text,
+        other => other.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_templated_and_json_built_from_tables() {
+        let filter = serde_json::json!({"modifiedOn": {"operator": ">", "value": "{cursor}"}});
+        assert_eq!(
+            query_value(&filter, Some("2024-08-01T00:00:00")).as_deref(),
+            Some(r#"{"modifiedOn":{"operator":">","value":"2024-08-01T00:00:00"}}"#)
+        );
+        assert_eq!(query_value(&filter, None), None);
+        assert_eq!(
+            query_value(&serde_json::json!("updated_at"), None).as_deref(),
+            Some("updated_at")
+        );
+        assert_eq!(
+            query_value(&serde_json::json!(50), None).as_deref(),
+            Some("50")
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_urls_or_text() {
+        let mut redactor = Redactor::default();
+        redactor.add("s3cr et");
+        redactor.add_query_parameter("api_key");
+        let url = Url::parse("https://user:pw@api.example.com/v1/x?api_key=k1&offset=50").unwrap();
+        assert_eq!(
+            redactor.url(&url),
+            "https://***@api.example.com/v1/x?api_key=***&offset=50"
+        );
+        assert_eq!(
+            redactor.text("token s3cr et or s3cr+et"),
+            "token *** or ***"
+        );
+    }
+}

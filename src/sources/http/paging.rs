@@ -1,0 +1,326 @@
+//! Paging through a list API: which URL comes next, when the list has ended, and the checks
+//! that keep paging honest: a link or cursor seen twice, or the same page twice, is a loop (an
+//! error, not an endless run), and the records received are compared with the total the API
+//! advertised.
+
+use std::collections::HashSet;
+
+use ureq::http::HeaderMap;
+use url::Url;
+
+use super::config::{Locator, Pagination};
+
+/// What paging reads from one response.
+#[derive(Debug, Default)]
+pub(super) struct PageFacts {
+    pub(super) next: Option<String>,
+    pub(super) total: Option<u64>,
+    pub(super) cursor: Option<String>,
+}
+
+/// Why paging stopped, or where it goes next.
+pub(super) enum Step {
+    Fetch(Url),
+    /// The list ended: the reason, for the log.
+    End(&'static str),
+}
+
+pub(super) struct Paginator {
+    paging: Pagination,
+    /// The first page's URL without paging parameters.
+    base: Url,
+    /// The offset or page number of the page being read.
+    position: u64,
+    /// Links and cursors followed, to catch a loop.
+    followed: HashSet<String>,
+    /// The SHA-256 of the last page's body.
+    last_page: Option<String>,
+    /// The total the API advertised, last seen.
+    pub(super) total: Option<u64>,
+}
+
+impl Paginator {
+    pub(super) fn new(paging: &Pagination, base: Url) -> Self {
+        let position = match paging {
+            Pagination::Offset(offset) => offset.first_offset,
+            Pagination::Page(page) => page.first_page,
+            _ => 0,
+        };
+        Paginator {
+            paging: paging.clone(),
+            base,
+            position,
+            followed: HashSet::new(),
+            last_page: None,
+            total: None,
+        }
+    }
+
+    /// The URL of the first page.
+    pub(super) fn first(&self) -> Url {
+        self.stepped(None)
+    }
+
+    /// Whether a value paging needs is in the body, which must then be read whole.
+    pub(super) fn needs_body(&self) -> bool {
+        self.locators().iter().any(|l| l.in_body())
+    }
+
+    fn locators(&self) -> Vec<&Locator> {
+        match &self.paging {
+            Pagination::None => Vec::new(),
+            Pagination::Offset(p) => p.next.iter().chain(&p.total).collect(),
+            Pagination::Page(p) => p.next.iter().chain(&p.total).collect(),
+            Pagination::Cursor(p) => vec![&p.cursor],
+            Pagination::Next(p) => std::iter::once(&p.next).chain(&p.total).collect(),
+        }
+    }
+
+    /// Reads what paging needs from a response. `body` is the parsed body when
+    /// [`Paginator::needs_body`].
+    pub(super) fn facts(
+        &self,
+        headers: &HeaderMap,
+        body: Option<&serde_json::Value>,
+    ) -> Result<PageFacts, String> {
+        let read = |locator: &Locator| read_value(locator, headers, body);
+        let (next, total, cursor) = match &self.paging {
+            Pagination::None => (None, None, None),
+            Pagination::Offset(p) => (p.next.as_ref(), p.total.as_ref(), None),
+            Pagination::Page(p) => (p.next.as_ref(), p.total.as_ref(), None),
+            Pagination::Cursor(p) => (None, None, Some(&p.cursor)),
+            Pagination::Next(p) => (Some(&p.next), p.total.as_ref(), None),
+        };
+        let total =
+            match total.map(read).transpose()?.flatten() {
+                None => None,
+                Some(text) => Some(text.parse::<u64>().map_err(|_| {
+                    format!("the total `{text}` (at {}) is not a count", shown(total))
+                })?),
+            };
+        Ok(PageFacts {
+            next: next.map(read).transpose()?.flatten(),
+            total,
+            cursor: cursor.map(read).transpose()?.flatten(),
+        })
+    }
+
+    /// Where paging goes after a page of `records` records whose body had SHA-256 `hash`.
+    pub(super) fn after(
+        &mut self,
+        current: &Url,
+        facts: PageFacts,
+        records: u64,
+        hash: String,
+    ) -> Result<Step, String> {
+        if facts.total.is_some() {
+            self.total = facts.total;
+        }
+        if records > 0 && self.last_page.as_ref() == Some(&hash) {
+            return Err(
+                "this page is the same as the one before: the API ignores the paging parameters, or pages in a loop"
+                    .into(),
+            );
+        }
+        self.last_page = Some(hash);
+        if records == 0 {
+            return Ok(Step::End("an empty page"));
+        }
+        let (limit, stop_on_short_page, next_locator) = match &self.paging {
+            Pagination::None => return Ok(Step::End("one request")),
+            Pagination::Offset(p) => (p.limit, p.stop_on_short_page, p.next.is_some()),
+            Pagination::Page(p) => (p.limit, p.stop_on_short_page, p.next.is_some()),
+            Pagination::Cursor(_) => {
+                let Some(cursor) = facts.cursor.filter(|c| !c.is_empty()) else {
+                    return Ok(Step::End("no next cursor"));
+                };
+                self.check_new(&cursor, "cursor")?;
+                return Ok(Step::Fetch(self.stepped(Some(&cursor))));
+            }
+            Pagination::Next(_) => {
+                let Some(next) = facts.next.filter(|n| !n.is_empty()) else {
+                    return Ok(Step::End("no next link"));
+                };
+                return self.follow(current, &next);
+            }
+        };
+        // Offset and page numbers: a next link is followed when the API gives one.
+        if let Some(next) = facts.next.filter(|n| !n.is_empty()) {
+            self.advance(records);
+            return self.follow(current, &next);
+        }
+        if next_locator {
+            return Ok(Step::End("no next link"));
+        }
+        let received_before = self.received_before();
+        if self
+            .total
+            .is_some_and(|total| received_before + records >= total)
+        {
+            return Ok(Step::End("the advertised total reached"));
+        }
+        if stop_on_short_page && records < limit {
+            return Ok(Step::End("a short page"));
+        }
+        self.advance(records);
+        Ok(Step::Fetch(self.stepped(None)))
+    }
+
+    /// Records before the current page, by its position (offset paging knows it exactly).
+    fn received_before(&self) -> u64 {
+        match &self.paging {
+            Pagination::Offset(p) => self.position - p.first_offset,
+            Pagination::Page(p) => (self.position - p.first_page) * p.limit,
+            _ => 0,
+        }
+    }
+
+    fn advance(&mut self, records: u64) {
+        match &self.paging {
+            Pagination::Offset(_) => self.position += records,
+            Pagination::Page(_) => self.position += 1,
+            _ => {}
+        }
+    }
+
+    fn follow(&mut self, current: &Url, next: &str) -> Result<Step, String> {
+        let url = current
+            .join(next)
+            .map_err(|e| format!("the next link `{next}` is not a URL: {e}"))?;
+        self.check_new(url.as_str(), "next link")?;
+        Ok(Step::Fetch(url))
+    }
+
+    fn check_new(&mut self, link: &str, what: &str) -> Result<(), String> {
+        if self.followed.insert(link.to_string()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the API gave the same {what} twice: paging would go round in a loop"
+            ))
+        }
+    }
+
+    /// The base URL with the paging parameters of the current position (or `cursor`).
+    fn stepped(&self, cursor: Option<&str>) -> Url {
+        let mut url = self.base.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            match &self.paging {
+                Pagination::None | Pagination::Next(_) => {}
+                Pagination::Offset(p) => {
+                    query.append_pair(&p.limit_param, &p.limit.to_string());
+                    query.append_pair(&p.offset_param, &self.position.to_string());
+                }
+                Pagination::Page(p) => {
+                    query.append_pair(&p.limit_param, &p.limit.to_string());
+                    query.append_pair(&p.page_param, &self.position.to_string());
+                }
+                Pagination::Cursor(p) => {
+                    if let Some(limit) = p.limit {
+                        query.append_pair(&p.limit_param, &limit.to_string());
+                    }
+                    if let Some(cursor) = cursor {
+                        query.append_pair(&p.cursor_param, cursor);
+                    }
+                }
+            }
+        }
+        // `query_pairs_mut` leaves an empty `?` behind when nothing was added.
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        url
+    }
+
+    /// The records the advertised total says to expect from the first page on.
+    pub(super) fn expected(&self) -> Option<u64> {
+        let total = self.total?;
+        Some(match &self.paging {
+            Pagination::Offset(p) => total.saturating_sub(p.first_offset),
+            _ => total,
+        })
+    }
+}
+
+/// A value at `locator`: a body value as text (a string as it is, a number as written), a
+/// header, or a `Link` relation's URL; `None` when absent or null.
+fn read_value(
+    locator: &Locator,
+    headers: &HeaderMap,
+    body: Option<&serde_json::Value>,
+) -> Result<Option<String>, String> {
+    Ok(match locator {
+        Locator::Body(pointer) => match body.and_then(|b| b.pointer(pointer)) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(text)) => Some(text.clone()),
+            Some(value @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
+                Some(value.to_string())
+            }
+            Some(_) => {
+                return Err(format!("the value at `{pointer}` is not text or a number"));
+            }
+        },
+        Locator::Header(name) => headers
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_string()),
+        Locator::Link(relation) => headers
+            .get_all("link")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| link_relation(v, relation)),
+    })
+}
+
+/// The URL of relation `relation` in a `Link` header: `<https://…?page=3>; rel="next", <…>;
+/// rel="last"`.
+fn link_relation(header: &str, relation: &str) -> Option<String> {
+    header.split(',').find_map(|link| {
+        let (target, params) = link.trim().split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let found = params.split(';').any(|param| {
+            param
+                .trim()
+                .strip_prefix("rel=")
+                .map(|rel| rel.trim_matches('"'))
+                .is_some_and(|rels| {
+                    rels.split_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case(relation))
+                })
+        });
+        found.then(|| target.to_string())
+    })
+}
+
+fn shown(locator: Option<&Locator>) -> String {
+    match locator {
+        Some(Locator::Body(pointer)) => pointer.clone(),
+        Some(Locator::Header(name)) => format!("header {name}"),
+        Some(Locator::Link(relation)) => format!("link rel={relation}"),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_headers_give_the_relation_asked_for() {
+        let header = r#"<https://api.example.com/items?page=2>; rel="next", <https://api.example.com/items?page=9>; rel="last""#;
+        assert_eq!(
+            link_relation(header, "next").as_deref(),
+            Some("https://api.example.com/items?page=2")
+        );
+        assert_eq!(
+            link_relation(header, "last").as_deref(),
+            Some("https://api.example.com/items?page=9")
+        );
+        assert_eq!(link_relation(header, "prev"), None);
+        assert_eq!(
+            link_relation("</x?c=1>; rel=\"next prefetch\"", "next").as_deref(),
+            Some("/x?c=1")
+        );
+    }
+}
