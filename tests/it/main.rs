@@ -7,6 +7,7 @@ mod cli;
 mod convert;
 mod excel;
 mod golden;
+mod http;
 mod notify;
 mod operate;
 mod packing;

@@ -16,9 +16,30 @@ use crate::config::SecretValue;
 
 /// How one request ended.
 pub(super) enum Sent {
-    Answered(Response<ureq::Body>),
+    Answered(Answer),
     /// A wait the request needed would pass the run's time limit: why.
     OutOfTime(String),
+}
+
+/// A successful answer.
+pub(super) struct Answer {
+    pub(super) headers: HeaderMap,
+    pub(super) body: Body,
+}
+
+pub(super) enum Body {
+    /// Read whole (a connection that broke off while reading it was retried).
+    Whole(Vec<u8>),
+    /// Streaming, as it arrives.
+    Stream(Box<dyn Read + Send>),
+}
+
+/// How to take the body of a successful answer.
+#[derive(Clone, Copy)]
+pub(super) enum Reading {
+    /// Whole, at most this many bytes.
+    Whole(u64),
+    Stream,
 }
 
 pub(super) struct Client {
@@ -63,7 +84,7 @@ impl Client {
     }
 
     /// GETs `url`, retrying what may pass, and waiting what the API and the budget ask.
-    pub(super) fn get(&mut self, url: &Url) -> Result<Sent, HttpError> {
+    pub(super) fn get(&mut self, url: &Url, reading: Reading) -> Result<Sent, HttpError> {
         let mut attempt = 1;
         let mut backoff = Duration::from_millis(self.retry.base_delay_ms);
         let mut refreshed_token = false;
@@ -88,34 +109,11 @@ impl Client {
             self.governor.sent(Instant::now());
             self.counts.requests += 1;
             let failure = match request.call() {
-                Ok(response) => {
-                    self.governor.observe(response.headers(), Instant::now());
-                    let status = response.status();
-                    if status.is_success() {
-                        return Ok(Sent::Answered(response));
-                    }
-                    if status == StatusCode::UNAUTHORIZED
-                        && self.auth.can_refresh()
-                        && !refreshed_token
-                    {
-                        // The token expired early or was revoked: one fresh token per request.
-                        refreshed_token = true;
-                        self.auth.forget_token();
-                        continue;
-                    }
-                    if status == StatusCode::TOO_MANY_REQUESTS {
-                        self.counts.rate_limited += 1;
-                    }
-                    let retry_after = retry_after(response.headers(), SystemTime::now());
-                    let retried = self.retry.statuses.contains(&status.as_u16());
-                    let detail = error_detail(response);
-                    Failure {
-                        message: format!("HTTP {}{detail}", status.as_u16()),
-                        status: Some(status.as_u16()),
-                        retry: retried,
-                        retry_after,
-                    }
-                }
+                Ok(response) => match self.judge(response, reading, url, &mut refreshed_token)? {
+                    Judged::Answer(answer) => return Ok(Sent::Answered(answer)),
+                    Judged::TokenRefreshed => continue,
+                    Judged::Failed(failure) => failure,
+                },
                 Err(error) => Failure {
                     retry: matches!(
                         error,
@@ -161,6 +159,51 @@ impl Client {
         }
     }
 
+    /// What an answer means: its body, a fresh token to try, or a failure.
+    fn judge(
+        &mut self,
+        response: Response<ureq::Body>,
+        reading: Reading,
+        url: &Url,
+        refreshed_token: &mut bool,
+    ) -> Result<Judged, HttpError> {
+        self.governor.observe(response.headers(), Instant::now());
+        let status = response.status();
+        if status.is_success() {
+            return match take_body(response, reading) {
+                Ok(answer) => Ok(Judged::Answer(answer)),
+                Err(BodyFailure::TooLarge(limit)) => Err(HttpError::Paging {
+                    url: self.redactor.url(url),
+                    message: format!("the answer is larger than `max_page_bytes` = {limit}"),
+                }),
+                Err(BodyFailure::Broken(e)) => Ok(Judged::Failed(Failure {
+                    message: format!("the answer broke off: {e}"),
+                    status: None,
+                    retry: true,
+                    retry_after: None,
+                })),
+            };
+        }
+        if status == StatusCode::UNAUTHORIZED && self.auth.can_refresh() && !*refreshed_token {
+            // The token expired early or was revoked: one fresh token per request.
+            *refreshed_token = true;
+            self.auth.forget_token();
+            return Ok(Judged::TokenRefreshed);
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.counts.rate_limited += 1;
+        }
+        let retry_after = retry_after(response.headers(), SystemTime::now());
+        let retry = self.retry.statuses.contains(&status.as_u16());
+        let detail = error_detail(response);
+        Ok(Judged::Failed(Failure {
+            message: format!("HTTP {}{detail}", status.as_u16()),
+            status: Some(status.as_u16()),
+            retry,
+            retry_after,
+        }))
+    }
+
     /// Sleeps `wait`, unless that would pass the deadline: then the reason to stop.
     fn wait_or_stop(&mut self, wait: Duration, what: &str) -> Option<String> {
         if let Some(deadline) = self.deadline
@@ -176,6 +219,48 @@ impl Client {
         std::thread::sleep(wait);
         None
     }
+}
+
+/// Why a successful answer's body could not be taken.
+enum BodyFailure {
+    TooLarge(u64),
+    Broken(std::io::Error),
+}
+
+/// The body of a successful answer as `reading` asks, a deflated one inflated (ureq inflates
+/// gzip itself).
+fn take_body(response: Response<ureq::Body>, reading: Reading) -> Result<Answer, BodyFailure> {
+    let headers = response.headers().clone();
+    let deflated = headers
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"deflate"));
+    let raw: Box<dyn Read + Send> = Box::new(response.into_body().into_reader());
+    let stream: Box<dyn Read + Send> = if deflated {
+        Box::new(flate2::read::ZlibDecoder::new(raw))
+    } else {
+        raw
+    };
+    let body = match reading {
+        Reading::Stream => Body::Stream(stream),
+        Reading::Whole(limit) => {
+            let mut bytes = Vec::new();
+            stream
+                .take(limit + 1)
+                .read_to_end(&mut bytes)
+                .map_err(BodyFailure::Broken)?;
+            if bytes.len() as u64 > limit {
+                return Err(BodyFailure::TooLarge(limit));
+            }
+            Body::Whole(bytes)
+        }
+    };
+    Ok(Answer { headers, body })
+}
+
+enum Judged {
+    Answer(Answer),
+    TokenRefreshed,
+    Failed(Failure),
 }
 
 /// A request that did not succeed.

@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use self::auth::Auth;
-use self::client::{Client, Sent};
+use self::client::{Body, Client, Reading, Sent};
 pub use self::config::HttpSourceConfig;
-use self::config::OnMismatch;
+use self::config::{OnMismatch, Pagination};
 use self::delta::Delta;
 use self::paging::{PageFacts, Paginator, Step};
 use crate::codecs::json::JsonOptions;
@@ -127,8 +127,46 @@ struct Page {
     number: u64,
     facts: PageFacts,
     records: u64,
-    digest: SharedDigest,
+    digest: PageDigest,
     origin: Arc<Origin>,
+}
+
+/// The SHA-256 of a page's body (to catch the same page twice): known, or being computed as
+/// the body streams.
+enum PageDigest {
+    Known(String),
+    Streaming(SharedDigest),
+}
+
+impl PageDigest {
+    fn finish(self) -> String {
+        match self {
+            PageDigest::Known(hash) => hash,
+            PageDigest::Streaming(digest) => digest.finish().1,
+        }
+    }
+}
+
+/// A body paging reads values from, as JSON.
+fn parse_json(bytes: &[u8], label: &str) -> Result<serde_json::Value, CodecError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let message = e.to_string();
+        // serde_json ends its messages with the position, which the error carries already.
+        let message = match message.rfind(" at line ") {
+            Some(cut) => &message[..cut],
+            None => &message,
+        };
+        CodecError::malformed(
+            label,
+            crate::error::Position {
+                line: Some(e.line() as u64),
+                column: Some(e.column() as u64),
+                ..Default::default()
+            },
+            format!("invalid JSON: {message}"),
+            None,
+        )
+    })
 }
 
 pub struct HttpSource {
@@ -137,6 +175,8 @@ pub struct HttpSource {
     format: FormatConfig,
     encoding: Option<TextEncoding>,
     max_page_bytes: u64,
+    /// Whether the list is paged (pages are read whole).
+    paged: bool,
     max_pages: Option<u64>,
     max_records: Option<u64>,
     on_total_mismatch: OnMismatch,
@@ -223,6 +263,7 @@ impl HttpSource {
                 .unwrap_or(FormatConfig::Json(JsonOptions::default())),
             encoding: config.encoding,
             max_page_bytes: config.max_page_bytes,
+            paged: config.pagination != Pagination::None,
             max_pages: config.max_pages,
             max_records: config.max_records,
             on_total_mismatch: config.on_total_mismatch,
@@ -253,8 +294,15 @@ impl HttpSource {
             self.stop_early(format!("stopped after {} pages", self.pages));
             return Ok(false);
         }
-        let response = match self.client.get(&url)? {
-            Sent::Answered(response) => response,
+        // Pages of a list are read whole, so that a connection that breaks off mid-page is
+        // retried; a single answer (an export) streams into the decoder whatever its size.
+        let reading = if self.paged {
+            Reading::Whole(self.max_page_bytes)
+        } else {
+            Reading::Stream
+        };
+        let answer = match self.client.get(&url, reading)? {
+            Sent::Answered(answer) => answer,
             Sent::OutOfTime(reason) => {
                 self.stop_early(format!("stopped after {} pages: {reason}", self.pages));
                 return Ok(false);
@@ -263,55 +311,32 @@ impl HttpSource {
         self.pages += 1;
         let shown = self.client.redactor.url(&url);
         let label = format!("{shown} (page {})", self.pages);
-        let deflated = response
-            .headers()
-            .get("content-encoding")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"deflate"));
-        let headers = response.headers().clone();
-        let body: Box<dyn Read + Send> = Box::new(response.into_body().into_reader());
-        let body: Box<dyn Read + Send> = if deflated {
-            Box::new(flate2::read::ZlibDecoder::new(body))
-        } else {
-            body
-        };
-        let (body, digest) = HashingReader::new(body, Some(self.cx.bytes_read.clone()));
         let paging_error = |message: String| HttpError::Paging {
-            url: shown.clone(),
+            url: label.clone(),
             message,
         };
-        let (body, facts): (Box<dyn Read + Send>, PageFacts) = if self.paginator.needs_body() {
-            let mut bytes = Vec::new();
-            body.take(self.max_page_bytes + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|e| StageError::io(&label, "read the answer", e))?;
-            if bytes.len() as u64 > self.max_page_bytes {
-                return Err(paging_error(format!(
-                    "the page is larger than `max_page_bytes` = {}",
-                    self.max_page_bytes
-                ))
-                .into());
+        let (body, digest, json): (Box<dyn Read + Send>, _, _) = match answer.body {
+            Body::Whole(bytes) => {
+                self.cx
+                    .bytes_read
+                    .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                let digest = PageDigest::Known(crate::digest::sha256_hex(&bytes));
+                let json = if self.paginator.needs_body() {
+                    Some(parse_json(&bytes, &label)?)
+                } else {
+                    None
+                };
+                (Box::new(Cursor::new(bytes)), digest, json)
             }
-            let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-                CodecError::malformed(
-                    &label,
-                    crate::error::Position {
-                        line: Some(e.line() as u64),
-                        column: Some(e.column() as u64),
-                        ..Default::default()
-                    },
-                    format!("invalid JSON: {e}"),
-                    None,
-                )
-            })?;
-            let facts = self
-                .paginator
-                .facts(&headers, Some(&json))
-                .map_err(paging_error)?;
-            (Box::new(Cursor::new(bytes)), facts)
-        } else {
-            let facts = self.paginator.facts(&headers, None).map_err(paging_error)?;
-            (Box::new(body), facts)
+            Body::Stream(stream) => {
+                let (stream, digest) = HashingReader::new(stream, Some(self.cx.bytes_read.clone()));
+                (Box::new(stream), PageDigest::Streaming(digest), None)
+            }
         };
+        let facts = self
+            .paginator
+            .facts(&answer.headers, json.as_ref())
+            .map_err(paging_error)?;
         let decoder = self.format.decoder(body, &label, self.encoding)?;
         self.page = Some(Page {
             decoder,
@@ -327,7 +352,7 @@ impl HttpSource {
 
     /// The page is decoded: decides what comes next.
     fn finish_page(&mut self, page: Page) -> Result<(), StageError> {
-        let (_, hash) = page.digest.finish();
+        let hash = page.digest.finish();
         self.progress.units += 1;
         if self.max_records.is_some_and(|max| self.delivered >= max) {
             tracing::info!("stopping at `max_records` = {}", self.delivered);
@@ -365,7 +390,7 @@ impl HttpSource {
         );
         match self.on_total_mismatch {
             OnMismatch::Fail => Err(HttpError::Paging {
-                url: self.client.redactor.url(&self.paginator.first()),
+                url: self.client.redactor.url(self.paginator.base()),
                 message: format!("{message} (`on_total_mismatch = \"warn\"` delivers them anyway)"),
             }
             .into()),

@@ -56,6 +56,11 @@ impl Paginator {
         }
     }
 
+    /// The list's URL, without paging parameters.
+    pub(super) fn base(&self) -> &Url {
+        &self.base
+    }
+
     /// The URL of the first page.
     pub(super) fn first(&self) -> Url {
         self.stepped(None)

@@ -7,6 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod api;
 pub mod smtp;
 
 /// The directory beside a pipeline file that holds its state by default.

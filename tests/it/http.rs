@@ -1,0 +1,679 @@
+//! The `http` source against in-process models of the APIs vendors publish: each paging style,
+//! failures mid-pull, rate limits, authentication and delta pulls. Every test checks the exact
+//! records delivered (no loss, no duplicates) or the exact error.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use crate::support::Sandbox;
+use crate::support::api::{ApiServer, Reply, Request};
+
+/// Order `id` (1-based) as the model APIs hold it.
+fn order(id: u64) -> Value {
+    json!({"id": id, "name": format!("order {id}"), "updated_at": format!("2024-08-01T00:{:02}:{:02}Z", id / 60 % 60, id % 60)})
+}
+
+fn orders(range: std::ops::RangeInclusive<u64>) -> Vec<Value> {
+    range.map(order).collect()
+}
+
+/// Runs pipeline `p` (an `http` source with `source` lines, a new NDJSON file per run) with a
+/// report; returns the outcome and the report.
+fn run(sandbox: &Sandbox, source: &str) -> (crate::support::Outcome, Value) {
+    run_with_env(sandbox, source, &[])
+}
+
+/// The ids delivered so far, run after run, in order.
+fn delivered(sandbox: &Sandbox) -> Vec<u64> {
+    let mut files: Vec<String> = sandbox
+        .files("out")
+        .into_iter()
+        .filter(|f| f.ends_with(".ndjson"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|file| {
+            sandbox
+                .read(file)
+                .lines()
+                .map(|line| {
+                    serde_json::from_str::<Value>(line).expect("an NDJSON line")["id"]
+                        .as_u64()
+                        .expect("an id")
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn ids(range: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+    range.collect()
+}
+
+/// `GET /api/orders/?limit=&offset=` -> `{"count", "next", "previous", "results"}` over `all`,
+/// 10 a page unless asked.
+fn offset_envelope_api(all: Vec<Value>) -> impl FnMut(&Request) -> Reply + Send {
+    move |request| {
+        let limit = request.number("limit", 10);
+        let offset = request.number("offset", 0);
+        let page: Vec<Value> = all
+            .iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .cloned()
+            .collect();
+        let host = request.header("host").unwrap_or_default().to_string();
+        let next = (offset + limit < all.len() as u64).then(|| {
+            format!(
+                "http://{host}/api/orders/?limit={limit}&offset={}",
+                offset + limit
+            )
+        });
+        Reply::json(
+            200,
+            &json!({"count": all.len(), "next": next, "previous": null, "results": page}),
+        )
+    }
+}
+
+#[test]
+fn offset_pages_with_an_envelope_follow_next_and_match_the_count() {
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(offset_envelope_api(orders(1..=250)));
+    let (outcome, report) = run(
+        &sandbox,
+        &format!(
+            r#"url = "{}"
+format = {{ type = "json", records = "/results" }}
+pagination = {{ type = "offset", limit = 50, next = "/next", total = "/count" }}"#,
+            server.url("/api/orders/")
+        ),
+    );
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=250));
+    let requests = server.requests();
+    let asked: Vec<(String, String)> = requests
+        .iter()
+        .map(|r| {
+            (
+                r.param("limit").unwrap_or_default().to_string(),
+                r.param("offset").unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        [0, 50, 100, 150, 200].map(|o| ("50".to_string(), o.to_string()))
+    );
+    assert_eq!(report["requests"]["requests"], 5);
+    assert_eq!(report["requests"]["retries"], 0);
+}
+
+#[test]
+fn page_numbers_start_at_the_configured_base() {
+    let sandbox = Sandbox::new();
+    let all = orders(1..=35);
+    let server = ApiServer::start(move |request| {
+        let limit = request.number("limit", 10);
+        let page = request.number("page", 1);
+        let items: Vec<Value> = all
+            .iter()
+            .skip(((page - 1) * limit) as usize)
+            .take(limit as usize)
+            .cloned()
+            .collect();
+        Reply::json(
+            200,
+            &json!({"count": all.len(), "prev": null, "results": items}),
+        )
+    });
+    let (outcome, _) = run(
+        &sandbox,
+        &format!(
+            r#"url = "{}"
+format = {{ type = "json", records = "/results" }}
+pagination = {{ type = "page", limit = 10, total = "/count" }}"#,
+            server.url("/items")
+        ),
+    );
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=35));
+    let pages: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.param("page").unwrap().to_string())
+        .collect();
+    assert_eq!(pages, ["1", "2", "3", "4"]);
+}
+
+/// `?action=list&start=&limit=&filters={json}` -> `{"totalRecords", "records"}`, filtering by
+/// `modifiedOn` as the filter document says.
+fn start_limit_api(all: Arc<Mutex<Vec<Value>>>) -> impl FnMut(&Request) -> Reply + Send {
+    move |request| {
+        assert_eq!(request.param("action"), Some("list"));
+        let all = all.lock().unwrap();
+        let matching: Vec<&Value> = match request.param("filters") {
+            None => all.iter().collect(),
+            Some(filters) => {
+                let filters: Value = serde_json::from_str(filters).expect("filters are JSON");
+                let condition = &filters["modifiedOn"];
+                let value = condition["value"].as_str().unwrap();
+                assert_eq!(condition["operator"], ">=");
+                all.iter()
+                    .filter(|r| r["modifiedOn"].as_str().unwrap() >= value)
+                    .collect()
+            }
+        };
+        let start = request.number("start", 0) as usize;
+        let limit = request.number("limit", 100) as usize;
+        let records: Vec<&Value> = matching.iter().skip(start).take(limit).copied().collect();
+        Reply::json(
+            200,
+            &json!({"totalRecords": matching.len(), "records": records}),
+        )
+    }
+}
+
+fn modified(id: u64, on: &str) -> Value {
+    json!({"id": id, "modifiedOn": on})
+}
+
+const DELTA_SOURCE: &str = r#"format = { type = "json", records = "/records" }
+query = { action = "list", filters = { modifiedOn = { operator = ">=", value = "{cursor}" } } }
+pagination = { type = "offset", limit = 2, offset_param = "start", total = "/totalRecords" }
+incremental = { field = "modifiedOn", initial = "2024-08-01T00:00:00", key = "id" }"#;
+
+#[test]
+fn delta_pulls_deliver_exactly_the_changed_records_run_after_run() {
+    let sandbox = Sandbox::new();
+    let all = Arc::new(Mutex::new(vec![
+        modified(1, "2024-07-01T00:00:00"),
+        modified(2, "2024-08-02T10:00:00"),
+        modified(3, "2024-08-03T10:00:00"),
+        modified(4, "2024-08-03T10:00:00"),
+    ]));
+    let server = ApiServer::start(start_limit_api(all.clone()));
+    let source = format!("url = \"{}\"\n{DELTA_SOURCE}", server.url("/api"));
+
+    // Run 1: everything modified since the initial value; 1 is older.
+    let (outcome, report) = run(&sandbox, &source);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), [2, 3, 4]);
+    assert_eq!(report["cursor_after"]["modifiedOn"], "2024-08-03T10:00:00");
+    let first = &server.requests()[0];
+    assert_eq!(
+        first.param("filters"),
+        Some(r#"{"modifiedOn":{"operator":">=","value":"2024-08-01T00:00:00"}}"#)
+    );
+
+    // Run 2: 3 changes, 5 is new; 4 (at the cursor, delivered) is asked again and skipped.
+    {
+        let mut all = all.lock().unwrap();
+        all[2] = modified(3, "2024-08-04T09:00:00");
+        all.push(modified(5, "2024-08-04T09:30:00"));
+    }
+    let (outcome, _) = run(&sandbox, &source);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), [2, 3, 4, 3, 5]);
+
+    // Run 3: nothing changed: nothing new is delivered, and the run says so.
+    let (outcome, report) = run(&sandbox, &source);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), [2, 3, 4, 3, 5]);
+    assert_eq!(report["cursor_after"]["modifiedOn"], "2024-08-04T09:30:00");
+    let last = server.requests().last().unwrap().clone();
+    assert_eq!(
+        last.param("filters"),
+        Some(r#"{"modifiedOn":{"operator":">=","value":"2024-08-04T09:30:00"}}"#)
+    );
+}
+
+#[test]
+fn header_totals_page_a_bare_array() {
+    let sandbox = Sandbox::new();
+    let all = orders(1..=45);
+    let server = ApiServer::start(move |request| {
+        let limit = request.number("limit", 10);
+        let offset = request.number("offset", 0);
+        let page: Vec<Value> = all
+            .iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .cloned()
+            .collect();
+        Reply::json(200, &json!(page))
+            .header("X-Total-Count", &all.len().to_string())
+            .header("X-Limit", &limit.to_string())
+            .header("X-Offset", &offset.to_string())
+    });
+    let (outcome, _) = run(
+        &sandbox,
+        &format!(
+            r#"url = "{}"
+pagination = {{ type = "offset", limit = 20, total = "header:X-Total-Count", stop_on_short_page = false }}"#,
+            server.url("/v1/orders")
+        ),
+    );
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=45));
+    assert_eq!(server.requests().len(), 3, "the total ends paging");
+}
+
+#[test]
+fn link_headers_cursors_and_single_responses() {
+    let sandbox = Sandbox::new();
+    let all = orders(1..=7);
+    let server = ApiServer::start(move |request| match request.path.as_str() {
+        "/linked" => {
+            let page = request.number("page", 1) as usize;
+            let items: Vec<Value> = all.iter().skip((page - 1) * 3).take(3).cloned().collect();
+            let reply = Reply::json(200, &json!(items));
+            if page * 3 < all.len() {
+                let host = request.header("host").unwrap().to_string();
+                reply.header(
+                    "Link",
+                    &format!(
+                        "<http://{host}/linked?page={}>; rel=\"next\", <http://{host}/linked?page=3>; rel=\"last\"",
+                        page + 1
+                    ),
+                )
+            } else {
+                reply
+            }
+        }
+        "/cursored" => {
+            let from: usize = request
+                .param("cursor")
+                .map_or(0, |c| c.strip_prefix("opaque-").unwrap().parse().unwrap());
+            let items: Vec<Value> = all.iter().skip(from).take(4).cloned().collect();
+            let next = (from + 4 < all.len()).then(|| format!("opaque-{}", from + 4));
+            Reply::json(200, &json!({"data": items, "next_cursor": next}))
+        }
+        _ => Reply::json(200, &json!(all)),
+    });
+    let (outcome, _) = run(
+        &sandbox,
+        &format!(
+            "url = \"{}\"\npagination = {{ type = \"next\", next = \"link:next\" }}",
+            server.url("/linked")
+        ),
+    );
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=7));
+
+    let sandbox = Sandbox::new();
+    let (outcome, _) = run(
+        &sandbox,
+        &format!(
+            "url = \"{}\"\nformat = {{ type = \"json\", records = \"/data\" }}\npagination = {{ type = \"cursor\", cursor = \"/next_cursor\" }}",
+            server.url("/cursored")
+        ),
+    );
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=7));
+
+    let sandbox = Sandbox::new();
+    let (outcome, _) = run(&sandbox, &format!("url = \"{}\"", server.url("/all")));
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=7));
+    let paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/linked",
+            "/linked",
+            "/linked",
+            "/cursored",
+            "/cursored",
+            "/all"
+        ]
+    );
+}
+
+#[test]
+fn server_errors_and_dropped_connections_mid_pull_are_retried_without_loss() {
+    let sandbox = Sandbox::new();
+    let mut api = offset_envelope_api(orders(1..=100));
+    let mut calls = 0;
+    let server = ApiServer::start(move |request| {
+        calls += 1;
+        match calls {
+            2 => Reply::text(503, "maintenance"),
+            3 => Reply::HangUp {
+                body: serde_json::to_vec(&json!({"results": orders(1..=25)})).unwrap(),
+            },
+            5 => Reply::text(500, "oops"),
+            _ => api(request),
+        }
+    });
+    let (outcome, report) = run(
+        &sandbox,
+        &format!(
+            r#"url = "{}"
+format = {{ type = "json", records = "/results" }}
+pagination = {{ type = "offset", limit = 25, total = "/count" }}
+retry = {{ base_delay_ms = 1 }}"#,
+            server.url("/api/orders/")
+        ),
+    );
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=100));
+    assert_eq!(report["requests"]["retries"], 3);
+    assert_eq!(report["requests"]["requests"], 7);
+}
+
+#[test]
+fn too_many_requests_waits_as_told_with_and_without_retry_after() {
+    let sandbox = Sandbox::new();
+    let mut api = offset_envelope_api(orders(1..=20));
+    let mut calls = 0;
+    let server = ApiServer::start(move |request| {
+        calls += 1;
+        match calls {
+            2 => Reply::text(429, "slow down").header("Retry-After", "1"),
+            3 => Reply::text(429, "slow down"),
+            _ => api(request),
+        }
+    });
+    let (outcome, report) = run(
+        &sandbox,
+        &format!(
+            r#"url = "{}"
+format = {{ type = "json", records = "/results" }}
+pagination = {{ type = "offset", limit = 10, total = "/count" }}
+retry = {{ base_delay_ms = 1 }}"#,
+            server.url("/api/orders/")
+        ),
+    );
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=20));
+    assert_eq!(report["requests"]["rate_limited"], 2);
+    assert_eq!(report["requests"]["waits"], 2);
+    let waited = report["requests"]["waited_ms"].as_u64().unwrap();
+    assert!(
+        (1000..1100).contains(&waited),
+        "Retry-After: 1 is a second, backoff a millisecond or so: {waited} ms"
+    );
+}
+
+#[test]
+fn no_requests_left_waits_for_the_reset_read_either_way() {
+    for reset in ["seconds", "epoch"] {
+        let sandbox = Sandbox::new();
+        let mut api = offset_envelope_api(orders(1..=20));
+        let mut calls = 0;
+        let server = ApiServer::start(move |request| {
+            calls += 1;
+            let reply = api(request);
+            if calls == 1 {
+                let value = if reset == "epoch" {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs();
+                    (now + 2).to_string()
+                } else {
+                    "1".to_string()
+                };
+                reply
+                    .header("X-RateLimit-Limit", "2")
+                    .header("X-RateLimit-Remaining", "0")
+                    .header("X-RateLimit-Reset", &value)
+            } else {
+                reply
+            }
+        });
+        let (outcome, report) = run(
+            &sandbox,
+            &format!(
+                r#"url = "{}"
+format = {{ type = "json", records = "/results" }}
+pagination = {{ type = "offset", limit = 10, total = "/count" }}
+rate_limit = {{ reset = "{reset}" }}"#,
+                server.url("/api/orders/")
+            ),
+        );
+        outcome.assert_success();
+        assert_eq!(delivered(&sandbox), ids(1..=20), "{reset}");
+        assert_eq!(
+            report["requests"]["rate_limited"], 0,
+            "{reset}: no 429 burnt"
+        );
+        assert_eq!(report["requests"]["waits"], 1, "{reset}");
+        let waited = report["requests"]["waited_ms"].as_u64().unwrap();
+        assert!((500..=2100).contains(&waited), "{reset}: {waited} ms");
+    }
+}
+
+#[test]
+fn a_pagination_loop_fails_instead_of_spinning() {
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(move |request| {
+        let host = request.header("host").unwrap().to_string();
+        let page = request.number("page", 1);
+        // Page 3 links back to page 2.
+        let next = if page == 3 { 2 } else { page + 1 };
+        Reply::json(
+            200,
+            &json!({"results": [order(page)], "next": format!("http://{host}/loop?page={next}")}),
+        )
+    });
+    let (outcome, _) = run(
+        &sandbox,
+        &format!(
+            "url = \"{}\"\nformat = {{ type = \"json\", records = \"/results\" }}\npagination = {{ type = \"next\", next = \"/next\" }}",
+            server.url("/loop")
+        ),
+    );
+    outcome.assert_code(1);
+    let url = server.url("/loop?page=3");
+    assert_eq!(
+        outcome.stderr,
+        format!(
+            "error: pipeline `p`: source (http) failed\n  caused by: {url} (page 3): the API gave the same next link twice: paging would go round in a loop\n"
+        )
+    );
+    assert!(delivered(&sandbox).is_empty(), "nothing published");
+    sandbox.assert_no_temp_files();
+}
+
+#[test]
+fn a_total_that_does_not_match_fails_or_warns() {
+    let sandbox = Sandbox::new();
+    // The count says 30, but only 25 records come (rows deleted while paging).
+    let all = orders(1..=25);
+    let server = ApiServer::start(move |request| {
+        let offset = request.number("offset", 0) as usize;
+        let page: Vec<Value> = all.iter().skip(offset).take(10).cloned().collect();
+        Reply::json(200, &json!({"count": 30, "results": page}))
+    });
+    let source = format!(
+        "url = \"{}\"\nformat = {{ type = \"json\", records = \"/results\" }}\npagination = {{ type = \"offset\", limit = 10, total = \"/count\" }}",
+        server.url("/api/orders/")
+    );
+    let (outcome, _) = run(&sandbox, &source);
+    outcome.assert_code(1);
+    let url = server.url("/api/orders/");
+    assert_eq!(
+        outcome.stderr,
+        format!(
+            "error: pipeline `p`: source (http) failed\n  caused by: {url}: received 25 records, but the API advertised 30: records may have been added or removed while paging, or the server caps the page size below `limit` (`on_total_mismatch = \"warn\"` delivers them anyway)\n"
+        )
+    );
+    assert!(delivered(&sandbox).is_empty());
+
+    let (outcome, report) = run(&sandbox, &format!("{source}\non_total_mismatch = \"warn\""));
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=25));
+    assert_eq!(
+        report["warnings"],
+        json!([
+            "received 25 records, but the API advertised 30: records may have been added or removed while paging, or the server caps the page size below `limit`"
+        ])
+    );
+}
+
+#[test]
+fn an_oauth_token_expiring_mid_run_is_fetched_again() {
+    let sandbox = Sandbox::new();
+    let mut api = offset_envelope_api(orders(1..=40));
+    let mut tokens_issued = 0;
+    let mut served_with_current = 0;
+    let server = ApiServer::start(move |request| {
+        if request.path == "/oauth/token" {
+            assert_eq!(request.method, "POST");
+            let form: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
+                .into_owned()
+                .collect();
+            assert!(form.contains(&("grant_type".into(), "client_credentials".into())));
+            assert!(form.contains(&("client_secret".into(), "cs-42".into())));
+            tokens_issued += 1;
+            served_with_current = 0;
+            return Reply::json(
+                200,
+                &json!({"access_token": format!("tok-{tokens_issued}"), "token_type": "Bearer", "expires_in": 3600}),
+            );
+        }
+        let expected = format!("Bearer tok-{tokens_issued}");
+        if request.header("authorization") != Some(expected.as_str()) || served_with_current == 2 {
+            // The server revokes each token after two pages.
+            return Reply::json(401, &json!({"detail": "Token expired."}));
+        }
+        served_with_current += 1;
+        api(request)
+    });
+    let (outcome, _) = run_with_env(
+        &sandbox,
+        &format!(
+            r#"url = "{}"
+format = {{ type = "json", records = "/results" }}
+pagination = {{ type = "offset", limit = 10, total = "/count" }}
+auth = {{ type = "oauth2", token_url = "{}", client_id = "longshore", client_secret = "${{env:TEST_CLIENT_SECRET}}" }}"#,
+            server.url("/api/orders/"),
+            server.url("/oauth/token")
+        ),
+        &[("TEST_CLIENT_SECRET", "cs-42")],
+    );
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=40));
+    let token_requests = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/oauth/token")
+        .count();
+    assert_eq!(token_requests, 2);
+}
+
+/// [`run`] with environment variables for the child.
+fn run_with_env(
+    sandbox: &Sandbox,
+    source: &str,
+    env: &[(&str, &str)],
+) -> (crate::support::Outcome, Value) {
+    // Runs may start within a second of each other: the files are numbered.
+    let number = sandbox
+        .exists("out")
+        .then(|| sandbox.files("out").len())
+        .unwrap_or(0)
+        + 1;
+    sandbox.write(
+        "p.toml",
+        format!(
+            "name = \"p\"\n\n[source]\ntype = \"http\"\n{source}\n\n[[sinks]]\ntype = \"file\"\npath = \"out/orders-{number:02}.ndjson\"\nif_exists = \"fail\"\n"
+        ),
+    );
+    let _ = std::fs::remove_file(sandbox.join("report.json"));
+    let mut command = sandbox.command(["-q", "run", "p.toml", "--report", "report.json"]);
+    command.envs(env.iter().copied());
+    let outcome = crate::support::run(command);
+    let report = serde_json::from_str(&sandbox.read("report.json")).expect("a JSON report");
+    (outcome, report)
+}
+
+#[test]
+fn a_malformed_page_names_the_url_page_and_position() {
+    let sandbox = Sandbox::new();
+    let mut api = offset_envelope_api(orders(1..=30));
+    let server = ApiServer::start(move |request| {
+        if request.number("offset", 0) == 10 {
+            return Reply::Answer {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: b"{\"count\": 30,\n \"results\": [{\"id\": 11,}]}".to_vec(),
+            };
+        }
+        api(request)
+    });
+    let (outcome, _) = run(
+        &sandbox,
+        &format!(
+            "url = \"{}\"\nformat = {{ type = \"json\", records = \"/results\" }}\npagination = {{ type = \"offset\", limit = 10, total = \"/count\" }}",
+            server.url("/api/orders/")
+        ),
+    );
+    outcome.assert_code(1);
+    let url = server.url("/api/orders/?limit=10&offset=10");
+    assert_eq!(
+        outcome.stderr,
+        format!(
+            "error: pipeline `p`: source (http) failed\n  caused by: {url} (page 2): line 2, column 24: invalid JSON: trailing comma\n"
+        )
+    );
+    assert!(delivered(&sandbox).is_empty());
+}
+
+#[test]
+fn error_bodies_of_every_shape_are_in_the_message_and_secrets_are_not() {
+    let bodies = [
+        (
+            json!({"errors": ["Unknown property 'badprop'", "Unknown property 'x'"]}),
+            "Unknown property 'badprop'; Unknown property 'x'",
+        ),
+        (
+            json!({"error": {"code": "INVALID_PARAMETER", "message": "bad limit", "details": "max 100"}}),
+            "INVALID_PARAMETER: bad limit: max 100",
+        ),
+        (
+            json!({"detail": "Authentication credentials were not provided."}),
+            "Authentication credentials were not provided.",
+        ),
+    ];
+    for (body, shown) in bodies {
+        let sandbox = Sandbox::new();
+        let body_sent = body.clone();
+        let server = ApiServer::start(move |_| Reply::json(401, &body_sent));
+        let (outcome, _) = run_with_env(
+            &sandbox,
+            &format!(
+                "url = \"{}\"\nauth = {{ type = \"api-key\", query = \"api_key\", key = \"${{env:TEST_API_KEY}}\" }}",
+                server.url("/v2/orders?fields=id")
+            ),
+            &[("TEST_API_KEY", "k-secret-99")],
+        );
+        outcome.assert_code(1);
+        // The key is added to each request, never to the URL shown.
+        let url = server.url("/v2/orders?fields=id");
+        assert_eq!(
+            outcome.stderr,
+            format!(
+                "error: pipeline `p`: source (http) failed\n  caused by: GET {url}: HTTP 401: {shown}\n"
+            )
+        );
+        assert_eq!(server.requests().len(), 1, "a 401 is not retried");
+        assert_eq!(server.requests()[0].param("api_key"), Some("k-secret-99"));
+    }
+    // Plain text.
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(|_| Reply::text(404, "no such\n  endpoint"));
+    let (outcome, _) = run(&sandbox, &format!("url = \"{}\"", server.url("/nope")));
+    outcome.assert_code(1);
+    assert_eq!(
+        outcome.stderr,
+        format!(
+            "error: pipeline `p`: source (http) failed\n  caused by: GET {}: HTTP 404: no such endpoint\n",
+            server.url("/nope")
+        )
+    );
+}
