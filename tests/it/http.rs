@@ -573,11 +573,11 @@ fn run_with_env(
     env: &[(&str, &str)],
 ) -> (crate::support::Outcome, Value) {
     // Runs may start within a second of each other: the files are numbered.
-    let number = sandbox
-        .exists("out")
-        .then(|| sandbox.files("out").len())
-        .unwrap_or(0)
-        + 1;
+    let number = if sandbox.exists("out") {
+        sandbox.files("out").len() + 1
+    } else {
+        1
+    };
     sandbox.write(
         "p.toml",
         format!(
