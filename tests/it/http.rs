@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::support::Sandbox;
 use crate::support::api::{ApiServer, Reply, Request};
+use crate::support::{Sandbox, repo_path};
 
 /// Order `id` (1-based) as the model APIs hold it.
 fn order(id: u64) -> Value {
@@ -48,6 +48,20 @@ fn delivered(sandbox: &Sandbox) -> Vec<u64> {
         .collect()
 }
 
+/// The source table of `pipelines/examples/<example>`, pointed at `server`: the examples are
+/// run as they are written (with the tests' own sink).
+fn example_source(example: &str, server: &ApiServer) -> String {
+    let text = std::fs::read_to_string(repo_path(&format!("pipelines/examples/{example}")))
+        .expect("the example exists");
+    let before_sinks = text.split("[[sinks]]").next().unwrap();
+    let (_, source) = before_sinks
+        .split_once("[source]\ntype = \"http\"\n")
+        .expect("an http source");
+    source
+        .replace("https://api.example.com", &server.url(""))
+        .replace("https://auth.example.com", &server.url(""))
+}
+
 fn ids(range: std::ops::RangeInclusive<u64>) -> Vec<u64> {
     range.collect()
 }
@@ -82,17 +96,13 @@ fn offset_envelope_api(all: Vec<Value>) -> impl FnMut(&Request) -> Reply + Send 
 fn offset_pages_with_an_envelope_follow_next_and_match_the_count() {
     let sandbox = Sandbox::new();
     let server = ApiServer::start(offset_envelope_api(orders(1..=250)));
-    let (outcome, report) = run(
-        &sandbox,
-        &format!(
-            r#"url = "{}"
-format = {{ type = "json", records = "/results" }}
-pagination = {{ type = "offset", limit = 50, next = "/next", total = "/count" }}"#,
-            server.url("/api/orders/")
-        ),
-    );
+    let source = example_source("offset-envelope.toml", &server);
+    let (outcome, report) = run_with_env(&sandbox, &source, &[("ORDERS_API_TOKEN", "t-1")]);
     outcome.assert_success();
     assert_eq!(delivered(&sandbox), ids(1..=250));
+    let first = &server.requests()[0];
+    assert_eq!(first.header("authorization"), Some("Bearer t-1"));
+    assert_eq!(first.param("fields"), Some("id,status,total,updated_at"));
     let requests = server.requests();
     let asked: Vec<(String, String)> = requests
         .iter()
@@ -129,17 +139,11 @@ fn page_numbers_start_at_the_configured_base() {
             &json!({"count": all.len(), "prev": null, "results": items}),
         )
     });
-    let (outcome, _) = run(
-        &sandbox,
-        &format!(
-            r#"url = "{}"
-format = {{ type = "json", records = "/results" }}
-pagination = {{ type = "page", limit = 10, total = "/count" }}"#,
-            server.url("/items")
-        ),
-    );
+    let source = example_source("page-number.toml", &server);
+    let (outcome, _) = run_with_env(&sandbox, &source, &[("ITEMS_API_KEY", "k-7")]);
     outcome.assert_success();
     assert_eq!(delivered(&sandbox), ids(1..=35));
+    assert_eq!(server.requests()[0].header("x-api-key"), Some("k-7"));
     let pages: Vec<String> = server
         .requests()
         .iter()
@@ -180,11 +184,6 @@ fn modified(id: u64, on: &str) -> Value {
     json!({"id": id, "modifiedOn": on})
 }
 
-const DELTA_SOURCE: &str = r#"format = { type = "json", records = "/records" }
-query = { action = "list", filters = { modifiedOn = { operator = ">=", value = "{cursor}" } } }
-pagination = { type = "offset", limit = 2, offset_param = "start", total = "/totalRecords" }
-incremental = { field = "modifiedOn", initial = "2024-08-01T00:00:00", key = "id" }"#;
-
 #[test]
 fn delta_pulls_deliver_exactly_the_changed_records_run_after_run() {
     let sandbox = Sandbox::new();
@@ -195,7 +194,10 @@ fn delta_pulls_deliver_exactly_the_changed_records_run_after_run() {
         modified(4, "2024-08-03T10:00:00"),
     ]));
     let server = ApiServer::start(start_limit_api(all.clone()));
-    let source = format!("url = \"{}\"\n{DELTA_SOURCE}", server.url("/api"));
+    // Pages of 2, so that records at the cursor straddle pages.
+    let source =
+        example_source("start-limit-delta.toml", &server).replace("limit = 100", "limit = 2");
+    sandbox.write("secrets/contacts-api-key", "ck-1\n");
 
     // Run 1: everything modified since the initial value; 1 is older.
     let (outcome, report) = run(&sandbox, &source);
@@ -203,12 +205,15 @@ fn delta_pulls_deliver_exactly_the_changed_records_run_after_run() {
     assert_eq!(delivered(&sandbox), [2, 3, 4]);
     assert_eq!(report["cursor_after"]["modifiedOn"], "2024-08-03T10:00:00");
     let first = &server.requests()[0];
+    // The initial value, looked back `lag_secs = 300`.
     assert_eq!(
         first.param("filters"),
-        Some(r#"{"modifiedOn":{"operator":">=","value":"2024-08-01T00:00:00"}}"#)
+        Some(r#"{"modifiedOn":{"operator":">=","value":"2024-07-31T23:55:00"}}"#)
     );
+    assert_eq!(first.param("api_key"), Some("ck-1"));
 
-    // Run 2: 3 changes, 5 is new; 4 (at the cursor, delivered) is asked again and skipped.
+    // Run 2: 3 changes, 5 is new; 4 (within the look-back, delivered) comes again and is
+    // skipped.
     {
         let mut all = all.lock().unwrap();
         all[2] = modified(3, "2024-08-04T09:00:00");
@@ -226,7 +231,7 @@ fn delta_pulls_deliver_exactly_the_changed_records_run_after_run() {
     let last = server.requests().last().unwrap().clone();
     assert_eq!(
         last.param("filters"),
-        Some(r#"{"modifiedOn":{"operator":">=","value":"2024-08-04T09:30:00"}}"#)
+        Some(r#"{"modifiedOn":{"operator":">=","value":"2024-08-04T09:25:00"}}"#)
     );
 }
 
@@ -248,17 +253,18 @@ fn header_totals_page_a_bare_array() {
             .header("X-Limit", &limit.to_string())
             .header("X-Offset", &offset.to_string())
     });
-    let (outcome, _) = run(
-        &sandbox,
-        &format!(
-            r#"url = "{}"
-pagination = {{ type = "offset", limit = 20, total = "header:X-Total-Count", stop_on_short_page = false }}"#,
-            server.url("/v1/orders")
-        ),
-    );
+    let source = example_source("header-totals.toml", &server);
+    let (outcome, report) = run_with_env(&sandbox, &source, &[("ORDERS_API_PASSWORD", "pw")]);
     outcome.assert_success();
     assert_eq!(delivered(&sandbox), ids(1..=45));
     assert_eq!(server.requests().len(), 3, "the total ends paging");
+    // longshore:pw
+    assert_eq!(
+        server.requests()[0].header("authorization"),
+        Some("Basic bG9uZ3Nob3JlOnB3")
+    );
+    // 600 requests a minute: a tenth of a second between requests, waited twice.
+    assert_eq!(report["requests"]["waits"], 2);
 }
 
 #[test]
@@ -266,24 +272,34 @@ fn link_headers_cursors_and_single_responses() {
     let sandbox = Sandbox::new();
     let all = orders(1..=7);
     let server = ApiServer::start(move |request| match request.path.as_str() {
-        "/linked" => {
+        "/repos/acme/shop/issues" => {
+            assert_eq!(request.param("per_page"), Some("100"));
             let page = request.number("page", 1) as usize;
             let items: Vec<Value> = all.iter().skip((page - 1) * 3).take(3).cloned().collect();
             let reply = Reply::json(200, &json!(items));
             if page * 3 < all.len() {
                 let host = request.header("host").unwrap().to_string();
+                let link = |page| {
+                    format!(
+                        "http://{host}/repos/acme/shop/issues?state=all&per_page=100&page={page}"
+                    )
+                };
                 reply.header(
                     "Link",
                     &format!(
-                        "<http://{host}/linked?page={}>; rel=\"next\", <http://{host}/linked?page=3>; rel=\"last\"",
-                        page + 1
+                        "<{}>; rel=\"next\", <{}>; rel=\"last\"",
+                        link(page + 1),
+                        link(3)
                     ),
                 )
             } else {
                 reply
             }
         }
-        "/cursored" => {
+        "/oauth/token" => Reply::json(200, &json!({"access_token": "tok", "expires_in": 60})),
+        "/v2/events" => {
+            assert_eq!(request.header("authorization"), Some("Bearer tok"));
+            assert_eq!(request.param("limit"), Some("200"));
             let from: usize = request
                 .param("cursor")
                 .map_or(0, |c| c.strip_prefix("opaque-").unwrap().parse().unwrap());
@@ -293,24 +309,14 @@ fn link_headers_cursors_and_single_responses() {
         }
         _ => Reply::json(200, &json!(all)),
     });
-    let (outcome, _) = run(
-        &sandbox,
-        &format!(
-            "url = \"{}\"\npagination = {{ type = \"next\", next = \"link:next\" }}",
-            server.url("/linked")
-        ),
-    );
+    let source = example_source("link-header.toml", &server);
+    let (outcome, _) = run_with_env(&sandbox, &source, &[("GITHUB_TOKEN", "gh")]);
     outcome.assert_success();
     assert_eq!(delivered(&sandbox), ids(1..=7));
 
     let sandbox = Sandbox::new();
-    let (outcome, _) = run(
-        &sandbox,
-        &format!(
-            "url = \"{}\"\nformat = {{ type = \"json\", records = \"/data\" }}\npagination = {{ type = \"cursor\", cursor = \"/next_cursor\" }}",
-            server.url("/cursored")
-        ),
-    );
+    let source = example_source("cursor.toml", &server);
+    let (outcome, _) = run_with_env(&sandbox, &source, &[("EVENTS_CLIENT_SECRET", "s")]);
     outcome.assert_success();
     assert_eq!(delivered(&sandbox), ids(1..=7));
 
@@ -319,14 +325,16 @@ fn link_headers_cursors_and_single_responses() {
     outcome.assert_success();
     assert_eq!(delivered(&sandbox), ids(1..=7));
     let paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
+    let issues = "/repos/acme/shop/issues";
     assert_eq!(
         paths,
         [
-            "/linked",
-            "/linked",
-            "/linked",
-            "/cursored",
-            "/cursored",
+            issues,
+            issues,
+            issues,
+            "/oauth/token",
+            "/v2/events",
+            "/v2/events",
             "/all"
         ]
     );
@@ -676,4 +684,60 @@ fn error_bodies_of_every_shape_are_in_the_message_and_secrets_are_not() {
             server.url("/nope")
         )
     );
+}
+
+#[test]
+fn a_wait_past_the_time_limit_stops_cleanly_and_the_next_run_resumes() {
+    let sandbox = Sandbox::new();
+    let all = Arc::new(Mutex::new(
+        (1..=6)
+            .map(|id| modified(id, &format!("2024-08-0{id}T00:00:00")))
+            .collect::<Vec<_>>(),
+    ));
+    let mut api = start_limit_api(all);
+    let limited = Arc::new(Mutex::new(true));
+    let limiting = limited.clone();
+    let server = ApiServer::start(move |request| {
+        if request.number("start", 0) == 2 && *limiting.lock().unwrap() {
+            return Reply::text(429, "hourly quota used up").header("Retry-After", "3600");
+        }
+        api(request)
+    });
+    let source =
+        example_source("start-limit-delta.toml", &server).replace("limit = 100", "limit = 2");
+    sandbox.write("secrets/contacts-api-key", "ck-1");
+    let write = |run: u32| {
+        sandbox.write(
+            "p.toml",
+            format!(
+                "name = \"p\"\nmax_runtime_secs = 20\n\n[source]\ntype = \"http\"\n{source}\n\n[[sinks]]\ntype = \"file\"\npath = \"out/orders-{run}.ndjson\"\n"
+            ),
+        )
+    };
+    write(1);
+    let first = sandbox.run(["-q", "run", "p.toml"]);
+    first.assert_code(1);
+    assert_eq!(
+        first.stderr,
+        "error: pipeline `p`: run failed\n  caused by: max_runtime_secs = 20 reached: stopped after 1 page: a retry asked to wait 3600 s, more than the run has left; what was read completely was published, and the next run goes on with the rest\n"
+    );
+    assert_eq!(delivered(&sandbox), [1, 2], "the first page is published");
+
+    *limited.lock().unwrap() = false;
+    write(2);
+    sandbox.run(["-q", "run", "p.toml"]).assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=6), "the rest, nothing twice");
+}
+
+#[test]
+fn every_example_pipeline_is_valid() {
+    let sandbox = Sandbox::new();
+    let mut examples: Vec<String> = std::fs::read_dir(repo_path("pipelines/examples"))
+        .expect("pipelines/examples")
+        .map(|entry| entry.unwrap().path().display().to_string())
+        .collect();
+    examples.sort();
+    assert_eq!(examples.len(), 7);
+    let outcome = sandbox.run(std::iter::once("validate".to_string()).chain(examples));
+    outcome.assert_success();
 }

@@ -291,7 +291,7 @@ impl HttpSource {
             return Ok(false);
         }
         if self.cx.past_deadline() {
-            self.stop_early(format!("stopped after {} pages", self.pages));
+            self.stop_early(format!("stopped after {}", pages(self.pages)));
             return Ok(false);
         }
         // Pages of a list are read whole, so that a connection that breaks off mid-page is
@@ -304,7 +304,7 @@ impl HttpSource {
         let answer = match self.client.get(&url, reading)? {
             Sent::Answered(answer) => answer,
             Sent::OutOfTime(reason) => {
-                self.stop_early(format!("stopped after {} pages: {reason}", self.pages));
+                self.stop_early(format!("stopped after {}: {reason}", pages(self.pages)));
                 return Ok(false);
             }
         };
@@ -478,6 +478,15 @@ impl Source for HttpSource {
         progress.warnings.append(&mut self.warnings);
         progress.requests = Some(std::mem::take(&mut self.client.counts));
         progress
+    }
+}
+
+/// "1 page", "2 pages".
+fn pages(count: u64) -> String {
+    if count == 1 {
+        "1 page".into()
+    } else {
+        format!("{count} pages")
     }
 }
 
