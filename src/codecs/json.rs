@@ -98,75 +98,132 @@ pub(crate) enum Shape {
 }
 
 pub struct JsonDecoder {
-    parsed: mpsc::Receiver<Parsed>,
+    parsed: Parsing,
     pending: std::vec::IntoIter<Record>,
     /// An error that came after records: returned by the next call.
     held: Option<CodecError>,
 }
 
+/// Where the parsed batches come from.
+enum Parsing {
+    /// The parsing thread of a stream.
+    Thread(mpsc::Receiver<Parsed>),
+    /// A document in memory, parsed already.
+    Done(std::vec::IntoIter<Parsed>),
+}
+
+/// The document to parse.
+pub(crate) enum JsonInput {
+    /// Read as it arrives, parsed on a thread of its own.
+    Stream(Box<dyn Read + Send>),
+    /// Already in memory (an API's page): parsed at once, on this thread, without copying.
+    Bytes(Vec<u8>),
+}
+
 impl JsonDecoder {
     pub fn new(input: Box<dyn Read + Send>, label: &str, options: &JsonOptions) -> Self {
-        Self::with_shape(input, label, pointer_path(&options.records), Shape::Objects)
+        Self::with_shape(
+            JsonInput::Stream(input),
+            label,
+            pointer_path(&options.records),
+            Shape::Objects,
+        )
+    }
+
+    /// A decoder of the UTF-8 document `bytes`, parsed right away.
+    pub fn from_bytes(bytes: Vec<u8>, label: &str, options: &JsonOptions) -> Self {
+        Self::with_shape(
+            JsonInput::Bytes(bytes),
+            label,
+            pointer_path(&options.records),
+            Shape::Objects,
+        )
     }
 
     /// A decoder for the array at `path` whose elements have `shape`.
     pub(crate) fn with_shape(
-        input: Box<dyn Read + Send>,
+        input: JsonInput,
         label: &str,
         path: Vec<String>,
         shape: Shape,
     ) -> Self {
-        let (sender, parsed) = mpsc::sync_channel(2);
-        let label = label.to_string();
-        // The thread ends when the document does, or when the decoder is dropped (a send fails).
-        std::thread::spawn(move || {
-            let reader = BufReader::with_capacity(IO_BUFFER_BYTES, input);
-            let mut deserializer = serde_json::Deserializer::from_reader(reader);
-            let mut batches = Batches {
-                label: &label,
-                sender: &sender,
-                records: Vec::with_capacity(RECORDS_PER_MESSAGE),
-                names: NameCache::default(),
-                receiver_gone: false,
-                shape,
-                elements: 0,
-                header_row: false,
-            };
-            let found = PointerSeed {
-                path: &path,
-                batches: &mut batches,
+        let parsed = match input {
+            JsonInput::Bytes(bytes) => {
+                let mut parsed = Vec::new();
+                let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+                parse(&mut deserializer, label, &path, shape, &mut |batch| {
+                    parsed.push(batch);
+                    true
+                });
+                Parsing::Done(parsed.into_iter())
             }
-            .deserialize(&mut deserializer)
-            .and_then(|found| deserializer.end().map(|()| found));
-            let result = match found {
-                Ok(true) => Ok(std::mem::take(&mut batches.records)),
-                Ok(false) => Err(CodecError::malformed(
-                    &label,
-                    Position::default(),
-                    format!("the document has no array at `/{}`", path.join("/")),
-                    Some(
-                        "set the format's `records` to the JSON pointer of the array of records"
-                            .into(),
-                    ),
-                )),
-                Err(_) if batches.receiver_gone => return,
-                Err(e) => {
-                    // The records before the error are good: deliver them first.
-                    let read = std::mem::take(&mut batches.records);
-                    if !read.is_empty() && sender.send(Ok(read)).is_err() {
-                        return;
-                    }
-                    Err(json_error(&label, &e))
-                }
-            };
-            let _ = sender.send(result);
-        });
+            JsonInput::Stream(input) => {
+                let (sender, parsed) = mpsc::sync_channel(2);
+                let label = label.to_string();
+                // The thread ends when the document does, or when the decoder is dropped (a
+                // send fails).
+                std::thread::spawn(move || {
+                    let reader = BufReader::with_capacity(IO_BUFFER_BYTES, input);
+                    let mut deserializer = serde_json::Deserializer::from_reader(reader);
+                    parse(&mut deserializer, &label, &path, shape, &mut |batch| {
+                        sender.send(batch).is_ok()
+                    });
+                });
+                Parsing::Thread(parsed)
+            }
+        };
         JsonDecoder {
             parsed,
             pending: Vec::new().into_iter(),
             held: None,
         }
     }
+}
+
+/// Parses a document, handing the records of the array at `path` to `send` in batches (and
+/// the error that ends them); stops early when `send` says the reader is gone.
+fn parse<'de, R: serde_json::de::Read<'de>>(
+    deserializer: &mut serde_json::Deserializer<R>,
+    label: &str,
+    path: &[String],
+    shape: Shape,
+    send: &mut dyn FnMut(Parsed) -> bool,
+) {
+    let mut batches = Batches {
+        label,
+        send,
+        records: Vec::with_capacity(RECORDS_PER_MESSAGE),
+        names: NameCache::default(),
+        receiver_gone: false,
+        shape,
+        elements: 0,
+        header_row: false,
+    };
+    let found = PointerSeed {
+        path,
+        batches: &mut batches,
+    }
+    .deserialize(&mut *deserializer)
+    .and_then(|found| deserializer.end().map(|()| found));
+    let result = match found {
+        Ok(true) => Ok(std::mem::take(&mut batches.records)),
+        Ok(false) => Err(CodecError::malformed(
+            label,
+            Position::default(),
+            format!("the document has no array at `/{}`", path.join("/")),
+            Some("set the format's `records` to the JSON pointer of the array of records".into()),
+        )),
+        Err(_) if batches.receiver_gone => return,
+        Err(e) => {
+            // The records before the error are good: deliver them first.
+            let read = std::mem::take(&mut batches.records);
+            if !read.is_empty() && !(batches.send)(Ok(read)) {
+                return;
+            }
+            Err(json_error(label, &e))
+        }
+    };
+    (batches.send)(result);
 }
 
 fn json_error(label: &str, e: &serde_json::Error) -> CodecError {
@@ -202,17 +259,21 @@ impl Decoder for JsonDecoder {
                 out.push(record);
                 continue;
             }
-            match self.parsed.recv() {
-                Ok(Ok(records)) => self.pending = records.into_iter(),
-                Ok(Err(e)) if out.len() == start => return Err(e),
+            let next = match &mut self.parsed {
+                Parsing::Thread(receiver) => receiver.recv().ok(),
+                Parsing::Done(batches) => batches.next(),
+            };
+            match next {
+                Some(Ok(records)) => self.pending = records.into_iter(),
+                Some(Err(e)) if out.len() == start => return Err(e),
                 // Records first: the error comes with the next call (and after a bad record,
                 // the parser goes on).
-                Ok(Err(e)) => {
+                Some(Err(e)) => {
                     self.held = Some(e);
                     break;
                 }
-                // The thread is done and everything it sent has been taken.
-                Err(mpsc::RecvError) => break,
+                // Everything parsed has been taken.
+                None => break,
             }
         }
         Ok(out.len() > start)
@@ -222,7 +283,7 @@ impl Decoder for JsonDecoder {
 /// Collects parsed records and sends them in batches.
 struct Batches<'a> {
     label: &'a str,
-    sender: &'a mpsc::SyncSender<Parsed>,
+    send: &'a mut dyn FnMut(Parsed) -> bool,
     records: Vec<Record>,
     names: NameCache,
     receiver_gone: bool,
@@ -294,9 +355,7 @@ impl Batches<'_> {
             raw: Some(bad.raw),
         };
         let records = std::mem::take(&mut self.records);
-        if (!records.is_empty() && self.sender.send(Ok(records)).is_err())
-            || self.sender.send(Err(bad)).is_err()
-        {
+        if (!records.is_empty() && !(self.send)(Ok(records))) || !(self.send)(Err(bad)) {
             self.receiver_gone = true;
             return Err(E::custom("the reader stopped"));
         }
@@ -324,7 +383,7 @@ impl Batches<'_> {
         if self.records.len() == RECORDS_PER_MESSAGE {
             let full =
                 std::mem::replace(&mut self.records, Vec::with_capacity(RECORDS_PER_MESSAGE));
-            if self.sender.send(Ok(full)).is_err() {
+            if !(self.send)(Ok(full)) {
                 self.receiver_gone = true;
                 return Err(E::custom("the reader stopped"));
             }

@@ -3,13 +3,13 @@
 //! (`[["id","name"],[1,"ant"],[2,"bee"]]`), optionally inside an envelope (`records`). It
 //! streams like `json` (the same parser thread); only the element shape differs.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::EncodedOutput;
-use super::json::{JsonDecoder, Shape, open_envelope, pointer_path, pointer_problems};
+use super::json::{JsonDecoder, JsonInput, Shape, open_envelope, pointer_path, pointer_problems};
 use super::json_write::{write_str, write_value};
 use crate::error::{CodecError, Position};
 use crate::record::{FieldName, Record, Value};
@@ -79,8 +79,8 @@ impl JsonArrayOptions {
     }
 }
 
-pub fn decoder(
-    input: Box<dyn Read + Send>,
+pub(crate) fn decoder(
+    input: JsonInput,
     label: &str,
     options: &JsonArrayOptions,
 ) -> Box<dyn Decoder> {

@@ -194,7 +194,7 @@ impl FormatConfig {
                 Box::new(json::JsonDecoder::new(utf8(input, false)?, label, options))
             }
             FormatConfig::JsonArray(options) => {
-                json_array::decoder(utf8(input, false)?, label, options)
+                json_array::decoder(json::JsonInput::Stream(utf8(input, false)?), label, options)
             }
             FormatConfig::Xml(options) => Box::new(xml::XmlDecoder::new(
                 input,
@@ -205,6 +205,28 @@ impl FormatConfig {
             FormatConfig::Excel(options) => {
                 Box::new(excel::ExcelDecoder::new(input, label, options)?)
             }
+        })
+    }
+
+    /// A decoder of a whole document in memory (an API's page). JSON in UTF-8 is parsed right
+    /// away, on this thread and without copying; anything else as [`FormatConfig::decoder`]
+    /// reads it.
+    pub fn decoder_of_bytes(
+        &self,
+        bytes: Vec<u8>,
+        label: &str,
+        encoding: Option<TextEncoding>,
+    ) -> Result<Box<dyn Decoder>, CodecError> {
+        let plain_utf8 = encoding.is_none_or(|e| e.0 == encoding_rs::UTF_8)
+            && encoding_rs::Encoding::for_bom(&bytes).is_none();
+        Ok(match self {
+            FormatConfig::Json(options) if plain_utf8 => {
+                Box::new(json::JsonDecoder::from_bytes(bytes, label, options))
+            }
+            FormatConfig::JsonArray(options) if plain_utf8 => {
+                json_array::decoder(json::JsonInput::Bytes(bytes), label, options)
+            }
+            _ => self.decoder(Box::new(std::io::Cursor::new(bytes)), label, encoding)?,
         })
     }
 

@@ -106,10 +106,15 @@ impl Client {
             if let Some((name, value)) = &auth {
                 request = request.header(name.as_str(), value.expose());
             }
-            self.governor.sent(Instant::now());
+            let sent_at = Instant::now();
+            self.governor.sent(sent_at);
             self.counts.requests += 1;
-            let failure = match request.call() {
-                Ok(response) => match self.judge(response, reading, url, &mut refreshed_token)? {
+            let answered = request.call();
+            let judged =
+                answered.map(|response| self.judge(response, reading, url, &mut refreshed_token));
+            self.counts.round_trip_us += sent_at.elapsed().as_micros() as u64;
+            let failure = match judged {
+                Ok(judged) => match judged? {
                     Judged::Answer(answer) => return Ok(Sent::Answered(answer)),
                     Judged::TokenRefreshed => continue,
                     Judged::Failed(failure) => failure,

@@ -12,7 +12,6 @@ pub mod config;
 mod delta;
 mod paging;
 
-use std::io::{Cursor, Read};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +59,9 @@ pub struct RequestCounts {
     /// Waits for a rate limit or before a retry, and their total.
     pub waits: u64,
     pub waited_ms: u64,
+    /// Time from sending requests to having their answers (a page's whole body; a streamed
+    /// body's headers), in microseconds: what the run spent on the API rather than on itself.
+    pub round_trip_us: u64,
 }
 
 /// Keeps secrets out of messages: every secret value the source knows, and the query
@@ -315,7 +317,7 @@ impl HttpSource {
             url: label.clone(),
             message,
         };
-        let (body, digest, json): (Box<dyn Read + Send>, _, _) = match answer.body {
+        let (decoder, digest, facts) = match answer.body {
             Body::Whole(bytes) => {
                 self.cx
                     .bytes_read
@@ -326,18 +328,25 @@ impl HttpSource {
                 } else {
                     None
                 };
-                (Box::new(Cursor::new(bytes)), digest, json)
+                let facts = self
+                    .paginator
+                    .facts(&answer.headers, json.as_ref())
+                    .map_err(paging_error)?;
+                let decoder = self.format.decoder_of_bytes(bytes, &label, self.encoding)?;
+                (decoder, digest, facts)
             }
             Body::Stream(stream) => {
+                let facts = self
+                    .paginator
+                    .facts(&answer.headers, None)
+                    .map_err(paging_error)?;
                 let (stream, digest) = HashingReader::new(stream, Some(self.cx.bytes_read.clone()));
-                (Box::new(stream), PageDigest::Streaming(digest), None)
+                let decoder = self
+                    .format
+                    .decoder(Box::new(stream), &label, self.encoding)?;
+                (decoder, PageDigest::Streaming(digest), facts)
             }
         };
-        let facts = self
-            .paginator
-            .facts(&answer.headers, json.as_ref())
-            .map_err(paging_error)?;
-        let decoder = self.format.decoder(body, &label, self.encoding)?;
         self.page = Some(Page {
             decoder,
             origin: Arc::new(Origin { path: shown }),
