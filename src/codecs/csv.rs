@@ -1148,6 +1148,18 @@ pub(crate) mod tests {
 
     /// Every record `decoder` gives, two a call (so that batches cut the input), or its first
     /// error.
+    /// What a decoding gave, for comparing two decoders: the records, or the error's message
+    /// without its position.
+    pub(crate) fn gist(result: &Result<Vec<Record>, CodecError>) -> String {
+        match result {
+            Ok(records) => format!("{records:?}"),
+            Err(CodecError::Malformed(m) | CodecError::BadRecord { malformed: m, .. }) => {
+                m.message.clone()
+            }
+            Err(other) => other.to_string(),
+        }
+    }
+
     pub(crate) fn read_all(decoder: &mut dyn Decoder) -> Result<Vec<Record>, CodecError> {
         let mut out = Vec::new();
         while decoder.next_batch(&mut out, 2)? {}
