@@ -10,6 +10,7 @@ mod auth;
 mod client;
 pub mod config;
 mod delta;
+mod fetch;
 mod paging;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use self::client::{Body, Client, Reading, Sent};
 pub use self::config::HttpSourceConfig;
 use self::config::{OnMismatch, Pagination};
 use self::delta::Delta;
+use self::fetch::Fetcher;
 use self::paging::{PageFacts, Paginator, Step};
 use crate::codecs::json::JsonOptions;
 use crate::codecs::{FormatConfig, TextEncoding};
@@ -66,7 +68,7 @@ pub struct RequestCounts {
 
 /// Keeps secrets out of messages: every secret value the source knows, and the query
 /// parameters that carry one.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Redactor {
     secrets: Vec<String>,
     parameters: Vec<String>,
@@ -172,7 +174,11 @@ fn parse_json(bytes: &[u8], label: &str) -> Result<serde_json::Value, CodecError
 }
 
 pub struct HttpSource {
-    client: Client,
+    /// Sends the requests, on a thread of its own.
+    fetcher: Fetcher,
+    redactor: Redactor,
+    /// The page requested ahead, while the one before is decoded.
+    prefetched: Option<Url>,
     paginator: Paginator,
     format: FormatConfig,
     encoding: Option<TextEncoding>,
@@ -252,12 +258,16 @@ impl HttpSource {
             auth,
             config.retry.clone(),
             &config.rate_limit,
-            redactor,
+            redactor.clone(),
             cx.deadline,
         );
+        let fetcher = Fetcher::start(client)
+            .map_err(|e| StageError::io("the HTTP source", "start its thread", e))?;
         Ok(HttpSource {
             next: Some(paginator.first()),
-            client,
+            fetcher,
+            redactor,
+            prefetched: None,
             paginator,
             format: config
                 .format
@@ -303,7 +313,17 @@ impl HttpSource {
         } else {
             Reading::Stream
         };
-        let answer = match self.client.get(&url, reading)? {
+        if self.prefetched.as_ref() == Some(&url) {
+            self.prefetched = None;
+        } else {
+            if self.prefetched.take().is_some() {
+                // Another page was asked for ahead (the last was not full after all): its
+                // answer, whatever it is, is not wanted.
+                let _ = self.fetcher.answer();
+            }
+            self.fetcher.request(url.clone(), reading);
+        }
+        let answer = match self.fetcher.answer()? {
             Sent::Answered(answer) => answer,
             Sent::OutOfTime(reason) => {
                 self.stop_early(format!("stopped after {}: {reason}", pages(self.pages)));
@@ -311,7 +331,7 @@ impl HttpSource {
             }
         };
         self.pages += 1;
-        let shown = self.client.redactor.url(&url);
+        let shown = self.redactor.url(&url);
         let label = format!("{shown} (page {})", self.pages);
         let paging_error = |message: String| HttpError::Paging {
             url: label.clone(),
@@ -347,6 +367,16 @@ impl HttpSource {
                 (decoder, PageDigest::Streaming(digest), facts)
             }
         };
+        // The next page, when it is known already, is asked for now: it arrives while this one
+        // is decoded.
+        let more_pages = self.max_pages.is_none_or(|max| self.pages < max);
+        if more_pages
+            && !self.cx.past_deadline()
+            && let Some(next) = self.paginator.predict(&url, &facts)
+        {
+            self.fetcher.request(next.clone(), reading);
+            self.prefetched = Some(next);
+        }
         self.page = Some(Page {
             decoder,
             origin: Arc::new(Origin { path: shown }),
@@ -399,7 +429,7 @@ impl HttpSource {
         );
         match self.on_total_mismatch {
             OnMismatch::Fail => Err(HttpError::Paging {
-                url: self.client.redactor.url(self.paginator.base()),
+                url: self.redactor.url(self.paginator.base()),
                 message: format!("{message} (`on_total_mismatch = \"warn\"` delivers them anyway)"),
             }
             .into()),
@@ -485,7 +515,7 @@ impl Source for HttpSource {
             }
         }
         progress.warnings.append(&mut self.warnings);
-        progress.requests = Some(std::mem::take(&mut self.client.counts));
+        progress.requests = Some(self.fetcher.counts());
         progress
     }
 }

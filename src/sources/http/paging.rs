@@ -63,7 +63,7 @@ impl Paginator {
 
     /// The URL of the first page.
     pub(super) fn first(&self) -> Url {
-        self.stepped(None)
+        self.stepped(self.position, None)
     }
 
     /// Whether a value paging needs is in the body, which must then be read whole.
@@ -140,7 +140,7 @@ impl Paginator {
                     return Ok(Step::End("no next cursor"));
                 };
                 self.check_new(&cursor, "cursor")?;
-                return Ok(Step::Fetch(self.stepped(Some(&cursor))));
+                return Ok(Step::Fetch(self.stepped(self.position, Some(&cursor))));
             }
             Pagination::Next(_) => {
                 let Some(next) = facts.next.filter(|n| !n.is_empty()) else {
@@ -168,7 +168,36 @@ impl Paginator {
             return Ok(Step::End("a short page"));
         }
         self.advance(records);
-        Ok(Step::Fetch(self.stepped(None)))
+        Ok(Step::Fetch(self.stepped(self.position, None)))
+    }
+
+    /// The page after the current one, when it is known before the current one is decoded:
+    /// a next link or cursor, or, with a total, the next offset or number if this page is
+    /// full (which [`Paginator::after`] confirms). `None` where paging may end here.
+    pub(super) fn predict(&self, current: &Url, facts: &PageFacts) -> Option<Url> {
+        let next = facts.next.as_deref().filter(|n| !n.is_empty());
+        let (limit, next_locator) = match &self.paging {
+            Pagination::None => return None,
+            Pagination::Next(_) => return current.join(next?).ok(),
+            Pagination::Cursor(_) => {
+                let cursor = facts.cursor.as_deref().filter(|c| !c.is_empty())?;
+                return Some(self.stepped(self.position, Some(cursor)));
+            }
+            Pagination::Offset(p) => (p.limit, p.next.is_some()),
+            Pagination::Page(p) => (p.limit, p.next.is_some()),
+        };
+        if let Some(next) = next {
+            return current.join(next).ok();
+        }
+        let total = facts.total.or(self.total)?;
+        if next_locator || self.received_before() + limit >= total {
+            return None;
+        }
+        let position = match &self.paging {
+            Pagination::Offset(_) => self.position + limit,
+            _ => self.position + 1,
+        };
+        Some(self.stepped(position, None))
     }
 
     /// Records before the current page, by its position (offset paging knows it exactly).
@@ -206,8 +235,8 @@ impl Paginator {
         }
     }
 
-    /// The base URL with the paging parameters of the current position (or `cursor`).
-    fn stepped(&self, cursor: Option<&str>) -> Url {
+    /// The base URL with the paging parameters of `position` (or `cursor`).
+    fn stepped(&self, position: u64, cursor: Option<&str>) -> Url {
         let mut url = self.base.clone();
         {
             let mut query = url.query_pairs_mut();
@@ -215,11 +244,11 @@ impl Paginator {
                 Pagination::None | Pagination::Next(_) => {}
                 Pagination::Offset(p) => {
                     query.append_pair(&p.limit_param, &p.limit.to_string());
-                    query.append_pair(&p.offset_param, &self.position.to_string());
+                    query.append_pair(&p.offset_param, &position.to_string());
                 }
                 Pagination::Page(p) => {
                     query.append_pair(&p.limit_param, &p.limit.to_string());
-                    query.append_pair(&p.page_param, &self.position.to_string());
+                    query.append_pair(&p.page_param, &position.to_string());
                 }
                 Pagination::Cursor(p) => {
                     if let Some(limit) = p.limit {
