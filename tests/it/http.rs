@@ -741,3 +741,77 @@ fn every_example_pipeline_is_valid() {
     let outcome = sandbox.run(std::iter::once("validate".to_string()).chain(examples));
     outcome.assert_success();
 }
+
+/// An export endpoint: `GET /export.csv?from=&to=` -> a CSV file of the records with `from <=
+/// updated_at < to`, at most `cap` of them (the oldest), as vendors cap exports.
+fn export_api(all: Vec<(u64, String)>, cap: usize) -> impl FnMut(&Request) -> Reply + Send {
+    move |request| {
+        let from = request.param("from").expect("from").to_string();
+        let to = request.param("to").expect("to").to_string();
+        let mut body = String::from("id,updated_at\n");
+        for (id, at) in all
+            .iter()
+            .filter(|(_, at)| at.as_str() >= from.as_str() && at.as_str() < to.as_str())
+            .take(cap)
+        {
+            body.push_str(&format!("{id},{at}\n"));
+        }
+        Reply::Answer {
+            status: 200,
+            headers: vec![("content-type".into(), "text/csv".into())],
+            body: body.into_bytes(),
+        }
+    }
+}
+
+#[test]
+fn an_export_that_hits_its_cap_is_split_until_nothing_is_cut_off() {
+    let sandbox = Sandbox::new();
+    let at = |day: u32, hour: u32| format!("2024-08-{day:02}T{hour:02}:00:00");
+    let mut all = vec![(1, at(1, 3)), (2, at(1, 9)), (3, at(1, 20))];
+    // Eight on the 2nd: more than the cap of 5, four in each half of the day.
+    for (i, hour) in [1, 4, 7, 10, 13, 16, 19, 22].into_iter().enumerate() {
+        all.push((10 + i as u64, at(2, hour)));
+    }
+    all.push((30, at(3, 12)));
+    let server = ApiServer::start(export_api(all, 5));
+    let source = format!(
+        r#"url = "{}"
+format = {{ type = "csv" }}
+query = {{ from = "{{cursor}}", to = "{{until}}" }}
+cap = 5
+incremental = {{ field = "updated_at", initial = "2024-08-01T00:00:00", window = "1d", end = "2024-08-04T00:00:00" }}"#,
+        server.url("/export.csv")
+    );
+    let (outcome, report) = run(&sandbox, &source);
+    outcome.assert_success();
+    let mut got: Vec<u64> = Vec::new();
+    for line in sandbox.read("out/orders-01.ndjson").lines() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        got.push(record["id"].as_str().unwrap().parse().unwrap());
+    }
+    assert_eq!(got, [1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 30]);
+    let windows: Vec<(String, String)> = server
+        .requests()
+        .iter()
+        .map(|r| {
+            (
+                r.param("from").unwrap().to_string(),
+                r.param("to").unwrap().to_string(),
+            )
+        })
+        .collect();
+    let window = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        windows,
+        [
+            window("2024-08-01T00:00:00", "2024-08-02T00:00:00"),
+            window("2024-08-02T00:00:00", "2024-08-03T00:00:00"),
+            window("2024-08-02T00:00:00", "2024-08-02T12:00:00"),
+            window("2024-08-02T12:00:00", "2024-08-03T00:00:00"),
+            window("2024-08-03T00:00:00", "2024-08-04T00:00:00"),
+        ]
+    );
+    assert_eq!(report["requests"]["window_splits"], 1);
+    assert_eq!(report["cursor_after"]["updated_at"], "2024-08-04T00:00:00");
+}

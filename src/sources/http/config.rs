@@ -63,6 +63,11 @@ pub struct HttpSourceConfig {
     /// Pull only what changed since the last run, by a field such as `updated_at`.
     /// Default: everything, every run.
     pub incremental: Option<IncrementalConfig>,
+    /// The most records the API returns for one request or window (an export endpoint that
+    /// stops at 50,000). A window whose answer has this many is split in half and each half
+    /// asked for again, until no answer reaches it, so nothing is cut off unnoticed; the run
+    /// report counts the splits. Needs `incremental.window`. Default: none.
+    pub cap: Option<u64>,
     /// Seconds one request may take in all (connecting, sending, the whole answer); a request
     /// that times out is retried. Default 60.
     #[serde(default = "default_timeout_secs")]
@@ -405,6 +410,15 @@ pub struct IncrementalConfig {
     /// looking back `lag_secs`) delivers nothing twice. Default: none (ask for `>` the
     /// cursor then).
     pub key: Option<String>,
+    /// Slices the pull into time windows of this length (`"1d"`, `"6h"`, `"15m"`, `"30s"`),
+    /// asked for one after the other, oldest first, with `{cursor}` the start of a window and
+    /// `{until}` its end (`>= {cursor}` and `< {until}` in the API's terms); the cursor then
+    /// moves to the end of each window delivered. For back-fills, and for exports capped at a
+    /// number of records (`cap`). Default: one pull from the cursor on.
+    pub window: Option<String>,
+    /// Where a windowed pull ends, e.g. `"2024-09-01T00:00:00"` for a back-fill; also the
+    /// value of `{until}`. Default: now (when the run starts).
+    pub end: Option<String>,
 }
 
 impl Validate for HttpSourceConfig {
@@ -484,6 +498,29 @@ impl Validate for HttpSourceConfig {
             if incremental.field.is_empty() {
                 problems.push(Invalid::new("incremental.field", "must not be empty"));
             }
+            if let Some(window) = &incremental.window
+                && super::window::window_seconds(window).is_none()
+            {
+                problems.push(Invalid::new(
+                    "incremental.window",
+                    format!(
+                        "`{window}` is not a window length: write e.g. \"1d\", \"6h\", \"15m\""
+                    ),
+                ));
+            }
+        }
+        let windowed = self
+            .incremental
+            .as_ref()
+            .is_some_and(|incremental| incremental.window.is_some());
+        if self.cap.is_some() && !windowed {
+            problems.push(Invalid::new(
+                "cap",
+                "a capped answer can only be split by time: set `incremental.window` too",
+            ));
+        }
+        if self.cap == Some(0) {
+            problems.push(Invalid::new("cap", "must be at least 1"));
         }
         problems
     }

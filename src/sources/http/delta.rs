@@ -32,6 +32,8 @@ pub(super) struct Delta {
     last: Option<String>,
     /// Records skipped as delivered before.
     pub(super) skipped: u64,
+    /// The end of the last time window delivered whole, when the pull is windowed.
+    delivered_until: Option<String>,
 }
 
 impl Delta {
@@ -72,7 +74,25 @@ impl Delta {
             ascending: true,
             last: None,
             skipped: 0,
+            delivered_until: None,
         })
+    }
+
+    /// Where a windowed pull ends: the configured `end`, else now, written like the cursor.
+    pub(super) fn end_value(&self, end: Option<&str>) -> Result<Option<String>, String> {
+        if let Some(end) = end {
+            return Ok(Some(end.to_string()));
+        }
+        let Some(start) = &self.start else {
+            return Ok(None);
+        };
+        let Some(from) = parse_time(start) else {
+            return Err(format!(
+                "a windowed pull needs a timestamp cursor, and `{start}` is not one"
+            ));
+        };
+        let now = chrono::Utc::now().naive_utc();
+        Ok(shift_time(start, (now - from).num_seconds()))
     }
 
     /// The value sent for `{cursor}`: the start, less the look-back; `None` on a first run
@@ -126,19 +146,26 @@ impl Delta {
         });
     }
 
+    /// A time window was delivered whole: the cursor may move to its end.
+    pub(super) fn window_delivered(&mut self, until: &str) {
+        self.delivered_until = Some(until.to_string());
+    }
+
     /// The state changes that go with publishing what was delivered. `complete`: the whole
     /// list was read (not cut short by the time limit or a cap).
     pub(super) fn changes(&self, complete: bool) -> (Vec<StateChange>, Option<String>) {
         let mut warning = None;
         let moves = complete || self.ascending;
         let cursor = match (&self.start, &self.max) {
+            // Windowed: the end of the last window delivered whole.
+            _ if self.delivered_until.is_some() => self.delivered_until.clone(),
             (Some(start), Some(max)) if moves && compare(max, start) == Ordering::Greater => {
                 Some(max.clone())
             }
             (None, Some(max)) if moves => Some(max.clone()),
             (start, _) => start.clone(),
         };
-        if !moves && self.key.is_none() && self.max.is_some() {
+        if self.delivered_until.is_none() && !moves && self.key.is_none() && self.max.is_some() {
             warning = Some(format!(
                 "the pull was cut short and its `{}` values did not come in order, so the cursor stays where it was: the next run asks for these records again (set `incremental.key` to skip the ones delivered)",
                 self.field
@@ -180,7 +207,7 @@ fn delivered_name(field: &str) -> String {
 
 /// A cursor value as a point in time: RFC 3339 (with an offset, in UTC), or ISO 8601 without
 /// one (taken as it is).
-fn parse_time(text: &str) -> Option<NaiveDateTime> {
+pub(super) fn parse_time(text: &str) -> Option<NaiveDateTime> {
     if let Ok(aware) = DateTime::parse_from_rfc3339(text) {
         return Some(aware.naive_utc());
     }
@@ -190,7 +217,7 @@ fn parse_time(text: &str) -> Option<NaiveDateTime> {
 }
 
 /// `text` moved by `seconds`, written the way it was.
-fn shift_time(text: &str, seconds: i64) -> Option<String> {
+pub(super) fn shift_time(text: &str, seconds: i64) -> Option<String> {
     let by = Duration::seconds(seconds);
     if let Ok(aware) = DateTime::<FixedOffset>::parse_from_rfc3339(text) {
         let shifted = aware + by;

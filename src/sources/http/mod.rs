@@ -12,7 +12,9 @@ pub mod config;
 mod delta;
 mod fetch;
 mod paging;
+mod window;
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,11 +28,12 @@ use self::config::{OnMismatch, Pagination};
 use self::delta::Delta;
 use self::fetch::Fetcher;
 use self::paging::{PageFacts, Paginator, Step};
+use self::window::{Windows, window_seconds};
 use crate::codecs::json::JsonOptions;
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::digest::{HashingReader, SharedDigest};
 use crate::error::{CodecError, StageError};
-use crate::record::{Batch, Origin, Reject};
+use crate::record::{Batch, Origin, Record, Reject};
 use crate::stage::{Decoder, RunContext, Source, SourceProgress};
 use crate::state::StateStore;
 
@@ -61,6 +64,8 @@ pub struct RequestCounts {
     /// Waits for a rate limit or before a retry, and their total.
     pub waits: u64,
     pub waited_ms: u64,
+    /// Time windows halved because their answer reached `cap`.
+    pub window_splits: u64,
     /// Time from sending requests to having their answers (a page's whole body; a streamed
     /// body's headers), in microseconds: what the run spent on the API rather than on itself.
     pub round_trip_us: u64,
@@ -179,7 +184,21 @@ pub struct HttpSource {
     redactor: Redactor,
     /// The page requested ahead, while the one before is decoded.
     prefetched: Option<Url>,
+    /// How each list's URL is made.
+    list: ListRequest,
+    pagination: Pagination,
+    /// Pages the current list (the whole pull, or one time window).
     paginator: Paginator,
+    /// The time windows still to pull, when the pull is windowed.
+    windows: Option<Windows>,
+    /// The window being pulled.
+    window: Option<(String, String)>,
+    cap: Option<u64>,
+    /// With `cap`: the current window's records, held until it is known not to be capped.
+    held: Option<Vec<Record>>,
+    /// Records of a window delivered whole, waiting to be handed out.
+    ready: VecDeque<Record>,
+    ready_origin: Option<Arc<Origin>>,
     format: FormatConfig,
     encoding: Option<TextEncoding>,
     max_page_bytes: u64,
@@ -194,7 +213,8 @@ pub struct HttpSource {
     next: Option<Url>,
     page: Option<Page>,
     pages: u64,
-    /// Records received (before delta filtering), for the total check.
+    /// Records received in the current list (before delta filtering), for the total check
+    /// and the cap.
     received: u64,
     /// Records delivered.
     delivered: u64,
@@ -232,24 +252,45 @@ impl HttpSource {
                 Some(Delta::new(incremental, &cursors).map_err(StageError::Refused)?)
             }
         };
+        let list = ListRequest {
+            url: config.url.clone(),
+            query: config.query.clone(),
+            cursor_param: config.incremental.as_ref().and_then(|i| i.param.clone()),
+        };
         let cursor = delta.as_ref().and_then(Delta::sent_value);
-        let mut base = Url::parse(&config.url)
-            .map_err(|e| StageError::Refused(format!("`url` is not a valid URL: {e}")))?;
-        {
-            let mut query = base.query_pairs_mut();
-            for (name, value) in &config.query {
-                if let Some(value) = query_value(value, cursor.as_deref()) {
-                    query.append_pair(name, &value);
-                }
+        let until = match (&delta, &config.incremental) {
+            (Some(delta), Some(incremental)) => delta
+                .end_value(incremental.end.as_deref())
+                .map_err(StageError::Refused)?,
+            _ => None,
+        };
+        let window_length = config
+            .incremental
+            .as_ref()
+            .and_then(|i| i.window.as_deref())
+            .and_then(window_seconds);
+        let (mut windows, window) = match window_length {
+            None => (None, None),
+            Some(seconds) => {
+                let (Some(from), Some(until)) = (&cursor, &until) else {
+                    return Err(StageError::Refused(
+                        "a windowed pull needs a start: set `incremental.initial`".into(),
+                    ));
+                };
+                let mut windows =
+                    Windows::new(from, until, seconds).map_err(StageError::Refused)?;
+                let first = windows.next();
+                (Some(windows), first)
             }
-            if let (Some(incremental), Some(cursor)) = (&config.incremental, &cursor)
-                && let Some(param) = &incremental.param
-            {
-                query.append_pair(param, cursor);
-            }
-        }
-        if base.query() == Some("") {
-            base.set_query(None);
+        };
+        let base = match &window {
+            Some((from, until)) => list.url(Some(from), Some(until))?,
+            None if windows.is_some() => list.url(cursor.as_deref(), until.as_deref())?,
+            None => list.url(cursor.as_deref(), until.as_deref())?,
+        };
+        if windows.as_ref().is_some() && window.is_none() {
+            // Nothing between the cursor and the end: nothing to pull.
+            windows = None;
         }
         let paginator = Paginator::new(&config.pagination, base);
         let client = Client::new(
@@ -263,8 +304,17 @@ impl HttpSource {
         );
         let fetcher = Fetcher::start(client)
             .map_err(|e| StageError::io("the HTTP source", "start its thread", e))?;
+        let nothing_to_pull = window_length.is_some() && window.is_none();
         Ok(HttpSource {
-            next: Some(paginator.first()),
+            next: (!nothing_to_pull).then(|| paginator.first()),
+            list,
+            pagination: config.pagination.clone(),
+            held: window.as_ref().and(config.cap).map(|_| Vec::new()),
+            windows,
+            window,
+            cap: config.cap,
+            ready: VecDeque::new(),
+            ready_origin: None,
             fetcher,
             redactor,
             prefetched: None,
@@ -410,7 +460,51 @@ impl HttpSource {
             Step::End(reason) => {
                 tracing::debug!("paging ended after {} pages: {reason}", self.pages);
                 self.check_total()?;
+                self.end_window(&page.origin)?;
             }
+        }
+        Ok(())
+    }
+
+    /// The current time window is pulled whole: its records are delivered, or, when they
+    /// reached the cap, dropped and the window split in two. Then the next window starts.
+    fn end_window(&mut self, origin: &Arc<Origin>) -> Result<(), StageError> {
+        let (Some((from, until)), Some(windows)) = (self.window.take(), self.windows.as_mut())
+        else {
+            return Ok(());
+        };
+        let held = self.held.take();
+        if self.cap.is_some_and(|cap| self.received >= cap) {
+            tracing::info!(
+                "{} records from {from} to {until} reach `cap`: asking for each half",
+                self.received
+            );
+            windows
+                .split(&from, &until)
+                .map_err(|message| HttpError::Paging {
+                    url: self.redactor.url(self.paginator.base()),
+                    message,
+                })?;
+        } else {
+            if let Some(mut records) = held {
+                if let Some(delta) = &mut self.delta {
+                    delta.filter(&mut records);
+                }
+                self.delivered += records.len() as u64;
+                self.ready.extend(records);
+                self.ready_origin = Some(origin.clone());
+            }
+            if let Some(delta) = &mut self.delta {
+                delta.window_delivered(&until);
+            }
+        }
+        if let Some((from, until)) = windows.next() {
+            let base = self.list.url(Some(&from), Some(&until))?;
+            self.paginator = Paginator::new(&self.pagination, base);
+            self.next = Some(self.paginator.first());
+            self.received = 0;
+            self.held = self.cap.map(|_| Vec::new());
+            self.window = Some((from, until));
         }
         Ok(())
     }
@@ -451,6 +545,12 @@ impl Source for HttpSource {
     fn next_batch(&mut self, out: &mut Batch, max: usize) -> Result<bool, StageError> {
         out.clear();
         loop {
+            if !self.ready.is_empty() {
+                let take = self.ready.len().min(max);
+                out.records.extend(self.ready.drain(..take));
+                out.origin = self.ready_origin.clone();
+                return Ok(true);
+            }
             if self.finished {
                 return Ok(false);
             }
@@ -466,6 +566,11 @@ impl Source for HttpSource {
                     page.records += got;
                     self.received += got;
                     out.origin = Some(page.origin.clone());
+                    if let Some(held) = &mut self.held {
+                        // Held until the window proves not capped.
+                        held.append(&mut out.records);
+                        continue;
+                    }
                     if let Some(delta) = &mut self.delta {
                         delta.filter(&mut out.records);
                     }
@@ -515,7 +620,9 @@ impl Source for HttpSource {
             }
         }
         progress.warnings.append(&mut self.warnings);
-        progress.requests = Some(self.fetcher.counts());
+        let mut counts = self.fetcher.counts();
+        counts.window_splits = self.windows.as_ref().map_or(0, |w| w.splits);
+        progress.requests = Some(counts);
         progress
     }
 }
@@ -529,31 +636,73 @@ fn pages(count: u64) -> String {
     }
 }
 
+/// How the URL of a list (the whole pull, or one time window) is made.
+struct ListRequest {
+    url: String,
+    query: BTreeMap<String, serde_json::Value>,
+    /// `incremental.param`.
+    cursor_param: Option<String>,
+}
+
+impl ListRequest {
+    /// The URL for the records from `cursor` until `until`.
+    fn url(&self, cursor: Option<&str>, until: Option<&str>) -> Result<Url, StageError> {
+        let mut url = Url::parse(&self.url)
+            .map_err(|e| StageError::Refused(format!("`url` is not a valid URL: {e}")))?;
+        {
+            let mut query = url.query_pairs_mut();
+            for (name, value) in &self.query {
+                if let Some(value) = query_value(value, cursor, until) {
+                    query.append_pair(name, &value);
+                }
+            }
+            if let (Some(param), Some(cursor)) = (&self.cursor_param, cursor) {
+                query.append_pair(param, cursor);
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        Ok(url)
+    }
+}
+
 /// A `query` value as sent: text as it is, a table or array as compact JSON, with `{cursor}`
-/// replaced; `None` when it uses the cursor and there is none.
-fn query_value(value: &serde_json::Value, cursor: Option<&str>) -> Option<String> {
-    fn substitute(value: &serde_json::Value, cursor: Option<&str>) -> Option<serde_json::Value> {
-        use serde_json::Value as J;
+/// and `{until}` replaced; `None` when it uses one of them and there is none.
+fn query_value(
+    value: &serde_json::Value,
+    cursor: Option<&str>,
+    until: Option<&str>,
+) -> Option<String> {
+    use serde_json::Value as J;
+    fn substitute(value: &J, cursor: Option<&str>, until: Option<&str>) -> Option<J> {
         Some(match value {
-            J::String(text) if text.contains("{cursor}") => {
-                J::String(text.replace("{cursor}", cursor?))
+            J::String(text) => {
+                let mut text = text.clone();
+                if text.contains("{cursor}") {
+                    text = text.replace("{cursor}", cursor?);
+                }
+                if text.contains("{until}") {
+                    text = text.replace("{until}", until?);
+                }
+                J::String(text)
             }
             J::Array(items) => J::Array(
                 items
                     .iter()
-                    .map(|item| substitute(item, cursor))
+                    .map(|item| substitute(item, cursor, until))
                     .collect::<Option<_>>()?,
             ),
             J::Object(fields) => J::Object(
                 fields
                     .iter()
-                    .map(|(k, v)| Some((k.clone(), substitute(v, cursor)?)))
+                    .map(|(k, v)| Some((k.clone(), substitute(v, cursor, until)?)))
                     .collect::<Option<_>>()?,
             ),
             other => other.clone(),
         })
     }
-    Some(match substitute(value, cursor)? {
+    Some(match substitute(value, cursor, until)? {
         serde_json::Value::String(text) => text,
         other => other.to_string(),
     })
@@ -567,18 +716,23 @@ mod tests {
     fn query_values_are_templated_and_json_built_from_tables() {
         let filter = serde_json::json!({"modifiedOn": {"operator": ">", "value": "{cursor}"}});
         assert_eq!(
-            query_value(&filter, Some("2024-08-01T00:00:00")).as_deref(),
+            query_value(&filter, Some("2024-08-01T00:00:00"), None).as_deref(),
             Some(r#"{"modifiedOn":{"operator":">","value":"2024-08-01T00:00:00"}}"#)
         );
-        assert_eq!(query_value(&filter, None), None);
+        assert_eq!(query_value(&filter, None, None), None);
+        let text = serde_json::json!("updated_at");
         assert_eq!(
-            query_value(&serde_json::json!("updated_at"), None).as_deref(),
+            query_value(&text, None, None).as_deref(),
             Some("updated_at")
         );
+        let number = serde_json::json!(50);
+        assert_eq!(query_value(&number, None, None).as_deref(), Some("50"));
+        let range = serde_json::json!("{cursor}..{until}");
         assert_eq!(
-            query_value(&serde_json::json!(50), None).as_deref(),
-            Some("50")
+            query_value(&range, Some("a"), Some("b")).as_deref(),
+            Some("a..b")
         );
+        assert_eq!(query_value(&range, Some("a"), None), None);
     }
 
     #[test]
