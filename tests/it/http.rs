@@ -39,8 +39,10 @@ fn delivered(sandbox: &Sandbox) -> Vec<u64> {
                 .read(file)
                 .lines()
                 .map(|line| {
-                    serde_json::from_str::<Value>(line).expect("an NDJSON line")["id"]
-                        .as_u64()
+                    let id = &serde_json::from_str::<Value>(line).expect("an NDJSON line")["id"];
+                    // CSV bodies give text.
+                    id.as_u64()
+                        .or_else(|| id.as_str()?.parse().ok())
                         .expect("an id")
                 })
                 .collect::<Vec<_>>()
@@ -785,12 +787,10 @@ incremental = {{ field = "updated_at", initial = "2024-08-01T00:00:00", window =
     );
     let (outcome, report) = run(&sandbox, &source);
     outcome.assert_success();
-    let mut got: Vec<u64> = Vec::new();
-    for line in sandbox.read("out/orders-01.ndjson").lines() {
-        let record: Value = serde_json::from_str(line).unwrap();
-        got.push(record["id"].as_str().unwrap().parse().unwrap());
-    }
-    assert_eq!(got, [1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 30]);
+    assert_eq!(
+        delivered(&sandbox),
+        [1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 30]
+    );
     let windows: Vec<(String, String)> = server
         .requests()
         .iter()
@@ -814,4 +814,104 @@ incremental = {{ field = "updated_at", initial = "2024-08-01T00:00:00", window =
     );
     assert_eq!(report["requests"]["window_splits"], 1);
     assert_eq!(report["cursor_after"]["updated_at"], "2024-08-04T00:00:00");
+}
+
+/// An asynchronous export API: `POST /v1/exports` creates a job (the first try is answered
+/// 503), `GET /v1/exports/{id}` reports `running` once, then `ready_status`; the file is at
+/// `/files/{id}.csv`.
+fn export_job_api(ready_status: &'static str) -> impl FnMut(&Request) -> Reply + Send {
+    let mut creates = 0;
+    let mut polls = 0;
+    move |request| match (request.method.as_str(), request.path.as_str()) {
+        ("POST", "/v1/exports") => {
+            creates += 1;
+            if creates == 1 {
+                return Reply::text(503, "busy");
+            }
+            Reply::json(201, &json!({"id": "job-7", "status": "queued"}))
+        }
+        ("GET", "/v1/exports/job-7") => {
+            polls += 1;
+            if polls == 1 {
+                return Reply::json(200, &json!({"id": "job-7", "status": "running"}));
+            }
+            Reply::json(
+                200,
+                &json!({"id": "job-7", "status": ready_status, "download_url": "/files/job-7.csv",
+                        "error": {"code": "EXPORT_TOO_LARGE", "message": "narrow the filter"}}),
+            )
+        }
+        ("GET", "/files/job-7.csv") => Reply::text(
+            200,
+            "id,updated_at\n1,2024-08-02T10:00:00\n2,2024-08-03T11:00:00\n",
+        ),
+        other => panic!("unexpected request {other:?}"),
+    }
+}
+
+const EXPORT_JOB_SOURCE: &str = r#"format = { type = "csv" }
+incremental = { field = "updated_at", initial = "2024-08-01T00:00:00" }
+retry = { base_delay_ms = 1 }
+job = { create_url = "BASE/v1/exports", body = { format = "csv", modified_since = "{cursor}" }, status_url = "BASE/v1/exports/{id}", download = "/download_url", poll_secs = 1 }"#;
+
+#[test]
+fn an_asynchronous_export_is_created_once_polled_and_downloaded() {
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(export_job_api("completed"));
+    let source = format!(
+        "url = \"{}\"\n{}",
+        server.url("/unused"),
+        EXPORT_JOB_SOURCE.replace("BASE", &server.url(""))
+    );
+    let (outcome, report) = run(&sandbox, &source);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), [1, 2]);
+    assert_eq!(report["cursor_after"]["updated_at"], "2024-08-03T11:00:00");
+    let requests = server.requests();
+    let creates: Vec<&Request> = requests.iter().filter(|r| r.method == "POST").collect();
+    assert_eq!(creates.len(), 2, "the 503 is retried");
+    let key = creates[0]
+        .header("idempotency-key")
+        .expect("an idempotency key");
+    assert_eq!(
+        creates[1].header("idempotency-key"),
+        Some(key),
+        "the same key on the retry"
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&creates[1].body).unwrap(),
+        json!({"format": "csv", "modified_since": "2024-08-01T00:00:00"})
+    );
+    let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/exports",
+            "/v1/exports",
+            "/v1/exports/job-7",
+            "/v1/exports/job-7",
+            "/files/job-7.csv"
+        ]
+    );
+}
+
+#[test]
+fn a_failed_export_job_fails_the_run_with_its_reason() {
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(export_job_api("failed"));
+    let source = format!(
+        "url = \"{}\"\n{}",
+        server.url("/unused"),
+        EXPORT_JOB_SOURCE.replace("BASE", &server.url(""))
+    );
+    let (outcome, _) = run(&sandbox, &source);
+    outcome.assert_code(1);
+    assert_eq!(
+        outcome.stderr,
+        format!(
+            "error: pipeline `p`: source (http) failed\n  caused by: {}: export job job-7 failed with status `failed`: EXPORT_TOO_LARGE: narrow the filter\n",
+            server.url("/v1/exports/job-7")
+        )
+    );
+    assert!(delivered(&sandbox).is_empty());
 }

@@ -145,6 +145,7 @@ impl OAuth {
 
     fn fetch(&self, agent: &ureq::Agent, redactor: &mut Redactor) -> Result<Token, HttpError> {
         let failed = |message: String| HttpError::Request {
+            method: "POST",
             url: redactor.url(&self.token_url),
             status: None,
             message: format!("cannot get an OAuth token: {}", redactor.text(&message)),

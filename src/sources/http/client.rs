@@ -34,6 +34,31 @@ pub(super) enum Body {
     Stream(Box<dyn Read + Send>),
 }
 
+/// One logical request, retried as a whole.
+pub(super) struct Request {
+    pub(super) url: Url,
+    /// A JSON body to POST; `None` for a GET.
+    pub(super) post: Option<Post>,
+    pub(super) reading: Reading,
+}
+
+pub(super) struct Post {
+    pub(super) body: Vec<u8>,
+    /// Sent as `Idempotency-Key`, the same on every try: a retried POST whose first try did
+    /// reach the API (the answer was lost) does not create a second job.
+    pub(super) idempotency_key: String,
+}
+
+impl Request {
+    pub(super) fn get(url: Url, reading: Reading) -> Self {
+        Request {
+            url,
+            post: None,
+            reading,
+        }
+    }
+}
+
 /// How to take the body of a successful answer.
 #[derive(Clone, Copy)]
 pub(super) enum Reading {
@@ -83,8 +108,9 @@ impl Client {
         }
     }
 
-    /// GETs `url`, retrying what may pass, and waiting what the API and the budget ask.
-    pub(super) fn get(&mut self, url: &Url, reading: Reading) -> Result<Sent, HttpError> {
+    /// Sends `request`, retrying what may pass, and waiting what the API and the budget ask.
+    pub(super) fn send(&mut self, request: &Request) -> Result<Sent, HttpError> {
+        let (url, reading) = (&request.url, request.reading);
         let mut attempt = 1;
         let mut backoff = Duration::from_millis(self.retry.base_delay_ms);
         let mut refreshed_token = false;
@@ -99,17 +125,24 @@ impl Client {
             let auth = self
                 .auth
                 .apply(&self.agent, &mut request_url, &mut self.redactor)?;
-            let mut request = self.agent.get(request_url.as_str());
-            for (name, value) in &self.headers {
-                request = request.header(name, value.expose());
-            }
+            let mut headers: Vec<(&str, &str)> = self
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.expose()))
+                .collect();
             if let Some((name, value)) = &auth {
-                request = request.header(name.as_str(), value.expose());
+                headers.push((name.as_str(), value.expose()));
             }
             let sent_at = Instant::now();
             self.governor.sent(sent_at);
             self.counts.requests += 1;
-            let answered = request.call();
+            let answered = match &request.post {
+                None => with_headers(self.agent.get(request_url.as_str()), &headers).call(),
+                Some(post) => with_headers(self.agent.post(request_url.as_str()), &headers)
+                    .header("content-type", "application/json")
+                    .header("idempotency-key", &post.idempotency_key)
+                    .send(&post.body[..]),
+            };
             let judged =
                 answered.map(|response| self.judge(response, reading, url, &mut refreshed_token));
             self.counts.round_trip_us += sent_at.elapsed().as_micros() as u64;
@@ -140,6 +173,11 @@ impl Client {
                     String::new()
                 };
                 return Err(HttpError::Request {
+                    method: if request.post.is_some() {
+                        "POST"
+                    } else {
+                        "GET"
+                    },
                     url: self.redactor.url(url),
                     status: failure.status,
                     message: self.redactor.text(&format!("{}{tries}", failure.message)),
@@ -224,6 +262,16 @@ impl Client {
         std::thread::sleep(wait);
         None
     }
+}
+
+fn with_headers<B>(
+    mut request: ureq::RequestBuilder<B>,
+    headers: &[(&str, &str)],
+) -> ureq::RequestBuilder<B> {
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
 }
 
 /// Why a successful answer's body could not be taken.

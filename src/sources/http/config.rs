@@ -68,6 +68,11 @@ pub struct HttpSourceConfig {
     /// asked for again, until no answer reaches it, so nothing is cut off unnoticed; the run
     /// report counts the splits. Needs `incremental.window`. Default: none.
     pub cap: Option<u64>,
+    /// An asynchronous export: a job is created, its status polled until it is ready, and its
+    /// file downloaded and decoded like any answer (streamed). Once per time window when the
+    /// pull is windowed. `url` is then where the file is, with `{id}` for the job's id, unless
+    /// the status answer gives the download link (`job.download`). Default: none.
+    pub job: Option<JobConfig>,
     /// Seconds one request may take in all (connecting, sending, the whole answer); a request
     /// that times out is retried. Default 60.
     #[serde(default = "default_timeout_secs")]
@@ -186,6 +191,83 @@ pub struct NextPaging {
     pub next: Locator,
     /// Where a response gives the total number of records, if it does. Default: none.
     pub total: Option<Locator>,
+}
+
+/// `job`: an export made by a job, for APIs that prepare large files in the background.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    /// Where the job is created (POSTed, with `Idempotency-Key` set so that a retried request
+    /// creates one job), e.g. `"https://api.example.com/v1/exports"`. Required.
+    pub create_url: String,
+    /// The JSON body of the create request, built from the TOML; `{cursor}` and `{until}` are
+    /// replaced in its strings, e.g. `{ format = "csv", modified_since = "{cursor}" }`.
+    /// Default: `{}`.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub body: Option<serde_json::Value>,
+    /// Where the new job's id is in the create answer. Default `"/id"`.
+    #[serde(default = "default_job_id")]
+    pub id: String,
+    /// The job's status URL, with `{id}`, e.g. `"https://api.example.com/v1/exports/{id}"`.
+    /// Required.
+    pub status_url: String,
+    /// Where the status is in the status answer. Default `"/status"`.
+    #[serde(default = "default_job_status")]
+    pub status: String,
+    /// Statuses that mean the file is ready. Default `["completed", "complete", "done",
+    /// "ready", "succeeded", "success", "finished"]`.
+    #[serde(default = "default_ready")]
+    pub ready: Vec<String>,
+    /// Statuses that mean the job failed (the run fails, showing the status answer). Default
+    /// `["failed", "error", "cancelled", "canceled", "expired"]`.
+    #[serde(default = "default_failed")]
+    pub failed: Vec<String>,
+    /// Where the download link is in the status answer once ready, e.g. `"/download_url"`.
+    /// Default: none (the file is at `url`, `{id}` replaced).
+    pub download: Option<String>,
+    /// Seconds before the first status poll (at least 1); each later wait doubles, up to a
+    /// minute. Default 2.
+    #[serde(default = "default_poll_secs")]
+    pub poll_secs: u64,
+    /// The longest the job may take, in seconds, before the run fails. Default 3600.
+    #[serde(default = "default_max_wait_secs")]
+    pub max_wait_secs: u64,
+}
+
+fn default_job_id() -> String {
+    "/id".into()
+}
+
+fn default_job_status() -> String {
+    "/status".into()
+}
+
+fn default_ready() -> Vec<String> {
+    [
+        "completed",
+        "complete",
+        "done",
+        "ready",
+        "succeeded",
+        "success",
+        "finished",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn default_failed() -> Vec<String> {
+    ["failed", "error", "cancelled", "canceled", "expired"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn default_poll_secs() -> u64 {
+    2
+}
+
+fn default_max_wait_secs() -> u64 {
+    3600
 }
 
 fn default_limit_param() -> String {
@@ -424,7 +506,7 @@ pub struct IncrementalConfig {
 impl Validate for HttpSourceConfig {
     fn problems(&self) -> Vec<Invalid> {
         let mut problems = Vec::new();
-        if let Some(problem) = url_problem(&self.url) {
+        if let Some(problem) = url_problem(&self.url.replace("{id}", "id")) {
             problems.push(Invalid::new("url", problem));
         }
         if let Some(format) = &self.format {
@@ -488,11 +570,12 @@ impl Validate for HttpSourceConfig {
             let uses_cursor = self
                 .query
                 .values()
+                .chain(self.job.iter().filter_map(|job| job.body.as_ref()))
                 .any(|value| value.to_string().contains("{cursor}"));
             if incremental.param.is_none() && !uses_cursor {
                 problems.push(Invalid::new(
                     "incremental",
-                    "the cursor is sent nowhere: set `param`, or use `{cursor}` in a `query` value",
+                    "the cursor is sent nowhere: set `param`, or use `{cursor}` in a `query` value or `job.body`",
                 ));
             }
             if incremental.field.is_empty() {
@@ -518,6 +601,42 @@ impl Validate for HttpSourceConfig {
                 "cap",
                 "a capped answer can only be split by time: set `incremental.window` too",
             ));
+        }
+        if let Some(job) = &self.job {
+            for (key, url) in [
+                ("job.create_url", &job.create_url),
+                ("job.status_url", &job.status_url),
+            ] {
+                if let Some(problem) = url_problem(&url.replace("{id}", "id")) {
+                    problems.push(Invalid::new(key, problem));
+                }
+            }
+            if !job.status_url.contains("{id}") {
+                problems.push(Invalid::new(
+                    "job.status_url",
+                    "must hold `{id}`, the job's id",
+                ));
+            }
+            for (key, pointer) in [("job.id", &job.id), ("job.status", &job.status)]
+                .into_iter()
+                .chain(job.download.iter().map(|d| ("job.download", d)))
+            {
+                if !pointer.starts_with('/') {
+                    problems.push(Invalid::new(
+                        key,
+                        format!("`{pointer}` is not a JSON pointer: start it with `/`"),
+                    ));
+                }
+            }
+            if self.pagination != Pagination::None {
+                problems.push(Invalid::new(
+                    "job",
+                    "an export job's file is one answer: leave `pagination` out",
+                ));
+            }
+            if job.poll_secs == 0 {
+                problems.push(Invalid::new("job.poll_secs", "must be at least 1"));
+            }
         }
         if self.cap == Some(0) {
             problems.push(Invalid::new("cap", "must be at least 1"));

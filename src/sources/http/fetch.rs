@@ -5,20 +5,18 @@
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use url::Url;
-
-use super::client::{Client, Reading, Sent};
+use super::client::{Client, Request, Sent};
 use super::{HttpError, RequestCounts};
 
 pub(super) struct Fetcher {
-    requests: mpsc::Sender<(Url, Reading)>,
+    requests: mpsc::Sender<Request>,
     answers: mpsc::Receiver<Result<Sent, HttpError>>,
     counts: Arc<Mutex<RequestCounts>>,
 }
 
 impl Fetcher {
     pub(super) fn start(mut client: Client) -> std::io::Result<Self> {
-        let (requests, queue) = mpsc::channel::<(Url, Reading)>();
+        let (requests, queue) = mpsc::channel::<Request>();
         let (reply, answers) = mpsc::channel();
         let counts = Arc::new(Mutex::new(RequestCounts::default()));
         let shared = counts.clone();
@@ -26,8 +24,8 @@ impl Fetcher {
             .name("http-fetch".into())
             .spawn(move || {
                 // Ends when the source is dropped (the queue closes or the answer has no taker).
-                for (url, reading) in queue {
-                    let answer = client.get(&url, reading);
+                for request in queue {
+                    let answer = client.send(&request);
                     *shared.lock().unwrap_or_else(|e| e.into_inner()) = client.counts.clone();
                     if reply.send(answer).is_err() {
                         return;
@@ -42,9 +40,9 @@ impl Fetcher {
     }
 
     /// Sends a request; its answer comes from [`Fetcher::answer`], in the order asked.
-    pub(super) fn request(&mut self, url: Url, reading: Reading) {
+    pub(super) fn request(&mut self, request: Request) {
         // A closed queue (the thread is gone) shows as a missing answer.
-        let _ = self.requests.send((url, reading));
+        let _ = self.requests.send(request);
     }
 
     /// The answer to the oldest request not yet answered.

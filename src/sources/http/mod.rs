@@ -16,15 +16,15 @@ mod window;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use url::Url;
 
 use self::auth::Auth;
-use self::client::{Body, Client, Reading, Sent};
+use self::client::{Answer, Body, Client, Post, Reading, Request, Sent};
 pub use self::config::HttpSourceConfig;
-use self::config::{OnMismatch, Pagination};
+use self::config::{JobConfig, OnMismatch, Pagination};
 use self::delta::Delta;
 use self::fetch::Fetcher;
 use self::paging::{PageFacts, Paginator, Step};
@@ -41,8 +41,9 @@ use crate::state::StateStore;
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     /// A request that failed for good (after its retries), with the answer's own explanation.
-    #[error("GET {url}: {message}")]
+    #[error("{method} {url}: {message}")]
     Request {
+        method: &'static str,
         /// The URL, secrets redacted.
         url: String,
         status: Option<u16>,
@@ -194,6 +195,11 @@ pub struct HttpSource {
     /// The window being pulled.
     window: Option<(String, String)>,
     cap: Option<u64>,
+    job: Option<JobConfig>,
+    /// The list (cursor, until) whose export job is still to run before its file is fetched.
+    job_for: Option<(Option<String>, Option<String>)>,
+    /// Export jobs created, for their idempotency keys.
+    jobs: u64,
     /// With `cap`: the current window's records, held until it is known not to be capped.
     held: Option<Vec<Record>>,
     /// Records of a window delivered whole, waiting to be handed out.
@@ -284,9 +290,8 @@ impl HttpSource {
             }
         };
         let base = match &window {
-            Some((from, until)) => list.url(Some(from), Some(until))?,
-            None if windows.is_some() => list.url(cursor.as_deref(), until.as_deref())?,
-            None => list.url(cursor.as_deref(), until.as_deref())?,
+            Some((from, until)) => list.url(Some(from), Some(until), None)?,
+            None => list.url(cursor.as_deref(), until.as_deref(), None)?,
         };
         if windows.as_ref().is_some() && window.is_none() {
             // Nothing between the cursor and the end: nothing to pull.
@@ -304,9 +309,17 @@ impl HttpSource {
         );
         let fetcher = Fetcher::start(client)
             .map_err(|e| StageError::io("the HTTP source", "start its thread", e))?;
+        // Windowed, with nothing between the cursor and the end: nothing to pull.
         let nothing_to_pull = window_length.is_some() && window.is_none();
+        let job_for = (config.job.is_some() && !nothing_to_pull).then(|| match &window {
+            Some((from, until)) => (Some(from.clone()), Some(until.clone())),
+            None => (cursor.clone(), until.clone()),
+        });
         Ok(HttpSource {
-            next: (!nothing_to_pull).then(|| paginator.first()),
+            next: (!nothing_to_pull && job_for.is_none()).then(|| paginator.first()),
+            job: config.job.clone(),
+            job_for,
+            jobs: 0,
             list,
             pagination: config.pagination.clone(),
             held: window.as_ref().and(config.cap).map(|_| Vec::new()),
@@ -344,6 +357,12 @@ impl HttpSource {
 
     /// Requests the next page and starts decoding it; false when paging has ended.
     fn open_next(&mut self) -> Result<bool, StageError> {
+        if let Some((cursor, until)) = self.job_for.take() {
+            match self.run_job(cursor.as_deref(), until.as_deref())? {
+                Some(file) => self.next = Some(file),
+                None => return Ok(false),
+            }
+        }
         let Some(url) = self.next.take() else {
             return Ok(false);
         };
@@ -371,7 +390,7 @@ impl HttpSource {
                 // answer, whatever it is, is not wanted.
                 let _ = self.fetcher.answer();
             }
-            self.fetcher.request(url.clone(), reading);
+            self.fetcher.request(Request::get(url.clone(), reading));
         }
         let answer = match self.fetcher.answer()? {
             Sent::Answered(answer) => answer,
@@ -424,7 +443,7 @@ impl HttpSource {
             && !self.cx.past_deadline()
             && let Some(next) = self.paginator.predict(&url, &facts)
         {
-            self.fetcher.request(next.clone(), reading);
+            self.fetcher.request(Request::get(next.clone(), reading));
             self.prefetched = Some(next);
         }
         self.page = Some(Page {
@@ -437,6 +456,123 @@ impl HttpSource {
             digest,
         });
         Ok(true)
+    }
+
+    /// Creates an export job for the records from `cursor` until `until`, waits until it is
+    /// ready, and gives the URL of its file; `None` when the run's time runs out first.
+    fn run_job(
+        &mut self,
+        cursor: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Option<Url>, StageError> {
+        let job = self.job.clone().expect("called with a job configured");
+        let empty = serde_json::json!({});
+        let body = fill(job.body.as_ref().unwrap_or(&empty), cursor, until).ok_or_else(|| {
+            StageError::Refused(
+                "`job.body` uses `{cursor}` or `{until}`, and this run has no value for it: set `incremental.initial`"
+                    .into(),
+            )
+        })?;
+        let create_url = Url::parse(&job.create_url)
+            .map_err(|e| StageError::Refused(format!("`job.create_url`: {e}")))?;
+        self.jobs += 1;
+        let create = Request {
+            url: create_url.clone(),
+            post: Some(Post {
+                body: body.to_string().into_bytes(),
+                idempotency_key: format!("{}-export-{}", self.cx.run_id, self.jobs),
+            }),
+            reading: Reading::Whole(JOB_ANSWER_BYTES),
+        };
+        let Some(created) = self.call(create)? else {
+            return Ok(None);
+        };
+        let id = json_text(&created, &job.id).ok_or_else(|| {
+            self.job_error(
+                &create_url,
+                format!("the answer has no job id at `{}`", job.id),
+            )
+        })?;
+        let status_url = Url::parse(&job.status_url.replace("{id}", &encoded(&id)))
+            .map_err(|e| StageError::Refused(format!("`job.status_url`: {e}")))?;
+        tracing::info!(job = %id, "export job created; waiting for it");
+        let started = Instant::now();
+        let mut wait = Duration::from_secs(job.poll_secs);
+        let mut status = String::from("not polled yet");
+        loop {
+            if started.elapsed() + wait > Duration::from_secs(job.max_wait_secs) {
+                let message = format!(
+                    "export job {id} was not ready within `job.max_wait_secs` = {} (last status `{status}`)",
+                    job.max_wait_secs
+                );
+                return Err(self.job_error(&status_url, message).into());
+            }
+            if self
+                .cx
+                .deadline
+                .is_some_and(|deadline| Instant::now() + wait > deadline)
+            {
+                self.stop_early(format!(
+                    "export job {id} was not ready (status `{status}`) when the run's time ran out"
+                ));
+                return Ok(None);
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(MAX_POLL_WAIT);
+            let poll = Request::get(status_url.clone(), Reading::Whole(JOB_ANSWER_BYTES));
+            let Some(answer) = self.call(poll)? else {
+                return Ok(None);
+            };
+            status = json_text(&answer, &job.status).unwrap_or_default();
+            if job.ready.contains(&status) {
+                let Some(pointer) = &job.download else {
+                    return self.list.url(cursor, until, Some(&id)).map(Some);
+                };
+                let link = json_text(&answer, pointer).ok_or_else(|| {
+                    let message = format!("the ready job has no download link at `{pointer}`");
+                    self.job_error(&status_url, message)
+                })?;
+                let file = status_url.join(&link).map_err(|e| {
+                    self.job_error(&status_url, format!("the download link is not a URL: {e}"))
+                })?;
+                return Ok(Some(file));
+            }
+            if job.failed.contains(&status) {
+                let detail = client::json_error_detail(&answer)
+                    .map_or_else(String::new, |detail| format!(": {detail}"));
+                let message = format!("export job {id} failed with status `{status}`{detail}");
+                return Err(self.job_error(&status_url, message).into());
+            }
+        }
+    }
+
+    fn job_error(&self, url: &Url, message: String) -> HttpError {
+        HttpError::Paging {
+            url: self.redactor.url(url),
+            message,
+        }
+    }
+
+    /// Sends one request on the fetch thread and parses its answer as JSON; `None` when the
+    /// run's time ran out.
+    fn call(&mut self, request: Request) -> Result<Option<serde_json::Value>, StageError> {
+        if self.prefetched.take().is_some() {
+            // A page asked for ahead of a list that ended: not wanted.
+            let _ = self.fetcher.answer();
+        }
+        let label = self.redactor.url(&request.url);
+        self.fetcher.request(request);
+        match self.fetcher.answer()? {
+            Sent::OutOfTime(reason) => {
+                self.stop_early(reason);
+                Ok(None)
+            }
+            Sent::Answered(Answer {
+                body: Body::Whole(bytes),
+                ..
+            }) => Ok(Some(parse_json(&bytes, &label)?)),
+            Sent::Answered(_) => unreachable!("a whole answer was asked for"),
+        }
     }
 
     /// The page is decoded: decides what comes next.
@@ -499,9 +635,13 @@ impl HttpSource {
             }
         }
         if let Some((from, until)) = windows.next() {
-            let base = self.list.url(Some(&from), Some(&until))?;
+            let base = self.list.url(Some(&from), Some(&until), None)?;
             self.paginator = Paginator::new(&self.pagination, base);
-            self.next = Some(self.paginator.first());
+            if self.job.is_some() {
+                self.job_for = Some((Some(from.clone()), Some(until.clone())));
+            } else {
+                self.next = Some(self.paginator.first());
+            }
             self.received = 0;
             self.held = self.cap.map(|_| Vec::new());
             self.window = Some((from, until));
@@ -645,9 +785,18 @@ struct ListRequest {
 }
 
 impl ListRequest {
-    /// The URL for the records from `cursor` until `until`.
-    fn url(&self, cursor: Option<&str>, until: Option<&str>) -> Result<Url, StageError> {
-        let mut url = Url::parse(&self.url)
+    /// The URL for the records from `cursor` until `until` (of export job `job`).
+    fn url(
+        &self,
+        cursor: Option<&str>,
+        until: Option<&str>,
+        job: Option<&str>,
+    ) -> Result<Url, StageError> {
+        let url = match job {
+            Some(id) => self.url.replace("{id}", &encoded(id)),
+            None => self.url.clone(),
+        };
+        let mut url = Url::parse(&url)
             .map_err(|e| StageError::Refused(format!("`url` is not a valid URL: {e}")))?;
         {
             let mut query = url.query_pairs_mut();
@@ -667,6 +816,26 @@ impl ListRequest {
     }
 }
 
+/// The most bytes an export job's create or status answer may have.
+const JOB_ANSWER_BYTES: u64 = 1024 * 1024;
+
+/// The longest wait between two polls of an export job.
+const MAX_POLL_WAIT: Duration = Duration::from_secs(60);
+
+/// The value at `pointer` as text (a string as it is, a number as written).
+fn json_text(json: &serde_json::Value, pointer: &str) -> Option<String> {
+    match json.pointer(pointer)? {
+        serde_json::Value::String(text) => Some(text.clone()),
+        serde_json::Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// A path segment or query value percent-encoded.
+fn encoded(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
 /// A `query` value as sent: text as it is, a table or array as compact JSON, with `{cursor}`
 /// and `{until}` replaced; `None` when it uses one of them and there is none.
 fn query_value(
@@ -674,6 +843,19 @@ fn query_value(
     cursor: Option<&str>,
     until: Option<&str>,
 ) -> Option<String> {
+    Some(match fill(value, cursor, until)? {
+        serde_json::Value::String(text) => text,
+        other => other.to_string(),
+    })
+}
+
+/// `value` with `{cursor}` and `{until}` replaced in its strings; `None` when it uses one of
+/// them and there is none.
+fn fill(
+    value: &serde_json::Value,
+    cursor: Option<&str>,
+    until: Option<&str>,
+) -> Option<serde_json::Value> {
     use serde_json::Value as J;
     fn substitute(value: &J, cursor: Option<&str>, until: Option<&str>) -> Option<J> {
         Some(match value {
@@ -702,10 +884,7 @@ fn query_value(
             other => other.clone(),
         })
     }
-    Some(match substitute(value, cursor, until)? {
-        serde_json::Value::String(text) => text,
-        other => other.to_string(),
-    })
+    substitute(value, cursor, until)
 }
 
 #[cfg(test)]
