@@ -126,22 +126,24 @@ fn main() {
         bytes as f64 / 1e6
     );
     println!(
-        "| answer after | round | wall [ms] | records/s | CPU per page [µs] | requests in flight [ms] | no request in flight | connections |"
+        "| answer after | concurrency | round | wall [ms] | records/s | CPU per page [µs] | requests in flight [ms] | no request in flight | connections |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
-    for delay in [Duration::ZERO, Duration::from_millis(5)] {
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
+    for (delay, concurrency) in [(0, 1), (5, 1), (5, 4)] {
+        let delay = Duration::from_millis(delay);
         let connections = Arc::new(AtomicU64::new(0));
         let port = serve(pages.clone(), connections.clone(), delay);
-        pull(port, delay, &connections);
+        pull(port, delay, concurrency, &connections);
     }
     println!("(CPU per page counts the whole process, the bench server's threads included.)");
 }
 
-fn pull(port: u16, delay: Duration, connections: &AtomicU64) {
+fn pull(port: u16, delay: Duration, concurrency: u32, connections: &AtomicU64) {
     let config: HttpSourceConfig = toml::from_str(&format!(
         r#"url = "http://127.0.0.1:{port}/api/orders/"
 format = {{ type = "json", records = "/results" }}
-pagination = {{ type = "offset", limit = {PAGE}, total = "/count" }}"#
+pagination = {{ type = "offset", limit = {PAGE}, total = "/count" }}
+concurrency = {concurrency}"#
     ))
     .expect("the source config");
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -161,17 +163,23 @@ pagination = {{ type = "offset", limit = {PAGE}, total = "/count" }}"#
         let cpu = cpu_time() - cpu;
         assert_eq!(records, RECORDS);
         let counts = source.progress().requests.expect("request counts");
-        // Requests go one at a time, so their round trips do not overlap one another.
+        // With one request at a time, round trips do not overlap one another (with more,
+        // their sum exceeds the wall time, and no idle share is shown).
         let in_flight = Duration::from_micros(counts.round_trip_us);
-        let idle = wall.saturating_sub(in_flight);
+        let idle = match concurrency {
+            1 => format!(
+                "{:.1}%",
+                100.0 * wall.saturating_sub(in_flight).as_secs_f64() / wall.as_secs_f64()
+            ),
+            _ => "-".to_string(),
+        };
         println!(
-            "| {} ms | {round} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1}% | {} |",
+            "| {} ms | {concurrency} | {round} | {:.0} | {:.0} | {:.0} | {:.0} | {idle} | {} |",
             delay.as_millis(),
             wall.as_secs_f64() * 1e3,
             records as f64 / wall.as_secs_f64(),
             cpu.as_secs_f64() * 1e6 / counts.requests as f64,
             in_flight.as_secs_f64() * 1e3,
-            100.0 * idle.as_secs_f64() / wall.as_secs_f64(),
             connections.load(Ordering::Relaxed) - before,
         );
     }

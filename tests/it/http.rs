@@ -915,3 +915,42 @@ fn a_failed_export_job_fails_the_run_with_its_reason() {
     );
     assert!(delivered(&sandbox).is_empty());
 }
+
+#[test]
+fn concurrent_pages_come_back_in_order() {
+    let sandbox = Sandbox::new();
+    let mut api = offset_envelope_api(orders(1..=100));
+    let server = ApiServer::start(move |request| {
+        // Earlier pages answer more slowly, so answers arrive out of order.
+        let offset = request.number("offset", 0);
+        let wait = std::time::Duration::from_millis(if offset == 0 { 0 } else { 100 - offset });
+        Reply::After(wait, Box::new(api(request)))
+    });
+    let (outcome, report) = run(
+        &sandbox,
+        &format!(
+            r#"url = "{}"
+format = {{ type = "json", records = "/results" }}
+pagination = {{ type = "offset", limit = 10, total = "/count" }}
+concurrency = 4"#,
+            server.url("/api/orders/")
+        ),
+    );
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=100));
+    assert_eq!(
+        report["requests"]["requests"], 10,
+        "no page asked for twice"
+    );
+    let requests = server.requests();
+    let connections: std::collections::BTreeSet<u64> =
+        requests.iter().map(|r| r.connection).collect();
+    assert!(
+        connections.len() > 1,
+        "pages fetched in parallel: {connections:?}"
+    );
+    assert!(
+        connections.len() <= 4,
+        "at most `concurrency` connections: {connections:?}"
+    );
+}

@@ -4,13 +4,14 @@
 //! waited: the source stops cleanly instead, and the next run goes on from there.
 
 use std::io::Read;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use ureq::http::{HeaderMap, Response, StatusCode};
 use url::Url;
 
 use super::auth::Auth;
-use super::config::{RateLimitConfig, ResetReading, RetryConfig};
+use super::config::{HttpSourceConfig, RateLimitConfig, ResetReading, RetryConfig};
 use super::{HttpError, Redactor, RequestCounts};
 use crate::config::SecretValue;
 
@@ -67,29 +68,41 @@ pub(super) enum Reading {
     Stream,
 }
 
+/// Shared by the fetch threads: what changes as requests go (the governor, a fetched token,
+/// the counts) is behind locks, taken briefly and never across a request.
 pub(super) struct Client {
     agent: ureq::Agent,
     headers: Vec<(String, SecretValue)>,
-    pub(super) auth: Auth,
+    auth: Mutex<Auth>,
     retry: RetryConfig,
-    governor: Governor,
-    pub(super) redactor: Redactor,
-    pub(super) counts: RequestCounts,
+    governor: Mutex<Governor>,
+    redactor: Mutex<Redactor>,
+    counts: Mutex<RequestCounts>,
     deadline: Option<Instant>,
 }
 
+/// `mutex` locked; a thread that panicked holding it left nothing half-done that matters here.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Client {
+    /// A client for `config`'s requests, with its secrets resolved.
     pub(super) fn new(
-        timeout: Duration,
+        config: &HttpSourceConfig,
         headers: Vec<(String, SecretValue)>,
         auth: Auth,
-        retry: RetryConfig,
-        rate_limit: &RateLimitConfig,
         redactor: Redactor,
         deadline: Option<Instant>,
     ) -> Self {
+        // One idle connection kept per fetch thread (and the OAuth endpoint's).
+        let connections = config.concurrency as usize + 1;
         let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
+            .timeout_global(Some(Duration::from_secs(config.timeout_secs)))
+            .max_idle_connections_per_host(connections)
+            .max_idle_connections(connections * 2)
             .http_status_as_error(false)
             // gzip is decoded by ureq, deflate by the source.
             .accept_encoding("gzip, deflate")
@@ -99,32 +112,36 @@ impl Client {
         Client {
             agent,
             headers,
-            auth,
-            retry,
-            governor: Governor::new(rate_limit),
-            redactor,
-            counts: RequestCounts::default(),
+            auth: Mutex::new(auth),
+            retry: config.retry.clone(),
+            governor: Mutex::new(Governor::new(&config.rate_limit)),
+            redactor: Mutex::new(redactor),
+            counts: Mutex::new(RequestCounts::default()),
             deadline,
         }
     }
 
+    /// What the requests cost so far.
+    pub(super) fn counts(&self) -> RequestCounts {
+        lock(&self.counts).clone()
+    }
+
     /// Sends `request`, retrying what may pass, and waiting what the API and the budget ask.
-    pub(super) fn send(&mut self, request: &Request) -> Result<Sent, HttpError> {
+    pub(super) fn send(&self, request: &Request) -> Result<Sent, HttpError> {
         let (url, reading) = (&request.url, request.reading);
         let mut attempt = 1;
         let mut backoff = Duration::from_millis(self.retry.base_delay_ms);
         let mut refreshed_token = false;
         loop {
-            let wait = self.governor.wait(Instant::now());
+            let wait = lock(&self.governor).reserve(Instant::now());
             if !wait.is_zero()
                 && let Some(reason) = self.wait_or_stop(wait, "the rate limit")
             {
                 return Ok(Sent::OutOfTime(reason));
             }
             let mut request_url = url.clone();
-            let auth = self
-                .auth
-                .apply(&self.agent, &mut request_url, &mut self.redactor)?;
+            let auth =
+                lock(&self.auth).apply(&self.agent, &mut request_url, &mut lock(&self.redactor))?;
             let mut headers: Vec<(&str, &str)> = self
                 .headers
                 .iter()
@@ -134,8 +151,7 @@ impl Client {
                 headers.push((name.as_str(), value.expose()));
             }
             let sent_at = Instant::now();
-            self.governor.sent(sent_at);
-            self.counts.requests += 1;
+            lock(&self.counts).requests += 1;
             let answered = match &request.post {
                 None => with_headers(self.agent.get(request_url.as_str()), &headers).call(),
                 Some(post) => with_headers(self.agent.post(request_url.as_str()), &headers)
@@ -145,7 +161,7 @@ impl Client {
             };
             let judged =
                 answered.map(|response| self.judge(response, reading, url, &mut refreshed_token));
-            self.counts.round_trip_us += sent_at.elapsed().as_micros() as u64;
+            lock(&self.counts).round_trip_us += sent_at.elapsed().as_micros() as u64;
             let failure = match judged {
                 Ok(judged) => match judged? {
                     Judged::Answer(answer) => return Ok(Sent::Answered(answer)),
@@ -172,26 +188,30 @@ impl Client {
                 } else {
                     String::new()
                 };
+                let redactor = lock(&self.redactor);
                 return Err(HttpError::Request {
                     method: if request.post.is_some() {
                         "POST"
                     } else {
                         "GET"
                     },
-                    url: self.redactor.url(url),
+                    url: redactor.url(url),
                     status: failure.status,
-                    message: self.redactor.text(&format!("{}{tries}", failure.message)),
+                    message: redactor.text(&format!("{}{tries}", failure.message)),
                 });
             }
             let wait = failure.retry_after.unwrap_or_else(|| jittered(backoff));
-            tracing::info!(
-                url = %self.redactor.url(url),
-                "request failed ({}), attempt {attempt} of {}; retrying in {:.1} s",
-                self.redactor.text(&failure.message),
-                self.retry.attempts,
-                wait.as_secs_f64()
-            );
-            self.counts.retries += 1;
+            {
+                let redactor = lock(&self.redactor);
+                tracing::info!(
+                    url = %redactor.url(url),
+                    "request failed ({}), attempt {attempt} of {}; retrying in {:.1} s",
+                    redactor.text(&failure.message),
+                    self.retry.attempts,
+                    wait.as_secs_f64()
+                );
+            }
+            lock(&self.counts).retries += 1;
             if let Some(reason) = self.wait_or_stop(wait, "a retry") {
                 return Ok(Sent::OutOfTime(reason));
             }
@@ -204,19 +224,19 @@ impl Client {
 
     /// What an answer means: its body, a fresh token to try, or a failure.
     fn judge(
-        &mut self,
+        &self,
         response: Response<ureq::Body>,
         reading: Reading,
         url: &Url,
         refreshed_token: &mut bool,
     ) -> Result<Judged, HttpError> {
-        self.governor.observe(response.headers(), Instant::now());
+        lock(&self.governor).observe(response.headers(), Instant::now());
         let status = response.status();
         if status.is_success() {
             return match take_body(response, reading) {
                 Ok(answer) => Ok(Judged::Answer(answer)),
                 Err(BodyFailure::TooLarge(limit)) => Err(HttpError::Paging {
-                    url: self.redactor.url(url),
+                    url: lock(&self.redactor).url(url),
                     message: format!("the answer is larger than `max_page_bytes` = {limit}"),
                 }),
                 Err(BodyFailure::Broken(e)) => Ok(Judged::Failed(Failure {
@@ -227,14 +247,17 @@ impl Client {
                 })),
             };
         }
-        if status == StatusCode::UNAUTHORIZED && self.auth.can_refresh() && !*refreshed_token {
-            // The token expired early or was revoked: one fresh token per request.
-            *refreshed_token = true;
-            self.auth.forget_token();
-            return Ok(Judged::TokenRefreshed);
+        if status == StatusCode::UNAUTHORIZED && !*refreshed_token {
+            let mut auth = lock(&self.auth);
+            if auth.can_refresh() {
+                // The token expired early or was revoked: one fresh token per request.
+                *refreshed_token = true;
+                auth.forget_token();
+                return Ok(Judged::TokenRefreshed);
+            }
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
-            self.counts.rate_limited += 1;
+            lock(&self.counts).rate_limited += 1;
         }
         let retry_after = retry_after(response.headers(), SystemTime::now());
         let retry = self.retry.statuses.contains(&status.as_u16());
@@ -248,7 +271,7 @@ impl Client {
     }
 
     /// Sleeps `wait`, unless that would pass the deadline: then the reason to stop.
-    fn wait_or_stop(&mut self, wait: Duration, what: &str) -> Option<String> {
+    fn wait_or_stop(&self, wait: Duration, what: &str) -> Option<String> {
         if let Some(deadline) = self.deadline
             && Instant::now() + wait > deadline
         {
@@ -257,8 +280,11 @@ impl Client {
                 wait.as_secs_f64().ceil()
             ));
         }
-        self.counts.waits += 1;
-        self.counts.waited_ms += wait.as_millis() as u64;
+        {
+            let mut counts = lock(&self.counts);
+            counts.waits += 1;
+            counts.waited_ms += wait.as_millis() as u64;
+        }
         std::thread::sleep(wait);
         None
     }
@@ -456,10 +482,14 @@ impl Governor {
             .unwrap_or_default()
     }
 
-    fn sent(&mut self, now: Instant) {
+    /// The wait before a request that goes now, booking its slot: the next request (from
+    /// any thread) goes one spacing after it.
+    fn reserve(&mut self, now: Instant) -> Duration {
+        let wait = self.wait(now);
         if let Some(spacing) = self.spacing {
-            self.next_slot = Some(now + spacing);
+            self.next_slot = Some(now + wait + spacing);
         }
+        wait
     }
 
     /// Reads the rate-limit headers of an answer: when none are left, requests wait for the

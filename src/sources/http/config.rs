@@ -54,6 +54,11 @@ pub struct HttpSourceConfig {
     /// The most records one run reads; the run stops after the page that reaches it (no total
     /// check). Default: no limit.
     pub max_records: Option<u64>,
+    /// Requests in flight at once, each on its own connection, when the pages are known ahead:
+    /// offsets or page numbers with a total, after the first page. Records keep their order.
+    /// Leave it at 1 unless the API allows parallel requests. Default 1.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
     /// Retries of failed requests.
     #[serde(default)]
     pub retry: RetryConfig,
@@ -82,6 +87,10 @@ pub struct HttpSourceConfig {
     /// size. Default 268435456 (256 MiB).
     #[serde(default = "default_max_page_bytes")]
     pub max_page_bytes: u64,
+}
+
+fn default_concurrency() -> u32 {
+    1
 }
 
 fn default_timeout_secs() -> u64 {
@@ -562,6 +571,9 @@ impl Validate for HttpSourceConfig {
             || self.rate_limit.requests_per_minute == Some(0)
         {
             problems.push(Invalid::new("rate_limit", "a budget must be at least 1"));
+        }
+        if !(1..=16).contains(&self.concurrency) {
+            problems.push(Invalid::new("concurrency", "must be between 1 and 16"));
         }
         if self.timeout_secs == 0 {
             problems.push(Invalid::new("timeout_secs", "must be at least 1"));

@@ -1,64 +1,91 @@
-//! Requests run on a thread of their own, one after the other on the client's keep-alive
-//! connection, so that the next page can be on its way while the source decodes this one:
-//! against a fast API, decoding a page takes as long as fetching it, and the two now overlap.
+//! Requests run on threads of their own, so that the next pages can be on their way while the
+//! source decodes this one: against a fast API, decoding a page takes as long as fetching it,
+//! and the two overlap. With `concurrency = N`, N threads take requests from one queue (each
+//! keeps its own keep-alive connection); answers are handed back in the order asked, so
+//! records keep their order.
 
+use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use super::client::{Client, Request, Sent};
 use super::{HttpError, RequestCounts};
 
+type Answer = Result<Sent, HttpError>;
+
 pub(super) struct Fetcher {
-    requests: mpsc::Sender<Request>,
-    answers: mpsc::Receiver<Result<Sent, HttpError>>,
-    counts: Arc<Mutex<RequestCounts>>,
+    client: Arc<Client>,
+    requests: mpsc::Sender<(u64, Request)>,
+    answers: mpsc::Receiver<(u64, Answer)>,
+    /// Answers that came before an older one.
+    early: BTreeMap<u64, Answer>,
+    /// The number of the next request, and of the next answer to hand back.
+    next_request: u64,
+    next_answer: u64,
 }
 
 impl Fetcher {
-    pub(super) fn start(mut client: Client) -> std::io::Result<Self> {
-        let (requests, queue) = mpsc::channel::<Request>();
+    pub(super) fn start(client: Client, threads: usize) -> std::io::Result<Self> {
+        let client = Arc::new(client);
+        let (requests, queue) = mpsc::channel::<(u64, Request)>();
+        let queue = Arc::new(Mutex::new(queue));
         let (reply, answers) = mpsc::channel();
-        let counts = Arc::new(Mutex::new(RequestCounts::default()));
-        let shared = counts.clone();
-        std::thread::Builder::new()
-            .name("http-fetch".into())
-            .spawn(move || {
-                // Ends when the source is dropped (the queue closes or the answer has no taker).
-                for request in queue {
-                    let answer = client.send(&request);
-                    *shared.lock().unwrap_or_else(|e| e.into_inner()) = client.counts.clone();
-                    if reply.send(answer).is_err() {
-                        return;
+        for _ in 0..threads.max(1) {
+            let (client, queue, reply) = (client.clone(), queue.clone(), reply.clone());
+            std::thread::Builder::new()
+                .name("http-fetch".into())
+                .spawn(move || {
+                    // Ends when the source is dropped: the queue closes, or no one takes answers.
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok((number, request)) = next else { return };
+                        if reply.send((number, client.send(&request))).is_err() {
+                            return;
+                        }
                     }
-                }
-            })?;
+                })?;
+        }
         Ok(Fetcher {
+            client,
             requests,
             answers,
-            counts,
+            early: BTreeMap::new(),
+            next_request: 0,
+            next_answer: 0,
         })
     }
 
     /// Sends a request; its answer comes from [`Fetcher::answer`], in the order asked.
     pub(super) fn request(&mut self, request: Request) {
-        // A closed queue (the thread is gone) shows as a missing answer.
-        let _ = self.requests.send(request);
+        // A closed queue (the threads are gone) shows as a missing answer.
+        let _ = self.requests.send((self.next_request, request));
+        self.next_request += 1;
     }
 
     /// The answer to the oldest request not yet answered.
-    pub(super) fn answer(&mut self) -> Result<Sent, HttpError> {
-        self.answers.recv().unwrap_or_else(|_| {
-            Err(HttpError::Paging {
-                url: String::new(),
-                message: "the HTTP thread stopped".into(),
-            })
-        })
+    pub(super) fn answer(&mut self) -> Answer {
+        let wanted = self.next_answer;
+        self.next_answer += 1;
+        loop {
+            if let Some(answer) = self.early.remove(&wanted) {
+                return answer;
+            }
+            match self.answers.recv() {
+                Ok((number, answer)) if number == wanted => return answer,
+                Ok((number, answer)) => {
+                    self.early.insert(number, answer);
+                }
+                Err(_) => {
+                    return Err(HttpError::Paging {
+                        url: String::new(),
+                        message: "the HTTP threads stopped".into(),
+                    });
+                }
+            }
+        }
     }
 
     pub(super) fn counts(&self) -> RequestCounts {
-        self.counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.client.counts()
     }
 }

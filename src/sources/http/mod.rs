@@ -183,8 +183,10 @@ pub struct HttpSource {
     /// Sends the requests, on a thread of its own.
     fetcher: Fetcher,
     redactor: Redactor,
-    /// The page requested ahead, while the one before is decoded.
-    prefetched: Option<Url>,
+    /// Pages requested ahead, oldest first, while the one before is decoded.
+    prefetched: VecDeque<Url>,
+    /// Pages to have requested ahead (`concurrency`).
+    ahead: u64,
     /// How each list's URL is made.
     list: ListRequest,
     pagination: Pagination,
@@ -298,16 +300,8 @@ impl HttpSource {
             windows = None;
         }
         let paginator = Paginator::new(&config.pagination, base);
-        let client = Client::new(
-            Duration::from_secs(config.timeout_secs),
-            headers,
-            auth,
-            config.retry.clone(),
-            &config.rate_limit,
-            redactor.clone(),
-            cx.deadline,
-        );
-        let fetcher = Fetcher::start(client)
+        let client = Client::new(config, headers, auth, redactor.clone(), cx.deadline);
+        let fetcher = Fetcher::start(client, config.concurrency as usize)
             .map_err(|e| StageError::io("the HTTP source", "start its thread", e))?;
         // Windowed, with nothing between the cursor and the end: nothing to pull.
         let nothing_to_pull = window_length.is_some() && window.is_none();
@@ -330,7 +324,8 @@ impl HttpSource {
             ready_origin: None,
             fetcher,
             redactor,
-            prefetched: None,
+            prefetched: VecDeque::new(),
+            ahead: u64::from(config.concurrency),
             paginator,
             format: config
                 .format
@@ -382,14 +377,10 @@ impl HttpSource {
         } else {
             Reading::Stream
         };
-        if self.prefetched.as_ref() == Some(&url) {
-            self.prefetched = None;
+        if self.prefetched.front() == Some(&url) {
+            self.prefetched.pop_front();
         } else {
-            if self.prefetched.take().is_some() {
-                // Another page was asked for ahead (the last was not full after all): its
-                // answer, whatever it is, is not wanted.
-                let _ = self.fetcher.answer();
-            }
+            self.discard_prefetched();
             self.fetcher.request(Request::get(url.clone(), reading));
         }
         let answer = match self.fetcher.answer()? {
@@ -436,15 +427,20 @@ impl HttpSource {
                 (decoder, PageDigest::Streaming(digest), facts)
             }
         };
-        // The next page, when it is known already, is asked for now: it arrives while this one
-        // is decoded.
-        let more_pages = self.max_pages.is_none_or(|max| self.pages < max);
-        if more_pages
-            && !self.cx.past_deadline()
-            && let Some(next) = self.paginator.predict(&url, &facts)
-        {
-            self.fetcher.request(Request::get(next.clone(), reading));
-            self.prefetched = Some(next);
+        // The next pages, when they are known already, are asked for now: they arrive while
+        // this one is decoded.
+        if !self.cx.past_deadline() {
+            let room = self
+                .max_pages
+                .map_or(u64::MAX, |max| max.saturating_sub(self.pages));
+            let ahead = self.ahead.min(room);
+            for k in self.prefetched.len() as u64 + 1..=ahead {
+                let Some(next) = self.paginator.predict(&url, &facts, k) else {
+                    break;
+                };
+                self.fetcher.request(Request::get(next.clone(), reading));
+                self.prefetched.push_back(next);
+            }
         }
         self.page = Some(Page {
             decoder,
@@ -553,13 +549,18 @@ impl HttpSource {
         }
     }
 
+    /// Pages asked for ahead that paging did not go to (the last page was not full after all,
+    /// or the list ended): their answers, whatever they are, are not wanted.
+    fn discard_prefetched(&mut self) {
+        for _ in self.prefetched.drain(..) {
+            let _ = self.fetcher.answer();
+        }
+    }
+
     /// Sends one request on the fetch thread and parses its answer as JSON; `None` when the
     /// run's time ran out.
     fn call(&mut self, request: Request) -> Result<Option<serde_json::Value>, StageError> {
-        if self.prefetched.take().is_some() {
-            // A page asked for ahead of a list that ended: not wanted.
-            let _ = self.fetcher.answer();
-        }
+        self.discard_prefetched();
         let label = self.redactor.url(&request.url);
         self.fetcher.request(request);
         match self.fetcher.answer()? {

@@ -171,10 +171,14 @@ impl Paginator {
         Ok(Step::Fetch(self.stepped(self.position, None)))
     }
 
-    /// The page after the current one, when it is known before the current one is decoded:
-    /// a next link or cursor, or, with a total, the next offset or number if this page is
-    /// full (which [`Paginator::after`] confirms). `None` where paging may end here.
-    pub(super) fn predict(&self, current: &Url, facts: &PageFacts) -> Option<Url> {
+    /// The page `ahead` pages after the current one, when it is known before the current one
+    /// is decoded: the next link or cursor (one ahead), or, with a total, the offset or number
+    /// if the pages before are full (which [`Paginator::after`] confirms). `None` where paging
+    /// may end before it.
+    pub(super) fn predict(&self, current: &Url, facts: &PageFacts, ahead: u64) -> Option<Url> {
+        if ahead > 1 && !matches!(self.paging, Pagination::Offset(_) | Pagination::Page(_)) {
+            return None;
+        }
         let next = facts.next.as_deref().filter(|n| !n.is_empty());
         let (limit, next_locator) = match &self.paging {
             Pagination::None => return None,
@@ -187,15 +191,15 @@ impl Paginator {
             Pagination::Page(p) => (p.limit, p.next.is_some()),
         };
         if let Some(next) = next {
-            return current.join(next).ok();
+            return (ahead == 1).then(|| current.join(next).ok()).flatten();
         }
         let total = facts.total.or(self.total)?;
-        if next_locator || self.received_before() + limit >= total {
+        if next_locator || self.received_before() + ahead * limit >= total {
             return None;
         }
         let position = match &self.paging {
-            Pagination::Offset(_) => self.position + limit,
-            _ => self.position + 1,
+            Pagination::Offset(_) => self.position + ahead * limit,
+            _ => self.position + ahead,
         };
         Some(self.stepped(position, None))
     }

@@ -21,6 +21,8 @@ pub struct Request {
     /// Header names in lowercase.
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
+    /// Which connection it came on (numbered from 1 as they are accepted).
+    pub connection: u64,
 }
 
 impl Request {
@@ -52,6 +54,8 @@ pub enum Reply {
     },
     /// Sends the status line, headers announcing `body` whole, half of it, and hangs up.
     HangUp { body: Vec<u8> },
+    /// Another reply, after a wait (a slow API); other connections are answered meanwhile.
+    After(Duration, Box<Reply>),
 }
 
 impl Reply {
@@ -103,14 +107,16 @@ impl ApiServer {
             let seen = seen.clone();
             std::thread::spawn(move || {
                 let mut connections = Vec::new();
-                for stream in listener.incoming().take(MAX_CONNECTIONS) {
+                for (number, stream) in (1..).zip(listener.incoming().take(MAX_CONNECTIONS)) {
                     if stopping.load(Ordering::SeqCst) {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
                     let handler = handler.clone();
                     let seen = seen.clone();
-                    connections.push(std::thread::spawn(move || serve(stream, &handler, &seen)));
+                    connections.push(std::thread::spawn(move || {
+                        serve(stream, number, &handler, &seen)
+                    }));
                 }
                 for connection in connections {
                     let _ = connection.join();
@@ -148,13 +154,18 @@ impl Drop for ApiServer {
 }
 
 /// Answers the requests of one connection until the client closes it (or a hang-up).
-fn serve(stream: TcpStream, handler: &Mutex<Handler>, seen: &Mutex<Vec<Request>>) {
+fn serve(stream: TcpStream, number: u64, handler: &Mutex<Handler>, seen: &Mutex<Vec<Request>>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut writer = stream.try_clone().expect("clone the stream");
     let mut reader = BufReader::new(stream);
-    while let Some(request) = read_request(&mut reader) {
-        let reply = (handler.lock().expect("the handler"))(&request);
+    while let Some(mut request) = read_request(&mut reader) {
+        request.connection = number;
+        let mut reply = (handler.lock().expect("the handler"))(&request);
         seen.lock().expect("the request log").push(request);
+        while let Reply::After(wait, later) = reply {
+            std::thread::sleep(wait);
+            reply = *later;
+        }
         match reply {
             Reply::Answer {
                 status,
@@ -181,6 +192,7 @@ fn serve(stream: TcpStream, handler: &Mutex<Handler>, seen: &Mutex<Vec<Request>>
                 let _ = writer.shutdown(std::net::Shutdown::Both);
                 return;
             }
+            Reply::After(..) => unreachable!("unwrapped above"),
         }
     }
 }
@@ -217,6 +229,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
         query,
         headers,
         body,
+        connection: 0,
     })
 }
 
