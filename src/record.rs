@@ -202,6 +202,18 @@ pub struct Reject {
     pub raw: Option<String>,
 }
 
+impl Reject {
+    /// The reject for a record a decoder could not read (`CodecError::BadRecord`).
+    pub fn of_bad_record(malformed: crate::error::Malformed, raw: Option<String>) -> Self {
+        Reject {
+            file: malformed.file,
+            position: malformed.position,
+            reason: malformed.message,
+            raw,
+        }
+    }
+}
+
 impl Batch {
     pub fn len(&self) -> usize {
         self.records.len()

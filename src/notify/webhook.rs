@@ -134,14 +134,7 @@ pub(super) fn send(config: &WebhookConfig, notice: &Notice, cx: &RunContext) -> 
             Ok(response) if response.status().is_success() => return Ok(()),
             Ok(response) => answered(response),
             Err(error) => Failed {
-                retry: matches!(
-                    error,
-                    ureq::Error::Io(_)
-                        | ureq::Error::Timeout(_)
-                        | ureq::Error::ConnectionFailed
-                        | ureq::Error::HostNotFound
-                        | ureq::Error::Protocol(_)
-                ),
+                retry: crate::sources::http::is_transient(&error),
                 // ureq's messages may quote the URL: show it redacted.
                 message: super::error_chain(&error).replace(&config.url, &redact_url(&config.url)),
             },

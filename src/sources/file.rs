@@ -486,12 +486,7 @@ impl Source for FileSource {
                     if self.cx.as_ref().is_some_and(|cx| cx.quarantine) =>
                 {
                     out.origin = Some(reading.origin.clone());
-                    out.rejects.push(Reject {
-                        file: malformed.file,
-                        position: malformed.position,
-                        reason: malformed.message,
-                        raw,
-                    });
+                    out.rejects.push(Reject::of_bad_record(*malformed, raw));
                     if out.rejects.len() >= max {
                         return Ok(true);
                     }

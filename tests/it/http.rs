@@ -954,3 +954,99 @@ concurrency = 4"#,
         "at most `concurrency` connections: {connections:?}"
     );
 }
+
+/// `bytes` compressed as `encoding` (`gzip` or `deflate`).
+fn compressed(bytes: &[u8], encoding: &str) -> Vec<u8> {
+    use std::io::Write;
+    let level = flate2::Compression::default();
+    match encoding {
+        "gzip" => {
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), level);
+            encoder.write_all(bytes).unwrap();
+            encoder.finish().unwrap()
+        }
+        _ => {
+            let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), level);
+            encoder.write_all(bytes).unwrap();
+            encoder.finish().unwrap()
+        }
+    }
+}
+
+#[test]
+fn compressed_xml_and_json_array_pages_are_decoded() {
+    // XML pages, gzip; the total in a header.
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(move |request| {
+        assert!(
+            request
+                .header("accept-encoding")
+                .is_some_and(|a| a.contains("gzip") && a.contains("deflate")),
+            "gzip and deflate are accepted"
+        );
+        let page = request.number("page", 1);
+        let records: String = ((page - 1) * 2 + 1..=(page * 2).min(5))
+            .map(|id| format!("<order id=\"{id}\"><name>order {id}</name></order>"))
+            .collect();
+        let xml = format!("<?xml version=\"1.0\"?><orders>{records}</orders>");
+        let encoding = if request.path == "/xml" {
+            "gzip"
+        } else {
+            "deflate"
+        };
+        if request.path == "/xml" {
+            Reply::Answer {
+                status: 200,
+                headers: vec![
+                    ("content-type".into(), "application/xml".into()),
+                    ("content-encoding".into(), encoding.into()),
+                    ("x-total".into(), "5".into()),
+                ],
+                body: compressed(xml.as_bytes(), encoding),
+            }
+        } else {
+            // JSON-array rows under a header row, deflated.
+            let rows: Vec<Value> = std::iter::once(json!(["id", "name"]))
+                .chain(
+                    ((page - 1) * 2 + 1..=(page * 2).min(5))
+                        .map(|id| json!([id, format!("order {id}")])),
+                )
+                .collect();
+            Reply::Answer {
+                status: 200,
+                headers: vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("content-encoding".into(), encoding.into()),
+                    ("x-total".into(), "5".into()),
+                ],
+                body: compressed(json!(rows).to_string().as_bytes(), encoding),
+            }
+        }
+    });
+    let paging = r#"pagination = { type = "page", limit = 2, total = "header:X-Total", stop_on_short_page = false }"#;
+    let (outcome, _) = run(
+        &sandbox,
+        &format!(
+            "url = \"{}\"\nformat = {{ type = \"xml\", record_path = \"orders/order\" }}\n{paging}",
+            server.url("/xml")
+        ),
+    );
+    outcome.assert_success();
+    assert_eq!(
+        sandbox.read("out/orders-01.ndjson"),
+        (1..=5)
+            .map(|id| format!("{{\"@id\":\"{id}\",\"name\":\"order {id}\"}}\n"))
+            .collect::<String>()
+    );
+
+    let sandbox = Sandbox::new();
+    let (outcome, _) = run(
+        &sandbox,
+        &format!(
+            "url = \"{}\"\nformat = {{ type = \"json-array\" }}\n{paging}",
+            server.url("/rows")
+        ),
+    );
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=5));
+}

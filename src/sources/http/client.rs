@@ -169,14 +169,7 @@ impl Client {
                     Judged::Failed(failure) => failure,
                 },
                 Err(error) => Failure {
-                    retry: matches!(
-                        error,
-                        ureq::Error::Io(_)
-                            | ureq::Error::Timeout(_)
-                            | ureq::Error::ConnectionFailed
-                            | ureq::Error::HostNotFound
-                            | ureq::Error::Protocol(_)
-                    ),
+                    retry: is_transient(&error),
                     message: error.to_string(),
                     status: None,
                     retry_after: None,
@@ -348,6 +341,19 @@ struct Failure {
     status: Option<u16>,
     retry: bool,
     retry_after: Option<Duration>,
+}
+
+/// Whether a request that failed without an answer may succeed when tried again: it could
+/// not connect, timed out, or the connection broke.
+pub(crate) fn is_transient(error: &ureq::Error) -> bool {
+    matches!(
+        error,
+        ureq::Error::Io(_)
+            | ureq::Error::Timeout(_)
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::HostNotFound
+            | ureq::Error::Protocol(_)
+    )
 }
 
 /// `wait` give or take up to 25%, so that clients that failed together do not retry together.

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use self::auth::Auth;
+pub(crate) use self::client::is_transient;
 use self::client::{Answer, Body, Client, Post, Reading, Request, Sent};
 pub use self::config::HttpSourceConfig;
 use self::config::{JobConfig, OnMismatch, Pagination};
@@ -731,12 +732,7 @@ impl Source for HttpSource {
                     page.records += 1;
                     self.received += 1;
                     out.origin = Some(page.origin.clone());
-                    out.rejects.push(Reject {
-                        file: malformed.file,
-                        position: malformed.position,
-                        reason: malformed.message,
-                        raw,
-                    });
+                    out.rejects.push(Reject::of_bad_record(*malformed, raw));
                     if out.rejects.len() >= max {
                         return Ok(true);
                     }
