@@ -186,7 +186,7 @@ pub struct HttpSource {
     redactor: Redactor,
     /// Pages requested ahead, oldest first, while the one before is decoded.
     prefetched: VecDeque<Url>,
-    /// Pages to have requested ahead (`concurrency`).
+    /// Pages to have requested ahead, when they are known (`concurrency`, at least 2).
     ahead: u64,
     /// How each list's URL is made.
     list: ListRequest,
@@ -326,7 +326,9 @@ impl HttpSource {
             fetcher,
             redactor,
             prefetched: VecDeque::new(),
-            ahead: u64::from(config.concurrency),
+            // Two ahead even on one connection: the second goes out as soon as the first is
+            // answered, not when the source has looked at it.
+            ahead: u64::from(config.concurrency).max(2),
             paginator,
             format: config
                 .format
