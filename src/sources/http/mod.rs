@@ -1,10 +1,12 @@
 //! The `http` source: records from a REST API, one request or every page of a list, decoded
 //! by the codec layer like any file. Paging (`paging.rs`) decides what comes next and checks
 //! itself; the client (`client.rs`) retries, waits for rate limits and authenticates
-//! (`auth.rs`); delta pulls (`delta.rs`) remember where the last run got to.
+//! (`auth.rs`), on fetch threads (`fetch.rs`) that get the next pages while this one is
+//! decoded; delta pulls (`delta.rs`) remember where the last run got to, in time windows
+//! (`window.rs`) when asked; export jobs (`job.rs`) are created, awaited and downloaded.
 //!
-//! A body streams into its decoder, unless paging needs a value from it (a `next` link, a
-//! total, a cursor): then the page is read whole first (up to `max_page_bytes`).
+//! The pages of a list are read whole (a page that breaks off is retried); a single answer (an
+//! export) streams into its decoder whatever its size.
 
 mod auth;
 mod client;
