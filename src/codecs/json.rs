@@ -233,7 +233,7 @@ fn parse<'de, R: serde_json::de::Read<'de>>(
     (batches.send)(result);
 }
 
-fn json_error(label: &str, e: &serde_json::Error, from_slice: bool) -> CodecError {
+pub(crate) fn json_error(label: &str, e: &serde_json::Error, from_slice: bool) -> CodecError {
     if e.is_io() {
         let source = std::io::Error::other(e.to_string());
         return CodecError::io(label, "read", source);

@@ -336,13 +336,6 @@ impl TryFrom<String> for Locator {
     }
 }
 
-impl Locator {
-    /// Whether the value is in the body (which must then be read before it is decoded).
-    pub(crate) fn in_body(&self) -> bool {
-        matches!(self, Locator::Body(_))
-    }
-}
-
 /// What happens when the records received differ from the advertised total.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

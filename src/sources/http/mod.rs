@@ -15,6 +15,7 @@ mod delta;
 mod fetch;
 mod job;
 mod paging;
+mod sparse;
 mod window;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -31,8 +32,9 @@ use self::config::{JobConfig, OnMismatch, Pagination};
 use self::delta::Delta;
 use self::fetch::Fetcher;
 use self::paging::{PageFacts, Paginator, Step};
+use self::sparse::sparse;
 use self::window::{Windows, window_seconds};
-use crate::codecs::json::JsonOptions;
+use crate::codecs::json::{JsonOptions, json_error};
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::digest::{HashingReader, SharedDigest};
 use crate::error::{CodecError, StageError};
@@ -162,24 +164,7 @@ impl PageDigest {
 
 /// A body paging reads values from, as JSON.
 fn parse_json(bytes: &[u8], label: &str) -> Result<serde_json::Value, CodecError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let message = e.to_string();
-        // serde_json ends its messages with the position, which the error carries already.
-        let message = match message.rfind(" at line ") {
-            Some(cut) => &message[..cut],
-            None => &message,
-        };
-        CodecError::malformed(
-            label,
-            crate::error::Position {
-                line: Some(e.line() as u64),
-                column: Some(e.column() as u64),
-                ..Default::default()
-            },
-            format!("invalid JSON: {message}"),
-            None,
-        )
-    })
+    serde_json::from_slice(bytes).map_err(|e| json_error(label, &e, true))
 }
 
 pub struct HttpSource {
@@ -408,10 +393,16 @@ impl HttpSource {
                     .bytes_read
                     .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 let digest = PageDigest::Known(crate::digest::sha256_hex(&bytes));
-                let json = if self.paginator.needs_body() {
-                    Some(parse_json(&bytes, &label)?)
-                } else {
+                let pointers = self.paginator.body_pointers();
+                let json = if pointers.is_empty() {
                     None
+                } else {
+                    // A page that does not parse is parsed again whole: serde_json's errors
+                    // say more there ("trailing comma" rather than "key must be a string").
+                    Some(match sparse(&bytes, &pointers) {
+                        Ok(values) => values,
+                        Err(_) => parse_json(&bytes, &label)?,
+                    })
                 };
                 let facts = self
                     .paginator

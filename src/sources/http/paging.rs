@@ -66,9 +66,15 @@ impl Paginator {
         self.stepped(self.position, None)
     }
 
-    /// Whether a value paging needs is in the body, which must then be read whole.
-    pub(super) fn needs_body(&self) -> bool {
-        self.locators().iter().any(|l| l.in_body())
+    /// The JSON pointers of the body values paging needs.
+    pub(super) fn body_pointers(&self) -> Vec<&str> {
+        self.locators()
+            .into_iter()
+            .filter_map(|locator| match locator {
+                Locator::Body(pointer) => Some(pointer.as_str()),
+                _ => None,
+            })
+            .collect()
     }
 
     fn locators(&self) -> Vec<&Locator> {
@@ -81,8 +87,8 @@ impl Paginator {
         }
     }
 
-    /// Reads what paging needs from a response. `body` is the parsed body when
-    /// [`Paginator::needs_body`].
+    /// Reads what paging needs from a response. `body` holds the body's values at
+    /// [`Paginator::body_pointers`].
     pub(super) fn facts(
         &self,
         headers: &HeaderMap,
