@@ -315,7 +315,11 @@ fn take_body(response: Response<ureq::Body>, reading: Reading) -> Result<Answer,
     let body = match reading {
         Reading::Stream => Body::Stream(stream),
         Reading::Whole(limit) => {
-            let mut bytes = Vec::new();
+            let announced = headers
+                .get("content-length")
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .unwrap_or(0);
+            let mut bytes = Vec::with_capacity(announced.min(limit) as usize + 1);
             stream
                 .take(limit + 1)
                 .read_to_end(&mut bytes)

@@ -173,7 +173,7 @@ pub struct HttpSource {
     redactor: Redactor,
     /// Pages requested ahead, oldest first, while the one before is decoded.
     prefetched: VecDeque<Url>,
-    /// Pages to have requested ahead, when they are known (`concurrency`, at least 2).
+    /// Pages to have requested ahead, when they are known (`concurrency`, at least 4).
     ahead: u64,
     /// How each list's URL is made.
     list: ListRequest,
@@ -313,9 +313,9 @@ impl HttpSource {
             fetcher,
             redactor,
             prefetched: VecDeque::new(),
-            // Two ahead even on one connection: the second goes out as soon as the first is
-            // answered, not when the source has looked at it.
-            ahead: u64::from(config.concurrency).max(2),
+            // Four ahead even on one connection: the next request goes out as soon as one is
+            // answered, not when the source has looked at it, and a slow page is made up for.
+            ahead: u64::from(config.concurrency).max(4),
             paginator,
             format: config
                 .format
