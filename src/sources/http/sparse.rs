@@ -149,4 +149,37 @@ mod tests {
         );
         assert!(super::sparse(b"{\"count\": 1,", &["/count"]).is_err());
     }
+
+    /// JSON values up to a few levels deep, with keys from a small set so pointers hit.
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "[a-c~/ ]{0,4}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-c~/]{1,2}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn pointers_find_in_the_sparse_copy_what_they_find_in_the_whole(
+            document in json_value(),
+            pointers in proptest::collection::vec("(/([a-c]|~0|~1|[0-3]){1,3})", 1..4),
+        ) {
+            let bytes = document.to_string().into_bytes();
+            let wanted: Vec<&str> = pointers.iter().map(String::as_str).collect();
+            let sparse = sparse(&bytes, &wanted).unwrap();
+            for pointer in &wanted {
+                proptest::prop_assert_eq!(sparse.pointer(pointer), document.pointer(pointer), "{}", pointer);
+            }
+        }
+    }
 }
