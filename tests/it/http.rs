@@ -64,6 +64,15 @@ fn example_source(example: &str, server: &ApiServer) -> String {
         .replace("https://auth.example.com", &server.url(""))
 }
 
+/// An `http` source reading `/api/orders/` of `server` by offset, `limit` a page, with the
+/// total at `/count`, and the extra lines `extra`.
+fn offset_source(server: &ApiServer, limit: u64, extra: &str) -> String {
+    format!(
+        "url = \"{}\"\nformat = {{ type = \"json\", records = \"/results\" }}\npagination = {{ type = \"offset\", limit = {limit}, total = \"/count\" }}\n{extra}",
+        server.url("/api/orders/")
+    )
+}
+
 fn ids(range: std::ops::RangeInclusive<u64>) -> Vec<u64> {
     range.collect()
 }
@@ -360,13 +369,7 @@ fn server_errors_and_dropped_connections_mid_pull_are_retried_without_loss() {
     });
     let (outcome, report) = run(
         &sandbox,
-        &format!(
-            r#"url = "{}"
-format = {{ type = "json", records = "/results" }}
-pagination = {{ type = "offset", limit = 25, total = "/count" }}
-retry = {{ base_delay_ms = 1 }}"#,
-            server.url("/api/orders/")
-        ),
+        &offset_source(&server, 25, "retry = { base_delay_ms = 1 }"),
     );
     outcome.assert_success();
     assert_eq!(delivered(&sandbox), ids(1..=100));
@@ -389,13 +392,7 @@ fn too_many_requests_waits_as_told_with_and_without_retry_after() {
     });
     let (outcome, report) = run(
         &sandbox,
-        &format!(
-            r#"url = "{}"
-format = {{ type = "json", records = "/results" }}
-pagination = {{ type = "offset", limit = 10, total = "/count" }}
-retry = {{ base_delay_ms = 1 }}"#,
-            server.url("/api/orders/")
-        ),
+        &offset_source(&server, 10, "retry = { base_delay_ms = 1 }"),
     );
     outcome.assert_success();
     assert_eq!(delivered(&sandbox), ids(1..=20));
@@ -437,12 +434,10 @@ fn no_requests_left_waits_for_the_reset_read_either_way() {
         });
         let (outcome, report) = run(
             &sandbox,
-            &format!(
-                r#"url = "{}"
-format = {{ type = "json", records = "/results" }}
-pagination = {{ type = "offset", limit = 10, total = "/count" }}
-rate_limit = {{ reset = "{reset}" }}"#,
-                server.url("/api/orders/")
+            &offset_source(
+                &server,
+                10,
+                &format!("rate_limit = {{ reset = \"{reset}\" }}"),
             ),
         );
         outcome.assert_success();
@@ -499,10 +494,7 @@ fn a_total_that_does_not_match_fails_or_warns() {
         let page: Vec<Value> = all.iter().skip(offset).take(10).cloned().collect();
         Reply::json(200, &json!({"count": 30, "results": page}))
     });
-    let source = format!(
-        "url = \"{}\"\nformat = {{ type = \"json\", records = \"/results\" }}\npagination = {{ type = \"offset\", limit = 10, total = \"/count\" }}",
-        server.url("/api/orders/")
-    );
+    let source = offset_source(&server, 10, "");
     let (outcome, _) = run(&sandbox, &source);
     outcome.assert_code(1);
     let url = server.url("/api/orders/");
@@ -556,13 +548,13 @@ fn an_oauth_token_expiring_mid_run_is_fetched_again() {
     });
     let (outcome, _) = run_with_env(
         &sandbox,
-        &format!(
-            r#"url = "{}"
-format = {{ type = "json", records = "/results" }}
-pagination = {{ type = "offset", limit = 10, total = "/count" }}
-auth = {{ type = "oauth2", token_url = "{}", client_id = "longshore", client_secret = "${{env:TEST_CLIENT_SECRET}}" }}"#,
-            server.url("/api/orders/"),
-            server.url("/oauth/token")
+        &offset_source(
+            &server,
+            10,
+            &format!(
+                r#"auth = {{ type = "oauth2", token_url = "{}", client_id = "longshore", client_secret = "${{env:TEST_CLIENT_SECRET}}" }}"#,
+                server.url("/oauth/token")
+            ),
         ),
         &[("TEST_CLIENT_SECRET", "cs-42")],
     );
@@ -616,13 +608,7 @@ fn a_malformed_page_names_the_url_page_and_position() {
         }
         api(request)
     });
-    let (outcome, _) = run(
-        &sandbox,
-        &format!(
-            "url = \"{}\"\nformat = {{ type = \"json\", records = \"/results\" }}\npagination = {{ type = \"offset\", limit = 10, total = \"/count\" }}",
-            server.url("/api/orders/")
-        ),
-    );
+    let (outcome, _) = run(&sandbox, &offset_source(&server, 10, ""));
     outcome.assert_code(1);
     let url = server.url("/api/orders/?limit=10&offset=10");
     assert_eq!(
@@ -926,16 +912,7 @@ fn concurrent_pages_come_back_in_order() {
         let wait = std::time::Duration::from_millis(if offset == 0 { 0 } else { 100 - offset });
         Reply::After(wait, Box::new(api(request)))
     });
-    let (outcome, report) = run(
-        &sandbox,
-        &format!(
-            r#"url = "{}"
-format = {{ type = "json", records = "/results" }}
-pagination = {{ type = "offset", limit = 10, total = "/count" }}
-concurrency = 4"#,
-            server.url("/api/orders/")
-        ),
-    );
+    let (outcome, report) = run(&sandbox, &offset_source(&server, 10, "concurrency = 4"));
     outcome.assert_success();
     assert_eq!(delivered(&sandbox), ids(1..=100));
     assert_eq!(
