@@ -1027,3 +1027,109 @@ fn compressed_xml_and_json_array_pages_are_decoded() {
     outcome.assert_success();
     assert_eq!(delivered(&sandbox), ids(1..=5));
 }
+
+#[test]
+fn max_pages_and_max_records_stop_paging_without_a_total_check() {
+    for (cap, expected) in [
+        ("max_pages = 2", ids(1..=20)),
+        ("max_records = 25", ids(1..=30)),
+    ] {
+        let sandbox = Sandbox::new();
+        let server = ApiServer::start(offset_envelope_api(orders(1..=100)));
+        let (outcome, _) = run(&sandbox, &offset_source(&server, 10, cap));
+        outcome.assert_success();
+        assert_eq!(
+            delivered(&sandbox),
+            expected,
+            "{cap}: whole pages, then stop"
+        );
+    }
+}
+
+#[test]
+fn a_cursor_seen_twice_or_a_page_served_twice_is_a_loop() {
+    // The cursor API hands back the same cursor forever.
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(|request| {
+        let page = if request.param("cursor").is_some() {
+            2
+        } else {
+            1
+        };
+        Reply::json(200, &json!({"data": [order(page)], "next_cursor": "again"}))
+    });
+    let (outcome, _) = run(
+        &sandbox,
+        &format!(
+            "url = \"{}\"\nformat = {{ type = \"json\", records = \"/data\" }}\npagination = {{ type = \"cursor\", cursor = \"/next_cursor\" }}",
+            server.url("/events")
+        ),
+    );
+    outcome.assert_code(1);
+    assert_eq!(
+        outcome.stderr,
+        format!(
+            "error: pipeline `p`: source (http) failed\n  caused by: {} (page 2): the API gave the same cursor twice: paging would go round in a loop\n",
+            server.url("/events?cursor=again")
+        )
+    );
+
+    // An API that ignores `page` serves page 1 again.
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(|_| Reply::json(200, &json!(orders(1..=10))));
+    let (outcome, _) = run(
+        &sandbox,
+        &format!(
+            "url = \"{}\"\npagination = {{ type = \"page\", limit = 10 }}",
+            server.url("/items")
+        ),
+    );
+    outcome.assert_code(1);
+    assert_eq!(
+        outcome.stderr,
+        format!(
+            "error: pipeline `p`: source (http) failed\n  caused by: {} (page 2): this page is the same as the one before: the API ignores the paging parameters, or pages in a loop\n",
+            server.url("/items?limit=10&page=2")
+        )
+    );
+    assert!(delivered(&sandbox).is_empty());
+}
+
+#[test]
+fn an_export_capped_at_50000_records_is_split_until_complete() {
+    let sandbox = Sandbox::new();
+    // 60,000 changes on the 2nd of August, one every 1.44 s; one on the 1st and the 3rd.
+    let mut all = vec![(1, "2024-08-01T12:00:00".to_string())];
+    for i in 0..60_000u64 {
+        let second = i * 144 / 100;
+        let at = format!(
+            "2024-08-02T{:02}:{:02}:{:02}",
+            second / 3600,
+            second / 60 % 60,
+            second % 60
+        );
+        all.push((100 + i, at));
+    }
+    all.push((2, "2024-08-03T12:00:00".to_string()));
+    let server = ApiServer::start(export_api(all, 50_000));
+    let source = format!(
+        r#"url = "{}"
+format = {{ type = "csv" }}
+query = {{ from = "{{cursor}}", to = "{{until}}" }}
+cap = 50000
+incremental = {{ field = "updated_at", initial = "2024-08-01T00:00:00", window = "1d", end = "2024-08-04T00:00:00" }}"#,
+        server.url("/export.csv")
+    );
+    let (outcome, report) = run(&sandbox, &source);
+    outcome.assert_success();
+    let got = delivered(&sandbox);
+    let expected: Vec<u64> = std::iter::once(1)
+        .chain(100..60_100)
+        .chain(std::iter::once(2))
+        .collect();
+    assert_eq!(got.len(), expected.len(), "nothing lost, nothing twice");
+    assert!(got == expected, "every record, in window order");
+    // The 2nd: capped, then its two halves (30,000 each); the 1st and the 3rd.
+    assert_eq!(report["requests"]["requests"], 5);
+    assert_eq!(report["requests"]["window_splits"], 1);
+}
