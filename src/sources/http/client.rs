@@ -458,8 +458,10 @@ fn one_line(text: &str) -> String {
 /// When requests may go: a budget spread evenly, and the API's own word (remaining requests
 /// and their reset).
 struct Governor {
-    /// The time between two requests the budget allows.
+    /// The time between two requests the configured budget allows.
     spacing: Option<Duration>,
+    /// The same, by the API's own `RateLimit-Policy`.
+    policy_spacing: Option<Duration>,
     next_slot: Option<Instant>,
     /// The API said no request is left until then.
     blocked_until: Option<Instant>,
@@ -476,6 +478,7 @@ impl Governor {
             .map(|n| Duration::from_secs(60) / n.max(1));
         Governor {
             spacing: per_hour.max(per_minute),
+            policy_spacing: None,
             next_slot: None,
             blocked_until: None,
             reset: config.reset,
@@ -496,7 +499,7 @@ impl Governor {
     /// any thread) goes one spacing after it.
     fn reserve(&mut self, now: Instant) -> Duration {
         let wait = self.wait(now);
-        if let Some(spacing) = self.spacing {
+        if let Some(spacing) = self.spacing.max(self.policy_spacing) {
             self.next_slot = Some(now + wait + spacing);
         }
         wait
@@ -507,7 +510,36 @@ impl Governor {
     fn observe(&mut self, headers: &HeaderMap, now: Instant) {
         self.blocked_until = rate_limit_exhausted(headers, self.reset, SystemTime::now())
             .map(|reset| now + reset.min(MAX_RETRY_AFTER));
+        if let Some(policy) = headers
+            .get("ratelimit-policy")
+            .and_then(|v| v.to_str().ok())
+        {
+            self.policy_spacing = policy_spacing(policy);
+        }
     }
+}
+
+/// The spacing that keeps within an IETF `RateLimit-Policy` (`100;w=60`, or
+/// `"default";q=100;w=60`; several policies comma-separated): the window over the quota of the
+/// strictest.
+fn policy_spacing(policy: &str) -> Option<Duration> {
+    policy
+        .split(',')
+        .filter_map(|item| {
+            let mut quota = None;
+            let mut window = None;
+            for (index, part) in item.split(';').map(str::trim).enumerate() {
+                match part.split_once('=') {
+                    Some(("q", value)) => quota = value.parse::<f64>().ok(),
+                    Some(("w", value)) => window = value.parse::<f64>().ok(),
+                    None if index == 0 => quota = part.parse::<f64>().ok(),
+                    _ => {}
+                }
+            }
+            let (quota, window) = (quota?, window?);
+            (quota > 0.0 && window > 0.0).then(|| Duration::from_secs_f64(window / quota))
+        })
+        .max()
 }
 
 /// When the headers say no request is left: the wait until the limit resets.
@@ -639,6 +671,15 @@ mod tests {
             rate_limit_exhausted(&split, ResetReading::Auto, now),
             secs(5)
         );
+    }
+
+    #[test]
+    fn rate_limit_policies_give_the_spacing_of_the_strictest() {
+        let ms = |n| Some(Duration::from_millis(n));
+        assert_eq!(policy_spacing("100;w=60"), ms(600));
+        assert_eq!(policy_spacing("\"default\";q=100;w=60"), ms(600));
+        assert_eq!(policy_spacing("10;w=1, 1000;w=3600"), ms(3600));
+        assert_eq!(policy_spacing("nonsense"), None);
     }
 
     #[test]

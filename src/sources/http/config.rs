@@ -442,7 +442,8 @@ fn default_retry_statuses() -> Vec<u16> {
 }
 
 /// Rate limits: the API's own headers are always honoured (`X-RateLimit-Remaining: 0` waits
-/// for the reset instead of burning a 429); these add a budget of one's own.
+/// for the reset instead of burning a 429, and an IETF `RateLimit-Policy` such as `100;w=60`
+/// spaces requests evenly); these add a budget of one's own.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
