@@ -522,10 +522,16 @@ fn an_oauth_token_expiring_mid_run_is_fetched_again() {
     let sandbox = Sandbox::new();
     let mut api = offset_envelope_api(orders(1..=40));
     let mut tokens_issued = 0;
+    let mut token_calls = 0;
     let mut served_with_current = 0;
     let server = ApiServer::start(move |request| {
         if request.path == "/oauth/token" {
             assert_eq!(request.method, "POST");
+            token_calls += 1;
+            if token_calls == 1 {
+                // The token endpoint is down for a moment.
+                return Reply::text(503, "busy");
+            }
             let form: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
                 .into_owned()
                 .collect();
@@ -565,7 +571,10 @@ fn an_oauth_token_expiring_mid_run_is_fetched_again() {
         .iter()
         .filter(|r| r.path == "/oauth/token")
         .count();
-    assert_eq!(token_requests, 2);
+    assert_eq!(
+        token_requests, 3,
+        "one answered 503 and retried, then one per token"
+    );
 }
 
 /// [`run`] with environment variables for the child.

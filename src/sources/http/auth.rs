@@ -12,6 +12,10 @@ use crate::config::SecretValue;
 use crate::config::secret::SecretError;
 use crate::stage::RunContext;
 
+/// Tries of a token request, and the wait before the second (doubling after).
+const TOKEN_ATTEMPTS: u32 = 3;
+const TOKEN_RETRY_DELAY: Duration = Duration::from_millis(500);
+
 /// Authentication, with its secrets resolved.
 pub(super) enum Auth {
     None,
@@ -158,10 +162,25 @@ impl OAuth {
         if let Some(scope) = &self.scope {
             form.push(("scope", scope));
         }
-        let mut response = agent
-            .post(self.token_url.as_str())
-            .send_form(form)
-            .map_err(|e| failed(e.to_string()))?;
+        // The token endpoint fails like any other: connection errors, 5xx and 429 are tried
+        // again a few times.
+        let mut delay = TOKEN_RETRY_DELAY;
+        let mut attempt = 1;
+        let mut response = loop {
+            let sent = agent.post(self.token_url.as_str()).send_form(form.clone());
+            let again = match &sent {
+                Ok(response) => {
+                    response.status().is_server_error() || response.status().as_u16() == 429
+                }
+                Err(e) => super::client::is_transient(e),
+            };
+            if !again || attempt == TOKEN_ATTEMPTS {
+                break sent.map_err(|e| failed(e.to_string()))?;
+            }
+            std::thread::sleep(delay);
+            delay *= 2;
+            attempt += 1;
+        };
         let status = response.status();
         let body = response
             .body_mut()
