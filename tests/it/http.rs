@@ -1142,3 +1142,38 @@ incremental = {{ field = "updated_at", initial = "2024-08-01T00:00:00", window =
     assert_eq!(report["requests"]["requests"], 5);
     assert_eq!(report["requests"]["window_splits"], 1);
 }
+
+#[test]
+fn a_numeric_cursor_pulls_what_is_newer_run_after_run() {
+    let sandbox = Sandbox::new();
+    let all = Arc::new(Mutex::new(orders(1..=5)));
+    let serving = all.clone();
+    let server = ApiServer::start(move |request| {
+        let since: u64 = request.number("since_id", 0);
+        let newer: Vec<Value> = serving
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|o| o["id"].as_u64().unwrap() > since)
+            .cloned()
+            .collect();
+        Reply::json(200, &json!(newer))
+    });
+    let source = format!(
+        "url = \"{}\"\nincremental = {{ field = \"id\", param = \"since_id\" }}",
+        server.url("/orders")
+    );
+    let (outcome, report) = run(&sandbox, &source);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=5));
+    assert_eq!(report["cursor_after"]["id"], "5");
+    assert_eq!(
+        server.requests()[0].param("since_id"),
+        None,
+        "no cursor yet"
+    );
+    all.lock().unwrap().extend(orders(6..=7));
+    run(&sandbox, &source).0.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=7));
+    assert_eq!(server.requests()[1].param("since_id"), Some("5"));
+}

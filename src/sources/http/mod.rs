@@ -254,10 +254,12 @@ impl HttpSource {
             cursor_param: config.incremental.as_ref().and_then(|i| i.param.clone()),
         };
         let cursor = delta.as_ref().and_then(Delta::sent_value);
+        // `{until}`: a windowed pull's end (`end`, else now); otherwise `end` if set.
         let until = match (&delta, &config.incremental) {
-            (Some(delta), Some(incremental)) => delta
+            (Some(delta), Some(incremental)) if incremental.window.is_some() => delta
                 .end_value(incremental.end.as_deref())
                 .map_err(StageError::Refused)?,
+            (_, Some(incremental)) => incremental.end.clone(),
             _ => None,
         };
         let window_length = config
