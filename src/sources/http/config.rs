@@ -640,6 +640,12 @@ impl Validate for HttpSourceConfig {
                     "an export job's file is one answer: leave `pagination` out",
                 ));
             }
+            if job.download.is_none() && !self.url.contains("{id}") {
+                problems.push(Invalid::new(
+                    "job",
+                    "where is the job's file? Set `job.download` to where the status answer gives its link, or put `{id}` in `url`",
+                ));
+            }
             if job.poll_secs == 0 {
                 problems.push(Invalid::new("job.poll_secs", "must be at least 1"));
             }
@@ -663,5 +669,58 @@ fn url_problem(url: &str) -> Option<String> {
             "`{}` is not a valid URL: {e}",
             crate::notify::redact_url(url)
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(toml: &str) -> Vec<String> {
+        let config: HttpSourceConfig = toml::from_str(toml).expect("the table parses");
+        config
+            .problems()
+            .into_iter()
+            .map(|p| format!("{}: {}", p.key, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn settings_that_cannot_work_together_are_problems() {
+        assert_eq!(
+            problems(
+                r#"url = "https://api.example.com/x"
+cap = 100
+concurrency = 0
+pagination = { type = "offset", limit = 0 }
+incremental = { field = "updated_at", window = "1w" }"#
+            ),
+            [
+                "pagination.limit: must be at least 1",
+                "concurrency: must be between 1 and 16",
+                "incremental: the cursor is sent nowhere: set `param`, or use `{cursor}` in a `query` value or `job.body`",
+                "incremental.window: `1w` is not a window length: write e.g. \"1d\", \"6h\", \"15m\"",
+            ]
+        );
+        assert_eq!(
+            problems(
+                r#"url = "https://api.example.com/x"
+cap = 100"#
+            ),
+            ["cap: a capped answer can only be split by time: set `incremental.window` too"]
+        );
+        assert_eq!(
+            problems(
+                r#"url = "ftp://api.example.com/x"
+job = { create_url = "https://api.example.com/jobs", status_url = "https://api.example.com/jobs/1", id = "id" }"#
+            ),
+            [
+                "url: must start with `http://` or `https://`",
+                "job.status_url: must hold `{id}`, the job's id",
+                "job.id: `id` is not a JSON pointer: start it with `/`",
+                "job: where is the job's file? Set `job.download` to where the status answer gives its link, or put `{id}` in `url`",
+            ]
+        );
+        assert!(problems(r#"url = "https://api.example.com/x""#).is_empty());
     }
 }
