@@ -202,6 +202,9 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Crates whose debug and trace logs can show secrets; they log at info at most.
+const LEAKY_CRATES: [&str; 4] = ["ureq", "ureq_proto", "rustls", "lettre"];
+
 fn init_logging(verbose: u8, quiet: bool, format: Option<LogFormat>) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
@@ -209,8 +212,17 @@ fn init_logging(verbose: u8, quiet: bool, format: Option<LogFormat>) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("longshore={level}")));
+    // Secrets never reach a log, whatever `RUST_LOG` asks: the HTTP client logs request URLs
+    // (which may carry an API key) at debug and the raw bytes sent and received (headers,
+    // tokens) at trace, the TLS and SMTP layers likewise.
+    for quiet_crate in LEAKY_CRATES {
+        let directive = format!("{quiet_crate}=info")
+            .parse()
+            .expect("a valid directive");
+        filter = filter.add_directive(directive);
+    }
     let terminal = std::io::stderr().is_terminal();
     let format = format.unwrap_or_else(|| {
         let wanted = std::env::var("LONGSHORE_LOG_FORMAT").is_ok_and(|f| f == "json");

@@ -1177,3 +1177,59 @@ fn a_numeric_cursor_pulls_what_is_newer_run_after_run() {
     assert_eq!(delivered(&sandbox), ids(1..=7));
     assert_eq!(server.requests()[1].param("since_id"), Some("5"));
 }
+
+#[test]
+fn secrets_never_reach_the_log_even_at_trace_level() {
+    let sandbox = Sandbox::new();
+    let mut api = offset_envelope_api(orders(1..=20));
+    let mut failed_once = false;
+    let server = ApiServer::start(move |request| {
+        if request.path == "/oauth/token" {
+            return Reply::json(
+                200,
+                &json!({"access_token": "tok-SECRET-3", "expires_in": 3600}),
+            );
+        }
+        if request.number("offset", 0) == 10 && !failed_once {
+            // One failure, so the retry path logs too.
+            failed_once = true;
+            return Reply::text(500, "try again");
+        }
+        api(request)
+    });
+    let source = offset_source(
+        &server,
+        10,
+        &format!(
+            r#"headers = {{ X-Tenant-Key = "${{env:TEST_TENANT_KEY}}" }}
+retry = {{ base_delay_ms = 1 }}
+auth = {{ type = "oauth2", token_url = "{}", client_id = "longshore", client_secret = "${{env:TEST_CLIENT_SECRET}}" }}"#,
+            server.url("/oauth/token")
+        ),
+    );
+    sandbox.write(
+        "p.toml",
+        format!("name = \"p\"\n\n[source]\ntype = \"http\"\n{source}\n\n[[sinks]]\ntype = \"file\"\npath = \"out/o.ndjson\"\n"),
+    );
+    let mut command = sandbox.command(["-vv", "run", "p.toml"]);
+    command.envs([
+        ("TEST_CLIENT_SECRET", "cs-SECRET-1"),
+        ("TEST_TENANT_KEY", "tk-SECRET-2"),
+    ]);
+    // Every crate's log too (ureq's, rustls's), not only longshore's.
+    command.env("RUST_LOG", "trace");
+    let outcome = crate::support::run(command);
+    outcome.assert_success();
+    assert!(
+        outcome.stderr.contains("retrying"),
+        "the retry was logged:\n{}",
+        outcome.stderr
+    );
+    for secret in ["cs-SECRET-1", "tk-SECRET-2", "tok-SECRET-3"] {
+        assert!(
+            !outcome.stderr.contains(secret) && !outcome.stdout().contains(secret),
+            "{secret} was logged:\n{}",
+            outcome.stderr
+        );
+    }
+}
