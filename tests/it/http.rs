@@ -1233,3 +1233,125 @@ auth = {{ type = "oauth2", token_url = "{}", client_id = "longshore", client_sec
         );
     }
 }
+
+/// `openssl s_server -WWW` on 127.0.0.1 serving the files of a directory over HTTPS, with a
+/// certificate of its own that no public CA signed.
+struct TlsServer {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl TlsServer {
+    fn start(files: &[(&str, &str)]) -> TlsServer {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let made = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", "/CN=longshore test API"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .args(["-keyout", "key.pem", "-out", "cert.pem"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("run openssl (apt-get install openssl): {e}"));
+        assert!(
+            made.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).expect("write a served file");
+        }
+        let mut child = Command::new("openssl")
+            .args([
+                "s_server",
+                "-accept",
+                "127.0.0.1:0",
+                "-cert",
+                "cert.pem",
+                "-key",
+                "key.pem",
+            ])
+            .arg("-WWW")
+            .current_dir(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start openssl s_server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Some(port) = line.strip_prefix("ACCEPT 127.0.0.1:") {
+                    let _ = tx.send(port.trim().parse::<u16>().ok());
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .ok()
+            .flatten()
+            .expect("openssl s_server listening within 10 s");
+        TlsServer { child, dir, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn cert(&self) -> std::path::PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn certificates_are_verified_unless_their_ca_is_given() {
+    let server = TlsServer::start(&[("orders.json", r#"[{"id": 1}, {"id": 2}]"#)]);
+    let sandbox = Sandbox::new();
+    let (outcome, _) = run(
+        &sandbox,
+        &format!("url = \"{}\"", server.url("/orders.json")),
+    );
+    outcome.assert_code(1);
+    assert!(
+        outcome.stderr.starts_with(&format!(
+            "error: pipeline `p`: source (http) failed\n  caused by: GET {}: ",
+            server.url("/orders.json")
+        )) && outcome
+            .stderr
+            .ends_with("invalid peer certificate: UnknownIssuer\n"),
+        "an untrusted certificate is refused, and not tried again:\n{}",
+        outcome.stderr
+    );
+    assert!(delivered(&sandbox).is_empty());
+
+    let sandbox = Sandbox::new();
+    std::fs::copy(server.cert(), sandbox.join("api-ca.pem")).expect("copy the certificate");
+    let (outcome, _) = run(
+        &sandbox,
+        &format!(
+            "url = \"{}\"\nca_file = \"api-ca.pem\"",
+            server.url("/orders.json")
+        ),
+    );
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), [1, 2]);
+}

@@ -92,6 +92,7 @@ impl Client {
     /// A client for `config`'s requests, with its secrets resolved.
     pub(super) fn new(
         config: &HttpSourceConfig,
+        tls: ureq::tls::TlsConfig,
         headers: Vec<(String, SecretValue)>,
         auth: Auth,
         redactor: Redactor,
@@ -101,6 +102,7 @@ impl Client {
         let connections = config.concurrency as usize + 1;
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(config.timeout_secs)))
+            .tls_config(tls)
             .max_idle_connections_per_host(connections)
             .max_idle_connections(connections * 2)
             .http_status_as_error(false)
@@ -348,16 +350,17 @@ struct Failure {
 }
 
 /// Whether a request that failed without an answer may succeed when tried again: it could
-/// not connect, timed out, or the connection broke.
+/// not connect, timed out, or the connection broke. A certificate that does not verify
+/// (rustls reports it as invalid data) will not verify on the next try either.
 pub(crate) fn is_transient(error: &ureq::Error) -> bool {
-    matches!(
-        error,
-        ureq::Error::Io(_)
-            | ureq::Error::Timeout(_)
-            | ureq::Error::ConnectionFailed
-            | ureq::Error::HostNotFound
-            | ureq::Error::Protocol(_)
-    )
+    match error {
+        ureq::Error::Io(e) => e.kind() != std::io::ErrorKind::InvalidData,
+        ureq::Error::Timeout(_)
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::HostNotFound
+        | ureq::Error::Protocol(_) => true,
+        _ => false,
+    }
 }
 
 /// `wait` give or take up to 25%, so that clients that failed together do not retry together.

@@ -27,6 +27,11 @@ pub struct HttpSourceConfig {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub query: BTreeMap<String, serde_json::Value>,
+    /// A PEM file of the CA certificates to trust instead of the public ones, for an API
+    /// whose certificate a private CA signed; relative paths are resolved against the pipeline
+    /// file's directory. Certificates are always verified. Default: Mozilla's root
+    /// certificates.
+    pub ca_file: Option<String>,
     /// Extra request headers, e.g. `{ Accept = "application/json" }`. Values are secrets
     /// (`${env:NAME}`, `${file:PATH}`, or text) and are never logged. Default: none.
     #[serde(default)]

@@ -290,7 +290,8 @@ impl HttpSource {
             windows = None;
         }
         let paginator = Paginator::new(&config.pagination, base);
-        let client = Client::new(config, headers, auth, redactor.clone(), cx.deadline);
+        let tls = tls_config(config.ca_file.as_deref(), cx)?;
+        let client = Client::new(config, tls, headers, auth, redactor.clone(), cx.deadline);
         let fetcher = Fetcher::start(client, config.concurrency as usize)
             .map_err(|e| StageError::io("the HTTP source", "start its thread", e))?;
         // Windowed, with nothing between the cursor and the end: nothing to pull.
@@ -673,6 +674,35 @@ fn pages(count: u64) -> String {
     } else {
         format!("{count} pages")
     }
+}
+
+/// TLS as configured: the public roots, or the CA certificates of `ca_file` instead.
+fn tls_config(ca_file: Option<&str>, cx: &RunContext) -> Result<ureq::tls::TlsConfig, StageError> {
+    use ureq::tls::{PemItem, RootCerts, TlsConfig, parse_pem};
+    let Some(ca_file) = ca_file else {
+        return Ok(TlsConfig::default());
+    };
+    let path = cx.resolve(ca_file);
+    let shown = path.display().to_string();
+    let pem = std::fs::read(&path).map_err(|e| StageError::io(&shown, "read the CA file", e))?;
+    let mut certificates = Vec::new();
+    for item in parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(certificate)) => certificates.push(certificate),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(StageError::Refused(format!("{shown}: not a PEM file: {e}")));
+            }
+        }
+    }
+    if certificates.is_empty() {
+        return Err(StageError::Refused(format!(
+            "{shown}: the CA file holds no certificate"
+        )));
+    }
+    Ok(TlsConfig::builder()
+        .root_certs(RootCerts::new_with_certs(&certificates))
+        .build())
 }
 
 /// How the URL of a list (the whole pull, or one time window) is made.
