@@ -467,11 +467,6 @@ impl Run<'_> {
             .warnings
             .extend(streamed.source.warnings.iter().cloned());
         report.requests = streamed.source.requests.clone();
-        for change in &streamed.source.changes {
-            if let state::StateChange::Cursor { name, value } = change {
-                report.cursor_after.insert(name.clone(), value.clone());
-            }
-        }
     }
 
     fn check_rejects(&self, chain: &Chain) -> Result<(), RunError> {
@@ -535,6 +530,12 @@ impl Run<'_> {
             return Err(self.state_failed(e));
         }
         self.intent_pending = true;
+        // From here the cursors move with the outputs (a crash is recovered by the next run).
+        for change in &intent.changes {
+            if let state::StateChange::Cursor { name, value } = change {
+                self.report.cursor_after.insert(name.clone(), value.clone());
+            }
+        }
         crash_point("after-intent");
         let mut sinks: Vec<(String, Box<dyn Sink>)> = chain.sinks;
         if let Some(rejects) = chain.rejects.filter(|r| r.total > 0) {

@@ -1355,3 +1355,36 @@ fn certificates_are_verified_unless_their_ca_is_given() {
     outcome.assert_success();
     assert_eq!(delivered(&sandbox), [1, 2]);
 }
+
+#[test]
+fn a_pull_that_fails_midway_publishes_nothing_and_the_rerun_delivers_everything_once() {
+    let sandbox = Sandbox::new();
+    let all = Arc::new(Mutex::new(
+        (1..=6)
+            .map(|id| modified(id, &format!("2024-08-0{id}T00:00:00")))
+            .collect::<Vec<_>>(),
+    ));
+    let mut api = start_limit_api(all);
+    let broken = Arc::new(Mutex::new(true));
+    let breaking = broken.clone();
+    let server = ApiServer::start(move |request| {
+        if request.number("start", 0) == 4 && *breaking.lock().unwrap() {
+            return Reply::json(400, &json!({"detail": "start out of range"}));
+        }
+        api(request)
+    });
+    let source =
+        example_source("start-limit-delta.toml", &server).replace("limit = 100", "limit = 2");
+    sandbox.write("secrets/contacts-api-key", "ck-1");
+    let (outcome, report) = run(&sandbox, &source);
+    outcome.assert_code(1);
+    assert!(delivered(&sandbox).is_empty(), "nothing published");
+    sandbox.assert_no_temp_files();
+    assert_eq!(report["cursor_after"], json!({}), "the cursor did not move");
+
+    *broken.lock().unwrap() = false;
+    let (outcome, report) = run(&sandbox, &source);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=6), "everything, once");
+    assert_eq!(report["cursor_after"]["modifiedOn"], "2024-08-06T00:00:00");
+}
