@@ -32,8 +32,10 @@ pub struct HttpSourceConfig {
     /// file's directory. Certificates are always verified. Default: Mozilla's root
     /// certificates.
     pub ca_file: Option<String>,
-    /// Extra request headers, e.g. `{ Accept = "application/json" }`. Values are secrets
-    /// (`${env:NAME}`, `${file:PATH}`, or text) and are never logged. Default: none.
+    /// Extra request headers, e.g. `{ Accept = "application/json", X-Api-Key =
+    /// "${env:VENDOR_KEY}" }`. A value given as a reference (`${env:NAME}`, `${file:PATH}`), or
+    /// in a header named like a secret (`Authorization`, `*key*`, `*token*`, `*secret*`,
+    /// `Cookie`, ...), is never shown in a message or log. Default: none.
     #[serde(default)]
     pub headers: BTreeMap<String, Secret>,
     /// How requests authenticate. Default: none.

@@ -36,6 +36,7 @@ use self::sparse::sparse;
 use self::window::{Windows, window_seconds};
 use crate::codecs::json::{JsonOptions, json_error};
 use crate::codecs::{FormatConfig, TextEncoding};
+use crate::config::Secret;
 use crate::digest::{HashingReader, SharedDigest};
 use crate::error::{CodecError, StageError};
 use crate::record::{Batch, Origin, Record, Reject};
@@ -234,7 +235,11 @@ impl HttpSource {
             let value = secret
                 .resolve(cx)
                 .map_err(|e| StageError::Refused(format!("header `{name}`: {e}")))?;
-            redactor.add(value.expose());
+            // A reference is a secret; so is text in a header whose name says it holds one.
+            // Other text (`Accept = "application/json"`) is shown as it is.
+            if !matches!(secret, Secret::Literal(_)) || is_secret_header(name) {
+                redactor.add(value.expose());
+            }
             headers.push((name.clone(), value));
         }
         let auth = Auth::new(config.auth.as_ref(), cx, &mut redactor)
@@ -676,6 +681,23 @@ fn pages(count: u64) -> String {
     }
 }
 
+/// Whether a header's name says its value is a secret (`Authorization`, `X-Api-Key`,
+/// `X-Auth-Token`, `Cookie`, ...).
+fn is_secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "auth",
+        "key",
+        "token",
+        "secret",
+        "cookie",
+        "password",
+        "signature",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
 /// TLS as configured: the public roots, or the CA certificates of `ca_file` instead.
 fn tls_config(ca_file: Option<&str>, cx: &RunContext) -> Result<ureq::tls::TlsConfig, StageError> {
     use ureq::tls::{PemItem, RootCerts, TlsConfig, parse_pem};
@@ -826,6 +848,22 @@ mod tests {
             Some("a..b")
         );
         assert_eq!(query_value(&range, Some("a"), None), None);
+    }
+
+    #[test]
+    fn headers_named_like_secrets_are_secret() {
+        for name in [
+            "Authorization",
+            "X-API-Key",
+            "x-auth-token",
+            "Cookie",
+            "X-Client-Secret",
+        ] {
+            assert!(is_secret_header(name), "{name}");
+        }
+        for name in ["Accept", "X-Tenant", "User-Agent"] {
+            assert!(!is_secret_header(name), "{name}");
+        }
     }
 
     #[test]
