@@ -26,6 +26,8 @@ pub(super) struct Delta {
     max: Option<String>,
     /// Key -> cursor value of the records delivered this run (with `key`).
     delivered: HashMap<String, String>,
+    /// The size of `delivered` at which it is pruned next.
+    prune_at: usize,
     /// Whether the values came in ascending order (then a run cut short may still move the
     /// cursor to the largest).
     ascending: bool,
@@ -71,6 +73,7 @@ impl Delta {
             seen,
             max: None,
             delivered: HashMap::new(),
+            prune_at: KEYS_BEFORE_PRUNING,
             ascending: true,
             last: None,
             skipped: 0,
@@ -144,6 +147,26 @@ impl Delta {
             }
             true
         });
+        self.forget_passed_keys();
+    }
+
+    /// Keeps the keys of the records delivered this run bounded: once many, those the next
+    /// run cannot ask for again (before the look-back of the largest value) are dropped, as
+    /// long as the values come in order (else the cursor may stay put, and all are needed).
+    fn forget_passed_keys(&mut self) {
+        if self.delivered.len() < self.prune_at || !self.ascending {
+            return;
+        }
+        let Some(max) = &self.max else { return };
+        let from = if self.lag_secs == 0 {
+            max.clone()
+        } else {
+            shift_time(max, -(self.lag_secs as i64)).unwrap_or_else(|| max.clone())
+        };
+        self.delivered
+            .retain(|_, value| compare(value, &from) != Ordering::Less);
+        // What is left is all needed: look again only once it has doubled.
+        self.prune_at = KEYS_BEFORE_PRUNING.max(2 * self.delivered.len());
     }
 
     /// A time window was delivered whole: the cursor may move to its end.
@@ -199,6 +222,9 @@ impl Delta {
         (changes, warning)
     }
 }
+
+/// Keys of delivered records held before the ones behind the look-back are dropped.
+const KEYS_BEFORE_PRUNING: usize = 100_000;
 
 /// The state entry holding the keys delivered at the cursor.
 fn delivered_name(field: &str) -> String {
@@ -257,6 +283,60 @@ mod tests {
         );
         assert_eq!(compare("9", "10"), Ordering::Less);
         assert_eq!(compare("b", "a"), Ordering::Greater);
+    }
+
+    #[test]
+    fn keys_behind_the_look_back_are_forgotten_as_a_large_pull_goes() {
+        let config = IncrementalConfig {
+            field: "v".into(),
+            param: Some("since".into()),
+            initial: None,
+            lag_secs: 0,
+            key: Some("id".into()),
+            window: None,
+            end: None,
+        };
+        let mut delta = Delta::new(&config, &BTreeMap::new()).unwrap();
+        for batch in 0..150 {
+            let mut records: Vec<Record> = (0..1000)
+                .map(|i| {
+                    let n = batch * 1000 + i;
+                    // Two records a value: the last value's pair is what the next run may see.
+                    Record::from_iter([
+                        (
+                            crate::record::FieldName::from("id"),
+                            crate::record::Value::Integer(n),
+                        ),
+                        (
+                            crate::record::FieldName::from("v"),
+                            crate::record::Value::Integer(n / 2),
+                        ),
+                    ])
+                })
+                .collect();
+            delta.filter(&mut records);
+            assert_eq!(records.len(), 1000);
+        }
+        assert!(
+            delta.delivered.len() < KEYS_BEFORE_PRUNING,
+            "{}",
+            delta.delivered.len()
+        );
+        let (changes, warning) = delta.changes(true);
+        assert_eq!(warning, None);
+        assert_eq!(
+            changes,
+            [
+                StateChange::Cursor {
+                    name: "v".into(),
+                    value: "74999".into()
+                },
+                StateChange::Cursor {
+                    name: "v#delivered".into(),
+                    value: r#"{"149998":"74999","149999":"74999"}"#.into()
+                },
+            ]
+        );
     }
 
     #[test]
