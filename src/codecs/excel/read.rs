@@ -141,6 +141,19 @@ fn check_compound_file(file: SpooledFile) -> Result<(), String> {
         let u16_at = |at: usize| u32::from(u16::from_le_bytes([data[at], data[at + 1]]));
         let u32_at =
             |at: usize| u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+        // calamine sizes a sheet's grid by its cells' positions: a cell far to the right makes
+        // a grid of gigabytes, whatever DIMENSIONS says.
+        let last_column = match (kind, data.len()) {
+            (MULRK | MULBLANK, n) if n >= 6 => Some(u16_at(n - 2)),
+            (kind, n) if CELLS.contains(&kind) && n >= 4 => Some(u16_at(2)),
+            _ => None,
+        };
+        if let Some(column) = last_column.filter(|&column| column >= 256) {
+            return Err(format!(
+                "a cell is in column {}, beyond the 256 columns an .xls sheet holds",
+                column + 1
+            ));
+        }
         let (first_row, end_row, end_column) = match (kind, data.len()) {
             (DIMENSIONS, 10) => (u16_at(0), u16_at(2), u16_at(6)),
             (DIMENSIONS, 14 | 16) => (u32_at(0), u32_at(4), u16_at(10)),
@@ -154,6 +167,15 @@ fn check_compound_file(file: SpooledFile) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// BIFF records of one cell, whose column is at bytes 2-3: FORMULA, BLANK, NUMBER, LABEL,
+/// BOOLERR, RK, LABELSST, RSTRING.
+const CELLS: [u16; 8] = [
+    0x0006, 0x0201, 0x0203, 0x0204, 0x0205, 0x027E, 0x00FD, 0x00D6,
+];
+/// BIFF records of a run of cells, whose last column is in their last two bytes.
+const MULRK: u16 = 0x00BD;
+const MULBLANK: u16 = 0x00BE;
 
 /// The first bytes of an OLE2 compound file, the container of `.xls` workbooks.
 const OLE2_SIGNATURE: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
