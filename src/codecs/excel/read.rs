@@ -113,7 +113,13 @@ impl Decoder for ExcelDecoder {
 ///   could take all memory): the `cfb` crate checks the structure;
 /// - it sizes a sheet's cells from the sheet's DIMENSIONS record unchecked (a damaged record
 ///   asks for terabytes, and a failed allocation aborts the process, which no panic catch
-///   stops): each one must fit the format's 65,536 rows by 256 columns.
+///   stops): each one must fit the format's 65,536 rows by 256 columns;
+/// - it sizes a sheet's grid by its cells' positions: a cell far to the right makes a grid of
+///   gigabytes, so no cell may lie past the 256th column.
+///
+/// The records are read as calamine reads them: from the start of the workbook stream, and
+/// from where each sheet starts by its BOUNDSHEET record (a damaged offset may start a sheet
+/// in the middle of another record, where a record unseen from the start begins).
 fn check_compound_file(file: SpooledFile) -> Result<(), String> {
     let mut compound = cfb::CompoundFile::open(file)
         .map_err(|e| format!("its compound-file structure is damaged: {e}"))?;
@@ -123,47 +129,75 @@ fn check_compound_file(file: SpooledFile) -> Result<(), String> {
     else {
         return Ok(()); // calamine says what is missing
     };
-    let stream = compound
+    let mut stream = Vec::new();
+    compound
         .open_stream(name)
+        .and_then(|mut s| s.read_to_end(&mut stream))
         .map_err(|e| format!("its workbook stream cannot be read: {e}"))?;
-    let mut records = io::BufReader::new(stream);
-    let mut header = [0u8; 4];
-    let mut data = Vec::new();
-    // A record cut short ends the check: calamine reports it.
-    while records.read_exact(&mut header).is_ok() {
+    let mut sheets = Vec::new();
+    for (kind, data) in records_from(&stream, 0) {
+        check_record(kind, data)?;
+        const BOUNDSHEET: u16 = 0x0085;
+        if kind == BOUNDSHEET && data.len() >= 4 {
+            sheets.push(u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize);
+        }
+    }
+    for start in sheets {
+        // A sheet's records run to its EOF (past nested substreams: charts, macros).
+        let mut depth = 0usize;
+        for (kind, data) in records_from(&stream, start) {
+            check_record(kind, data)?;
+            match kind {
+                0x0809 => depth += 1,
+                0x000A if depth <= 1 => break,
+                0x000A => depth -= 1,
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The BIFF records of `stream` from `start` on (a record cut short ends them: calamine
+/// reports it).
+fn records_from(stream: &[u8], start: usize) -> impl Iterator<Item = (u16, &[u8])> {
+    let mut at = start;
+    std::iter::from_fn(move || {
+        let header = stream.get(at..at + 4)?;
         let kind = u16::from_le_bytes([header[0], header[1]]);
-        let length = u16::from_le_bytes([header[2], header[3]]);
-        data.resize(usize::from(length), 0);
-        if records.read_exact(&mut data).is_err() {
-            break;
-        }
-        const DIMENSIONS: u16 = 0x0200;
-        let u16_at = |at: usize| u32::from(u16::from_le_bytes([data[at], data[at + 1]]));
-        let u32_at =
-            |at: usize| u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
-        // calamine sizes a sheet's grid by its cells' positions: a cell far to the right makes
-        // a grid of gigabytes, whatever DIMENSIONS says.
-        let last_column = match (kind, data.len()) {
-            (MULRK | MULBLANK, n) if n >= 6 => Some(u16_at(n - 2)),
-            (kind, n) if CELLS.contains(&kind) && n >= 4 => Some(u16_at(2)),
-            _ => None,
-        };
-        if let Some(column) = last_column.filter(|&column| column >= 256) {
-            return Err(format!(
-                "a cell is in column {}, beyond the 256 columns an .xls sheet holds",
-                column + 1
-            ));
-        }
-        let (first_row, end_row, end_column) = match (kind, data.len()) {
-            (DIMENSIONS, 10) => (u16_at(0), u16_at(2), u16_at(6)),
-            (DIMENSIONS, 14 | 16) => (u32_at(0), u32_at(4), u16_at(10)),
-            _ => continue,
-        };
-        if end_row > 65_536 || end_column > 256 || (end_row > 0 && first_row >= end_row) {
-            return Err(format!(
-                "a sheet claims rows {first_row} to {end_row} and {end_column} columns, beyond what an .xls sheet holds"
-            ));
-        }
+        let length = usize::from(u16::from_le_bytes([header[2], header[3]]));
+        let data = stream.get(at + 4..at + 4 + length)?;
+        at += 4 + length;
+        Some((kind, data))
+    })
+}
+
+/// A record that would make calamine allocate beyond what an `.xls` sheet holds.
+fn check_record(kind: u16, data: &[u8]) -> Result<(), String> {
+    const DIMENSIONS: u16 = 0x0200;
+    let u16_at = |at: usize| u32::from(u16::from_le_bytes([data[at], data[at + 1]]));
+    let u32_at =
+        |at: usize| u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+    let last_column = match (kind, data.len()) {
+        (MULRK | MULBLANK, n) if n >= 6 => Some(u16_at(n - 2)),
+        (kind, n) if CELLS.contains(&kind) && n >= 4 => Some(u16_at(2)),
+        _ => None,
+    };
+    if let Some(column) = last_column.filter(|&column| column >= 256) {
+        return Err(format!(
+            "a cell is in column {}, beyond the 256 columns an .xls sheet holds",
+            column + 1
+        ));
+    }
+    let (first_row, end_row, end_column) = match (kind, data.len()) {
+        (DIMENSIONS, 10) => (u16_at(0), u16_at(2), u16_at(6)),
+        (DIMENSIONS, 14 | 16) => (u32_at(0), u32_at(4), u16_at(10)),
+        _ => return Ok(()),
+    };
+    if end_row > 65_536 || end_column > 256 || (end_row > 0 && first_row >= end_row) {
+        return Err(format!(
+            "a sheet claims rows {first_row} to {end_row} and {end_column} columns, beyond what an .xls sheet holds"
+        ));
     }
     Ok(())
 }

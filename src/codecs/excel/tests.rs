@@ -604,6 +604,22 @@ fn a_cell_beyond_the_last_xls_column_is_refused_before_it_takes_memory() {
     );
 }
 
+/// Found by fuzzing, after the fix above: a DIMENSIONS record asking for four billion rows,
+/// where a sheet's BOUNDSHEET offset says the sheet starts, which reading the records one after
+/// the other from the start of the stream does not reach. calamine reads from that offset, and
+/// so does the check now.
+#[test]
+fn records_at_a_sheet_offset_are_checked_as_calamine_reads_them() {
+    let error = decode_error(
+        &fixture("dimensions-at-a-sheet-offset.xls"),
+        &ExcelOptions::default(),
+    );
+    assert_eq!(
+        error,
+        "t.xlsx: the workbook is corrupt (a sheet claims rows 0 to 4294311939 and 5 columns, beyond what an .xls sheet holds)"
+    );
+}
+
 /// An `.xls` whose one sheet's DIMENSIONS record claims `rows` rows (BIFF8 records: BOF,
 /// DIMENSIONS, EOF), in a well-formed compound file.
 fn xls_claiming_rows(first_row: u32, end_row: u32) -> Vec<u8> {
