@@ -195,6 +195,15 @@ fn modified(id: u64, on: &str) -> Value {
     json!({"id": id, "modifiedOn": on})
 }
 
+/// Contacts 1 to `n`, contact `i` modified on the `i`th of August (`n` at most 9).
+fn one_a_day(n: u64) -> Arc<Mutex<Vec<Value>>> {
+    Arc::new(Mutex::new(
+        (1..=n)
+            .map(|id| modified(id, &format!("2024-08-0{id}T00:00:00")))
+            .collect(),
+    ))
+}
+
 #[test]
 fn delta_pulls_deliver_exactly_the_changed_records_run_after_run() {
     let sandbox = Sandbox::new();
@@ -686,12 +695,7 @@ fn error_bodies_of_every_shape_are_in_the_message_and_secrets_are_not() {
 #[test]
 fn a_wait_past_the_time_limit_stops_cleanly_and_the_next_run_resumes() {
     let sandbox = Sandbox::new();
-    let all = Arc::new(Mutex::new(
-        (1..=6)
-            .map(|id| modified(id, &format!("2024-08-0{id}T00:00:00")))
-            .collect::<Vec<_>>(),
-    ));
-    let mut api = start_limit_api(all);
+    let mut api = start_limit_api(one_a_day(6));
     let limited = Arc::new(Mutex::new(true));
     let limiting = limited.clone();
     let server = ApiServer::start(move |request| {
@@ -1359,12 +1363,7 @@ fn certificates_are_verified_unless_their_ca_is_given() {
 #[test]
 fn a_pull_that_fails_midway_publishes_nothing_and_the_rerun_delivers_everything_once() {
     let sandbox = Sandbox::new();
-    let all = Arc::new(Mutex::new(
-        (1..=6)
-            .map(|id| modified(id, &format!("2024-08-0{id}T00:00:00")))
-            .collect::<Vec<_>>(),
-    ));
-    let mut api = start_limit_api(all);
+    let mut api = start_limit_api(one_a_day(6));
     let broken = Arc::new(Mutex::new(true));
     let breaking = broken.clone();
     let server = ApiServer::start(move |request| {
