@@ -101,9 +101,7 @@ impl Auth {
     ) -> Result<Option<(String, SecretValue)>, HttpError> {
         Ok(match self {
             Auth::None => None,
-            Auth::Header(name, value) => {
-                Some((name.clone(), SecretValue::new(value.expose().into())))
-            }
+            Auth::Header(name, value) => Some((name.clone(), value.clone())),
             Auth::Query(name, value) => {
                 url.query_pairs_mut().append_pair(name, value.expose());
                 None

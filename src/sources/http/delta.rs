@@ -101,12 +101,15 @@ impl Delta {
     /// The value sent for `{cursor}`: the start, less the look-back; `None` on a first run
     /// without an initial value.
     pub(super) fn sent_value(&self) -> Option<String> {
-        let start = self.start.as_ref()?;
-        Some(if self.lag_secs == 0 {
-            start.clone()
-        } else {
-            shift_time(start, -(self.lag_secs as i64)).expect("checked in `new`")
-        })
+        self.start.as_deref().map(|start| self.look_back(start))
+    }
+
+    /// `value` less the look-back (`lag_secs`; a timestamp, as `new` checked).
+    fn look_back(&self, value: &str) -> String {
+        if self.lag_secs == 0 {
+            return value.to_string();
+        }
+        shift_time(value, -(self.lag_secs as i64)).unwrap_or_else(|| value.to_string())
     }
 
     /// Drops the records delivered before and notes the cursor values of the others.
@@ -158,11 +161,7 @@ impl Delta {
             return;
         }
         let Some(max) = &self.max else { return };
-        let from = if self.lag_secs == 0 {
-            max.clone()
-        } else {
-            shift_time(max, -(self.lag_secs as i64)).unwrap_or_else(|| max.clone())
-        };
+        let from = self.look_back(max);
         self.delivered
             .retain(|_, value| compare(value, &from) != Ordering::Less);
         // What is left is all needed: look again only once it has doubled.
@@ -202,11 +201,7 @@ impl Delta {
             });
             if self.key.is_some() {
                 // The keys the next run may see again: those within its look-back.
-                let from = if self.lag_secs == 0 {
-                    cursor.clone()
-                } else {
-                    shift_time(cursor, -(self.lag_secs as i64)).unwrap_or_else(|| cursor.clone())
-                };
+                let from = self.look_back(cursor);
                 let keep: BTreeMap<&String, &String> = self
                     .seen
                     .iter()

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use super::client::{Client, Request, Sent};
+use super::client::{Client, Request, Sent, lock};
 use super::{HttpError, RequestCounts};
 
 type Answer = Result<Sent, HttpError>;
@@ -37,7 +37,7 @@ impl Fetcher {
                 .spawn(move || {
                     // Ends when the source is dropped: the queue closes, or no one takes answers.
                     loop {
-                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let next = lock(&queue).recv();
                         let Ok((number, request)) = next else { return };
                         if reply.send((number, client.send(&request))).is_err() {
                             return;

@@ -19,6 +19,7 @@ mod sparse;
 mod window;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::io::Read;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -37,7 +38,6 @@ use self::window::{Windows, window_seconds};
 use crate::codecs::json::{JsonOptions, json_error};
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::Secret;
-use crate::digest::{HashingReader, SharedDigest};
 use crate::error::{CodecError, StageError};
 use crate::record::{Batch, Origin, Record, Reject};
 use crate::stage::{Decoder, RunContext, Source, SourceProgress};
@@ -90,7 +90,7 @@ impl Redactor {
     fn add(&mut self, secret: &str) {
         if !secret.is_empty() {
             self.secrets.push(secret.to_string());
-            let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+            let encoded = encoded(secret);
             if encoded != secret {
                 self.secrets.push(encoded);
             }
@@ -143,23 +143,24 @@ struct Page {
     number: u64,
     facts: PageFacts,
     records: u64,
-    digest: PageDigest,
+    /// The SHA-256 of a page of a list (to catch the same page served twice); `None` for a
+    /// single answer, which streams.
+    sha256: Option<String>,
     origin: Arc<Origin>,
 }
 
-/// The SHA-256 of a page's body (to catch the same page twice): known, or being computed as
-/// the body streams.
-enum PageDigest {
-    Known(String),
-    Streaming(SharedDigest),
+/// Reads through `inner`, adding the bytes read to a counter (the progress display's).
+struct Counting<R> {
+    inner: R,
+    counter: Arc<std::sync::atomic::AtomicU64>,
 }
 
-impl PageDigest {
-    fn finish(self) -> String {
-        match self {
-            PageDigest::Known(hash) => hash,
-            PageDigest::Streaming(digest) => digest.finish().1,
-        }
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
     }
 }
 
@@ -199,8 +200,6 @@ pub struct HttpSource {
     format: FormatConfig,
     encoding: Option<TextEncoding>,
     max_page_bytes: u64,
-    /// Whether the list is paged (pages are read whole).
-    paged: bool,
     max_pages: Option<u64>,
     max_records: Option<u64>,
     on_total_mismatch: OnMismatch,
@@ -331,7 +330,6 @@ impl HttpSource {
                 .unwrap_or(FormatConfig::Json(JsonOptions::default())),
             encoding: config.encoding,
             max_page_bytes: config.max_page_bytes,
-            paged: config.pagination != Pagination::None,
             max_pages: config.max_pages,
             max_records: config.max_records,
             on_total_mismatch: config.on_total_mismatch,
@@ -370,7 +368,7 @@ impl HttpSource {
         }
         // Pages of a list are read whole, so that a connection that breaks off mid-page is
         // retried; a single answer (an export) streams into the decoder whatever its size.
-        let reading = if self.paged {
+        let reading = if self.pagination != Pagination::None {
             Reading::Whole(self.max_page_bytes)
         } else {
             Reading::Stream
@@ -395,12 +393,12 @@ impl HttpSource {
             url: label.clone(),
             message,
         };
-        let (decoder, digest, facts) = match answer.body {
+        let (decoder, sha256, facts) = match answer.body {
             Body::Whole(bytes) => {
                 self.cx
                     .bytes_read
                     .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                let digest = PageDigest::Known(crate::digest::sha256_hex(&bytes));
+                let sha256 = crate::digest::sha256_hex(&bytes);
                 let pointers = self.paginator.body_pointers();
                 let json = if pointers.is_empty() {
                     None
@@ -417,18 +415,21 @@ impl HttpSource {
                     .facts(&answer.headers, json.as_ref())
                     .map_err(paging_error)?;
                 let decoder = self.format.decoder_of_bytes(bytes, &label, self.encoding)?;
-                (decoder, digest, facts)
+                (decoder, Some(sha256), facts)
             }
             Body::Stream(stream) => {
                 let facts = self
                     .paginator
                     .facts(&answer.headers, None)
                     .map_err(paging_error)?;
-                let (stream, digest) = HashingReader::new(stream, Some(self.cx.bytes_read.clone()));
+                let stream = Counting {
+                    inner: stream,
+                    counter: self.cx.bytes_read.clone(),
+                };
                 let decoder = self
                     .format
                     .decoder(Box::new(stream), &label, self.encoding)?;
-                (decoder, PageDigest::Streaming(digest), facts)
+                (decoder, None, facts)
             }
         };
         // The next pages, when they are known already, are asked for now: they arrive while
@@ -453,7 +454,7 @@ impl HttpSource {
             number: self.pages,
             facts,
             records: 0,
-            digest,
+            sha256,
         });
         Ok(true)
     }
@@ -487,7 +488,6 @@ impl HttpSource {
 
     /// The page is decoded: decides what comes next.
     fn finish_page(&mut self, page: Page) -> Result<(), StageError> {
-        let hash = page.digest.finish();
         self.progress.units += 1;
         if self.max_records.is_some_and(|max| self.delivered >= max) {
             tracing::info!("stopping at `max_records` = {}", self.delivered);
@@ -496,7 +496,7 @@ impl HttpSource {
         }
         let step = self
             .paginator
-            .after(&page.url, page.facts, page.records, hash)
+            .after(&page.url, page.facts, page.records, page.sha256)
             .map_err(|message| HttpError::Paging {
                 url: format!("{} (page {})", page.origin.path, page.number),
                 message,

@@ -116,24 +116,25 @@ impl Paginator {
         })
     }
 
-    /// Where paging goes after a page of `records` records whose body had SHA-256 `hash`.
+    /// Where paging goes after a page of `records` records whose body had SHA-256 `hash`
+    /// (`None` for a single answer, which has no page before it).
     pub(super) fn after(
         &mut self,
         current: &Url,
         facts: PageFacts,
         records: u64,
-        hash: String,
+        hash: Option<String>,
     ) -> Result<Step, String> {
         if facts.total.is_some() {
             self.total = facts.total;
         }
-        if records > 0 && self.last_page.as_ref() == Some(&hash) {
+        if records > 0 && hash.is_some() && self.last_page == hash {
             return Err(
                 "this page is the same as the one before: the API ignores the paging parameters, or pages in a loop"
                     .into(),
             );
         }
-        self.last_page = Some(hash);
+        self.last_page = hash;
         if records == 0 {
             return Ok(Step::End("an empty page"));
         }
