@@ -23,7 +23,7 @@ pub(super) struct Delta {
     /// Key -> cursor value of the records delivered within the look-back of `start`.
     seen: HashMap<String, String>,
     /// The largest cursor value delivered this run.
-    max: Option<String>,
+    max: Option<CursorValue>,
     /// Key -> cursor value of the records delivered this run (with `key`).
     delivered: HashMap<String, String>,
     /// The size of `delivered` at which it is pruned next.
@@ -31,7 +31,7 @@ pub(super) struct Delta {
     /// Whether the values came in ascending order (then a run cut short may still move the
     /// cursor to the largest).
     ascending: bool,
-    last: Option<String>,
+    last: Option<CursorValue>,
     /// Records skipped as delivered before.
     pub(super) skipped: u64,
     /// The end of the last time window delivered whole, when the pull is windowed.
@@ -119,7 +119,7 @@ impl Delta {
                 // Without the field the record cannot move the cursor; it is delivered.
                 return true;
             };
-            let value = value.into_owned();
+            let value = CursorValue::new(value.into_owned());
             let key = self
                 .key
                 .as_ref()
@@ -127,27 +127,27 @@ impl Delta {
                 .and_then(|v| v.to_text())
                 .map(|k| k.into_owned());
             if let Some(key) = &key
-                && self.seen.get(key) == Some(&value)
+                && self.seen.get(key) == Some(&value.text)
             {
                 self.skipped += 1;
                 return false;
             }
             if let Some(last) = &self.last
-                && compare(&value, last) == Ordering::Less
+                && value.cmp(last) == Ordering::Less
             {
                 self.ascending = false;
             }
             if self
                 .max
                 .as_ref()
-                .is_none_or(|max| compare(&value, max) == Ordering::Greater)
+                .is_none_or(|max| value.cmp(max) == Ordering::Greater)
             {
                 self.max = Some(value.clone());
             }
-            self.last = Some(value.clone());
             if let Some(key) = key {
-                self.delivered.insert(key, value);
+                self.delivered.insert(key, value.text.clone());
             }
+            self.last = Some(value);
             true
         });
         self.forget_passed_keys();
@@ -161,7 +161,7 @@ impl Delta {
             return;
         }
         let Some(max) = &self.max else { return };
-        let from = self.look_back(max);
+        let from = self.look_back(&max.text);
         self.delivered
             .retain(|_, value| compare(value, &from) != Ordering::Less);
         // What is left is all needed: look again only once it has doubled.
@@ -181,10 +181,10 @@ impl Delta {
         let cursor = match (&self.start, &self.max) {
             // Windowed: the end of the last window delivered whole.
             _ if self.delivered_until.is_some() => self.delivered_until.clone(),
-            (Some(start), Some(max)) if moves && compare(max, start) == Ordering::Greater => {
-                Some(max.clone())
+            (Some(start), Some(max)) if moves && compare(&max.text, start) == Ordering::Greater => {
+                Some(max.text.clone())
             }
-            (None, Some(max)) if moves => Some(max.clone()),
+            (None, Some(max)) if moves => Some(max.text.clone()),
             (start, _) => start.clone(),
         };
         if self.delivered_until.is_none() && !moves && self.key.is_none() && self.max.is_some() {
@@ -257,13 +257,39 @@ pub(super) fn shift_time(text: &str, seconds: i64) -> Option<String> {
 /// Cursor values in order: as points in time when both are, as numbers when both are, else
 /// as text.
 fn compare(a: &str, b: &str) -> Ordering {
-    if let (Some(a), Some(b)) = (parse_time(a), parse_time(b)) {
-        return a.cmp(&b);
+    CursorValue::new(a.to_string()).cmp(&CursorValue::new(b.to_string()))
+}
+
+/// A cursor value, read once as what it is, for comparing it with many.
+#[derive(Clone)]
+struct CursorValue {
+    text: String,
+    point: Point,
+}
+
+#[derive(Clone, Copy)]
+enum Point {
+    Time(NaiveDateTime),
+    Number(f64),
+    Text,
+}
+
+impl CursorValue {
+    fn new(text: String) -> Self {
+        let point = match parse_time(&text) {
+            Some(time) => Point::Time(time),
+            None => text.parse().map_or(Point::Text, Point::Number),
+        };
+        CursorValue { text, point }
     }
-    if let (Ok(a), Ok(b)) = (a.parse::<f64>(), b.parse::<f64>()) {
-        return a.total_cmp(&b);
+
+    fn cmp(&self, other: &CursorValue) -> Ordering {
+        match (self.point, other.point) {
+            (Point::Time(a), Point::Time(b)) => a.cmp(&b),
+            (Point::Number(a), Point::Number(b)) => a.total_cmp(&b),
+            _ => self.text.cmp(&other.text),
+        }
     }
-    a.cmp(b)
 }
 
 #[cfg(test)]
