@@ -271,7 +271,7 @@ impl HttpSource {
             .as_ref()
             .and_then(|i| i.window.as_deref())
             .and_then(window_seconds);
-        let (mut windows, window) = match window_length {
+        let (windows, window) = match window_length {
             None => (None, None),
             Some(seconds) => {
                 let (Some(from), Some(until)) = (&cursor, &until) else {
@@ -285,35 +285,23 @@ impl HttpSource {
                 (Some(windows), first)
             }
         };
-        let base = match &window {
-            Some((from, until)) => list.url(Some(from), Some(until), None)?,
-            None => list.url(cursor.as_deref(), until.as_deref(), None)?,
-        };
-        if windows.as_ref().is_some() && window.is_none() {
-            // Nothing between the cursor and the end: nothing to pull.
-            windows = None;
-        }
-        let paginator = Paginator::new(&config.pagination, base);
+        // Replaced by the first list's own (`start_list`, below).
+        let paginator = Paginator::new(&config.pagination, list.url(None, None, None)?);
         let tls = tls_config(config.ca_file.as_deref(), cx)?;
         let client = Client::new(config, tls, headers, auth, redactor.clone(), cx.deadline);
         let fetcher = Fetcher::start(client, config.concurrency as usize)
             .map_err(|e| StageError::io("the HTTP source", "start its thread", e))?;
-        // Windowed, with nothing between the cursor and the end: nothing to pull.
-        let nothing_to_pull = window_length.is_some() && window.is_none();
-        let job_for = (config.job.is_some() && !nothing_to_pull).then(|| match &window {
-            Some((from, until)) => (Some(from.clone()), Some(until.clone())),
-            None => (cursor.clone(), until.clone()),
-        });
-        Ok(HttpSource {
-            next: (!nothing_to_pull && job_for.is_none()).then(|| paginator.first()),
+        let windowed = windows.is_some();
+        let mut source = HttpSource {
+            next: None,
             job: config.job.clone(),
-            job_for,
+            job_for: None,
             jobs: 0,
             list,
             pagination: config.pagination.clone(),
-            held: window.as_ref().and(config.cap).map(|_| Vec::new()),
+            held: None,
             windows,
-            window,
+            window: None,
             cap: config.cap,
             ready: VecDeque::new(),
             ready_origin: None,
@@ -343,7 +331,40 @@ impl HttpSource {
             warnings: Vec::new(),
             progress: SourceProgress::default(),
             finished: false,
-        })
+        };
+        match window {
+            Some((from, until)) => source.start_window(from, until)?,
+            // Windowed, with nothing between the cursor and the end: nothing to pull.
+            None if windowed => {}
+            None => source.start_list(cursor, until)?,
+        }
+        Ok(source)
+    }
+
+    /// Starts pulling the time window `[from, until)`, holding its records when it may be
+    /// capped.
+    fn start_window(&mut self, from: String, until: String) -> Result<(), StageError> {
+        self.held = self.cap.map(|_| Vec::new());
+        self.window = Some((from.clone(), until.clone()));
+        self.start_list(Some(from), Some(until))
+    }
+
+    /// Starts pulling a list (the whole pull, or one time window) of the records from
+    /// `cursor` until `until`: by its first page, or by its export job.
+    fn start_list(
+        &mut self,
+        cursor: Option<String>,
+        until: Option<String>,
+    ) -> Result<(), StageError> {
+        let base = self.list.url(cursor.as_deref(), until.as_deref(), None)?;
+        self.paginator = Paginator::new(&self.pagination, base);
+        self.received = 0;
+        if self.job.is_some() {
+            self.job_for = Some((cursor, until));
+        } else {
+            self.next = Some(self.paginator.first());
+        }
+        Ok(())
     }
 
     /// Requests the next page and starts decoding it; false when paging has ended.
@@ -545,16 +566,7 @@ impl HttpSource {
             }
         }
         if let Some((from, until)) = windows.next() {
-            let base = self.list.url(Some(&from), Some(&until), None)?;
-            self.paginator = Paginator::new(&self.pagination, base);
-            if self.job.is_some() {
-                self.job_for = Some((Some(from.clone()), Some(until.clone())));
-            } else {
-                self.next = Some(self.paginator.first());
-            }
-            self.received = 0;
-            self.held = self.cap.map(|_| Vec::new());
-            self.window = Some((from, until));
+            self.start_window(from, until)?;
         }
         Ok(())
     }
