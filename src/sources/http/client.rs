@@ -4,7 +4,7 @@
 //! waited: the source stops cleanly instead, and the next run goes on from there.
 
 use std::io::Read;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use ureq::http::{HeaderMap, Response, StatusCode};
@@ -76,7 +76,7 @@ pub(super) struct Client {
     auth: Mutex<Auth>,
     retry: RetryConfig,
     governor: Mutex<Governor>,
-    redactor: Mutex<Redactor>,
+    redactor: Arc<Mutex<Redactor>>,
     counts: Mutex<RequestCounts>,
     deadline: Option<Instant>,
 }
@@ -95,7 +95,7 @@ impl Client {
         tls: ureq::tls::TlsConfig,
         headers: Vec<(String, SecretValue)>,
         auth: Auth,
-        redactor: Redactor,
+        redactor: Arc<Mutex<Redactor>>,
         deadline: Option<Instant>,
     ) -> Self {
         // One idle connection kept per fetch thread (and the OAuth endpoint's).
@@ -117,7 +117,7 @@ impl Client {
             auth: Mutex::new(auth),
             retry: config.retry.clone(),
             governor: Mutex::new(Governor::new(&config.rate_limit)),
-            redactor: Mutex::new(redactor),
+            redactor,
             counts: Mutex::new(RequestCounts::default()),
             deadline,
         }

@@ -117,7 +117,7 @@ impl HttpSource {
 
     fn job_error(&self, url: &Url, message: String) -> HttpError {
         HttpError::Paging {
-            url: self.redactor.url(url),
+            url: self.shown(url),
             message,
         }
     }

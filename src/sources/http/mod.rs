@@ -172,7 +172,8 @@ fn parse_json(bytes: &[u8], label: &str) -> Result<serde_json::Value, CodecError
 pub struct HttpSource {
     /// Sends the requests, on a thread of its own.
     fetcher: Fetcher,
-    redactor: Redactor,
+    /// Shared with the client, which learns fetched tokens.
+    redactor: Arc<std::sync::Mutex<Redactor>>,
     /// Pages requested ahead, oldest first, while the one before is decoded.
     prefetched: VecDeque<Url>,
     /// Pages to have requested ahead, when they are known (`concurrency`, at least 4).
@@ -288,6 +289,7 @@ impl HttpSource {
         // Replaced by the first list's own (`start_list`, below).
         let paginator = Paginator::new(&config.pagination, list.url(None, None, None)?);
         let tls = tls_config(config.ca_file.as_deref(), cx)?;
+        let redactor = Arc::new(std::sync::Mutex::new(redactor));
         let client = Client::new(config, tls, headers, auth, redactor.clone(), cx.deadline);
         let fetcher = Fetcher::start(client, config.concurrency as usize)
             .map_err(|e| StageError::io("the HTTP source", "start its thread", e))?;
@@ -339,6 +341,11 @@ impl HttpSource {
             None => source.start_list(cursor, until)?,
         }
         Ok(source)
+    }
+
+    /// `url` as messages show it: secrets redacted.
+    fn shown(&self, url: &Url) -> String {
+        client::lock(&self.redactor).url(url)
     }
 
     /// Starts pulling the time window `[from, until)`, holding its records when it may be
@@ -408,7 +415,7 @@ impl HttpSource {
             }
         };
         self.pages += 1;
-        let shown = self.redactor.url(&url);
+        let shown = self.shown(&url);
         let label = format!("{shown} (page {})", self.pages);
         let paging_error = |message: String| HttpError::Paging {
             url: label.clone(),
@@ -492,7 +499,7 @@ impl HttpSource {
     /// run's time ran out.
     fn call(&mut self, request: Request) -> Result<Option<serde_json::Value>, StageError> {
         self.discard_prefetched();
-        let label = self.redactor.url(&request.url);
+        let label = self.shown(&request.url);
         self.fetcher.request(request);
         match self.fetcher.answer()? {
             Sent::OutOfTime(reason) => {
@@ -546,12 +553,10 @@ impl HttpSource {
                 "{} records from {from} to {until} reach `cap`: asking for each half",
                 self.received
             );
-            windows
-                .split(&from, &until)
-                .map_err(|message| HttpError::Paging {
-                    url: self.redactor.url(self.paginator.base()),
-                    message,
-                })?;
+            if let Err(message) = windows.split(&from, &until) {
+                let url = self.shown(self.paginator.base());
+                return Err(HttpError::Paging { url, message }.into());
+            }
         } else {
             if let Some(mut records) = held {
                 if let Some(delta) = &mut self.delta {
@@ -585,7 +590,7 @@ impl HttpSource {
         );
         match self.on_total_mismatch {
             OnMismatch::Fail => Err(HttpError::Paging {
-                url: self.redactor.url(self.paginator.base()),
+                url: self.shown(self.paginator.base()),
                 message: format!("{message} (`on_total_mismatch = \"warn\"` delivers them anyway)"),
             }
             .into()),
