@@ -70,6 +70,7 @@ impl Paginator {
     pub(super) fn body_pointers(&self) -> Vec<&str> {
         self.locators()
             .into_iter()
+            .flatten()
             .filter_map(|locator| match locator {
                 Locator::Body(pointer) => Some(pointer.as_str()),
                 _ => None,
@@ -77,13 +78,14 @@ impl Paginator {
             .collect()
     }
 
-    fn locators(&self) -> Vec<&Locator> {
+    /// Where the next link, the total and the cursor are, for this kind of paging.
+    fn locators(&self) -> [Option<&Locator>; 3] {
         match &self.paging {
-            Pagination::None => Vec::new(),
-            Pagination::Offset(p) => p.next.iter().chain(&p.total).collect(),
-            Pagination::Page(p) => p.next.iter().chain(&p.total).collect(),
-            Pagination::Cursor(p) => vec![&p.cursor],
-            Pagination::Next(p) => std::iter::once(&p.next).chain(&p.total).collect(),
+            Pagination::None => [None, None, None],
+            Pagination::Offset(p) => [p.next.as_ref(), p.total.as_ref(), None],
+            Pagination::Page(p) => [p.next.as_ref(), p.total.as_ref(), None],
+            Pagination::Cursor(p) => [None, None, Some(&p.cursor)],
+            Pagination::Next(p) => [Some(&p.next), p.total.as_ref(), None],
         }
     }
 
@@ -95,13 +97,7 @@ impl Paginator {
         body: Option<&serde_json::Value>,
     ) -> Result<PageFacts, String> {
         let read = |locator: &Locator| read_value(locator, headers, body);
-        let (next, total, cursor) = match &self.paging {
-            Pagination::None => (None, None, None),
-            Pagination::Offset(p) => (p.next.as_ref(), p.total.as_ref(), None),
-            Pagination::Page(p) => (p.next.as_ref(), p.total.as_ref(), None),
-            Pagination::Cursor(p) => (None, None, Some(&p.cursor)),
-            Pagination::Next(p) => (Some(&p.next), p.total.as_ref(), None),
-        };
+        let [next, total, cursor] = self.locators();
         let total =
             match total.map(read).transpose()?.flatten() {
                 None => None,
