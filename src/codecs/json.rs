@@ -233,16 +233,22 @@ fn parse<'de, R: serde_json::de::Read<'de>>(
     (batches.send)(result);
 }
 
+/// serde_json's message without the ` at line L column C` it ends with (the error carries
+/// the position on its own).
+pub(crate) fn message_without_position(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    match message.rfind(" at line ") {
+        Some(cut) => message[..cut].to_string(),
+        None => message,
+    }
+}
+
 pub(crate) fn json_error(label: &str, e: &serde_json::Error, from_slice: bool) -> CodecError {
     if e.is_io() {
         let source = std::io::Error::other(e.to_string());
         return CodecError::io(label, "read", source);
     }
-    let message = e.to_string();
-    let message = match message.rfind(" at line ") {
-        Some(cut) => message[..cut].to_string(),
-        None => message,
-    };
+    let message = message_without_position(e);
     CodecError::malformed(
         label,
         Position {

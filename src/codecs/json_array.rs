@@ -163,14 +163,14 @@ impl JsonArrayEncoder {
                 write_str(&mut self.buffer, rows_key);
                 self.buffer.extend_from_slice(b":[");
             }
-            // No records and no names: an empty array, not an empty header row.
-            Header::FirstRow if columns.is_empty() => self.buffer = open_envelope(&self.path),
-            Header::FirstRow => {
+            Header::FirstRow if !columns.is_empty() => {
                 self.buffer = open_envelope(&self.path);
                 names(&mut self.buffer);
                 self.rows = 1;
             }
-            Header::Given => self.buffer = open_envelope(&self.path),
+            // Given columns, or no records and no names (an empty array, not an empty header
+            // row): no header row.
+            Header::FirstRow | Header::Given => self.buffer = open_envelope(&self.path),
         }
         self.columns = Some(columns);
     }

@@ -207,11 +207,7 @@ impl LineParser {
         .deserialize(&mut deserializer)
         .and_then(|record| deserializer.end().map(|()| record));
         record.map_err(|e| {
-            let message = e.to_string();
-            let message = match message.rfind(" at line ") {
-                Some(cut) => message[..cut].to_string(),
-                None => message,
-            };
+            let message = super::json::message_without_position(&e);
             Box::new(Malformed {
                 file: self.label.clone(),
                 position: Position {

@@ -87,6 +87,9 @@ pub enum OnSheetFull {
 /// Rows an Excel sheet holds, the header row included.
 pub(crate) const EXCEL_MAX_ROWS: u32 = 1_048_576;
 
+/// Excel's dates count days; a day has this many milliseconds.
+const MILLIS_PER_DAY: f64 = 86_400_000.0;
+
 /// Columns an Excel sheet holds (`A` to `XFD`).
 const EXCEL_MAX_COLUMNS: u32 = 16_384;
 

@@ -456,8 +456,6 @@ fn number(f: f64) -> Value {
     }
 }
 
-const MILLIS_PER_DAY: f64 = 86_400_000.0;
-
 /// A date cell: a date when it has no time of day and its format shows none, a date-time
 /// otherwise; a time of day alone (a serial below 1) as `HH:MM:SS` text; a duration as ISO 8601
 /// (`PT36H30M`).
@@ -467,7 +465,7 @@ fn date_time(cell: &ExcelDateTime, time_shown: bool) -> Value {
         return Value::String(iso_duration(serial).into());
     }
     if (0.0..1.0).contains(&serial) {
-        let millis = (serial * MILLIS_PER_DAY).round() as u32;
+        let millis = (serial * super::MILLIS_PER_DAY).round() as u32;
         let time = chrono::NaiveTime::from_num_seconds_from_midnight_opt(
             millis / 1000,
             (millis % 1000) * 1_000_000,
@@ -498,7 +496,7 @@ fn date_time(cell: &ExcelDateTime, time_shown: bool) -> Value {
 
 /// Days as an ISO 8601 duration: `PT36H30M`, `PT0.5S`, `-PT1H`.
 fn iso_duration(days: f64) -> String {
-    let millis = (days * MILLIS_PER_DAY).round() as i64;
+    let millis = (days * super::MILLIS_PER_DAY).round() as i64;
     let (sign, millis) = if millis < 0 {
         ("-", -millis)
     } else {

@@ -350,7 +350,7 @@ impl Cells<'_> {
                         .write_number_with_format(row, column, serial, format)?;
                     DATE_FORMAT.len()
                 }
-                None => self.text(column, &date.format("%Y-%m-%d").to_string())?,
+                None => self.text(column, &value.to_text().expect("a date has text"))?,
             },
             // Integers beyond 2^53, infinities and NaN, arrays and objects.
             other => {
@@ -401,7 +401,7 @@ fn excel_serial(at: chrono::NaiveDateTime) -> Option<f64> {
     }
     let epoch = NaiveDate::from_ymd_opt(1899, 12, 30)?.and_time(chrono::NaiveTime::MIN);
     let millis = (at - epoch).num_milliseconds();
-    Some(millis as f64 / 86_400_000.0)
+    Some(millis as f64 / super::MILLIS_PER_DAY)
 }
 
 /// A decimal as the number Excel stores, when it has at most the 15 significant digits Excel

@@ -374,7 +374,6 @@ struct Builder {
     namespaces: Namespaces,
     /// The root element's name, once it has started.
     root: Option<String>,
-    root_closed: bool,
     /// The elements open inside the current record, the record's own first.
     open: Vec<OpenElement>,
     /// Field names by element name as written (namespaces applied).
@@ -464,7 +463,6 @@ impl Builder {
             flatten: options.flatten,
             namespaces: options.namespaces,
             root: None,
-            root_closed: false,
             open: Vec::new(),
             element_names: HashMap::new(),
             attribute_names: HashMap::new(),
@@ -517,7 +515,6 @@ impl Builder {
     fn restart(&mut self, records: u64) {
         self.matcher.restart(records);
         self.root = None;
-        self.root_closed = false;
         self.open.clear();
     }
 
@@ -593,9 +590,6 @@ impl Builder {
 
     fn end(&mut self) -> Option<Record> {
         self.matcher.end();
-        if self.matcher.depth() == 0 {
-            self.root_closed = true;
-        }
         let element = self.open.pop()?;
         let name = element.name.clone();
         let value = element.into_value(&self.text_key);
@@ -682,7 +676,7 @@ impl Builder {
                 element.name,
                 self.matcher.records()
             )
-        } else if let (Some(root), false) = (&self.root, self.root_closed) {
+        } else if let (Some(root), true) = (&self.root, self.matcher.depth() > 0) {
             format!(
                 "invalid XML: the input ends before the root element `{root}` is closed: is the file truncated?"
             )

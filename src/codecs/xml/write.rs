@@ -239,15 +239,7 @@ impl XmlEncoder {
     ) -> Result<(), FieldProblem> {
         match value {
             Value::Object(fields) => self.write_element(out, name, fields, false, indent_level),
-            Value::Null => {
-                if let Some(level) = indent_level {
-                    indent(out, level);
-                }
-                out.push(b'<');
-                out.extend_from_slice(name.as_bytes());
-                out.extend_from_slice(b"/>");
-                Ok(())
-            }
+            // Null, as empty text, is an empty element.
             scalar => {
                 if let Some(level) = indent_level {
                     indent(out, level);
