@@ -411,7 +411,7 @@ fn print_plan(report: &RunReport) -> std::io::Result<()> {
         "dry run of pipeline `{}`: {} read from {} ({} already delivered, skipped); nothing was written",
         report.pipeline,
         count(report.records_read, "record"),
-        count(report.files_read.len() as u64, "file"),
+        read_from(report),
         report.files_already_processed.len()
     )?;
     for planned in &report.planned {
@@ -427,6 +427,14 @@ fn print_plan(report: &RunReport) -> std::io::Result<()> {
 }
 
 /// `1 record`, `2 records`.
+/// What the records were read from: requests to an API, or files.
+fn read_from(report: &RunReport) -> String {
+    match &report.requests {
+        Some(requests) => count(requests.requests, "request"),
+        None => count(report.files_read.len() as u64, "file"),
+    }
+}
+
 fn count(n: u64, noun: &str) -> String {
     if n == 1 {
         format!("1 {noun}")
@@ -472,7 +480,7 @@ fn log_outcome(report: &RunReport) {
             tracing::info!(
                 "pipeline `{pipeline}`: done, {} read from {}{rejects} in {:.2}s",
                 count(report.records_read, "record"),
-                count(report.files_read.len() as u64, "file"),
+                read_from(report),
                 report.duration_secs
             );
         }

@@ -738,7 +738,7 @@ fn every_example_pipeline_is_valid() {
         .map(|entry| entry.unwrap().path().display().to_string())
         .collect();
     examples.sort();
-    assert_eq!(examples.len(), 7);
+    assert_eq!(examples.len(), 8);
     let outcome = sandbox.run(std::iter::once("validate".to_string()).chain(examples));
     outcome.assert_success();
 }
@@ -1386,4 +1386,43 @@ fn a_pull_that_fails_midway_publishes_nothing_and_the_rerun_delivers_everything_
     outcome.assert_success();
     assert_eq!(delivered(&sandbox), ids(1..=6), "everything, once");
     assert_eq!(report["cursor_after"]["modifiedOn"], "2024-08-06T00:00:00");
+}
+
+#[test]
+fn the_local_api_example_runs_on_the_sample_pages() {
+    let server = ApiServer::start(|request| {
+        let name = request.path.trim_start_matches('/');
+        match std::fs::read_to_string(repo_path(&format!("samples/api/{name}"))) {
+            Ok(page) => Reply::Answer {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: page.into_bytes(),
+            },
+            Err(_) => Reply::text(404, "no such file"),
+        }
+    });
+    let sandbox = Sandbox::new();
+    let example = std::fs::read_to_string(repo_path("pipelines/examples/local-api.toml"))
+        .expect("the example")
+        .replace("http://127.0.0.1:8000", &server.url(""));
+    sandbox.write("pipelines/examples/local-api.toml", example);
+    let outcome = sandbox.run(["run", "pipelines/examples/local-api.toml"]);
+    outcome.assert_success();
+    assert!(
+        outcome
+            .stderr
+            .contains("done, 5 records read from 2 requests"),
+        "{}",
+        outcome.stderr
+    );
+    let delivered: Vec<u64> = sandbox
+        .read("out/api-orders.ndjson")
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(delivered, ids(1..=5));
 }
