@@ -12,6 +12,7 @@ use url::Url;
 
 use super::auth::Auth;
 use super::config::{HttpSourceConfig, RateLimitConfig, ResetReading, RetryConfig};
+use super::resolver::CachingResolver;
 use super::{HttpError, Redactor, RequestCounts};
 use crate::config::SecretValue;
 
@@ -100,7 +101,7 @@ impl Client {
     ) -> Self {
         // One idle connection kept per fetch thread (and the OAuth endpoint's).
         let connections = config.concurrency as usize + 1;
-        let agent = ureq::Agent::config_builder()
+        let agent_config = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(config.timeout_secs)))
             .tls_config(tls)
             .max_idle_connections_per_host(connections)
@@ -109,8 +110,12 @@ impl Client {
             // gzip is decoded by ureq, deflate by the source.
             .accept_encoding("gzip, deflate")
             .user_agent(concat!("longshore/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            agent_config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            CachingResolver::default(),
+        );
         Client {
             agent,
             headers,
@@ -121,6 +126,12 @@ impl Client {
             counts: Mutex::new(RequestCounts::default()),
             deadline,
         }
+    }
+
+    /// Counts time a fetch thread had no request to send (see
+    /// [`RequestCounts::waiting_for_decoder_us`]).
+    pub(super) fn add_wait_for_decoder(&self, waited: Duration) {
+        lock(&self.counts).waiting_for_decoder_us += waited.as_micros() as u64;
     }
 
     /// What the requests cost so far.

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::client::{Client, Request, Sent, lock};
 use super::{HttpError, RequestCounts};
@@ -37,8 +38,12 @@ impl Fetcher {
                 .spawn(move || {
                     // Ends when the source is dropped: the queue closes, or no one takes answers.
                     loop {
+                        let asked_at = Instant::now();
                         let next = lock(&queue).recv();
                         let Ok((number, request)) = next else { return };
+                        if number > 0 {
+                            client.add_wait_for_decoder(asked_at.elapsed());
+                        }
                         if reply.send((number, client.send(&request))).is_err() {
                             return;
                         }

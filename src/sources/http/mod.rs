@@ -15,6 +15,7 @@ mod delta;
 mod fetch;
 mod job;
 mod paging;
+mod resolver;
 mod sparse;
 mod window;
 
@@ -76,6 +77,11 @@ pub struct RequestCounts {
     /// Time from sending requests to having their answers (a page's whole body; a streamed
     /// body's headers), in microseconds: what the run spent on the API rather than on itself.
     pub round_trip_us: u64,
+    /// Time the fetch threads had nothing to ask for, because the pages they had fetched ahead
+    /// were not yet decoded, in microseconds (summed over the threads). A large share of the
+    /// run means the decoding, not the API, sets the pace: more `concurrency` will not help.
+    #[serde(default)]
+    pub waiting_for_decoder_us: u64,
 }
 
 /// Keeps secrets out of messages: every secret value the source knows, and the query
