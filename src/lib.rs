@@ -9,6 +9,7 @@ pub mod codecs;
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod filestore;
 pub mod notify;
 pub mod progress;
 pub mod record;

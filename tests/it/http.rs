@@ -1251,27 +1251,7 @@ impl TlsServer {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let made = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-            ])
-            .args(["-nodes", "-days", "2", "-subj", "/CN=longshore test API"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-            .args(["-keyout", "key.pem", "-out", "cert.pem"])
-            .current_dir(dir.path())
-            .output()
-            .unwrap_or_else(|e| panic!("run openssl (apt-get install openssl): {e}"));
-        assert!(
-            made.status.success(),
-            "openssl req: {}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        super::support::certs::self_signed(dir.path(), "cert", "longshore test API");
         for (name, content) in files {
             std::fs::write(dir.path().join(name), content).expect("write a served file");
         }
@@ -1283,7 +1263,7 @@ impl TlsServer {
                 "-cert",
                 "cert.pem",
                 "-key",
-                "key.pem",
+                "cert.key",
             ])
             .arg("-WWW")
             .current_dir(dir.path())

@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod convert;
 mod excel;
+mod filestore;
 mod golden;
 mod http;
 mod notify;

@@ -7,8 +7,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod accounts;
 pub mod api;
+pub mod certs;
 pub mod smtp;
+pub mod sshd;
+pub mod vsftpd;
 
 /// The directory beside a pipeline file that holds its state by default.
 pub const STATE_DIR: &str = ".longshore";

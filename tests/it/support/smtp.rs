@@ -103,37 +103,14 @@ impl SmtpServer {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let path = |name: &str| dir.path().join(name);
         std::fs::create_dir(path("messages")).expect("create the messages directory");
-        let openssl = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec"])
-            .args([
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "2",
-            ])
-            // A name no system CA has, so an untrusted certificate fails as `UnknownIssuer`.
-            .args(["-subj", "/CN=longshore test SMTP server"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-            .arg("-keyout")
-            .arg(path("key.pem"))
-            .arg("-out")
-            .arg(path("cert.pem"))
-            .output()
-            .unwrap_or_else(|e| panic!("run openssl (apt-get install openssl): {e}"));
-        assert!(
-            openssl.status.success(),
-            "openssl could not make a certificate:\n{}",
-            String::from_utf8_lossy(&openssl.stderr)
-        );
+        super::certs::self_signed(dir.path(), "cert", "longshore test SMTP server");
         std::fs::write(path("server.py"), SERVER).expect("write the server script");
         let log = std::fs::File::create(path("server.log")).expect("create the server log");
         let mut child = Command::new("python3")
             .arg(path("server.py"))
             .arg(path("messages"))
             .arg(path("cert.pem"))
-            .arg(path("key.pem"))
+            .arg(path("cert.key"))
             .args([USER, PASSWORD])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

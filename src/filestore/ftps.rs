@@ -1,0 +1,471 @@
+//! FTP with TLS (FTPS), with `suppaftp` over rustls: explicit (`AUTH TLS` on port 21) or
+//! implicit (TLS from the first byte, port 990), passive data connections, binary transfers.
+//! Certificates are verified against the system's CAs or `ca_file`; plain FTP takes
+//! `tls = "none"` and a warning on every connection.
+//!
+//! Uploads end the way that keeps them whole: the data connection sends TLS `close_notify`,
+//! is read to its end (TLS 1.3 session tickets the server sent would otherwise make the close a
+//! reset, and the server drop the file's tail), and only then is the server's transfer reply
+//! read (suppaftp's `TransferStream::finish`). The size on the server is checked after every
+//! upload besides.
+
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use suppaftp::list::ListParser;
+use suppaftp::types::FileType;
+use suppaftp::{FtpError, RustlsConnector, RustlsFtpStream, Status, TlsStream, TransferStream};
+
+use super::{FileStore, Reconnect, RemoteEntry, StoreError};
+use crate::config::{Invalid, Secret, SecretValue, Validate};
+use crate::stage::RunContext;
+
+/// An FTP or FTPS server and how to log in to it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FtpServerConfig {
+    /// The server's host name or IP address; the certificate must be for it. Required.
+    pub host: String,
+    /// The server's port. Default 21, or 990 with `tls = "implicit"`.
+    pub port: Option<u16>,
+    /// The user to log in as. Required.
+    pub user: String,
+    /// The user's password, e.g. `"${env:PARTNER_FTP_PASSWORD}"`. Required.
+    pub password: Secret,
+    /// How the connection is encrypted: `"explicit"` (`AUTH TLS` after connecting, FTPS's
+    /// usual way), `"implicit"` (TLS from the first byte), or `"none"` (plain FTP: the
+    /// password and the files cross the network readable by anyone on the way; logged as a
+    /// warning on every connection). Default `"explicit"`.
+    #[serde(default)]
+    pub tls: FtpTls,
+    /// A PEM file of the CA certificates the server's certificate must be signed by, for a
+    /// server with a private CA or a self-signed certificate. Default: the system's CAs.
+    pub ca_file: Option<String>,
+    /// Seconds to wait for the server to connect or answer before the operation fails (and is
+    /// tried again on a new connection). Default 30.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Tries in all for an operation that fails on the connection (dropped, timed out, a
+    /// transfer the server aborted): each further try is on a new connection, after 1 s, 2 s,
+    /// 4 s... An interrupted transfer starts again from its first byte. Default 3.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+}
+
+/// How an FTP connection is encrypted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FtpTls {
+    /// `AUTH TLS` on the plain connection, before logging in.
+    #[default]
+    Explicit,
+    /// TLS from the first byte.
+    Implicit,
+    /// Plain FTP, unencrypted.
+    None,
+}
+
+fn default_timeout_secs() -> u64 {
+    30
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+
+impl Validate for FtpServerConfig {
+    fn problems(&self) -> Vec<Invalid> {
+        let mut problems = Vec::new();
+        if self.tls == FtpTls::None && self.ca_file.is_some() {
+            problems.push(Invalid::new(
+                "ca_file",
+                "is for checking the server's certificate, and `tls = \"none\"` has none",
+            ));
+        }
+        if self.timeout_secs == 0 {
+            problems.push(Invalid::new("timeout_secs", "must be at least 1"));
+        }
+        if self.attempts == 0 {
+            problems.push(Invalid::new("attempts", "must be at least 1"));
+        }
+        problems
+    }
+}
+
+impl FtpServerConfig {
+    fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            FtpTls::Implicit => 990,
+            FtpTls::Explicit | FtpTls::None => 21,
+        })
+    }
+
+    /// The server, as messages name it: `ftps://user@host:port` (`ftp://` without TLS).
+    pub fn location(&self) -> String {
+        let scheme = match self.tls {
+            FtpTls::None => "ftp",
+            FtpTls::Explicit | FtpTls::Implicit => "ftps",
+        };
+        format!("{scheme}://{}@{}:{}", self.user, self.host, self.port())
+    }
+
+    /// A connection to the server that logs in when first used. The password and the CAs are
+    /// read now.
+    pub fn connection(&self, cx: &RunContext) -> Result<super::Connection, StoreError> {
+        let location = self.location();
+        let fail = |message: String| StoreError {
+            location: location.clone(),
+            message,
+            transient: false,
+        };
+        let password = self.password.resolve(cx).map_err(|e| fail(e.to_string()))?;
+        let tls = match self.tls {
+            FtpTls::None => None,
+            FtpTls::Explicit | FtpTls::Implicit => {
+                Some(client_config(self.ca_file.as_deref(), cx).map_err(fail)?)
+            }
+        };
+        let settings = Settings {
+            location: location.clone(),
+            host: self.host.clone(),
+            port: self.port(),
+            user: self.user.clone(),
+            password,
+            mode: self.tls,
+            tls,
+            timeout: Duration::from_secs(self.timeout_secs),
+        };
+        let reconnect = Reconnect {
+            attempts: self.attempts,
+            first_delay: Duration::from_secs(1),
+        };
+        Ok(super::Connection::new(location, reconnect, move || {
+            Ok(Box::new(FtpStore::connect(&settings)?) as Box<dyn FileStore>)
+        }))
+    }
+}
+
+/// rustls' settings for the server: `ca_file`'s CAs, or the system's.
+fn client_config(
+    ca_file: Option<&str>,
+    cx: &RunContext,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(ca_file) => {
+            let path = cx.resolve(ca_file);
+            let certificates: Vec<CertificateDer> = CertificateDer::pem_file_iter(&path)
+                .and_then(|certificates| certificates.collect())
+                .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+            if certificates.is_empty() {
+                return Err(format!(
+                    "the CA file {} holds no certificate",
+                    path.display()
+                ));
+            }
+            for certificate in certificates {
+                roots.add(certificate).map_err(|e| {
+                    format!(
+                        "the CA file {} holds a certificate rustls refuses: {e}",
+                        path.display()
+                    )
+                })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(
+                    "no CA certificates found on this system (Debian: apt-get install ca-certificates); or set `ca_file`"
+                        .into(),
+                );
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// What connecting needs, resolved once.
+struct Settings {
+    location: String,
+    host: String,
+    port: u16,
+    user: String,
+    password: SecretValue,
+    mode: FtpTls,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+}
+
+/// A logged-in FTP session.
+pub struct FtpStore {
+    location: String,
+    ftp: RustlsFtpStream,
+}
+
+impl FtpStore {
+    fn connect(settings: &Settings) -> Result<Self, StoreError> {
+        let location = &settings.location;
+        let failed = |action: &str, error: FtpError| StoreError {
+            location: location.clone(),
+            message: format!("cannot {action}: {}", describe(&error)),
+            transient: is_transient(&error),
+        };
+        let address: SocketAddr = (settings.host.as_str(), settings.port)
+            .to_socket_addrs()
+            .map_err(|e| failed("resolve the host", FtpError::ConnectionError(e)))?
+            .next()
+            .ok_or_else(|| StoreError {
+                location: location.clone(),
+                message: format!("{} has no address", settings.host),
+                transient: true,
+            })?;
+        let connector =
+            || RustlsConnector::from(settings.tls.clone().expect("TLS settings for a TLS mode"));
+        let mut ftp = match settings.mode {
+            FtpTls::Implicit => {
+                // suppaftp connects this one itself, without a timeout of its own: the
+                // system's applies to connecting, `timeout_secs` from the greeting on.
+                let mut ftp =
+                    RustlsFtpStream::connect_secure_implicit(address, connector(), &settings.host)
+                        .map_err(|e| failed("connect with TLS", e))?;
+                set_timeouts(&ftp.get_ref(), settings.timeout)
+                    .map_err(|e| failed("connect", FtpError::ConnectionError(e)))?;
+                // Data connections encrypted too, as explicit TLS asks for them.
+                for command in ["PBSZ 0", "PROT P"] {
+                    ftp.custom_command(command, &[Status::CommandOk])
+                        .map_err(|e| failed("protect the data connections", e))?;
+                }
+                ftp
+            }
+            FtpTls::Explicit | FtpTls::None => {
+                let ftp = RustlsFtpStream::connect_timeout(address, settings.timeout)
+                    .map_err(|e| failed("connect", e))?;
+                set_timeouts(&ftp.get_ref(), settings.timeout)
+                    .map_err(|e| failed("connect", FtpError::ConnectionError(e)))?;
+                if settings.mode == FtpTls::None {
+                    tracing::warn!(
+                        server = %location,
+                        "plain FTP (tls = \"none\"): the password and the files cross the network unencrypted"
+                    );
+                    ftp
+                } else {
+                    ftp.into_secure(connector(), &settings.host)
+                        .map_err(|e| failed("start TLS (AUTH TLS)", e))?
+                }
+            }
+        };
+        let timeout = settings.timeout;
+        ftp = ftp.passive_stream_builder(move |address| {
+            let tcp =
+                TcpStream::connect_timeout(&address, timeout).map_err(FtpError::ConnectionError)?;
+            set_timeouts(&tcp, timeout).map_err(FtpError::ConnectionError)?;
+            Ok(tcp)
+        });
+        ftp.login(settings.user.as_str(), settings.password.expose())
+            .map_err(|e| StoreError {
+                location: location.clone(),
+                message: format!(
+                    "the server refused to log in {}: {}",
+                    settings.user,
+                    describe(&e)
+                ),
+                transient: is_transient(&e),
+            })?;
+        ftp.transfer_type(FileType::Binary)
+            .map_err(|e| failed("switch to binary transfers", e))?;
+        Ok(FtpStore {
+            location: location.clone(),
+            ftp,
+        })
+    }
+
+    fn error(&self, action: &str, path: &str, error: FtpError) -> StoreError {
+        StoreError {
+            location: self.location.clone(),
+            message: format!("cannot {action} {path}: {}", describe(&error)),
+            transient: is_transient(&error),
+        }
+    }
+}
+
+fn set_timeouts(tcp: &TcpStream, timeout: Duration) -> io::Result<()> {
+    tcp.set_read_timeout(Some(timeout))?;
+    tcp.set_write_timeout(Some(timeout))
+}
+
+/// A server's answer as its code and text; other errors as they are.
+fn describe(error: &FtpError) -> String {
+    match error {
+        // The body is the whole reply line, its code included.
+        FtpError::UnexpectedResponse(response) => {
+            String::from_utf8_lossy(&response.body).trim().to_string()
+        }
+        FtpError::SecureError(message) => format!("TLS: {message}"),
+        other => other.to_string(),
+    }
+}
+
+/// Worth a new connection: the connection failed, or the server said "try again" (4xx).
+fn is_transient(error: &FtpError) -> bool {
+    match error {
+        FtpError::ConnectionError(e) => !is_certificate_error(e),
+        FtpError::UnexpectedResponse(response) => (400..500).contains(&response.status.code()),
+        _ => false,
+    }
+}
+
+/// rustls reports a certificate that does not verify as an I/O error around its own.
+fn is_certificate_error(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|error| matches!(error, rustls::Error::InvalidCertificate(_)))
+}
+
+/// `550`: the file is not there (or is not a file).
+fn is_unavailable(error: &FtpError) -> bool {
+    matches!(error, FtpError::UnexpectedResponse(response) if response.status == Status::FileUnavailable)
+}
+
+impl FileStore for FtpStore {
+    fn list(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, StoreError> {
+        let lines = self
+            .ftp
+            .list(Some(if dir.is_empty() { "." } else { dir }))
+            .map_err(|e| self.error("list", dir, e))?;
+        let mut entries = Vec::new();
+        for line in lines {
+            let Ok(file) = ListParser::parse_posix(&line).or_else(|_| ListParser::parse_dos(&line))
+            else {
+                tracing::debug!(server = %self.location, line, "a listing line not understood, skipped");
+                continue;
+            };
+            if matches!(file.name(), "." | "..") {
+                continue;
+            }
+            entries.push(RemoteEntry {
+                path: super::join(dir, file.name()),
+                name: file.name().to_string(),
+                size: file.size() as u64,
+                mtime: file
+                    .modified()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|since| since.as_secs() as i64),
+                is_dir: file.is_directory(),
+            });
+        }
+        Ok(entries)
+    }
+
+    fn stat(&mut self, path: &str) -> Result<Option<RemoteEntry>, StoreError> {
+        let size = match self.ftp.size(path) {
+            Ok(size) => size as u64,
+            Err(e) if is_unavailable(&e) => return Ok(None),
+            Err(e) => return Err(self.error("look up", path, e)),
+        };
+        let mtime = self
+            .ftp
+            .mdtm(path)
+            .ok()
+            .map(|time| time.and_utc().timestamp());
+        Ok(Some(RemoteEntry {
+            path: path.to_string(),
+            name: super::file_name(path).to_string(),
+            size,
+            mtime,
+            is_dir: false,
+        }))
+    }
+
+    fn open(&mut self, path: &str) -> Result<Box<dyn Read + Send>, StoreError> {
+        let stream = self
+            .ftp
+            .retr_as_stream(path)
+            .map_err(|e| self.error("download", path, e))?;
+        Ok(Box::new(Download {
+            stream: Some(stream),
+        }))
+    }
+
+    fn upload(&mut self, path: &str, from: &mut dyn Read) -> Result<u64, StoreError> {
+        let mut stream = self
+            .ftp
+            .put_with_stream(path)
+            .map_err(|e| self.error("upload", path, e))?;
+        let written = io::copy(from, &mut stream)
+            .map_err(|e| self.error("upload", path, FtpError::ConnectionError(e)))?;
+        stream.finish().map_err(|e| self.error("upload", path, e))?;
+        Ok(written)
+    }
+
+    fn rename(&mut self, from: &str, to: &str, replace: bool) -> Result<(), StoreError> {
+        // FTP's rename replaces whatever is there; the check before it is the best FTP has.
+        if !replace && self.stat(to)?.is_some() {
+            return Err(StoreError {
+                location: self.location.clone(),
+                message: format!("cannot rename {from} to {to}: {to} exists"),
+                transient: false,
+            });
+        }
+        self.ftp
+            .rename(from, to)
+            .map_err(|e| self.error("rename", &format!("{from} to {to}"), e))
+    }
+
+    fn remove(&mut self, path: &str) -> Result<(), StoreError> {
+        match self.ftp.rm(path) {
+            Ok(()) => Ok(()),
+            Err(e) if is_unavailable(&e) => Ok(()),
+            Err(e) => Err(self.error("remove", path, e)),
+        }
+    }
+
+    fn create_dir_all(&mut self, dir: &str) -> Result<(), StoreError> {
+        // FTP has no "exists" for directories: each is made, and `550` (there already, or
+        // not allowed) is judged by the upload into it.
+        for dir in super::ancestors(dir) {
+            match self.ftp.mkdir(&dir) {
+                Ok(()) => {}
+                Err(e) if is_unavailable(&e) => {}
+                Err(e) => return Err(self.error("create the directory", &dir, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A file being downloaded; at its end, the server's transfer reply says whether all of it came.
+struct Download<T: TlsStream> {
+    stream: Option<TransferStream<T>>,
+}
+
+impl<T: TlsStream> Read for Download<T> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let Some(stream) = &mut self.stream else {
+            return Ok(0);
+        };
+        let read = stream.read(buffer)?;
+        if read == 0 && !buffer.is_empty() {
+            let stream = self.stream.take().expect("present");
+            stream.finish().map_err(|e| {
+                io::Error::other(format!("the transfer did not complete: {}", describe(&e)))
+            })?;
+        }
+        Ok(read)
+    }
+}

@@ -1,0 +1,202 @@
+//! Where files are kept on other machines: an SFTP server (`sftp.rs`, over `ssh2`) or an FTP
+//! server with or without TLS (`ftps.rs`, over `suppaftp`), behind one trait, [`FileStore`], so
+//! that the drop source and the upload sink are written once. Each store verifies the server
+//! by default (host keys, certificates).
+//!
+//! [`Connection`] wraps a store with what every operation needs on a real network: it connects
+//! lazily, and an operation that fails on a dropped connection or a timeout is tried again on
+//! a new connection, after a backoff, a bounded number of times. Every operation is safe to
+//! repeat that way (an upload starts again from the first byte).
+
+pub mod ftps;
+pub mod sftp;
+
+use std::io::Read;
+use std::time::Duration;
+
+/// A file or directory on a server, as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteEntry {
+    /// Its path, as the store's operations take it (the listed directory joined with the name).
+    pub path: String,
+    pub name: String,
+    pub size: u64,
+    /// Modification time, seconds since the Unix epoch, when the server tells it.
+    pub mtime: Option<i64>,
+    pub is_dir: bool,
+}
+
+/// An operation on a server that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct StoreError {
+    /// The server, as `sftp://user@host:port`.
+    pub location: String,
+    pub message: String,
+    /// Worth trying again on a new connection: the connection dropped or timed out.
+    pub transient: bool,
+}
+
+/// The operations the drop source and the upload sink need of a server. Paths are the
+/// server's (`/outbound/a.csv`, or relative to the login directory).
+pub trait FileStore: Send {
+    /// The entries of `dir` (not `.` and `..`).
+    fn list(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, StoreError>;
+    /// The file or directory at `path`, or `None` when there is none.
+    fn stat(&mut self, path: &str) -> Result<Option<RemoteEntry>, StoreError>;
+    /// The content of the file at `path`, streamed from the server. Reading to the end checks
+    /// that the transfer completed.
+    fn open(&mut self, path: &str) -> Result<Box<dyn Read + Send>, StoreError>;
+    /// Writes everything `from` gives to the file at `path` (created or truncated), and makes it
+    /// durable where the server can. Returns the bytes written.
+    fn upload(&mut self, path: &str, from: &mut dyn Read) -> Result<u64, StoreError>;
+    /// Renames `from` to `to`. When `to` exists the rename fails, unless `replace`.
+    fn rename(&mut self, from: &str, to: &str, replace: bool) -> Result<(), StoreError>;
+    /// Removes the file at `path`; one that is not there is not an error.
+    fn remove(&mut self, path: &str) -> Result<(), StoreError>;
+    /// Creates `dir` and its missing parents.
+    fn create_dir_all(&mut self, dir: &str) -> Result<(), StoreError>;
+}
+
+/// How often, and after how long, an operation that failed on the connection is tried again.
+#[derive(Debug, Clone, Copy)]
+pub struct Reconnect {
+    /// Tries in all, the first included.
+    pub attempts: u32,
+    /// The wait before the second try; it doubles for each further try.
+    pub first_delay: Duration,
+}
+
+/// A server's store, connected when first used and again after the connection failed.
+pub struct Connection {
+    location: String,
+    connect: Box<dyn Fn() -> Result<Box<dyn FileStore>, StoreError> + Send>,
+    store: Option<Box<dyn FileStore>>,
+    reconnect: Reconnect,
+}
+
+impl Connection {
+    pub fn new(
+        location: String,
+        reconnect: Reconnect,
+        connect: impl Fn() -> Result<Box<dyn FileStore>, StoreError> + Send + 'static,
+    ) -> Self {
+        Connection {
+            location,
+            connect: Box::new(connect),
+            store: None,
+            reconnect,
+        }
+    }
+
+    /// The server, as `sftp://user@host:port`.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Sets how many tries an operation gets in all.
+    pub fn set_attempts(&mut self, attempts: u32) {
+        self.reconnect.attempts = attempts.max(1);
+    }
+
+    /// Runs `operation` on the store, connecting first if needed; an error marked transient
+    /// drops the connection and, after a backoff, tries again on a new one.
+    pub fn run<T>(
+        &mut self,
+        what: &str,
+        mut operation: impl FnMut(&mut dyn FileStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut delay = self.reconnect.first_delay;
+        let mut attempt = 1;
+        loop {
+            let result = match &mut self.store {
+                Some(store) => operation(store.as_mut()),
+                None => {
+                    (self.connect)().and_then(|store| operation(self.store.insert(store).as_mut()))
+                }
+            };
+            match result {
+                Err(error) if error.transient && attempt < self.reconnect.attempts => {
+                    tracing::warn!(
+                        server = %self.location,
+                        attempt,
+                        error = %error.message,
+                        "{what} failed, trying again on a new connection in {delay:?}"
+                    );
+                    self.store = None;
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(error) => {
+                    if error.transient {
+                        self.store = None;
+                    }
+                    return Err(error);
+                }
+                Ok(value) => return Ok(value),
+            }
+        }
+    }
+}
+
+/// `dir` and `name` joined with one `/`.
+pub fn join(dir: &str, name: &str) -> String {
+    match dir {
+        "" | "." => name.to_string(),
+        _ if dir.ends_with('/') => format!("{dir}{name}"),
+        _ => format!("{dir}/{name}"),
+    }
+}
+
+/// The directory part of `path` (`""` for a bare name).
+pub fn parent(path: &str) -> &str {
+    match path.rsplit_once('/') {
+        Some(("", _)) => "/",
+        Some((dir, _)) => dir,
+        None => "",
+    }
+}
+
+/// The last part of `path`.
+pub fn file_name(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(_, name)| name)
+}
+
+/// The directories to create, outermost first, for `dir` to exist: `a`, `a/b`, `a/b/c`.
+fn ancestors(dir: &str) -> Vec<String> {
+    let mut built = String::new();
+    let mut all = Vec::new();
+    if dir.starts_with('/') {
+        built.push('/');
+    }
+    for part in dir
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+    {
+        if !built.is_empty() && !built.ends_with('/') {
+            built.push('/');
+        }
+        built.push_str(part);
+        all.push(built.clone());
+    }
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_join_and_split_on_slashes() {
+        assert_eq!(join("/outbound", "a.csv"), "/outbound/a.csv");
+        assert_eq!(join("/outbound/", "a.csv"), "/outbound/a.csv");
+        assert_eq!(join("", "a.csv"), "a.csv");
+        assert_eq!(parent("/outbound/a.csv"), "/outbound");
+        assert_eq!(parent("/a.csv"), "/");
+        assert_eq!(parent("a.csv"), "");
+        assert_eq!(file_name("/outbound/a.csv"), "a.csv");
+        assert_eq!(ancestors("/a/b//c/"), ["/a", "/a/b", "/a/b/c"]);
+        assert_eq!(ancestors("a/./b"), ["a", "a/b"]);
+    }
+}
