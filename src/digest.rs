@@ -27,6 +27,11 @@ impl SharedDigest {
         }
     }
 
+    /// Bytes seen so far.
+    pub fn bytes(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+
     /// Bytes seen so far and the lowercase hex SHA-256 of them.
     pub fn finish(&self) -> (u64, String) {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());

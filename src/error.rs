@@ -152,6 +152,9 @@ pub enum StageError {
     /// An API request or its paging failed.
     #[error(transparent)]
     Http(#[from] crate::sources::http::HttpError),
+    /// An operation on an SFTP or FTP server failed.
+    #[error(transparent)]
+    Store(#[from] crate::filestore::StoreError),
 }
 
 impl StageError {

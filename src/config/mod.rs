@@ -14,10 +14,14 @@ use schemars::JsonSchema;
 pub use load::{load, parse};
 pub use secret::{Secret, SecretValue};
 
+use crate::filestore::ServerConfig;
+use crate::filestore::ftps::FtpServerConfig;
+use crate::filestore::sftp::SftpServerConfig;
 use crate::runner::OnOverlap;
 use crate::runner::rejects::RejectsConfig;
 use crate::sinks::file::FileSinkConfig;
 use crate::sinks::stdout::StdoutSinkConfig;
+use crate::sinks::upload::UploadSinkConfig;
 use crate::sources::file::FileSourceConfig;
 use crate::sources::http::HttpSourceConfig;
 use crate::state::StateConfig;
@@ -183,6 +187,11 @@ stage_configs! {
         /// Standard output, for piping into other tools. Not atomic: a reader sees records as
         /// they are written.
         "stdout" => Stdout(StdoutSinkConfig),
+        /// Files uploaded to an SFTP server, under a temporary name until the run commits.
+        "sftp" => Sftp(UploadSinkConfig<SftpServerConfig>),
+        /// Files uploaded to an FTPS (or, with `tls = "none"`, plain FTP) server, under a
+        /// temporary name until the run commits.
+        "ftps" => Ftps(UploadSinkConfig<FtpServerConfig>),
     }
 }
 
@@ -199,11 +208,20 @@ stage_configs! {
 }
 
 impl SinkConfig {
-    /// The path template a sink writes to, for sinks that write files.
+    /// The path template a sink writes to, for sinks that write local files.
     pub fn destination(&self) -> Option<&str> {
         match self {
             SinkConfig::File(config) => Some(&config.path),
-            SinkConfig::Stdout(_) => None,
+            SinkConfig::Stdout(_) | SinkConfig::Sftp(_) | SinkConfig::Ftps(_) => None,
+        }
+    }
+
+    /// The server a sink uploads to, for sinks that upload.
+    pub fn server(&self) -> Option<&dyn ServerConfig> {
+        match self {
+            SinkConfig::Sftp(config) => Some(&config.server),
+            SinkConfig::Ftps(config) => Some(&config.server),
+            SinkConfig::File(_) | SinkConfig::Stdout(_) => None,
         }
     }
 }

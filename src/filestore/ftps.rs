@@ -20,7 +20,7 @@ use suppaftp::list::ListParser;
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, RustlsConnector, RustlsFtpStream, Status, TlsStream, TransferStream};
 
-use super::{FileStore, Reconnect, RemoteEntry, StoreError};
+use super::{FileStore, Reconnect, RemoteEntry, ServerConfig, StoreError};
 use crate::config::{Invalid, Secret, SecretValue, Validate};
 use crate::stage::RunContext;
 
@@ -96,16 +96,9 @@ impl Validate for FtpServerConfig {
     }
 }
 
-impl FtpServerConfig {
-    fn port(&self) -> u16 {
-        self.port.unwrap_or(match self.tls {
-            FtpTls::Implicit => 990,
-            FtpTls::Explicit | FtpTls::None => 21,
-        })
-    }
-
+impl ServerConfig for FtpServerConfig {
     /// The server, as messages name it: `ftps://user@host:port` (`ftp://` without TLS).
-    pub fn location(&self) -> String {
+    fn location(&self) -> String {
         let scheme = match self.tls {
             FtpTls::None => "ftp",
             FtpTls::Explicit | FtpTls::Implicit => "ftps",
@@ -115,7 +108,7 @@ impl FtpServerConfig {
 
     /// A connection to the server that logs in when first used. The password and the CAs are
     /// read now.
-    pub fn connection(&self, cx: &RunContext) -> Result<super::Connection, StoreError> {
+    fn connection(&self, cx: &RunContext) -> Result<super::Connection, StoreError> {
         let location = self.location();
         let fail = |message: String| StoreError {
             location: location.clone(),
@@ -146,6 +139,15 @@ impl FtpServerConfig {
         Ok(super::Connection::new(location, reconnect, move || {
             Ok(Box::new(FtpStore::connect(&settings)?) as Box<dyn FileStore>)
         }))
+    }
+}
+
+impl FtpServerConfig {
+    fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            FtpTls::Implicit => 990,
+            FtpTls::Explicit | FtpTls::None => 21,
+        })
     }
 }
 

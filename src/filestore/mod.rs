@@ -58,6 +58,14 @@ pub trait FileStore: Send {
     fn create_dir_all(&mut self, dir: &str) -> Result<(), StoreError>;
 }
 
+/// A server's part of a pipeline file: where it is and how to log in.
+pub trait ServerConfig: crate::config::Validate {
+    /// The server, as messages name it: `sftp://user@host:port`.
+    fn location(&self) -> String;
+    /// A connection that logs in when first used; secrets are read now.
+    fn connection(&self, cx: &crate::stage::RunContext) -> Result<Connection, StoreError>;
+}
+
 /// How often, and after how long, an operation that failed on the connection is tried again.
 #[derive(Debug, Clone, Copy)]
 pub struct Reconnect {
@@ -115,6 +123,12 @@ impl Connection {
                     (self.connect)().and_then(|store| operation(self.store.insert(store).as_mut()))
                 }
             };
+            let result = result.map_err(|mut error| {
+                if error.location.is_empty() {
+                    error.location.clone_from(&self.location);
+                }
+                error
+            });
             match result {
                 Err(error) if error.transient && attempt < self.reconnect.attempts => {
                     tracing::warn!(

@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use ssh2::{CheckResult, ErrorCode, HashType, KnownHostFileKind, Session, Sftp};
 
-use super::{FileStore, Reconnect, RemoteEntry, StoreError, ancestors};
+use super::{FileStore, Reconnect, RemoteEntry, ServerConfig, StoreError, ancestors};
 use crate::config::{Invalid, Secret, SecretValue, Validate};
 use crate::stage::RunContext;
 
@@ -133,14 +133,14 @@ impl Validate for SftpServerConfig {
     }
 }
 
-impl SftpServerConfig {
+impl ServerConfig for SftpServerConfig {
     /// The server, as messages name it: `sftp://user@host:port`.
-    pub fn location(&self) -> String {
+    fn location(&self) -> String {
         format!("sftp://{}@{}:{}", self.user, self.host, self.port)
     }
 
     /// A connection to the server that logs in when first used. Secrets and paths are read now.
-    pub fn connection(&self, cx: &RunContext) -> Result<super::Connection, StoreError> {
+    fn connection(&self, cx: &RunContext) -> Result<super::Connection, StoreError> {
         let location = self.location();
         let fail = |message: String| StoreError {
             location: location.clone(),

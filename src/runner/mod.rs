@@ -388,25 +388,32 @@ impl Run<'_> {
     fn recover(&mut self) -> Result<(), RunError> {
         let pipeline = &self.pipeline.name;
         let store = self.store.as_deref_mut().expect("opened before recovery");
-        let recovered = state::recover(store, pipeline, &self.cx.run_id, |intent| {
-            let mut report = new_report(&self.cx, false);
-            report.run_id = intent.run_id.clone();
-            report.outcome = Outcome::Success;
-            report.warnings.push(format!(
-                "published by run {} after this run was interrupted while publishing",
-                self.cx.run_id
-            ));
-            report.files_written = intent
-                .outputs
-                .iter()
-                .map(|o| FileDigest {
-                    path: o.path.display().to_string(),
-                    size: o.size,
-                    sha256: o.sha256.clone(),
-                })
-                .collect();
-            report
-        });
+        let mut destinations = publish::Destinations::new(&self.pipeline.sinks, &self.cx);
+        let recovered = state::recover(
+            store,
+            pipeline,
+            &self.cx.run_id,
+            &mut destinations,
+            |intent| {
+                let mut report = new_report(&self.cx, false);
+                report.run_id = intent.run_id.clone();
+                report.outcome = Outcome::Success;
+                report.warnings.push(format!(
+                    "published by run {} after this run was interrupted while publishing",
+                    self.cx.run_id
+                ));
+                report.files_written = intent
+                    .outputs
+                    .iter()
+                    .map(|o| FileDigest {
+                        path: o.path.display().to_string(),
+                        size: o.size,
+                        sha256: o.sha256.clone(),
+                    })
+                    .collect();
+                report
+            },
+        );
         if recovered.is_err() {
             // Its temporary files are still to be published.
             self.intent_pending = true;
@@ -499,8 +506,18 @@ impl Run<'_> {
             if label == "rejects" && !has_rejects {
                 continue;
             }
-            let outputs = sink.prepare().map_err(|e| self.fail(label, e))?;
-            prepared.push((label.to_string(), outputs));
+            match sink.prepare() {
+                Ok(outputs) => prepared.push((label.to_string(), outputs)),
+                Err(e) => {
+                    // What the sinks before it prepared will not be published either.
+                    let earlier: Vec<PreparedOutput> = prepared
+                        .into_iter()
+                        .flat_map(|(_, outputs)| outputs)
+                        .collect();
+                    publish::Destinations::new(&self.pipeline.sinks, &self.cx).discard(&earlier);
+                    return Err(self.fail(label, e));
+                }
+            }
         }
         crash_point("after-prepare");
         let outputs: Vec<PreparedOutput> = prepared
@@ -522,7 +539,7 @@ impl Run<'_> {
         };
         let store = self.store.as_deref_mut().expect("opened before publishing");
         if let Err(e) = store.begin_commit(&self.pipeline.name, &intent) {
-            publish::discard(&outputs);
+            publish::Destinations::new(&self.pipeline.sinks, &self.cx).discard(&outputs);
             if matches!(e, StateError::LockLost { .. }) {
                 // The journal and the lock are the other run's now.
                 self.locked = false;
@@ -855,7 +872,7 @@ pub fn convert(
     let (label, mut sink) = chain.sinks.pop().expect("one sink");
     let outputs = sink.prepare().map_err(|e| fail(&label, e))?;
     sink.commit().map_err(|e| {
-        publish::discard(&outputs);
+        publish::Destinations::new(&[], &cx).discard(&outputs);
         fail(&label, e)
     })
 }

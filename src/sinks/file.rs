@@ -34,8 +34,9 @@ pub struct FileSinkConfig {
     /// the extension of `path`.
     pub format: Option<FormatConfig>,
     /// What to do when the output file already exists: `"replace"` it (atomically, only once
-    /// the run succeeded), `"fail"` the run (publishing nothing), or `"skip"` this output
-    /// and leave the existing file alone. Default `"replace"`. A `path` with `{run_date}` but
+    /// the run succeeded), `"fail"` the run (publishing nothing), `"skip"` this output
+    /// and leave the existing file alone, or `"rename"`: publish under the first free
+    /// numbered name (`orders-1.csv`, `orders-2.csv`, ...). Default `"replace"`. A `path` with `{run_date}` but
     /// no `{run_ts}` names the same file for every run of a day: with `"replace"` a later run
     /// replaces what an earlier one delivered, so drop folders want `{run_ts}`.
     #[serde(default)]
@@ -50,22 +51,36 @@ pub struct FileSinkConfig {
 impl Validate for FileSinkConfig {
     fn problems(&self) -> Vec<Invalid> {
         let mut problems = Vec::new();
-        if let Err(message) = PathTemplate::parse(&self.path) {
-            problems.push(Invalid::new("path", message));
+        match PathTemplate::parse(&self.path) {
+            Err(message) => problems.push(Invalid::new("path", message)),
+            Ok(template) if template.uses_part() => problems.push(Invalid::new(
+                "path",
+                "`{part}` numbers the files of a split upload; the file sink writes one file per output",
+            )),
+            Ok(_) => {}
         }
-        problems.extend(FormatConfig::stage_problems(&self.format, &self.path));
-        if let Some(format) = FormatConfig::named_or_inferred(&self.format, &self.path)
-            && let Some(message) = format.output_problem(&self.path)
-        {
-            problems.push(Invalid::new("path", message));
-        }
-        if let Some(format) = FormatConfig::named_or_inferred(&self.format, &self.path)
-            && let Some(message) = format.encoding_problem(self.encoding)
-        {
-            problems.push(Invalid::new("encoding", message));
-        }
+        problems.extend(output_problems(&self.path, &self.format, self.encoding));
         problems
     }
+}
+
+/// What is wrong with writing `format` in `encoding` to files named like `path`, for every sink
+/// that writes files.
+pub fn output_problems(
+    path: &str,
+    format: &Option<FormatConfig>,
+    encoding: Option<TextEncoding>,
+) -> Vec<Invalid> {
+    let mut problems = FormatConfig::stage_problems(format, path);
+    if let Some(format) = FormatConfig::named_or_inferred(format, path) {
+        if let Some(message) = format.output_problem(path) {
+            problems.push(Invalid::new("path", message));
+        }
+        if let Some(message) = format.encoding_problem(encoding) {
+            problems.push(Invalid::new("encoding", message));
+        }
+    }
+    problems
 }
 
 /// One output file of this run.
@@ -142,6 +157,7 @@ impl FileSink {
             pipeline: &self.cx.pipeline,
             started_at: self.cx.started_at,
             source_stem: stem,
+            part: 1,
         }))
     }
 
@@ -186,7 +202,7 @@ impl FileSink {
                     });
                     return Ok(());
                 }
-                IfExists::Replace => {}
+                IfExists::Replace | IfExists::Rename => {}
             }
         }
         let dir = publish::parent_dir(&path);
@@ -283,7 +299,7 @@ impl Sink for FileSink {
             }
             if output.path.exists() {
                 match self.if_exists {
-                    IfExists::Replace => {}
+                    IfExists::Replace | IfExists::Rename => {}
                     IfExists::Fail => {
                         return Err(StageError::Refused(format!(
                             "{shown} appeared while the run was writing it and the sink has `if_exists = \"fail\"`"
@@ -315,6 +331,7 @@ impl Sink for FileSink {
                 size,
                 sha256,
                 if_exists: self.if_exists,
+                remote: None,
             });
         }
         Ok(self.prepared.clone())
@@ -333,9 +350,9 @@ impl Sink for FileSink {
         for output in self.prepared {
             let shown = output.path.display().to_string();
             match output.publish() {
-                Ok(Publication::Published) => {
-                    tracing::debug!(file = %shown, "published");
-                    report.published.push(shown);
+                Ok(Publication::Published(path)) => {
+                    tracing::debug!(file = %path.display(), "published");
+                    report.published.push(path.display().to_string());
                 }
                 Ok(Publication::Skipped) => report.skipped.push(shown),
                 Err(e) => {

@@ -7,6 +7,7 @@ pub mod publish;
 pub mod stdout;
 pub mod temp_journal;
 pub mod template;
+pub mod upload;
 
 use crate::config::SinkConfig;
 use crate::error::StageError;
@@ -17,6 +18,8 @@ impl SinkConfig {
         Ok(match self {
             SinkConfig::File(config) => Box::new(file::FileSink::new(config, cx)?),
             SinkConfig::Stdout(config) => Box::new(stdout::StdoutSink::new(config)?),
+            SinkConfig::Sftp(config) => Box::new(upload::UploadSink::new(config, cx)?),
+            SinkConfig::Ftps(config) => Box::new(upload::UploadSink::new(config, cx)?),
         })
     }
 }

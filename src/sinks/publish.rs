@@ -1,7 +1,8 @@
 //! Publishing a prepared output: the one rename that makes a finished temporary file visible
 //! under its final name. A sink's commit and the next run's recovery of an interrupted commit
-//! both publish through [`PreparedOutput::publish`], so they honour `if_exists` the same way and
-//! both make the rename durable.
+//! both publish through [`PreparedOutput::publish`] (local files) or
+//! [`PreparedOutput::publish_remote`] (files on a server), so they honour `if_exists` the same
+//! way and both make the rename durable.
 
 use std::fs::File;
 use std::io;
@@ -9,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::config::SinkConfig;
+use crate::filestore::{Connection, FileStore, StoreError};
+use crate::stage::RunContext;
 
 /// What to do when an output file already exists.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -18,11 +23,18 @@ pub enum IfExists {
     Replace,
     Fail,
     Skip,
+    /// Publish under the first free name with a number before the extension:
+    /// `orders-1.csv`, `orders-2.csv`, ...
+    Rename,
 }
+
+/// The most numbered names `if_exists = "rename"` tries.
+const MAX_RENAMES: u32 = 1000;
 
 /// A finished, durable output waiting to be published: `temp` is renamed to `path`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreparedOutput {
+    /// The final name; on a server when `remote` is set.
     pub path: PathBuf,
     pub temp: PathBuf,
     pub size: u64,
@@ -30,12 +42,27 @@ pub struct PreparedOutput {
     /// What publishing does when `path` exists by then.
     #[serde(default)]
     pub if_exists: IfExists,
+    /// Set for a file uploaded to a server, whose rename happens there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteOutput>,
 }
 
-/// What [`PreparedOutput::publish`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where an uploaded output is, and what follows its rename.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteOutput {
+    /// The server, as `sftp://user@host:port`: the pipeline's sink with this server publishes
+    /// it.
+    pub location: String,
+    /// An empty file uploaded beside the output once it is in place, for partners who wait for
+    /// one (`orders.csv.done`), as a path on the server.
+    pub marker: Option<String>,
+}
+
+/// What publishing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Publication {
-    Published,
+    /// Published under this name: `path`, or a numbered one (`if_exists = "rename"`).
+    Published(PathBuf),
     /// The final file existed and `if_exists = "skip"`: it was left alone and the temporary
     /// file removed.
     Skipped,
@@ -48,26 +75,102 @@ impl PreparedOutput {
     pub fn publish(&self) -> io::Result<Publication> {
         if self.if_exists == IfExists::Replace {
             std::fs::rename(&self.temp, &self.path)?;
-        } else {
+            sync_dir(parent_dir(&self.path))?;
+            return Ok(Publication::Published(self.path.clone()));
+        }
+        let candidates = self.candidates();
+        for candidate in candidates {
             // `from_path` does not own the file until the rename: `keep` it on failure.
             let temp = tempfile::TempPath::try_from_path(&self.temp)?;
-            if let Err(e) = temp.persist_noclobber(&self.path) {
-                let kind = e.error.kind();
-                let _ = e.path.keep();
-                if kind == io::ErrorKind::AlreadyExists && self.if_exists == IfExists::Skip {
-                    std::fs::remove_file(&self.temp)?;
-                    return Ok(Publication::Skipped);
+            match temp.persist_noclobber(&candidate) {
+                Ok(_) => {
+                    sync_dir(parent_dir(&candidate))?;
+                    return Ok(Publication::Published(candidate));
                 }
-                return Err(e.error);
+                Err(e) => {
+                    let kind = e.error.kind();
+                    let _ = e.path.keep();
+                    match (kind, self.if_exists) {
+                        (io::ErrorKind::AlreadyExists, IfExists::Skip) => {
+                            std::fs::remove_file(&self.temp)?;
+                            return Ok(Publication::Skipped);
+                        }
+                        (io::ErrorKind::AlreadyExists, IfExists::Rename) => continue,
+                        _ => return Err(e.error),
+                    }
+                }
             }
         }
-        sync_dir(parent_dir(&self.path))?;
-        Ok(Publication::Published)
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{MAX_RENAMES} numbered names are taken"),
+        ))
+    }
+
+    /// The names to publish under, in order: the final one, then numbered ones for
+    /// `if_exists = "rename"`.
+    fn candidates(&self) -> Vec<PathBuf> {
+        let mut names = vec![self.path.clone()];
+        if self.if_exists == IfExists::Rename {
+            let shown = self.path.to_string_lossy();
+            names.extend((1..=MAX_RENAMES).map(|n| PathBuf::from(numbered(&shown, n))));
+        }
+        names
+    }
+
+    /// Publishes an uploaded output on its server, as [`PreparedOutput::publish`] does a local
+    /// one, then uploads its marker file.
+    pub fn publish_remote(&self, store: &mut dyn FileStore) -> Result<Publication, StoreError> {
+        let temp = self.temp.to_string_lossy();
+        let mut published = None;
+        for candidate in self.candidates() {
+            let candidate = candidate.to_string_lossy().into_owned();
+            let replace = self.if_exists == IfExists::Replace;
+            if !replace && store.stat(&candidate)?.is_some() {
+                match self.if_exists {
+                    IfExists::Skip => {
+                        store.remove(&temp)?;
+                        return Ok(Publication::Skipped);
+                    }
+                    IfExists::Rename => continue,
+                    IfExists::Fail | IfExists::Replace => {}
+                }
+            }
+            store.rename(&temp, &candidate, replace)?;
+            published = Some(candidate);
+            break;
+        }
+        let Some(published) = published else {
+            return Err(StoreError {
+                location: self
+                    .remote
+                    .as_ref()
+                    .map_or_else(String::new, |r| r.location.clone()),
+                message: format!(
+                    "cannot publish {}: {MAX_RENAMES} numbered names are taken",
+                    self.path.display()
+                ),
+                transient: false,
+            });
+        };
+        self.upload_marker(store)?;
+        Ok(Publication::Published(PathBuf::from(published)))
+    }
+
+    /// Uploads the (empty) marker file, if the output has one.
+    pub fn upload_marker(&self, store: &mut dyn FileStore) -> Result<(), StoreError> {
+        if let Some(marker) = self.remote.as_ref().and_then(|r| r.marker.as_deref()) {
+            store.upload(marker, &mut io::empty())?;
+        }
+        Ok(())
     }
 
     /// The same output with absolute paths, as a commit intent records it: the run that
-    /// recovers it may run from another working directory.
+    /// recovers it may run from another working directory. A server's paths stay as they are.
     pub fn absolute(&self) -> io::Result<Self> {
+        if self.remote.is_some() {
+            return Ok(self.clone());
+        }
         Ok(PreparedOutput {
             path: std::path::absolute(&self.path)?,
             temp: std::path::absolute(&self.temp)?,
@@ -76,11 +179,114 @@ impl PreparedOutput {
     }
 }
 
-/// Removes the temporary files of outputs that will not be published (their run failed before
-/// recording its intent). Best effort: the temporary-file journal catches what is left.
-pub fn discard(outputs: &[PreparedOutput]) {
-    for output in outputs {
-        let _ = std::fs::remove_file(&output.temp);
+/// Publishes and discards prepared outputs wherever they are, for the runner's steps that
+/// outlive the sink that made them: discarding what will not be published, and finishing the
+/// commit of an interrupted run. Local files are handled directly; an upload on the server of
+/// the pipeline's sink that names that server (`location`), connected when first needed.
+pub struct Destinations<'a> {
+    sinks: &'a [SinkConfig],
+    cx: &'a RunContext,
+    connections: Vec<Connection>,
+}
+
+impl<'a> Destinations<'a> {
+    pub fn new(sinks: &'a [SinkConfig], cx: &'a RunContext) -> Self {
+        Destinations {
+            sinks,
+            cx,
+            connections: Vec::new(),
+        }
+    }
+
+    fn connection(&mut self, location: &str) -> Result<&mut Connection, StoreError> {
+        if let Some(index) = self
+            .connections
+            .iter()
+            .position(|c| c.location() == location)
+        {
+            return Ok(&mut self.connections[index]);
+        }
+        let server = self
+            .sinks
+            .iter()
+            .filter_map(SinkConfig::server)
+            .find(|server| server.location() == location)
+            .ok_or_else(|| StoreError {
+                location: location.to_string(),
+                message: "no sink of the pipeline uploads to this server any more: put the sink back to finish publishing, or `longshore state reset` to give up on it".into(),
+                transient: false,
+            })?;
+        let connection = server.connection(self.cx)?;
+        self.connections.push(connection);
+        Ok(self.connections.last_mut().expect("just added"))
+    }
+
+    /// Publishes `output` if its temporary file is still there (a crash came before its
+    /// rename); an upload whose rename happened gets the marker file it may have missed.
+    pub fn finish(&mut self, output: &PreparedOutput) -> io::Result<()> {
+        let Some(remote) = &output.remote else {
+            if output.temp.exists() {
+                output.publish()?;
+            }
+            return Ok(());
+        };
+        let connection = self
+            .connection(&remote.location)
+            .map_err(io::Error::other)?;
+        let temp = output.temp.to_string_lossy();
+        connection
+            .run("publish", |store| {
+                if store.stat(&temp)?.is_some() {
+                    output.publish_remote(store).map(|_| ())
+                } else if let Some(marker) = &remote.marker
+                    && store.stat(marker)?.is_none()
+                    && store.stat(&output.path.to_string_lossy())?.is_some()
+                {
+                    output.upload_marker(store)
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(io::Error::other)
+    }
+
+    /// Removes the temporary files of outputs that will not be published (their run failed
+    /// before recording its intent). Best effort: for local files, the temporary-file journal
+    /// catches what is left.
+    pub fn discard(&mut self, outputs: &[PreparedOutput]) {
+        for output in outputs {
+            match &output.remote {
+                None => {
+                    let _ = std::fs::remove_file(&output.temp);
+                }
+                Some(remote) => {
+                    let temp = output.temp.to_string_lossy();
+                    let removed = self
+                        .connection(&remote.location)
+                        .and_then(|c| c.run("remove", |store| store.remove(&temp)));
+                    if let Err(e) = removed {
+                        tracing::warn!(file = %temp, error = %e, "cannot remove a temporary upload");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `path` with `-N` before its extension (`.gz` looked through): `orders-2.csv`,
+/// `orders-2.csv.gz`, `README-2`.
+fn numbered(path: &str, n: u32) -> String {
+    let (dir, name) = match path.rsplit_once('/') {
+        Some((dir, name)) => (format!("{dir}/"), name),
+        None => (String::new(), path),
+    };
+    let (base, gz) = match name.strip_suffix(".gz") {
+        Some(base) => (base, ".gz"),
+        None => (name, ""),
+    };
+    match base.rsplit_once('.') {
+        Some((stem, extension)) if !stem.is_empty() => format!("{dir}{stem}-{n}.{extension}{gz}"),
+        _ => format!("{dir}{base}-{n}{gz}"),
     }
 }
 
@@ -95,4 +301,46 @@ pub fn parent_dir(path: &Path) -> &Path {
 /// Makes the creation, rename or removal of entries in `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_names_keep_the_extension() {
+        assert_eq!(numbered("/out/orders.csv", 2), "/out/orders-2.csv");
+        assert_eq!(numbered("orders.csv.gz", 1), "orders-1.csv.gz");
+        assert_eq!(numbered("/out/README", 3), "/out/README-3");
+        assert_eq!(numbered("/out.d/.hidden", 1), "/out.d/.hidden-1");
+    }
+
+    #[test]
+    fn rename_publishes_beside_what_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.csv"), "old").unwrap();
+        std::fs::write(dir.path().join("a-1.csv"), "older").unwrap();
+        std::fs::write(dir.path().join(".a.csv.part"), "new").unwrap();
+        let output = PreparedOutput {
+            path: dir.path().join("a.csv"),
+            temp: dir.path().join(".a.csv.part"),
+            size: 3,
+            sha256: String::new(),
+            if_exists: IfExists::Rename,
+            remote: None,
+        };
+        assert_eq!(
+            output.publish().unwrap(),
+            Publication::Published(dir.path().join("a-2.csv"))
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a-2.csv")).unwrap(),
+            "new"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.csv")).unwrap(),
+            "old"
+        );
+        assert!(!dir.path().join(".a.csv.part").exists());
+    }
 }

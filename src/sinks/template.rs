@@ -15,6 +15,10 @@ pub const PLACEHOLDERS: &[(&str, &str)] = &[
         "source_stem",
         "the source file's name without its last extension; one output file per source file",
     ),
+    (
+        "part",
+        "the number of the output file, 1, 2, ..., when `max_records_per_file` or `max_bytes_per_file` splits the output (uploads to a server)",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +28,7 @@ enum Part {
     RunDate,
     RunTs,
     SourceStem,
+    FileNumber,
 }
 
 /// A parsed path template. `{{` and `}}` stand for literal braces.
@@ -37,6 +42,8 @@ pub struct TemplateValues<'a> {
     pub pipeline: &'a str,
     pub started_at: DateTime<Local>,
     pub source_stem: Option<&'a str>,
+    /// The output file's number, from 1.
+    pub part: u32,
 }
 
 impl PathTemplate {
@@ -63,6 +70,7 @@ impl PathTemplate {
                 "run_date" => Part::RunDate,
                 "run_ts" => Part::RunTs,
                 "source_stem" => Part::SourceStem,
+                "part" => Part::FileNumber,
                 unknown => {
                     let known: Vec<String> = PLACEHOLDERS
                         .iter()
@@ -99,6 +107,11 @@ impl PathTemplate {
         self.parts.contains(&Part::SourceStem)
     }
 
+    /// Whether the output's files are numbered (`{part}`).
+    pub fn uses_part(&self) -> bool {
+        self.parts.contains(&Part::FileNumber)
+    }
+
     /// The template with every placeholder replaced; `{source_stem}` becomes `source` when
     /// there is no source file (the source does not read files).
     pub fn render(&self, values: &TemplateValues) -> String {
@@ -110,6 +123,7 @@ impl PathTemplate {
                 Part::RunDate => out.push_str(&values.started_at.format("%Y-%m-%d").to_string()),
                 Part::RunTs => out.push_str(&values.started_at.format("%Y%m%dT%H%M%S").to_string()),
                 Part::SourceStem => out.push_str(values.source_stem.unwrap_or("source")),
+                Part::FileNumber => out.push_str(&values.part.to_string()),
             }
         }
         out
@@ -131,6 +145,7 @@ mod tests {
             pipeline: "orders",
             started_at: Local.with_ymd_and_hms(2024, 8, 1, 2, 5, 0).unwrap(),
             source_stem: Some("day1"),
+            part: 1,
         };
         assert_eq!(
             template.render(&values),
@@ -142,7 +157,7 @@ mod tests {
     fn unknown_and_unbalanced_placeholders_are_errors() {
         assert_eq!(
             PathTemplate::parse("out/{run_dat}.csv").unwrap_err(),
-            "unknown placeholder `{run_dat}` in path; known: {pipeline}, {run_date}, {run_ts}, {source_stem}"
+            "unknown placeholder `{run_dat}` in path; known: {pipeline}, {run_date}, {run_ts}, {source_stem}, {part}"
         );
         assert!(PathTemplate::parse("out/{run_date.csv").is_err());
         assert!(PathTemplate::parse("out/}.csv").is_err());

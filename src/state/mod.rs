@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use lock::{LockAttempt, LockOwner};
 pub use sqlite::SqliteStore;
 
+use crate::sinks::publish::Destinations;
 pub use crate::sinks::publish::PreparedOutput;
 
 use crate::report::RunReport;
@@ -270,21 +271,24 @@ pub struct Recovery {
 /// Once an intent is recorded, nothing but publishing removes its temporary files (the run
 /// keeps them on failure, and the temporary-file journal is not cleaned while an intent is
 /// pending), so a temporary file that is gone was published: its final file may have been
-/// picked up and moved by a consumer since.
+/// picked up and moved by a consumer since. `destinations` reaches the servers of uploads.
 pub fn recover(
     store: &mut dyn StateStore,
     pipeline: &str,
     locked_by: &str,
+    destinations: &mut Destinations,
     report: impl FnOnce(&CommitIntent) -> RunReport,
 ) -> Result<Option<Recovery>, StateError> {
     let Some(intent) = store.pending_commit(pipeline)? else {
         return Ok(None);
     };
-    for output in intent.outputs.iter().filter(|o| o.temp.exists()) {
-        output.publish().map_err(|source| StateError::Recover {
-            path: output.path.clone(),
-            source,
-        })?;
+    for output in &intent.outputs {
+        destinations
+            .finish(output)
+            .map_err(|source| StateError::Recover {
+                path: output.path.clone(),
+                source,
+            })?;
     }
     store.finish_commit(pipeline, &intent.run_id, locked_by, &report(&intent))?;
     Ok(Some(Recovery {

@@ -686,6 +686,7 @@ mod tests {
                 size: 3,
                 sha256: "abc".into(),
                 if_exists: IfExists::Replace,
+                remote: None,
             }],
             changes: vec![
                 StateChange::Ledger(entry("/in/a.csv", "run-1")),

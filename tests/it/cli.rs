@@ -170,7 +170,7 @@ error: bad.toml has 7 problems:
   bad.toml:12:1: sink 1 (file): missing field `path`
   bad.toml:14:1: unknown key `pth` in sink 1 (file)
       help: did you mean `path`?
-  bad.toml:18:8: sink 2 (file): unknown placeholder `{run_dat}` in path; known: {pipeline}, {run_date}, {run_ts}, {source_stem}
+  bad.toml:18:8: sink 2 (file): unknown placeholder `{run_dat}` in path; known: {pipeline}, {run_date}, {run_ts}, {source_stem}, {part}
   bad.toml:19:1: unknown key `if_exist` in sink 2 (file)
       help: did you mean `if_exists`?
 ";

@@ -5,9 +5,9 @@
 use std::io::Read;
 use std::path::Path;
 
-use longshore::filestore::Connection;
 use longshore::filestore::ftps::FtpServerConfig;
 use longshore::filestore::sftp::SftpServerConfig;
+use longshore::filestore::{Connection, ServerConfig};
 use longshore::stage::RunContext;
 
 use super::support::accounts::{PASSWORD, USER};

@@ -19,4 +19,5 @@ mod reruns;
 mod roundtrip;
 mod support;
 mod types;
+mod upload;
 mod xml;
