@@ -301,6 +301,7 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
                 encoding,
                 limits: UnpackLimits::default(),
                 typing: Typing::new(infer_types, None),
+                file_fields: false,
             };
             let to = format_for(&output, to.as_deref(), "--to")?;
             if output != Path::new("-")

@@ -21,6 +21,15 @@ pub trait Source: Send {
     /// What the source read completely, and the state changes that delivering it makes (ledger
     /// entries, cursors). Called once the source is exhausted or stopped.
     fn progress(&mut self) -> SourceProgress;
+
+    /// Called once the run's outputs are published and its state saved, or once it found
+    /// nothing new: what the source does to its input then (a drop source deletes or archives
+    /// the files it, or an earlier run, delivered). Never in a dry run. Returns
+    /// warnings: a failure here loses nothing, the files were delivered, and the next run
+    /// finishes the job.
+    fn after_commit(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What a source has read completely so far.

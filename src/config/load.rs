@@ -555,7 +555,7 @@ pth = "out.csv"
             problems(text),
             [
                 "1:1: unknown top-level key `nmae` (did you mean `name`?)",
-                "5:1: unknown key `recursve` in source (file) (expected one of `path`, `format`, `reprocess`, `encoding`, `infer_types`, `schema`, `max_unpacked_bytes`, `max_zip_members`)",
+                "5:1: unknown key `recursve` in source (file) (expected one of `path`, `format`, `reprocess`, `encoding`, `infer_types`, `schema`, `max_unpacked_bytes`, `max_zip_members`, `file_fields`)",
                 "6:10: source (file): invalid value: string \"''\", expected a character",
                 "6:26: unknown key `delimter` in source (file) (did you mean `delimiter`?)",
                 "9:8: unknown transform type `renam` (did you mean `rename`?)",
@@ -570,7 +570,7 @@ pth = "out.csv"
         assert_eq!(
             problems("[source]\npath = \"x\"\n"),
             [
-                "1:1: source has no `type` (set `type` to one of `file`, `http`)",
+                "1:1: source has no `type` (set `type` to one of `file`, `http`, `sftp`, `ftps`)",
                 "1:1: the pipeline has no `[[sinks]]` (add at least one `[[sinks]]` table with a `type`, e.g. `type = \"file\"`)",
             ]
         );

@@ -24,6 +24,7 @@ use crate::sinks::stdout::StdoutSinkConfig;
 use crate::sinks::upload::UploadSinkConfig;
 use crate::sources::file::FileSourceConfig;
 use crate::sources::http::HttpSourceConfig;
+use crate::sources::pickup::PickupSourceConfig;
 use crate::state::StateConfig;
 use crate::transforms::rename::RenameConfig;
 use crate::transforms::select::SelectConfig;
@@ -166,6 +167,11 @@ stage_configs! {
         /// A REST API: one request or every page of a list, optionally only what changed
         /// since the last run.
         "http" => Http(HttpSourceConfig),
+        /// Files dropped on an SFTP server, each picked up once it is complete.
+        "sftp" => Sftp(PickupSourceConfig<SftpServerConfig>),
+        /// Files dropped on an FTPS (or, with `tls = "none"`, plain FTP) server, each picked
+        /// up once it is complete.
+        "ftps" => Ftps(PickupSourceConfig<FtpServerConfig>),
     }
 }
 

@@ -200,6 +200,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Finished {
         store: None,
         locked: false,
         intent_pending: false,
+        committed: false,
     };
     let result = run.execute(&state_path, options.dry_run);
     run.finish(result)
@@ -252,6 +253,8 @@ struct Run<'p> {
     /// Whether a commit intent (this run's, or the crashed one it failed to recover) is
     /// recorded and unfinished: its temporary files are then left for the next run to publish.
     intent_pending: bool,
+    /// Whether this run's outputs were published and its state saved.
+    committed: bool,
 }
 
 impl Run<'_> {
@@ -292,8 +295,11 @@ impl Run<'_> {
         self.report.cursor_after = self.report.cursor_before.clone();
         let store = self.store.as_deref_mut().expect("opened above");
         let stages = Stages::build(pipeline, &self.cx, store, true)?;
-        let Stages { source, mut chain } = stages;
-        let (streamed, result) = stream(source, &mut chain, &self.cx, dry_run);
+        let Stages {
+            mut source,
+            mut chain,
+        } = stages;
+        let (streamed, result) = stream(&mut source, &mut chain, &self.cx, dry_run);
         // Also for a failed run: its report says how far it got.
         self.record_streamed(&chain, &streamed);
         result?;
@@ -305,6 +311,12 @@ impl Run<'_> {
                 "pipeline `{}`: nothing new to read, nothing written",
                 pipeline.name
             );
+            if !dry_run {
+                // Input an earlier run delivered may still wait for what follows its commit.
+                for warning in source.after_commit() {
+                    self.warn(warning);
+                }
+            }
             return Ok(Outcome::NothingNew);
         }
         self.check_rejects(&chain)?;
@@ -321,7 +333,13 @@ impl Run<'_> {
             }
             return Ok(Outcome::Success);
         }
-        self.publish(chain, streamed.source)
+        let published = self.publish(chain, streamed.source);
+        if self.committed {
+            for warning in source.after_commit() {
+                self.warn(warning);
+            }
+        }
+        published
     }
 
     /// The run stopped early at its time limit.
@@ -608,6 +626,7 @@ impl Run<'_> {
         match store.finish_commit(pipeline, run_id, run_id, &self.report) {
             Ok(()) => {
                 self.intent_pending = false;
+                self.committed = true;
                 Ok(())
             }
             Err(e) => {
@@ -696,7 +715,7 @@ impl Run<'_> {
 /// counts what each sink would receive where). What was streamed is returned even when
 /// streaming failed.
 fn stream(
-    mut source: Box<dyn Source>,
+    source: &mut Box<dyn Source>,
     chain: &mut Chain,
     cx: &RunContext,
     dry_run: bool,
@@ -713,7 +732,7 @@ fn stream(
     let mut batches = 0u64;
     let result = std::thread::scope(|scope| -> Result<(), RunError> {
         let (sender, receiver) = mpsc::sync_channel::<Result<Batch, StageError>>(BATCHES_IN_FLIGHT);
-        let source = &mut source;
+        let source = &mut *source;
         let reader = std::thread::Builder::new().name("source".into());
         let spawned = reader.spawn_scoped(scope, move || {
             loop {
@@ -868,7 +887,13 @@ pub fn convert(
         sinks: vec![("output".into(), sink)],
         rejects: None,
     };
-    stream(Box::new(source), &mut chain, &cx, false).1?;
+    stream(
+        &mut (Box::new(source) as Box<dyn Source>),
+        &mut chain,
+        &cx,
+        false,
+    )
+    .1?;
     let (label, mut sink) = chain.sinks.pop().expect("one sink");
     let outputs = sink.prepare().map_err(|e| fail(&label, e))?;
     sink.commit().map_err(|e| {

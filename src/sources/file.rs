@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Validate};
 use crate::digest::{HashingReader, SharedDigest, sha256_file};
 use crate::error::{CodecError, Malformed, Position, StageError};
+use crate::filestore::Connection;
 use crate::record::{Batch, Origin, Reject};
 use crate::report::FileDigest;
 use crate::stage::{Decoder, RunContext, Source, SourceProgress};
@@ -67,6 +69,10 @@ pub struct FileSourceConfig {
     pub max_unpacked_bytes: Option<u64>,
     /// The most entries a zip archive may have (directories included). Default 10000.
     pub max_zip_members: Option<usize>,
+    /// Add the file's `_file_name`, `_file_path`, `_file_size` (bytes) and `_file_mtime` (a
+    /// timestamp) to every record, for transforms and outputs. Default `false`.
+    #[serde(default)]
+    pub file_fields: bool,
 }
 
 fn is_pattern(path: &str) -> bool {
@@ -81,36 +87,58 @@ impl Validate for FileSourceConfig {
         {
             problems.push(Invalid::new("path", format!("invalid glob pattern: {e}")));
         }
-        // An archive's members are each of the format their names imply.
-        if self.format.is_some() || !unpack::is_zip_name(&self.path) {
-            problems.extend(FormatConfig::stage_problems(&self.format, &self.path));
-        }
-        for (field, field_type) in self.schema.iter().flatten() {
-            if let Some(problem) = field_type.problem() {
-                problems.push(Invalid::new(format!("schema.{field}"), problem));
-            }
-        }
-        if let Some(format) = FormatConfig::named_or_inferred(&self.format, &self.path)
-            && let Some(message) = format.encoding_problem(self.encoding)
-        {
-            problems.push(Invalid::new("encoding", message));
-        }
-        if self.max_unpacked_bytes == Some(0) {
-            problems.push(Invalid::new("max_unpacked_bytes", "must be at least 1"));
-        }
+        problems.extend(read_problems(
+            &self.format,
+            Some(&self.path),
+            self.encoding,
+            self.schema.as_ref(),
+            self.max_unpacked_bytes,
+        ));
         problems
     }
 }
 
-impl FileSourceConfig {
-    fn limits(&self) -> UnpackLimits {
-        let defaults = UnpackLimits::default();
-        UnpackLimits {
-            max_unpacked_bytes: self
-                .max_unpacked_bytes
-                .unwrap_or(defaults.max_unpacked_bytes),
-            max_members: self.max_zip_members.unwrap_or(defaults.max_members),
+/// What is wrong with the options that say how files are read (shared by every source that
+/// reads files). `path` names the files when it is known, to infer their format from.
+pub(crate) fn read_problems(
+    format: &Option<FormatConfig>,
+    path: Option<&str>,
+    encoding: Option<TextEncoding>,
+    schema: Option<&std::collections::BTreeMap<String, FieldType>>,
+    max_unpacked_bytes: Option<u64>,
+) -> Vec<Invalid> {
+    let mut problems = Vec::new();
+    // Without a format, an archive's members are each of the format their names imply, and
+    // files without a known path each of the format their own names imply.
+    let inferred_later = format.is_none() && path.is_none_or(unpack::is_zip_name);
+    if !inferred_later {
+        problems.extend(FormatConfig::stage_problems(format, path.unwrap_or("")));
+    }
+    for (field, field_type) in schema.into_iter().flatten() {
+        if let Some(problem) = field_type.problem() {
+            problems.push(Invalid::new(format!("schema.{field}"), problem));
         }
+    }
+    if let Some(format) = FormatConfig::named_or_inferred(format, path.unwrap_or(""))
+        && let Some(message) = format.encoding_problem(encoding)
+    {
+        problems.push(Invalid::new("encoding", message));
+    }
+    if max_unpacked_bytes == Some(0) {
+        problems.push(Invalid::new("max_unpacked_bytes", "must be at least 1"));
+    }
+    problems
+}
+
+/// The unpacking limits from a source's options, defaults where not set.
+pub(crate) fn limits(
+    max_unpacked_bytes: Option<u64>,
+    max_zip_members: Option<usize>,
+) -> UnpackLimits {
+    let defaults = UnpackLimits::default();
+    UnpackLimits {
+        max_unpacked_bytes: max_unpacked_bytes.unwrap_or(defaults.max_unpacked_bytes),
+        max_members: max_zip_members.unwrap_or(defaults.max_members),
     }
 }
 
@@ -128,11 +156,27 @@ pub enum Reprocess {
 }
 
 /// A file to read, as it was when listed.
-struct Listed {
-    path: PathBuf,
-    /// The canonical path: the ledger's key, the same whatever the working directory.
-    key: String,
-    mtime_ns: i64,
+pub(crate) struct Listed {
+    /// Where to open it: a local path, or the path on the source's server.
+    pub path: PathBuf,
+    /// How messages and records' origins name it: the path, or the server's URL and the path.
+    pub shown: String,
+    /// Its path as `_file_path` gives it: on a server, the path it was dropped under (it may be
+    /// read from a claimed name).
+    pub file_path: String,
+    /// The ledger's key: the canonical path, the same whatever the working directory; for a
+    /// file on a server, its URL.
+    pub key: String,
+    pub mtime_ns: i64,
+    /// Bytes, when listed.
+    pub size: u64,
+}
+
+/// Where the files of a source are opened.
+pub(crate) enum Opener {
+    Local,
+    /// On a server, streamed from it.
+    Remote(Connection),
 }
 
 /// The file being read.
@@ -158,9 +202,12 @@ pub struct ReadOptions {
     pub limits: UnpackLimits,
     /// `None`: records stay as decoded.
     pub typing: Option<Typing>,
+    /// Add `_file_name`, `_file_path`, `_file_size` and `_file_mtime` to every record.
+    pub file_fields: bool,
 }
 
 pub struct FileSource {
+    opener: Opener,
     files: VecDeque<Listed>,
     files_listed: usize,
     read: ReadOptions,
@@ -194,13 +241,15 @@ impl FileSource {
             vec![path]
         };
         let mut source = FileSource {
+            opener: Opener::Local,
             files: VecDeque::new(),
             files_listed: 0,
             read: ReadOptions {
                 format,
                 encoding: config.encoding,
-                limits: config.limits(),
+                limits: limits(config.max_unpacked_bytes, config.max_zip_members),
                 typing: Typing::new(config.infer_types, config.schema.as_ref()),
+                file_fields: config.file_fields,
             },
             current: None,
             cx: Some(cx.clone()),
@@ -211,7 +260,7 @@ impl FileSource {
         let mut keys = std::collections::HashSet::new();
         for path in files {
             let listed = listed(path)?;
-            let shown = listed.path.display().to_string();
+            let shown = listed.shown.clone();
             if !keys.insert(listed.key.clone()) {
                 tracing::debug!(file = %shown, "the same file as one listed before, skipped");
                 continue;
@@ -245,6 +294,7 @@ impl FileSource {
     pub fn from_path(path: PathBuf, read: ReadOptions) -> Result<Self, StageError> {
         std::fs::metadata(&path).map_err(|e| StageError::io(path.display(), "read the file", e))?;
         Ok(FileSource {
+            opener: Opener::Local,
             files: VecDeque::from([listed(path)?]),
             files_listed: 1,
             read,
@@ -253,6 +303,42 @@ impl FileSource {
             ledger: false,
             progress: SourceProgress::default(),
         })
+    }
+
+    /// A source reading `files` from a server through `connection`, in the order given.
+    /// Ledger entries are made for them (keyed by their URLs) when `ledger`.
+    pub(crate) fn remote(
+        connection: Connection,
+        files: Vec<Listed>,
+        read: ReadOptions,
+        cx: &RunContext,
+        ledger: bool,
+    ) -> Self {
+        FileSource {
+            opener: Opener::Remote(connection),
+            files_listed: files.len(),
+            files: files.into(),
+            read,
+            current: None,
+            cx: Some(cx.clone()),
+            ledger,
+            progress: SourceProgress::default(),
+        }
+    }
+
+    /// The server the files are read from, for a source reading from one.
+    pub(crate) fn connection(&mut self) -> Option<&mut Connection> {
+        match &mut self.opener {
+            Opener::Remote(connection) => Some(connection),
+            Opener::Local => None,
+        }
+    }
+
+    /// Adds what was found before reading (files already delivered) to the progress.
+    pub(crate) fn add_progress(&mut self, found: SourceProgress) {
+        self.progress
+            .already_processed
+            .extend(found.already_processed);
     }
 
     fn open_next(&mut self) -> Result<bool, StageError> {
@@ -270,9 +356,16 @@ impl FileSource {
         let Some(listed) = self.files.pop_front() else {
             return Ok(false);
         };
-        let shown = listed.path.display().to_string();
-        let file =
-            File::open(&listed.path).map_err(|e| StageError::io(&shown, "open the file", e))?;
+        let shown = listed.shown.clone();
+        let file: Box<dyn Read + Send> = match &mut self.opener {
+            Opener::Local => Box::new(
+                File::open(&listed.path).map_err(|e| StageError::io(&shown, "open the file", e))?,
+            ),
+            Opener::Remote(connection) => {
+                let path = listed.path.to_string_lossy();
+                connection.run("download", |store| store.open(&path))?
+            }
+        };
         tracing::debug!(file = %shown, "reading");
         let counter = self.cx.as_ref().map(|cx| cx.bytes_read.clone());
         let (reader, digest) = HashingReader::new(file, counter);
@@ -319,7 +412,7 @@ impl FileSource {
         let (size, sha256) = digest.finish();
         self.progress.units += 1;
         self.progress.files_read.push(FileDigest {
-            path: listed.path.display().to_string(),
+            path: listed.shown,
             size,
             sha256: sha256.clone(),
         });
@@ -332,6 +425,29 @@ impl FileSource {
                 processed_at: cx.started_at.to_rfc3339(),
                 run_id: cx.run_id.clone(),
             }));
+        }
+    }
+}
+
+/// Adds the fields `file_fields` asks for, describing `file`, to `records`.
+fn add_file_fields(records: &mut [crate::record::Record], file: &Listed) {
+    use crate::record::Value;
+    let path = &file.file_path;
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let mtime = chrono::DateTime::from_timestamp_nanos(file.mtime_ns).fixed_offset();
+    let fields: [(&str, Value); 4] = [
+        ("_file_name", Value::String(name.into())),
+        ("_file_path", Value::String(path.as_str().into())),
+        ("_file_size", Value::Integer(file.size as i64)),
+        ("_file_mtime", Value::Timestamp(mtime)),
+    ];
+    let fields: Vec<(Arc<str>, Value)> = fields
+        .into_iter()
+        .map(|(name, value)| (Arc::from(name), value))
+        .collect();
+    for record in records {
+        for (name, value) in &fields {
+            record.insert(name.clone(), value.clone());
         }
     }
 }
@@ -431,9 +547,12 @@ fn listed(path: PathBuf) -> Result<Listed, StageError> {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos() as i64);
     Ok(Listed {
+        shown: path.display().to_string(),
+        file_path: path.display().to_string(),
         path,
         key,
         mtime_ns,
+        size: meta.len(),
     })
 }
 
@@ -461,6 +580,9 @@ impl Source for FileSource {
             match reading.decoder.next_batch(&mut out.records, max) {
                 Ok(true) => {
                     out.origin = Some(reading.origin.clone());
+                    if self.read.file_fields {
+                        add_file_fields(&mut out.records, &reading.listed);
+                    }
                     if let Some(typing) = &self.read.typing {
                         let quarantine = self.cx.as_ref().is_some_and(|cx| cx.quarantine);
                         type_records(typing, out, reading, quarantine)?;
@@ -521,6 +643,7 @@ mod tests {
             max_zip_members: None,
             infer_types: false,
             schema: None,
+            file_fields: false,
         };
         let mut source = FileSource::new(&config, &cx, &mut SqliteStore::in_memory()).unwrap();
         let mut batch = Batch::default();

@@ -2,6 +2,7 @@
 
 pub mod file;
 pub mod http;
+pub mod pickup;
 
 use crate::config::SourceConfig;
 use crate::error::StageError;
@@ -18,6 +19,8 @@ impl SourceConfig {
         Ok(match self {
             SourceConfig::File(config) => Box::new(file::FileSource::new(config, cx, store)?),
             SourceConfig::Http(config) => Box::new(http::HttpSource::new(config, cx, store)?),
+            SourceConfig::Sftp(config) => Box::new(pickup::PickupSource::new(config, cx, store)?),
+            SourceConfig::Ftps(config) => Box::new(pickup::PickupSource::new(config, cx, store)?),
         })
     }
 }

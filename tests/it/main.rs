@@ -13,6 +13,7 @@ mod notify;
 mod operate;
 mod packing;
 mod pairs;
+mod pickup;
 mod pipelines;
 mod preview;
 mod reruns;

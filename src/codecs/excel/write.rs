@@ -61,10 +61,17 @@ impl ExcelEncoder {
         options: &ExcelOptions,
     ) -> Result<Self, CodecError> {
         let header = Format::new().set_bold();
+        // The same records give the same bytes: the workbook says it was created at a fixed
+        // time (its zip entries are dated 1980-01-01 as well), not when it was written.
+        let mut workbook = Workbook::new();
+        let created = rust_xlsxwriter::ExcelDateTime::from_ymd(1980, 1, 1)
+            .expect("1980-01-01 is a date Excel knows");
+        workbook
+            .set_properties(&rust_xlsxwriter::DocProperties::new().set_creation_datetime(&created));
         let mut encoder = ExcelEncoder {
             output,
             label: label.to_string(),
-            workbook: Workbook::new(),
+            workbook,
             formats: Formats {
                 header_quoted: header.clone().set_quote_prefix(),
                 header,

@@ -1,0 +1,362 @@
+//! The `sftp` and `ftps` sources, run by the real binary against real servers: which dropped
+//! files are taken (complete ones, once), what happens to them after the run committed, and
+//! that no crash delivers a file twice.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::support::accounts::{self, PASSWORD, USER};
+use super::support::sshd::SftpServer;
+use super::support::vsftpd::{FtpMode, FtpServer};
+use super::support::{Outcome, Sandbox, run};
+
+/// The `[source.server]` table of an SFTP server, logging in with a key.
+fn sftp_server(server: &SftpServer) -> String {
+    format!(
+        "[source.server]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\nprivate_key = \"{}\"\nknown_hosts = \"{}\"\n",
+        server.port,
+        server.client_key().display(),
+        server.known_hosts().display()
+    )
+}
+
+/// A pipeline `p` picking up from `inbound` on `server` with `source` lines, every record to
+/// one new local NDJSON file per run (`out/orders-{run_ts}.ndjson`, numbered when two runs
+/// share a second, never replaced).
+fn pickup_pipeline(kind: &str, source: &str, server: &str) -> String {
+    format!(
+        "name = \"p\"\n[source]\ntype = \"{kind}\"\ndir = \"inbound\"\n{source}\n{server}\n[[sinks]]\ntype = \"file\"\npath = \"out/orders-{{run_ts}}.ndjson\"\nif_exists = \"rename\"\n"
+    )
+}
+
+fn longshore(sandbox: &Sandbox, env: &[(&str, &str)]) -> Outcome {
+    let mut command = sandbox.command(["run", "p.toml"]);
+    command.env("FTP_PASSWORD", PASSWORD);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    run(command)
+}
+
+/// Drops `content` as `inbound/NAME` on the server, as the partner's user would.
+fn drop_file(data: &Path, name: &str, content: &str) {
+    let inbound = data.join("inbound");
+    if !inbound.exists() {
+        std::fs::create_dir_all(&inbound).unwrap();
+        accounts::give_to_test_user(&inbound);
+    }
+    std::fs::write(inbound.join(name), content).unwrap();
+}
+
+/// Every record delivered so far, one line each, sorted; and how many files they came in.
+fn delivered(sandbox: &Sandbox) -> (Vec<String>, usize) {
+    let files: Vec<String> = if sandbox.exists("out") {
+        sandbox.files("out")
+    } else {
+        Vec::new()
+    }
+    .into_iter()
+    // A killed run's temporary files are not deliveries.
+    .filter(|file| !file.rsplit('/').next().unwrap_or(file).starts_with('.'))
+    .collect();
+    let mut lines: Vec<String> = files
+        .iter()
+        .flat_map(|file| {
+            sandbox
+                .read(file)
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort();
+    (lines, files.len())
+}
+
+fn lines(expected: &[&str]) -> Vec<String> {
+    expected.iter().map(|line| line.to_string()).collect()
+}
+
+/// The files in the server's `dir`, sorted.
+fn remote_files(data: &Path, dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(data.join(dir))
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn complete_files_are_picked_up_once_and_changed_ones_again() {
+    let server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    sandbox.write("p.toml", pickup_pipeline("sftp", "", &sftp_server(&server)));
+    drop_file(&server.data(), "a.csv", "id\n1\n2\n");
+    drop_file(&server.data(), "b.csv", "id\n3\n");
+    // Uploads in progress and hidden files are not data.
+    drop_file(&server.data(), "c.csv.part", "id\n99\n");
+    drop_file(&server.data(), ".d.csv", "id\n98\n");
+    drop_file(&server.data(), "e.tmp", "id\n97\n");
+
+    longshore(&sandbox, &[]).assert_success();
+    assert_eq!(
+        delivered(&sandbox),
+        (
+            lines(&[r#"{"id":"1"}"#, r#"{"id":"2"}"#, r#"{"id":"3"}"#]),
+            1
+        )
+    );
+
+    // Nothing new: nothing delivered, nothing written.
+    let again = longshore(&sandbox, &[]);
+    again.assert_success();
+    assert_eq!(delivered(&sandbox).1, 1);
+
+    // A new file, and a file replaced under the same name with other content.
+    drop_file(&server.data(), "f.csv", "id\n4\n");
+    drop_file(&server.data(), "a.csv", "id\n1\n2\n5\n");
+    longshore(&sandbox, &[]).assert_success();
+    assert_eq!(
+        delivered(&sandbox),
+        (
+            lines(&[
+                r#"{"id":"1"}"#,
+                r#"{"id":"1"}"#,
+                r#"{"id":"2"}"#,
+                r#"{"id":"2"}"#,
+                r#"{"id":"3"}"#,
+                r#"{"id":"4"}"#,
+                r#"{"id":"5"}"#,
+            ]),
+            2
+        )
+    );
+    // `after = "keep"` (the default) leaves them all.
+    assert_eq!(
+        remote_files(&server.data(), "inbound"),
+        [".d.csv", "a.csv", "b.csv", "c.csv.part", "e.tmp", "f.csv"]
+    );
+}
+
+#[test]
+fn a_file_is_taken_only_once_its_marker_is_there_and_old_enough() {
+    let server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        pickup_pipeline(
+            "sftp",
+            "marker = \"{name}.done\"\nmin_age_secs = 600\nafter = \"delete\"",
+            &sftp_server(&server),
+        ),
+    );
+    drop_file(&server.data(), "a.csv", "id\n1\n");
+    drop_file(&server.data(), "b.csv", "id\n2\n");
+    drop_file(&server.data(), "b.csv.done", "");
+    // b.csv is announced but too recent; a.csv is old but not announced.
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(server.data().join("inbound/a.csv"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    longshore(&sandbox, &[]).assert_success();
+    assert_eq!(delivered(&sandbox), (lines(&[]), 0));
+
+    std::fs::File::options()
+        .write(true)
+        .open(server.data().join("inbound/b.csv"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    longshore(&sandbox, &[]).assert_success();
+    assert_eq!(delivered(&sandbox), (lines(&[r#"{"id":"2"}"#]), 1));
+    // Deleted with its marker once delivered; a.csv waits for its own.
+    assert_eq!(remote_files(&server.data(), "inbound"), ["a.csv"]);
+}
+
+#[test]
+fn a_file_still_growing_is_left_for_a_later_run() {
+    let server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        pickup_pipeline("sftp", "stable_secs = 1", &sftp_server(&server)),
+    );
+    drop_file(&server.data(), "done.csv", "id\n1\n");
+    drop_file(&server.data(), "growing.csv", "id\n");
+    let growing = server.data().join("inbound/growing.csv");
+    // The partner's upload goes on for longer than the run's two listings are apart.
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(growing)
+            .unwrap();
+        for id in 2..60 {
+            writeln!(file, "{id}").unwrap();
+            file.sync_data().unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    longshore(&sandbox, &[]).assert_success();
+    writer.join().unwrap();
+    assert_eq!(delivered(&sandbox), (lines(&[r#"{"id":"1"}"#]), 1));
+
+    // Complete now: the next run takes it whole.
+    longshore(&sandbox, &[]).assert_success();
+    let (records, files) = delivered(&sandbox);
+    assert_eq!((records.len(), files), (59, 2));
+}
+
+#[test]
+fn files_are_archived_only_after_the_run_committed_and_never_delivered_twice() {
+    let server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        pickup_pipeline(
+            "sftp",
+            "after = \"move\"\narchive_dir = \"archive/{pipeline}\"",
+            &sftp_server(&server),
+        ),
+    );
+    drop_file(&server.data(), "a.csv", "id\n1\n");
+
+    // Killed after the sinks published, before the ledger was saved.
+    let mut command = sandbox.command(["run", "p.toml"]);
+    command.env("LONGSHORE_CRASH_AT", "after-commit");
+    let output = command.output().unwrap();
+    assert!(!output.status.success());
+    assert_eq!(delivered(&sandbox), (lines(&[r#"{"id":"1"}"#]), 1));
+    assert_eq!(
+        remote_files(&server.data(), "inbound"),
+        ["a.csv"],
+        "not moved before the commit"
+    );
+
+    // The rerun saves the interrupted run's ledger, delivers nothing again, and archives.
+    longshore(&sandbox, &[]).assert_success();
+    assert_eq!(delivered(&sandbox), (lines(&[r#"{"id":"1"}"#]), 1));
+    assert_eq!(
+        remote_files(&server.data(), "inbound"),
+        Vec::<String>::new()
+    );
+    assert_eq!(remote_files(&server.data(), "archive/p"), ["a.csv"]);
+}
+
+#[test]
+fn claimed_files_are_hidden_while_read_and_taken_up_again_after_a_crash() {
+    let server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        pickup_pipeline(
+            "sftp",
+            "claim = true\nfile_fields = true",
+            &sftp_server(&server),
+        ),
+    );
+    drop_file(&server.data(), "a.csv", "id\n1\n");
+
+    let mut command = sandbox.command(["run", "p.toml"]);
+    command.env("LONGSHORE_CRASH_AT", "after-first-batch");
+    let output = command.output().unwrap();
+    assert!(!output.status.success());
+    assert_eq!(
+        remote_files(&server.data(), "inbound"),
+        [".a.csv.p.claimed"]
+    );
+    assert_eq!(delivered(&sandbox).1, 0);
+
+    longshore(&sandbox, &[]).assert_success();
+    let (records, files) = delivered(&sandbox);
+    assert_eq!(files, 1);
+    let record: serde_json::Value = serde_json::from_str(&records[0]).unwrap();
+    assert_eq!(record["id"], "1");
+    assert_eq!(record["_file_name"], "a.csv");
+    assert_eq!(record["_file_path"], "inbound/a.csv");
+    assert_eq!(record["_file_size"], 5);
+    // `after = "keep"` gives the file its name back.
+    assert_eq!(remote_files(&server.data(), "inbound"), ["a.csv"]);
+    longshore(&sandbox, &[]).assert_success();
+    assert_eq!(delivered(&sandbox).1, 1, "not delivered again");
+}
+
+#[test]
+fn ftps_pickup_reads_what_was_dropped() {
+    let server = FtpServer::start(FtpMode::Explicit);
+    let sandbox = Sandbox::new();
+    let source_server = format!(
+        "[source.server]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\npassword = \"${{env:FTP_PASSWORD}}\"\nca_file = \"{}\"\n",
+        server.port,
+        server.ca().display()
+    );
+    sandbox.write(
+        "p.toml",
+        pickup_pipeline(
+            "ftps",
+            "include = [\"*.csv\"]\nafter = \"delete\"",
+            &source_server,
+        ),
+    );
+    drop_file(&server.data(), "a.csv", "id,name\n1,ant\n");
+    drop_file(&server.data(), "notes.txt", "not data\n");
+    longshore(&sandbox, &[]).assert_success();
+    assert_eq!(
+        delivered(&sandbox),
+        (lines(&[r#"{"id":"1","name":"ant"}"#]), 1)
+    );
+    assert_eq!(remote_files(&server.data(), "inbound"), ["notes.txt"]);
+}
+
+#[test]
+fn a_csv_dropped_on_sftp_arrives_on_ftps_as_the_expected_workbook() {
+    let vendor = SftpServer::start();
+    let partner = FtpServer::start(FtpMode::Explicit);
+    let sandbox = Sandbox::new();
+    let csv = "order_id,customer,total,shipped_on\nA-1,Müller GmbH,1234.50,2024-08-01\nA-2,\"Smith, Jones & Co\",99.00,2024-08-02\n";
+    drop_file(&vendor.data(), "orders-20240802.csv", csv);
+    sandbox.write(
+        "p.toml",
+        format!(
+            "name = \"p\"\n[source]\ntype = \"sftp\"\ndir = \"inbound\"\ninfer_types = true\nafter = \"delete\"\n{}\n\
+             [[sinks]]\ntype = \"ftps\"\npath = \"outbound/{{source_stem}}.xlsx\"\n\
+             [sinks.server]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\npassword = \"${{env:FTP_PASSWORD}}\"\nca_file = \"{}\"\n",
+            sftp_server(&vendor),
+            partner.port,
+            partner.ca().display()
+        ),
+    );
+    longshore(&sandbox, &[]).assert_success();
+
+    // What `longshore convert` makes of the same file locally is what the partner received.
+    sandbox.write("orders-20240802.csv", csv);
+    let mut convert = sandbox.command([
+        "convert",
+        "--infer-types",
+        "orders-20240802.csv",
+        "expected.xlsx",
+    ]);
+    convert.env_remove("RUST_LOG");
+    run(convert).assert_success();
+    let received = std::fs::read(partner.data().join("outbound/orders-20240802.xlsx"))
+        .expect("the workbook on the FTPS server");
+    assert!(
+        received == sandbox.read_bytes("expected.xlsx"),
+        "the workbooks differ"
+    );
+    assert_eq!(
+        remote_files(&vendor.data(), "inbound"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        remote_files(&partner.data(), "outbound"),
+        ["orders-20240802.xlsx"]
+    );
+}
