@@ -409,7 +409,7 @@ impl FileStore for FtpStore {
             .ftp
             .put_with_stream(path)
             .map_err(|e| self.error("upload", path, e))?;
-        let written = io::copy(from, &mut stream)
+        let written = super::copy_large(from, &mut stream)
             .map_err(|e| self.error("upload", path, FtpError::ConnectionError(e)))?;
         stream.finish().map_err(|e| self.error("upload", path, e))?;
         Ok(written)

@@ -154,6 +154,26 @@ impl Connection {
     }
 }
 
+/// Bytes moved per read and write of a transfer: large, so that libssh2 keeps many SFTP
+/// requests in flight and TLS writes full records.
+const TRANSFER_BUFFER: usize = 4 << 20;
+
+/// Copies `from` to `to` in [`TRANSFER_BUFFER`] pieces; returns the bytes copied.
+fn copy_large(from: &mut dyn Read, to: &mut impl std::io::Write) -> std::io::Result<u64> {
+    let mut buffer = vec![0u8; TRANSFER_BUFFER];
+    let mut total = 0;
+    loop {
+        let read = match from.read(&mut buffer) {
+            Ok(0) => return Ok(total),
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buffer[..read])?;
+        total += read as u64;
+    }
+}
+
 /// `dir` and `name` joined with one `/`.
 pub fn join(dir: &str, name: &str) -> String {
     match dir {

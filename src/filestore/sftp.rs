@@ -457,7 +457,9 @@ impl FileStore for SftpStore {
             .sftp
             .open(Path::new(path))
             .map_err(|e| self.error("open", path, e))?;
-        Ok(Box::new(file))
+        // libssh2 asks for as much of the file at once as the read wants: a large buffer keeps
+        // many requests in flight whatever size the decoder reads in.
+        Ok(Box::new(io::BufReader::with_capacity(super::TRANSFER_BUFFER, file)))
     }
 
     fn upload(&mut self, path: &str, from: &mut dyn Read) -> Result<u64, StoreError> {
@@ -466,7 +468,7 @@ impl FileStore for SftpStore {
             .sftp
             .create(Path::new(path))
             .map_err(|e| self.error("create", path, e))?;
-        let written = copy_large(from, &mut file).map_err(|e| StoreError {
+        let written = super::copy_large(from, &mut file).map_err(|e| StoreError {
             location: self.location.clone(),
             message: format!("cannot write {path}: {e}"),
             transient: true,
@@ -515,23 +517,6 @@ impl FileStore for SftpStore {
             }
         }
         Ok(())
-    }
-}
-
-/// Copies with a large buffer: libssh2 sends a large write as many SFTP requests in flight at
-/// once, which a small buffer would send one at a time.
-fn copy_large(from: &mut dyn Read, to: &mut impl io::Write) -> io::Result<u64> {
-    let mut buffer = vec![0u8; 256 * 1024];
-    let mut total = 0;
-    loop {
-        let read = match from.read(&mut buffer) {
-            Ok(0) => return Ok(total),
-            Ok(read) => read,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        to.write_all(&buffer[..read])?;
-        total += read as u64;
     }
 }
 
