@@ -203,7 +203,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Crates whose debug and trace logs can show secrets; they log at info at most.
-const LEAKY_CRATES: [&str; 4] = ["ureq", "ureq_proto", "rustls", "lettre"];
+const LEAKY_CRATES: [&str; 5] = ["ureq", "ureq_proto", "rustls", "lettre", "suppaftp"];
 
 fn init_logging(verbose: u8, quiet: bool, format: Option<LogFormat>) {
     let level = match (quiet, verbose) {
@@ -216,7 +216,7 @@ fn init_logging(verbose: u8, quiet: bool, format: Option<LogFormat>) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("longshore={level}")));
     // Secrets never reach a log, whatever `RUST_LOG` asks: the HTTP client logs request URLs
     // (which may carry an API key) at debug and the raw bytes sent and received (headers,
-    // tokens) at trace, the TLS and SMTP layers likewise.
+    // tokens) at trace, the TLS, SMTP and FTP layers likewise (FTP's `PASS` command).
     for quiet_crate in LEAKY_CRATES {
         let directive = format!("{quiet_crate}=info")
             .parse()

@@ -459,7 +459,10 @@ impl FileStore for SftpStore {
             .map_err(|e| self.error("open", path, e))?;
         // libssh2 asks for as much of the file at once as the read wants: a large buffer keeps
         // many requests in flight whatever size the decoder reads in.
-        Ok(Box::new(io::BufReader::with_capacity(super::TRANSFER_BUFFER, file)))
+        Ok(Box::new(io::BufReader::with_capacity(
+            super::TRANSFER_BUFFER,
+            file,
+        )))
     }
 
     fn upload(&mut self, path: &str, from: &mut dyn Read) -> Result<u64, StoreError> {

@@ -122,6 +122,12 @@ impl PreparedOutput {
     /// one, then uploads its marker file.
     pub fn publish_remote(&self, store: &mut dyn FileStore) -> Result<Publication, StoreError> {
         let temp = self.temp.to_string_lossy();
+        if store.stat(&temp)?.is_none() {
+            // Renamed by a try whose answer was lost on the way (the connection dropped): done.
+            // Checked first, so that a replacing rename never removes what it published.
+            self.upload_marker(store)?;
+            return Ok(Publication::Published(self.path.clone()));
+        }
         let mut published = None;
         for candidate in self.candidates() {
             let candidate = candidate.to_string_lossy().into_owned();
@@ -313,6 +319,79 @@ mod tests {
         assert_eq!(numbered("orders.csv.gz", 1), "orders-1.csv.gz");
         assert_eq!(numbered("/out/README", 3), "/out/README-3");
         assert_eq!(numbered("/out.d/.hidden", 1), "/out.d/.hidden-1");
+    }
+
+    /// Files in memory, for the publishing logic alone.
+    #[derive(Default)]
+    struct MemoryStore(std::collections::BTreeMap<String, Vec<u8>>);
+
+    impl FileStore for MemoryStore {
+        fn list(&mut self, _: &str) -> Result<Vec<crate::filestore::RemoteEntry>, StoreError> {
+            unimplemented!("not used by publishing")
+        }
+        fn stat(
+            &mut self,
+            path: &str,
+        ) -> Result<Option<crate::filestore::RemoteEntry>, StoreError> {
+            Ok(self.0.get(path).map(|bytes| crate::filestore::RemoteEntry {
+                path: path.into(),
+                name: crate::filestore::file_name(path).into(),
+                size: bytes.len() as u64,
+                mtime: None,
+                is_dir: false,
+            }))
+        }
+        fn open(&mut self, _: &str) -> Result<Box<dyn std::io::Read + Send>, StoreError> {
+            unimplemented!("not used by publishing")
+        }
+        fn upload(&mut self, path: &str, from: &mut dyn std::io::Read) -> Result<u64, StoreError> {
+            let mut bytes = Vec::new();
+            from.read_to_end(&mut bytes).unwrap();
+            self.0.insert(path.into(), bytes);
+            Ok(self.0[path].len() as u64)
+        }
+        fn rename(&mut self, from: &str, to: &str, replace: bool) -> Result<(), StoreError> {
+            assert!(replace || !self.0.contains_key(to));
+            let bytes = self.0.remove(from).expect("the file to rename");
+            self.0.insert(to.into(), bytes);
+            Ok(())
+        }
+        fn remove(&mut self, path: &str) -> Result<(), StoreError> {
+            self.0.remove(path);
+            Ok(())
+        }
+        fn create_dir_all(&mut self, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn publishing_an_upload_again_after_a_lost_answer_keeps_it() {
+        let mut store = MemoryStore::default();
+        store.0.insert("out/a.csv".into(), b"old".to_vec());
+        store.0.insert("out/.a.csv.part".into(), b"new".to_vec());
+        let output = PreparedOutput {
+            path: "out/a.csv".into(),
+            temp: "out/.a.csv.part".into(),
+            size: 3,
+            sha256: String::new(),
+            if_exists: IfExists::Replace,
+            remote: Some(RemoteOutput {
+                location: "sftp://u@h:22".into(),
+                marker: Some("out/a.csv.done".into()),
+            }),
+        };
+        let published = Publication::Published("out/a.csv".into());
+        assert_eq!(output.publish_remote(&mut store).unwrap(), published);
+        // The answer was lost: the same publishing again finds its work done.
+        assert_eq!(output.publish_remote(&mut store).unwrap(), published);
+        assert_eq!(
+            store.0.into_iter().collect::<Vec<_>>(),
+            [
+                ("out/a.csv".to_string(), b"new".to_vec()),
+                ("out/a.csv.done".to_string(), Vec::new()),
+            ]
+        );
     }
 
     #[test]

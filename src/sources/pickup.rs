@@ -334,6 +334,8 @@ impl PickupSource {
             candidates = keep_stable(
                 &mut connection,
                 candidates,
+                &config.dir,
+                config.recursive,
                 Duration::from_secs(seconds),
                 cx,
             )?;
@@ -521,10 +523,13 @@ fn list(
     Ok(files)
 }
 
-/// The candidates whose size and modification time are the same after `wait`.
+/// The candidates whose size and modification time are the same on a second listing of the
+/// drop `wait` later (listed the same way, so FTP's minute-precise times compare alike).
 fn keep_stable(
     connection: &mut Connection,
     candidates: Vec<(RemoteEntry, Taken)>,
+    dir: &str,
+    recursive: bool,
     wait: Duration,
     cx: &RunContext,
 ) -> Result<Vec<(RemoteEntry, Taken)>, StageError> {
@@ -540,17 +545,22 @@ fn keep_stable(
         "waiting to see which dropped files are complete"
     );
     std::thread::sleep(wait);
-    let mut stable = Vec::new();
-    for (entry, taken) in candidates {
-        let now = connection.run("look up", |store| store.stat(&entry.path))?;
-        match now {
-            Some(now) if now.size == entry.size && now.mtime == entry.mtime => {
-                stable.push((entry, taken))
+    let again: BTreeMap<String, RemoteEntry> = list(connection, dir, recursive)?
+        .into_iter()
+        .map(|entry| (entry.path.clone(), entry))
+        .collect();
+    Ok(candidates
+        .into_iter()
+        .filter(|(entry, taken)| {
+            let same = again
+                .get(&entry.path)
+                .is_some_and(|now| now.size == entry.size && now.mtime == entry.mtime);
+            if !same {
+                tracing::info!(file = %taken.shown, "still changing, left for a later run");
             }
-            _ => tracing::info!(file = %taken.shown, "still changing, left for a later run"),
-        }
-    }
-    Ok(stable)
+            same
+        })
+        .collect())
 }
 
 impl Source for PickupSource {

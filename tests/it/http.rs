@@ -738,7 +738,7 @@ fn every_example_pipeline_is_valid() {
         .map(|entry| entry.unwrap().path().display().to_string())
         .collect();
     examples.sort();
-    assert_eq!(examples.len(), 8);
+    assert_eq!(examples.len(), 9);
     let outcome = sandbox.run(std::iter::once("validate".to_string()).chain(examples));
     outcome.assert_success();
 }

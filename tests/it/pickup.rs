@@ -307,7 +307,11 @@ fn ftps_pickup_reads_what_was_dropped() {
     );
     drop_file(&server.data(), "a.csv", "id,name\n1,ant\n");
     drop_file(&server.data(), "notes.txt", "not data\n");
-    longshore(&sandbox, &[]).assert_success();
+    // Logging everything, the password still appears nowhere.
+    let outcome = longshore(&sandbox, &[("RUST_LOG", "trace")]);
+    outcome.assert_success();
+    assert!(outcome.stderr.contains("DEBUG"), "debug logging was on");
+    assert!(!outcome.stderr.contains(PASSWORD), "{}", outcome.stderr);
     assert_eq!(
         delivered(&sandbox),
         (lines(&[r#"{"id":"1","name":"ant"}"#]), 1)
@@ -358,5 +362,110 @@ fn a_csv_dropped_on_sftp_arrives_on_ftps_as_the_expected_workbook() {
     assert_eq!(
         remote_files(&partner.data(), "outbound"),
         ["orders-20240802.xlsx"]
+    );
+}
+
+#[test]
+fn recursive_pickup_in_mtime_order_with_a_limit_reads_gzip_files_too() {
+    let server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        pickup_pipeline(
+            "sftp",
+            "recursive = true\norder = \"mtime\"\nmax_files = 2\nexclude = [\"skip-*\"]",
+            &sftp_server(&server),
+        ),
+    );
+    let inbound = server.data().join("inbound");
+    std::fs::create_dir_all(inbound.join("day2")).unwrap();
+    accounts::give_to_test_user(&inbound);
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gzip, b"id\n3\n").unwrap();
+    std::fs::write(inbound.join("day2/c.csv.gz"), gzip.finish().unwrap()).unwrap();
+    std::fs::write(inbound.join("b.csv"), "id\n2\n").unwrap();
+    std::fs::write(inbound.join("a.csv"), "id\n1\n").unwrap();
+    std::fs::write(inbound.join("skip-me.csv"), "id\n0\n").unwrap();
+    // Oldest first: c (three hours), b (two), a (one).
+    for (name, hours) in [("day2/c.csv.gz", 3), ("b.csv", 2), ("a.csv", 1)] {
+        std::fs::File::options()
+            .write(true)
+            .open(inbound.join(name))
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(hours * 3600))
+            .unwrap();
+    }
+    longshore(&sandbox, &[]).assert_success();
+    assert_eq!(
+        delivered(&sandbox),
+        (lines(&[r#"{"id":"2"}"#, r#"{"id":"3"}"#]), 1)
+    );
+    longshore(&sandbox, &[]).assert_success();
+    assert_eq!(
+        delivered(&sandbox),
+        (
+            lines(&[r#"{"id":"1"}"#, r#"{"id":"2"}"#, r#"{"id":"3"}"#]),
+            2
+        )
+    );
+}
+
+#[test]
+fn sftp_logs_in_with_the_ssh_agent_and_warns_when_the_host_key_is_not_checked() {
+    let server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    let socket = sandbox.join("agent.sock");
+    let agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start ssh-agent (apt-get install openssh-client)");
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _agent = Stop(agent);
+    let started = std::time::Instant::now();
+    while !socket.exists() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::yield_now();
+    }
+    let added = std::process::Command::new("ssh-add")
+        .arg(server.client_key())
+        .env("SSH_AUTH_SOCK", &socket)
+        .output()
+        .expect("run ssh-add");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    sandbox.write(
+        "p.toml",
+        pickup_pipeline(
+            "sftp",
+            "",
+            &format!(
+                "[source.server]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\nagent = true\ninsecure_skip_host_key_check = true\n",
+                server.port
+            ),
+        ),
+    );
+    drop_file(&server.data(), "a.csv", "id\n1\n");
+    let socket = socket.display().to_string();
+    let outcome = longshore(&sandbox, &[("SSH_AUTH_SOCK", &socket)]);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), (lines(&[r#"{"id":"1"}"#]), 1));
+    assert!(
+        outcome.stderr.contains(&format!(
+            "WARN the server's host key is not checked (insecure_skip_host_key_check = true): anyone on the way can read and change this connection server=sftp://{USER}@127.0.0.1:{}",
+            server.port
+        )),
+        "{}",
+        outcome.stderr
     );
 }

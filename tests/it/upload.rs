@@ -231,42 +231,87 @@ fn a_split_output_is_numbered_by_part() {
     );
 }
 
-#[test]
-fn an_upload_cut_off_midway_starts_again_and_arrives_whole() {
-    let server = SftpServer::start();
-    let sandbox = Sandbox::new();
-    // About 40 MB, so that the upload is still going when its connection is cut.
+/// A CSV file of about 40 MB, so that its upload is still going when the test cuts it.
+fn big_csv() -> String {
     let mut csv = String::from("id,payload\n");
     let payload = "x".repeat(200);
     for id in 0..200_000 {
         csv.push_str(&format!("{id},{payload}\n"));
     }
-    sandbox.write("in/big.csv", &csv);
-    sandbox.write(
-        "drop.toml",
-        upload_pipeline("sftp", "path = \"outbound/big.csv\"", &sftp_server(&server)),
-    );
+    csv
+}
+
+/// Starts `longshore run drop.toml` and waits (bounded) until the upload of `temp` is on the
+/// server and not yet complete (`total` bytes).
+fn run_until_uploading(sandbox: &Sandbox, temp: &Path, total: usize) -> std::process::Child {
     let mut command = sandbox.command(["run", "drop.toml"]);
     command.env("SFTP_PASSWORD", PASSWORD);
     command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let child = command.spawn().expect("start longshore");
-
-    // Once the temporary file is on the server and growing, cut every session.
-    let temp = server.data().join("outbound/.big.csv.part");
+    let mut child = command.spawn().expect("start longshore");
     let started = Instant::now();
-    let mut seen = 0;
     while started.elapsed() < Duration::from_secs(60) {
-        let size = std::fs::metadata(&temp).map_or(0, |m| m.len());
-        if size > 0 && (size as usize) < csv.len() {
-            seen = size;
-            server.drop_sessions();
-            break;
+        let size = std::fs::metadata(temp).map_or(0, |m| m.len());
+        if size > 0 && (size as usize) < total {
+            return child;
         }
         std::thread::yield_now();
     }
-    assert!(seen > 0, "the upload was never seen in progress");
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!(
+        "the upload of {} was never seen in progress",
+        temp.display()
+    );
+}
+
+#[test]
+fn a_server_that_dies_mid_upload_fails_the_run_with_nothing_published() {
+    let mut server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    let csv = big_csv();
+    sandbox.write("in/big.csv", &csv);
+    sandbox.write(
+        "drop.toml",
+        upload_pipeline("sftp", "path = \"outbound/big.csv\"", &sftp_server(&server)),
+    );
+    let temp = server.data().join("outbound/.big.csv.part");
+    let child = run_until_uploading(&sandbox, &temp, csv.len());
+    server.kill();
+    let outcome =
+        super::support::Outcome::from(child.wait_with_output().expect("wait for longshore"));
+    outcome.assert_code(1);
+    assert!(
+        outcome.stderr.contains(&format!(
+            "error: pipeline `drop`: sink 1 (sftp) failed\n  caused by: sftp://{USER}@127.0.0.1:{}: cannot connect:",
+            server.port
+        )),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!server.data().join("outbound/big.csv").exists());
+    // The source file was not delivered: the next run takes it again.
+    use longshore::state::StateStore as _;
+    let mut state = longshore::state::SqliteStore::open(&sandbox.join(".longshore/state.db"))
+        .expect("the state store");
+    assert_eq!(state.summary("drop").expect("a summary").ledger_files, 0);
+}
+
+#[test]
+fn an_upload_cut_off_midway_starts_again_and_arrives_whole() {
+    let server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    let csv = big_csv();
+    sandbox.write("in/big.csv", &csv);
+    sandbox.write(
+        "drop.toml",
+        upload_pipeline("sftp", "path = \"outbound/big.csv\"", &sftp_server(&server)),
+    );
+    // Once the temporary file is on the server and growing, cut every session.
+    let temp = server.data().join("outbound/.big.csv.part");
+    let child = run_until_uploading(&sandbox, &temp, csv.len());
+    server.drop_sessions();
     assert!(
         !server.data().join("outbound/big.csv").exists(),
         "the final name appeared mid-upload"

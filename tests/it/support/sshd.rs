@@ -154,6 +154,11 @@ impl SftpServer {
             .to_string()
     }
 
+    /// Kills the server and its sessions, as a crash of the server's machine would.
+    pub fn kill(&mut self) {
+        accounts::kill_tree(&mut self.child);
+    }
+
     /// Ends every session, as a dropped network connection would; the server goes on.
     pub fn drop_sessions(&self) {
         accounts::kill_sessions(&self.child);
