@@ -99,7 +99,12 @@ impl<W: Write> Write for HashingWriter<W> {
 
 /// Size and SHA-256 of a whole file.
 pub fn sha256_file(path: &Path) -> io::Result<(u64, String)> {
-    let (mut reader, digest) = HashingReader::new(std::fs::File::open(path)?, None);
+    sha256_reader(std::fs::File::open(path)?)
+}
+
+/// Size and SHA-256 of everything `reader` gives.
+pub fn sha256_reader(reader: impl Read) -> io::Result<(u64, String)> {
+    let (mut reader, digest) = HashingReader::new(reader, None);
     io::copy(&mut reader, &mut io::sink())?;
     Ok(digest.finish())
 }

@@ -86,12 +86,7 @@ impl Validate for FtpServerConfig {
                 "is for checking the server's certificate, and `tls = \"none\"` has none",
             ));
         }
-        if self.timeout_secs == 0 {
-            problems.push(Invalid::new("timeout_secs", "must be at least 1"));
-        }
-        if self.attempts == 0 {
-            problems.push(Invalid::new("attempts", "must be at least 1"));
-        }
+        problems.extend(super::connection_problems(self.timeout_secs, self.attempts));
         problems
     }
 }

@@ -66,6 +66,33 @@ pub trait ServerConfig: crate::config::Validate {
     fn connection(&self, cx: &crate::stage::RunContext) -> Result<Connection, StoreError>;
 }
 
+/// A stage's `server` table's problems, with their keys under `server.`.
+pub fn server_problems(server: &dyn ServerConfig) -> Vec<crate::config::Invalid> {
+    server
+        .problems()
+        .into_iter()
+        .map(|p| crate::config::Invalid::new(format!("server.{}", p.key), p.message))
+        .collect()
+}
+
+/// The problems of the connection settings every server has.
+fn connection_problems(timeout_secs: u64, attempts: u32) -> Vec<crate::config::Invalid> {
+    let mut problems = Vec::new();
+    if timeout_secs == 0 {
+        problems.push(crate::config::Invalid::new(
+            "timeout_secs",
+            "must be at least 1",
+        ));
+    }
+    if attempts == 0 {
+        problems.push(crate::config::Invalid::new(
+            "attempts",
+            "must be at least 1",
+        ));
+    }
+    problems
+}
+
 /// How often, and after how long, an operation that failed on the connection is tried again.
 #[derive(Debug, Clone, Copy)]
 pub struct Reconnect {

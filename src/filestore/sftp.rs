@@ -123,12 +123,7 @@ impl Validate for SftpServerConfig {
                 "cannot be combined with `known_hosts` or `host_key_fingerprint`, which check the host key",
             ));
         }
-        if self.timeout_secs == 0 {
-            problems.push(Invalid::new("timeout_secs", "must be at least 1"));
-        }
-        if self.attempts == 0 {
-            problems.push(Invalid::new("attempts", "must be at least 1"));
-        }
+        problems.extend(super::connection_problems(self.timeout_secs, self.attempts));
         problems
     }
 }

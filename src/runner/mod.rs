@@ -443,7 +443,11 @@ impl Run<'_> {
             ));
         }
         if let Some(journal) = &self.cx.temp_journal {
-            let removed = temp_journal::clean(journal).map_err(|e| {
+            let mut destinations = publish::Destinations::new(&self.pipeline.sinks, &self.cx);
+            let removed = temp_journal::clean(journal, &mut |location, path| {
+                destinations.remove(location, path)
+            })
+            .map_err(|e| {
                 self.fail(
                     "cleanup",
                     StageError::io(journal.display(), "remove the temporary files listed in", e),
@@ -689,14 +693,23 @@ impl Run<'_> {
                 tracing::warn!(%pipeline, "cannot record the run in the state store: {}", error_chain_text(&e));
             }
             // Every temporary file of this run is gone now (published, or removed on drop),
-            // unless publishing stopped partway: the next run publishes those.
+            // unless publishing stopped partway: the next run publishes those. Uploads of a
+            // run that did not commit were removed from their servers as it failed, as far as
+            // the servers could be reached: the next run makes sure.
             if let Some(journal) = self
                 .cx
                 .temp_journal
                 .as_deref()
                 .filter(|_| self.locked && !self.intent_pending)
             {
-                let _ = temp_journal::clean(journal);
+                let committed = self.committed;
+                let _ = temp_journal::clean(journal, &mut |_, _| {
+                    if committed {
+                        Ok(false)
+                    } else {
+                        Err(std::io::Error::other("left for the next run"))
+                    }
+                });
             }
             if self.locked
                 && let Err(e) = store.unlock(&pipeline, &self.cx.run_id)

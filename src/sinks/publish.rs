@@ -256,6 +256,19 @@ impl<'a> Destinations<'a> {
             .map_err(io::Error::other)
     }
 
+    /// Removes the file at `path` on the server `location` (a temporary upload an interrupted
+    /// run left). Whether there was one.
+    pub fn remove(&mut self, location: &str, path: &str) -> io::Result<bool> {
+        let connection = self.connection(location).map_err(io::Error::other)?;
+        connection
+            .run("remove", |store| {
+                let found = store.stat(path)?.is_some();
+                store.remove(path)?;
+                Ok(found)
+            })
+            .map_err(io::Error::other)
+    }
+
     /// Removes the temporary files of outputs that will not be published (their run failed
     /// before recording its intent). Best effort: for local files, the temporary-file journal
     /// catches what is left.

@@ -78,12 +78,7 @@ const SIZE_CHECK_RECORDS: usize = 64;
 
 impl<S: ServerConfig> Validate for UploadSinkConfig<S> {
     fn problems(&self) -> Vec<Invalid> {
-        let mut problems: Vec<Invalid> = self
-            .server
-            .problems()
-            .into_iter()
-            .map(|p| Invalid::new(format!("server.{}", p.key), p.message))
-            .collect();
+        let mut problems = filestore::server_problems(&self.server);
         match PathTemplate::parse(&self.path) {
             Err(message) => problems.push(Invalid::new("path", message)),
             Ok(template) => {
@@ -290,6 +285,9 @@ impl UploadSink {
         let temp = Self::beside(&path, &self.temp_name);
         let (size, sha256) = output.end.digest.finish();
         let if_exists = self.if_exists;
+        if let Some(journal) = &self.cx.temp_journal {
+            super::temp_journal::record_remote(journal, self.connection.location(), &temp)?;
+        }
         let uploaded = self.connection.run("upload", |store| {
             if matches!(if_exists, IfExists::Fail | IfExists::Skip) && store.stat(&path)?.is_some()
             {

@@ -68,7 +68,8 @@ pub struct PickupSourceConfig<S> {
     /// never read as data, and are deleted or moved with their file. Default: none.
     pub marker: Option<String>,
     /// When a file an earlier run delivered is still there: `"changed"` (taken again when its
-    /// size or modification time differs), `"never"`, or `"always"` (no ledger). Default
+    /// content changed: a different size, or a different modification time and SHA-256, which
+    /// is then read from the server), `"never"`, or `"always"` (no ledger). Default
     /// `"changed"`.
     #[serde(default)]
     pub reprocess: Reprocess,
@@ -136,12 +137,7 @@ pub enum AfterPickup {
 
 impl<S: ServerConfig> Validate for PickupSourceConfig<S> {
     fn problems(&self) -> Vec<Invalid> {
-        let mut problems: Vec<Invalid> = self
-            .server
-            .problems()
-            .into_iter()
-            .map(|p| Invalid::new(format!("server.{}", p.key), p.message))
-            .collect();
+        let mut problems = filestore::server_problems(&self.server);
         for (key, patterns) in [
             ("include", &self.include),
             ("exclude", &self.exclude),
@@ -355,7 +351,7 @@ impl PickupSource {
             };
             if let Some(delivered) = delivered {
                 let unchanged = config.reprocess == Reprocess::Never
-                    || (delivered.size == entry.size && delivered.mtime_ns == mtime_ns(&entry));
+                    || is_unchanged(&mut connection, &entry, &taken, &delivered)?;
                 if unchanged {
                     tracing::debug!(file = %key, run = %delivered.run_id, "already delivered, skipped");
                     progress.already_processed.push(key);
@@ -486,6 +482,31 @@ impl PickupSource {
             Ok(())
         })
     }
+}
+
+/// Whether a listed file still has the content the ledger recorded: the same size and
+/// modification time, or else (uploaded again, touched) the same SHA-256, read from the server.
+fn is_unchanged(
+    connection: &mut Connection,
+    entry: &RemoteEntry,
+    file: &Taken,
+    delivered: &crate::state::LedgerEntry,
+) -> Result<bool, StageError> {
+    if entry.size != delivered.size {
+        return Ok(false);
+    }
+    if mtime_ns(entry) == delivered.mtime_ns {
+        return Ok(true);
+    }
+    let sha256 = connection.run("read", |store| {
+        let reader = store.open(&file.read_from)?;
+        crate::digest::sha256_reader(reader).map_err(|e| filestore::StoreError {
+            location: String::new(),
+            message: format!("cannot read {}: {e}", file.read_from),
+            transient: true,
+        })
+    })?;
+    Ok(sha256.1 == delivered.sha256)
 }
 
 /// The name a claimed file was dropped under, if `name` is one of this pipeline's claims.

@@ -111,7 +111,15 @@ fn complete_files_are_picked_up_once_and_changed_ones_again() {
         )
     );
 
-    // Nothing new: nothing delivered, nothing written.
+    // Nothing new: nothing delivered, nothing written; b.csv uploaded again as it was (a new
+    // modification time, the same bytes) is not new either.
+    drop_file(&server.data(), "b.csv", "id\n3\n");
+    std::fs::File::options()
+        .write(true)
+        .open(server.data().join("inbound/b.csv"))
+        .unwrap()
+        .set_modified(SystemTime::now() + Duration::from_secs(60))
+        .unwrap();
     let again = longshore(&sandbox, &[]);
     again.assert_success();
     assert_eq!(delivered(&sandbox).1, 1);
@@ -468,4 +476,57 @@ fn sftp_logs_in_with_the_ssh_agent_and_warns_when_the_host_key_is_not_checked() 
         "{}",
         outcome.stderr
     );
+}
+
+#[test]
+fn a_download_cut_off_midway_fails_the_run_and_the_next_run_delivers_the_file_whole() {
+    let server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    sandbox.write("p.toml", pickup_pipeline("sftp", "", &sftp_server(&server)));
+    let mut csv = String::from("id,payload\n");
+    let payload = "y".repeat(200);
+    for id in 0..200_000 {
+        csv.push_str(&format!("{id},{payload}\n"));
+    }
+    drop_file(&server.data(), "big.csv", &csv);
+
+    let mut command = sandbox.command(["run", "p.toml"]);
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("start longshore");
+    // Records are being written (the sink's hidden temporary file is there): cut the session.
+    let started = std::time::Instant::now();
+    let writing = loop {
+        let temp = std::fs::read_dir(sandbox.join("out"))
+            .ok()
+            .and_then(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .find(|e| e.file_name().to_string_lossy().ends_with(".part"))
+            });
+        if temp.is_some() || started.elapsed() > Duration::from_secs(60) {
+            break temp.is_some();
+        }
+        std::thread::yield_now();
+    };
+    server.drop_sessions();
+    if !writing {
+        let _ = child.kill();
+    }
+    assert!(writing, "the run was never seen writing");
+    let outcome = Outcome::from(child.wait_with_output().expect("wait for longshore"));
+    outcome.assert_code(1);
+    assert!(
+        outcome
+            .stderr
+            .contains("error: pipeline `p`: source (sftp) failed"),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(delivered(&sandbox), (lines(&[]), 0), "nothing published");
+
+    longshore(&sandbox, &[]).assert_success();
+    let (records, files) = delivered(&sandbox);
+    assert_eq!((records.len(), files), (200_000, 1));
 }

@@ -336,3 +336,46 @@ fn an_upload_cut_off_midway_starts_again_and_arrives_whole() {
     );
     assert!(!temp.exists());
 }
+
+#[test]
+fn uploads_a_killed_run_left_are_removed_by_the_next_run() {
+    let server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    sandbox.write("in/orders.csv", ORDERS_CSV);
+    sandbox.write(
+        "drop.toml",
+        upload_pipeline(
+            "sftp",
+            "path = \"outbound/orders-{run_ts}.csv\"",
+            &sftp_server(&server),
+        ),
+    );
+    // Killed after uploading, before recording what it was about to publish.
+    let mut command = sandbox.command(["run", "drop.toml"]);
+    command
+        .env("SFTP_PASSWORD", PASSWORD)
+        .env("LONGSHORE_CRASH_AT", "after-prepare");
+    assert!(!command.output().expect("run longshore").status.success());
+    let left = files_under(&server.data());
+    assert_eq!(left.len(), 1);
+    let (temp, _) = &left[0];
+    assert!(
+        temp.starts_with("outbound/.orders-") && temp.ends_with(".csv.part"),
+        "{temp}"
+    );
+
+    let outcome = longshore(&sandbox, &["run", "drop.toml"]);
+    outcome.assert_success();
+    assert!(
+        outcome.stderr.contains(&format!(
+            "removed temporary files an interrupted run left: {temp} on sftp://{USER}@127.0.0.1:{}",
+            server.port
+        )),
+        "{}",
+        outcome.stderr
+    );
+    let now = files_under(&server.data());
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert!(now[0].0.starts_with("outbound/orders-"), "{now:?}");
+    assert_eq!(now[0].1, ORDERS_CSV);
+}
