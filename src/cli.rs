@@ -173,7 +173,9 @@ enum StateCommand {
     Forget {
         /// A pipeline file (TOML).
         pipeline: PathBuf,
-        /// The source file, as a path from the current directory.
+        /// The source file, as a path from the current directory; for a file picked up from a
+        /// server, its URL as the run's messages show it
+        /// (`sftp://user@host:22/inbound/orders.csv`).
         file: PathBuf,
         #[command(flatten)]
         state: StateArg,
@@ -212,17 +214,20 @@ fn init_logging(verbose: u8, quiet: bool, format: Option<LogFormat>) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("longshore={level}")));
-    // Secrets never reach a log, whatever `RUST_LOG` asks: the HTTP client logs request URLs
-    // (which may carry an API key) at debug and the raw bytes sent and received (headers,
-    // tokens) at trace, the TLS, SMTP and FTP layers likewise (FTP's `PASS` command).
-    for quiet_crate in LEAKY_CRATES {
-        let directive = format!("{quiet_crate}=info")
-            .parse()
-            .expect("a valid directive");
-        filter = filter.add_directive(directive);
-    }
+    // Secrets never reach a log, whatever `RUST_LOG` asks (a directive for a crate's module
+    // included): the HTTP client logs request URLs (which may carry an API key) at debug and
+    // the raw bytes sent and received (headers, tokens) at trace, the TLS, SMTP and FTP layers
+    // likewise (FTP's `PASS` command).
+    let capped = tracing_subscriber::filter::filter_fn(|meta| {
+        *meta.level() <= tracing::Level::INFO
+            || !LEAKY_CRATES.iter().any(|name| {
+                meta.target()
+                    .strip_prefix(name)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+            })
+    });
     let terminal = std::io::stderr().is_terminal();
     let format = format.unwrap_or_else(|| {
         let wanted = std::env::var("LONGSHORE_LOG_FORMAT").is_ok_and(|f| f == "json");
@@ -232,14 +237,24 @@ fn init_logging(verbose: u8, quiet: bool, format: Option<LogFormat>) {
             LogFormat::Text
         }
     });
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::filter::FilterExt as _;
+    use tracing_subscriber::prelude::*;
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(crate::progress::LogWriter)
         .with_target(false);
     let _ = JSON_LOGS.set(format == LogFormat::Json);
+    let registry = tracing_subscriber::registry();
     match format {
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-        LogFormat::Text => logs.with_ansi(terminal).init(),
+        LogFormat::Json => registry
+            .with(
+                logs.json()
+                    .flatten_event(true)
+                    .with_filter(filter.and(capped)),
+            )
+            .init(),
+        LogFormat::Text => registry
+            .with(logs.with_ansi(terminal).with_filter(filter.and(capped)))
+            .init(),
     }
 }
 
@@ -554,10 +569,16 @@ fn state_command(command: StateCommand) -> Result<ExitCode, Error> {
         } => {
             let pipeline = config::load(&pipeline)?;
             let path = runner::state_path(&pipeline, state.state);
-            let key = std::fs::canonicalize(&file)
-                .or_else(|_| std::path::absolute(&file))
-                .map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?;
-            let key = key.display().to_string();
+            let shown = file.display().to_string();
+            let key = if shown.contains("://") {
+                shown
+            } else {
+                std::fs::canonicalize(&file)
+                    .or_else(|_| std::path::absolute(&file))
+                    .map_err(|e| Error::Usage(format!("{shown}: {e}")))?
+                    .display()
+                    .to_string()
+            };
             if !path.exists() {
                 return Err(Error::Usage(format!(
                     "pipeline `{}` has no state yet ({} does not exist): nothing to forget",

@@ -94,6 +94,9 @@ pub trait Sink: Send {
 pub struct SinkReport {
     /// Final paths of the files made visible, in the order they were published.
     pub published: Vec<String>,
+    /// Outputs published under another name than they were prepared for
+    /// (`if_exists = "rename"`): (prepared, published).
+    pub renamed: Vec<(String, String)>,
     /// Paths that already existed and were left alone (`if_exists = "skip"`).
     pub skipped: Vec<String>,
     pub records: u64,
@@ -118,6 +121,8 @@ pub struct RunContext {
     pub temp_journal: Option<std::path::PathBuf>,
     /// Bytes read by the source so far, for the progress display.
     pub bytes_read: Arc<AtomicU64>,
+    /// A dry run or a preview: stages change nothing anywhere (a drop source claims no file).
+    pub read_only: bool,
 }
 
 impl RunContext {
@@ -137,6 +142,7 @@ impl RunContext {
             quarantine: false,
             temp_journal: None,
             bytes_read: Arc::default(),
+            read_only: false,
         }
     }
 

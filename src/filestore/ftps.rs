@@ -221,24 +221,22 @@ impl FtpStore {
             message: format!("cannot {action}: {}", describe(&error)),
             transient: is_transient(&error),
         };
-        let address: SocketAddr = (settings.host.as_str(), settings.port)
+        let addresses: Vec<SocketAddr> = (settings.host.as_str(), settings.port)
             .to_socket_addrs()
             .map_err(|e| failed("resolve the host", FtpError::ConnectionError(e)))?
-            .next()
-            .ok_or_else(|| StoreError {
-                location: location.clone(),
-                message: format!("{} has no address", settings.host),
-                transient: true,
-            })?;
+            .collect();
         let connector =
             || RustlsConnector::from(settings.tls.clone().expect("TLS settings for a TLS mode"));
         let mut ftp = match settings.mode {
             FtpTls::Implicit => {
                 // suppaftp connects this one itself, without a timeout of its own: the
                 // system's applies to connecting, `timeout_secs` from the greeting on.
-                let mut ftp =
-                    RustlsFtpStream::connect_secure_implicit(address, connector(), &settings.host)
-                        .map_err(|e| failed("connect with TLS", e))?;
+                let mut ftp = RustlsFtpStream::connect_secure_implicit(
+                    &addresses[..],
+                    connector(),
+                    &settings.host,
+                )
+                .map_err(|e| failed("connect with TLS", e))?;
                 set_timeouts(&ftp.get_ref(), settings.timeout)
                     .map_err(|e| failed("connect", FtpError::ConnectionError(e)))?;
                 // Data connections encrypted too, as explicit TLS asks for them.
@@ -249,8 +247,10 @@ impl FtpStore {
                 ftp
             }
             FtpTls::Explicit | FtpTls::None => {
-                let ftp = RustlsFtpStream::connect_timeout(address, settings.timeout)
-                    .map_err(|e| failed("connect", e))?;
+                let tcp = super::connect_any(&addresses, settings.timeout)
+                    .map_err(|e| failed("connect", FtpError::ConnectionError(e)))?;
+                let ftp =
+                    RustlsFtpStream::connect_with_stream(tcp).map_err(|e| failed("connect", e))?;
                 set_timeouts(&ftp.get_ref(), settings.timeout)
                     .map_err(|e| failed("connect", FtpError::ConnectionError(e)))?;
                 if settings.mode == FtpTls::None {
@@ -319,7 +319,10 @@ fn describe(error: &FtpError) -> String {
 /// Worth a new connection: the connection failed, or the server said "try again" (4xx).
 fn is_transient(error: &FtpError) -> bool {
     match error {
-        FtpError::ConnectionError(e) => !is_certificate_error(e),
+        // `InvalidInput`: a line FTP cannot carry (a path with a line break), refused locally.
+        FtpError::ConnectionError(e) => {
+            !is_certificate_error(e) && e.kind() != io::ErrorKind::InvalidInput
+        }
         FtpError::UnexpectedResponse(response) => (400..500).contains(&response.status.code()),
         _ => false,
     }
@@ -340,29 +343,41 @@ fn is_unavailable(error: &FtpError) -> bool {
 
 impl FileStore for FtpStore {
     fn list(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, StoreError> {
+        // `-a`: hidden files too (uploads in progress, this pipeline's claims), which most
+        // servers leave out of a plain `LIST`.
         let lines = self
             .ftp
-            .list(Some(if dir.is_empty() { "." } else { dir }))
+            .list(Some(&format!(
+                "-a {}",
+                if dir.is_empty() { "." } else { dir }
+            )))
             .map_err(|e| self.error("list", dir, e))?;
         let mut entries = Vec::new();
         for line in lines {
             let Ok(file) = ListParser::parse_posix(&line).or_else(|_| ListParser::parse_dos(&line))
             else {
-                tracing::debug!(server = %self.location, line, "a listing line not understood, skipped");
+                tracing::warn!(server = %self.location, line, "a listing line not understood: its file is not seen");
                 continue;
             };
             if matches!(file.name(), "." | "..") {
                 continue;
             }
+            let path = super::join(dir, file.name());
+            // A listing gives times to the minute, in the server's time zone (and for old
+            // files, the day only); `MDTM` gives a file's, in UTC, to the second.
+            let mtime = match file.is_directory() {
+                true => None,
+                false => self
+                    .ftp
+                    .mdtm(&path)
+                    .ok()
+                    .map(|time| time.and_utc().timestamp()),
+            };
             entries.push(RemoteEntry {
-                path: super::join(dir, file.name()),
+                path,
                 name: file.name().to_string(),
                 size: file.size() as u64,
-                mtime: file
-                    .modified()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .ok()
-                    .map(|since| since.as_secs() as i64),
+                mtime,
                 is_dir: file.is_directory(),
             });
         }
@@ -433,12 +448,13 @@ impl FileStore for FtpStore {
     }
 
     fn create_dir_all(&mut self, dir: &str) -> Result<(), StoreError> {
-        // FTP has no "exists" for directories: each is made, and `550` (there already, or
-        // not allowed) is judged by the upload into it.
+        // FTP has no "exists" for directories: each is made, and a refusal (there already, or
+        // not allowed: servers answer 521, 550 or 553) is judged by the upload into it.
         for dir in super::ancestors(dir) {
             match self.ftp.mkdir(&dir) {
                 Ok(()) => {}
-                Err(e) if is_unavailable(&e) => {}
+                Err(FtpError::UnexpectedResponse(response))
+                    if (500..600).contains(&response.status.code()) => {}
                 Err(e) => return Err(self.error("create the directory", &dir, e)),
             }
         }

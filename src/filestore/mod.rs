@@ -5,8 +5,9 @@
 //!
 //! [`Connection`] wraps a store with what every operation needs on a real network: it connects
 //! lazily, and an operation that fails on a dropped connection or a timeout is tried again on
-//! a new connection, after a backoff, a bounded number of times. Every operation is safe to
-//! repeat that way (an upload starts again from the first byte).
+//! a new connection, after a backoff, a bounded number of times. The callers make what they run
+//! safe to repeat that way: an upload starts again from the first byte, removing what is gone
+//! succeeds, a rename is first checked for being done already.
 
 pub mod ftps;
 pub mod sftp;
@@ -102,6 +103,24 @@ pub struct Reconnect {
     pub first_delay: Duration,
 }
 
+/// The longest wait before a new connection.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(60);
+
+/// A TCP connection to the first of `addresses` that answers within `timeout`.
+fn connect_any(
+    addresses: &[std::net::SocketAddr],
+    timeout: Duration,
+) -> std::io::Result<std::net::TcpStream> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the host has no address");
+    for address in addresses {
+        match std::net::TcpStream::connect_timeout(address, timeout) {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// A server's store, connected when first used and again after the connection failed.
 pub struct Connection {
     location: String,
@@ -166,7 +185,7 @@ impl Connection {
                     );
                     self.store = None;
                     std::thread::sleep(delay);
-                    delay *= 2;
+                    delay = (delay * 2).min(MAX_RECONNECT_DELAY);
                     attempt += 1;
                 }
                 Err(error) => {

@@ -5,14 +5,14 @@
 //! every connection.
 
 use std::io::{self, Read};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use ssh2::{CheckResult, ErrorCode, HashType, KnownHostFileKind, Session, Sftp};
+use ssh2::{CheckResult, ErrorCode, HashType, KnownHostFileKind, RenameFlags, Session, Sftp};
 
 use super::{FileStore, Reconnect, RemoteEntry, ServerConfig, StoreError, ancestors};
 use crate::config::{Invalid, Secret, SecretValue, Validate};
@@ -159,14 +159,19 @@ impl ServerConfig for SftpServerConfig {
         } else {
             Login::Agent
         };
+        let fingerprint = match &self.host_key_fingerprint {
+            Some(text) => Some(parse_fingerprint(text).ok_or_else(|| {
+                fail(format!(
+                    "host_key_fingerprint {text} is not `SHA256:` and base64"
+                ))
+            })?),
+            None => None,
+        };
         let host_key = if self.insecure_skip_host_key_check {
             HostKeyCheck::Skip
         } else {
             HostKeyCheck::Verify {
-                fingerprint: self
-                    .host_key_fingerprint
-                    .as_deref()
-                    .and_then(parse_fingerprint),
+                fingerprint,
                 known_hosts: match (&self.known_hosts, &self.host_key_fingerprint) {
                     (Some(path), _) => Some(cx.resolve(path)),
                     (None, Some(_)) => None,
@@ -260,12 +265,11 @@ impl SftpStore {
             message,
             transient: false,
         };
-        let address = (settings.host.as_str(), settings.port)
+        let addresses: Vec<_> = (settings.host.as_str(), settings.port)
             .to_socket_addrs()
             .map_err(|e| transient(format!("cannot resolve {}: {e}", settings.host)))?
-            .next()
-            .ok_or_else(|| transient(format!("{} has no address", settings.host)))?;
-        let tcp = TcpStream::connect_timeout(&address, settings.timeout)
+            .collect();
+        let tcp = super::connect_any(&addresses, settings.timeout)
             .map_err(|e| transient(format!("cannot connect: {e}")))?;
         let mut session = Session::new().map_err(|e| transient(e.to_string()))?;
         session.set_tcp_stream(tcp);
@@ -286,6 +290,12 @@ impl SftpStore {
             Login::Agent => session.userauth_agent(user),
         };
         if let Err(e) = logged_in {
+            if is_connection_error(&e) {
+                return Err(transient(format!(
+                    "the connection failed while logging in: {}",
+                    e.message()
+                )));
+            }
             let how = match &settings.login {
                 Login::Password(_) => "with its password".to_string(),
                 Login::Key { path, .. } => format!("with the key {}", path.display()),
@@ -337,6 +347,13 @@ fn describe(error: &ssh2::Error) -> String {
     }
 }
 
+/// libssh2's errors of the connection itself (timed out, the socket failed or closed), as
+/// opposed to the server's answers.
+fn is_connection_error(error: &ssh2::Error) -> bool {
+    // LIBSSH2_ERROR_SOCKET_SEND, _TIMEOUT, _SOCKET_DISCONNECT, _SOCKET_RECV.
+    matches!(error.code(), ErrorCode::Session(-7 | -9 | -13 | -43))
+}
+
 fn is_no_such_file(error: &ssh2::Error) -> bool {
     matches!(error.code(), ErrorCode::SFTP(2))
 }
@@ -366,19 +383,19 @@ fn check_host_key(session: &Session, settings: &Settings) -> Result<(), String> 
         "the server offered a {key_type} key with fingerprint {fingerprint}; if that is the server's key (ask its administrator), pin it with `host_key_fingerprint = \"{fingerprint}\"` or add it to known_hosts (`ssh-keyscan -p {} {} >> ~/.ssh/known_hosts`)",
         settings.port, settings.host
     );
-    if let Some(pinned) = pinned {
-        if session.host_key_hash(HashType::Sha256) != Some(pinned.as_slice()) {
-            return Err(format!(
-                "the host key is not the pinned one ({}): {pin_it}",
-                show_fingerprint(pinned)
-            ));
-        }
-        if known_hosts.is_none() {
-            return Ok(());
-        }
+    if let Some(pinned) = pinned
+        && session.host_key_hash(HashType::Sha256) != Some(pinned.as_slice())
+    {
+        return Err(format!(
+            "the host key is not the pinned one ({}): {pin_it}",
+            show_fingerprint(pinned)
+        ));
     }
     let Some(path) = known_hosts else {
-        return Ok(());
+        return match pinned {
+            Some(_) => Ok(()),
+            None => Err(format!("nothing to check the host key against: {pin_it}")),
+        };
     };
     let mut hosts = session
         .known_hosts()
@@ -488,8 +505,13 @@ impl FileStore for SftpStore {
         if replace && self.stat(to)?.is_some() {
             self.remove(to)?;
         }
+        // Without OVERWRITE: a server of a later SFTP version would otherwise replace `to`.
         self.sftp
-            .rename(Path::new(from), Path::new(to), None)
+            .rename(
+                Path::new(from),
+                Path::new(to),
+                Some(RenameFlags::ATOMIC | RenameFlags::NATIVE),
+            )
             .map_err(|e| self.error("rename", &format!("{from} to {to}"), e))
     }
 

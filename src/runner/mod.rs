@@ -185,6 +185,7 @@ struct Streamed {
 /// the returned [`Finished`] carries the error and a report of what happened.
 pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Finished {
     let mut cx = RunContext::new(&pipeline.name, pipeline.base_dir());
+    cx.read_only = options.dry_run;
     cx.deadline = pipeline
         .max_runtime_secs
         .map(|secs| Instant::now() + Duration::from_secs(secs));
@@ -406,7 +407,9 @@ impl Run<'_> {
     fn recover(&mut self) -> Result<(), RunError> {
         let pipeline = &self.pipeline.name;
         let store = self.store.as_deref_mut().expect("opened before recovery");
-        let mut destinations = publish::Destinations::new(&self.pipeline.sinks, &self.cx);
+        // One connection to each server, for the recovery and the cleanup after it.
+        let (sinks, cx) = (&self.pipeline.sinks, self.cx.clone());
+        let mut destinations = publish::Destinations::new(sinks, &cx);
         let recovered = state::recover(
             store,
             pipeline,
@@ -443,9 +446,8 @@ impl Run<'_> {
             ));
         }
         if let Some(journal) = &self.cx.temp_journal {
-            let mut destinations = publish::Destinations::new(&self.pipeline.sinks, &self.cx);
-            let removed = temp_journal::clean(journal, &mut |location, path| {
-                destinations.remove(location, path)
+            let removed = temp_journal::clean(journal, &mut |temp| {
+                destinations.remove(temp.location, temp.path)
             })
             .map_err(|e| {
                 self.fail(
@@ -581,6 +583,7 @@ impl Run<'_> {
             sinks.push(("rejects".into(), Box::new(rejects.sink)));
         }
         let mut published = Vec::new();
+        let mut renamed = Vec::new();
         for (label, sink) in sinks {
             let report = sink.commit().map_err(|e| {
                 tracing::error!(
@@ -590,16 +593,24 @@ impl Run<'_> {
                 self.fail(&label, e)
             })?;
             published.extend(report.published);
+            renamed.extend(report.renamed);
         }
         crash_point("after-commit");
         for (label, outputs) in &prepared {
+            // Under the name each was published as (numbered, for `if_exists = "rename"`).
             let files: Vec<FileDigest> = outputs
                 .iter()
-                .filter(|o| published.iter().any(|p| Path::new(p) == o.path))
-                .map(|o| FileDigest {
-                    path: o.path.display().to_string(),
-                    size: o.size,
-                    sha256: o.sha256.clone(),
+                .filter_map(|o| {
+                    let prepared = o.path.display().to_string();
+                    let path = match renamed.iter().find(|(from, _)| *from == prepared) {
+                        Some((_, to)) => to.clone(),
+                        None => published.contains(&prepared).then_some(prepared)?,
+                    };
+                    Some(FileDigest {
+                        path,
+                        size: o.size,
+                        sha256: o.sha256.clone(),
+                    })
                 })
                 .collect();
             if let Some(stage) = self.report.stages.iter_mut().find(|s| s.stage == *label) {
@@ -693,18 +704,19 @@ impl Run<'_> {
                 tracing::warn!(%pipeline, "cannot record the run in the state store: {}", error_chain_text(&e));
             }
             // Every temporary file of this run is gone now (published, or removed on drop),
-            // unless publishing stopped partway: the next run publishes those. Uploads of a
-            // run that did not commit were removed from their servers as it failed, as far as
-            // the servers could be reached: the next run makes sure.
+            // unless publishing stopped partway: the next run publishes those. Temporary
+            // uploads stay listed unless this run published them: those of a failed run were
+            // removed as it failed, as far as their servers could be reached, and the next
+            // run makes sure.
             if let Some(journal) = self
                 .cx
                 .temp_journal
                 .as_deref()
                 .filter(|_| self.locked && !self.intent_pending)
             {
-                let committed = self.committed;
-                let _ = temp_journal::clean(journal, &mut |_, _| {
-                    if committed {
+                let (committed, run_id) = (self.committed, &self.cx.run_id);
+                let _ = temp_journal::clean(journal, &mut |temp| {
+                    if committed && temp.run_id == run_id {
                         Ok(false)
                     } else {
                         Err(std::io::Error::other("left for the next run"))
@@ -918,7 +930,8 @@ pub fn convert(
 /// The first `limit` records after the transforms, with nothing written anywhere. Every file
 /// the source names is read, delivered before or not.
 pub fn preview(pipeline: &Pipeline, limit: usize) -> Result<Vec<Record>, RunError> {
-    let cx = RunContext::new(&pipeline.name, pipeline.base_dir());
+    let mut cx = RunContext::new(&pipeline.name, pipeline.base_dir());
+    cx.read_only = true;
     let mut store = SqliteStore::in_memory();
     let Stages {
         mut source,

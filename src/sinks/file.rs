@@ -352,6 +352,11 @@ impl Sink for FileSink {
             match output.publish() {
                 Ok(Publication::Published(path)) => {
                     tracing::debug!(file = %path.display(), "published");
+                    if path != output.path {
+                        report
+                            .renamed
+                            .push((shown.clone(), path.display().to_string()));
+                    }
                     report.published.push(path.display().to_string());
                 }
                 Ok(Publication::Skipped) => report.skipped.push(shown),

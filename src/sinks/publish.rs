@@ -53,8 +53,9 @@ pub struct RemoteOutput {
     /// The server, as `sftp://user@host:port`: the pipeline's sink with this server publishes
     /// it.
     pub location: String,
-    /// An empty file uploaded beside the output once it is in place, for partners who wait for
-    /// one (`orders.csv.done`), as a path on the server.
+    /// The name of an empty file uploaded beside the output once it is in place, for partners
+    /// who wait for one, with `{name}` for the name the output was published under
+    /// (`{name}.done`).
     pub marker: Option<String>,
 }
 
@@ -119,19 +120,41 @@ impl PreparedOutput {
     }
 
     /// Publishes an uploaded output on its server, as [`PreparedOutput::publish`] does a local
-    /// one, then uploads its marker file.
+    /// one, then uploads its marker file. Safe to repeat: when the temporary upload is gone, a
+    /// try before this one (whose answer was lost), or a run that crashed, published it.
     pub fn publish_remote(&self, store: &mut dyn FileStore) -> Result<Publication, StoreError> {
         let temp = self.temp.to_string_lossy();
+        let location = || {
+            self.remote
+                .as_ref()
+                .map_or_else(String::new, |r| r.location.clone())
+        };
+        let candidates: Vec<String> = self
+            .candidates()
+            .iter()
+            .map(|c| c.to_string_lossy().into_owned())
+            .collect();
         if store.stat(&temp)?.is_none() {
-            // Renamed by a try whose answer was lost on the way (the connection dropped): done.
-            // Checked first, so that a replacing rename never removes what it published.
-            self.upload_marker(store)?;
-            return Ok(Publication::Published(self.path.clone()));
+            // Ours is the last name taken that has our size; the partner may have taken it
+            // away since, and then there is nothing to mark.
+            let mut ours = None;
+            for candidate in &candidates {
+                match store.stat(candidate)? {
+                    Some(entry) if entry.size == self.size => ours = Some(candidate.clone()),
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            return match ours {
+                Some(path) => {
+                    self.upload_marker(store, &path)?;
+                    Ok(Publication::Published(PathBuf::from(path)))
+                }
+                None => Ok(Publication::Skipped),
+            };
         }
-        let mut published = None;
-        for candidate in self.candidates() {
-            let candidate = candidate.to_string_lossy().into_owned();
-            let replace = self.if_exists == IfExists::Replace;
+        let replace = self.if_exists == IfExists::Replace;
+        for candidate in candidates {
             if !replace && store.stat(&candidate)?.is_some() {
                 match self.if_exists {
                     IfExists::Skip => {
@@ -139,34 +162,37 @@ impl PreparedOutput {
                         return Ok(Publication::Skipped);
                     }
                     IfExists::Rename => continue,
-                    IfExists::Fail | IfExists::Replace => {}
+                    IfExists::Fail | IfExists::Replace => {
+                        return Err(StoreError {
+                            location: location(),
+                            message: format!(
+                                "{candidate} appeared on the server while the run was writing it and the sink has `if_exists = \"fail\"`"
+                            ),
+                            transient: false,
+                        });
+                    }
                 }
             }
             store.rename(&temp, &candidate, replace)?;
-            published = Some(candidate);
-            break;
+            self.upload_marker(store, &candidate)?;
+            return Ok(Publication::Published(PathBuf::from(candidate)));
         }
-        let Some(published) = published else {
-            return Err(StoreError {
-                location: self
-                    .remote
-                    .as_ref()
-                    .map_or_else(String::new, |r| r.location.clone()),
-                message: format!(
-                    "cannot publish {}: {MAX_RENAMES} numbered names are taken",
-                    self.path.display()
-                ),
-                transient: false,
-            });
-        };
-        self.upload_marker(store)?;
-        Ok(Publication::Published(PathBuf::from(published)))
+        Err(StoreError {
+            location: location(),
+            message: format!(
+                "cannot publish {}: {MAX_RENAMES} numbered names are taken",
+                self.path.display()
+            ),
+            transient: false,
+        })
     }
 
-    /// Uploads the (empty) marker file, if the output has one.
-    pub fn upload_marker(&self, store: &mut dyn FileStore) -> Result<(), StoreError> {
-        if let Some(marker) = self.remote.as_ref().and_then(|r| r.marker.as_deref()) {
-            store.upload(marker, &mut io::empty())?;
+    /// Uploads the (empty) marker file beside `published`, if the output has one.
+    fn upload_marker(&self, store: &mut dyn FileStore, published: &str) -> Result<(), StoreError> {
+        if let Some(pattern) = self.remote.as_ref().and_then(|r| r.marker.as_deref()) {
+            let name = pattern.replace("{name}", crate::filestore::file_name(published));
+            let marker = crate::filestore::join(crate::filestore::parent(published), &name);
+            store.upload(&marker, &mut io::empty())?;
         }
         Ok(())
     }
@@ -193,6 +219,8 @@ pub struct Destinations<'a> {
     sinks: &'a [SinkConfig],
     cx: &'a RunContext,
     connections: Vec<Connection>,
+    /// Servers that could not be reached: not tried again by the same run.
+    unreachable: Vec<StoreError>,
 }
 
 impl<'a> Destinations<'a> {
@@ -201,7 +229,38 @@ impl<'a> Destinations<'a> {
             sinks,
             cx,
             connections: Vec::new(),
+            unreachable: Vec::new(),
         }
+    }
+
+    /// Runs `operation` on the server `location`; once one fails there on the connection, the
+    /// others fail at once with the same error.
+    fn run<T>(
+        &mut self,
+        location: &str,
+        what: &str,
+        operation: impl FnMut(&mut dyn FileStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if let Some(error) = self.unreachable.iter().find(|e| e.location == location) {
+            return Err(StoreError {
+                location: error.location.clone(),
+                message: error.message.clone(),
+                transient: error.transient,
+            });
+        }
+        let result = self
+            .connection(location)
+            .and_then(|c| c.run(what, operation));
+        if let Err(error) = &result
+            && error.transient
+        {
+            self.unreachable.push(StoreError {
+                location: location.to_string(),
+                message: error.message.clone(),
+                transient: true,
+            });
+        }
+        result
     }
 
     fn connection(&mut self, location: &str) -> Result<&mut Connection, StoreError> {
@@ -236,42 +295,26 @@ impl<'a> Destinations<'a> {
             }
             return Ok(());
         };
-        let connection = self
-            .connection(&remote.location)
-            .map_err(io::Error::other)?;
-        let temp = output.temp.to_string_lossy();
-        connection
-            .run("publish", |store| {
-                if store.stat(&temp)?.is_some() {
-                    output.publish_remote(store).map(|_| ())
-                } else if let Some(marker) = &remote.marker
-                    && store.stat(marker)?.is_none()
-                    && store.stat(&output.path.to_string_lossy())?.is_some()
-                {
-                    output.upload_marker(store)
-                } else {
-                    Ok(())
-                }
-            })
-            .map_err(io::Error::other)
+        self.run(&remote.location, "publish", |store| {
+            output.publish_remote(store).map(|_| ())
+        })
+        .map_err(io::Error::other)
     }
 
     /// Removes the file at `path` on the server `location` (a temporary upload an interrupted
     /// run left). Whether there was one.
     pub fn remove(&mut self, location: &str, path: &str) -> io::Result<bool> {
-        let connection = self.connection(location).map_err(io::Error::other)?;
-        connection
-            .run("remove", |store| {
-                let found = store.stat(path)?.is_some();
-                store.remove(path)?;
-                Ok(found)
-            })
-            .map_err(io::Error::other)
+        self.run(location, "remove", |store| {
+            let found = store.stat(path)?.is_some();
+            store.remove(path)?;
+            Ok(found)
+        })
+        .map_err(io::Error::other)
     }
 
     /// Removes the temporary files of outputs that will not be published (their run failed
-    /// before recording its intent). Best effort: for local files, the temporary-file journal
-    /// catches what is left.
+    /// before recording its intent). Best effort: the temporary-file journal catches what is
+    /// left, for the next run.
     pub fn discard(&mut self, outputs: &[PreparedOutput]) {
         for output in outputs {
             match &output.remote {
@@ -280,11 +323,8 @@ impl<'a> Destinations<'a> {
                 }
                 Some(remote) => {
                     let temp = output.temp.to_string_lossy();
-                    let removed = self
-                        .connection(&remote.location)
-                        .and_then(|c| c.run("remove", |store| store.remove(&temp)));
-                    if let Err(e) = removed {
-                        tracing::warn!(file = %temp, error = %e, "cannot remove a temporary upload");
+                    if let Err(e) = self.remove(&remote.location, &temp) {
+                        tracing::warn!(file = %temp, error = %e, "cannot remove a temporary upload now: the next run does");
                     }
                 }
             }
@@ -391,7 +431,7 @@ mod tests {
             if_exists: IfExists::Replace,
             remote: Some(RemoteOutput {
                 location: "sftp://u@h:22".into(),
-                marker: Some("out/a.csv.done".into()),
+                marker: Some("{name}.done".into()),
             }),
         };
         let published = Publication::Published("out/a.csv".into());

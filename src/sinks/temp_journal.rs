@@ -2,8 +2,8 @@
 //! its hidden `.NAME.XXXXXX.part` files behind, under names the next run cannot guess (they
 //! carry the old run's `{run_ts}`), so every temporary file is listed here before anything is
 //! written to it, and the next run of the pipeline (holding its lock) removes what is listed.
-//! Temporary uploads on a server are listed too, as the server's URL and the path separated by
-//! a tab; the caller of [`clean`] removes those.
+//! Temporary uploads on a server are listed too, as the server's URL, the path and the run's
+//! id separated by tabs; the caller of [`clean`] removes those.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -18,10 +18,23 @@ pub fn record(journal: &Path, temp: &Path) -> Result<(), StageError> {
     append(journal, &absolute.display().to_string())
 }
 
-/// Adds the temporary upload `path` on the server `location` to the journal, before the
-/// upload starts.
-pub fn record_remote(journal: &Path, location: &str, path: &str) -> Result<(), StageError> {
-    append(journal, &format!("{location}\t{path}"))
+/// Adds the temporary upload `path` on the server `location` of run `run_id` to the journal,
+/// before the upload starts.
+pub fn record_remote(
+    journal: &Path,
+    location: &str,
+    path: &str,
+    run_id: &str,
+) -> Result<(), StageError> {
+    append(journal, &format!("{location}\t{path}\t{run_id}"))
+}
+
+/// A temporary upload the journal lists.
+pub struct RemoteTemp<'a> {
+    pub location: &'a str,
+    pub path: &'a str,
+    /// The run that uploaded it.
+    pub run_id: &'a str,
 }
 
 fn append(journal: &Path, line: &str) -> Result<(), StageError> {
@@ -37,13 +50,12 @@ fn append(journal: &Path, line: &str) -> Result<(), StageError> {
 }
 
 /// Removes every temporary file the journal lists that still exists, then empties it; a
-/// temporary upload is handed to `remove_remote` (server URL, path), which says whether it
-/// removed one, or fails to keep it listed. Returns the files removed. Call only while
-/// holding the pipeline's lock, after recovering an interrupted commit (whose temporary
-/// files are still to be published).
+/// temporary upload is handed to `remove_remote`, which says whether it removed one, or fails
+/// to keep it listed. Returns the files removed. Call only while holding the pipeline's lock,
+/// after recovering an interrupted commit (whose temporary files are still to be published).
 pub fn clean(
     journal: &Path,
-    remove_remote: &mut dyn FnMut(&str, &str) -> std::io::Result<bool>,
+    remove_remote: &mut dyn FnMut(RemoteTemp) -> std::io::Result<bool>,
 ) -> std::io::Result<Vec<String>> {
     let text = match fs::read_to_string(journal) {
         Ok(text) => text,
@@ -53,8 +65,15 @@ pub fn clean(
     let mut removed = Vec::new();
     let mut kept = Vec::new();
     for line in text.lines().filter(|l| !l.is_empty()) {
-        if let Some((location, path)) = line.split_once('\t') {
-            match remove_remote(location, path) {
+        let mut fields = line.split('\t');
+        if let (Some(location), Some(path), Some(run_id)) =
+            (fields.next(), fields.next(), fields.next())
+        {
+            match remove_remote(RemoteTemp {
+                location,
+                path,
+                run_id,
+            }) {
                 Ok(true) => removed.push(format!("{path} on {location}")),
                 Ok(false) => {}
                 Err(_) => kept.push(line),

@@ -59,7 +59,7 @@ pub struct UploadSinkConfig<S> {
     /// The most records in one file: the output is split into files numbered by `{part}`
     /// (which `path` must then contain). Default: no limit.
     pub max_records_per_file: Option<u64>,
-    /// The most bytes in one file (as encoded, before gzip): the output is split into files
+    /// The most bytes in one file (as written, after gzip): the output is split into files
     /// numbered by `{part}`, each closed at the first record boundary past the limit less
     /// 64 KiB, so a file stays under it unless one record is that large. Not for `excel`
     /// (a workbook's size is known only once it is complete). Default: no limit.
@@ -119,6 +119,14 @@ impl<S: ServerConfig> Validate for UploadSinkConfig<S> {
             problems.push(Invalid::new(
                 "temp_name",
                 "must differ from the final name, or readers see half-written files",
+            ));
+        }
+        if let Some(marker) = &self.marker
+            && (marker == "{name}" || *marker == self.temp_name)
+        {
+            problems.push(Invalid::new(
+                "marker",
+                "must differ from the output's name and `temp_name`, or the empty marker replaces a file",
             ));
         }
         if self.max_records_per_file == Some(0)
@@ -286,7 +294,12 @@ impl UploadSink {
         let (size, sha256) = output.end.digest.finish();
         let if_exists = self.if_exists;
         if let Some(journal) = &self.cx.temp_journal {
-            super::temp_journal::record_remote(journal, self.connection.location(), &temp)?;
+            super::temp_journal::record_remote(
+                journal,
+                self.connection.location(),
+                &temp,
+                &self.cx.run_id,
+            )?;
         }
         let uploaded = self.connection.run("upload", |store| {
             if matches!(if_exists, IfExists::Fail | IfExists::Skip) && store.stat(&path)?.is_some()
@@ -331,10 +344,7 @@ impl UploadSink {
             if_exists,
             remote: Some(RemoteOutput {
                 location: self.connection.location().to_string(),
-                marker: self
-                    .marker
-                    .as_ref()
-                    .map(|pattern| Self::beside(&path, pattern)),
+                marker: self.marker.clone(),
             }),
         }))
     }
@@ -428,6 +438,11 @@ impl Sink for UploadSink {
             match published {
                 Publication::Published(path) => {
                     let shown = path.display().to_string();
+                    if path != output.path {
+                        report
+                            .renamed
+                            .push((output.path.display().to_string(), shown.clone()));
+                    }
                     tracing::debug!(server = %self.connection.location(), file = %shown, "published");
                     report.published.push(shown);
                 }

@@ -434,12 +434,16 @@ fn add_file_fields(records: &mut [crate::record::Record], file: &Listed) {
     use crate::record::Value;
     let path = &file.file_path;
     let name = path.rsplit('/').next().unwrap_or(path);
-    let mtime = chrono::DateTime::from_timestamp_nanos(file.mtime_ns).fixed_offset();
+    // Unknown (0) when the server gave none.
+    let mtime = match file.mtime_ns {
+        0 => Value::Null,
+        ns => Value::Timestamp(chrono::DateTime::from_timestamp_nanos(ns).fixed_offset()),
+    };
     let fields: [(&str, Value); 4] = [
         ("_file_name", Value::String(name.into())),
         ("_file_path", Value::String(path.as_str().into())),
         ("_file_size", Value::Integer(file.size as i64)),
-        ("_file_mtime", Value::Timestamp(mtime)),
+        ("_file_mtime", mtime),
     ];
     let fields: Vec<(Arc<str>, Value)> = fields
         .into_iter()

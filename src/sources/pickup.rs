@@ -1,13 +1,13 @@
 //! The `sftp` and `ftps` sources: files partners drop on a server, picked up once each. A file
-//! is taken only when it is complete (old enough, unchanged between two listings, or announced
-//! by a marker file), read straight from the server into its decoder, and remembered in the
+//! is taken only when it is complete (old enough, a minute by default; unchanged between two
+//! listings; or announced by a marker file), read straight from the server into its decoder, and remembered in the
 //! ledger (its URL, size, modification time, SHA-256) when the run commits, so that a rerun
 //! takes what was not delivered and nothing twice. What happens to a file after that (kept,
 //! deleted, moved to an archive) happens only once the run has committed; a run that stops
 //! before leaves it where it was, and the next run does it for delivered files still there.
 //!
 //! Several consumers sharing a drop can claim files first: a taken file is renamed to a hidden
-//! name of this pipeline's (`.orders.csv.PIPELINE.claimed`) before it is read, and a claim a
+//! name of this pipeline's (`.orders.csv.claimed-by-PIPELINE`) before it is read, and a claim a
 //! failed run left is taken up again by the next run of the same pipeline.
 
 use std::collections::{BTreeMap, HashSet};
@@ -57,8 +57,9 @@ pub struct PickupSourceConfig<S> {
     pub order: PickupOrder,
     /// The most files taken in one run; the rest wait for the next. Default: no limit.
     pub max_files: Option<usize>,
-    /// A file is taken only once its modification time is this many seconds old (by this
-    /// machine's clock). Default: no minimum.
+    /// A file is taken only once its modification time (as the server gives it) is this many
+    /// seconds old by this machine's clock. Default 60, unless `marker` or `stable_secs` says
+    /// when a file is complete (then 0); 0 takes files at once.
     pub min_age_secs: Option<u64>,
     /// A file is taken only if its size and modification time are the same on two listings
     /// this many seconds apart (the run waits that long once). Default: one listing.
@@ -78,11 +79,14 @@ pub struct PickupSourceConfig<S> {
     #[serde(default)]
     pub after: AfterPickup,
     /// Where `after = "move"` moves files, as a template on the server (`{pipeline}`,
-    /// `{run_date}`, `{run_ts}`), e.g. `"archive/{run_date}"`; created as needed. A file of the
-    /// same name there is replaced. Required with `after = "move"`.
+    /// `{run_date}`, `{run_ts}`), e.g. `"archive/{run_date}"`; created as needed. Files keep
+    /// their paths below `dir`; a file of the same name there is replaced. With `recursive`,
+    /// it must not be inside `dir`. Required with `after = "move"`.
     pub archive_dir: Option<String>,
-    /// Rename each file to a hidden name of this pipeline (`.NAME.PIPELINE.claimed`) before
-    /// reading it, so that other consumers of the same drop leave it alone. Default `false`.
+    /// Rename each file to a hidden name of this pipeline (`.NAME.claimed-by-PIPELINE`) before
+    /// reading it, so that other consumers of the same drop leave it alone; a claim a failed
+    /// run left is read by the next run. With `after = "keep"` the file gets its name back
+    /// once delivered. Default `false`.
     #[serde(default)]
     pub claim: bool,
     /// Add the file's `_file_name`, `_file_path` (on the server), `_file_size` (bytes) and
@@ -135,6 +139,20 @@ pub enum AfterPickup {
     Move,
 }
 
+impl std::fmt::Display for AfterPickup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AfterPickup::Keep => "keep",
+            AfterPickup::Delete => "delete",
+            AfterPickup::Move => "move",
+        })
+    }
+}
+
+/// `min_age_secs` when neither it, `marker` nor `stable_secs` is set: a file modified within
+/// the last minute may still be being written.
+const DEFAULT_MIN_AGE_SECS: u64 = 60;
+
 impl<S: ServerConfig> Validate for PickupSourceConfig<S> {
     fn problems(&self) -> Vec<Invalid> {
         let mut problems = filestore::server_problems(&self.server);
@@ -165,9 +183,16 @@ impl<S: ServerConfig> Validate for PickupSourceConfig<S> {
                 "archive_dir",
                 "is required with `after = \"move\"`: where to move the files",
             )),
-            (AfterPickup::Move, Some(dir)) => {
-                if let Err(message) = PathTemplate::parse(dir) {
+            (AfterPickup::Move, Some(archive)) => {
+                if let Err(message) = PathTemplate::parse(archive) {
                     problems.push(Invalid::new("archive_dir", message));
+                }
+                let inside = format!("{}/", self.dir.trim_end_matches('/'));
+                if self.recursive && archive.starts_with(&inside) {
+                    problems.push(Invalid::new(
+                        "archive_dir",
+                        "is inside `dir`, which `recursive` reads: archived files would be picked up again",
+                    ));
                 }
             }
             (_, Some(_)) => problems.push(Invalid::new(
@@ -190,8 +215,8 @@ impl<S: ServerConfig> Validate for PickupSourceConfig<S> {
     }
 }
 
-/// A name matcher: a pattern with a `/` is matched against the path below the directory, any
-/// other against the file's name.
+/// A name matcher: a pattern with a `/` is matched against the path below the directory (`*`
+/// not crossing a `/`), any other against the file's name.
 struct Patterns(Vec<glob::Pattern>);
 
 impl Patterns {
@@ -208,26 +233,43 @@ impl Patterns {
 
     fn matches(&self, relative: &str) -> bool {
         let name = filestore::file_name(relative);
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..glob::MatchOptions::new()
+        };
         self.0.iter().any(|pattern| {
             if pattern.as_str().contains('/') {
-                pattern.matches(relative)
+                pattern.matches_with(relative, options)
             } else {
-                pattern.matches(name)
+                pattern.matches_with(name, options)
             }
         })
     }
 }
 
-/// A file this run takes.
+/// A file listed in the drop.
+#[derive(Debug, Clone)]
+struct Dropped {
+    entry: RemoteEntry,
+    /// Its path below `dir`.
+    relative: String,
+}
+
+/// A file this run takes, or one an earlier run delivered that is still to be finished.
 #[derive(Debug, Clone)]
 struct Taken {
     /// Its path on the server as dropped, and where it is read from (its claimed name, when
     /// claiming).
     path: String,
     read_from: String,
-    /// How the source names it: the server's URL and the path.
+    /// Its path below `dir`, kept in the archive.
+    relative: String,
+    /// How the source names it (the server's URL and the path): the ledger's key.
     shown: String,
     marker: Option<String>,
+    /// As listed, to tell whether it changed before it is deleted or moved.
+    size: u64,
+    mtime: Option<i64>,
 }
 
 pub struct PickupSource {
@@ -239,7 +281,6 @@ pub struct PickupSource {
     delivered: HashSet<String>,
     after: AfterPickup,
     archive_dir: Option<PathTemplate>,
-    claim: bool,
     cx: RunContext,
 }
 
@@ -251,13 +292,13 @@ impl PickupSource {
     ) -> Result<Self, StageError> {
         let mut connection = config.server.connection(cx)?;
         let location = connection.location().to_string();
-        let claim_suffix = format!(".{}.claimed", cx.pipeline);
+        let claim_suffix = format!(".claimed-by-{}", cx.pipeline);
         let include = Patterns::new(&config.include)?;
         let exclude = Patterns::new(&config.exclude)?;
         let ignore = Patterns::new(&config.ignore)?;
 
-        let entries = list(&mut connection, &config.dir, config.recursive)?;
-        let names: HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+        let dropped = list(&mut connection, &config.dir, config.recursive, &ignore)?;
+        let names: HashSet<&str> = dropped.iter().map(|d| d.entry.path.as_str()).collect();
         let marker_of = |path: &str| {
             config.marker.as_ref().map(|pattern| {
                 filestore::join(
@@ -267,143 +308,130 @@ impl PickupSource {
             })
         };
         // Marker files are not data.
-        let markers: HashSet<String> = entries.iter().filter_map(|e| marker_of(&e.path)).collect();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let markers: HashSet<String> = dropped
+            .iter()
+            .filter_map(|d| marker_of(&d.entry.path))
+            .collect();
+        let taken_as = |dropped: &Dropped, path: String, relative: String| Taken {
+            shown: url(&location, &path),
+            marker: marker_of(&path),
+            path,
+            read_from: dropped.entry.path.clone(),
+            relative,
+            size: dropped.entry.size,
+            mtime: dropped.entry.mtime,
+        };
 
-        let mut candidates: Vec<(RemoteEntry, Taken)> = Vec::new();
-        for entry in &entries {
-            // This pipeline's claims, left by a run that did not commit: taken again.
+        // This pipeline's claims a run that did not commit left are taken again as they are;
+        // other files once the ledger has not seen them and they are ready.
+        let mut resumed = Vec::new();
+        let mut candidates = Vec::new();
+        for file in &dropped {
             if config.claim
-                && let Some(original) = claimed_original(&entry.name, &claim_suffix)
+                && let Some(original) = claimed_original(&file.entry.name, &claim_suffix)
             {
-                let path = filestore::join(filestore::parent(&entry.path), original);
-                candidates.push((
-                    entry.clone(),
-                    Taken {
-                        shown: format!("{location}/{path}"),
-                        marker: marker_of(&path),
-                        path,
-                        read_from: entry.path.clone(),
-                    },
-                ));
+                let path = filestore::join(filestore::parent(&file.entry.path), original);
+                let relative = filestore::join(filestore::parent(&file.relative), original);
+                resumed.push((file.clone(), taken_as(file, path, relative)));
                 continue;
             }
-            let relative = entry
-                .path
-                .strip_prefix(&config.dir)
-                .unwrap_or(&entry.path)
-                .trim_start_matches('/');
-            if ignore.matches(relative)
-                || !include.matches(relative)
-                || exclude.matches(relative)
-                || markers.contains(&entry.path)
+            if ignore.matches(&file.entry.name)
+                || !include.matches(&file.relative)
+                || exclude.matches(&file.relative)
+                || markers.contains(&file.entry.path)
             {
-                continue;
-            }
-            let marker = marker_of(&entry.path);
-            if let Some(marker) = &marker
-                && !names.contains(marker.as_str())
-            {
-                tracing::debug!(file = %entry.path, "no marker file yet, left for a later run");
-                continue;
-            }
-            if let Some(min_age) = config.min_age_secs
-                && entry.mtime.is_none_or(|mtime| now - mtime < min_age as i64)
-            {
-                tracing::debug!(file = %entry.path, "too recent, left for a later run");
                 continue;
             }
             candidates.push((
-                entry.clone(),
-                Taken {
-                    shown: format!("{location}/{}", entry.path),
-                    path: entry.path.clone(),
-                    read_from: entry.path.clone(),
-                    marker,
-                },
+                file.clone(),
+                taken_as(file, file.entry.path.clone(), file.relative.clone()),
             ));
-        }
-
-        if let Some(seconds) = config.stable_secs {
-            candidates = keep_stable(
-                &mut connection,
-                candidates,
-                &config.dir,
-                config.recursive,
-                Duration::from_secs(seconds),
-                cx,
-            )?;
         }
 
         let mut progress = SourceProgress::default();
         let mut leftovers = Vec::new();
-        let mut chosen = Vec::new();
-        for (entry, taken) in candidates {
-            let key = taken.shown.clone();
-            let ledger = config.reprocess != Reprocess::Always;
-            let delivered = match ledger {
-                true => store
-                    .ledger_entry(&cx.pipeline, &key)
+        let mut ready = Vec::new();
+        for (file, taken) in resumed.into_iter().chain(candidates) {
+            let is_claim = taken.read_from != taken.path;
+            let delivered = match config.reprocess {
+                Reprocess::Always => None,
+                Reprocess::Changed | Reprocess::Never => store
+                    .ledger_entry(&cx.pipeline, &taken.shown)
                     .map_err(|e| StageError::State(Box::new(e)))?,
-                false => None,
             };
             if let Some(delivered) = delivered {
-                let unchanged = config.reprocess == Reprocess::Never
-                    || is_unchanged(&mut connection, &entry, &taken, &delivered)?;
-                if unchanged {
-                    tracing::debug!(file = %key, run = %delivered.run_id, "already delivered, skipped");
-                    progress.already_processed.push(key);
-                    leftovers.push(taken);
+                if is_unchanged(&mut connection, &file.entry, &taken, &delivered)? {
+                    tracing::debug!(file = %taken.shown, run = %delivered.run_id, "already delivered, skipped");
+                    progress.already_processed.push(taken.shown.clone());
+                    // Still to be deleted, archived, or given its name back.
+                    if config.after != AfterPickup::Keep || is_claim {
+                        leftovers.push(taken);
+                    }
                     continue;
                 }
-                tracing::info!(file = %key, "changed since it was delivered, reading it again");
+                if config.reprocess == Reprocess::Never {
+                    tracing::info!(file = %taken.shown, "changed since it was delivered, left alone (reprocess = \"never\")");
+                    continue;
+                }
+                tracing::info!(file = %taken.shown, "changed since it was delivered, reading it again");
             }
-            chosen.push((entry, taken));
+            if is_claim || is_ready(config, &file.entry, &names, &taken) {
+                ready.push((file, taken));
+            }
+        }
+        if let Some(seconds) = config.stable_secs {
+            ready = keep_stable(
+                &mut connection,
+                ready,
+                &config.dir,
+                config.recursive,
+                &ignore,
+                Duration::from_secs(seconds),
+                cx,
+            )?;
         }
         match config.order {
-            PickupOrder::Name => chosen.sort_by(|a, b| a.1.path.cmp(&b.1.path)),
-            PickupOrder::Mtime => {
-                chosen.sort_by(|a, b| (a.0.mtime, &a.1.path).cmp(&(b.0.mtime, &b.1.path)))
-            }
+            PickupOrder::Name => ready.sort_by(|a, b| a.1.path.cmp(&b.1.path)),
+            PickupOrder::Mtime => ready
+                .sort_by(|a, b| (a.0.entry.mtime, &a.1.path).cmp(&(b.0.entry.mtime, &b.1.path))),
         }
         if let Some(max) = config.max_files
-            && chosen.len() > max
+            && ready.len() > max
         {
             tracing::info!(
                 taken = max,
-                waiting = chosen.len() - max,
+                waiting = ready.len() - max,
                 "max_files reached: the rest wait for the next run"
             );
-            chosen.truncate(max);
+            ready.truncate(max);
         }
 
         let mut taken = Vec::new();
         let mut listed = Vec::new();
-        for (entry, mut file) in chosen {
-            if config.claim && file.read_from == file.path {
+        for (file, mut chosen) in ready {
+            // A dry run or a preview changes nothing on the server.
+            if config.claim && chosen.read_from == chosen.path && !cx.read_only {
                 let claimed = filestore::join(
-                    filestore::parent(&file.path),
-                    &format!(".{}{claim_suffix}", filestore::file_name(&file.path)),
+                    filestore::parent(&chosen.path),
+                    &format!(".{}{claim_suffix}", filestore::file_name(&chosen.path)),
                 );
                 let renamed =
-                    connection.run("claim", |store| store.rename(&file.path, &claimed, false));
+                    connection.run("claim", |store| store.rename(&chosen.path, &claimed, false));
                 if let Err(e) = renamed {
-                    tracing::info!(file = %file.shown, error = %e, "not claimed (another consumer may have taken it), left alone");
+                    tracing::info!(file = %chosen.shown, error = %e, "not claimed (another consumer may have taken it), left alone");
                     continue;
                 }
-                file.read_from = claimed;
+                chosen.read_from = claimed;
             }
             listed.push(Listed {
-                path: file.read_from.clone().into(),
-                shown: file.shown.clone(),
-                file_path: file.path.clone(),
-                key: file.shown.clone(),
-                mtime_ns: mtime_ns(&entry),
-                size: entry.size,
+                path: chosen.read_from.clone().into(),
+                shown: chosen.shown.clone(),
+                file_path: chosen.path.clone(),
+                key: chosen.shown.clone(),
+                mtime_ns: mtime_ns(&file.entry),
+                size: file.entry.size,
             });
-            taken.push(file);
+            taken.push(chosen);
         }
 
         let read = ReadOptions {
@@ -424,11 +452,7 @@ impl PickupSource {
         Ok(PickupSource {
             inner,
             taken,
-            leftovers: if config.after == AfterPickup::Keep {
-                Vec::new()
-            } else {
-                leftovers
-            },
+            leftovers,
             delivered: HashSet::new(),
             after: config.after,
             archive_dir: config
@@ -437,12 +461,13 @@ impl PickupSource {
                 .map(PathTemplate::parse)
                 .transpose()
                 .map_err(StageError::Refused)?,
-            claim: config.claim,
             cx: cx.clone(),
         })
     }
 
-    /// Keeps, deletes or archives one delivered file (and its marker).
+    /// Keeps (with its name back, if claimed), deletes or archives one delivered file, and its
+    /// marker first (so that a marker never announces a file that is gone). Each step is safe
+    /// to repeat: a step whose answer was lost is found done.
     fn finish(&mut self, file: &Taken) -> Result<(), filestore::StoreError> {
         let archive = self.archive_dir.as_ref().map(|template| {
             template.render(&TemplateValues {
@@ -452,36 +477,117 @@ impl PickupSource {
                 part: 1,
             })
         });
-        let (after, claim) = (self.after, self.claim);
+        let after = self.after;
         let connection = self
             .inner
             .connection()
             .expect("a pickup source reads from a server");
-        connection.run("finish", |store| {
-            let mut files = vec![(file.read_from.clone(), file.path.clone())];
-            if let Some(marker) = &file.marker {
-                files.push((marker.clone(), marker.clone()));
-            }
-            for (now_at, dropped_as) in &files {
-                match after {
-                    AfterPickup::Keep if claim && now_at != dropped_as => {
-                        store.rename(now_at, dropped_as, false)?
-                    }
-                    AfterPickup::Keep => {}
-                    AfterPickup::Delete => store.remove(now_at)?,
-                    AfterPickup::Move => {
-                        let dir = archive
-                            .as_deref()
-                            .expect("validated: archive_dir with move");
-                        store.create_dir_all(dir)?;
-                        let to = filestore::join(dir, filestore::file_name(dropped_as));
-                        store.rename(now_at, &to, true)?;
-                    }
+        // Dropped again since it was read: the new file is the next run's.
+        let now = connection.run("look up", |store| store.stat(&file.read_from))?;
+        if let Some(now) = now
+            && (now.size != file.size || now.mtime != file.mtime)
+        {
+            return Err(filestore::StoreError {
+                location: connection.location().to_string(),
+                message: format!(
+                    "{} changed after it was read: left for the next run",
+                    file.read_from
+                ),
+                transient: false,
+            });
+        }
+        let mut steps = Vec::new();
+        if let Some(marker) = &file.marker {
+            steps.push((marker.clone(), marker.clone(), marker.clone()));
+        }
+        steps.push((
+            file.read_from.clone(),
+            file.path.clone(),
+            file.relative.clone(),
+        ));
+        for (now_at, dropped_as, relative) in steps {
+            match after {
+                AfterPickup::Keep if now_at != dropped_as => {
+                    move_once(connection, &now_at, &dropped_as, false)?
+                }
+                AfterPickup::Keep => {}
+                AfterPickup::Delete => connection.run("remove", |store| store.remove(&now_at))?,
+                AfterPickup::Move => {
+                    let dir = archive
+                        .as_deref()
+                        .expect("validated: archive_dir with move");
+                    let relative = if relative == dropped_as {
+                        filestore::file_name(&dropped_as).to_string()
+                    } else {
+                        relative
+                    };
+                    let to = filestore::join(dir, &relative);
+                    connection.run("create the archive directory", |store| {
+                        store.create_dir_all(filestore::parent(&to))
+                    })?;
+                    move_once(connection, &now_at, &to, true)?;
                 }
             }
-            Ok(())
-        })
+        }
+        Ok(())
     }
+}
+
+/// Renames `from` to `to`, or finds it done (`from` gone, `to` there) by a try whose answer was
+/// lost: never replaces `to` with nothing.
+fn move_once(
+    connection: &mut Connection,
+    from: &str,
+    to: &str,
+    replace: bool,
+) -> Result<(), filestore::StoreError> {
+    connection.run("move", |store| {
+        if store.stat(from)?.is_none() && store.stat(to)?.is_some() {
+            return Ok(());
+        }
+        store.rename(from, to, replace)
+    })
+}
+
+/// The ledger's key of the file at `path`: the server's URL and the path.
+fn url(location: &str, path: &str) -> String {
+    if path.starts_with('/') {
+        format!("{location}{path}")
+    } else {
+        format!("{location}/{path}")
+    }
+}
+
+/// Whether a file not delivered yet is complete by the readiness rules: its marker is there,
+/// and it is old enough.
+fn is_ready<S>(
+    config: &PickupSourceConfig<S>,
+    entry: &RemoteEntry,
+    names: &HashSet<&str>,
+    taken: &Taken,
+) -> bool {
+    if let Some(marker) = &taken.marker
+        && !names.contains(marker.as_str())
+    {
+        tracing::debug!(file = %entry.path, "no marker file yet, left for a later run");
+        return false;
+    }
+    let min_age =
+        config
+            .min_age_secs
+            .unwrap_or(if config.marker.is_some() || config.stable_secs.is_some() {
+                0
+            } else {
+                DEFAULT_MIN_AGE_SECS
+            });
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if min_age > 0 && entry.mtime.is_none_or(|mtime| now - mtime < min_age as i64) {
+        tracing::debug!(file = %entry.path, "too recent, left for a later run");
+        return false;
+    }
+    true
 }
 
 /// Whether a listed file still has the content the ledger recorded: the same size and
@@ -509,7 +615,8 @@ fn is_unchanged(
     Ok(sha256.1 == delivered.sha256)
 }
 
-/// The name a claimed file was dropped under, if `name` is one of this pipeline's claims.
+/// The name a claimed file was dropped under, if `name` is one of this pipeline's claims
+/// (`.NAME.claimed-by-PIPELINE`).
 fn claimed_original<'a>(name: &'a str, suffix: &str) -> Option<&'a str> {
     name.strip_prefix('.')?
         .strip_suffix(suffix)
@@ -522,22 +629,25 @@ fn mtime_ns(entry: &RemoteEntry) -> i64 {
         .map_or(0, |seconds| seconds.saturating_mul(1_000_000_000))
 }
 
-/// The files in `dir` (and below it, when `recursive`).
+/// The files in `dir` (and below it, when `recursive`: not in directories `ignore` names,
+/// such as hidden ones), with their paths below `dir`.
 fn list(
     connection: &mut Connection,
     dir: &str,
     recursive: bool,
-) -> Result<Vec<RemoteEntry>, StageError> {
+    ignore: &Patterns,
+) -> Result<Vec<Dropped>, StageError> {
     let mut files = Vec::new();
-    let mut pending = vec![dir.to_string()];
-    while let Some(next) = pending.pop() {
+    let mut pending = vec![(dir.to_string(), String::new())];
+    while let Some((next, below)) = pending.pop() {
         for entry in connection.run("list", |store| store.list(&next))? {
+            let relative = filestore::join(&below, &entry.name);
             if entry.is_dir {
-                if recursive {
-                    pending.push(entry.path);
+                if recursive && !ignore.matches(&entry.name) {
+                    pending.push((entry.path.clone(), relative));
                 }
             } else {
-                files.push(entry);
+                files.push(Dropped { entry, relative });
             }
         }
     }
@@ -545,15 +655,16 @@ fn list(
 }
 
 /// The candidates whose size and modification time are the same on a second listing of the
-/// drop `wait` later (listed the same way, so FTP's minute-precise times compare alike).
+/// drop `wait` later.
 fn keep_stable(
     connection: &mut Connection,
-    candidates: Vec<(RemoteEntry, Taken)>,
+    candidates: Vec<(Dropped, Taken)>,
     dir: &str,
     recursive: bool,
+    ignore: &Patterns,
     wait: Duration,
     cx: &RunContext,
-) -> Result<Vec<(RemoteEntry, Taken)>, StageError> {
+) -> Result<Vec<(Dropped, Taken)>, StageError> {
     if candidates.is_empty() {
         return Ok(candidates);
     }
@@ -566,16 +677,16 @@ fn keep_stable(
         "waiting to see which dropped files are complete"
     );
     std::thread::sleep(wait);
-    let again: BTreeMap<String, RemoteEntry> = list(connection, dir, recursive)?
+    let again: BTreeMap<String, RemoteEntry> = list(connection, dir, recursive, ignore)?
         .into_iter()
-        .map(|entry| (entry.path.clone(), entry))
+        .map(|file| (file.entry.path.clone(), file.entry))
         .collect();
     Ok(candidates
         .into_iter()
-        .filter(|(entry, taken)| {
+        .filter(|(file, taken)| {
             let same = again
-                .get(&entry.path)
-                .is_some_and(|now| now.size == entry.size && now.mtime == entry.mtime);
+                .get(&file.entry.path)
+                .is_some_and(|now| now.size == file.entry.size && now.mtime == file.entry.mtime);
             if !same {
                 tracing::info!(file = %taken.shown, "still changing, left for a later run");
             }
@@ -608,12 +719,7 @@ impl Source for PickupSource {
             if let Err(e) = self.finish(&file) {
                 warnings.push(format!(
                     "{} was delivered, but `after = \"{}\"` failed: {e}; the next run tries again",
-                    file.shown,
-                    match self.after {
-                        AfterPickup::Keep => "keep",
-                        AfterPickup::Delete => "delete",
-                        AfterPickup::Move => "move",
-                    }
+                    file.shown, self.after
                 ));
             }
         }

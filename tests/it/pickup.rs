@@ -24,6 +24,11 @@ fn sftp_server(server: &SftpServer) -> String {
 /// one new local NDJSON file per run (`out/orders-{run_ts}.ndjson`, numbered when two runs
 /// share a second, never replaced).
 fn pickup_pipeline(kind: &str, source: &str, server: &str) -> String {
+    // Files are taken once a minute old by default: these tests drop them just before a run.
+    let source = match source.contains("min_age_secs") {
+        true => source.to_string(),
+        false => format!("min_age_secs = 0\n{source}"),
+    };
     format!(
         "name = \"p\"\n[source]\ntype = \"{kind}\"\ndir = \"inbound\"\n{source}\n{server}\n[[sinks]]\ntype = \"file\"\npath = \"out/orders-{{run_ts}}.ndjson\"\nif_exists = \"rename\"\n"
     )
@@ -143,6 +148,13 @@ fn complete_files_are_picked_up_once_and_changed_ones_again() {
             2
         )
     );
+    // Forgotten, a file is delivered again.
+    let key = format!("sftp://{USER}@127.0.0.1:{}/inbound/b.csv", server.port);
+    sandbox
+        .run(["state", "forget", "p.toml", &key])
+        .assert_success();
+    longshore(&sandbox, &[]).assert_success();
+    assert_eq!(delivered(&sandbox).1, 3);
     // `after = "keep"` (the default) leaves them all.
     assert_eq!(
         remote_files(&server.data(), "inbound"),
@@ -258,53 +270,64 @@ fn files_are_archived_only_after_the_run_committed_and_never_delivered_twice() {
     assert_eq!(remote_files(&server.data(), "archive/p"), ["a.csv"]);
 }
 
+/// The `[source.server]` table of an FTPS server.
+fn ftps_server(server: &FtpServer) -> String {
+    format!(
+        "[source.server]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\npassword = \"${{env:FTP_PASSWORD}}\"\nca_file = \"{}\"\n",
+        server.port,
+        server.ca().display()
+    )
+}
+
 #[test]
 fn claimed_files_are_hidden_while_read_and_taken_up_again_after_a_crash() {
-    let server = SftpServer::start();
-    let sandbox = Sandbox::new();
-    sandbox.write(
-        "p.toml",
-        pickup_pipeline(
-            "sftp",
-            "claim = true\nfile_fields = true",
-            &sftp_server(&server),
-        ),
-    );
-    drop_file(&server.data(), "a.csv", "id\n1\n");
+    let sftp = SftpServer::start();
+    let ftps = FtpServer::start(FtpMode::Explicit);
+    for (kind, server, data) in [
+        ("sftp", sftp_server(&sftp), sftp.data()),
+        ("ftps", ftps_server(&ftps), ftps.data()),
+    ] {
+        let sandbox = Sandbox::new();
+        sandbox.write(
+            "p.toml",
+            pickup_pipeline(kind, "claim = true\nfile_fields = true", &server),
+        );
+        drop_file(&data, "a.csv", "id\n1\n");
 
-    let mut command = sandbox.command(["run", "p.toml"]);
-    command.env("LONGSHORE_CRASH_AT", "after-first-batch");
-    let output = command.output().unwrap();
-    assert!(!output.status.success());
-    assert_eq!(
-        remote_files(&server.data(), "inbound"),
-        [".a.csv.p.claimed"]
-    );
-    assert_eq!(delivered(&sandbox).1, 0);
+        let mut command = sandbox.command(["run", "p.toml"]);
+        command
+            .env("FTP_PASSWORD", PASSWORD)
+            .env("LONGSHORE_CRASH_AT", "after-first-batch");
+        let output = command.output().unwrap();
+        assert!(!output.status.success());
+        assert_eq!(
+            remote_files(&data, "inbound"),
+            [".a.csv.claimed-by-p"],
+            "{kind}"
+        );
+        assert_eq!(delivered(&sandbox).1, 0);
 
-    longshore(&sandbox, &[]).assert_success();
-    let (records, files) = delivered(&sandbox);
-    assert_eq!(files, 1);
-    let record: serde_json::Value = serde_json::from_str(&records[0]).unwrap();
-    assert_eq!(record["id"], "1");
-    assert_eq!(record["_file_name"], "a.csv");
-    assert_eq!(record["_file_path"], "inbound/a.csv");
-    assert_eq!(record["_file_size"], 5);
-    // `after = "keep"` gives the file its name back.
-    assert_eq!(remote_files(&server.data(), "inbound"), ["a.csv"]);
-    longshore(&sandbox, &[]).assert_success();
-    assert_eq!(delivered(&sandbox).1, 1, "not delivered again");
+        // The claim is found again (over FTP too, where listings hide dot files unless asked).
+        longshore(&sandbox, &[]).assert_success();
+        let (records, files) = delivered(&sandbox);
+        assert_eq!(files, 1, "{kind}");
+        let record: serde_json::Value = serde_json::from_str(&records[0]).unwrap();
+        assert_eq!(record["id"], "1");
+        assert_eq!(record["_file_name"], "a.csv");
+        assert_eq!(record["_file_path"], "inbound/a.csv");
+        assert_eq!(record["_file_size"], 5);
+        // `after = "keep"` gives the file its name back.
+        assert_eq!(remote_files(&data, "inbound"), ["a.csv"], "{kind}");
+        longshore(&sandbox, &[]).assert_success();
+        assert_eq!(delivered(&sandbox).1, 1, "{kind}: not delivered again");
+    }
 }
 
 #[test]
 fn ftps_pickup_reads_what_was_dropped() {
     let server = FtpServer::start(FtpMode::Explicit);
     let sandbox = Sandbox::new();
-    let source_server = format!(
-        "[source.server]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\npassword = \"${{env:FTP_PASSWORD}}\"\nca_file = \"{}\"\n",
-        server.port,
-        server.ca().display()
-    );
+    let source_server = ftps_server(&server);
     sandbox.write(
         "p.toml",
         pickup_pipeline(
@@ -315,8 +338,11 @@ fn ftps_pickup_reads_what_was_dropped() {
     );
     drop_file(&server.data(), "a.csv", "id,name\n1,ant\n");
     drop_file(&server.data(), "notes.txt", "not data\n");
-    // Logging everything, the password still appears nowhere.
-    let outcome = longshore(&sandbox, &[("RUST_LOG", "trace")]);
+    // Logging everything, the FTP client's commands by name too, the password appears nowhere.
+    let outcome = longshore(
+        &sandbox,
+        &[("RUST_LOG", "trace,suppaftp::sync_ftp::control=trace")],
+    );
     outcome.assert_success();
     assert!(outcome.stderr.contains("DEBUG"), "debug logging was on");
     assert!(!outcome.stderr.contains(PASSWORD), "{}", outcome.stderr);
@@ -337,7 +363,7 @@ fn a_csv_dropped_on_sftp_arrives_on_ftps_as_the_expected_workbook() {
     sandbox.write(
         "p.toml",
         format!(
-            "name = \"p\"\n[source]\ntype = \"sftp\"\ndir = \"inbound\"\ninfer_types = true\nafter = \"delete\"\n{}\n\
+            "name = \"p\"\n[source]\ntype = \"sftp\"\ndir = \"inbound\"\nmin_age_secs = 0\ninfer_types = true\nafter = \"delete\"\n{}\n\
              [[sinks]]\ntype = \"ftps\"\npath = \"outbound/{{source_stem}}.xlsx\"\n\
              [sinks.server]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\npassword = \"${{env:FTP_PASSWORD}}\"\nca_file = \"{}\"\n",
             sftp_server(&vendor),
@@ -529,4 +555,27 @@ fn a_download_cut_off_midway_fails_the_run_and_the_next_run_delivers_the_file_wh
     longshore(&sandbox, &[]).assert_success();
     let (records, files) = delivered(&sandbox);
     assert_eq!((records.len(), files), (200_000, 1));
+}
+
+#[test]
+fn without_readiness_rules_a_file_waits_until_it_is_a_minute_old() {
+    let server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        format!(
+            "name = \"p\"\n[source]\ntype = \"sftp\"\ndir = \"inbound\"\n{}\n[[sinks]]\ntype = \"file\"\npath = \"out/orders-{{run_ts}}.ndjson\"\n",
+            sftp_server(&server)
+        ),
+    );
+    drop_file(&server.data(), "fresh.csv", "id\n1\n");
+    drop_file(&server.data(), "old.csv", "id\n2\n");
+    std::fs::File::options()
+        .write(true)
+        .open(server.data().join("inbound/old.csv"))
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(61))
+        .unwrap();
+    longshore(&sandbox, &[]).assert_success();
+    assert_eq!(delivered(&sandbox), (lines(&[r#"{"id":"2"}"#]), 1));
 }

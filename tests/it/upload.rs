@@ -164,7 +164,9 @@ fn existing_files_on_the_server_are_replaced_kept_or_numbered_as_asked() {
             "drop.toml",
             upload_pipeline(
                 "sftp",
-                &format!("path = \"outbound/orders.csv\"\nif_exists = \"{policy}\""),
+                &format!(
+                    "path = \"outbound/orders.csv\"\nif_exists = \"{policy}\"\nmarker = \"{{name}}.ok\""
+                ),
                 &sftp_server(&server),
             ),
         );
@@ -186,13 +188,24 @@ fn existing_files_on_the_server_are_replaced_kept_or_numbered_as_asked() {
         files_under(&server.data()),
         pairs(&[("outbound/orders.csv", "old\n")])
     );
-    run_with("rename", "c.csv").assert_success();
+    // Numbered, each with its own marker; and the run report names them as published.
+    let renamed = run_with("rename", "c.csv");
+    renamed.assert_success();
+    assert!(
+        renamed
+            .stderr
+            .contains("pipeline `drop`: published outbound/orders-1.csv ("),
+        "{}",
+        renamed.stderr
+    );
     run_with("rename", "d.csv").assert_success();
     assert_eq!(
         files_under(&server.data()),
         pairs(&[
             ("outbound/orders-1.csv", expected_csv),
+            ("outbound/orders-1.csv.ok", ""),
             ("outbound/orders-2.csv", expected_csv),
+            ("outbound/orders-2.csv.ok", ""),
             ("outbound/orders.csv", "old\n"),
         ])
     );
@@ -201,6 +214,7 @@ fn existing_files_on_the_server_are_replaced_kept_or_numbered_as_asked() {
         std::fs::read_to_string(server.data().join("outbound/orders.csv")).unwrap(),
         expected_csv
     );
+    assert!(server.data().join("outbound/orders.csv.ok").exists());
 }
 
 #[test]
