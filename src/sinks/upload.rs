@@ -432,9 +432,22 @@ impl Sink for UploadSink {
             ..SinkReport::default()
         };
         for output in std::mem::take(&mut self.prepared) {
-            let published = self
-                .connection
-                .run("publish", |store| output.publish_remote(store))?;
+            let temp = output.temp.to_string_lossy().into_owned();
+            let mut first_try = true;
+            let published = self.connection.run("publish", |store| {
+                // Gone before the first try: someone removed it (a retry finds it gone because
+                // the try before renamed it). The next run's recovery takes it as published.
+                if std::mem::take(&mut first_try) && store.stat(&temp)?.is_none() {
+                    return Err(filestore::StoreError {
+                        location: String::new(),
+                        message: format!(
+                            "the temporary upload {temp} vanished from the server before it was published"
+                        ),
+                        transient: false,
+                    });
+                }
+                output.publish_remote(store)
+            })?;
             match published {
                 Publication::Published(path) => {
                     let shown = path.display().to_string();
