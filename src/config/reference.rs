@@ -17,6 +17,14 @@ const SECTIONS: &[(&str, &str)] = &[
 const TABLES: &[(&str, &str)] = &[
     ("StateConfig", "State (`[state]`)"),
     ("RejectsConfig", "Rejects (`[rejects]`)"),
+    (
+        "SftpServerConfig",
+        "SFTP servers (`server` of the `sftp` source and sink)",
+    ),
+    (
+        "FtpServerConfig",
+        "FTP and FTPS servers (`server` of the `ftps` source and sink)",
+    ),
 ];
 
 /// The reference of every key a pipeline file may use.
@@ -109,6 +117,21 @@ fn type_name(property: &Value, defs: &Map<String, Value>) -> String {
             values
                 .iter()
                 .map(|v| format!("`\"{}\"`", text(v)))
+                .collect::<Vec<_>>()
+                .join(" \\| ")
+        } else if let Some(options) = target["oneOf"].as_array()
+            && options
+                .iter()
+                .all(|o| o["const"].is_string() || o["enum"].is_array())
+        {
+            // An enum some of whose values have docs of their own.
+            options
+                .iter()
+                .flat_map(|o| match o["enum"].as_array() {
+                    Some(values) => values.iter().map(text).collect(),
+                    None => vec![text(&o["const"])],
+                })
+                .map(|value| format!("`\"{value}\"`"))
                 .collect::<Vec<_>>()
                 .join(" \\| ")
         } else if target["oneOf"].is_array() {

@@ -51,7 +51,8 @@ pub struct FtpServerConfig {
     pub timeout_secs: u64,
     /// Tries in all for an operation that fails on the connection (dropped, timed out, a
     /// transfer the server aborted): each further try is on a new connection, after 1 s, 2 s,
-    /// 4 s... An interrupted transfer starts again from its first byte. Default 3.
+    /// 4 s... (at most a minute). An interrupted transfer starts again from its first byte.
+    /// Default 3.
     #[serde(default = "default_attempts")]
     pub attempts: u32,
 }

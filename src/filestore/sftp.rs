@@ -60,7 +60,7 @@ pub struct SftpServerConfig {
     #[serde(default = "default_keepalive_secs")]
     pub keepalive_secs: u32,
     /// Tries in all for an operation that fails on the connection (dropped, timed out): each
-    /// further try is on a new connection, after 1 s, 2 s, 4 s... An interrupted transfer
+    /// further try is on a new connection, after 1 s, 2 s, 4 s... (at most a minute). An interrupted transfer
     /// starts again from its first byte. Default 3.
     #[serde(default = "default_attempts")]
     pub attempts: u32,

@@ -83,7 +83,8 @@ fn sftp_sink_uploads_under_a_temporary_name_and_renames_at_commit() {
         ),
     );
 
-    // Stopped right after preparing: the upload is on the server, hidden, the final name absent.
+    // Stopped right after recording what it is about to publish: the upload is on the server,
+    // hidden, the final name absent.
     let mut command = sandbox.command(["run", "drop.toml"]);
     command
         .env("SFTP_PASSWORD", PASSWORD)
