@@ -227,7 +227,9 @@ fn init_logging(verbose: u8, quiet: bool, format: Option<LogFormat>) {
                     .strip_prefix(name)
                     .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
             })
-    });
+    })
+    // No level of its own: the environment's decides how much is even looked at.
+    .with_max_level_hint(tracing::level_filters::LevelFilter::TRACE);
     let terminal = std::io::stderr().is_terminal();
     let format = format.unwrap_or_else(|| {
         let wanted = std::env::var("LONGSHORE_LOG_FORMAT").is_ok_and(|f| f == "json");

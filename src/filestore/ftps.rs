@@ -291,6 +291,21 @@ impl FtpStore {
         })
     }
 
+    /// A file's modification time from `MDTM` (UTC, to the second), or `listed` (what a
+    /// listing said) when the server refuses the command; a failed connection is an error,
+    /// so that no reply is taken for another command's.
+    fn exact_mtime(&mut self, path: &str, listed: Option<i64>) -> Result<Option<i64>, StoreError> {
+        match self.ftp.mdtm(path) {
+            Ok(time) => Ok(Some(time.and_utc().timestamp())),
+            Err(FtpError::UnexpectedResponse(response))
+                if (500..600).contains(&response.status.code()) =>
+            {
+                Ok(listed)
+            }
+            Err(e) => Err(self.error("read the modification time of", path, e)),
+        }
+    }
+
     fn error(&self, action: &str, path: &str, error: FtpError) -> StoreError {
         StoreError {
             location: self.location.clone(),
@@ -366,13 +381,14 @@ impl FileStore for FtpStore {
             let path = super::join(dir, file.name());
             // A listing gives times to the minute, in the server's time zone (and for old
             // files, the day only); `MDTM` gives a file's, in UTC, to the second.
+            let listed = file
+                .modified()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|since| since.as_secs() as i64);
             let mtime = match file.is_directory() {
                 true => None,
-                false => self
-                    .ftp
-                    .mdtm(&path)
-                    .ok()
-                    .map(|time| time.and_utc().timestamp()),
+                false => self.exact_mtime(&path, listed)?,
             };
             entries.push(RemoteEntry {
                 path,
@@ -391,11 +407,7 @@ impl FileStore for FtpStore {
             Err(e) if is_unavailable(&e) => return Ok(None),
             Err(e) => return Err(self.error("look up", path, e)),
         };
-        let mtime = self
-            .ftp
-            .mdtm(path)
-            .ok()
-            .map(|time| time.and_utc().timestamp());
+        let mtime = self.exact_mtime(path, None)?;
         Ok(Some(RemoteEntry {
             path: path.to_string(),
             name: super::file_name(path).to_string(),

@@ -135,13 +135,18 @@ impl PreparedOutput {
             .map(|c| c.to_string_lossy().into_owned())
             .collect();
         if store.stat(&temp)?.is_none() {
-            // Ours is the last name taken that has our size; the partner may have taken it
-            // away since, and then there is nothing to mark.
+            // Skipped, or published: ours is then the last name taken that has our size (the
+            // final name may have been taken away since; numbered names follow each other). A
+            // consumer may have taken it away too, and then there is nothing to mark.
+            if self.if_exists == IfExists::Skip {
+                return Ok(Publication::Skipped);
+            }
             let mut ours = None;
-            for candidate in &candidates {
+            for (index, candidate) in candidates.iter().enumerate() {
                 match store.stat(candidate)? {
                     Some(entry) if entry.size == self.size => ours = Some(candidate.clone()),
                     Some(_) => {}
+                    None if index == 0 => {}
                     None => break,
                 }
             }
@@ -295,10 +300,19 @@ impl<'a> Destinations<'a> {
             }
             return Ok(());
         };
-        self.run(&remote.location, "publish", |store| {
-            output.publish_remote(store).map(|_| ())
-        })
-        .map_err(io::Error::other)
+        let published = self
+            .run(&remote.location, "publish", |store| {
+                output.publish_remote(store)
+            })
+            .map_err(io::Error::other)?;
+        if published == Publication::Skipped && output.if_exists != IfExists::Skip {
+            tracing::warn!(
+                server = %remote.location,
+                file = %output.path.display(),
+                "the temporary upload of an interrupted run is gone and the file is not on the server: taken as published (a consumer may have taken it away)"
+            );
+        }
+        Ok(())
     }
 
     /// Removes the file at `path` on the server `location` (a temporary upload an interrupted

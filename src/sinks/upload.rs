@@ -436,15 +436,19 @@ impl Sink for UploadSink {
             let mut first_try = true;
             let published = self.connection.run("publish", |store| {
                 // Gone before the first try: someone removed it (a retry finds it gone because
-                // the try before renamed it). The next run's recovery takes it as published.
-                if std::mem::take(&mut first_try) && store.stat(&temp)?.is_none() {
-                    return Err(filestore::StoreError {
-                        location: String::new(),
-                        message: format!(
-                            "the temporary upload {temp} vanished from the server before it was published"
-                        ),
-                        transient: false,
-                    });
+                // the try before renamed it).
+                if first_try {
+                    let there = store.stat(&temp)?.is_some();
+                    first_try = false;
+                    if !there {
+                        return Err(filestore::StoreError {
+                            location: String::new(),
+                            message: format!(
+                                "the temporary upload {temp} vanished from the server before it was published"
+                            ),
+                            transient: false,
+                        });
+                    }
                 }
                 output.publish_remote(store)
             })?;

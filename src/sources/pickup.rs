@@ -187,8 +187,12 @@ impl<S: ServerConfig> Validate for PickupSourceConfig<S> {
                 if let Err(message) = PathTemplate::parse(archive) {
                     problems.push(Invalid::new("archive_dir", message));
                 }
-                let inside = format!("{}/", self.dir.trim_end_matches('/'));
-                if self.recursive && archive.starts_with(&inside) {
+                // A relative archive is inside a `dir` of "" or "." (the login directory).
+                let inside = match self.dir.trim_end_matches('/') {
+                    "" | "." => !archive.starts_with('/'),
+                    dir => archive.starts_with(&format!("{dir}/")),
+                };
+                if self.recursive && inside {
                     problems.push(Invalid::new(
                         "archive_dir",
                         "is inside `dir`, which `recursive` reads: archived files would be picked up again",
@@ -360,7 +364,15 @@ impl PickupSource {
                     .map_err(|e| StageError::State(Box::new(e)))?,
             };
             if let Some(delivered) = delivered {
-                if is_unchanged(&mut connection, &file.entry, &taken, &delivered)? {
+                // `never` reads nothing again, not even to hash it.
+                let unchanged = match config.reprocess {
+                    Reprocess::Never => {
+                        file.entry.size == delivered.size
+                            && mtime_ns(&file.entry) == delivered.mtime_ns
+                    }
+                    _ => is_unchanged(&mut connection, &file.entry, &taken, &delivered)?,
+                };
+                if unchanged {
                     tracing::debug!(file = %taken.shown, run = %delivered.run_id, "already delivered, skipped");
                     progress.already_processed.push(taken.shown.clone());
                     // Still to be deleted, archived, or given its name back.
@@ -478,6 +490,9 @@ impl PickupSource {
             })
         });
         let after = self.after;
+        if after == AfterPickup::Keep && file.read_from == file.path {
+            return Ok(());
+        }
         let connection = self
             .inner
             .connection()
@@ -496,9 +511,14 @@ impl PickupSource {
                 transient: false,
             });
         }
+        // (where it is now, where it was dropped, its path below `dir`)
         let mut steps = Vec::new();
         if let Some(marker) = &file.marker {
-            steps.push((marker.clone(), marker.clone(), marker.clone()));
+            let relative = filestore::join(
+                filestore::parent(&file.relative),
+                filestore::file_name(marker),
+            );
+            steps.push((marker.clone(), marker.clone(), relative));
         }
         steps.push((
             file.read_from.clone(),
@@ -516,11 +536,6 @@ impl PickupSource {
                     let dir = archive
                         .as_deref()
                         .expect("validated: archive_dir with move");
-                    let relative = if relative == dropped_as {
-                        filestore::file_name(&dropped_as).to_string()
-                    } else {
-                        relative
-                    };
                     let to = filestore::join(dir, &relative);
                     connection.run("create the archive directory", |store| {
                         store.create_dir_all(filestore::parent(&to))

@@ -579,3 +579,42 @@ fn without_readiness_rules_a_file_waits_until_it_is_a_minute_old() {
     longshore(&sandbox, &[]).assert_success();
     assert_eq!(delivered(&sandbox), (lines(&[r#"{"id":"2"}"#]), 1));
 }
+
+#[test]
+fn archived_files_keep_their_paths_below_the_drop_with_their_markers_beside_them() {
+    let server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        pickup_pipeline(
+            "sftp",
+            "recursive = true\nmarker = \"{name}.done\"\nafter = \"move\"\narchive_dir = \"archive\"",
+            &sftp_server(&server),
+        ),
+    );
+    let inbound = server.data().join("inbound");
+    for sub in ["north", "south"] {
+        std::fs::create_dir_all(inbound.join(sub)).unwrap();
+        std::fs::write(inbound.join(sub).join("a.csv"), format!("id\n{sub}\n")).unwrap();
+        std::fs::write(inbound.join(sub).join("a.csv.done"), "").unwrap();
+    }
+    accounts::give_to_test_user(&inbound);
+    for sub in ["north", "south"] {
+        accounts::give_to_test_user(&inbound.join(sub));
+    }
+    longshore(&sandbox, &[]).assert_success();
+    assert_eq!(
+        delivered(&sandbox),
+        (lines(&[r#"{"id":"north"}"#, r#"{"id":"south"}"#]), 1)
+    );
+    for sub in ["north", "south"] {
+        assert_eq!(
+            remote_files(&server.data(), &format!("archive/{sub}")),
+            ["a.csv", "a.csv.done"]
+        );
+        assert_eq!(
+            remote_files(&server.data(), &format!("inbound/{sub}")),
+            Vec::<String>::new()
+        );
+    }
+}
