@@ -5,7 +5,8 @@
 //! name in the target directory (`.orders.csv.part`) and its size on the server checked. Only
 //! when the whole run commits is it renamed to its final name, and a marker file
 //! (`orders.csv.done`) uploaded after it when the partner wants one. A failed run removes its
-//! temporary uploads; one interrupted after recording its commit is finished by the next run.
+//! temporary uploads (and the next run those of a run that was killed: they are journaled);
+//! one interrupted after recording its commit is finished by the next run.
 
 use std::io::Seek;
 

@@ -127,9 +127,8 @@ impl SftpServer {
     pub fn authorize_key_with_passphrase(&self, name: &str, passphrase: &str) -> PathBuf {
         let key = self.dir.path().join(name);
         keygen(&key, passphrase);
-        let public = std::fs::read_to_string(key.with_extension("pub"))
-            .or_else(|_| std::fs::read_to_string(format!("{}.pub", key.display())))
-            .expect("read the public key");
+        let public =
+            std::fs::read_to_string(format!("{}.pub", key.display())).expect("read the public key");
         let authorized = self.dir.path().join("authorized_keys");
         let mut keys = std::fs::read_to_string(&authorized).expect("read authorized_keys");
         keys.push_str(&public);
