@@ -393,8 +393,17 @@ mod tests {
     struct MemoryStore(std::collections::BTreeMap<String, Vec<u8>>);
 
     impl FileStore for MemoryStore {
-        fn list(&mut self, _: &str) -> Result<Vec<crate::filestore::RemoteEntry>, StoreError> {
-            unimplemented!("not used by publishing")
+        fn list(&mut self, dir: &str) -> Result<Vec<crate::filestore::RemoteEntry>, StoreError> {
+            let paths: Vec<String> = self
+                .0
+                .keys()
+                .filter(|path| crate::filestore::parent(path) == dir)
+                .cloned()
+                .collect();
+            paths
+                .iter()
+                .map(|path| self.stat(path).map(|entry| entry.expect("listed")))
+                .collect()
         }
         fn stat(
             &mut self,
@@ -408,8 +417,9 @@ mod tests {
                 is_dir: false,
             }))
         }
-        fn open(&mut self, _: &str) -> Result<Box<dyn std::io::Read + Send>, StoreError> {
-            unimplemented!("not used by publishing")
+        fn open(&mut self, path: &str) -> Result<Box<dyn std::io::Read + Send>, StoreError> {
+            let bytes = self.0.get(path).cloned().unwrap_or_default();
+            Ok(Box::new(std::io::Cursor::new(bytes)))
         }
         fn upload(&mut self, path: &str, from: &mut dyn std::io::Read) -> Result<u64, StoreError> {
             let mut bytes = Vec::new();
