@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use super::support::accounts::{self, PASSWORD, USER};
 use super::support::sshd::SftpServer;
 use super::support::vsftpd::{FtpMode, FtpServer};
-use super::support::{Outcome, Sandbox, run};
+use super::support::{Outcome, Sandbox, crash_at, run};
 
 /// The `[source.server]` table of an SFTP server, logging in with a key.
 fn sftp_server(server: &SftpServer) -> String {
@@ -249,10 +249,7 @@ fn files_are_archived_only_after_the_run_committed_and_never_delivered_twice() {
     drop_file(&server.data(), "a.csv", "id\n1\n");
 
     // Killed after the sinks published, before the ledger was saved.
-    let mut command = sandbox.command(["run", "p.toml"]);
-    command.env("LONGSHORE_CRASH_AT", "after-commit");
-    let output = command.output().unwrap();
-    assert!(!output.status.success());
+    crash_at(sandbox.command(["run", "p.toml"]), "after-commit");
     assert_eq!(delivered(&sandbox), (lines(&[r#"{"id":"1"}"#]), 1));
     assert_eq!(
         remote_files(&server.data(), "inbound"),
@@ -295,11 +292,8 @@ fn claimed_files_are_hidden_while_read_and_taken_up_again_after_a_crash() {
         drop_file(&data, "a.csv", "id\n1\n");
 
         let mut command = sandbox.command(["run", "p.toml"]);
-        command
-            .env("FTP_PASSWORD", PASSWORD)
-            .env("LONGSHORE_CRASH_AT", "after-first-batch");
-        let output = command.output().unwrap();
-        assert!(!output.status.success());
+        command.env("FTP_PASSWORD", PASSWORD);
+        crash_at(command, "after-first-batch");
         assert_eq!(
             remote_files(&data, "inbound"),
             [".a.csv.claimed-by-p"],

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::support::accounts::{PASSWORD, USER};
 use super::support::sshd::SftpServer;
 use super::support::vsftpd::{FtpMode, FtpServer};
-use super::support::{Sandbox, run};
+use super::support::{Sandbox, crash_at, run};
 
 const ORDERS_CSV: &str = "id,total\n1,9.99\n2,20.00\n3,5.00\n";
 
@@ -86,11 +86,8 @@ fn sftp_sink_uploads_under_a_temporary_name_and_renames_at_commit() {
     // Stopped right after recording what it is about to publish: the upload is on the server,
     // hidden, the final name absent.
     let mut command = sandbox.command(["run", "drop.toml"]);
-    command
-        .env("SFTP_PASSWORD", PASSWORD)
-        .env("LONGSHORE_CRASH_AT", "after-intent");
-    let output = command.output().expect("run longshore");
-    assert!(!output.status.success());
+    command.env("SFTP_PASSWORD", PASSWORD);
+    crash_at(command, "after-intent");
     let expected = "{\"id\":\"1\",\"total\":\"9.99\"}\n{\"id\":\"2\",\"total\":\"20.00\"}\n{\"id\":\"3\",\"total\":\"5.00\"}\n";
     assert_eq!(
         files_under(&server.data()),
@@ -367,10 +364,8 @@ fn uploads_a_killed_run_left_are_removed_by_the_next_run() {
     );
     // Killed after uploading, before recording what it was about to publish.
     let mut command = sandbox.command(["run", "drop.toml"]);
-    command
-        .env("SFTP_PASSWORD", PASSWORD)
-        .env("LONGSHORE_CRASH_AT", "after-prepare");
-    assert!(!command.output().expect("run longshore").status.success());
+    command.env("SFTP_PASSWORD", PASSWORD);
+    crash_at(command, "after-prepare");
     let left = files_under(&server.data());
     assert_eq!(left.len(), 1);
     let (temp, _) = &left[0];

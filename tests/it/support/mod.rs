@@ -164,6 +164,16 @@ fn collect_files(base: &Path, dir: &Path, found: &mut Vec<String>) {
     }
 }
 
+/// Runs `command` with `LONGSHORE_CRASH_AT=point`, where the binary aborts as a crash would,
+/// and checks that it stopped.
+pub fn crash_at(mut command: Command, point: &str) {
+    let output = command
+        .env("LONGSHORE_CRASH_AT", point)
+        .output()
+        .unwrap_or_else(|e| panic!("start {BIN}: {e}"));
+    assert!(!output.status.success(), "the run did not stop at {point}");
+}
+
 /// Runs a command to completion and captures its output.
 pub fn run(mut command: Command) -> Outcome {
     let output = command
