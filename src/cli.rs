@@ -39,6 +39,10 @@ pub struct Cli {
     /// Default: text, or json when stderr is not a terminal and `LONGSHORE_LOG_FORMAT=json`.
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormat>,
+    /// A value for `${var:NAME}` in pipeline files, e.g. `--var from=2024-01-01`; repeat for
+    /// more.
+    #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = config::interpolate::parse_variable)]
+    vars: Vec<(String, String)>,
     #[command(subcommand)]
     command: Command,
 }
@@ -194,7 +198,11 @@ pub fn main() -> ExitCode {
     };
     init_logging(cli.verbose, cli.quiet, cli.log_format);
     crate::progress::init(!cli.quiet);
-    match execute(cli.command) {
+    let loading = config::Loading {
+        vars: cli.vars.into_iter().collect(),
+        lenient: false,
+    };
+    match execute(cli.command, &loading) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
@@ -270,24 +278,30 @@ fn render_error(error: &Error) -> String {
     text
 }
 
-fn execute(command: Command) -> Result<ExitCode, Error> {
+fn execute(command: Command, loading: &config::Loading) -> Result<ExitCode, Error> {
+    // `runs` and `state` look only at a pipeline's name and state: they work without the
+    // run's environment.
+    let lenient = config::Loading {
+        lenient: true,
+        ..loading.clone()
+    };
     match command {
         Command::Run {
             pipelines,
             state,
             dry_run,
             report,
-        } => run(&pipelines, state.state, dry_run, report.as_deref()),
-        Command::State(command) => state_command(command),
+        } => run(&pipelines, loading, state.state, dry_run, report.as_deref()),
+        Command::State(command) => state_command(command, &lenient),
         Command::Runs {
             pipeline,
             state,
             limit,
             json,
-        } => runs(&pipeline, state.state, limit, json),
-        Command::Validate { pipelines } => Ok(validate(&pipelines)),
+        } => runs(&pipeline, &lenient, state.state, limit, json),
+        Command::Validate { pipelines } => Ok(validate(&pipelines, loading)),
         Command::Preview { pipeline, limit } => {
-            let pipeline = config::load(&pipeline)?;
+            let pipeline = config::load(&pipeline, loading)?;
             let records = runner::preview(&pipeline, limit)?;
             let mut out = std::io::stdout().lock();
             runner::write_table(&mut out, &records)
@@ -354,13 +368,14 @@ fn execute(command: Command) -> Result<ExitCode, Error> {
 
 fn run(
     files: &[PathBuf],
+    loading: &config::Loading,
     state_path: Option<PathBuf>,
     dry_run: bool,
     report_path: Option<&str>,
 ) -> Result<ExitCode, Error> {
     let pipelines = files
         .iter()
-        .map(|file| config::load(file))
+        .map(|file| config::load(file, loading))
         .collect::<Result<Vec<Pipeline>, _>>()?;
     if let Some(path) = report_path
         && pipelines.len() > 1
@@ -508,19 +523,20 @@ fn log_outcome(report: &RunReport) {
 /// Opens the state of the pipeline in `file` without changing it; `None` when it has none yet.
 fn open_state(
     file: &Path,
+    loading: &config::Loading,
     state_path: Option<PathBuf>,
 ) -> Result<(Pipeline, PathBuf, Option<SqliteStore>), Error> {
-    let pipeline = config::load(file)?;
+    let pipeline = config::load(file, loading)?;
     let path = runner::state_path(&pipeline, state_path);
     let store = SqliteStore::open_read_only(&path)?;
     Ok((pipeline, path, store))
 }
 
-fn state_command(command: StateCommand) -> Result<ExitCode, Error> {
+fn state_command(command: StateCommand, loading: &config::Loading) -> Result<ExitCode, Error> {
     let mut out = std::io::stdout().lock();
     match command {
         StateCommand::Show { pipeline, state } => {
-            let (pipeline, path, store) = open_state(&pipeline, state.state)?;
+            let (pipeline, path, store) = open_state(&pipeline, loading, state.state)?;
             let name = &pipeline.name;
             let Some(mut store) = store else {
                 writeln!(
@@ -542,7 +558,7 @@ fn state_command(command: StateCommand) -> Result<ExitCode, Error> {
             cursor_name,
             yes,
         } => {
-            let pipeline = config::load(&pipeline)?;
+            let pipeline = config::load(&pipeline, loading)?;
             let path = runner::state_path(&pipeline, state.state);
             let name = &pipeline.name;
             if !yes {
@@ -569,7 +585,7 @@ fn state_command(command: StateCommand) -> Result<ExitCode, Error> {
             file,
             state,
         } => {
-            let pipeline = config::load(&pipeline)?;
+            let pipeline = config::load(&pipeline, loading)?;
             let path = runner::state_path(&pipeline, state.state);
             let shown = file.display().to_string();
             let key = if shown.contains("://") {
@@ -679,11 +695,12 @@ fn write_runs(out: &mut dyn Write, runs: &[RunReport]) -> std::io::Result<()> {
 
 fn runs(
     file: &Path,
+    loading: &config::Loading,
     state_path: Option<PathBuf>,
     limit: usize,
     json: bool,
 ) -> Result<ExitCode, Error> {
-    let (pipeline, _, store) = open_state(file, state_path)?;
+    let (pipeline, _, store) = open_state(file, loading, state_path)?;
     let runs = match store {
         Some(mut store) => store.runs(&pipeline.name, limit)?,
         None => Vec::new(),
@@ -699,10 +716,10 @@ fn runs(
     Ok(ExitCode::SUCCESS)
 }
 
-fn validate(files: &[PathBuf]) -> ExitCode {
+fn validate(files: &[PathBuf], loading: &config::Loading) -> ExitCode {
     let mut all_valid = true;
     for file in files {
-        match config::load(file) {
+        match config::load(file, loading) {
             Ok(_) => println!("{}: ok", file.display()),
             Err(e) => {
                 all_valid = false;

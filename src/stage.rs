@@ -123,6 +123,8 @@ pub struct RunContext {
     pub bytes_read: Arc<AtomicU64>,
     /// A dry run or a preview: stages change nothing anywhere (a drop source claims no file).
     pub read_only: bool,
+    /// The values of `--var NAME=VALUE`, for `${var:NAME}` in secrets resolved at run time.
+    pub vars: Arc<crate::config::Variables>,
 }
 
 impl RunContext {
@@ -143,6 +145,7 @@ impl RunContext {
             temp_journal: None,
             bytes_read: Arc::default(),
             read_only: false,
+            vars: Arc::default(),
         }
     }
 
@@ -167,7 +170,7 @@ impl RunContext {
 }
 
 /// `path` with `~/` expanded, joined to `base` when relative, `.` and `..` removed lexically.
-fn join_clean(base: &std::path::Path, path: &str) -> std::path::PathBuf {
+pub(crate) fn join_clean(base: &std::path::Path, path: &str) -> std::path::PathBuf {
     use std::path::{Component, PathBuf};
     let expanded = match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => PathBuf::from(home).join(rest),

@@ -1,14 +1,19 @@
 //! Loading a pipeline file so that one `validate` shows every problem in it, each at its line
 //! and column with a hint. serde stops at the first error, so the file is parsed once into a
 //! spanned tree, each section (`source`, every transform, every sink) is deserialized on its own,
-//! and an unknown key is reported, removed, and the section tried again.
+//! and an unknown key is reported, removed, and the section tried again. References
+//! (`${env:NAME}`, `${var:NAME}`, `${file:PATH}`) in every string are resolved first, each
+//! unresolvable one reported at its position ([`super::interpolate`]).
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+use super::interpolate::{self, Resolver, Template, Variables};
 use super::{
     ConfigError, NotifyConfig, Pipeline, Problem, SinkConfig, SourceConfig, TransformConfig,
     Validate,
@@ -40,20 +45,34 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "notify",
 ];
 
+/// How a pipeline file is loaded.
+#[derive(Debug, Clone, Default)]
+pub struct Loading {
+    /// The values of `--var NAME=VALUE`, for `${var:NAME}`.
+    pub vars: Variables,
+    /// Leaves a reference that cannot be resolved as it is written instead of reporting it:
+    /// for commands that look only at a pipeline's name and state (`runs`, `state`), which
+    /// must work without the run's environment.
+    pub lenient: bool,
+}
+
 /// Reads and checks a pipeline file.
-pub fn load(file: &Path) -> Result<Pipeline, ConfigError> {
+pub fn load(file: &Path, loading: &Loading) -> Result<Pipeline, ConfigError> {
     let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
         file: file.to_path_buf(),
         source,
     })?;
-    parse(&text, file)
+    parse(&text, file, loading)
 }
 
 /// Checks pipeline text; `file` is where it came from (for messages and relative paths).
-pub fn parse(text: &str, file: &Path) -> Result<Pipeline, ConfigError> {
+pub fn parse(text: &str, file: &Path, loading: &Loading) -> Result<Pipeline, ConfigError> {
     let mut loader = Loader {
         text,
+        loading,
+        base_dir: file.parent().unwrap_or(Path::new("")),
         problems: Vec::new(),
+        unresolved: Vec::new(),
     };
     let pipeline = loader.pipeline(file);
     let mut problems = loader.problems;
@@ -72,11 +91,20 @@ pub fn parse(text: &str, file: &Path) -> Result<Pipeline, ConfigError> {
 
 struct Loader<'t> {
     text: &'t str,
+    loading: &'t Loading,
+    /// The pipeline file's folder, where relative `${file:…}` paths start.
+    base_dir: &'t Path,
     problems: Vec<Problem>,
+    /// Where values whose references could not be resolved start: reported once, so the
+    /// checks of their unresolved text are not reported too.
+    unresolved: Vec<usize>,
 }
 
 impl<'t> Loader<'t> {
     fn report(&mut self, span: Range<usize>, message: impl Into<String>, help: Option<String>) {
+        if self.unresolved.contains(&span.start) {
+            return;
+        }
         let offset = span.start.min(self.text.len());
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
@@ -99,11 +127,63 @@ impl<'t> Loader<'t> {
             }
             return None;
         }
+        let mut root = root.into_inner();
+        let mut written = HashMap::new();
+        for (_, value) in root.iter_mut() {
+            self.resolve_references(value, &mut written);
+        }
+        interpolate::with_written(written, || self.sections(root, file))
+    }
+
+    /// Resolves the references in every string below `value`, noting each string that held
+    /// any in `written` (resolved text -> text as written), for secrets.
+    fn resolve_references(
+        &mut self,
+        value: &mut Spanned<DeValue<'_>>,
+        written: &mut HashMap<String, String>,
+    ) {
+        let span = value.span();
+        match value.get_mut() {
+            DeValue::String(text) if text.contains("${") => {
+                let resolver = Resolver {
+                    vars: &self.loading.vars,
+                    base_dir: self.base_dir,
+                };
+                let resolved = Template::parse(text)
+                    .and_then(|template| template.render(&resolver).map_err(|e| e.to_string()));
+                match resolved {
+                    Ok(resolved) => {
+                        written.insert(resolved.clone(), text.to_string());
+                        *text = Cow::Owned(resolved);
+                    }
+                    Err(message) => {
+                        if !self.loading.lenient {
+                            self.report(span.clone(), message, None);
+                        }
+                        self.unresolved.push(span.start);
+                    }
+                }
+            }
+            DeValue::Table(table) => {
+                for (_, child) in table.iter_mut() {
+                    self.resolve_references(child, written);
+                }
+            }
+            DeValue::Array(items) => {
+                for item in items.iter_mut() {
+                    self.resolve_references(item, written);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn sections(&mut self, root: DeTable<'_>, file: &Path) -> Option<Pipeline> {
         let (mut name, mut description, mut source) = (None, None, None);
         let (mut transforms, mut sinks) = (Some(Vec::new()), None);
         let (mut on_overlap, mut max_runtime_secs) = (Some(Default::default()), Some(None));
         let (mut state, mut rejects, mut notify) = (Some(None), Some(None), Some(Vec::new()));
-        for (key, value) in root.into_inner() {
+        for (key, value) in root {
             match key.get_ref().as_ref() {
                 "name" => name = self.plain::<String>(value, "`name`"),
                 "description" => description = self.plain::<String>(value, "`description`"),
@@ -179,6 +259,7 @@ impl<'t> Loader<'t> {
             state: state?,
             rejects: rejects?,
             notify: notify?,
+            vars: self.loading.vars.clone(),
         })
     }
 
@@ -496,7 +577,7 @@ mod tests {
     use super::*;
 
     fn problems(text: &str) -> Vec<String> {
-        match parse(text, Path::new("p.toml")) {
+        match parse(text, Path::new("p.toml"), &Loading::default()) {
             Ok(_) => Vec::new(),
             Err(ConfigError::Invalid { problems, .. }) => problems
                 .into_iter()
@@ -527,7 +608,12 @@ path = "out/{pipeline}-{run_date}.ndjson"
 
     #[test]
     fn a_good_file_loads() {
-        let pipeline = parse(GOOD, Path::new("pipelines/orders.toml")).unwrap();
+        let pipeline = parse(
+            GOOD,
+            Path::new("pipelines/orders.toml"),
+            &Loading::default(),
+        )
+        .unwrap();
         assert_eq!(pipeline.name, "orders");
         assert_eq!(pipeline.source.kind(), "file");
         assert_eq!(pipeline.transforms.len(), 1);

@@ -2,6 +2,7 @@
 //! and checked ([`load`]). The types are the single source of truth: their `///` docs become the
 //! JSON Schema (`longshore schema`) and the reference in the README (`schema --markdown`).
 
+pub mod interpolate;
 mod load;
 pub mod reference;
 pub mod secret;
@@ -11,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 
-pub use load::{load, parse};
+pub use interpolate::Variables;
+pub use load::{Loading, load, parse};
 pub use secret::{Secret, SecretValue};
 
 use crate::filestore::ServerConfig;
@@ -84,6 +86,8 @@ pub struct Pipeline {
     pub state: Option<StateConfig>,
     pub rejects: Option<RejectsConfig>,
     pub notify: Vec<NotifyConfig>,
+    /// The values of `--var NAME=VALUE` it was loaded with, for secrets resolved at run time.
+    pub vars: Variables,
 }
 
 impl Pipeline {

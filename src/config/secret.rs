@@ -4,53 +4,31 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::path::PathBuf;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
+pub use super::interpolate::ReferenceError as SecretError;
+use super::interpolate::{self, Resolver, Template};
 use crate::stage::RunContext;
 
-/// A reference to a secret, as written in a pipeline file.
+/// A secret as written in a pipeline file: references (`${env:NAME}`, `${file:PATH}`,
+/// `${var:NAME}`), possibly inside text (`"Token ${env:API_TOKEN}"`), or the secret itself
+/// written in (discouraged).
 #[derive(Clone, PartialEq, Eq)]
-pub enum Secret {
-    /// `${env:NAME}`: the environment variable NAME.
-    Env(String),
-    /// `${file:PATH}`: the contents of the file at PATH (relative to the pipeline file's
-    /// directory), without a trailing newline.
-    File(String),
-    /// Any other text: the secret itself, written into the pipeline file (discouraged).
-    Literal(String),
+pub struct Secret {
+    template: Template,
 }
 
 impl TryFrom<String> for Secret {
     type Error = String;
     fn try_from(text: String) -> Result<Self, String> {
-        let Some(reference) = text.strip_prefix("${").and_then(|r| r.strip_suffix('}')) else {
-            if text.contains("${") {
-                return Err(
-                    "a secret reference must be the whole value: `${env:NAME}` or `${file:PATH}`"
-                        .into(),
-                );
-            }
-            return Ok(Secret::Literal(text));
-        };
-        match reference.split_once(':') {
-            Some(("env", name)) if is_env_name(name) => Ok(Secret::Env(name.to_string())),
-            // The text is not echoed: it may be a secret pasted in the wrong place.
-            Some(("env", _)) => {
-                Err("`${env:…}` must name an environment variable (letters, digits and `_`)".into())
-            }
-            Some(("file", path)) if !path.is_empty() => Ok(Secret::File(path.to_string())),
-            _ => Err("unknown secret reference: write `${env:NAME}` or `${file:PATH}`".to_string()),
-        }
+        // A pipeline file's strings arrive resolved; a secret takes its references back, to
+        // resolve them only when the run needs the value.
+        let written = interpolate::as_written(&text);
+        let template = Template::parse(written.as_deref().unwrap_or(&text))?;
+        Ok(Secret { template })
     }
-}
-
-fn is_env_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A secret is only ever a string. serde's own type errors quote the value they got
@@ -93,41 +71,10 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Shows the reference, never a value: `${env:NAME}`, `${file:PATH}` or `***`.
+/// Shows the references, never a value or text: `${env:NAME}`, `***${env:NAME}`, `***`.
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Secret::Env(name) => write!(f, "${{env:{name}}}"),
-            Secret::File(path) => write!(f, "${{file:{path}}}"),
-            Secret::Literal(_) => f.write_str("***"),
-        }
-    }
-}
-
-/// Why a secret could not be read. Names the reference, never the value.
-#[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    #[error("environment variable {} is not set (or not UTF-8)", shown_variable(.0))]
-    MissingEnv(String),
-    #[error("cannot read secret file {}", .path.display())]
-    File {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// A variable name as messages show it: conventional names (`VENDOR_TOKEN`) in full; anything
-/// else might be a token pasted into `${env:…}` by mistake, so it is not repeated.
-fn shown_variable(name: &str) -> String {
-    let conventional = name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-    if conventional {
-        format!("`{name}`")
-    } else {
-        "named in `${env:…}`".to_string()
+        f.write_str(&self.template.shown_without_text())
     }
 }
 
@@ -135,18 +82,16 @@ impl Secret {
     /// Reads the secret's value now; a relative `${file:…}` path is taken from the pipeline
     /// file's directory.
     pub fn resolve(&self, cx: &RunContext) -> Result<SecretValue, SecretError> {
-        match self {
-            Secret::Env(name) => std::env::var(name)
-                .map(SecretValue)
-                .map_err(|_| SecretError::MissingEnv(name.clone())),
-            Secret::File(path) => {
-                let path = cx.resolve(path);
-                std::fs::read_to_string(&path)
-                    .map(|text| SecretValue(text.trim_end_matches(['\r', '\n']).to_string()))
-                    .map_err(|source| SecretError::File { path, source })
-            }
-            Secret::Literal(value) => Ok(SecretValue(value.clone())),
-        }
+        let resolver = Resolver {
+            vars: &cx.vars,
+            base_dir: &cx.base_dir,
+        };
+        self.template.render(&resolver).map(SecretValue)
+    }
+
+    /// Whether the value is written in the pipeline file, with no reference.
+    pub fn is_literal(&self) -> bool {
+        !self.template.has_references()
     }
 }
 
@@ -157,7 +102,7 @@ impl JsonSchema for Secret {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "description": "A secret by reference: `${env:NAME}` reads an environment variable, `${file:PATH}` a file (trailing newline removed). Resolved at run time, shown as `***` in logs and errors."
+            "description": "A secret by reference: `${env:NAME}` reads an environment variable, `${file:PATH}` a file (trailing newline removed), `${var:NAME}` a `--var`; references may stand inside text (`Token ${env:API_TOKEN}`). Resolved at run time, shown as `***` in logs and errors."
         })
     }
 }
@@ -199,26 +144,22 @@ mod tests {
 
     #[test]
     fn references_parse_and_bad_ones_are_refused() {
+        let shown = |text: &str| parse(text).map(|secret| secret.to_string());
+        assert_eq!(shown("${env:API_TOKEN}").as_deref(), Ok("${env:API_TOKEN}"));
         assert_eq!(
-            parse("${env:API_TOKEN}"),
-            Ok(Secret::Env("API_TOKEN".into()))
+            shown("${file:/run/secrets/key}").as_deref(),
+            Ok("${file:/run/secrets/key}")
         );
-        assert_eq!(
-            parse("${file:/run/secrets/key}"),
-            Ok(Secret::File("/run/secrets/key".into()))
-        );
-        assert_eq!(parse("hunter2"), Ok(Secret::Literal("hunter2".into())));
+        assert_eq!(shown("Token ${env:T}").as_deref(), Ok("***${env:T}"));
+        assert_eq!(shown("hunter2").as_deref(), Ok("***"));
+        assert!(parse("hunter2").unwrap().is_literal());
+        assert!(!parse("Token ${env:T}").unwrap().is_literal());
         assert!(parse("${env:}").is_err());
         assert!(parse("${env:1X}").is_err());
         assert!(
             parse("${vault:x}")
                 .unwrap_err()
-                .contains("unknown secret reference")
-        );
-        assert!(
-            parse("Bearer ${env:T}")
-                .unwrap_err()
-                .contains("whole value")
+                .contains("unknown reference")
         );
     }
 
@@ -244,14 +185,16 @@ mod tests {
     #[test]
     fn a_missing_variable_is_named_unless_it_looks_like_a_pasted_token() {
         let cx = context(std::path::Path::new("."));
-        let err = Secret::Env("LONGSHORE_TEST_SURELY_UNSET".into())
+        let err = parse("${env:LONGSHORE_TEST_SURELY_UNSET}")
+            .unwrap()
             .resolve(&cx)
             .unwrap_err();
         assert_eq!(
             err.to_string(),
             "environment variable `LONGSHORE_TEST_SURELY_UNSET` is not set (or not UTF-8)"
         );
-        let err = Secret::Env("ghp_16C7e42F292c6912E7710c838347Ae178B4a".into())
+        let err = parse("Token ${env:ghp_16C7e42F292c6912E7710c838347Ae178B4a}")
+            .unwrap()
             .resolve(&cx)
             .unwrap_err();
         assert_eq!(

@@ -185,6 +185,7 @@ struct Streamed {
 /// the returned [`Finished`] carries the error and a report of what happened.
 pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Finished {
     let mut cx = RunContext::new(&pipeline.name, pipeline.base_dir());
+    cx.vars = std::sync::Arc::new(pipeline.vars.clone());
     cx.read_only = options.dry_run;
     cx.deadline = pipeline
         .max_runtime_secs
@@ -931,6 +932,7 @@ pub fn convert(
 /// the source names is read, delivered before or not.
 pub fn preview(pipeline: &Pipeline, limit: usize) -> Result<Vec<Record>, RunError> {
     let mut cx = RunContext::new(&pipeline.name, pipeline.base_dir());
+    cx.vars = std::sync::Arc::new(pipeline.vars.clone());
     cx.read_only = true;
     let mut store = SqliteStore::in_memory();
     let Stages {

@@ -16,6 +16,7 @@ mod pairs;
 mod pickup;
 mod pipelines;
 mod preview;
+mod references;
 mod reruns;
 mod roundtrip;
 mod support;

@@ -38,7 +38,6 @@ use self::sparse::sparse;
 use self::window::{Windows, window_seconds};
 use crate::codecs::json::{JsonOptions, json_error};
 use crate::codecs::{FormatConfig, TextEncoding};
-use crate::config::Secret;
 use crate::error::{CodecError, StageError};
 use crate::record::{Batch, Origin, Record, Reject};
 use crate::stage::{Decoder, RunContext, Source, SourceProgress};
@@ -243,10 +242,14 @@ impl HttpSource {
                 .map_err(|e| StageError::Refused(format!("header `{name}`: {e}")))?;
             // A reference is a secret; so is text in a header whose name says it holds one.
             // Other text (`Accept = "application/json"`) is shown as it is.
-            if !matches!(secret, Secret::Literal(_)) || is_secret_header(name) {
+            if !secret.is_literal() || names_a_secret(name) {
                 redactor.add(value.expose());
             }
             headers.push((name.clone(), value));
+        }
+        // A key in a query parameter (`api_key = "${env:LOGS_KEY}"`) is shown as `***`.
+        for name in config.query.keys().filter(|name| names_a_secret(name)) {
+            redactor.add_query_parameter(name);
         }
         let auth = Auth::new(config.auth.as_ref(), cx, &mut redactor)
             .map_err(|(field, e)| StageError::Refused(format!("`{field}`: {e}")))?;
@@ -704,9 +707,9 @@ fn pages(count: u64) -> String {
     }
 }
 
-/// Whether a header's name says its value is a secret (`Authorization`, `X-Api-Key`,
-/// `X-Auth-Token`, `Cookie`, ...).
-fn is_secret_header(name: &str) -> bool {
+/// Whether a header's or query parameter's name says its value is a secret (`Authorization`,
+/// `X-Api-Key`, `X-Auth-Token`, `Cookie`, `api_key`, ...).
+fn names_a_secret(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     [
         "auth",
@@ -874,18 +877,26 @@ mod tests {
     }
 
     #[test]
-    fn headers_named_like_secrets_are_secret() {
+    fn headers_and_parameters_named_like_secrets_are_secret() {
         for name in [
             "Authorization",
             "X-API-Key",
             "x-auth-token",
             "Cookie",
             "X-Client-Secret",
+            "api_key",
+            "access_token",
         ] {
-            assert!(is_secret_header(name), "{name}");
+            assert!(names_a_secret(name), "{name}");
         }
-        for name in ["Accept", "X-Tenant", "User-Agent"] {
-            assert!(!is_secret_header(name), "{name}");
+        for name in [
+            "Accept",
+            "X-Tenant",
+            "User-Agent",
+            "updated_at__gte",
+            "page",
+        ] {
+            assert!(!names_a_secret(name), "{name}");
         }
     }
 
