@@ -1,5 +1,5 @@
-//! A JSON document holding an array of records, at the top or inside an envelope the `records`
-//! pointer names.
+//! A JSON document holding records (an array of them, or one object), at the top or inside an
+//! envelope the `records` pointer names.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

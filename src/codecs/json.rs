@@ -1,11 +1,12 @@
-//! JSON documents holding an array of records: a top-level array (`[{...}, {...}]`), or an array
-//! inside an envelope named by a JSON pointer (`records = "/data/items"` for
-//! `{"data": {"items": [...]}}`), as vendor APIs and exports return them.
+//! JSON documents holding records: a top-level array (`[{...}, {...}]`), or an array inside an
+//! envelope named by a JSON pointer (`records = "/data/items"` for `{"data": {"items": [...]}}`),
+//! as vendor APIs and exports return lists; or one object, which is one record, as APIs return
+//! a single item (`GET /orders/123/`), pretty-printed or not.
 //!
 //! Decoding streams: a thread parses the document with serde_json, skipping everything outside
 //! the pointer without building it, and hands records over in batches through a bounded
-//! channel, so a 1 GB array takes the memory of a few batches. Encoding writes the same shape
-//! back, compact or one record per line.
+//! channel, so a 1 GB array takes the memory of a few batches. Encoding always writes an array
+//! (in the same envelope), compact or one record per line, so that any number of records fits.
 
 use std::io::{BufReader, Read, Write};
 use std::sync::mpsc;
@@ -15,19 +16,21 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::json_write::{KeyCache, PrettyWriter, write_record, write_str, write_value};
-use super::ndjson::{NameCache, RecordSeed, ValueSeed};
+use super::ndjson::{NameCache, RecordSeed, ValueSeed, exact_number};
 use super::{EncodedOutput, IO_BUFFER_BYTES};
 use crate::error::{CodecError, Position};
 use crate::record::{FieldName, Record, Value};
 use crate::stage::{Decoder, Encoder};
 
-/// A JSON document with the records in an array.
+/// A JSON document holding the records: an array of objects, or one object.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JsonOptions {
-    /// Where the array of records is, as a JSON pointer: `"/results"` for
-    /// `{"count": 2, "results": [...]}`, `"/data/items"` for nested envelopes. Output is written
-    /// in the same envelope. Default `""`: the document is the array.
+    /// Where the records are, as a JSON pointer: `"/results"` for
+    /// `{"count": 2, "results": [...]}`, `"/data/items"` for nested envelopes. The value there
+    /// is an array of records, or an object that is one record (`{"id": 123, ...}`), or `null`
+    /// for none; a pointer the document lacks is an error. Output is written as an array in the
+    /// same envelope. Default `""`: the whole document.
     #[serde(default)]
     pub records: String,
     /// Output only: one record per line (`[\n{...},\n{...}\n]`) instead of all on one line.
@@ -85,7 +88,7 @@ type Parsed = Result<Vec<Record>, CodecError>;
 /// Records per message from the parsing thread.
 const RECORDS_PER_MESSAGE: usize = 1024;
 
-/// How the array's elements are records.
+/// How the records are held.
 pub(crate) enum Shape {
     /// Each element is an object.
     Objects,
@@ -95,6 +98,16 @@ pub(crate) enum Shape {
         columns: Option<Vec<FieldName>>,
         beside: Option<String>,
     },
+}
+
+impl Shape {
+    /// What the value at the pointer must be, for messages.
+    fn expected(&self) -> &'static str {
+        match self {
+            Shape::Objects => "an array of records or one record (an object)",
+            Shape::Rows { .. } => "an array of rows",
+        }
+    }
 }
 
 pub struct JsonDecoder {
@@ -140,7 +153,7 @@ impl JsonDecoder {
         )
     }
 
-    /// A decoder for the array at `path` whose elements have `shape`.
+    /// A decoder for the records at `path`, held as `shape` says.
     pub(crate) fn with_shape(
         input: JsonInput,
         label: &str,
@@ -185,7 +198,7 @@ impl JsonDecoder {
     }
 }
 
-/// Parses a document, handing the records of the array at `path` to `send` in batches (and
+/// Parses a document, handing the records at `path` to `send` in batches (and
 /// the error that ends them); stops early when `send` says the reader is gone. `from_slice`:
 /// the deserializer reads a slice (whose error positions need a correction).
 fn parse<'de, R: serde_json::de::Read<'de>>(
@@ -212,14 +225,33 @@ fn parse<'de, R: serde_json::de::Read<'de>>(
     }
     .deserialize(&mut *deserializer)
     .and_then(|found| deserializer.end().map(|()| found));
+    let pointer = format!("/{}", path.join("/"));
+    let set_records =
+        || Some("set the format's `records` to the JSON pointer of the records".into());
     let result = match found {
-        Ok(true) => Ok(std::mem::take(&mut batches.records)),
-        Ok(false) => Err(CodecError::malformed(
+        Ok(AtPointer::Records) => Ok(std::mem::take(&mut batches.records)),
+        Ok(AtPointer::Missing) => Err(CodecError::malformed(
             label,
             Position::default(),
-            format!("the document has no array at `/{}`", path.join("/")),
-            Some("set the format's `records` to the JSON pointer of the array of records".into()),
+            format!("the document has no value at `{pointer}`"),
+            set_records(),
         )),
+        Ok(AtPointer::NotRecords(found)) => {
+            let expected = batches.shape.expected();
+            let (message, hint) = match path.is_empty() {
+                true => (format!("the document is {found}, not {expected}"), None),
+                false => (
+                    format!("the value at `{pointer}` is {found}, not {expected}"),
+                    set_records(),
+                ),
+            };
+            Err(CodecError::malformed(
+                label,
+                Position::default(),
+                message,
+                hint,
+            ))
+        }
         Err(_) if batches.receiver_gone => return,
         Err(e) => {
             // The records before the error are good: deliver them first.
@@ -357,6 +389,25 @@ impl Batches<'_> {
         }
     }
 
+    /// Reads the object at the pointer: one record, unless the records are rows. (A number that
+    /// fits no i64 comes as an object too, see [`exact_number`].)
+    fn object<'de, A: MapAccess<'de>>(&mut self, map: A) -> Result<AtPointer, A::Error> {
+        if let Shape::Rows { .. } = self.shape {
+            IgnoredAny.visit_map(map)?;
+            return Ok(AtPointer::NotRecords("an object"));
+        }
+        let record = RecordSeed {
+            names: &mut self.names,
+            top_level: true,
+        }
+        .visit_map(map)?;
+        if exact_number(&record).is_some() {
+            return Ok(AtPointer::NotRecords("a number"));
+        }
+        self.push(record)?;
+        Ok(AtPointer::Records)
+    }
+
     /// Sends the records so far, then the bad element as a bad record; parsing goes on.
     fn reject<E: serde::de::Error>(&mut self, bad: BadElement) -> Result<(), E> {
         let record = self.elements - u64::from(self.header_row);
@@ -410,18 +461,29 @@ impl Batches<'_> {
     }
 }
 
-/// Walks down the pointer's keys, skipping every other value unbuilt, and streams the array at
-/// the end of it. Its value says whether the array was found.
+/// What the pointer led to.
+enum AtPointer {
+    /// Records, all handed over: an array's elements, an object as one record, or none for
+    /// `null` (an API's `"results": null`).
+    Records,
+    /// Nothing: the document lacks a key of the pointer.
+    Missing,
+    /// A value that holds no records: what it is (`"a string"`).
+    NotRecords(&'static str),
+}
+
+/// Walks down the pointer's keys, skipping every other value unbuilt, and streams the records
+/// at the end of it. Its value says what it found there.
 struct PointerSeed<'p, 'b, 's> {
     path: &'p [String],
     batches: &'b mut Batches<'s>,
 }
 
 impl<'de> DeserializeSeed<'de> for PointerSeed<'_, '_, '_> {
-    type Value = bool;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+    type Value = AtPointer;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<AtPointer, D::Error> {
         if self.path.is_empty() {
-            d.deserialize_seq(self)
+            d.deserialize_any(self)
         } else {
             d.deserialize_map(self)
         }
@@ -429,31 +491,62 @@ impl<'de> DeserializeSeed<'de> for PointerSeed<'_, '_, '_> {
 }
 
 impl<'de> Visitor<'de> for PointerSeed<'_, '_, '_> {
-    type Value = bool;
+    type Value = AtPointer;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self.path.first() {
-            None => f.write_str("an array of records"),
+            None => f.write_str(self.batches.shape.expected()),
             Some(key) => write!(f, "an object with `{key}`"),
         }
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AtPointer, A::Error> {
         while self.batches.next_element(&mut seq)? {}
-        Ok(true)
+        Ok(AtPointer::Records)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        let (key, rest) = self
-            .path
-            .split_first()
-            .expect("a map is only asked for with a key");
-        let mut found = false;
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AtPointer, A::Error> {
+        match self.path.split_first() {
+            Some((key, rest)) => self.walk(map, key, rest),
+            None => self.batches.object(map),
+        }
+    }
+
+    fn visit_unit<E>(self) -> Result<AtPointer, E> {
+        Ok(AtPointer::Records)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<AtPointer, E> {
+        Ok(AtPointer::NotRecords("a boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<AtPointer, E> {
+        Ok(AtPointer::NotRecords("a number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<AtPointer, E> {
+        Ok(AtPointer::NotRecords("a number"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<AtPointer, E> {
+        Ok(AtPointer::NotRecords("a string"))
+    }
+}
+
+impl PointerSeed<'_, '_, '_> {
+    /// Finds `key` in the object `map` and follows the `rest` of the pointer in its value.
+    fn walk<'de, A: MapAccess<'de>>(
+        self,
+        mut map: A,
+        key: &str,
+        rest: &[String],
+    ) -> Result<AtPointer, A::Error> {
+        let mut found = None;
         while let Some(name) = map.next_key::<String>()? {
-            if name == *key && !found {
-                found = map.next_value_seed(PointerSeed {
+            if name == key && found.is_none() {
+                found = Some(map.next_value_seed(PointerSeed {
                     path: rest,
                     batches: &mut *self.batches,
-                })?;
+                })?);
             } else if rest.is_empty() && self.batches.holds_columns(&name) {
                 let names = map.next_value::<Vec<String>>()?;
                 self.batches.set_columns(names);
@@ -461,7 +554,7 @@ impl<'de> Visitor<'de> for PointerSeed<'_, '_, '_> {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(found)
+        Ok(found.unwrap_or(AtPointer::Missing))
     }
 }
 
@@ -645,15 +738,139 @@ mod tests {
     fn reads_records_at_a_pointer_and_skips_the_rest() {
         let input = r#"{"count": 3, "next": null, "data": {"meta": [1, {"x": 2}], "items": [{"id": 1}, {"id": 2}, {"id": 3}]}, "after": "ignored"}"#;
         let records = decode(input, "/data/items").unwrap();
-        let ids: Vec<String> = records
-            .iter()
-            .map(|r| r.get("id").unwrap().to_text().unwrap().into_owned())
-            .collect();
-        assert_eq!(ids, ["1", "2", "3"]);
+        assert_eq!(ids(&records), ["1", "2", "3"]);
         assert_eq!(
             encode(&records, &options("/data/items")),
             "{\"data\":{\"items\":[{\"id\":1},{\"id\":2},{\"id\":3}]}}\n"
         );
+    }
+
+    /// The ids of `records`, as text.
+    fn ids(records: &[Record]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| r.get("id").unwrap().to_text().unwrap().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn an_object_is_one_record() {
+        let records = decode(
+            r#"{"id": 123, "total": 12.50, "lines": [{"sku": "a"}]}"#,
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            gist(&Ok(records.clone())),
+            gist(&decode(
+                r#"[{"id": 123, "total": 12.50, "lines": [{"sku": "a"}]}]"#,
+                ""
+            ))
+        );
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            records[0].get("total"),
+            Some(&Value::Decimal("12.50".into()))
+        );
+        // Written back, it is an array: one record among any number.
+        assert_eq!(
+            encode(&records, &options("")),
+            "[{\"id\":123,\"total\":12.50,\"lines\":[{\"sku\":\"a\"}]}]\n"
+        );
+    }
+
+    #[test]
+    fn a_pretty_printed_object_over_many_lines_is_one_record() {
+        let input = "{\n  \"id\": 123,\n  \"customer\": {\n    \"name\": \"Ann\"\n  },\n  \"paid\": true\n}\n";
+        let records = decode(input, "").unwrap();
+        assert_eq!(ids(&records), ["123"]);
+        assert_eq!(records[0].len(), 3);
+        // Its errors keep their line and column.
+        let error = decode("{\n  \"id\": 123,\n  \"paid\" true\n}\n", "").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "t.json: line 3, column 10: invalid JSON: expected `:`"
+        );
+    }
+
+    #[test]
+    fn an_object_in_an_envelope_is_one_record() {
+        let input = r#"{"meta": {"id": 0}, "data": {"id": 1, "name": "ant"}, "after": [1]}"#;
+        let records = decode(input, "/data").unwrap();
+        assert_eq!(ids(&records), ["1"]);
+        assert_eq!(records[0].len(), 2);
+        assert_eq!(
+            ids(&decode(r#"{"a": {"b": {"id": 7}}}"#, "/a/b").unwrap()),
+            ["7"]
+        );
+    }
+
+    #[test]
+    fn null_at_the_pointer_is_no_records() {
+        assert_eq!(
+            decode(r#"{"count": 0, "results": null}"#, "/results")
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(decode("null", "").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_scalar_at_the_pointer_is_an_error_naming_it() {
+        let error = decode(r#"{"count": 2, "results": "none"}"#, "/results").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "t.json: the value at `/results` is a string, not an array of records or one record (an object). set the format's `records` to the JSON pointer of the records"
+        );
+        for (value, found) in [
+            ("12", "a number"),
+            ("-1", "a number"),
+            ("12.50", "a number"),
+            ("1e400", "a number"),
+            ("true", "a boolean"),
+        ] {
+            let error = decode(&format!(r#"{{"count": {value}}}"#), "/count").unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "t.json: the value at `/count` is {found}, not an array of records or one record (an object). set the format's `records` to the JSON pointer of the records"
+                )
+            );
+        }
+        let error = decode("\"done\"", "").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "t.json: the document is a string, not an array of records or one record (an object)"
+        );
+        // The rest of the document is read first: bad JSON after the value is reported as such.
+        let error = decode(r#"{"results": 1,}"#, "/results").unwrap_err();
+        assert!(
+            error.to_string().contains("invalid JSON: trailing comma"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_array_still_streams_records_before_the_document_ends() {
+        let elements = |ids: std::ops::Range<u32>| -> String {
+            ids.map(|i| format!("{{\"id\":{i}}},")).collect()
+        };
+        let (input, mut writer) = std::io::pipe().unwrap();
+        let mut decoder = JsonDecoder::new(Box::new(input), "t.json", &options(""));
+        writer
+            .write_all(format!("[{}", elements(0..2000)).as_bytes())
+            .unwrap();
+        let mut out = Vec::new();
+        assert!(decoder.next_batch(&mut out, RECORDS_PER_MESSAGE).unwrap());
+        assert_eq!(out.len(), RECORDS_PER_MESSAGE, "a batch before the end");
+        writer
+            .write_all(format!("{}{{\"id\":2500}}]", elements(2000..2500)).as_bytes())
+            .unwrap();
+        drop(writer);
+        out.extend(read_all(&mut decoder).unwrap());
+        assert_eq!(out.len(), 2501);
+        assert_eq!(ids(&out[2499..]), ["2499", "2500"]);
     }
 
     #[test]
@@ -661,19 +878,12 @@ mod tests {
         let error = decode(r#"{"results": []}"#, "/data").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "t.json: the document has no array at `/data`. set the format's `records` to the JSON pointer of the array of records"
+            "t.json: the document has no value at `/data`. set the format's `records` to the JSON pointer of the records"
         );
         let error = decode("[{\"id\":1},\n{\"id\":2,}]", "").unwrap_err();
         assert_eq!(
             error.to_string(),
             "t.json: line 2, column 9: invalid JSON: trailing comma"
-        );
-        let error = decode(r#"{"id": 1}"#, "").unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .starts_with("t.json: line 1, column 1: invalid JSON: invalid type: map, expected an array of records"),
-            "{error}"
         );
         assert_eq!(
             options("results").problems(),

@@ -19,8 +19,8 @@ use crate::stage::{Decoder, Encoder};
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JsonArrayOptions {
-    /// Where the array of rows is, as a JSON pointer (`"/rows"`); output is written in the same
-    /// envelope. Default `""`: the document is the array.
+    /// Where the array of rows is, as a JSON pointer (`"/rows"`; `null` there is no rows);
+    /// output is written in the same envelope. Default `""`: the document is the array.
     #[serde(default)]
     pub records: String,
     /// The column names, when the document has none: every row is data, on input and output.

@@ -40,10 +40,13 @@ pub use self::xml::XmlOptions;
 pub enum FormatConfig {
     /// Comma-separated values (RFC 4180), with configurable dialect.
     Csv(CsvOptions),
-    /// Newline-delimited JSON (JSON Lines): one JSON object per line.
+    /// Newline-delimited JSON (JSON Lines): one JSON object per line. A JSON document spread
+    /// over lines (pretty-printed) is `json`.
     Ndjson(NdjsonOptions),
-    /// A JSON document with the records in an array: the whole document, or inside an envelope
-    /// (`records = "/results"`). Read as a stream, whatever its size.
+    /// A JSON document holding the records: an array of objects, or one object that is one
+    /// record (an API's single item, `{"id": 123, ...}`), as the whole document or inside an
+    /// envelope (`records = "/results"`). Read as a stream, whatever its size; written as an
+    /// array.
     Json(JsonOptions),
     /// Compact tabular JSON: an array of rows of values, the first row holding the column
     /// names (or `columns` given), e.g. `[["id","name"],[1,"ant"]]`. Never inferred from an

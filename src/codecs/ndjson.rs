@@ -223,9 +223,21 @@ impl LineParser {
                     ..Position::default()
                 },
                 message: format!("invalid JSON: {message}"),
-                hint: Some("each line must hold one complete JSON object".into()),
+                hint: Some(line_hint(&e).into()),
             })
         })
+    }
+}
+
+/// The hint for a line that is not a JSON object. A line that ends inside a value is most
+/// likely the start of a JSON document spread over lines (a pretty-printed object or array),
+/// which the `json` format reads.
+fn line_hint(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Eof => {
+            "each line must hold one complete JSON object; for a JSON document over several lines, use format = { type = \"json\" } (convert: --from json)"
+        }
+        _ => "each line must hold one complete JSON object",
     }
 }
 
@@ -400,14 +412,20 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
             top_level: false,
         }
         .visit_map(map)?;
-        // serde_json (with `arbitrary_precision`) hands over a number that fits no i64/u64
-        // (`12.50`, `1e400`, 30 digits) as its exact text inside a one-entry map.
-        if let (1, Some((name, Value::String(text)))) = (record.len(), record.entry(0))
-            && &**name == JSON_NUMBER_TOKEN
-        {
+        if let Some(text) = exact_number(&record) {
             return Ok(Value::Decimal(text.clone()));
         }
         Ok(Value::Object(record))
+    }
+}
+
+/// The text of the number `object` stands for, if it is one: serde_json (with
+/// `arbitrary_precision`) hands over a number that fits no i64/u64 (`12.50`, `1e400`, 30
+/// digits) as its exact text inside a one-entry map.
+pub(crate) fn exact_number(object: &Record) -> Option<&Text> {
+    match (object.len(), object.entry(0)) {
+        (1, Some((name, Value::String(text)))) if &**name == JSON_NUMBER_TOKEN => Some(text),
+        _ => None,
     }
 }
 
@@ -542,6 +560,15 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "t.ndjson: line 2, column 6: invalid JSON: expected value. each line must hold one complete JSON object"
+        );
+    }
+
+    #[test]
+    fn a_pretty_printed_object_points_to_the_json_format() {
+        let err = decode("{\n  \"id\": 1\n}\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.ndjson: line 1, column 1: invalid JSON: EOF while parsing an object. each line must hold one complete JSON object; for a JSON document over several lines, use format = { type = \"json\" } (convert: --from json)"
         );
     }
 

@@ -203,3 +203,36 @@ fn json_array_rows_convert_both_ways() {
         .assert_success();
     assert_eq!(sandbox.read("back.csv"), "id,name\n1,ant\n2,\n");
 }
+
+/// An API's single item saved to a file (`GET /orders/123/`, pretty-printed) is one record;
+/// read as NDJSON, it fails with a pointer to `json`.
+#[test]
+fn a_single_json_object_converts_to_one_record() {
+    let sandbox = Sandbox::new();
+    let order = "{\n  \"id\": 123,\n  \"total\": 12.50,\n  \"customer\": {\n    \"name\": \"Ann\"\n  }\n}\n";
+    sandbox.write("order.json", order);
+    sandbox
+        .run(["convert", "order.json", "order.ndjson"])
+        .assert_success();
+    assert_eq!(
+        sandbox.read("order.ndjson"),
+        "{\"id\":123,\"total\":12.50,\"customer\":{\"name\":\"Ann\"}}\n"
+    );
+    sandbox
+        .run(["convert", "order.json", "order.csv"])
+        .assert_success();
+    assert_eq!(
+        sandbox.read("order.csv"),
+        "id,total,customer\n123,12.50,\"{\"\"name\"\":\"\"Ann\"\"}\"\n"
+    );
+
+    sandbox
+        .run(["convert", "order.json", "out.csv", "--from", "ndjson"])
+        .assert_code(1)
+        .assert_stderr(
+            "error: pipeline `convert`: input failed
+  caused by: order.json: line 1, column 1: invalid JSON: EOF while parsing an object. each line must hold one complete JSON object; for a JSON document over several lines, use format = { type = \"json\" } (convert: --from json)
+",
+        );
+    sandbox.assert_not_published("out.csv");
+}

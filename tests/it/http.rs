@@ -360,6 +360,30 @@ fn link_headers_cursors_and_single_responses() {
     );
 }
 
+/// `GET /orders/123/` answers one order, pretty-printed: with the default format, it is one
+/// record.
+#[test]
+fn a_single_object_answer_is_one_record() {
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(|request| {
+        assert_eq!(request.path, "/orders/123/");
+        Reply::Answer {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec_pretty(&order(123)).unwrap(),
+        }
+    });
+    let (outcome, _) = run(
+        &sandbox,
+        &format!("url = \"{}\"", server.url("/orders/123/")),
+    );
+    outcome.assert_success();
+    assert_eq!(
+        sandbox.read("out/orders-01.ndjson"),
+        "{\"id\":123,\"name\":\"order 123\",\"updated_at\":\"2024-08-01T00:02:03Z\"}\n"
+    );
+}
+
 #[test]
 fn server_errors_and_dropped_connections_mid_pull_are_retried_without_loss() {
     let sandbox = Sandbox::new();

@@ -42,7 +42,8 @@ pub struct HttpSourceConfig {
     pub auth: Option<AuthConfig>,
     /// The response body's format, e.g. `{ type = "json", records = "/results" }` for records
     /// in an envelope, or `{ type = "csv" }`, `{ type = "xml", record_path = "orders/order" }`,
-    /// `{ type = "json-array" }`. Default `{ type = "json" }`: the body is an array of records.
+    /// `{ type = "json-array" }`. Default `{ type = "json" }`: the body is an array of records,
+    /// or one object that is one record (`GET /orders/123/`).
     pub format: Option<FormatConfig>,
     /// The text encoding of bodies without a byte-order mark (any WHATWG label). Default
     /// UTF-8.
