@@ -448,13 +448,24 @@ fn print_plan(report: &RunReport) -> std::io::Result<()> {
         report.files_already_processed.len()
     )?;
     for planned in &report.planned {
-        writeln!(
-            out,
-            "  {} would write {} to {}",
-            planned.sink,
-            count(planned.records, "record"),
-            planned.destination
-        )?;
+        let sink = &planned.sink;
+        match (&planned.destination, planned.if_empty) {
+            (Some(destination), None) => writeln!(
+                out,
+                "  {sink} would write {} to {destination}",
+                count(planned.records, "record"),
+            )?,
+            (Some(destination), Some(if_empty)) => writeln!(
+                out,
+                "  {sink} would write an empty file to {destination}: no records (if_empty = \"{}\")",
+                if_empty.as_str()
+            )?,
+            (None, if_empty) => writeln!(
+                out,
+                "  {sink}: nothing to write: no records (if_empty = \"{}\")",
+                if_empty.unwrap_or_default().as_str()
+            )?,
+        }
     }
     out.flush()
 }

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sinks::IfEmpty;
+
 /// Everything a run did, whatever its outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
@@ -50,7 +52,11 @@ pub struct RunReport {
 pub enum Outcome {
     /// Every record delivered and the state saved.
     Success,
-    /// Nothing new to read: no sink was written.
+    /// No record to deliver: the source found nothing new, or only input without records
+    /// (an empty page, a file with just its header). The state advanced as for a success (a
+    /// file read is not read again, a cursor moved is saved). Sinks published nothing, except
+    /// the empty outputs of those with `if_empty = "write"` (listed in `files_written`): the
+    /// outcome says what came, whatever a sink makes of it.
     NothingNew,
     /// Another run of the pipeline held the lock (`on_overlap = "skip"`).
     Skipped,
@@ -93,8 +99,13 @@ pub struct FileDigest {
 pub struct PlannedOutput {
     /// `sink 1 (file)`, or `rejects`.
     pub sink: String,
-    pub destination: String,
+    /// Where; none when the sink would write nothing (no records, `if_empty = "skip"`).
+    pub destination: Option<String>,
     pub records: u64,
+    /// Only for a run without records: the sink's `if_empty`, which decides whether it would
+    /// write an empty output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_empty: Option<IfEmpty>,
 }
 
 /// Records quarantined in the rejects file.

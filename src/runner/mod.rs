@@ -26,6 +26,7 @@ use crate::error::{RunError, StageError};
 use crate::progress::RunProgress;
 use crate::record::{Batch, Record};
 use crate::report::{FileDigest, Outcome, PlannedOutput, RunReport, StageCounts};
+use crate::sinks::IfEmpty;
 use crate::sinks::file::FileSink;
 use crate::sinks::publish;
 use crate::sinks::temp_journal;
@@ -173,6 +174,8 @@ impl Chain {
 #[derive(Default)]
 struct Streamed {
     records_read: u64,
+    /// Records that reached the sinks (each reaches every sink), the rejects file aside.
+    records_to_sinks: u64,
     source: SourceProgress,
     /// Per transform, then per sink: records in and out.
     counts: Vec<(u64, u64)>,
@@ -305,43 +308,106 @@ impl Run<'_> {
         // Also for a failed run: its report says how far it got.
         self.record_streamed(&chain, &streamed);
         result?;
-        if streamed.source.units == 0 {
-            if let Some(reason) = &streamed.source.stopped_early {
-                return Err(self.out_of_time(reason));
-            }
-            tracing::info!(
-                "pipeline `{}`: nothing new to read, nothing written",
-                pipeline.name
-            );
-            if !dry_run {
-                // Input an earlier run delivered may still wait for what follows its commit.
-                for warning in source.after_commit() {
-                    self.warn(warning);
-                }
-            }
-            return Ok(Outcome::NothingNew);
+        let read_anything = streamed.source.units > 0;
+        if let Some(reason) = streamed
+            .source
+            .stopped_early
+            .as_deref()
+            .filter(|_| !read_anything)
+        {
+            return Err(self.out_of_time(reason));
         }
         self.check_rejects(&chain)?;
+        let has_rejects = chain.rejects.as_ref().is_some_and(|r| r.total > 0);
+        let no_records = streamed.records_to_sinks == 0 && !has_rejects;
         if dry_run {
-            let labels = chain.all_sinks().map(|(label, _)| label.to_string());
-            for (sink, destinations) in labels.zip(streamed.plan) {
-                self.report.planned.extend(destinations.into_iter().map(
-                    |(destination, records)| PlannedOutput {
-                        sink: sink.clone(),
-                        destination,
-                        records,
-                    },
-                ));
-            }
-            return Ok(Outcome::Success);
+            self.plan(&chain, streamed.plan, no_records);
+            return Ok(if no_records {
+                Outcome::NothingNew
+            } else {
+                Outcome::Success
+            });
         }
-        let published = self.publish(chain, streamed.source);
-        if self.committed {
+        let writes_empty = pipeline
+            .sinks
+            .iter()
+            .any(|sink| sink.if_empty() == Some(IfEmpty::Write));
+        let outcome = if no_records && !writes_empty && streamed.source.changes.is_empty() {
+            // No output and no state to move: nothing to commit.
+            Ok(Outcome::NothingNew)
+        } else {
+            self.publish(chain, streamed.source, no_records)
+        };
+        // Once the commit is saved, or when there was none to make (input an earlier run
+        // delivered may still wait for what follows its commit).
+        if self.committed || outcome.is_ok() {
             for warning in source.after_commit() {
                 self.warn(warning);
             }
         }
-        published
+        if let Ok(Outcome::NothingNew) = outcome {
+            self.log_nothing_new(read_anything);
+        }
+        outcome
+    }
+
+    /// Says, at info, that the run had no record to deliver and what it published anyway.
+    fn log_nothing_new(&self, read_anything: bool) {
+        let what = if read_anything {
+            "nothing new: no records"
+        } else {
+            "nothing new to read"
+        };
+        let written = &self.report.files_written;
+        let outputs = if written.is_empty() {
+            ", nothing written".to_string()
+        } else {
+            let paths: Vec<&str> = written.iter().map(|f| f.path.as_str()).collect();
+            format!(
+                "; published {} without records (if_empty = \"write\")",
+                paths.join(", ")
+            )
+        };
+        tracing::info!("pipeline `{}`: {what}{outputs}", self.pipeline.name);
+    }
+
+    /// A dry run's plan: what each sink would write where, and, for a run without records,
+    /// whether each sink that writes files would write an empty one (`if_empty`).
+    fn plan(&mut self, chain: &Chain, plan: Vec<Vec<(String, u64)>>, no_records: bool) {
+        let labels = chain
+            .sinks
+            .iter()
+            .map(|(label, _)| label.as_str())
+            .chain(chain.rejects.iter().map(|_| "rejects"));
+        for (sink, destinations) in labels.zip(plan) {
+            self.report
+                .planned
+                .extend(
+                    destinations
+                        .into_iter()
+                        .map(|(destination, records)| PlannedOutput {
+                            sink: sink.to_string(),
+                            destination: Some(destination),
+                            records,
+                            if_empty: None,
+                        }),
+                );
+        }
+        if !no_records {
+            return;
+        }
+        for ((label, sink), config) in chain.sinks.iter().zip(&self.pipeline.sinks) {
+            let Some(if_empty) = config.if_empty() else {
+                continue;
+            };
+            self.report.planned.push(PlannedOutput {
+                sink: label.clone(),
+                destination: (if_empty == IfEmpty::Write)
+                    .then(|| sink.destination(&Batch::default())),
+                records: 0,
+                if_empty: Some(if_empty),
+            });
+        }
     }
 
     /// The run stopped early at its time limit.
@@ -441,9 +507,12 @@ impl Run<'_> {
             self.intent_pending = true;
         }
         if let Some(Recovery { run_id, outputs }) = recovered.map_err(|e| self.state_failed(e))? {
+            let finished = match outputs.as_slice() {
+                [] => String::new(),
+                outputs => format!("finished publishing {} and ", join_paths(outputs)),
+            };
             self.warn(format!(
-                "run {run_id} was interrupted while publishing; finished publishing {} and saved its state",
-                join_paths(&outputs)
+                "run {run_id} was interrupted while publishing; {finished}saved its state"
             ));
         }
         if let Some(journal) = &self.cx.temp_journal {
@@ -523,7 +592,14 @@ impl Run<'_> {
     }
 
     /// Prepares every sink, records the intent, commits every sink, then saves the state.
-    fn publish(&mut self, mut chain: Chain, source: SourceProgress) -> Result<Outcome, RunError> {
+    /// `no_records`: no record reached a sink, and there are no rejects; the outcome is then
+    /// `nothing_new`, whatever empty outputs `if_empty = "write"` publishes.
+    fn publish(
+        &mut self,
+        mut chain: Chain,
+        source: SourceProgress,
+        no_records: bool,
+    ) -> Result<Outcome, RunError> {
         // Per sink (the rejects file last, when there are rejects): what it will publish.
         let mut prepared: Vec<(String, Vec<PreparedOutput>)> = Vec::new();
         let has_rejects = chain.rejects.as_ref().is_some_and(|r| r.total > 0);
@@ -628,9 +704,15 @@ impl Run<'_> {
             self.complete_commit()?;
             return Err(error);
         }
-        self.report.outcome = Outcome::Success;
+        let outcome = if no_records {
+            Outcome::NothingNew
+        } else {
+            Outcome::Success
+        };
+        // Recorded with the state, in one transaction.
+        self.report.outcome = outcome;
         self.complete_commit()?;
-        Ok(Outcome::Success)
+        Ok(outcome)
     }
 
     /// Applies the state changes and records the run (its report as it stands now).
@@ -792,6 +874,7 @@ fn stream(
                     .map_err(|e| RunError::new(&chain.pipeline, label, e))?;
                 streamed.counts[index].1 += batch.len() as u64;
             }
+            streamed.records_to_sinks += batch.len() as u64;
             let first_sink = chain.transforms.len();
             let pipeline = chain.pipeline.clone();
             for (index, (label, sink)) in chain.all_sinks().enumerate() {

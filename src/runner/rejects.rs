@@ -15,6 +15,7 @@ use crate::codecs::FormatConfig;
 use crate::codecs::ndjson::NdjsonOptions;
 use crate::config::{Invalid, Validate};
 use crate::record::{Batch, FieldName, Record, Reject, Text, Value};
+use crate::sinks::IfEmpty;
 use crate::sinks::file::{FileSink, FileSinkConfig, IfExists};
 use crate::sinks::template::PathTemplate;
 
@@ -136,6 +137,8 @@ impl RejectsFile {
                 format: Some(FormatConfig::Ndjson(NdjsonOptions::default())),
                 if_exists: IfExists::Replace,
                 encoding: None,
+                // Published only when there are rejects.
+                if_empty: IfEmpty::Skip,
             },
             cx,
         )?;

@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tempfile::NamedTempFile;
 
+use super::IfEmpty;
 use super::output::{self, OutputEnd};
 pub use super::publish::IfExists;
 use super::publish::{self, PreparedOutput, Publication};
@@ -46,6 +47,14 @@ pub struct FileSinkConfig {
     /// represent fails the run, naming it. A path ending in `.gz` is gzip-compressed after
     /// encoding. Default UTF-8.
     pub encoding: Option<TextEncoding>,
+    /// What a run that gives this sink no record publishes (nothing new came, or only input
+    /// without rows): `"skip"`, nothing; `"write"`, an empty output in the format's own form:
+    /// a CSV or TSV file with just its header row when the format lists `columns` (else 0
+    /// bytes), a JSON document `[]` in its envelope, an XML root element without records,
+    /// an `.xlsx` workbook without rows, 0 bytes of NDJSON. `"write"` needs a `path` without
+    /// `{source_stem}`. Default `"skip"`.
+    #[serde(default)]
+    pub if_empty: IfEmpty,
 }
 
 impl Validate for FileSinkConfig {
@@ -53,11 +62,15 @@ impl Validate for FileSinkConfig {
         let mut problems = Vec::new();
         match PathTemplate::parse(&self.path) {
             Err(message) => problems.push(Invalid::new("path", message)),
-            Ok(template) if template.uses_part() => problems.push(Invalid::new(
-                "path",
-                "`{part}` numbers the files of a split upload; the file sink writes one file per output",
-            )),
-            Ok(_) => {}
+            Ok(template) => {
+                if template.uses_part() {
+                    problems.push(Invalid::new(
+                        "path",
+                        "`{part}` numbers the files of a split upload; the file sink writes one file per output",
+                    ));
+                }
+                problems.extend(super::if_empty_problem(&template, self.if_empty));
+            }
         }
         problems.extend(output_problems(&self.path, &self.format, self.encoding));
         problems
@@ -104,6 +117,7 @@ pub struct FileSink {
     format: FormatConfig,
     if_exists: IfExists,
     encoding: Option<TextEncoding>,
+    if_empty: IfEmpty,
     /// The output being written, then the finished ones in order.
     outputs: Vec<Output>,
     /// Once prepared: the outputs to publish, their temporary files no longer removed on drop
@@ -124,6 +138,7 @@ impl FileSink {
             )?,
             if_exists: config.if_exists,
             encoding: config.encoding,
+            if_empty: config.if_empty,
             outputs: Vec::new(),
             prepared: Vec::new(),
             skipped: Vec::new(),
@@ -131,7 +146,8 @@ impl FileSink {
         })
     }
 
-    /// A sink writing exactly to `path` (no placeholders), for `longshore convert`.
+    /// A sink writing exactly to `path` (no placeholders), for `longshore convert`: an input
+    /// without records still gives the file asked for.
     pub fn to_path(
         path: &Path,
         format: FormatConfig,
@@ -144,6 +160,7 @@ impl FileSink {
             format,
             if_exists: IfExists::Replace,
             encoding,
+            if_empty: IfEmpty::Write,
             outputs: Vec::new(),
             prepared: Vec::new(),
             skipped: Vec::new(),
@@ -270,8 +287,8 @@ impl Sink for FileSink {
     }
 
     fn prepare(&mut self) -> Result<Vec<PreparedOutput>, StageError> {
-        if self.outputs.is_empty() && !self.template.uses_source_stem() {
-            // Input without records still gets its (empty) file: "nothing today" is news.
+        if self.outputs.is_empty() && self.if_empty == IfEmpty::Write {
+            // No record came, and the partner wants a file anyway: "nothing today" is news.
             let target = self.target(&Batch::default());
             self.open(target)?;
         }

@@ -1,5 +1,6 @@
 //! Sinks: where records go. Each config kind builds a `Box<dyn Sink>`; nothing a sink writes
-//! is visible before the run commits.
+//! is visible before the run commits. A run without records publishes no file unless the sink
+//! asks for its empty one (`IfEmpty`): an empty file every cron run is noise to most partners.
 
 pub mod file;
 pub mod output;
@@ -9,9 +10,44 @@ pub mod temp_journal;
 pub mod template;
 pub mod upload;
 
-use crate::config::SinkConfig;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Invalid, SinkConfig};
 use crate::error::StageError;
 use crate::stage::{RunContext, Sink};
+use template::PathTemplate;
+
+/// What a sink that writes files publishes for a run that gives it no record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum IfEmpty {
+    /// Nothing: a run without records leaves no file behind.
+    #[default]
+    Skip,
+    /// An empty output, as the format writes one without records.
+    Write,
+}
+
+impl IfEmpty {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IfEmpty::Skip => "skip",
+            IfEmpty::Write => "write",
+        }
+    }
+}
+
+/// What is wrong with `if_empty` for outputs named by `template`: an empty output written for
+/// a run without records has no source file to take `{source_stem}` from.
+fn if_empty_problem(template: &PathTemplate, if_empty: IfEmpty) -> Option<Invalid> {
+    (if_empty == IfEmpty::Write && template.uses_source_stem()).then(|| {
+        Invalid::new(
+            "if_empty",
+            "`if_empty = \"write\"` needs a `path` without `{source_stem}`: a run without records has no source file to name its empty output after",
+        )
+    })
+}
 
 impl SinkConfig {
     pub fn build(&self, cx: &RunContext) -> Result<Box<dyn Sink>, StageError> {
@@ -21,5 +57,16 @@ impl SinkConfig {
             SinkConfig::Sftp(config) => Box::new(upload::UploadSink::new(config, cx)?),
             SinkConfig::Ftps(config) => Box::new(upload::UploadSink::new(config, cx)?),
         })
+    }
+
+    /// What the sink publishes for a run that gives it no record; `None` for standard output,
+    /// which publishes no file.
+    pub fn if_empty(&self) -> Option<IfEmpty> {
+        match self {
+            SinkConfig::File(config) => Some(config.if_empty),
+            SinkConfig::Stdout(_) => None,
+            SinkConfig::Sftp(config) => Some(config.if_empty),
+            SinkConfig::Ftps(config) => Some(config.if_empty),
+        }
     }
 }

@@ -14,6 +14,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tempfile::NamedTempFile;
 
+use super::IfEmpty;
 use super::output::{self, OutputEnd};
 use super::publish::{IfExists, PreparedOutput, Publication, RemoteOutput};
 use super::template::{PathTemplate, TemplateValues};
@@ -65,6 +66,12 @@ pub struct UploadSinkConfig<S> {
     /// 64 KiB, so a file stays under it unless one record is that large. Not for `excel`
     /// (a workbook's size is known only once it is complete). Default: no limit.
     pub max_bytes_per_file: Option<u64>,
+    /// What a run that gives this sink no record uploads (nothing new came, or only input
+    /// without rows): `"skip"`, nothing; `"write"`, an empty output in the format's own form,
+    /// as for the `file` sink (a CSV header row when the format lists `columns`), with its
+    /// marker. `"write"` needs a `path` without `{source_stem}`. Default `"skip"`.
+    #[serde(default)]
+    pub if_empty: IfEmpty,
 }
 
 fn default_temp_name() -> String {
@@ -83,6 +90,7 @@ impl<S: ServerConfig> Validate for UploadSinkConfig<S> {
         match PathTemplate::parse(&self.path) {
             Err(message) => problems.push(Invalid::new("path", message)),
             Ok(template) => {
+                problems.extend(super::if_empty_problem(&template, self.if_empty));
                 let split =
                     self.max_records_per_file.is_some() || self.max_bytes_per_file.is_some();
                 if split && !template.uses_part() {
@@ -183,6 +191,7 @@ pub struct UploadSink {
     marker: Option<String>,
     max_records: Option<u64>,
     max_bytes: Option<u64>,
+    if_empty: IfEmpty,
     /// The output being written, then the finished ones in order.
     outputs: Vec<Spooled>,
     /// Once prepared: the uploads to publish.
@@ -210,6 +219,7 @@ impl UploadSink {
             marker: config.marker.clone(),
             max_records: config.max_records_per_file,
             max_bytes: config.max_bytes_per_file,
+            if_empty: config.if_empty,
             outputs: Vec::new(),
             prepared: Vec::new(),
             skipped: Vec::new(),
@@ -402,8 +412,8 @@ impl Sink for UploadSink {
     }
 
     fn prepare(&mut self) -> Result<Vec<PreparedOutput>, StageError> {
-        if self.outputs.is_empty() && !self.template.uses_source_stem() {
-            // Input without records still gets its (empty) file: "nothing today" is news.
+        if self.outputs.is_empty() && self.if_empty == IfEmpty::Write {
+            // No record came, and the partner wants a file anyway: "nothing today" is news.
             let path = self.target(&Batch::default(), 1);
             self.open(path.clone(), 1, path)?;
         }

@@ -243,9 +243,12 @@ fn delta_pulls_deliver_exactly_the_changed_records_run_after_run() {
     outcome.assert_success();
     assert_eq!(delivered(&sandbox), [2, 3, 4, 3, 5]);
 
-    // Run 3: nothing changed: nothing new is delivered, and the run says so.
+    // Run 3: nothing changed: nothing new is delivered, no empty file either, and the run
+    // says so.
     let (outcome, report) = run(&sandbox, &source);
     outcome.assert_success();
+    assert_eq!(report["outcome"], "nothing_new");
+    assert_eq!(sandbox.files("out").len(), 2, "an empty file was published");
     assert_eq!(delivered(&sandbox), [2, 3, 4, 3, 5]);
     assert_eq!(report["cursor_after"]["modifiedOn"], "2024-08-04T09:30:00");
     let last = server.requests().last().unwrap().clone();
@@ -253,6 +256,20 @@ fn delta_pulls_deliver_exactly_the_changed_records_run_after_run() {
         last.param("filters"),
         Some(r#"{"modifiedOn":{"operator":">=","value":"2024-08-04T09:25:00"}}"#)
     );
+}
+
+/// An offset-paged API with nothing to give answers one empty page: no file, `nothing_new`.
+#[test]
+fn an_empty_page_publishes_nothing_and_says_nothing_new() {
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(offset_envelope_api(Vec::new()));
+    let (outcome, report) = run(&sandbox, &offset_source(&server, 10, ""));
+    outcome.assert_success().assert_stderr("");
+    assert_eq!(report["outcome"], "nothing_new");
+    assert_eq!(report["records_read"], 0);
+    assert_eq!(report["files_written"], json!([]));
+    assert_eq!(report["requests"]["requests"], 1);
+    assert!(!sandbox.exists("out"), "an empty file was published");
 }
 
 #[test]

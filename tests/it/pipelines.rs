@@ -168,20 +168,27 @@ fn if_exists_skip_leaves_an_existing_destination_alone() {
     assert_eq!(sandbox.files(""), ["in.csv", "out/result.ndjson", "p.toml"]);
 }
 
+/// An input without records publishes nothing, unless a sink asks for its empty file
+/// (`tests/it/empty_runs.rs` has the rest).
 #[test]
-fn an_empty_input_still_delivers_an_empty_file() {
-    let sandbox = Sandbox::new();
-    sandbox.write(
-        "p.toml",
-        pipeline(
-            "path = \"in.csv\"",
-            &["path = \"out/result.ndjson\"", "path = \"out/result.csv\""],
-        ),
-    );
-    sandbox.write("in.csv", "id,name\n");
-    sandbox.run(["run", "p.toml"]).assert_success();
-    assert_eq!(sandbox.read("out/result.ndjson"), "");
-    assert_eq!(sandbox.read("out/result.csv"), "");
+fn an_empty_input_delivers_an_empty_file_only_with_if_empty_write() {
+    for (if_empty, published) in [("", false), ("\nif_empty = \"write\"", true)] {
+        let sandbox = Sandbox::new();
+        let sinks = [
+            format!("path = \"out/result.ndjson\"{if_empty}"),
+            format!("path = \"out/result.csv\"{if_empty}"),
+        ];
+        let sinks: Vec<&str> = sinks.iter().map(String::as_str).collect();
+        sandbox.write("p.toml", pipeline("path = \"in.csv\"", &sinks));
+        sandbox.write("in.csv", "id,name\n");
+        sandbox.run(["run", "p.toml"]).assert_success();
+        if published {
+            assert_eq!(sandbox.read("out/result.ndjson"), "");
+            assert_eq!(sandbox.read("out/result.csv"), "");
+        } else {
+            assert!(!sandbox.exists("out"), "an empty file was published");
+        }
+    }
 }
 
 #[test]

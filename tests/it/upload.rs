@@ -243,6 +243,59 @@ fn a_split_output_is_numbered_by_part() {
     );
 }
 
+/// A new file with just its header: nothing is uploaded by default, and the next run does not
+/// read it again; with `if_empty = "write"` the partner gets the header row and the marker.
+#[test]
+fn a_run_without_records_uploads_nothing_unless_if_empty_write() {
+    let sftp = SftpServer::start();
+    let sandbox = Sandbox::new();
+    sandbox.write("in/orders.csv", "id,total\n");
+    sandbox.write(
+        "drop.toml",
+        upload_pipeline(
+            "sftp",
+            "path = \"outbound/orders.csv\"\nmarker = \"{name}.done\"",
+            &sftp_server(&sftp),
+        ),
+    );
+    let outcome = longshore(&sandbox, &["run", "drop.toml"]);
+    outcome.assert_success();
+    assert!(
+        outcome
+            .stderr
+            .contains("pipeline `drop`: nothing new: no records, nothing written"),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(files_under(&sftp.data()), pairs(&[]));
+    let again = longshore(&sandbox, &["run", "drop.toml"]);
+    assert!(
+        again.stderr.contains("nothing new to read"),
+        "{}",
+        again.stderr
+    );
+
+    let ftps = FtpServer::start(FtpMode::Explicit);
+    let sandbox = Sandbox::new();
+    sandbox.write("in/orders.csv", "id,total\n");
+    sandbox.write(
+        "drop.toml",
+        upload_pipeline(
+            "ftps",
+            "path = \"outbound/orders.csv\"\nformat = { type = \"csv\", columns = [\"id\", \"total\"] }\nmarker = \"{name}.done\"\nif_empty = \"write\"",
+            &ftps_server(&ftps),
+        ),
+    );
+    longshore(&sandbox, &["run", "drop.toml"]).assert_success();
+    assert_eq!(
+        files_under(&ftps.data()),
+        pairs(&[
+            ("outbound/orders.csv", "id,total\n"),
+            ("outbound/orders.csv.done", ""),
+        ])
+    );
+}
+
 /// A CSV file of about 40 MB, so that its upload is still going when the test cuts it.
 fn big_csv() -> String {
     let mut csv = String::from("id,payload\n");
