@@ -10,22 +10,22 @@ use crate::support::api::{ApiServer, Reply, Request};
 use crate::support::{Sandbox, repo_path};
 
 /// Order `id` (1-based) as the model APIs hold it.
-fn order(id: u64) -> Value {
+pub(crate) fn order(id: u64) -> Value {
     json!({"id": id, "name": format!("order {id}"), "updated_at": format!("2024-08-01T00:{:02}:{:02}Z", id / 60 % 60, id % 60)})
 }
 
-fn orders(range: std::ops::RangeInclusive<u64>) -> Vec<Value> {
+pub(crate) fn orders(range: std::ops::RangeInclusive<u64>) -> Vec<Value> {
     range.map(order).collect()
 }
 
 /// Runs pipeline `p` (an `http` source with `source` lines, a new NDJSON file per run) with a
 /// report; returns the outcome and the report.
-fn run(sandbox: &Sandbox, source: &str) -> (crate::support::Outcome, Value) {
+pub(crate) fn run(sandbox: &Sandbox, source: &str) -> (crate::support::Outcome, Value) {
     run_with_env(sandbox, source, &[])
 }
 
 /// The ids delivered so far, run after run, in order.
-fn delivered(sandbox: &Sandbox) -> Vec<u64> {
+pub(crate) fn delivered(sandbox: &Sandbox) -> Vec<u64> {
     let mut files: Vec<String> = sandbox
         .files("out")
         .into_iter()
@@ -52,7 +52,7 @@ fn delivered(sandbox: &Sandbox) -> Vec<u64> {
 
 /// The source table of `pipelines/examples/<example>`, pointed at `server`: the examples are
 /// run as they are written (with the tests' own sink).
-fn example_source(example: &str, server: &ApiServer) -> String {
+pub(crate) fn example_source(example: &str, server: &ApiServer) -> String {
     let text = std::fs::read_to_string(repo_path(&format!("pipelines/examples/{example}")))
         .expect("the example exists");
     let before_sinks = text.split("[[sinks]]").next().unwrap();
@@ -66,20 +66,20 @@ fn example_source(example: &str, server: &ApiServer) -> String {
 
 /// An `http` source reading `/api/orders/` of `server` by offset, `limit` a page, with the
 /// total at `/count`, and the extra lines `extra`.
-fn offset_source(server: &ApiServer, limit: u64, extra: &str) -> String {
+pub(crate) fn offset_source(server: &ApiServer, limit: u64, extra: &str) -> String {
     format!(
         "url = \"{}\"\nformat = {{ type = \"json\", records = \"/results\" }}\npagination = {{ type = \"offset\", limit = {limit}, total = \"/count\" }}\n{extra}",
         server.url("/api/orders/")
     )
 }
 
-fn ids(range: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+pub(crate) fn ids(range: std::ops::RangeInclusive<u64>) -> Vec<u64> {
     range.collect()
 }
 
 /// `GET /api/orders/?limit=&offset=` -> `{"count", "next", "previous", "results"}` over `all`,
 /// 10 a page unless asked.
-fn offset_envelope_api(all: Vec<Value>) -> impl FnMut(&Request) -> Reply + Send {
+pub(crate) fn offset_envelope_api(all: Vec<Value>) -> impl FnMut(&Request) -> Reply + Send {
     move |request| {
         let limit = request.number("limit", 10);
         let offset = request.number("offset", 0);
@@ -628,7 +628,7 @@ fn an_oauth_token_expiring_mid_run_is_fetched_again() {
 }
 
 /// [`run`] with environment variables for the child.
-fn run_with_env(
+pub(crate) fn run_with_env(
     sandbox: &Sandbox,
     source: &str,
     env: &[(&str, &str)],

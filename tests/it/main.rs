@@ -10,6 +10,7 @@ mod excel;
 mod filestore;
 mod golden;
 mod http;
+mod http_silent;
 mod notify;
 mod operate;
 mod packing;

@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, FixedOffset, NaiveDateTime};
 
 use super::config::IncrementalConfig;
-use crate::record::Record;
+use crate::codecs::json_write::{KeyCache, write_record};
+use crate::record::{Record, Value};
 use crate::state::StateChange;
 
 /// The delta state of one run.
@@ -18,8 +19,20 @@ pub(super) struct Delta {
     field: String,
     key: Option<String>,
     lag_secs: u64,
+    /// Where the cursor is sent (`` `updated_since` ``), for messages.
+    sent_in: String,
     /// The cursor the run started from (saved, else the initial value).
     start: Option<String>,
+    /// What the API was asked for: records from here (the cursor less the look-back, or a
+    /// window's start)...
+    from: Option<CursorValue>,
+    /// ... until before here (a window's end).
+    until: Option<CursorValue>,
+    /// Records outside what was asked for, not delivered: how many, and the first one's value.
+    outside: u64,
+    first_outside: Option<String>,
+    /// Records delivered without a value in the field (null): they cannot move the cursor.
+    without_value: u64,
     /// Key -> cursor value of the records delivered within the look-back of `start`.
     seen: HashMap<String, String>,
     /// The largest cursor value delivered this run.
@@ -42,6 +55,7 @@ impl Delta {
     /// The state of `config`'s cursor among the pipeline's saved `cursors`.
     pub(super) fn new(
         config: &IncrementalConfig,
+        sent_in: String,
         cursors: &BTreeMap<String, String>,
     ) -> Result<Self, String> {
         let start = cursors
@@ -65,11 +79,17 @@ impl Delta {
             })?,
             None => HashMap::new(),
         };
-        Ok(Delta {
+        let mut delta = Delta {
             field: config.field.clone(),
             key: config.key.clone(),
             lag_secs: config.lag_secs,
+            sent_in,
             start,
+            from: None,
+            until: None,
+            outside: 0,
+            first_outside: None,
+            without_value: 0,
             seen,
             max: None,
             delivered: HashMap::new(),
@@ -78,7 +98,15 @@ impl Delta {
             last: None,
             skipped: 0,
             delivered_until: None,
-        })
+        };
+        delta.from = delta.sent_value().map(CursorValue::new);
+        Ok(delta)
+    }
+
+    /// The pull asks for the window `[from, until)` now: records outside it are not delivered.
+    pub(super) fn set_window(&mut self, from: &str, until: &str) {
+        self.from = Some(CursorValue::new(from.to_string()));
+        self.until = Some(CursorValue::new(until.to_string()));
     }
 
     /// Where a windowed pull ends: the configured `end`, else now, written like the cursor.
@@ -112,25 +140,62 @@ impl Delta {
         shift_time(value, -(self.lag_secs as i64)).unwrap_or_else(|| value.to_string())
     }
 
-    /// Drops the records delivered before and notes the cursor values of the others.
-    pub(super) fn filter(&mut self, records: &mut Vec<Record>) {
-        records.retain(|record| {
-            let Some(value) = record.get(&self.field).and_then(|v| v.to_text()) else {
-                // Without the field the record cannot move the cursor; it is delivered.
-                return true;
+    /// Drops the records delivered before, and those outside what was asked for, and notes the
+    /// cursor values of the others. A record without the field is an error (what is wrong,
+    /// numbering the records from `first_number`).
+    pub(super) fn filter(
+        &mut self,
+        records: &mut Vec<Record>,
+        first_number: u64,
+    ) -> Result<(), String> {
+        let mut keys = KeyCache::default();
+        let mut kept = Vec::with_capacity(records.len());
+        for (index, record) in std::mem::take(records).into_iter().enumerate() {
+            let value = match record.get(&self.field) {
+                None => return Err(self.missing_field(&record, first_number + index as u64)),
+                Some(Value::Null) => {
+                    // It cannot move the cursor, and comes again if the API returns it again.
+                    self.without_value += 1;
+                    kept.push(record);
+                    continue;
+                }
+                Some(value) => match value.to_text() {
+                    Some(text) => CursorValue::new(text.into_owned()),
+                    None => {
+                        return Err(format!(
+                            "record {} has `{}` = {}, which is not a timestamp or a number (`incremental.field`)",
+                            first_number + index as u64,
+                            self.field,
+                            value_kind(value)
+                        ));
+                    }
+                },
             };
-            let value = CursorValue::new(value.into_owned());
-            let key = self
-                .key
+            let before = self
+                .from
                 .as_ref()
-                .and_then(|key| record.get(key))
-                .and_then(|v| v.to_text())
-                .map(|k| k.into_owned());
+                .is_some_and(|from| value.cmp(from) == Ordering::Less);
+            let after = self
+                .until
+                .as_ref()
+                .is_some_and(|until| value.cmp(until) != Ordering::Less);
+            if before || after {
+                self.outside += 1;
+                self.first_outside.get_or_insert_with(|| value.text.clone());
+                continue;
+            }
+            let key = match &self.key {
+                Some(key) => record
+                    .get(key)
+                    .and_then(|v| v.to_text())
+                    .map(|k| k.into_owned()),
+                None => Some(content_key(&record, &mut keys)),
+            };
             if let Some(key) = &key
                 && self.seen.get(key) == Some(&value.text)
             {
                 self.skipped += 1;
-                return false;
+                continue;
             }
             if let Some(last) = &self.last
                 && value.cmp(last) == Ordering::Less
@@ -148,9 +213,40 @@ impl Delta {
                 self.delivered.insert(key, value.text.clone());
             }
             self.last = Some(value);
-            true
-        });
+            kept.push(record);
+        }
+        *records = kept;
         self.forget_passed_keys();
+        Ok(())
+    }
+
+    /// The error for a record without the cursor field: a mistyped `field` would make every run
+    /// a full pull that never moves the cursor.
+    fn missing_field(&self, record: &Record, number: u64) -> String {
+        let names: Vec<&str> = record.names().map(|name| &**name).collect();
+        let nearest = names
+            .iter()
+            .map(|name| {
+                let distance = if name.eq_ignore_ascii_case(&self.field) {
+                    0
+                } else {
+                    strsim::damerau_levenshtein(name, &self.field)
+                };
+                (distance, *name)
+            })
+            .min()
+            .filter(|(distance, _)| *distance <= 2.max(self.field.len() / 3));
+        let hint = match nearest {
+            Some((_, name)) => format!("did you mean `{name}`?"),
+            None => {
+                let shown: Vec<String> = names.iter().take(12).map(|n| format!("`{n}`")).collect();
+                format!("its fields are {}", shown.join(", "))
+            }
+        };
+        format!(
+            "record {number} has no field `{}` (`incremental.field`): {hint}",
+            self.field
+        )
     }
 
     /// Keeps the keys of the records delivered this run bounded: once many, those the next
@@ -175,8 +271,24 @@ impl Delta {
 
     /// The state changes that go with publishing what was delivered. `complete`: the whole
     /// list was read (not cut short by the time limit or a cap).
-    pub(super) fn changes(&self, complete: bool) -> (Vec<StateChange>, Option<String>) {
-        let mut warning = None;
+    pub(super) fn changes(&self, complete: bool) -> (Vec<StateChange>, Vec<String>) {
+        let mut warnings = Vec::new();
+        if let Some(first) = &self.first_outside {
+            warnings.push(format!(
+                "{} records outside what was asked for came back (the first with `{}` = {first}, asked from {}{}) and were not delivered again: the API seems to ignore {}; check its name in the API's documentation",
+                self.outside,
+                self.field,
+                self.from.as_ref().map_or("the start", |from| from.text.as_str()),
+                self.until.as_ref().map_or(String::new(), |until| format!(" until {}", until.text)),
+                self.sent_in
+            ));
+        }
+        if self.without_value > 0 {
+            warnings.push(format!(
+                "{} records had no value in `{}`: they were delivered, but cannot move the cursor, and are delivered again whenever the API returns them",
+                self.without_value, self.field
+            ));
+        }
         let moves = complete || self.ascending;
         let cursor = match (&self.start, &self.max) {
             // Windowed: the end of the last window delivered whole.
@@ -187,9 +299,9 @@ impl Delta {
             (None, Some(max)) if moves => Some(max.text.clone()),
             (start, _) => start.clone(),
         };
-        if self.delivered_until.is_none() && !moves && self.key.is_none() && self.max.is_some() {
-            warning = Some(format!(
-                "the pull was cut short and its `{}` values did not come in order, so the cursor stays where it was: the next run asks for these records again (set `incremental.key` to skip the ones delivered)",
+        if self.delivered_until.is_none() && !moves && self.max.is_some() {
+            warnings.push(format!(
+                "the pull was cut short and its `{}` values did not come in order, so the cursor stays where it was: the next run asks for these records again, and skips those delivered",
                 self.field
             ));
         }
@@ -199,7 +311,7 @@ impl Delta {
                 name: self.field.clone(),
                 value: cursor.clone(),
             });
-            if self.key.is_some() {
+            {
                 // The keys the next run may see again: those within its look-back.
                 let from = self.look_back(cursor);
                 let keep: BTreeMap<&String, &String> = self
@@ -214,7 +326,26 @@ impl Delta {
                 });
             }
         }
-        (changes, warning)
+        (changes, warnings)
+    }
+}
+
+/// A record's key when `incremental.key` is not set: a hash of its content, so that a record at
+/// the cursor that comes again unchanged (`>=` queries, the look-back) is not delivered twice,
+/// and a changed one is.
+fn content_key(record: &Record, keys: &mut KeyCache) -> String {
+    let mut json = Vec::new();
+    write_record(&mut json, record, keys);
+    let hash = crate::digest::sha256_hex(&json);
+    format!("#{}", &hash[..24])
+}
+
+/// What a value is, for messages.
+fn value_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+        _ => "a value",
     }
 }
 
@@ -317,7 +448,7 @@ mod tests {
             window: None,
             end: None,
         };
-        let mut delta = Delta::new(&config, &BTreeMap::new()).unwrap();
+        let mut delta = Delta::new(&config, "`since`".into(), &BTreeMap::new()).unwrap();
         for batch in 0..150 {
             let mut records: Vec<Record> = (0..1000)
                 .map(|i| {
@@ -335,7 +466,7 @@ mod tests {
                     ])
                 })
                 .collect();
-            delta.filter(&mut records);
+            delta.filter(&mut records, 1).unwrap();
             assert_eq!(records.len(), 1000);
         }
         assert!(
@@ -343,8 +474,8 @@ mod tests {
             "{}",
             delta.delivered.len()
         );
-        let (changes, warning) = delta.changes(true);
-        assert_eq!(warning, None);
+        let (changes, warnings) = delta.changes(true);
+        assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(
             changes,
             [

@@ -259,7 +259,22 @@ impl HttpSource {
                 let cursors = store
                     .cursors(&cx.pipeline)
                     .map_err(|e| StageError::State(Box::new(e)))?;
-                Some(Delta::new(incremental, &cursors).map_err(StageError::Refused)?)
+                let sent_in = match &incremental.param {
+                    Some(param) => format!("the parameter `{param}`"),
+                    None => {
+                        let uses: Vec<String> = config
+                            .query
+                            .iter()
+                            .filter(|(_, value)| value.to_string().contains("{cursor}"))
+                            .map(|(name, _)| format!("`{name}`"))
+                            .collect();
+                        match uses.is_empty() {
+                            true => "the cursor in `job.body`".to_string(),
+                            false => format!("the `query` value {}", uses.join(", ")),
+                        }
+                    }
+                };
+                Some(Delta::new(incremental, sent_in, &cursors).map_err(StageError::Refused)?)
             }
         };
         let list = ListRequest {
@@ -361,6 +376,9 @@ impl HttpSource {
     /// capped.
     fn start_window(&mut self, from: String, until: String) -> Result<(), StageError> {
         self.held = self.cap.map(|_| Vec::new());
+        if let Some(delta) = &mut self.delta {
+            delta.set_window(&from, &until);
+        }
         self.window = Some((from.clone(), until.clone()));
         self.start_list(Some(from), Some(until))
     }
@@ -538,6 +556,10 @@ impl HttpSource {
                 url: format!("{} (page {})", page.origin.path, page.number),
                 message,
             })?;
+        for warning in self.paginator.warnings.drain(..) {
+            tracing::warn!("{warning}");
+            self.warnings.push(warning);
+        }
         match step {
             Step::Fetch(url) => self.next = Some(url),
             Step::End(reason) => {
@@ -569,7 +591,12 @@ impl HttpSource {
         } else {
             if let Some(mut records) = held {
                 if let Some(delta) = &mut self.delta {
-                    delta.filter(&mut records);
+                    delta
+                        .filter(&mut records, 1)
+                        .map_err(|message| HttpError::Paging {
+                            url: format!("{} (from {from} to {until})", origin.path),
+                            message,
+                        })?;
                 }
                 self.delivered += records.len() as u64;
                 self.ready.extend(records);
@@ -648,7 +675,13 @@ impl Source for HttpSource {
                         continue;
                     }
                     if let Some(delta) = &mut self.delta {
-                        delta.filter(&mut out.records);
+                        let first = page.records - got + 1;
+                        delta.filter(&mut out.records, first).map_err(|message| {
+                            HttpError::Paging {
+                                url: format!("{} (page {})", page.origin.path, page.number),
+                                message,
+                            }
+                        })?;
                     }
                     self.delivered += out.records.len() as u64;
                     if !out.records.is_empty() {
@@ -680,9 +713,12 @@ impl Source for HttpSource {
         let mut progress = std::mem::take(&mut self.progress);
         if let Some(delta) = &self.delta {
             let complete = self.finished && !self.cut_short;
-            let (changes, warning) = delta.changes(complete);
+            let (changes, warnings) = delta.changes(complete);
             progress.changes.extend(changes);
-            progress.warnings.extend(warning);
+            for warning in warnings {
+                tracing::warn!("{warning}");
+                progress.warnings.push(warning);
+            }
             if delta.skipped > 0 {
                 tracing::info!(
                     "{} records skipped: delivered by the last run",

@@ -1,7 +1,9 @@
 //! Paging through a list API: which URL comes next, when the list has ended, and the checks
 //! that keep paging honest: a link or cursor seen twice, or the same page twice, is a loop (an
 //! error, not an endless run), and the records received are compared with the total the API
-//! advertised.
+//! advertised, and a total that changes between pages is a warning. A short page ends the
+//! list only when it is shorter than pages the server gave before: servers clamp `limit` to a
+//! page size of their own without saying so, and a first page of that size is not the last.
 
 use std::collections::HashSet;
 
@@ -37,6 +39,11 @@ pub(super) struct Paginator {
     last_page: Option<String>,
     /// The total the API advertised, last seen.
     pub(super) total: Option<u64>,
+    /// The most records a page of this list had: the server's real page size, when it clamps
+    /// `limit`.
+    largest_page: u64,
+    /// What an operator should know (a total that changed while paging), for the run report.
+    pub(super) warnings: Vec<String>,
 }
 
 impl Paginator {
@@ -53,6 +60,8 @@ impl Paginator {
             followed: HashSet::new(),
             last_page: None,
             total: None,
+            largest_page: 0,
+            warnings: Vec::new(),
         }
     }
 
@@ -121,6 +130,13 @@ impl Paginator {
         records: u64,
         hash: Option<String>,
     ) -> Result<Step, String> {
+        if let (Some(before), Some(now)) = (self.total, facts.total)
+            && before != now
+        {
+            self.warnings.push(format!(
+                "the advertised total changed from {before} to {now} while paging: records were added or removed during the pull, or a filter fell off the later pages"
+            ));
+        }
         if facts.total.is_some() {
             self.total = facts.total;
         }
@@ -167,8 +183,18 @@ impl Paginator {
         {
             return Ok(Step::End("the advertised total reached"));
         }
-        if stop_on_short_page && records < limit {
+        // Shorter than `limit` proves the end only when the server gave more before: a server
+        // that clamps the page size gives pages shorter than `limit` all along. A short first
+        // page is confirmed by asking for the next one (empty, it ends the list).
+        let largest_before = self.largest_page;
+        self.largest_page = self.largest_page.max(records);
+        if stop_on_short_page && records < limit && records < largest_before {
             return Ok(Step::End("a short page"));
+        }
+        if records < limit && records == largest_before {
+            tracing::info!(
+                "the server gives at most {records} records a page, fewer than `limit` = {limit}: paging goes on by its page size"
+            );
         }
         self.advance(records);
         Ok(Step::Fetch(self.stepped(self.position, None)))
@@ -185,7 +211,12 @@ impl Paginator {
         let next = facts.next.as_deref().filter(|n| !n.is_empty());
         let (limit, next_locator) = match &self.paging {
             Pagination::None => return None,
-            Pagination::Next(_) => return current.join(next?).ok(),
+            Pagination::Next(_) => {
+                return current
+                    .join(next?)
+                    .ok()
+                    .map(|url| self.with_list_parameters(url));
+            }
             Pagination::Cursor(_) => {
                 let cursor = facts.cursor.as_deref().filter(|c| !c.is_empty())?;
                 return Some(self.stepped(self.position, Some(cursor)));
@@ -194,14 +225,18 @@ impl Paginator {
             Pagination::Page(p) => (p.limit, p.next.is_some()),
         };
         if let Some(next) = next {
-            return (ahead == 1).then(|| current.join(next).ok()).flatten();
+            return (ahead == 1)
+                .then(|| current.join(next).ok())
+                .flatten()
+                .map(|url| self.with_list_parameters(url));
         }
         let total = facts.total.or(self.total)?;
-        if next_locator || self.received_before() + ahead * limit >= total {
+        let size = self.page_size(limit);
+        if next_locator || self.received_before() + ahead * size >= total {
             return None;
         }
         let position = match &self.paging {
-            Pagination::Offset(_) => self.position + ahead * limit,
+            Pagination::Offset(_) => self.position + ahead * size,
             _ => self.position + ahead,
         };
         Some(self.stepped(position, None))
@@ -211,8 +246,16 @@ impl Paginator {
     fn received_before(&self) -> u64 {
         match &self.paging {
             Pagination::Offset(p) => self.position - p.first_offset,
-            Pagination::Page(p) => (self.position - p.first_page) * p.limit,
+            Pagination::Page(p) => (self.position - p.first_page) * self.page_size(p.limit),
             _ => 0,
+        }
+    }
+
+    /// Records a full page has: `limit`, or less when the server clamps it.
+    fn page_size(&self, limit: u64) -> u64 {
+        match self.largest_page {
+            0 => limit,
+            largest => largest.min(limit),
         }
     }
 
@@ -225,11 +268,36 @@ impl Paginator {
     }
 
     fn follow(&mut self, current: &Url, next: &str) -> Result<Step, String> {
-        let url = current
-            .join(next)
-            .map_err(|e| format!("the next link `{next}` is not a URL: {e}"))?;
+        let url = self.with_list_parameters(
+            current
+                .join(next)
+                .map_err(|e| format!("the next link `{next}` is not a URL: {e}"))?,
+        );
         self.check_new(url.as_str(), "next link")?;
         Ok(Step::Fetch(url))
+    }
+
+    /// A next link to the list's own path that lacks some of the list's parameters (`query`,
+    /// the cursor: a link that is only `?limit=4&page=1`, as some APIs give) with them added;
+    /// the link's own values win. A link elsewhere (`/query/01gD…-2000`) is taken as it is.
+    fn with_list_parameters(&self, mut url: Url) -> Url {
+        if url.origin() != self.base.origin() || url.path() != self.base.path() {
+            return url;
+        }
+        let present: HashSet<String> = url
+            .query_pairs()
+            .map(|(name, _)| name.into_owned())
+            .collect();
+        let missing: Vec<(String, String)> = self
+            .base
+            .query_pairs()
+            .filter(|(name, _)| !present.contains(name.as_ref()))
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
+        if !missing.is_empty() {
+            url.query_pairs_mut().extend_pairs(missing);
+        }
+        url
     }
 
     fn check_new(&mut self, link: &str, what: &str) -> Result<(), String> {
