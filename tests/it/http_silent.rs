@@ -4,6 +4,8 @@
 //! deltas without a key, an export capped below its advertised total, errors inside HTTP 200
 //! answers, and redirects. Every test checks the exact records delivered or the exact error.
 
+use std::sync::{Arc, Mutex};
+
 use serde_json::{Value, json};
 
 use crate::http::{delivered, ids, order, orders, run};
@@ -146,4 +148,193 @@ fn a_short_first_page_is_confirmed_by_an_empty_one() {
         .map(|r| r.number("offset", 0))
         .collect();
     assert_eq!(offsets, [0, 3]);
+}
+
+/// Contacts as a DRF API serves them: `GET /api/contacts/?updated_at__gte=` filters, any other
+/// parameter is ignored (DRF's default), ordered by `updated_at`.
+#[derive(Clone)]
+struct Contacts(Arc<Mutex<Vec<Value>>>);
+
+impl Contacts {
+    fn new(count: u64) -> Self {
+        Contacts(Arc::new(Mutex::new((1..=count).map(contact).collect())))
+    }
+
+    fn add(&self, id: u64) {
+        self.0.lock().unwrap().push(contact(id));
+    }
+
+    fn api(&self) -> impl FnMut(&Request) -> Reply + Send + 'static {
+        let all = self.0.clone();
+        move |request| {
+            let from = request.param("updated_at__gte").map(str::to_string);
+            let page: Vec<Value> = all
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|c| {
+                    from.as_deref()
+                        .is_none_or(|from| c["updated_at"].as_str().unwrap() >= from)
+                })
+                .cloned()
+                .collect();
+            Reply::json(200, &json!(page))
+        }
+    }
+}
+
+fn contact(id: u64) -> Value {
+    json!({"id": id, "updated_at": format!("2024-08-01T10:{id:02}:00Z")})
+}
+
+#[test]
+fn a_delta_parameter_the_api_ignores_delivers_nothing_twice_and_says_so() {
+    let sandbox = Sandbox::new();
+    let contacts = Contacts::new(5);
+    let server = ApiServer::start(contacts.api());
+    let source = format!(
+        "url = \"{}\"\nincremental = {{ field = \"updated_at\", param = \"updated_since\" }}",
+        server.url("/api/contacts/")
+    );
+    let (outcome, _) = run(&sandbox, &source);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=5));
+    contacts.add(6);
+    contacts.add(7);
+    let (outcome, report) = run(&sandbox, &source);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=7), "only 6 and 7 again");
+    assert_eq!(
+        server.requests()[1].param("updated_since"),
+        Some("2024-08-01T10:05:00Z")
+    );
+    assert_eq!(
+        report["warnings"],
+        json!([
+            "4 records outside what was asked for came back (the first with `updated_at` = 2024-08-01T10:01:00Z, asked from 2024-08-01T10:05:00Z) and were not delivered again: the API seems to ignore the parameter `updated_since`; check its name in the API's documentation"
+        ])
+    );
+}
+
+#[test]
+fn a_mistyped_cursor_field_fails_naming_the_field_that_exists() {
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(Contacts::new(3).api());
+    let source = format!(
+        "url = \"{}\"\nincremental = {{ field = \"updatedAt\", param = \"updated_at__gte\" }}",
+        server.url("/api/contacts/")
+    );
+    let (outcome, _) = run(&sandbox, &source);
+    outcome.assert_code(1);
+    assert!(
+        outcome.stderr.contains(&format!(
+            "{} (page 1): record 1 has no field `updatedAt` (`incremental.field`): did you mean `updated_at`?",
+            server.url("/api/contacts/")
+        )),
+        "{}",
+        outcome.stderr
+    );
+    sandbox.assert_not_published("out/orders-01.ndjson");
+}
+
+#[test]
+fn a_greater_or_equal_delta_without_a_key_does_not_deliver_the_boundary_record_again() {
+    let sandbox = Sandbox::new();
+    let contacts = Contacts::new(5);
+    let server = ApiServer::start(contacts.api());
+    let source = format!(
+        "url = \"{}\"\nincremental = {{ field = \"updated_at\", param = \"updated_at__gte\" }}",
+        server.url("/api/contacts/")
+    );
+    run(&sandbox, &source).0.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=5));
+    // `>=` gives contact 5 again: the same record, not delivered twice; nothing new.
+    let (outcome, report) = run(&sandbox, &source);
+    outcome.assert_success();
+    assert_eq!(report["outcome"], "nothing_new");
+    assert_eq!(delivered(&sandbox), ids(1..=5));
+    contacts.add(6);
+    run(&sandbox, &source).0.assert_success();
+    assert_eq!(delivered(&sandbox), ids(1..=6));
+}
+
+/// An export endpoint: `GET /export?from=&to=` -> the records with `from <= updated_at < to`
+/// (all without `from`), at most 50 of them, with the count in range in `X-Total-Records` and
+/// in the body's `totalRecords`.
+fn capped_export_api(request: &Request) -> Reply {
+    let all: Vec<Value> = (1..=57u64)
+        .map(|id| json!({"id": id, "updated_at": format!("2024-08-{:02}T12:00:00Z", id % 28 + 1)}))
+        .collect();
+    let in_range: Vec<&Value> = all
+        .iter()
+        .filter(|r| {
+            let at = r["updated_at"].as_str().unwrap();
+            request.param("from").is_none_or(|from| at >= from)
+                && request.param("to").is_none_or(|to| at < to)
+        })
+        .collect();
+    let page: Vec<&Value> = in_range.iter().copied().take(50).collect();
+    Reply::json(
+        200,
+        &json!({"totalRecords": in_range.len(), "records": page}),
+    )
+    .header("X-Total-Records", &in_range.len().to_string())
+}
+
+#[test]
+fn an_export_capped_below_its_advertised_total_fails_the_run() {
+    for total in ["header:X-Total-Records", "/totalRecords"] {
+        let sandbox = Sandbox::new();
+        let server = ApiServer::start(capped_export_api);
+        let source = format!(
+            "url = \"{}\"\nformat = {{ type = \"json\", records = \"/records\" }}\npagination = {{ type = \"none\", total = \"{total}\" }}",
+            server.url("/export")
+        );
+        let (outcome, _) = run(&sandbox, &source);
+        outcome.assert_code(1);
+        assert!(
+            outcome.stderr.contains(&format!(
+                "{}: the answer holds 50 records, but the API advertised 57: the export was cut off (pull it in time windows with `incremental.window` and `cap`) (`on_total_mismatch = \"warn\"` delivers them anyway)",
+                server.url("/export")
+            )),
+            "{total}: {}",
+            outcome.stderr
+        );
+        sandbox.assert_not_published("out/orders-01.ndjson");
+    }
+}
+
+#[test]
+fn a_capped_export_in_windows_is_split_until_every_record_arrived() {
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(capped_export_api);
+    let source = format!(
+        "url = \"{}\"\nquery = {{ from = \"{{cursor}}\", to = \"{{until}}\" }}\nformat = {{ type = \"json\", records = \"/records\" }}\npagination = {{ type = \"none\", total = \"header:X-Total-Records\" }}\ncap = 50\nincremental = {{ field = \"updated_at\", initial = \"2024-08-01T00:00:00Z\", end = \"2024-09-01T00:00:00Z\", window = \"31d\" }}",
+        server.url("/export")
+    );
+    let (outcome, report) = run(&sandbox, &source);
+    outcome.assert_success();
+    let mut got = delivered(&sandbox);
+    got.sort();
+    assert_eq!(got, ids(1..=57));
+    assert_eq!(report["requests"]["window_splits"], 1);
+}
+
+#[test]
+fn an_answer_that_reaches_cap_without_windows_is_a_warning() {
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(capped_export_api);
+    let source = format!(
+        "url = \"{}\"\nformat = {{ type = \"json\", records = \"/records\" }}\ncap = 50",
+        server.url("/export")
+    );
+    let (outcome, report) = run(&sandbox, &source);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox).len(), 50);
+    assert_eq!(
+        report["warnings"],
+        json!([
+            "the answer holds 50 records, `cap` = 50: it was probably cut off there; pull in time windows (`incremental.window`) to get the rest"
+        ])
+    );
 }

@@ -77,9 +77,11 @@ pub struct HttpSourceConfig {
     /// Default: everything, every run.
     pub incremental: Option<IncrementalConfig>,
     /// The most records the API returns for one request or window (an export endpoint that
-    /// stops at 50,000). A window whose answer has this many is split in half and each half
-    /// asked for again, until no answer reaches it, so nothing is cut off unnoticed; the run
-    /// report counts the splits. Needs `incremental.window`. Default: none.
+    /// stops at 50,000). With `incremental.window`, a window whose answer has this many (or
+    /// fewer than an advertised total) is split in half and each half asked for again, until
+    /// no answer reaches it, so nothing is cut off unnoticed; the run report counts the splits.
+    /// Without windows, an answer that reaches it is a warning: it was probably cut off.
+    /// Default: none.
     pub cap: Option<u64>,
     /// An asynchronous export: a job is created, its status polled until it is ready, and its
     /// file downloaded and decoded like any answer (streamed). Once per time window when the
@@ -110,12 +112,11 @@ fn default_max_page_bytes() -> u64 {
 }
 
 /// How a list API is paged, chosen by `type`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Pagination {
-    /// One request, one response.
-    #[default]
-    None,
+    /// One request, one response (an export, a single object).
+    None(SingleAnswer),
     /// A limit and an offset (`?limit=50&offset=100`); start/limit APIs are the same with
     /// `offset_param = "start"`. The offset steps by the records received, or follows `next`
     /// when the response has one.
@@ -128,6 +129,30 @@ pub enum Pagination {
     /// A link to the next page in each response (`"next": "https://…"` or a `Link: <…>;
     /// rel="next"` header); the list ends when a response has none.
     Next(NextPaging),
+}
+
+impl Default for Pagination {
+    fn default() -> Self {
+        Pagination::None(SingleAnswer::default())
+    }
+}
+
+impl Pagination {
+    /// Whether the records come in pages (else in one answer).
+    pub fn is_paged(&self) -> bool {
+        !matches!(self, Pagination::None(_))
+    }
+}
+
+/// `type = "none"`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SingleAnswer {
+    /// Where the answer gives the total number of records, e.g. `"header:X-Total-Records"` or
+    /// `"/totalRecords"`: an export that stops short of it (capped at 50,000 of 57,321) fails
+    /// the run (`on_total_mismatch`), or, in time windows with `cap`, splits the window.
+    /// Default: none.
+    pub total: Option<Locator>,
 }
 
 /// `type = "offset"`.
@@ -538,7 +563,7 @@ impl Validate for HttpSourceConfig {
             Pagination::Offset(paging) => Some(paging.limit),
             Pagination::Page(paging) => Some(paging.limit),
             Pagination::Cursor(paging) => paging.limit,
-            Pagination::None | Pagination::Next(_) => None,
+            Pagination::None(_) | Pagination::Next(_) => None,
         };
         if limit == Some(0) {
             problems.push(Invalid::new("pagination.limit", "must be at least 1"));
@@ -606,16 +631,6 @@ impl Validate for HttpSourceConfig {
                 ));
             }
         }
-        let windowed = self
-            .incremental
-            .as_ref()
-            .is_some_and(|incremental| incremental.window.is_some());
-        if self.cap.is_some() && !windowed {
-            problems.push(Invalid::new(
-                "cap",
-                "a capped answer can only be split by time: set `incremental.window` too",
-            ));
-        }
         if let Some(job) = &self.job {
             for (key, url) in [
                 ("job.create_url", &job.create_url),
@@ -642,7 +657,7 @@ impl Validate for HttpSourceConfig {
                     ));
                 }
             }
-            if self.pagination != Pagination::None {
+            if self.pagination.is_paged() {
                 problems.push(Invalid::new(
                     "job",
                     "an export job's file is one answer: leave `pagination` out",
@@ -709,13 +724,6 @@ incremental = { field = "updated_at", window = "1w" }"#
                 "incremental: the cursor is sent nowhere: set `param`, or use `{cursor}` in a `query` value or `job.body`",
                 "incremental.window: `1w` is not a window length: write e.g. \"1d\", \"6h\", \"15m\"",
             ]
-        );
-        assert_eq!(
-            problems(
-                r#"url = "https://api.example.com/x"
-cap = 100"#
-            ),
-            ["cap: a capped answer can only be split by time: set `incremental.window` too"]
         );
         assert_eq!(
             problems(

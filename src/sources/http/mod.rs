@@ -422,8 +422,9 @@ impl HttpSource {
             return Ok(false);
         }
         // Pages of a list are read whole, so that a connection that breaks off mid-page is
-        // retried; a single answer (an export) streams into the decoder whatever its size.
-        let reading = if self.pagination != Pagination::None {
+        // retried; a single answer (an export) streams into the decoder whatever its size,
+        // unless a value must be read from its body (a total).
+        let reading = if self.pagination.is_paged() || !self.paginator.body_pointers().is_empty() {
             Reading::Whole(self.max_page_bytes)
         } else {
             Reading::Stream
@@ -564,7 +565,10 @@ impl HttpSource {
             Step::Fetch(url) => self.next = Some(url),
             Step::End(reason) => {
                 tracing::debug!("paging ended after {} pages: {reason}", self.pages);
-                self.check_total()?;
+                if !self.window_cut_off() {
+                    self.check_total()?;
+                    self.check_cap();
+                }
                 self.end_window(&page.origin)?;
             }
         }
@@ -574,14 +578,15 @@ impl HttpSource {
     /// The current time window is pulled whole: its records are delivered, or, when they
     /// reached the cap, dropped and the window split in two. Then the next window starts.
     fn end_window(&mut self, origin: &Arc<Origin>) -> Result<(), StageError> {
+        let cut_off = self.window_cut_off();
         let (Some((from, until)), Some(windows)) = (self.window.take(), self.windows.as_mut())
         else {
             return Ok(());
         };
         let held = self.held.take();
-        if self.cap.is_some_and(|cap| self.received >= cap) {
+        if cut_off {
             tracing::info!(
-                "{} records from {from} to {until} reach `cap`: asking for each half",
+                "{} records from {from} to {until} reach `cap` or fall short of the advertised total: asking for each half",
                 self.received
             );
             if let Err(message) = windows.split(&from, &until) {
@@ -612,6 +617,34 @@ impl HttpSource {
         Ok(())
     }
 
+    /// Whether the current time window's answer was cut off (it reached `cap`, or fell short
+    /// of the advertised total) and is to be split: only windowed pulls with `cap` split.
+    fn window_cut_off(&self) -> bool {
+        let Some(cap) = self.cap.filter(|_| self.window.is_some()) else {
+            return false;
+        };
+        self.received >= cap
+            || self
+                .paginator
+                .expected()
+                .is_some_and(|expected| expected > self.received)
+    }
+
+    /// An answer that reached `cap` without time windows to split it was probably cut off.
+    fn check_cap(&mut self) {
+        if let Some(cap) = self.cap
+            && self.window.is_none()
+            && self.received >= cap
+        {
+            let message = format!(
+                "the answer holds {} records, `cap` = {cap}: it was probably cut off there; pull in time windows (`incremental.window`) to get the rest",
+                self.received
+            );
+            tracing::warn!("{message}");
+            self.warnings.push(message);
+        }
+    }
+
     /// Compares the records received with the advertised total.
     fn check_total(&mut self) -> Result<(), StageError> {
         let Some(expected) = self.paginator.expected() else {
@@ -620,10 +653,17 @@ impl HttpSource {
         if expected == self.received {
             return Ok(());
         }
-        let message = format!(
-            "received {} records, but the API advertised {expected}: records may have been added or removed while paging, or the server caps the page size below `limit`",
-            self.received
-        );
+        let message = if self.pagination.is_paged() {
+            format!(
+                "received {} records, but the API advertised {expected}: records may have been added or removed while paging, or the server caps the page size below `limit`",
+                self.received
+            )
+        } else {
+            format!(
+                "the answer holds {} records, but the API advertised {expected}: the export was cut off (pull it in time windows with `incremental.window` and `cap`)",
+                self.received
+            )
+        };
         match self.on_total_mismatch {
             OnMismatch::Fail => Err(HttpError::Paging {
                 url: self.shown(self.paginator.base()),

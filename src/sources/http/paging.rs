@@ -90,7 +90,7 @@ impl Paginator {
     /// Where the next link, the total and the cursor are, for this kind of paging.
     fn locators(&self) -> [Option<&Locator>; 3] {
         match &self.paging {
-            Pagination::None => [None, None, None],
+            Pagination::None(p) => [None, p.total.as_ref(), None],
             Pagination::Offset(p) => [p.next.as_ref(), p.total.as_ref(), None],
             Pagination::Page(p) => [p.next.as_ref(), p.total.as_ref(), None],
             Pagination::Cursor(p) => [None, None, Some(&p.cursor)],
@@ -151,7 +151,7 @@ impl Paginator {
             return Ok(Step::End("an empty page"));
         }
         let (limit, stop_on_short_page, next_locator) = match &self.paging {
-            Pagination::None => return Ok(Step::End("one request")),
+            Pagination::None(_) => return Ok(Step::End("one request")),
             Pagination::Offset(p) => (p.limit, p.stop_on_short_page, p.next.is_some()),
             Pagination::Page(p) => (p.limit, p.stop_on_short_page, p.next.is_some()),
             Pagination::Cursor(_) => {
@@ -210,7 +210,7 @@ impl Paginator {
         }
         let next = facts.next.as_deref().filter(|n| !n.is_empty());
         let (limit, next_locator) = match &self.paging {
-            Pagination::None => return None,
+            Pagination::None(_) => return None,
             Pagination::Next(_) => {
                 return current
                     .join(next?)
@@ -316,7 +316,7 @@ impl Paginator {
         {
             let mut query = url.query_pairs_mut();
             match &self.paging {
-                Pagination::None | Pagination::Next(_) => {}
+                Pagination::None(_) | Pagination::Next(_) => {}
                 Pagination::Offset(p) => {
                     query.append_pair(&p.limit_param, &p.limit.to_string());
                     query.append_pair(&p.offset_param, &position.to_string());
