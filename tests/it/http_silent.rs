@@ -338,3 +338,54 @@ fn an_answer_that_reaches_cap_without_windows_is_a_warning() {
         ])
     );
 }
+
+/// An `.ashx`-style list API that answers HTTP 200 whatever happens, with `success` saying
+/// whether it worked.
+fn success_flag_api(request: &Request) -> Reply {
+    match request.param("filter") {
+        Some("nope") => Reply::json(
+            200,
+            &json!({"success": false, "message": "Unknown filter field 'nope'"}),
+        ),
+        _ => Reply::json(200, &json!({"success": true, "results": [order(1)]})),
+    }
+}
+
+#[test]
+fn an_error_inside_a_successful_answer_shows_the_apis_message() {
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(success_flag_api);
+    let url = server.url("/list.ashx");
+    let base = format!(
+        "url = \"{url}\"\nquery = {{ filter = \"nope\" }}\nformat = {{ type = \"json\", records = \"/results\" }}"
+    );
+    let (outcome, _) = run(&sandbox, &base);
+    outcome.assert_code(1);
+    assert!(
+        outcome.stderr.contains(&format!(
+            "{url}?filter=nope (page 1): the document has no value at `/results`; the API says: Unknown filter field 'nope'. if the API reports errors in successful answers, set `error` (e.g. `error = {{ at = \"/success\", is = false }}`) so that they fail with its message"
+        )),
+        "{}",
+        outcome.stderr
+    );
+    let (outcome, _) = run(
+        &sandbox,
+        &format!("{base}\nerror = {{ at = \"/success\", is = false, message = \"/message\" }}"),
+    );
+    outcome.assert_code(1);
+    assert!(
+        outcome.stderr.contains(&format!(
+            "GET {url}?filter=nope (page 1): the API answered with an error (`/success` = false): Unknown filter field 'nope'"
+        )),
+        "{}",
+        outcome.stderr
+    );
+    // A good answer passes the check.
+    let good = base.replace("nope", "ok");
+    let (outcome, _) = run(
+        &sandbox,
+        &format!("{good}\nerror = {{ at = \"/success\", is = false }}"),
+    );
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), [1]);
+}

@@ -461,7 +461,7 @@ pub(super) fn json_error_detail(json: &serde_json::Value) -> Option<String> {
 }
 
 /// Text on one line, at most 300 characters.
-fn one_line(text: &str) -> String {
+pub(super) fn one_line(text: &str) -> String {
     let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match joined.char_indices().nth(300) {
         Some((cut, _)) => format!("{}…", &joined[..cut]),

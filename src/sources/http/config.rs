@@ -51,6 +51,12 @@ pub struct HttpSourceConfig {
     /// How the list is paged. Default `{ type = "none" }`: one request.
     #[serde(default)]
     pub pagination: Pagination,
+    /// An error the API reports inside a successful answer (HTTP 200 with `{"success": false,
+    /// "message": "Unknown filter field 'nope'"}`): such an answer fails the run with the API's
+    /// message instead of being read as records. E.g. `{ at = "/success", is = false, message
+    /// = "/message" }`, or `{ at = "/errors" }` for a GraphQL-style list. Default: none
+    /// (an answer without the records still fails, showing the start of the answer).
+    pub error: Option<BodyError>,
     /// What happens when the records received differ from the total the API advertised
     /// (records added or removed while paging by offset are lost or read twice without a
     /// sound): `"fail"` or `"warn"`. Default `"fail"`.
@@ -141,6 +147,39 @@ impl Pagination {
     /// Whether the records come in pages (else in one answer).
     pub fn is_paged(&self) -> bool {
         !matches!(self, Pagination::None(_))
+    }
+}
+
+/// `error`: where an answer says it failed although its status is a success.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BodyError {
+    /// Where the answer says whether it failed, as a JSON pointer, e.g. `"/success"`,
+    /// `"/status"`, `"/errors"`. Required.
+    pub at: String,
+    /// The value there that means failure, e.g. `false` or `"error"`. Default: any value but
+    /// null, `false`, `""`, `[]` and `{}` (an `errors` list that is present).
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub is: Option<serde_json::Value>,
+    /// Where the error's message is, as a JSON pointer, e.g. `"/message"`. Default: found in
+    /// the usual places (`message`, `error`, `errors`, `detail`).
+    pub message: Option<String>,
+}
+
+impl BodyError {
+    /// Whether `value`, found at `at`, says the answer failed.
+    pub(super) fn failed(&self, value: Option<&serde_json::Value>) -> bool {
+        use serde_json::Value as J;
+        match (&self.is, value) {
+            (Some(failure), Some(value)) => value == failure,
+            (Some(_), None) | (None, None) => false,
+            (None, Some(value)) => {
+                !matches!(value, J::Null | J::Bool(false))
+                    && value.as_str() != Some("")
+                    && value.as_array().is_none_or(|a| !a.is_empty())
+                    && value.as_object().is_none_or(|o| !o.is_empty())
+            }
+        }
     }
 }
 
@@ -629,6 +668,19 @@ impl Validate for HttpSourceConfig {
                         "`{window}` is not a window length: write e.g. \"1d\", \"6h\", \"15m\""
                     ),
                 ));
+            }
+        }
+        if let Some(error) = &self.error {
+            for (key, pointer) in [
+                ("error.at", Some(&error.at)),
+                ("error.message", error.message.as_ref()),
+            ] {
+                if let Some(pointer) = pointer.filter(|p| !p.starts_with('/')) {
+                    problems.push(Invalid::new(
+                        key,
+                        format!("`{pointer}` is not a JSON pointer: start it with `/`"),
+                    ));
+                }
             }
         }
         if let Some(job) = &self.job {

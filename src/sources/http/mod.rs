@@ -30,7 +30,7 @@ use self::auth::Auth;
 pub(crate) use self::client::is_transient;
 use self::client::{Answer, Body, Client, Reading, Request, Sent};
 pub use self::config::HttpSourceConfig;
-use self::config::{JobConfig, OnMismatch, Pagination};
+use self::config::{BodyError, JobConfig, OnMismatch, Pagination};
 use self::delta::Delta;
 use self::fetch::Fetcher;
 use self::paging::{PageFacts, Paginator, Step};
@@ -152,12 +152,16 @@ struct Page {
     /// single answer, which streams.
     sha256: Option<String>,
     origin: Arc<Origin>,
+    /// The start of the body, filled as it is read: shown when its records cannot be found.
+    beginning: Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
-/// Reads through `inner`, adding the bytes read to a counter (the progress display's).
+/// Reads through `inner`, adding the bytes read to a counter (the progress display's) and
+/// keeping the first ones (for messages).
 struct Counting<R> {
     inner: R,
     counter: Arc<std::sync::atomic::AtomicU64>,
+    beginning: Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl<R: Read> Read for Counting<R> {
@@ -165,6 +169,9 @@ impl<R: Read> Read for Counting<R> {
         let n = self.inner.read(buf)?;
         self.counter
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        let mut beginning = client::lock(&self.beginning);
+        let room = EXCERPT_BYTES.saturating_sub(beginning.len()).min(n);
+        beginning.extend_from_slice(&buf[..room]);
         Ok(n)
     }
 }
@@ -205,6 +212,8 @@ pub struct HttpSource {
     ready_origin: Option<Arc<Origin>>,
     format: FormatConfig,
     encoding: Option<TextEncoding>,
+    /// Where an answer says it failed, though its status is a success.
+    body_error: Option<BodyError>,
     max_page_bytes: u64,
     max_pages: Option<u64>,
     max_records: Option<u64>,
@@ -343,6 +352,7 @@ impl HttpSource {
                 .clone()
                 .unwrap_or(FormatConfig::Json(JsonOptions::default())),
             encoding: config.encoding,
+            body_error: config.error.clone(),
             max_page_bytes: config.max_page_bytes,
             max_pages: config.max_pages,
             max_records: config.max_records,
@@ -365,6 +375,16 @@ impl HttpSource {
             None => source.start_list(cursor, until)?,
         }
         Ok(source)
+    }
+
+    /// The JSON pointers of the body values paging and the `error` check read.
+    fn body_pointers(&self) -> Vec<&str> {
+        let mut pointers = self.paginator.body_pointers();
+        if let Some(check) = &self.body_error {
+            pointers.push(&check.at);
+            pointers.extend(check.message.as_deref());
+        }
+        pointers
     }
 
     /// `url` as messages show it: secrets redacted.
@@ -424,7 +444,7 @@ impl HttpSource {
         // Pages of a list are read whole, so that a connection that breaks off mid-page is
         // retried; a single answer (an export) streams into the decoder whatever its size,
         // unless a value must be read from its body (a total).
-        let reading = if self.pagination.is_paged() || !self.paginator.body_pointers().is_empty() {
+        let reading = if self.pagination.is_paged() || !self.body_pointers().is_empty() {
             Reading::Whole(self.max_page_bytes)
         } else {
             Reading::Stream
@@ -449,13 +469,14 @@ impl HttpSource {
             url: label.clone(),
             message,
         };
+        let beginning = Arc::default();
         let (decoder, sha256, facts) = match answer.body {
             Body::Whole(bytes) => {
                 self.cx
                     .bytes_read
                     .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 let sha256 = crate::digest::sha256_hex(&bytes);
-                let pointers = self.paginator.body_pointers();
+                let pointers = self.body_pointers();
                 let json = if pointers.is_empty() {
                     None
                 } else {
@@ -466,10 +487,28 @@ impl HttpSource {
                         Err(_) => parse_json(&bytes, &label)?,
                     })
                 };
+                if let Some(check) = &self.body_error {
+                    let found = json.as_ref().and_then(|json| json.pointer(&check.at));
+                    if check.failed(found) {
+                        let message = body_error_message(check, json.as_ref(), &bytes);
+                        return Err(HttpError::Request {
+                            method: "GET",
+                            url: label,
+                            status: Some(200),
+                            message: format!(
+                                "the API answered with an error (`{}` = {}): {message}",
+                                check.at,
+                                found.map_or_else(String::new, |v| v.to_string())
+                            ),
+                        }
+                        .into());
+                    }
+                }
                 let facts = self
                     .paginator
                     .facts(&answer.headers, json.as_ref())
                     .map_err(paging_error)?;
+                *client::lock(&beginning) = bytes[..bytes.len().min(EXCERPT_BYTES)].to_vec();
                 let decoder = self.format.decoder_of_bytes(bytes, &label, self.encoding)?;
                 (decoder, Some(sha256), facts)
             }
@@ -481,6 +520,7 @@ impl HttpSource {
                 let stream = Counting {
                     inner: stream,
                     counter: self.cx.bytes_read.clone(),
+                    beginning: beginning.clone(),
                 };
                 let decoder = self
                     .format
@@ -511,6 +551,7 @@ impl HttpSource {
             facts,
             records: 0,
             sha256,
+            beginning,
         });
         Ok(true)
     }
@@ -744,6 +785,32 @@ impl Source for HttpSource {
                         return Ok(true);
                     }
                 }
+                Err(CodecError::Malformed(mut malformed)) if malformed.position.line.is_none() => {
+                    // The records are not where they should be: the answer may be an error
+                    // that came with a success status. What it says matters more than where
+                    // the records should be.
+                    let excerpt =
+                        client::one_line(&String::from_utf8_lossy(&client::lock(&page.beginning)));
+                    let detail = serde_json::from_str(&excerpt)
+                        .ok()
+                        .as_ref()
+                        .and_then(client::json_error_detail);
+                    match detail {
+                        Some(detail) => {
+                            malformed.message =
+                                format!("{}; the API says: {detail}", malformed.message);
+                            malformed.hint = Some(
+                                "if the API reports errors in successful answers, set `error` (e.g. `error = { at = \"/success\", is = false }`) so that they fail with its message"
+                                    .into(),
+                            );
+                        }
+                        None => {
+                            malformed.message =
+                                format!("{} (the answer: {excerpt})", malformed.message)
+                        }
+                    }
+                    return Err(CodecError::Malformed(malformed).into());
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -772,6 +839,36 @@ impl Source for HttpSource {
         progress.requests = Some(counts);
         progress
     }
+}
+
+/// The most bytes of an answer shown when its records cannot be found.
+const EXCERPT_BYTES: usize = 300;
+
+/// What an answer that says it failed (`error`) gives as its message: at `message`, else in the
+/// usual places, else the start of the answer.
+fn body_error_message(
+    check: &BodyError,
+    sparse: Option<&serde_json::Value>,
+    body: &[u8],
+) -> String {
+    if let Some(message) = check
+        .message
+        .as_deref()
+        .and_then(|pointer| sparse?.pointer(pointer))
+    {
+        return message
+            .as_str()
+            .map_or_else(|| message.to_string(), str::to_string);
+    }
+    serde_json::from_slice(body)
+        .ok()
+        .as_ref()
+        .and_then(client::json_error_detail)
+        .unwrap_or_else(|| {
+            client::one_line(&String::from_utf8_lossy(
+                &body[..body.len().min(EXCERPT_BYTES)],
+            ))
+        })
 }
 
 /// "1 page", "2 pages".
