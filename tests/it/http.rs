@@ -761,7 +761,7 @@ fn a_wait_past_the_time_limit_stops_cleanly_and_the_next_run_resumes() {
     first.assert_code(1);
     assert_eq!(
         first.stderr,
-        "error: pipeline `p`: run failed\n  caused by: max_runtime_secs = 20 reached: stopped after 1 page: a retry asked to wait 3600 s, more than the run has left; what was read completely was published, and the next run goes on with the rest\n"
+        "error: pipeline `p`: run failed\n  caused by: max_runtime_secs = 20 reached: stopped after 1 page: the answer's Retry-After asked to wait 3600 s, more than the run has left; what was read completely was published, and the next run goes on with the rest\n"
     );
     assert_eq!(delivered(&sandbox), [1, 2], "the first page is published");
 

@@ -389,3 +389,106 @@ fn an_error_inside_a_successful_answer_shows_the_apis_message() {
     outcome.assert_success();
     assert_eq!(delivered(&sandbox), [1]);
 }
+
+/// A DRF list that wants its trailing slash (`/api/orders` answers 301) and a token.
+fn trailing_slash_api(request: &Request) -> Reply {
+    if request.path == "/api/orders" {
+        return Reply::text(301, "").header("location", "/api/orders/");
+    }
+    if request.header("authorization") != Some("Token t-1") {
+        return Reply::json(
+            401,
+            &json!({"detail": "Authentication credentials were not provided."}),
+        );
+    }
+    Reply::json(200, &json!([order(1), order(2)]))
+}
+
+#[test]
+fn a_redirect_within_the_api_keeps_the_credentials_and_one_elsewhere_drops_them() {
+    let sandbox = Sandbox::new();
+    let api = ApiServer::start(trailing_slash_api);
+    let source = format!(
+        "url = \"{}\"\nheaders = {{ Authorization = \"Token t-1\" }}",
+        api.url("/api/orders")
+    );
+    let (outcome, _) = run(&sandbox, &source);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), [1, 2]);
+    let requests = api.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].path, "/api/orders/");
+    assert_eq!(requests[1].header("authorization"), Some("Token t-1"));
+
+    // Another origin (a storage host) gets no credential, and the error says so.
+    let storage = ApiServer::start(trailing_slash_api);
+    let elsewhere = storage.url("/api/orders/");
+    let moved = ApiServer::start(move |_| Reply::text(302, "").header("location", &elsewhere));
+    let source = format!(
+        "url = \"{}\"\nheaders = {{ Authorization = \"Token t-1\" }}",
+        moved.url("/export")
+    );
+    let (outcome, _) = run(&sandbox, &source);
+    outcome.assert_code(1);
+    assert_eq!(storage.requests()[0].header("authorization"), None);
+    assert!(
+        outcome.stderr.contains(&format!(
+            "GET {}: HTTP 401: Authentication credentials were not provided. (after a redirect to {}, followed without the credentials)",
+            moved.url("/export"),
+            storage.url("/api/orders/")
+        )),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn waits_are_logged_with_their_real_length_and_reason() {
+    let sandbox = Sandbox::new();
+    let mut requests = 0;
+    let server = ApiServer::start(move |request| {
+        requests += 1;
+        match requests {
+            // Too many requests, and the limit resets in a second (no Retry-After).
+            1 => Reply::json(429, &json!({"detail": "slow down"}))
+                .header("x-ratelimit-remaining", "0")
+                .header("x-ratelimit-reset", "1"),
+            // The last request of the window: the next waits for the reset.
+            2 => Reply::json(200, &json!({"count": 2, "results": [order(1)]}))
+                .header("x-ratelimit-remaining", "0")
+                .header("x-ratelimit-reset", "1"),
+            _ => {
+                assert_eq!(request.number("offset", 0), 1);
+                Reply::json(200, &json!({"count": 2, "results": [order(2)]}))
+            }
+        }
+    });
+    sandbox.write(
+        "p.toml",
+        format!(
+            "[source]\ntype = \"http\"\nurl = \"{}\"\nformat = {{ type = \"json\", records = \"/results\" }}\npagination = {{ type = \"offset\", limit = 1, total = \"/count\" }}\n[[sinks]]\ntype = \"file\"\npath = \"out/orders.ndjson\"\n",
+            server.url("/api/orders/")
+        ),
+    );
+    let outcome = sandbox.run(["run", "p.toml"]);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), [1, 2]);
+    let retry = outcome
+        .stderr
+        .lines()
+        .find(|line| line.contains("retrying in"))
+        .expect("the retry is logged");
+    assert!(
+        retry.contains("request failed (HTTP 429: slow down), attempt 1 of 5; retrying in 1.0 s (the API's rate limit (no requests left until its reset))"),
+        "{retry}"
+    );
+    let wait = outcome
+        .stderr
+        .lines()
+        .find(|line| line.contains("waiting"))
+        .expect("the wait for the reset is logged");
+    assert!(
+        wait.contains(" s for the API's rate limit (no requests left until its reset)"),
+        "{wait}"
+    );
+}

@@ -1,7 +1,12 @@
 //! Sending requests: one agent (keep-alive connections), authentication, and one governor for
 //! everything that makes a request wait: the configured budget, the API's rate-limit headers,
-//! `Retry-After`, and backoff between retries. A wait longer than the run has left is not
-//! waited: the source stops cleanly instead, and the next run goes on from there.
+//! `Retry-After`, and backoff between retries; every wait is logged with its real length and
+//! its reason. A wait longer than the run has left is not waited: the source stops cleanly
+//! instead, and the next run goes on from there.
+//!
+//! Redirects are followed here, not by ureq: within the same origin (a DRF list URL missing
+//! its trailing slash answers 301) with the credentials, elsewhere (an export file on a
+//! storage host) without any configured header or credential, as curl and browsers do.
 
 use std::io::Read;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +30,8 @@ pub(super) enum Sent {
 
 /// A successful answer.
 pub(super) struct Answer {
+    /// Where it came from: the request's URL, or where redirects led.
+    pub(super) url: Url,
     pub(super) headers: HeaderMap,
     pub(super) body: Body,
 }
@@ -107,6 +114,7 @@ impl Client {
             .max_idle_connections_per_host(connections)
             .max_idle_connections(connections * 2)
             .http_status_as_error(false)
+            .max_redirects(0)
             // gzip is decoded by ureq, deflate by the source.
             .accept_encoding("gzip, deflate")
             .user_agent(concat!("longshore/", env!("CARGO_PKG_VERSION")))
@@ -145,40 +153,84 @@ impl Client {
         let mut attempt = 1;
         let mut backoff = Duration::from_millis(self.retry.base_delay_ms);
         let mut refreshed_token = false;
+        // Where redirects led, and whether the POST became a GET (303, or 301/302).
+        let mut target = url.clone();
+        let mut post = request.post.as_ref();
+        let mut redirects = 0;
         loop {
-            let wait = lock(&self.governor).reserve(Instant::now());
-            if !wait.is_zero()
-                && let Some(reason) = self.wait_or_stop(wait, "the rate limit")
-            {
-                return Ok(Sent::OutOfTime(reason));
+            let (wait, reason) = lock(&self.governor).reserve(Instant::now());
+            if !wait.is_zero() {
+                self.log_wait(url, wait, &reason);
+                if let Some(reason) = self.wait_or_stop(wait, &reason) {
+                    return Ok(Sent::OutOfTime(reason));
+                }
             }
-            let mut request_url = url.clone();
-            let auth =
-                lock(&self.auth).apply(&self.agent, &mut request_url, &mut lock(&self.redactor))?;
-            let mut headers: Vec<(&str, &str)> = self
-                .headers
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.expose()))
-                .collect();
+            // Credentials go only where the pipeline sends them: the URL's own origin.
+            let trusted = target.origin() == url.origin();
+            let mut request_url = target.clone();
+            let mut headers: Vec<(&str, &str)> = Vec::new();
+            let auth = match trusted {
+                true => lock(&self.auth).apply(
+                    &self.agent,
+                    &mut request_url,
+                    &mut lock(&self.redactor),
+                )?,
+                false => None,
+            };
+            if trusted {
+                headers.extend(
+                    self.headers
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), value.expose())),
+                );
+            }
             if let Some((name, value)) = &auth {
                 headers.push((name.as_str(), value.expose()));
             }
             let sent_at = Instant::now();
             lock(&self.counts).requests += 1;
-            let answered = match &request.post {
+            let answered = match post {
                 None => with_headers(self.agent.get(request_url.as_str()), &headers).call(),
                 Some(post) => with_headers(self.agent.post(request_url.as_str()), &headers)
                     .header("content-type", "application/json")
                     .header("idempotency-key", &post.idempotency_key)
                     .send(&post.body[..]),
             };
-            let judged =
-                answered.map(|response| self.judge(response, reading, url, &mut refreshed_token));
+            let judged = answered
+                .map(|response| self.judge(response, reading, &target, &mut refreshed_token));
             lock(&self.counts).round_trip_us += sent_at.elapsed().as_micros() as u64;
             let failure = match judged {
                 Ok(judged) => match judged? {
                     Judged::Answer(answer) => return Ok(Sent::Answered(answer)),
                     Judged::TokenRefreshed => continue,
+                    Judged::Redirect { status, location } => {
+                        redirects += 1;
+                        let next = target
+                            .join(&location)
+                            .ok()
+                            .filter(|_| redirects <= MAX_REDIRECTS);
+                        let Some(next) = next else {
+                            let redactor = lock(&self.redactor);
+                            return Err(HttpError::Request {
+                                method: if post.is_some() { "POST" } else { "GET" },
+                                url: redactor.url(url),
+                                status: Some(status),
+                                message: redactor.text(&format!(
+                                    "HTTP {status} redirects to `{location}`, which cannot be followed (not a URL, or more than {MAX_REDIRECTS} redirects)"
+                                )),
+                            });
+                        };
+                        if !matches!(status, 307 | 308) {
+                            post = None;
+                        }
+                        tracing::debug!(
+                            url = %lock(&self.redactor).url(&target),
+                            "HTTP {status}: redirected to {}",
+                            lock(&self.redactor).url(&next)
+                        );
+                        target = next;
+                        continue;
+                    }
                     Judged::Failed(failure) => failure,
                 },
                 Err(error) => Failure {
@@ -195,6 +247,19 @@ impl Client {
                     String::new()
                 };
                 let redactor = lock(&self.redactor);
+                let redirected = if target == *url {
+                    String::new()
+                } else {
+                    let credentials = if target.origin() == url.origin() {
+                        "with"
+                    } else {
+                        "without"
+                    };
+                    format!(
+                        " (after a redirect to {}, followed {credentials} the credentials)",
+                        redactor.url(&target)
+                    )
+                };
                 return Err(HttpError::Request {
                     method: if request.post.is_some() {
                         "POST"
@@ -203,22 +268,37 @@ impl Client {
                     },
                     url: redactor.url(url),
                     status: failure.status,
-                    message: redactor.text(&format!("{}{tries}", failure.message)),
+                    message: redactor.text(&format!("{}{tries}{redirected}", failure.message)),
                 });
             }
-            let wait = failure.retry_after.unwrap_or_else(|| jittered(backoff));
+            // The wait before the next try is the longest of what the answer asked
+            // (`Retry-After`), the backoff, and the rate limit the answer's headers set: it
+            // is waited here, once, and logged as it is.
+            let (wait, reason) = match failure.retry_after {
+                Some(asked) => (asked, "the answer's Retry-After".to_string()),
+                None => (
+                    jittered(backoff).min(Duration::from_secs(self.retry.max_delay_secs)),
+                    "backoff".to_string(),
+                ),
+            };
+            let (limited, limit_reason) = lock(&self.governor).wait(Instant::now());
+            let (wait, reason) = if limited > wait {
+                (limited, limit_reason)
+            } else {
+                (wait, reason)
+            };
             {
                 let redactor = lock(&self.redactor);
                 tracing::info!(
-                    url = %redactor.url(url),
-                    "request failed ({}), attempt {attempt} of {}; retrying in {:.1} s",
+                    url = %redactor.url(&target),
+                    "request failed ({}), attempt {attempt} of {}; retrying in {:.1} s ({reason})",
                     redactor.text(&failure.message),
                     self.retry.attempts,
                     wait.as_secs_f64()
                 );
             }
             lock(&self.counts).retries += 1;
-            if let Some(reason) = self.wait_or_stop(wait, "a retry") {
+            if let Some(reason) = self.wait_or_stop(wait, &reason) {
                 return Ok(Sent::OutOfTime(reason));
             }
             backoff = backoff
@@ -238,8 +318,19 @@ impl Client {
     ) -> Result<Judged, HttpError> {
         lock(&self.governor).observe(response.headers(), Instant::now());
         let status = response.status();
+        if status.is_redirection()
+            && let Some(location) = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+        {
+            return Ok(Judged::Redirect {
+                status: status.as_u16(),
+                location: location.to_string(),
+            });
+        }
         if status.is_success() {
-            return match take_body(response, reading) {
+            return match take_body(response, reading, url) {
                 Ok(answer) => Ok(Judged::Answer(answer)),
                 Err(BodyFailure::TooLarge(limit)) => Err(HttpError::Paging {
                     url: lock(&self.redactor).url(url),
@@ -274,6 +365,17 @@ impl Client {
             retry,
             retry_after,
         }))
+    }
+
+    /// Logs a wait before a request: at info when the API asked for it or it is long, so that
+    /// a run that seems to hang says why.
+    fn log_wait(&self, url: &Url, wait: Duration, reason: &str) {
+        let shown = lock(&self.redactor).url(url);
+        if wait >= Duration::from_secs(1) || reason.starts_with("the API") {
+            tracing::info!(url = %shown, "waiting {:.1} s for {reason}", wait.as_secs_f64());
+        } else {
+            tracing::debug!(url = %shown, "waiting {:.1} s for {reason}", wait.as_secs_f64());
+        }
     }
 
     /// Sleeps `wait`, unless that would pass the deadline: then the reason to stop.
@@ -314,7 +416,11 @@ enum BodyFailure {
 
 /// The body of a successful answer as `reading` asks, a deflated one inflated (ureq inflates
 /// gzip itself).
-fn take_body(response: Response<ureq::Body>, reading: Reading) -> Result<Answer, BodyFailure> {
+fn take_body(
+    response: Response<ureq::Body>,
+    reading: Reading,
+    url: &Url,
+) -> Result<Answer, BodyFailure> {
     let headers = response.headers().clone();
     let deflated = headers
         .get("content-encoding")
@@ -343,12 +449,21 @@ fn take_body(response: Response<ureq::Body>, reading: Reading) -> Result<Answer,
             Body::Whole(bytes)
         }
     };
-    Ok(Answer { headers, body })
+    Ok(Answer {
+        url: url.clone(),
+        headers,
+        body,
+    })
 }
 
 enum Judged {
     Answer(Answer),
     TokenRefreshed,
+    /// A 3xx with a `Location`.
+    Redirect {
+        status: u16,
+        location: String,
+    },
     Failed(Failure),
 }
 
@@ -373,6 +488,9 @@ pub(crate) fn is_transient(error: &ureq::Error) -> bool {
         _ => false,
     }
 }
+
+/// Redirects one request follows at most.
+const MAX_REDIRECTS: u32 = 10;
 
 /// `wait` give or take up to 25%, so that clients that failed together do not retry together.
 fn jittered(wait: Duration) -> Duration {
@@ -499,24 +617,36 @@ impl Governor {
         }
     }
 
-    /// How long the next request must wait.
-    fn wait(&self, now: Instant) -> Duration {
-        [self.next_slot, self.blocked_until]
-            .into_iter()
-            .flatten()
+    /// How long the next request must wait, and why.
+    fn wait(&self, now: Instant) -> (Duration, String) {
+        let slot = self
+            .next_slot
             .map(|at| at.saturating_duration_since(now))
-            .max()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let blocked = self
+            .blocked_until
+            .map(|at| at.saturating_duration_since(now))
+            .unwrap_or_default();
+        if blocked > slot {
+            (
+                blocked,
+                "the API's rate limit (no requests left until its reset)".into(),
+            )
+        } else if self.policy_spacing > self.spacing {
+            (slot, "the API's RateLimit-Policy".into())
+        } else {
+            (slot, "`rate_limit`".into())
+        }
     }
 
-    /// The wait before a request that goes now, booking its slot: the next request (from
-    /// any thread) goes one spacing after it.
-    fn reserve(&mut self, now: Instant) -> Duration {
-        let wait = self.wait(now);
+    /// The wait before a request that goes now, and why, booking its slot: the next request
+    /// (from any thread) goes one spacing after it.
+    fn reserve(&mut self, now: Instant) -> (Duration, String) {
+        let (wait, reason) = self.wait(now);
         if let Some(spacing) = self.spacing.max(self.policy_spacing) {
             self.next_slot = Some(now + wait + spacing);
         }
-        wait
+        (wait, reason)
     }
 
     /// Reads the rate-limit headers of an answer: when none are left, requests wait for the

@@ -463,6 +463,8 @@ impl HttpSource {
             }
         };
         self.pages += 1;
+        // Where redirects led: relative next links start there.
+        let url = answer.url.clone();
         let shown = self.shown(&url);
         let label = format!("{shown} (page {})", self.pages);
         let paging_error = |message: String| HttpError::Paging {
