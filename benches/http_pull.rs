@@ -4,6 +4,8 @@
 //! CPU time per page, the share of wall time with no request in flight, how much of that the
 //! fetch thread waited for the decoder (it had fetched its pages ahead), what is left (the
 //! fetching's own work, outside any round trip), and the connections opened (one is the aim).
+//! The last rows pull the same list as a delta (`incremental` on `updated_at`), with and without
+//! a `key`: without one, each record's content is hashed to recognize it at the cursor.
 //! Run with `cargo bench --bench http_pull`.
 
 use std::io::{BufRead, BufReader, Write};
@@ -127,24 +129,54 @@ fn main() {
         bytes as f64 / 1e6
     );
     println!(
-        "| answer after | concurrency | round | wall [ms] | records/s | CPU per page [µs] | requests in flight [ms] | no request in flight | waiting for the decoder [ms] | neither (the fetching's own work) | connections |"
+        "| answer after | concurrency | delta | round | wall [ms] | records/s | CPU per page [µs] | requests in flight [ms] | no request in flight | waiting for the decoder [ms] | neither (the fetching's own work) | connections |"
     );
-    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (delay, concurrency) in [(0, 1), (1, 1), (5, 1), (5, 4)] {
+    println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (delay, concurrency, delta) in [
+        (0, 1, Delta::None),
+        (1, 1, Delta::None),
+        (5, 1, Delta::None),
+        (5, 4, Delta::None),
+        (0, 1, Delta::ByKey),
+        (0, 1, Delta::ByContent),
+    ] {
         let delay = Duration::from_millis(delay);
         let connections = Arc::new(AtomicU64::new(0));
         let port = serve(pages.clone(), connections.clone(), delay);
-        pull(port, delay, concurrency, &connections);
+        pull(port, delay, concurrency, delta, &connections);
     }
     println!("(CPU per page counts the whole process, the bench server's threads included.)");
 }
 
-fn pull(port: u16, delay: Duration, concurrency: u32, connections: &AtomicU64) {
+/// How the pull remembers what it delivered.
+#[derive(Clone, Copy)]
+enum Delta {
+    /// Not a delta pull.
+    None,
+    /// `incremental` with `key = "id"`.
+    ByKey,
+    /// `incremental` without a key: records are known by a hash of their content.
+    ByContent,
+}
+
+fn pull(port: u16, delay: Duration, concurrency: u32, delta: Delta, connections: &AtomicU64) {
+    let (incremental, shown) = match delta {
+        Delta::None => ("", "-"),
+        Delta::ByKey => (
+            r#"incremental = { field = "updated_at", param = "since", key = "id" }"#,
+            "by key",
+        ),
+        Delta::ByContent => (
+            r#"incremental = { field = "updated_at", param = "since" }"#,
+            "by content",
+        ),
+    };
     let config: HttpSourceConfig = toml::from_str(&format!(
         r#"url = "http://127.0.0.1:{port}/api/orders/"
 format = {{ type = "json", records = "/results" }}
 pagination = {{ type = "offset", limit = {PAGE}, total = "/count" }}
-concurrency = {concurrency}"#
+concurrency = {concurrency}
+{incremental}"#
     ))
     .expect("the source config");
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -175,7 +207,7 @@ concurrency = {concurrency}"#
         let idle = share(wall.saturating_sub(in_flight));
         let fetching = share(wall.saturating_sub(in_flight).saturating_sub(held_back));
         println!(
-            "| {} ms | {concurrency} | {round} | {:.0} | {:.0} | {:.0} | {:.0} | {idle} | {:.0} | {fetching} | {} |",
+            "| {} ms | {concurrency} | {shown} | {round} | {:.0} | {:.0} | {:.0} | {:.0} | {idle} | {:.0} | {fetching} | {} |",
             delay.as_millis(),
             wall.as_secs_f64() * 1e3,
             records as f64 / wall.as_secs_f64(),

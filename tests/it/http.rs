@@ -787,6 +787,9 @@ fn every_example_pipeline_is_valid() {
                 Some(("env", name)) if !name.contains(":-") => {
                     command.env(name, "from-the-environment");
                 }
+                Some(("var", name)) if !name.contains(":-") => {
+                    command.arg("--var").arg(format!("{name}=from-the-command-line"));
+                }
                 Some(("file", file)) => {
                     sandbox.write(&format!("examples/{file}"), "from-a-file\n");
                 }
@@ -797,7 +800,7 @@ fn every_example_pipeline_is_valid() {
         examples.push(format!("examples/{name}"));
     }
     examples.sort();
-    assert_eq!(examples.len(), 9);
+    assert_eq!(examples.len(), 10);
     command.args(&examples);
     crate::support::run(command).assert_success();
 }

@@ -492,3 +492,30 @@ fn waits_are_logged_with_their_real_length_and_reason() {
         "{wait}"
     );
 }
+
+#[test]
+fn the_single_object_example_reads_one_object_configured_by_env_and_var() {
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(|request| match request.path.as_str() {
+        "/api/orders/123/" if request.header("authorization") == Some("Token t-9") => {
+            Reply::Answer {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: serde_json::to_vec_pretty(&order(123)).unwrap(),
+            }
+        }
+        _ => Reply::json(404, &json!({"detail": "Not found."})),
+    });
+    let example = std::fs::read_to_string(crate::support::repo_path(
+        "pipelines/examples/single-object.toml",
+    ))
+    .unwrap();
+    sandbox.write("single-object.toml", example);
+    let mut command = sandbox.command(["-q", "run", "single-object.toml", "--var", "order=123"]);
+    command
+        .env("ORDERS_API", server.url(""))
+        .env("ORDERS_API_TOKEN", "t-9");
+    crate::support::run(command).assert_success();
+    let written: Value = serde_json::from_str(&sandbox.read("out/order-123.json")).unwrap();
+    assert_eq!(written, json!([order(123)]));
+}
