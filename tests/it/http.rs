@@ -788,7 +788,9 @@ fn every_example_pipeline_is_valid() {
                     command.env(name, "from-the-environment");
                 }
                 Some(("var", name)) if !name.contains(":-") => {
-                    command.arg("--var").arg(format!("{name}=from-the-command-line"));
+                    command
+                        .arg("--var")
+                        .arg(format!("{name}=from-the-command-line"));
                 }
                 Some(("file", file)) => {
                     sandbox.write(&format!("examples/{file}"), "from-a-file\n");

@@ -211,7 +211,7 @@ fn a_delta_parameter_the_api_ignores_delivers_nothing_twice_and_says_so() {
     assert_eq!(
         report["warnings"],
         json!([
-            "4 records outside what was asked for came back (the first with `updated_at` = 2024-08-01T10:01:00Z, asked from 2024-08-01T10:05:00Z) and were not delivered again: the API seems to ignore the parameter `updated_since`; check its name in the API's documentation"
+            "4 records older than asked for came back (the first with `updated_at` = 2024-08-01T10:01:00Z, asked from 2024-08-01T10:05:00Z) and were not delivered again: the API seems to ignore the parameter `updated_since`; check its name in the API's documentation"
         ])
     );
 }
@@ -518,4 +518,33 @@ fn the_single_object_example_reads_one_object_configured_by_env_and_var() {
     crate::support::run(command).assert_success();
     let written: Value = serde_json::from_str(&sandbox.read("out/order-123.json")).unwrap();
     assert_eq!(written, json!([order(123)]));
+}
+
+#[test]
+fn records_that_come_twice_in_one_pull_are_delivered_once_and_said() {
+    let sandbox = Sandbox::new();
+    // Newest first, two a page; a contact is added between the two pages, which shifts the
+    // last of page 1 onto page 2.
+    let mut all: Vec<Value> = (1..=5).rev().map(contact).collect();
+    let server = ApiServer::start(move |request| {
+        let offset = request.number("offset", 0) as usize;
+        if offset == 2 && all.len() == 5 {
+            all.insert(0, contact(6));
+        }
+        let page: Vec<Value> = all.iter().skip(offset).take(2).cloned().collect();
+        Reply::json(200, &json!(page))
+    });
+    let source = format!(
+        "url = \"{}\"\npagination = {{ type = \"offset\", limit = 2 }}\nincremental = {{ field = \"updated_at\", param = \"since\", key = \"id\" }}",
+        server.url("/api/contacts/")
+    );
+    let (outcome, report) = run(&sandbox, &source);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), [5, 4, 3, 2, 1]);
+    assert_eq!(
+        report["warnings"],
+        json!([
+            "1 records came twice in this pull and were delivered once: the list changed while it was paged"
+        ])
+    );
 }

@@ -28,11 +28,14 @@ pub(super) struct Delta {
     from: Option<CursorValue>,
     /// ... until before here (a window's end).
     until: Option<CursorValue>,
-    /// Records outside what was asked for, not delivered: how many, and the first one's value.
-    outside: u64,
-    first_outside: Option<String>,
+    /// Records before `from` and at or after `until`, not delivered: how many, and the first
+    /// one's value.
+    too_old: Outside,
+    too_new: Outside,
     /// Records delivered without a value in the field (null): they cannot move the cursor.
     without_value: u64,
+    /// Records that came twice in this pull (the same key and cursor value), delivered once.
+    repeated: u64,
     /// Key -> cursor value of the records delivered within the look-back of `start`.
     seen: HashMap<String, String>,
     /// The largest cursor value delivered this run.
@@ -87,9 +90,10 @@ impl Delta {
             start,
             from: None,
             until: None,
-            outside: 0,
-            first_outside: None,
+            too_old: Outside::default(),
+            too_new: Outside::default(),
             without_value: 0,
+            repeated: 0,
             seen,
             max: None,
             delivered: HashMap::new(),
@@ -106,6 +110,12 @@ impl Delta {
     /// The pull asks for the window `[from, until)` now: records outside it are not delivered.
     pub(super) fn set_window(&mut self, from: &str, until: &str) {
         self.from = Some(CursorValue::new(from.to_string()));
+        self.ask_until(until);
+    }
+
+    /// The pull asks for records before `until` (`incremental.end`): later ones are not
+    /// delivered.
+    pub(super) fn ask_until(&mut self, until: &str) {
         self.until = Some(CursorValue::new(until.to_string()));
     }
 
@@ -171,17 +181,20 @@ impl Delta {
                     }
                 },
             };
-            let before = self
+            if self
                 .from
                 .as_ref()
-                .is_some_and(|from| value.cmp(from) == Ordering::Less);
-            let after = self
+                .is_some_and(|from| value.cmp(from) == Ordering::Less)
+            {
+                self.too_old.note(&value.text);
+                continue;
+            }
+            if self
                 .until
                 .as_ref()
-                .is_some_and(|until| value.cmp(until) != Ordering::Less);
-            if before || after {
-                self.outside += 1;
-                self.first_outside.get_or_insert_with(|| value.text.clone());
+                .is_some_and(|until| value.cmp(until) != Ordering::Less)
+            {
+                self.too_new.note(&value.text);
                 continue;
             }
             let key = match &self.key {
@@ -195,6 +208,13 @@ impl Delta {
                 && self.seen.get(key) == Some(&value.text)
             {
                 self.skipped += 1;
+                continue;
+            }
+            if let Some(key) = &key
+                && self.delivered.get(key) == Some(&value.text)
+            {
+                // Offset paging over a list that changed shifts records onto the next page.
+                self.repeated += 1;
                 continue;
             }
             if let Some(last) = &self.last
@@ -273,14 +293,22 @@ impl Delta {
     /// list was read (not cut short by the time limit or a cap).
     pub(super) fn changes(&self, complete: bool) -> (Vec<StateChange>, Vec<String>) {
         let mut warnings = Vec::new();
-        if let Some(first) = &self.first_outside {
+        if let (Some(first), Some(from)) = (&self.too_old.first, &self.from) {
             warnings.push(format!(
-                "{} records outside what was asked for came back (the first with `{}` = {first}, asked from {}{}) and were not delivered again: the API seems to ignore {}; check its name in the API's documentation",
-                self.outside,
-                self.field,
-                self.from.as_ref().map_or("the start", |from| from.text.as_str()),
-                self.until.as_ref().map_or(String::new(), |until| format!(" until {}", until.text)),
-                self.sent_in
+                "{} records older than asked for came back (the first with `{}` = {first}, asked from {}) and were not delivered again: the API seems to ignore {}; check its name in the API's documentation",
+                self.too_old.count, self.field, from.text, self.sent_in
+            ));
+        }
+        if let (Some(first), Some(until)) = (&self.too_new.first, &self.until) {
+            warnings.push(format!(
+                "{} records newer than asked for came back (the first with `{}` = {first}, asked until before {}) and were not delivered: the API seems to ignore `{{until}}`; the run that asks for them delivers them",
+                self.too_new.count, self.field, until.text
+            ));
+        }
+        if self.repeated > 0 {
+            warnings.push(format!(
+                "{} records came twice in this pull and were delivered once: the list changed while it was paged",
+                self.repeated
             ));
         }
         if self.without_value > 0 {
@@ -327,6 +355,21 @@ impl Delta {
             }
         }
         (changes, warnings)
+    }
+}
+
+/// Records that came back outside what was asked for.
+#[derive(Default)]
+struct Outside {
+    count: u64,
+    /// The first one's cursor value.
+    first: Option<String>,
+}
+
+impl Outside {
+    fn note(&mut self, value: &str) {
+        self.count += 1;
+        self.first.get_or_insert_with(|| value.to_string());
     }
 }
 

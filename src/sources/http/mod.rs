@@ -262,7 +262,7 @@ impl HttpSource {
         }
         let auth = Auth::new(config.auth.as_ref(), cx, &mut redactor)
             .map_err(|(field, e)| StageError::Refused(format!("`{field}`: {e}")))?;
-        let delta = match &config.incremental {
+        let mut delta = match &config.incremental {
             None => None,
             Some(incremental) => {
                 let cursors = store
@@ -306,7 +306,12 @@ impl HttpSource {
             .and_then(|i| i.window.as_deref())
             .and_then(window_seconds);
         let (windows, window) = match window_length {
-            None => (None, None),
+            None => {
+                if let (Some(delta), Some(until)) = (&mut delta, &until) {
+                    delta.ask_until(until);
+                }
+                (None, None)
+            }
             Some(seconds) => {
                 let (Some(from), Some(until)) = (&cursor, &until) else {
                     return Err(StageError::Refused(
@@ -433,8 +438,7 @@ impl HttpSource {
             return Ok(false);
         };
         if self.max_pages.is_some_and(|max| self.pages >= max) {
-            tracing::info!("stopping at `max_pages` = {}", self.pages);
-            self.cut_short = true;
+            self.stop_at_limit(format!("`max_pages` = {}", self.pages));
             return Ok(false);
         }
         if self.cx.past_deadline() {
@@ -589,8 +593,7 @@ impl HttpSource {
     fn finish_page(&mut self, page: Page) -> Result<(), StageError> {
         self.progress.units += 1;
         if self.max_records.is_some_and(|max| self.delivered >= max) {
-            tracing::info!("stopping at `max_records` = {}", self.delivered);
-            self.cut_short = true;
+            self.stop_at_limit(format!("`max_records` = {}", self.delivered));
             return Ok(());
         }
         let step = self
@@ -719,6 +722,15 @@ impl HttpSource {
                 Ok(())
             }
         }
+    }
+
+    /// Paging stops at a configured limit: what follows is not read, which the report says.
+    fn stop_at_limit(&mut self, limit: String) {
+        let message =
+            format!("stopped at {limit}, as configured: the rest of the list was not read");
+        tracing::warn!("{message}");
+        self.warnings.push(message);
+        self.cut_short = true;
     }
 
     fn stop_early(&mut self, reason: String) {
