@@ -112,6 +112,16 @@ impl Delta {
         shift_time(value, -(self.lag_secs as i64)).unwrap_or_else(|| value.to_string())
     }
 
+    /// Whether the last run delivered `record` (the same key with the same cursor value): what
+    /// [`Delta::filter`] drops, asked before the record is delivered.
+    pub(super) fn delivered_before(&self, record: &Record) -> bool {
+        let text = |name: &str| record.get(name).and_then(|v| v.to_text());
+        match (self.key.as_deref().and_then(text), text(&self.field)) {
+            (Some(key), Some(value)) => self.seen.get(key.as_ref()) == Some(&value.into_owned()),
+            _ => false,
+        }
+    }
+
     /// Drops the records delivered before and notes the cursor values of the others.
     pub(super) fn filter(&mut self, records: &mut Vec<Record>) {
         records.retain(|record| {
