@@ -64,7 +64,7 @@ pub enum HttpError {
     Paging { url: String, message: String },
     /// A child request answered 404 or 410, without `[rejects]` to set the parent aside.
     #[error(
-        "{0}: the child is gone (deleted after the list was read?); with a `[rejects]` table it is set aside and the run goes on"
+        "{0}; the parent record's child is gone (deleted after the list was read?): a `[rejects]` table sets such records aside and lets the run go on"
     )]
     ChildGone(Box<HttpError>),
 }
