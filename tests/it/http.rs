@@ -1568,7 +1568,11 @@ fn children_are_delivered_in_the_parents_order_with_parent_fields() {
         .collect();
     expected.sort();
     assert_eq!(asked, expected, "every page of lines, once");
-    assert_eq!(report["requests"]["requests"], 3 + 9, "3 pages of orders, 9 of lines");
+    assert_eq!(
+        report["requests"]["requests"],
+        3 + 9,
+        "3 pages of orders, 9 of lines"
+    );
     assert_eq!(report["records_read"], 14);
     assert_eq!(report["cursor_after"]["updated_at"], "2024-08-01T00:00:07Z");
 }
@@ -1580,7 +1584,12 @@ fn children_are_fetched_side_by_side_and_come_back_in_order() {
     let server = ApiServer::start(move |request| {
         // Earlier orders' lines answer more slowly, so answers arrive out of order.
         let reply = api(request);
-        match request.path.split('/').nth(3).and_then(|id| id.parse::<u64>().ok()) {
+        match request
+            .path
+            .split('/')
+            .nth(3)
+            .and_then(|id| id.parse::<u64>().ok())
+        {
             Some(id) if request.path.ends_with("/lines") => Reply::After(
                 std::time::Duration::from_millis(10 * (13 - id)),
                 Box::new(reply),
@@ -1595,11 +1604,16 @@ fn children_are_fetched_side_by_side_and_come_back_in_order() {
     );
     outcome.assert_success();
     assert_eq!(delivered_records(&sandbox), order_lines(1..=12));
-    let children: std::collections::BTreeSet<u64> =
-        line_requests(&server).iter().map(|r| r.connection).collect();
+    let children: std::collections::BTreeSet<u64> = line_requests(&server)
+        .iter()
+        .map(|r| r.connection)
+        .collect();
     let all: std::collections::BTreeSet<u64> =
         server.requests().iter().map(|r| r.connection).collect();
-    assert!(children.len() > 1, "lines fetched in parallel: {children:?}");
+    assert!(
+        children.len() > 1,
+        "lines fetched in parallel: {children:?}"
+    );
     assert!(
         all.len() <= 5,
         "one connection for the list, at most `concurrency` = 4 more: {all:?}"
@@ -1672,7 +1686,12 @@ fn children_are_authenticated_and_retried_like_the_list() {
     outcome.assert_success();
     assert_eq!(delivered_records(&sandbox), order_lines(1..=4));
     for request in server.requests() {
-        assert_eq!(request.header("authorization"), Some("Bearer t-9"), "{}", request.path);
+        assert_eq!(
+            request.header("authorization"),
+            Some("Bearer t-9"),
+            "{}",
+            request.path
+        );
     }
     let order_3: Vec<Request> = line_requests(&server)
         .into_iter()
@@ -1718,4 +1737,79 @@ fn a_delta_fan_out_asks_for_the_children_of_changed_parents_only() {
         .collect();
     assert_eq!(asked, ["/api/orders/5/lines", "/api/orders/5/lines"]);
     assert_eq!(report["cursor_after"]["updated_at"], "2024-08-01T00:00:05Z");
+}
+
+#[test]
+fn a_fan_out_stopped_by_the_time_limit_moves_the_cursor_by_the_parents_delivered() {
+    let sandbox = Sandbox::new();
+    let mut api = orders_with_lines_api(Arc::new(Mutex::new(orders(1..=6))));
+    let limited = Arc::new(Mutex::new(true));
+    let limiting = limited.clone();
+    let server = ApiServer::start(move |request| {
+        if request.path == "/api/orders/4/lines" && *limiting.lock().unwrap() {
+            return Reply::text(429, "hourly quota used up").header("Retry-After", "3600");
+        }
+        api(request)
+    });
+    let source = fan_out_source(&server);
+    let write = |run: u32| {
+        sandbox.write(
+            "p.toml",
+            format!(
+                "name = \"p\"\nmax_runtime_secs = 20\n\n[source]\ntype = \"http\"\n{source}\n\n[[sinks]]\ntype = \"file\"\npath = \"out/lines-{run}.ndjson\"\n"
+            ),
+        )
+    };
+    write(1);
+    let run = || {
+        let mut command = sandbox.command(["-q", "run", "p.toml"]);
+        command.env("SHOP_API_TOKEN", "t-9");
+        crate::support::run(command)
+    };
+    let first = run();
+    first.assert_code(1);
+    assert_eq!(
+        first.stderr,
+        "error: pipeline `p`: run failed\n  caused by: max_runtime_secs = 20 reached: stopped after the children of 3 records: a retry asked to wait 3600 s, more than the run has left; what was read completely was published, and the next run goes on with the rest\n"
+    );
+    assert_eq!(delivered_records(&sandbox), order_lines(1..=3));
+
+    *limited.lock().unwrap() = false;
+    write(2);
+    run().assert_success();
+    assert_eq!(
+        delivered_records(&sandbox),
+        order_lines(1..=6),
+        "the rest, nothing twice"
+    );
+}
+
+#[test]
+fn a_parent_without_the_field_of_the_child_url_is_a_bad_record() {
+    let mut all = orders(1..=3);
+    all[1]["id"] = Value::Null;
+    let server = ApiServer::start(orders_with_lines_api(Arc::new(Mutex::new(all.clone()))));
+    let sandbox = Sandbox::new();
+    let source = fan_out_source(&server);
+    let (outcome, _) = run_with_env(&sandbox, &source, &[("SHOP_API_TOKEN", "t-9")]);
+    outcome.assert_success();
+    assert_eq!(delivered_records(&sandbox), order_lines([1, 3]));
+    let rejects = sandbox.files("rejects");
+    let reject: Value = serde_json::from_str(sandbox.read(&rejects[0]).trim()).unwrap();
+    let page = format!("{} (page 1)", server.url("/api/orders/?limit=3&offset=0"));
+    assert_eq!(reject["file"], page);
+    assert_eq!(reject["record"], 2);
+    assert_eq!(reject["reason"], "no `id` for `{id}` in the child URL");
+    assert_eq!(reject["raw"], all[1].to_string());
+
+    let sandbox = Sandbox::new();
+    let without_rejects = source.split("[rejects]").next().unwrap();
+    let (outcome, _) = run_with_env(&sandbox, without_rejects, &[("SHOP_API_TOKEN", "t-9")]);
+    outcome.assert_code(1);
+    assert_eq!(
+        outcome.stderr,
+        format!(
+            "error: pipeline `p`: source (http) failed\n  caused by: {page}: record 2: no `id` for `{{id}}` in the child URL\n"
+        )
+    );
 }

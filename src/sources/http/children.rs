@@ -642,3 +642,83 @@ fn json_text(record: &Record) -> String {
         .map(|text| text.into_owned())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Validate;
+
+    fn record(fields: &[(&str, Value)]) -> Record {
+        fields
+            .iter()
+            .map(|(name, value)| (FieldName::from(*name), value.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn placeholders_take_the_parents_values_encoded() {
+        let template =
+            UrlTemplate::parse("https://api.example.com/shops/{shop}/orders/{id}/lines?sku={sku}")
+                .unwrap();
+        let parent = record(&[
+            ("id", Value::Integer(7)),
+            ("shop", Value::String("a/b c".into())),
+            ("sku", Value::String("x&y=1+2".into())),
+        ]);
+        assert_eq!(
+            template.fill(&parent).unwrap().as_str(),
+            "https://api.example.com/shops/a%2Fb%20c/orders/7/lines?sku=x%26y%3D1%2B2"
+        );
+        let without_sku = record(&[
+            ("id", Value::Integer(7)),
+            ("shop", Value::String("s".into())),
+            ("sku", Value::Null),
+        ]);
+        assert_eq!(
+            template.fill(&without_sku).unwrap_err(),
+            "no `sku` for `{sku}` in the child URL"
+        );
+    }
+
+    #[test]
+    fn child_tables_that_cannot_work_are_problems() {
+        let problems = |children: &str, extra: &str| -> Vec<String> {
+            let config: HttpSourceConfig = toml::from_str(&format!(
+                "url = \"https://api.example.com/orders\"\n{extra}\n[children]\n{children}"
+            ))
+            .expect("the table parses");
+            config
+                .problems()
+                .into_iter()
+                .map(|p| format!("{}: {}", p.key, p.message))
+                .collect()
+        };
+        assert_eq!(
+            problems(
+                "url = \"https://api.example.com/orders/lines\"\nconcurrency = 17\npagination = { type = \"page\", limit = 0 }",
+                ""
+            ),
+            [
+                "children.url: must hold a `{field}` of the parent record, e.g. `https://api.example.com/orders/{id}/lines`",
+                "children.pagination.limit: must be at least 1",
+                "children.concurrency: must be between 1 and 16",
+            ]
+        );
+        assert_eq!(
+            problems(
+                "url = \"ftp://api.example.com/orders/{id\"\nparent_fields = { order_id = \"\" }",
+                "incremental = { field = \"updated_at\", param = \"since\", window = \"1d\" }"
+            ),
+            [
+                "children.url: `{id` is not closed",
+                "children.parent_fields: `order_id` = ...: names must not be empty",
+                "children: a fan-out cannot be pulled in time windows yet: leave out `incremental.window`",
+            ]
+        );
+        assert_eq!(
+            problems("url = \"ftp://api.example.com/orders/{id}/lines\"", ""),
+            ["children.url: must start with `http://` or `https://`"]
+        );
+        assert!(problems("url = \"https://api.example.com/orders/{id}\"", "").is_empty());
+    }
+}
