@@ -39,8 +39,9 @@ use crate::stage::{Source, SourceProgress};
 /// and the child records are what the source delivers, in the parents' order, with the parent
 /// fields asked for. Child requests use the source's headers, auth, retries, rate limits,
 /// `timeout_secs`, `max_page_bytes` and `encoding`; `incremental` applies to the parents (the
-/// cursor moves by the parents whose children were all delivered). A child answered 404 or 410
-/// (deleted after the list was read) is a reject with `[rejects]`, else it fails the run.
+/// cursor moves by the parents whose children were all delivered), as do `max_pages` and
+/// `max_records`. A child answered 404 or 410 (deleted after the list was read) is a reject
+/// with `[rejects]`, else it fails the run.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChildrenConfig {

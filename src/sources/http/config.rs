@@ -96,9 +96,12 @@ pub struct HttpSourceConfig {
     /// size. Default 268435456 (256 MiB).
     #[serde(default = "default_max_page_bytes")]
     pub max_page_bytes: u64,
-    /// Fan-out: each record of the list (the parent) leads to requests for its children
-    /// (`/orders/{id}/lines`, `/products/{sku}`), which the source delivers instead, with
-    /// parent fields added. Default: none (the list's records are delivered).
+    /// Fan-out: each record of the list (the parent) leads to requests for its children, e.g.
+    /// `{ url = "https://api.example.com/orders/{id}/lines", format = { type = "json", records
+    /// = "/lines" }, parent_fields = { order_id = "id" }, concurrency = 4 }` (and
+    /// `pagination`); the child records are delivered instead, in the parents' order. A child
+    /// answered 404 is a reject. See `pipelines/examples/fan-out.toml`. Default: none (the
+    /// list's records are delivered).
     pub children: Option<ChildrenConfig>,
 }
 
