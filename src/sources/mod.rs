@@ -18,7 +18,7 @@ impl SourceConfig {
     ) -> Result<Box<dyn Source>, StageError> {
         Ok(match self {
             SourceConfig::File(config) => Box::new(file::FileSource::new(config, cx, store)?),
-            SourceConfig::Http(config) => Box::new(http::HttpSource::new(config, cx, store)?),
+            SourceConfig::Http(config) => http::source(config, cx, store)?,
             SourceConfig::Sftp(config) => Box::new(pickup::PickupSource::new(config, cx, store)?),
             SourceConfig::Ftps(config) => Box::new(pickup::PickupSource::new(config, cx, store)?),
         })

@@ -802,7 +802,7 @@ fn every_example_pipeline_is_valid() {
         examples.push(format!("examples/{name}"));
     }
     examples.sort();
-    assert_eq!(examples.len(), 10);
+    assert_eq!(examples.len(), 11);
     command.args(&examples);
     crate::support::run(command).assert_success();
 }
@@ -1469,4 +1469,369 @@ fn the_local_api_example_runs_on_the_sample_pages() {
         })
         .collect();
     assert_eq!(delivered, ids(1..=5));
+}
+
+/// The number of lines of order `id`: 1 to 3, so that some take two pages of 2.
+fn line_count(id: u64) -> u64 {
+    id % 3 + 1
+}
+
+fn line(order: u64, number: u64) -> Value {
+    json!({"line": number, "sku": format!("sku-{order}-{number}"), "qty": number})
+}
+
+/// The lines of `orders` as the fan-out delivers them: in order, each with its order's `id` and
+/// `name` as `order_id` and `customer`.
+fn order_lines(orders: impl IntoIterator<Item = u64>) -> Vec<Value> {
+    orders
+        .into_iter()
+        .flat_map(|id| {
+            (1..=line_count(id)).map(move |number| {
+                let mut line = line(id, number);
+                line["order_id"] = json!(id);
+                line["customer"] = json!(format!("order {id}"));
+                line
+            })
+        })
+        .collect()
+}
+
+/// `GET /api/orders/?updated_since=&limit=&offset=` -> `{"count", "results"}` (the orders in
+/// `all` changed after `updated_since`), and `GET /api/orders/{id}/lines?limit=&offset=` ->
+/// `{"count", "lines"}`, or 404 for an order not in `all`.
+fn orders_with_lines_api(all: Arc<Mutex<Vec<Value>>>) -> impl FnMut(&Request) -> Reply + Send {
+    move |request| {
+        let limit = request.number("limit", 10) as usize;
+        let offset = request.number("offset", 0) as usize;
+        let all = all.lock().unwrap();
+        if request.path == "/api/orders/" {
+            let since = request.param("updated_since").unwrap_or_default();
+            let changed: Vec<&Value> = all
+                .iter()
+                .filter(|order| order["updated_at"].as_str().unwrap() > since)
+                .collect();
+            let page: Vec<&Value> = changed.iter().skip(offset).take(limit).copied().collect();
+            return Reply::json(200, &json!({"count": changed.len(), "results": page}));
+        }
+        let id: u64 = request
+            .path
+            .strip_prefix("/api/orders/")
+            .and_then(|rest| rest.strip_suffix("/lines"))
+            .and_then(|id| id.parse().ok())
+            .expect("/api/orders/{id}/lines");
+        if !all.iter().any(|order| order["id"] == id) {
+            return Reply::json(404, &json!({"detail": "Not found."}));
+        }
+        let lines: Vec<Value> = (1..=line_count(id)).map(|n| line(id, n)).collect();
+        let page: Vec<&Value> = lines.iter().skip(offset).take(limit).collect();
+        Reply::json(200, &json!({"count": lines.len(), "lines": page}))
+    }
+}
+
+/// The records of every NDJSON file written so far, run after run, in order.
+fn delivered_records(sandbox: &Sandbox) -> Vec<Value> {
+    let mut files: Vec<String> = sandbox.files("out");
+    files.sort();
+    files
+        .iter()
+        .flat_map(|file| {
+            sandbox
+                .read(file)
+                .lines()
+                .map(|line| serde_json::from_str::<Value>(line).expect("an NDJSON line"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The fan-out example against `server`, with lists of 3 orders a page and 2 lines a page, and
+/// `retry` waits of a millisecond.
+fn fan_out_source(server: &ApiServer) -> String {
+    example_source("fan-out.toml", server)
+        .replace("limit = 50", "limit = 3")
+        .replace("limit = 100", "limit = 2")
+        .replace(
+            "[source.children]",
+            "retry = { base_delay_ms = 1 }\n\n[source.children]",
+        )
+}
+
+/// The requests for lines, in the order the server answered them.
+fn line_requests(server: &ApiServer) -> Vec<Request> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/lines"))
+        .collect()
+}
+
+#[test]
+fn children_are_delivered_in_the_parents_order_with_parent_fields() {
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(orders_with_lines_api(Arc::new(Mutex::new(orders(1..=7)))));
+    let (outcome, report) = run_with_env(
+        &sandbox,
+        &fan_out_source(&server),
+        &[("SHOP_API_TOKEN", "t-9")],
+    );
+    outcome.assert_success();
+    assert_eq!(delivered_records(&sandbox), order_lines(1..=7));
+    // Orders 2 and 5 have 3 lines: two pages.
+    let mut asked: Vec<String> = line_requests(&server)
+        .iter()
+        .map(|r| format!("{}?offset={}", r.path, r.param("offset").unwrap()))
+        .collect();
+    asked.sort();
+    let mut expected: Vec<String> = (1..=7)
+        .flat_map(|id| {
+            let pages = line_count(id).div_ceil(2);
+            (0..pages).map(move |page| format!("/api/orders/{id}/lines?offset={}", page * 2))
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(asked, expected, "every page of lines, once");
+    assert_eq!(
+        report["requests"]["requests"],
+        3 + 9,
+        "3 pages of orders, 9 of lines"
+    );
+    assert_eq!(report["records_read"], 14);
+    assert_eq!(report["cursor_after"]["updated_at"], "2024-08-01T00:00:07Z");
+}
+
+#[test]
+fn children_are_fetched_side_by_side_and_come_back_in_order() {
+    let sandbox = Sandbox::new();
+    let mut api = orders_with_lines_api(Arc::new(Mutex::new(orders(1..=12))));
+    let server = ApiServer::start(move |request| {
+        // Earlier orders' lines answer more slowly, so answers arrive out of order.
+        let reply = api(request);
+        match request
+            .path
+            .split('/')
+            .nth(3)
+            .and_then(|id| id.parse::<u64>().ok())
+        {
+            Some(id) if request.path.ends_with("/lines") => Reply::After(
+                std::time::Duration::from_millis(10 * (13 - id)),
+                Box::new(reply),
+            ),
+            _ => reply,
+        }
+    });
+    let (outcome, _) = run_with_env(
+        &sandbox,
+        &fan_out_source(&server),
+        &[("SHOP_API_TOKEN", "t-9")],
+    );
+    outcome.assert_success();
+    assert_eq!(delivered_records(&sandbox), order_lines(1..=12));
+    let children: std::collections::BTreeSet<u64> = line_requests(&server)
+        .iter()
+        .map(|r| r.connection)
+        .collect();
+    let all: std::collections::BTreeSet<u64> =
+        server.requests().iter().map(|r| r.connection).collect();
+    assert!(
+        children.len() > 1,
+        "lines fetched in parallel: {children:?}"
+    );
+    assert!(
+        all.len() <= 5,
+        "one connection for the list, at most `concurrency` = 4 more: {all:?}"
+    );
+}
+
+#[test]
+fn a_child_that_is_gone_is_a_reject_or_fails_the_run_without_rejects() {
+    let mut api = orders_with_lines_api(Arc::new(Mutex::new(orders(1..=5))));
+    // Order 4 was deleted after the list was read.
+    let server = ApiServer::start(move |request| {
+        if request.path == "/api/orders/4/lines" {
+            return Reply::json(404, &json!({"detail": "Not found."}));
+        }
+        api(request)
+    });
+    let sandbox = Sandbox::new();
+    let source = fan_out_source(&server);
+    let (outcome, report) = run_with_env(&sandbox, &source, &[("SHOP_API_TOKEN", "t-9")]);
+    outcome.assert_success();
+    assert_eq!(delivered_records(&sandbox), order_lines([1, 2, 3, 5]));
+    assert_eq!(report["rejects"]["total"], 1);
+    let rejects = sandbox.files("rejects");
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    let reject: Value = serde_json::from_str(sandbox.read(&rejects[0]).trim()).unwrap();
+    let url = server.url("/api/orders/4/lines?limit=2&offset=0");
+    assert_eq!(
+        reject,
+        json!({
+            "file": url,
+            "line": null,
+            "column": null,
+            "record": null,
+            "field": null,
+            "reason": "HTTP 404: Not found.",
+            "raw": order(4).to_string(),
+        })
+    );
+
+    let sandbox = Sandbox::new();
+    let without_rejects = source.split("[rejects]").next().unwrap();
+    let (outcome, _) = run_with_env(&sandbox, without_rejects, &[("SHOP_API_TOKEN", "t-9")]);
+    outcome.assert_code(1);
+    assert_eq!(
+        outcome.stderr,
+        format!(
+            "error: pipeline `p`: source (http) failed\n  caused by: GET {url}: HTTP 404: Not found.; the parent record's child is gone (deleted after the list was read?): a `[rejects]` table sets such records aside and lets the run go on\n"
+        )
+    );
+    assert!(delivered_records(&sandbox).is_empty(), "nothing published");
+}
+
+#[test]
+fn children_are_authenticated_and_retried_like_the_list() {
+    let sandbox = Sandbox::new();
+    let mut api = orders_with_lines_api(Arc::new(Mutex::new(orders(1..=4))));
+    let mut failed = false;
+    let server = ApiServer::start(move |request| {
+        if request.path == "/api/orders/3/lines" && !failed {
+            failed = true;
+            return Reply::text(503, "maintenance");
+        }
+        api(request)
+    });
+    let (outcome, report) = run_with_env(
+        &sandbox,
+        &fan_out_source(&server),
+        &[("SHOP_API_TOKEN", "t-9")],
+    );
+    outcome.assert_success();
+    assert_eq!(delivered_records(&sandbox), order_lines(1..=4));
+    for request in server.requests() {
+        assert_eq!(
+            request.header("authorization"),
+            Some("Bearer t-9"),
+            "{}",
+            request.path
+        );
+    }
+    let order_3: Vec<Request> = line_requests(&server)
+        .into_iter()
+        .filter(|r| r.path == "/api/orders/3/lines")
+        .collect();
+    assert_eq!(order_3.len(), 2, "answered 503, then retried");
+    assert_eq!(report["requests"]["retries"], 1);
+    // 2 pages of orders, 5 of lines (order 2 has two), 1 retry.
+    assert_eq!(report["requests"]["requests"], 2 + 5 + 1);
+}
+
+#[test]
+fn a_delta_fan_out_asks_for_the_children_of_changed_parents_only() {
+    let sandbox = Sandbox::new();
+    let all = Arc::new(Mutex::new(orders(1..=4)));
+    let server = ApiServer::start(orders_with_lines_api(all.clone()));
+    let source = fan_out_source(&server);
+    let token = [("SHOP_API_TOKEN", "t-9")];
+
+    let (outcome, report) = run_with_env(&sandbox, &source, &token);
+    outcome.assert_success();
+    assert_eq!(delivered_records(&sandbox), order_lines(1..=4));
+    assert_eq!(report["cursor_after"]["updated_at"], "2024-08-01T00:00:04Z");
+    let after_first = line_requests(&server).len();
+
+    // Nothing changed: the list is empty, and no lines are asked for.
+    let (outcome, _) = run_with_env(&sandbox, &source, &token);
+    outcome.assert_success();
+    assert_eq!(line_requests(&server).len(), after_first);
+    assert_eq!(
+        server.requests().last().unwrap().param("updated_since"),
+        Some("2024-08-01T00:00:04Z")
+    );
+
+    // Order 5 is new: only its lines are asked for.
+    all.lock().unwrap().push(order(5));
+    let (outcome, report) = run_with_env(&sandbox, &source, &token);
+    outcome.assert_success();
+    assert_eq!(delivered_records(&sandbox), order_lines(1..=5));
+    let asked: Vec<String> = line_requests(&server)[after_first..]
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(asked, ["/api/orders/5/lines", "/api/orders/5/lines"]);
+    assert_eq!(report["cursor_after"]["updated_at"], "2024-08-01T00:00:05Z");
+}
+
+#[test]
+fn a_fan_out_stopped_by_the_time_limit_moves_the_cursor_by_the_parents_delivered() {
+    let sandbox = Sandbox::new();
+    let mut api = orders_with_lines_api(Arc::new(Mutex::new(orders(1..=6))));
+    let limited = Arc::new(Mutex::new(true));
+    let limiting = limited.clone();
+    let server = ApiServer::start(move |request| {
+        if request.path == "/api/orders/4/lines" && *limiting.lock().unwrap() {
+            return Reply::text(429, "hourly quota used up").header("Retry-After", "3600");
+        }
+        api(request)
+    });
+    let source = fan_out_source(&server);
+    let write = |run: u32| {
+        sandbox.write(
+            "p.toml",
+            format!(
+                "name = \"p\"\nmax_runtime_secs = 20\n\n[source]\ntype = \"http\"\n{source}\n\n[[sinks]]\ntype = \"file\"\npath = \"out/lines-{run}.ndjson\"\n"
+            ),
+        )
+    };
+    write(1);
+    let run = || {
+        let mut command = sandbox.command(["-q", "run", "p.toml"]);
+        command.env("SHOP_API_TOKEN", "t-9");
+        crate::support::run(command)
+    };
+    let first = run();
+    first.assert_code(1);
+    assert_eq!(
+        first.stderr,
+        "error: pipeline `p`: run failed\n  caused by: max_runtime_secs = 20 reached: stopped after the children of 3 records: the answer's Retry-After asked to wait 3600 s, more than the run has left; what was read completely was published, and the next run goes on with the rest\n"
+    );
+    assert_eq!(delivered_records(&sandbox), order_lines(1..=3));
+
+    *limited.lock().unwrap() = false;
+    write(2);
+    run().assert_success();
+    assert_eq!(
+        delivered_records(&sandbox),
+        order_lines(1..=6),
+        "the rest, nothing twice"
+    );
+}
+
+#[test]
+fn a_parent_without_the_field_of_the_child_url_is_a_bad_record() {
+    let mut all = orders(1..=3);
+    all[1]["id"] = Value::Null;
+    let server = ApiServer::start(orders_with_lines_api(Arc::new(Mutex::new(all.clone()))));
+    let sandbox = Sandbox::new();
+    let source = fan_out_source(&server);
+    let (outcome, _) = run_with_env(&sandbox, &source, &[("SHOP_API_TOKEN", "t-9")]);
+    outcome.assert_success();
+    assert_eq!(delivered_records(&sandbox), order_lines([1, 3]));
+    let rejects = sandbox.files("rejects");
+    let reject: Value = serde_json::from_str(sandbox.read(&rejects[0]).trim()).unwrap();
+    let page = format!("{} (page 1)", server.url("/api/orders/?limit=3&offset=0"));
+    assert_eq!(reject["file"], page);
+    assert_eq!(reject["record"], 2);
+    assert_eq!(reject["reason"], "no `id` for `{id}` in the child URL");
+    assert_eq!(reject["raw"], all[1].to_string());
+
+    let sandbox = Sandbox::new();
+    let without_rejects = source.split("[rejects]").next().unwrap();
+    let (outcome, _) = run_with_env(&sandbox, without_rejects, &[("SHOP_API_TOKEN", "t-9")]);
+    outcome.assert_code(1);
+    assert_eq!(
+        outcome.stderr,
+        format!(
+            "error: pipeline `p`: source (http) failed\n  caused by: {page}: record 2: no `id` for `{{id}}` in the child URL\n"
+        )
+    );
 }

@@ -106,8 +106,10 @@ impl Client {
         redactor: Arc<Mutex<Redactor>>,
         deadline: Option<Instant>,
     ) -> Self {
-        // One idle connection kept per fetch thread (and the OAuth endpoint's).
-        let connections = config.concurrency as usize + 1;
+        // One idle connection kept per fetch thread, the children's too (and the OAuth
+        // endpoint's).
+        let children = config.children.as_ref().map_or(0, |c| c.concurrency);
+        let connections = (config.concurrency + children) as usize + 1;
         let agent_config = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(config.timeout_secs)))
             .tls_config(tls)

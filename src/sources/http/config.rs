@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+pub use super::children::ChildrenConfig;
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Secret, Validate};
 
@@ -103,9 +104,16 @@ pub struct HttpSourceConfig {
     /// size. Default 268435456 (256 MiB).
     #[serde(default = "default_max_page_bytes")]
     pub max_page_bytes: u64,
+    /// Fan-out: each record of the list (the parent) leads to requests for its children, e.g.
+    /// `{ url = "https://api.example.com/orders/{id}/lines", format = { type = "json", records
+    /// = "/lines" }, parent_fields = { order_id = "id" }, concurrency = 4 }` (and
+    /// `pagination`); the child records are delivered instead, in the parents' order. A child
+    /// answered 404 is a reject. See `pipelines/examples/fan-out.toml`. Default: none (the
+    /// list's records are delivered).
+    pub children: Option<ChildrenConfig>,
 }
 
-fn default_concurrency() -> u32 {
+pub(super) fn default_concurrency() -> u32 {
     1
 }
 
@@ -728,12 +736,15 @@ impl Validate for HttpSourceConfig {
         if self.cap == Some(0) {
             problems.push(Invalid::new("cap", "must be at least 1"));
         }
+        if let Some(children) = &self.children {
+            problems.extend(children.problems_with(self));
+        }
         problems
     }
 }
 
 /// What is wrong with a URL of the pipeline file, if anything.
-fn url_problem(url: &str) -> Option<String> {
+pub(super) fn url_problem(url: &str) -> Option<String> {
     match url::Url::parse(url) {
         Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => {
             Some("must start with `http://` or `https://`".into())

@@ -161,83 +161,107 @@ impl Delta {
         let mut keys = KeyCache::default();
         let mut kept = Vec::with_capacity(records.len());
         for (index, record) in std::mem::take(records).into_iter().enumerate() {
-            let value = match record.get(&self.field) {
-                None => return Err(self.missing_field(&record, first_number + index as u64)),
-                Some(Value::Null) => {
-                    // It cannot move the cursor, and comes again if the API returns it again.
-                    self.without_value += 1;
-                    kept.push(record);
-                    continue;
-                }
-                Some(value) => match value.to_text() {
-                    Some(text) => CursorValue::new(text.into_owned()),
-                    None => {
-                        return Err(format!(
-                            "record {} has `{}` = {}, which is not a timestamp or a number (`incremental.field`)",
-                            first_number + index as u64,
-                            self.field,
-                            value_kind(value)
-                        ));
-                    }
-                },
-            };
-            if self
-                .from
-                .as_ref()
-                .is_some_and(|from| value.cmp(from) == Ordering::Less)
-            {
-                self.too_old.note(&value.text);
-                continue;
+            if let Some(delivery) = self.judge(&record, first_number + index as u64, &mut keys)? {
+                self.note_delivered(delivery);
+                kept.push(record);
             }
-            if self
-                .until
-                .as_ref()
-                .is_some_and(|until| value.cmp(until) != Ordering::Less)
-            {
-                self.too_new.note(&value.text);
-                continue;
-            }
-            let key = match &self.key {
-                Some(key) => record
-                    .get(key)
-                    .and_then(|v| v.to_text())
-                    .map(|k| k.into_owned()),
-                None => Some(content_key(&record, &mut keys)),
-            };
-            if let Some(key) = &key
-                && self.seen.get(key) == Some(&value.text)
-            {
-                self.skipped += 1;
-                continue;
-            }
-            if let Some(key) = &key
-                && self.delivered.get(key) == Some(&value.text)
-            {
-                // Offset paging over a list that changed shifts records onto the next page.
-                self.repeated += 1;
-                continue;
-            }
-            if let Some(last) = &self.last
-                && value.cmp(last) == Ordering::Less
-            {
-                self.ascending = false;
-            }
-            if self
-                .max
-                .as_ref()
-                .is_none_or(|max| value.cmp(max) == Ordering::Greater)
-            {
-                self.max = Some(value.clone());
-            }
-            if let Some(key) = key {
-                self.delivered.insert(key, value.text.clone());
-            }
-            self.last = Some(value);
-            kept.push(record);
         }
         *records = kept;
-        self.forget_passed_keys();
         Ok(())
+    }
+
+    /// Whether `record` (number `number`) is to be delivered: `None` when the last run
+    /// delivered it, this pull delivered it already, or it lies outside what was asked for.
+    /// Once it is delivered, [`Delta::note_delivered`] counts it for the cursor (the fan-out
+    /// to children does so only once the children are delivered).
+    pub(super) fn judge(
+        &mut self,
+        record: &Record,
+        number: u64,
+        keys: &mut KeyCache,
+    ) -> Result<Option<Delivery>, String> {
+        let value = match record.get(&self.field) {
+            None => return Err(self.missing_field(record, number)),
+            Some(Value::Null) => {
+                // It cannot move the cursor, and comes again if the API returns it again.
+                self.without_value += 1;
+                return Ok(Some(Delivery::default()));
+            }
+            Some(value) => match value.to_text() {
+                Some(text) => CursorValue::new(text.into_owned()),
+                None => {
+                    return Err(format!(
+                        "record {number} has `{}` = {}, which is not a timestamp or a number (`incremental.field`)",
+                        self.field,
+                        value_kind(value)
+                    ));
+                }
+            },
+        };
+        if self
+            .from
+            .as_ref()
+            .is_some_and(|from| value.cmp(from) == Ordering::Less)
+        {
+            self.too_old.note(&value.text);
+            return Ok(None);
+        }
+        if self
+            .until
+            .as_ref()
+            .is_some_and(|until| value.cmp(until) != Ordering::Less)
+        {
+            self.too_new.note(&value.text);
+            return Ok(None);
+        }
+        let key = match &self.key {
+            Some(key) => record
+                .get(key)
+                .and_then(|v| v.to_text())
+                .map(|k| k.into_owned()),
+            None => Some(content_key(record, keys)),
+        };
+        if let Some(key) = &key
+            && self.seen.get(key) == Some(&value.text)
+        {
+            self.skipped += 1;
+            return Ok(None);
+        }
+        if let Some(key) = &key
+            && self.delivered.get(key) == Some(&value.text)
+        {
+            // Offset paging over a list that changed shifts records onto the next page.
+            self.repeated += 1;
+            return Ok(None);
+        }
+        Ok(Some(Delivery {
+            value: Some(value),
+            key,
+        }))
+    }
+
+    /// Counts a delivered record for the cursor and remembers its key.
+    pub(super) fn note_delivered(&mut self, delivery: Delivery) {
+        let Some(value) = delivery.value else {
+            return;
+        };
+        if let Some(last) = &self.last
+            && value.cmp(last) == Ordering::Less
+        {
+            self.ascending = false;
+        }
+        if self
+            .max
+            .as_ref()
+            .is_none_or(|max| value.cmp(max) == Ordering::Greater)
+        {
+            self.max = Some(value.clone());
+        }
+        if let Some(key) = delivery.key {
+            self.delivered.insert(key, value.text.clone());
+        }
+        self.last = Some(value);
+        self.forget_passed_keys();
     }
 
     /// The error for a record without the cursor field: a mistyped `field` would make every run
@@ -356,6 +380,13 @@ impl Delta {
         }
         (changes, warnings)
     }
+}
+
+/// A record [`Delta::judge`] let through: its cursor value (none when null) and key.
+#[derive(Default)]
+pub(super) struct Delivery {
+    value: Option<CursorValue>,
+    key: Option<String>,
 }
 
 /// Records that came back outside what was asked for.

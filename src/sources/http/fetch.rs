@@ -26,8 +26,8 @@ pub(super) struct Fetcher {
 }
 
 impl Fetcher {
-    pub(super) fn start(client: Client, threads: usize) -> std::io::Result<Self> {
-        let client = Arc::new(client);
+    /// `threads` threads sending requests through `client`, which other fetchers may share.
+    pub(super) fn start(client: Arc<Client>, threads: usize) -> std::io::Result<Self> {
         let (requests, queue) = mpsc::channel::<(u64, Request)>();
         let queue = Arc::new(Mutex::new(queue));
         let (reply, answers) = mpsc::channel();
@@ -92,5 +92,10 @@ impl Fetcher {
 
     pub(super) fn counts(&self) -> RequestCounts {
         self.client.counts()
+    }
+
+    /// The client the requests go through, to share with another fetcher.
+    pub(super) fn client(&self) -> Arc<Client> {
+        self.client.clone()
     }
 }

@@ -3,12 +3,15 @@
 //! itself; the client (`client.rs`) retries, waits for rate limits and authenticates
 //! (`auth.rs`), on fetch threads (`fetch.rs`) that get the next pages while this one is
 //! decoded; delta pulls (`delta.rs`) remember where the last run got to, in time windows
-//! (`window.rs`) when asked; export jobs (`job.rs`) are created, awaited and downloaded.
+//! (`window.rs`) when asked; export jobs (`job.rs`) are created, awaited and downloaded; with
+//! `children` (`children.rs`), each record of the list leads to requests for its children,
+//! which are delivered instead.
 //!
 //! The pages of a list are read whole (a page that breaks off is retried); a single answer (an
 //! export) streams into its decoder whatever its size.
 
 mod auth;
+mod children;
 mod client;
 pub mod config;
 mod delta;
@@ -27,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use self::auth::Auth;
+use self::children::FanOut;
 pub(crate) use self::client::is_transient;
 use self::client::{Answer, Body, Client, Reading, Request, Sent};
 pub use self::config::HttpSourceConfig;
@@ -58,6 +62,11 @@ pub enum HttpError {
     /// Paging that cannot go on: a loop, a total that does not match, a body too large.
     #[error("{url}: {message}")]
     Paging { url: String, message: String },
+    /// A child request answered 404 or 410, without `[rejects]` to set the parent aside.
+    #[error(
+        "{0}; the parent record's child is gone (deleted after the list was read?): a `[rejects]` table sets such records aside and lets the run go on"
+    )]
+    ChildGone(Box<HttpError>),
 }
 
 /// What the source's requests cost, for the run report.
@@ -329,7 +338,7 @@ impl HttpSource {
         let tls = tls_config(config.ca_file.as_deref(), cx)?;
         let redactor = Arc::new(std::sync::Mutex::new(redactor));
         let client = Client::new(config, tls, headers, auth, redactor.clone(), cx.deadline);
-        let fetcher = Fetcher::start(client, config.concurrency as usize)
+        let fetcher = Fetcher::start(Arc::new(client), config.concurrency as usize)
             .map_err(|e| StageError::io("the HTTP source", "start its thread", e))?;
         let windowed = windows.is_some();
         let mut source = HttpSource {
@@ -833,19 +842,7 @@ impl Source for HttpSource {
     fn progress(&mut self) -> SourceProgress {
         let mut progress = std::mem::take(&mut self.progress);
         if let Some(delta) = &self.delta {
-            let complete = self.finished && !self.cut_short;
-            let (changes, warnings) = delta.changes(complete);
-            progress.changes.extend(changes);
-            for warning in warnings {
-                tracing::warn!("{warning}");
-                progress.warnings.push(warning);
-            }
-            if delta.skipped > 0 {
-                tracing::info!(
-                    "{} records skipped: delivered by the last run",
-                    delta.skipped
-                );
-            }
+            add_delta_progress(delta, self.finished && !self.cut_short, &mut progress);
         }
         progress.warnings.append(&mut self.warnings);
         let mut counts = self.fetcher.counts();
@@ -883,6 +880,36 @@ fn body_error_message(
                 &body[..body.len().min(EXCERPT_BYTES)],
             ))
         })
+}
+
+/// Builds the `http` source: the list's records, or, with `children`, their children.
+pub fn source(
+    config: &HttpSourceConfig,
+    cx: &RunContext,
+    store: &mut dyn StateStore,
+) -> Result<Box<dyn Source>, StageError> {
+    let list = HttpSource::new(config, cx, store)?;
+    Ok(match &config.children {
+        None => Box::new(list),
+        Some(children) => Box::new(FanOut::new(list, children, config)?),
+    })
+}
+
+/// Adds the cursor's state changes to `progress`. `complete`: the whole list was read (not cut
+/// short by the time limit or a cap).
+fn add_delta_progress(delta: &Delta, complete: bool, progress: &mut SourceProgress) {
+    let (changes, warnings) = delta.changes(complete);
+    progress.changes.extend(changes);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+        progress.warnings.push(warning);
+    }
+    if delta.skipped > 0 {
+        tracing::info!(
+            "{} records skipped: delivered by the last run",
+            delta.skipped
+        );
+    }
 }
 
 /// "1 page", "2 pages".
