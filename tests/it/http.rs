@@ -24,8 +24,8 @@ pub(crate) fn run(sandbox: &Sandbox, source: &str) -> (crate::support::Outcome, 
     run_with_env(sandbox, source, &[])
 }
 
-/// The ids delivered so far, run after run, in order.
-pub(crate) fn delivered(sandbox: &Sandbox) -> Vec<u64> {
+/// The records of every NDJSON file written so far, run after run, in order.
+pub(crate) fn delivered_records(sandbox: &Sandbox) -> Vec<Value> {
     let mut files: Vec<String> = sandbox
         .files("out")
         .into_iter()
@@ -38,14 +38,22 @@ pub(crate) fn delivered(sandbox: &Sandbox) -> Vec<u64> {
             sandbox
                 .read(file)
                 .lines()
-                .map(|line| {
-                    let id = &serde_json::from_str::<Value>(line).expect("an NDJSON line")["id"];
-                    // CSV bodies give text.
-                    id.as_u64()
-                        .or_else(|| id.as_str()?.parse().ok())
-                        .expect("an id")
-                })
+                .map(|line| serde_json::from_str::<Value>(line).expect("an NDJSON line"))
                 .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The ids delivered so far, run after run, in order.
+pub(crate) fn delivered(sandbox: &Sandbox) -> Vec<u64> {
+    delivered_records(sandbox)
+        .iter()
+        .map(|record| {
+            let id = &record["id"];
+            // CSV bodies give text.
+            id.as_u64()
+                .or_else(|| id.as_str()?.parse().ok())
+                .expect("an id")
         })
         .collect()
 }
@@ -1526,22 +1534,6 @@ fn orders_with_lines_api(all: Arc<Mutex<Vec<Value>>>) -> impl FnMut(&Request) ->
         let page: Vec<&Value> = lines.iter().skip(offset).take(limit).collect();
         Reply::json(200, &json!({"count": lines.len(), "lines": page}))
     }
-}
-
-/// The records of every NDJSON file written so far, run after run, in order.
-fn delivered_records(sandbox: &Sandbox) -> Vec<Value> {
-    let mut files: Vec<String> = sandbox.files("out");
-    files.sort();
-    files
-        .iter()
-        .flat_map(|file| {
-            sandbox
-                .read(file)
-                .lines()
-                .map(|line| serde_json::from_str::<Value>(line).expect("an NDJSON line"))
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 /// The fan-out example against `server`, with lists of 3 orders a page and 2 lines a page, and

@@ -25,8 +25,7 @@ use super::config::{HttpSourceConfig, OnMismatch, Pagination, default_concurrenc
 use super::delta::{Delivery, Delta};
 use super::fetch::Fetcher;
 use super::paging::{Paginator, Step};
-use super::sparse::sparse;
-use super::{HttpError, HttpSource, add_delta_progress, encoded, parse_json};
+use super::{HttpError, HttpSource, add_delta_progress, encoded, page_values};
 use crate::codecs::json::JsonOptions;
 use crate::codecs::json_write::KeyCache;
 use crate::codecs::{FormatConfig, TextEncoding};
@@ -241,9 +240,9 @@ enum State {
     /// To be requested.
     ToRequest(Url),
     /// Requested; the answer is on its way.
-    Sent(Url),
+    Sent,
     /// Answered, waiting for the parents before it.
-    Answered(Url, Box<Result<Sent, HttpError>>),
+    Answered(Box<Result<Sent, HttpError>>),
     /// The answer is being decoded.
     Decoding,
 }
@@ -251,7 +250,7 @@ enum State {
 impl State {
     /// Whether a request of this parent's is in flight or answered and held.
     fn busy(&self) -> bool {
-        matches!(self, State::Sent(_) | State::Answered(..))
+        matches!(self, State::Sent | State::Answered(_))
     }
 }
 
@@ -425,23 +424,22 @@ impl FanOut {
             }
             self.fetcher.request(Request::get(url.clone(), reading));
             self.in_flight.push_back(self.front_number + index as u64);
-            parent.state = State::Sent(url.clone());
+            parent.state = State::Sent;
             self.started = self.started.max(index + 1);
             busy += 1;
         }
     }
 
     /// The front parent's answer, holding the answers of the parents after it that come first.
-    fn front_answer(&mut self) -> (Url, Result<Sent, HttpError>) {
+    fn front_answer(&mut self) -> Result<Sent, HttpError> {
         loop {
             let front = self.parents.front_mut().expect("a parent is held");
-            if let State::Answered(..) = front.state {
-                let State::Answered(url, answer) =
-                    std::mem::replace(&mut front.state, State::Decoding)
+            if let State::Answered(_) = front.state {
+                let State::Answered(answer) = std::mem::replace(&mut front.state, State::Decoding)
                 else {
                     unreachable!("matched above")
                 };
-                return (url, *answer);
+                return *answer;
             }
             let number = self
                 .in_flight
@@ -449,10 +447,10 @@ impl FanOut {
                 .expect("the front parent's request was sent");
             let answer = self.fetcher.answer();
             let parent = &mut self.parents[(number - self.front_number) as usize];
-            let State::Sent(url) = std::mem::replace(&mut parent.state, State::Decoding) else {
+            let State::Sent = std::mem::replace(&mut parent.state, State::Decoding) else {
                 unreachable!("a parent in flight was sent")
             };
-            parent.state = State::Answered(url, Box::new(answer));
+            parent.state = State::Answered(Box::new(answer));
         }
     }
 
@@ -460,7 +458,6 @@ impl FanOut {
     /// decides where its paging goes.
     fn decode_page(
         &mut self,
-        url: Url,
         answer: Answer,
         out: &mut Batch,
         max: usize,
@@ -473,18 +470,17 @@ impl FanOut {
             .cx
             .bytes_read
             .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        // Where redirects led: relative next links start there.
+        let url = answer.url;
         let label = self.list.shown(&url);
         let parent = self.parents.front_mut().expect("a parent is held");
         let sha256 = crate::digest::sha256_hex(&bytes);
-        let pointers = parent.paginator.body_pointers();
-        let json = if pointers.is_empty() {
-            None
-        } else {
-            Some(match sparse(&bytes, &pointers) {
-                Ok(values) => values,
-                Err(_) => parse_json(&bytes, &label)?,
-            })
-        };
+        let json = page_values(
+            &bytes,
+            parent.paginator.body_pointers(),
+            self.list.body_error.as_ref(),
+            &label,
+        )?;
         let paging_error = |message: String| HttpError::Paging {
             url: label.clone(),
             message,
@@ -520,11 +516,15 @@ impl FanOut {
                 path: label.clone(),
             }));
         }
-        match parent
+        let step = parent
             .paginator
             .after(&url, facts, records, Some(sha256))
-            .map_err(paging_error)?
-        {
+            .map_err(paging_error)?;
+        for warning in parent.paginator.warnings.drain(..) {
+            tracing::warn!("{label}: {warning}");
+            self.warnings.push(format!("{label}: {warning}"));
+        }
+        match step {
             Step::Fetch(next) => parent.state = State::ToRequest(next),
             Step::End(_) => {
                 if let Some(expected) = parent.paginator.expected()
@@ -595,11 +595,11 @@ impl Source for FanOut {
                 }
                 continue;
             }
-            let (url, answer) = self.front_answer();
+            let answer = self.front_answer();
             // Its slot is free: the next parent's request goes while this page is decoded.
             self.send_requests();
             match answer {
-                Ok(Sent::Answered(answer)) => self.decode_page(url, answer, out, max)?,
+                Ok(Sent::Answered(answer)) => self.decode_page(answer, out, max)?,
                 Ok(Sent::OutOfTime(reason)) => self.stop_early(reason),
                 Err(HttpError::Request {
                     method,

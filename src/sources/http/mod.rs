@@ -393,12 +393,7 @@ impl HttpSource {
 
     /// The JSON pointers of the body values paging and the `error` check read.
     fn body_pointers(&self) -> Vec<&str> {
-        let mut pointers = self.paginator.body_pointers();
-        if let Some(check) = &self.body_error {
-            pointers.push(&check.at);
-            pointers.extend(check.message.as_deref());
-        }
-        pointers
+        with_error_pointers(self.paginator.body_pointers(), self.body_error.as_ref())
     }
 
     /// `url` as messages show it: secrets redacted.
@@ -491,34 +486,12 @@ impl HttpSource {
                     .bytes_read
                     .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 let sha256 = crate::digest::sha256_hex(&bytes);
-                let pointers = self.body_pointers();
-                let json = if pointers.is_empty() {
-                    None
-                } else {
-                    // A page that does not parse is parsed again whole: serde_json's errors
-                    // say more there ("trailing comma" rather than "key must be a string").
-                    Some(match sparse(&bytes, &pointers) {
-                        Ok(values) => values,
-                        Err(_) => parse_json(&bytes, &label)?,
-                    })
-                };
-                if let Some(check) = &self.body_error {
-                    let found = json.as_ref().and_then(|json| json.pointer(&check.at));
-                    if check.failed(found) {
-                        let message = body_error_message(check, json.as_ref(), &bytes);
-                        return Err(HttpError::Request {
-                            method: "GET",
-                            url: label,
-                            status: Some(200),
-                            message: format!(
-                                "the API answered with an error (`{}` = {}): {message}",
-                                check.at,
-                                found.map_or_else(String::new, |v| v.to_string())
-                            ),
-                        }
-                        .into());
-                    }
-                }
+                let json = page_values(
+                    &bytes,
+                    self.paginator.body_pointers(),
+                    self.body_error.as_ref(),
+                    &label,
+                )?;
                 let facts = self
                     .paginator
                     .facts(&answer.headers, json.as_ref())
@@ -854,6 +827,57 @@ impl Source for HttpSource {
 
 /// The most bytes of an answer shown when its records cannot be found.
 const EXCERPT_BYTES: usize = 300;
+
+/// `pointers` and those the `error` check reads.
+fn with_error_pointers<'a>(
+    mut pointers: Vec<&'a str>,
+    check: Option<&'a BodyError>,
+) -> Vec<&'a str> {
+    if let Some(check) = check {
+        pointers.push(&check.at);
+        pointers.extend(check.message.as_deref());
+    }
+    pointers
+}
+
+/// The values at the JSON pointers paging reads (`paging`) in a page read whole, once the
+/// `error` check passed: an answer that says it failed is an error with its message. `None`
+/// when nothing is read from the body.
+pub(super) fn page_values(
+    bytes: &[u8],
+    paging: Vec<&str>,
+    check: Option<&BodyError>,
+    label: &str,
+) -> Result<Option<serde_json::Value>, StageError> {
+    let pointers = with_error_pointers(paging, check);
+    if pointers.is_empty() {
+        return Ok(None);
+    }
+    // A page that does not parse is parsed again whole: serde_json's errors say more there
+    // ("trailing comma" rather than "key must be a string").
+    let json = match sparse(bytes, &pointers) {
+        Ok(values) => values,
+        Err(_) => parse_json(bytes, label)?,
+    };
+    if let Some(check) = check {
+        let found = json.pointer(&check.at);
+        if check.failed(found) {
+            let message = body_error_message(check, Some(&json), bytes);
+            return Err(HttpError::Request {
+                method: "GET",
+                url: label.to_string(),
+                status: Some(200),
+                message: format!(
+                    "the API answered with an error (`{}` = {}): {message}",
+                    check.at,
+                    found.map_or_else(String::new, |v| v.to_string())
+                ),
+            }
+            .into());
+        }
+    }
+    Ok(Some(json))
+}
 
 /// What an answer that says it failed (`error`) gives as its message: at `message`, else in the
 /// usual places, else the start of the answer.
