@@ -123,6 +123,16 @@ impl Template {
         Ok(text)
     }
 
+    /// The values of its references alone, resolved (for a secret written as `Token
+    /// ${env:T}`, the token itself: it may show up without its `Token `).
+    pub fn referenced_values(&self, resolver: &Resolver) -> Result<Vec<String>, ReferenceError> {
+        self.parts
+            .iter()
+            .filter(|part| !matches!(part, Part::Text(_)))
+            .map(|part| part.resolve(resolver).map(Cow::into_owned))
+            .collect()
+    }
+
     /// The template as written, with its text parts replaced by `***` (for secrets: a
     /// reference can be shown, text beside it may be the secret itself).
     pub fn shown_without_text(&self) -> String {

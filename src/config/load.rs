@@ -50,9 +50,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 pub struct Loading {
     /// The values of `--var NAME=VALUE`, for `${var:NAME}`.
     pub vars: Variables,
-    /// Leaves a reference that cannot be resolved as it is written instead of reporting it:
-    /// for commands that look only at a pipeline's name and state (`runs`, `state`), which
-    /// must work without the run's environment.
+    /// Leaves a reference that cannot be resolved as it is written instead of reporting it,
+    /// except in `name` and `[state]`: for commands that look only at a pipeline's name and
+    /// state (`runs`, `state`), which must work without the run's environment.
     pub lenient: bool,
 }
 
@@ -73,6 +73,7 @@ pub fn parse(text: &str, file: &Path, loading: &Loading) -> Result<Pipeline, Con
         base_dir: file.parent().unwrap_or(Path::new("")),
         problems: Vec::new(),
         unresolved: Vec::new(),
+        written: Vec::new(),
     };
     let pipeline = loader.pipeline(file);
     let mut problems = loader.problems;
@@ -98,12 +99,20 @@ struct Loader<'t> {
     /// Where values whose references could not be resolved start: reported once, so the
     /// checks of their unresolved text are not reported too.
     unresolved: Vec<usize>,
+    /// Each resolved string with references, and its text as written: a message that quotes
+    /// a value (serde's `invalid type: string "…"`) quotes it as written, since the resolved
+    /// text may be a secret.
+    written: Vec<(String, String)>,
 }
 
 impl<'t> Loader<'t> {
     fn report(&mut self, span: Range<usize>, message: impl Into<String>, help: Option<String>) {
         if self.unresolved.contains(&span.start) {
             return;
+        }
+        let mut message: String = message.into();
+        for (resolved, written) in &self.written {
+            message = message.replace(&format!("\"{resolved}\""), &format!("\"{written}\""));
         }
         let offset = span.start.min(self.text.len());
         let before = &self.text[..offset];
@@ -113,7 +122,7 @@ impl<'t> Loader<'t> {
         self.problems.push(Problem {
             line,
             column,
-            message: message.into(),
+            message,
             help,
         });
     }
@@ -129,9 +138,17 @@ impl<'t> Loader<'t> {
         }
         let mut root = root.into_inner();
         let mut written = HashMap::new();
-        for (_, value) in root.iter_mut() {
-            self.resolve_references(value, &mut written);
+        for (key, value) in root.iter_mut() {
+            // Even leniently, the name and the state's path must be what a run would use:
+            // `state reset` must not reset another pipeline's state.
+            let strict =
+                !self.loading.lenient || matches!(key.get_ref().as_ref(), "name" | "state");
+            self.resolve_references(value, &mut written, strict);
         }
+        self.written = written
+            .iter()
+            .map(|(resolved, written)| (resolved.clone(), written.clone()))
+            .collect();
         interpolate::with_written(written, || self.sections(root, file))
     }
 
@@ -141,6 +158,7 @@ impl<'t> Loader<'t> {
         &mut self,
         value: &mut Spanned<DeValue<'_>>,
         written: &mut HashMap<String, String>,
+        strict: bool,
     ) {
         let span = value.span();
         match value.get_mut() {
@@ -157,7 +175,7 @@ impl<'t> Loader<'t> {
                         *text = Cow::Owned(resolved);
                     }
                     Err(message) => {
-                        if !self.loading.lenient {
+                        if strict {
                             self.report(span.clone(), message, None);
                         }
                         self.unresolved.push(span.start);
@@ -166,12 +184,12 @@ impl<'t> Loader<'t> {
             }
             DeValue::Table(table) => {
                 for (_, child) in table.iter_mut() {
-                    self.resolve_references(child, written);
+                    self.resolve_references(child, written, strict);
                 }
             }
             DeValue::Array(items) => {
                 for item in items.iter_mut() {
-                    self.resolve_references(item, written);
+                    self.resolve_references(item, written, strict);
                 }
             }
             _ => {}

@@ -89,6 +89,17 @@ impl Secret {
         self.template.render(&resolver).map(SecretValue)
     }
 
+    /// Reads the secret's value now, with the values of its references alone: every one of
+    /// them is a secret to keep out of messages (`Token ${env:T}` gives the token too).
+    pub fn resolve_all(&self, cx: &RunContext) -> Result<(SecretValue, Vec<String>), SecretError> {
+        let resolver = Resolver {
+            vars: &cx.vars,
+            base_dir: &cx.base_dir,
+        };
+        let value = self.template.render(&resolver).map(SecretValue)?;
+        Ok((value, self.template.referenced_values(&resolver)?))
+    }
+
     /// Whether the value is written in the pipeline file, with no reference.
     pub fn is_literal(&self) -> bool {
         !self.template.has_references()

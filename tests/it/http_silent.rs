@@ -548,3 +548,161 @@ fn records_that_come_twice_in_one_pull_are_delivered_once_and_said() {
         ])
     );
 }
+
+#[test]
+fn credentials_never_follow_an_answer_to_another_origin() {
+    let sandbox = Sandbox::new();
+    // The storage host pages on its own: its relative next link stays on it.
+    let storage = ApiServer::start(|request| {
+        let page = request.number("page", 1);
+        let next = (page == 1).then_some("/orders/?page=2");
+        Reply::json(200, &json!({"next": next, "results": [order(page)]}))
+    });
+    let elsewhere = storage.url("/orders/");
+    let api = ApiServer::start(move |_| Reply::text(302, "").header("location", &elsewhere));
+    let source = format!(
+        "url = \"{}\"\nheaders = {{ Authorization = \"Token t-1\", X-Api-Key = \"k-1\" }}\nformat = {{ type = \"json\", records = \"/results\" }}\npagination = {{ type = \"next\", next = \"/next\" }}",
+        api.url("/orders/")
+    );
+    // Debug logging shows each redirect (and must not stop on it).
+    sandbox.write(
+        "p.toml",
+        format!("[source]\ntype = \"http\"\n{source}\n[[sinks]]\ntype = \"file\"\npath = \"out/orders.ndjson\"\n"),
+    );
+    let outcome = sandbox.run(["-v", "run", "p.toml"]);
+    outcome.assert_success();
+    assert!(
+        outcome.stderr.contains("HTTP 302: redirected to"),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(delivered(&sandbox), [1, 2]);
+    let requests = storage.requests();
+    assert_eq!(requests.len(), 2);
+    for request in &requests {
+        assert_eq!(request.header("authorization"), None, "{}", request.path);
+        assert_eq!(request.header("x-api-key"), None, "{}", request.path);
+    }
+    assert_eq!(api.requests()[0].header("authorization"), Some("Token t-1"));
+}
+
+#[test]
+fn a_page_past_the_end_that_the_api_refuses_ends_the_list() {
+    let sandbox = Sandbox::new();
+    // WordPress answers 400 for a page past the last, DRF's page numbers 404.
+    for refusal in [400, 404] {
+        let server = ApiServer::start(move |request| match request.number("page", 1) {
+            1 => Reply::json(200, &json!([order(1), order(2), order(3)])),
+            _ => Reply::json(refusal, &json!({"detail": "Invalid page."})),
+        });
+        let source = format!(
+            "url = \"{}\"\npagination = {{ type = \"page\", limit = 10 }}",
+            server.url("/api/orders/")
+        );
+        let (outcome, _) = run(&sandbox, &source);
+        outcome.assert_success();
+        assert_eq!(server.requests().len(), 2, "HTTP {refusal}");
+    }
+    assert_eq!(delivered(&sandbox), [1, 2, 3, 1, 2, 3]);
+}
+
+#[test]
+fn a_full_next_link_is_followed_as_it_is() {
+    let sandbox = Sandbox::new();
+    // Shopify: a `page_info` link refuses any parameter but `limit` beside it.
+    let server = ApiServer::start(|request| {
+        let host = request.header("host").unwrap_or_default().to_string();
+        match request.param("page_info") {
+            None => Reply::json(200, &json!([order(1)])).header(
+                "link",
+                &format!("<http://{host}/orders.json?limit=1&page_info=abc>; rel=\"next\""),
+            ),
+            Some(_) if request.query.len() > 2 => {
+                Reply::json(400, &json!({"errors": {"page_info": "Invalid value."}}))
+            }
+            Some(_) => Reply::json(200, &json!([order(2)])),
+        }
+    });
+    let source = format!(
+        "url = \"{}\"\nquery = {{ status = \"open\", limit = 1 }}\npagination = {{ type = \"next\", next = \"link:next\" }}",
+        server.url("/orders.json")
+    );
+    let (outcome, _) = run(&sandbox, &source);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), [1, 2]);
+}
+
+#[test]
+fn one_object_is_one_record_unless_it_reads_as_an_error_or_an_envelope() {
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(|request| match request.path.as_str() {
+        "/orders/7/" => Reply::json(200, &json!({"id": 7, "lines": [{"sku": "a"}]})),
+        "/failing/" => Reply::json(200, &json!({"ok": false, "error": "invalid_auth"})),
+        _ => Reply::json(200, &json!({"count": 2, "results": [order(1), order(2)]})),
+    });
+    // An order with lines is one record.
+    let (outcome, report) = run(&sandbox, &format!("url = \"{}\"", server.url("/orders/7/")));
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), [7]);
+    assert_eq!(report["warnings"], json!([]));
+    // An error report fails.
+    let (outcome, _) = run(&sandbox, &format!("url = \"{}\"", server.url("/failing/")));
+    outcome.assert_code(1);
+    assert!(
+        outcome.stderr.contains(&format!(
+            "{} (page 1): the answer is an error report, not a record: invalid_auth. If the API reports errors in successful answers, set `error`",
+            server.url("/failing/")
+        )),
+        "{}",
+        outcome.stderr
+    );
+    // An envelope without `records`: one record, and a warning.
+    let (outcome, report) = run(&sandbox, &format!("url = \"{}\"", server.url("/orders/")));
+    outcome.assert_success();
+    assert_eq!(
+        report["warnings"],
+        json!([
+            "the answer is one JSON object, read as one record, and its `results` holds 2 objects: if those are the records, set the format's `records = \"/results\"`"
+        ])
+    );
+    // A page of a list that is one object fails.
+    let (outcome, _) = run(
+        &sandbox,
+        &format!(
+            "url = \"{}\"\npagination = {{ type = \"offset\", limit = 2 }}",
+            server.url("/orders/")
+        ),
+    );
+    outcome.assert_code(1);
+    assert!(
+        outcome.stderr.contains("a page of the list is one JSON object, not an array of records: set the format's `records` to `\"/results\"`"),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn an_error_that_echoes_a_secret_shows_it_as_stars() {
+    let sandbox = Sandbox::new();
+    let server = ApiServer::start(|request| {
+        let key = request.header("x-api-key").unwrap_or_default();
+        Reply::json(
+            200,
+            &json!({"success": false, "message": format!("invalid key {key}")}),
+        )
+    });
+    let source = format!(
+        "url = \"{}\"\nauth = {{ type = \"api-key\", key = \"${{env:LOGS_KEY}}\" }}\nerror = {{ at = \"/success\", is = false, message = \"/message\" }}",
+        server.url("/logs")
+    );
+    let (outcome, _) = crate::http::run_with_env(&sandbox, &source, &[("LOGS_KEY", "k-secret-7")]);
+    outcome.assert_code(1);
+    assert!(!outcome.stderr.contains("k-secret-7"), "{}", outcome.stderr);
+    assert!(
+        outcome
+            .stderr
+            .contains("the API answered with an error (`/success` = false): invalid key ***"),
+        "{}",
+        outcome.stderr
+    );
+}

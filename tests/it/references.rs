@@ -110,21 +110,33 @@ fn unknown_or_unclosed_references_are_problems_that_do_not_repeat_the_text() {
 }
 
 #[test]
-fn state_commands_work_without_the_runs_environment() {
+fn state_commands_work_without_the_runs_environment_but_not_without_its_name() {
     let sandbox = Sandbox::new();
     sandbox.write("p.toml", PIPELINE);
-    let mut command = sandbox.command(["state", "show", "p.toml"]);
-    command
-        .env_remove("LOGS_API")
-        .env_remove("LOGS_KEY")
-        .env_remove("LOGS_TOKEN");
-    let outcome = crate::support::run(command);
+    let state = |args: &[&str]| {
+        let mut command = sandbox.command(args);
+        command
+            .env_remove("LOGS_API")
+            .env_remove("LOGS_KEY")
+            .env_remove("LOGS_TOKEN");
+        crate::support::run(command)
+    };
+    // The secrets and the API are not needed to look at the state...
+    let outcome = state(&["state", "show", "p.toml", "--var", "from=2024-01-01"]);
     outcome.assert_success();
     assert!(
         outcome
             .stdout()
-            .starts_with("pipeline `logs-${var:from}` has no state yet"),
+            .starts_with("pipeline `logs-2024-01-01` has no state yet"),
         "{}",
         outcome.stdout()
     );
+    // ... but the name is: without it, `state reset` would reset another pipeline.
+    state(&["state", "reset", "p.toml", "--yes"])
+        .assert_code(2)
+        .assert_stderr(
+            "error: p.toml has 1 problem:
+  p.toml:1:8: `--var from=…` is not given (`${var:from}` has no default)
+",
+        );
 }

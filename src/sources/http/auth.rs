@@ -48,8 +48,11 @@ impl Auth {
         redactor: &mut Redactor,
     ) -> Result<Self, (&'static str, SecretError)> {
         let mut resolve = |field, secret: &crate::config::Secret| {
-            let value = secret.resolve(cx).map_err(|e| (field, e))?;
+            let (value, referenced) = secret.resolve_all(cx).map_err(|e| (field, e))?;
             redactor.add(value.expose());
+            for referenced in &referenced {
+                redactor.add(referenced);
+            }
             Ok(value)
         };
         Ok(match config {
@@ -103,7 +106,16 @@ impl Auth {
             Auth::None => None,
             Auth::Header(name, value) => Some((name.clone(), value.clone())),
             Auth::Query(name, value) => {
-                url.query_pairs_mut().append_pair(name, value.expose());
+                // Set, not added: a redirect's `Location` may carry it already.
+                let others: Vec<(String, String)> = url
+                    .query_pairs()
+                    .filter(|(other, _)| other != name.as_str())
+                    .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                    .collect();
+                url.query_pairs_mut()
+                    .clear()
+                    .extend_pairs(others)
+                    .append_pair(name, value.expose());
                 None
             }
             Auth::OAuth(oauth) => {

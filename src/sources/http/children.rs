@@ -286,6 +286,8 @@ pub(super) struct FanOut {
     /// moves the cursor once its children are delivered.
     delta: Option<Delta>,
     warnings: Vec<String>,
+    /// Whether a child answer read as one record that looks like an envelope was warned of.
+    envelope_warned: bool,
     stopped_early: Option<String>,
     finished: bool,
 }
@@ -327,6 +329,7 @@ impl FanOut {
             delivered_parents: 0,
             pages: 0,
             warnings: Vec::new(),
+            envelope_warned: false,
             stopped_early: None,
             finished: false,
         })
@@ -361,6 +364,9 @@ impl FanOut {
             None => String::new(),
         };
         let mut keys = KeyCache::default();
+        if let Some(delta) = &mut self.delta {
+            delta.look_for_field(&batch.records);
+        }
         for (number, record) in (first_number..).zip(batch.records) {
             let delivery = match &mut self.delta {
                 None => None,
@@ -480,6 +486,7 @@ impl FanOut {
             parent.paginator.body_pointers(),
             self.list.body_error.as_ref(),
             &label,
+            &self.list.redactor,
         )?;
         let paging_error = |message: String| HttpError::Paging {
             url: label.clone(),
@@ -489,6 +496,7 @@ impl FanOut {
             .paginator
             .facts(&answer.headers, json.as_ref())
             .map_err(paging_error)?;
+        let beginning = std::sync::Mutex::new(bytes[..bytes.len().min(64)].to_vec());
         let mut decoder = self.format.decoder_of_bytes(bytes, &label, self.encoding)?;
         let start = out.records.len();
         let mut rejected = 0;
@@ -501,6 +509,23 @@ impl FanOut {
                     out.rejects.push(Reject::of_bad_record(*malformed, raw));
                 }
                 Err(e) => return Err(e.into()),
+            }
+        }
+        if out.records.len() == start + 1 && super::reads_whole_document(&self.format) {
+            let checked = super::check_single_object(
+                &out.records[start..],
+                &beginning,
+                self.pagination.is_paged(),
+            )
+            .map_err(|message| HttpError::Paging {
+                url: label.clone(),
+                message: super::client::lock(&self.list.redactor).text(&message),
+            })?;
+            if let Some(warning) = checked.filter(|_| !self.envelope_warned) {
+                // Once: every child would say the same.
+                self.envelope_warned = true;
+                tracing::warn!("{label}: {warning}");
+                self.warnings.push(format!("{label}: {warning}"));
             }
         }
         for record in &mut out.records[start..] {
@@ -526,30 +551,39 @@ impl FanOut {
         }
         match step {
             Step::Fetch(next) => parent.state = State::ToRequest(next),
-            Step::End(_) => {
-                if let Some(expected) = parent.paginator.expected()
-                    && expected != parent.received
-                {
-                    let message = format!(
-                        "received {} child records, but the API advertised {expected}",
-                        parent.received
-                    );
-                    match self.on_total_mismatch {
-                        OnMismatch::Fail => {
-                            return Err(paging_error(format!(
-                                "{message} (`on_total_mismatch = \"warn\"` delivers them anyway)"
-                            ))
-                            .into());
-                        }
-                        OnMismatch::Warn => {
-                            tracing::warn!("{label}: {message}");
-                            self.warnings.push(format!("{label}: {message}"));
-                        }
+            Step::End(_) => self.front_list_ended(&label)?,
+        }
+        Ok(())
+    }
+
+    /// The front parent's list of children ended: its advertised total is checked, and the
+    /// parent is delivered.
+    fn front_list_ended(&mut self, label: &str) -> Result<(), StageError> {
+        let parent = self.parents.front().expect("a parent is held");
+        if let Some(expected) = parent.paginator.expected()
+            && expected != parent.received
+        {
+            let message = format!(
+                "received {} child records, but the API advertised {expected}",
+                parent.received
+            );
+            match self.on_total_mismatch {
+                OnMismatch::Fail => {
+                    return Err(HttpError::Paging {
+                        url: label.to_string(),
+                        message: format!(
+                            "{message} (`on_total_mismatch = \"warn\"` delivers them anyway)"
+                        ),
                     }
+                    .into());
                 }
-                self.front_delivered();
+                OnMismatch::Warn => {
+                    tracing::warn!("{label}: {message}");
+                    self.warnings.push(format!("{label}: {message}"));
+                }
             }
         }
+        self.front_delivered();
         Ok(())
     }
 
@@ -598,9 +632,19 @@ impl Source for FanOut {
             let answer = self.front_answer();
             // Its slot is free: the next parent's request goes while this page is decoded.
             self.send_requests();
+            let confirming = self
+                .parents
+                .front()
+                .is_some_and(|parent| parent.paginator.confirming);
             match answer {
                 Ok(Sent::Answered(answer)) => self.decode_page(answer, out, max)?,
                 Ok(Sent::OutOfTime(reason)) => self.stop_early(reason),
+                // The page after a short one only confirms the end: refused, it is the end.
+                Err(HttpError::Request {
+                    url,
+                    status: Some(status),
+                    ..
+                }) if confirming && super::ends_a_list(status) => self.front_list_ended(&url)?,
                 Err(HttpError::Request {
                     method,
                     url,

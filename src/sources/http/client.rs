@@ -87,6 +87,9 @@ pub(super) struct Client {
     redactor: Arc<Mutex<Redactor>>,
     counts: Mutex<RequestCounts>,
     deadline: Option<Instant>,
+    /// The origins of the pipeline file's URLs (the list, the children, the export job): only
+    /// requests there carry the headers and credentials.
+    trusted: Vec<url::Origin>,
 }
 
 /// `mutex` locked; a thread that panicked holding it left nothing half-done that matters here.
@@ -135,6 +138,7 @@ impl Client {
             redactor,
             counts: Mutex::new(RequestCounts::default()),
             deadline,
+            trusted: configured_origins(config),
         }
     }
 
@@ -167,8 +171,9 @@ impl Client {
                     return Ok(Sent::OutOfTime(reason));
                 }
             }
-            // Credentials go only where the pipeline sends them: the URL's own origin.
-            let trusted = target.origin() == url.origin();
+            // Credentials go only where the pipeline file sends requests (its URLs' origins),
+            // never where an answer points (a redirect, or a next link after one).
+            let trusted = self.trusted.contains(&target.origin());
             let mut request_url = target.clone();
             let mut headers: Vec<(&str, &str)> = Vec::new();
             let auth = match trusted {
@@ -225,11 +230,14 @@ impl Client {
                         if !matches!(status, 307 | 308) {
                             post = None;
                         }
-                        tracing::debug!(
-                            url = %lock(&self.redactor).url(&target),
-                            "HTTP {status}: redirected to {}",
-                            lock(&self.redactor).url(&next)
-                        );
+                        {
+                            let redactor = lock(&self.redactor);
+                            tracing::debug!(
+                                url = %redactor.url(&target),
+                                "HTTP {status}: redirected to {}",
+                                redactor.url(&next)
+                            );
+                        }
                         target = next;
                         continue;
                     }
@@ -263,11 +271,7 @@ impl Client {
                     )
                 };
                 return Err(HttpError::Request {
-                    method: if request.post.is_some() {
-                        "POST"
-                    } else {
-                        "GET"
-                    },
+                    method: if post.is_some() { "POST" } else { "GET" },
                     url: redactor.url(url),
                     status: failure.status,
                     message: redactor.text(&format!("{}{tries}{redirected}", failure.message)),
@@ -373,7 +377,7 @@ impl Client {
     /// a run that seems to hang says why.
     fn log_wait(&self, url: &Url, wait: Duration, reason: &str) {
         let shown = lock(&self.redactor).url(url);
-        if wait >= Duration::from_secs(1) || reason.starts_with("the API") {
+        if wait >= Duration::from_secs(1) || reason == BLOCKED_BY_THE_API {
             tracing::info!(url = %shown, "waiting {:.1} s for {reason}", wait.as_secs_f64());
         } else {
             tracing::debug!(url = %shown, "waiting {:.1} s for {reason}", wait.as_secs_f64());
@@ -491,6 +495,35 @@ pub(crate) fn is_transient(error: &ureq::Error) -> bool {
     }
 }
 
+/// The origins of the URLs a pipeline file names for requests (placeholders such as `{id}`
+/// stand in a path, not in an origin).
+fn configured_origins(config: &HttpSourceConfig) -> Vec<url::Origin> {
+    let templates = std::iter::once(config.url.as_str())
+        .chain(config.children.as_ref().map(|c| c.url.as_str()))
+        .chain(
+            config
+                .job
+                .iter()
+                .flat_map(|job| [job.create_url.as_str(), job.status_url.as_str()]),
+        );
+    templates
+        .filter_map(|template| {
+            let mut plain = String::new();
+            let mut rest = template;
+            while let (Some(open), Some(close)) = (rest.find('{'), rest.find('}')) {
+                if close < open {
+                    break;
+                }
+                plain.push_str(&rest[..open]);
+                plain.push('x');
+                rest = &rest[close + 1..];
+            }
+            plain.push_str(rest);
+            Url::parse(&plain).ok().map(|url| url.origin())
+        })
+        .collect()
+}
+
 /// Redirects one request follows at most.
 const MAX_REDIRECTS: u32 = 10;
 
@@ -589,6 +622,9 @@ pub(super) fn one_line(text: &str) -> String {
     }
 }
 
+/// Why a request waits when the API said none is left until its reset.
+const BLOCKED_BY_THE_API: &str = "the API's rate limit (no requests left until its reset)";
+
 /// When requests may go: a budget spread evenly, and the API's own word (remaining requests
 /// and their reset).
 struct Governor {
@@ -630,10 +666,7 @@ impl Governor {
             .map(|at| at.saturating_duration_since(now))
             .unwrap_or_default();
         if blocked > slot {
-            (
-                blocked,
-                "the API's rate limit (no requests left until its reset)".into(),
-            )
+            (blocked, BLOCKED_BY_THE_API.into())
         } else if self.policy_spacing > self.spacing {
             (slot, "the API's RateLimit-Policy".into())
         } else {

@@ -99,9 +99,9 @@ pub struct HttpSourceConfig {
     /// that times out is retried. Default 60.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
-    /// The largest body read into memory, in bytes, when paging needs a value from it (a
-    /// `next` link, a total, a cursor); other bodies stream into the decoder whatever their
-    /// size. Default 268435456 (256 MiB).
+    /// The largest body read into memory, in bytes: every page of a list, and a single answer
+    /// when a value is read from its body (a total, the `error` check); other single answers
+    /// stream into the decoder whatever their size. Default 268435456 (256 MiB).
     #[serde(default = "default_max_page_bytes")]
     pub max_page_bytes: u64,
     /// Fan-out: each record of the list (the parent) leads to requests for its children, e.g.

@@ -36,6 +36,9 @@ pub(super) struct Delta {
     without_value: u64,
     /// Records that came twice in this pull (the same key and cursor value), delivered once.
     repeated: u64,
+    /// Whether a record of this pull had the field: then one without it is taken as null (APIs
+    /// leave out null fields); before, it is an error (a mistyped `field`).
+    field_seen: bool,
     /// Key -> cursor value of the records delivered within the look-back of `start`.
     seen: HashMap<String, String>,
     /// The largest cursor value delivered this run.
@@ -94,6 +97,7 @@ impl Delta {
             too_new: Outside::default(),
             without_value: 0,
             repeated: 0,
+            field_seen: false,
             seen,
             max: None,
             delivered: HashMap::new(),
@@ -158,6 +162,7 @@ impl Delta {
         records: &mut Vec<Record>,
         first_number: u64,
     ) -> Result<(), String> {
+        self.look_for_field(records);
         let mut keys = KeyCache::default();
         let mut kept = Vec::with_capacity(records.len());
         for (index, record) in std::mem::take(records).into_iter().enumerate() {
@@ -168,6 +173,11 @@ impl Delta {
         }
         *records = kept;
         Ok(())
+    }
+
+    /// Notes whether any of `records` has the field, before they are judged one by one.
+    pub(super) fn look_for_field(&mut self, records: &[Record]) {
+        self.field_seen = self.field_seen || records.iter().any(|r| r.get(&self.field).is_some());
     }
 
     /// Whether `record` (number `number`) is to be delivered: `None` when the last run
@@ -181,8 +191,8 @@ impl Delta {
         keys: &mut KeyCache,
     ) -> Result<Option<Delivery>, String> {
         let value = match record.get(&self.field) {
-            None => return Err(self.missing_field(record, number)),
-            Some(Value::Null) => {
+            None if !self.field_seen => return Err(self.missing_field(record, number)),
+            None | Some(Value::Null) => {
                 // It cannot move the cursor, and comes again if the API returns it again.
                 self.without_value += 1;
                 return Ok(Some(Delivery::default()));
@@ -198,10 +208,11 @@ impl Delta {
                 }
             },
         };
+        // Only values of one kind compare: a number is not older than a timestamp.
         if self
             .from
             .as_ref()
-            .is_some_and(|from| value.cmp(from) == Ordering::Less)
+            .is_some_and(|from| value.same_kind(from) && value.cmp(from) == Ordering::Less)
         {
             self.too_old.note(&value.text);
             return Ok(None);
@@ -209,7 +220,7 @@ impl Delta {
         if self
             .until
             .as_ref()
-            .is_some_and(|until| value.cmp(until) != Ordering::Less)
+            .is_some_and(|until| value.same_kind(until) && value.cmp(until) != Ordering::Less)
         {
             self.too_new.note(&value.text);
             return Ok(None);
@@ -227,10 +238,12 @@ impl Delta {
             self.skipped += 1;
             return Ok(None);
         }
-        if let Some(key) = &key
+        if self.key.is_some()
+            && let Some(key) = &key
             && self.delivered.get(key) == Some(&value.text)
         {
-            // Offset paging over a list that changed shifts records onto the next page.
+            // Offset paging over a list that changed shifts records onto the next page. (Two
+            // records alike in every field, without a key, are two records.)
             self.repeated += 1;
             return Ok(None);
         }
@@ -337,7 +350,7 @@ impl Delta {
         }
         if self.without_value > 0 {
             warnings.push(format!(
-                "{} records had no value in `{}`: they were delivered, but cannot move the cursor, and are delivered again whenever the API returns them",
+                "{} records had no value in `{}` (null or left out): they were delivered, but cannot move the cursor, and are delivered again whenever the API returns them",
                 self.without_value, self.field
             ));
         }
@@ -488,6 +501,11 @@ impl CursorValue {
         CursorValue { text, point }
     }
 
+    /// Whether both are points in time, both numbers, or both text.
+    fn same_kind(&self, other: &CursorValue) -> bool {
+        std::mem::discriminant(&self.point) == std::mem::discriminant(&other.point)
+    }
+
     fn cmp(&self, other: &CursorValue) -> Ordering {
         match (self.point, other.point) {
             (Point::Time(a), Point::Time(b)) => a.cmp(&b),
@@ -562,6 +580,75 @@ mod tests {
                     value: r#"{"149998":"74999","149999":"74999"}"#.into()
                 },
             ]
+        );
+    }
+
+    fn record(fields: &[(&str, crate::record::Value)]) -> Record {
+        Record::from_iter(
+            fields
+                .iter()
+                .map(|(name, value)| (crate::record::FieldName::from(*name), value.clone())),
+        )
+    }
+
+    #[test]
+    fn what_comes_back_is_checked_against_what_was_asked() {
+        use crate::record::Value as V;
+        let config = IncrementalConfig {
+            field: "updated".into(),
+            param: Some("since".into()),
+            initial: Some("2024-08-01T00:00:00Z".into()),
+            lag_secs: 0,
+            key: None,
+            window: None,
+            end: None,
+        };
+        let mut delta =
+            Delta::new(&config, "the parameter `since`".into(), &BTreeMap::new()).unwrap();
+        let at = |text: &str| V::String(text.into());
+        let mut records = vec![
+            record(&[
+                ("id", V::Integer(1)),
+                ("updated", at("2024-07-31T23:59:59Z")),
+            ]),
+            record(&[
+                ("id", V::Integer(2)),
+                ("updated", at("2024-08-01T00:00:00Z")),
+            ]),
+            // A number does not compare with a timestamp: not taken as older.
+            record(&[
+                ("id", V::Integer(3)),
+                ("updated", V::Integer(1_722_470_400)),
+            ]),
+            // Left out once the field was seen: taken as null.
+            record(&[("id", V::Integer(4))]),
+        ];
+        delta.filter(&mut records, 1).unwrap();
+        let ids: Vec<_> = records
+            .iter()
+            .map(|r| r.get("id").cloned().unwrap())
+            .collect();
+        assert_eq!(ids, [V::Integer(2), V::Integer(3), V::Integer(4)]);
+        let (_, warnings) = delta.changes(true);
+        assert_eq!(
+            warnings,
+            [
+                "1 records older than asked for came back (the first with `updated` = 2024-07-31T23:59:59Z, asked from 2024-08-01T00:00:00Z) and were not delivered again: the API seems to ignore the parameter `since`; check its name in the API's documentation",
+                "1 records had no value in `updated` (null or left out): they were delivered, but cannot move the cursor, and are delivered again whenever the API returns them",
+            ]
+        );
+        // A pull whose records never have the field: the field's name is wrong.
+        let mut fresh = Delta::new(&config, "`since`".into(), &BTreeMap::new()).unwrap();
+        let mut wrong = vec![record(&[
+            ("id", V::Integer(1)),
+            ("Updated", at("2024-08-02T00:00:00Z")),
+        ])];
+        assert_eq!(
+            fresh.filter(&mut wrong, 7),
+            Err(
+                "record 7 has no field `updated` (`incremental.field`): did you mean `Updated`?"
+                    .into()
+            )
         );
     }
 

@@ -43,7 +43,7 @@ use self::window::{Windows, window_seconds};
 use crate::codecs::json::{JsonOptions, json_error};
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::error::{CodecError, StageError};
-use crate::record::{Batch, Origin, Record, Reject};
+use crate::record::{Batch, Origin, Record, Reject, Value};
 use crate::stage::{Decoder, RunContext, Source, SourceProgress};
 use crate::state::StateStore;
 
@@ -255,13 +255,16 @@ impl HttpSource {
         let mut redactor = Redactor::default();
         let mut headers = Vec::new();
         for (name, secret) in &config.headers {
-            let value = secret
-                .resolve(cx)
+            let (value, referenced) = secret
+                .resolve_all(cx)
                 .map_err(|e| StageError::Refused(format!("header `{name}`: {e}")))?;
             // A reference is a secret; so is text in a header whose name says it holds one.
             // Other text (`Accept = "application/json"`) is shown as it is.
             if !secret.is_literal() || names_a_secret(name) {
                 redactor.add(value.expose());
+            }
+            for referenced in &referenced {
+                redactor.add(referenced);
             }
             headers.push((name.clone(), value));
         }
@@ -463,12 +466,26 @@ impl HttpSource {
             self.discard_prefetched();
             self.fetcher.request(Request::get(url.clone(), reading));
         }
-        let answer = match self.fetcher.answer()? {
-            Sent::Answered(answer) => answer,
-            Sent::OutOfTime(reason) => {
+        let answer = match self.fetcher.answer() {
+            Ok(Sent::Answered(answer)) => answer,
+            Ok(Sent::OutOfTime(reason)) => {
                 self.stop_early(format!("stopped after {}: {reason}", pages(self.pages)));
                 return Ok(false);
             }
+            Err(HttpError::Request {
+                status: Some(status),
+                ..
+            }) if self.paginator.confirming && ends_a_list(status) => {
+                tracing::info!(
+                    "the page after a short one was answered HTTP {status}: the list ended there"
+                );
+                let origin = Arc::new(Origin {
+                    path: self.shown(&url),
+                });
+                self.end_list(&origin)?;
+                return self.open_next();
+            }
+            Err(e) => return Err(e.into()),
         };
         self.pages += 1;
         // Where redirects led: relative next links start there.
@@ -491,6 +508,7 @@ impl HttpSource {
                     self.paginator.body_pointers(),
                     self.body_error.as_ref(),
                     &label,
+                    &self.redactor,
                 )?;
                 let facts = self
                     .paginator
@@ -593,14 +611,20 @@ impl HttpSource {
             Step::Fetch(url) => self.next = Some(url),
             Step::End(reason) => {
                 tracing::debug!("paging ended after {} pages: {reason}", self.pages);
-                if !self.window_cut_off() {
-                    self.check_total()?;
-                    self.check_cap();
-                }
-                self.end_window(&page.origin)?;
+                self.end_list(&page.origin)?;
             }
         }
         Ok(())
+    }
+
+    /// The list (the whole pull, or a time window) ended: its totals are checked, its window
+    /// delivered or split, and the next window started.
+    fn end_list(&mut self, origin: &Arc<Origin>) -> Result<(), StageError> {
+        if !self.window_cut_off() {
+            self.check_total()?;
+            self.check_cap();
+        }
+        self.end_window(origin)
     }
 
     /// The current time window is pulled whole: its records are delivered, or, when they
@@ -746,6 +770,20 @@ impl Source for HttpSource {
                     page.records += got;
                     self.received += got;
                     out.origin = Some(page.origin.clone());
+                    if page.records == 1 && reads_whole_document(&self.format) {
+                        let paged = self.pagination.is_paged();
+                        if let Some(warning) =
+                            check_single_object(&out.records, &page.beginning, paged).map_err(
+                                |message| HttpError::Paging {
+                                    url: format!("{} (page {})", page.origin.path, page.number),
+                                    message: client::lock(&self.redactor).text(&message),
+                                },
+                            )?
+                        {
+                            tracing::warn!("{warning}");
+                            self.warnings.push(warning);
+                        }
+                    }
                     if let Some(held) = &mut self.held {
                         // Held until the window proves not capped.
                         held.append(&mut out.records);
@@ -790,7 +828,10 @@ impl Source for HttpSource {
                     let detail = serde_json::from_str(&excerpt)
                         .ok()
                         .as_ref()
-                        .and_then(client::json_error_detail);
+                        .and_then(client::json_error_detail)
+                        .map(|detail| client::lock(&self.redactor).text(&detail));
+                    // What an API echoes may hold a secret (`invalid key sk_live…`).
+                    let excerpt = client::lock(&self.redactor).text(&excerpt);
                     match detail {
                         Some(detail) => {
                             malformed.message =
@@ -825,6 +866,90 @@ impl Source for HttpSource {
     }
 }
 
+/// Whether `format` reads a JSON answer's whole document (no `records` pointer): then an
+/// object there is one record.
+pub(super) fn reads_whole_document(format: &FormatConfig) -> bool {
+    matches!(format, FormatConfig::Json(options) if options.records.is_empty())
+}
+
+/// Fields that hold the records of an envelope, by the names APIs give them.
+const ENVELOPE_FIELDS: [&str; 9] = [
+    "results", "data", "items", "records", "rows", "entries", "hits", "value", "objects",
+];
+
+/// Checks the first record of an answer read as a whole JSON document (`records` unset),
+/// whose body starts with `beginning`. When the document is one object, it is one record:
+/// right for `GET /orders/123/`, but a list's page that is an object is an envelope whose
+/// `records` was forgotten (an error), an object that says it failed is an error report (an
+/// error), and an object holding an array of objects under an envelope's name (`results`)
+/// was probably meant as its records (a warning, returned).
+pub(super) fn check_single_object(
+    records: &[Record],
+    beginning: &std::sync::Mutex<Vec<u8>>,
+    paged: bool,
+) -> Result<Option<String>, String> {
+    let starts_with_object = client::lock(beginning)
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        == Some(&b'{');
+    let Some(record) = records.first().filter(|_| starts_with_object) else {
+        return Ok(None);
+    };
+    let failed = ["success", "ok"]
+        .iter()
+        .any(|flag| matches!(record.get(flag), Some(Value::Bool(false))))
+        || ["error", "errors"]
+            .iter()
+            .any(|name| match record.get(name) {
+                None | Some(Value::Null | Value::Bool(false)) => false,
+                Some(Value::String(text)) => !text.is_empty(),
+                Some(Value::Array(items)) => !items.is_empty(),
+                Some(Value::Object(fields)) => !fields.is_empty(),
+                Some(_) => true,
+            });
+    if failed {
+        let mut json = Vec::new();
+        crate::codecs::json_write::write_record(&mut json, record, &mut Default::default());
+        let detail = serde_json::from_slice(&json)
+            .ok()
+            .as_ref()
+            .and_then(client::json_error_detail)
+            .unwrap_or_else(|| client::one_line(&String::from_utf8_lossy(&json)));
+        return Err(format!(
+            "the answer is an error report, not a record: {detail}. If the API reports errors in successful answers, set `error` (e.g. `error = {{ at = \"/success\", is = false }}`)"
+        ));
+    }
+    let envelope = ENVELOPE_FIELDS
+        .iter()
+        .find_map(|name| match record.get(name) {
+            Some(Value::Array(items)) if matches!(items.first(), Some(Value::Object(_))) => {
+                Some((*name, items.len()))
+            }
+            _ => None,
+        });
+    if paged {
+        let hint = envelope.map_or_else(
+            || "the pointer of its array of records".to_string(),
+            |(name, _)| format!("`\"/{name}\"`"),
+        );
+        return Err(format!(
+            "a page of the list is one JSON object, not an array of records: set the format's `records` to {hint}"
+        ));
+    }
+    Ok(envelope.map(|(name, count)| {
+        format!(
+            "the answer is one JSON object, read as one record, and its `{name}` holds {count} objects: if those are the records, set the format's `records = \"/{name}\"`"
+        )
+    }))
+}
+
+/// Whether an answer with `status` to the request that only confirms the end of a list (the
+/// page after a short one) means there is no such page: APIs refuse a page past the end with
+/// 400 (WordPress), 404 (DRF page numbers), 416 or 422.
+pub(super) fn ends_a_list(status: u16) -> bool {
+    matches!(status, 400 | 404 | 416 | 422)
+}
+
 /// The most bytes of an answer shown when its records cannot be found.
 const EXCERPT_BYTES: usize = 300;
 
@@ -848,6 +973,7 @@ pub(super) fn page_values(
     paging: Vec<&str>,
     check: Option<&BodyError>,
     label: &str,
+    redactor: &std::sync::Mutex<Redactor>,
 ) -> Result<Option<serde_json::Value>, StageError> {
     let pointers = with_error_pointers(paging, check);
     if pointers.is_empty() {
@@ -867,11 +993,12 @@ pub(super) fn page_values(
                 method: "GET",
                 url: label.to_string(),
                 status: Some(200),
-                message: format!(
+                // What an API echoes may hold a secret (`invalid key sk_live…`).
+                message: client::lock(redactor).text(&format!(
                     "the API answered with an error (`{}` = {}): {message}",
                     check.at,
                     found.map_or_else(String::new, |v| v.to_string())
-                ),
+                )),
             }
             .into());
         }

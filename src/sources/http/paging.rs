@@ -4,6 +4,7 @@
 //! advertised, and a total that changes between pages is a warning. A short page ends the
 //! list only when it is shorter than pages the server gave before: servers clamp `limit` to a
 //! page size of their own without saying so, and a first page of that size is not the last.
+//! A next link that is only a query string keeps the list's other parameters.
 
 use std::collections::HashSet;
 
@@ -44,6 +45,11 @@ pub(super) struct Paginator {
     largest_page: u64,
     /// What an operator should know (a total that changed while paging), for the run report.
     pub(super) warnings: Vec<String>,
+    /// The page asked for next only confirms that the short one before it was the last: an
+    /// API that refuses a page past the end (400, 404) ends the list with that refusal.
+    pub(super) confirming: bool,
+    /// Whether the server's own page size was noted in the log (once a list).
+    clamp_noted: bool,
 }
 
 impl Paginator {
@@ -62,6 +68,8 @@ impl Paginator {
             total: None,
             largest_page: 0,
             warnings: Vec::new(),
+            confirming: false,
+            clamp_noted: false,
         }
     }
 
@@ -140,6 +148,7 @@ impl Paginator {
         if facts.total.is_some() {
             self.total = facts.total;
         }
+        self.confirming = false;
         if records > 0 && hash.is_some() && self.last_page == hash {
             return Err(
                 "this page is the same as the one before: the API ignores the paging parameters, or pages in a loop"
@@ -191,11 +200,13 @@ impl Paginator {
         if stop_on_short_page && records < limit && records < largest_before {
             return Ok(Step::End("a short page"));
         }
-        if records < limit && records == largest_before {
+        if records < limit && records == largest_before && !self.clamp_noted {
+            self.clamp_noted = true;
             tracing::info!(
                 "the server gives at most {records} records a page, fewer than `limit` = {limit}: paging goes on by its page size"
             );
         }
+        self.confirming = stop_on_short_page && records < limit;
         self.advance(records);
         Ok(Step::Fetch(self.stepped(self.position, None)))
     }
@@ -211,12 +222,7 @@ impl Paginator {
         let next = facts.next.as_deref().filter(|n| !n.is_empty());
         let (limit, next_locator) = match &self.paging {
             Pagination::None(_) => return None,
-            Pagination::Next(_) => {
-                return current
-                    .join(next?)
-                    .ok()
-                    .map(|url| self.with_list_parameters(url));
-            }
+            Pagination::Next(_) => return self.link_target(current, next?).ok(),
             Pagination::Cursor(_) => {
                 let cursor = facts.cursor.as_deref().filter(|c| !c.is_empty())?;
                 return Some(self.stepped(self.position, Some(cursor)));
@@ -226,9 +232,8 @@ impl Paginator {
         };
         if let Some(next) = next {
             return (ahead == 1)
-                .then(|| current.join(next).ok())
-                .flatten()
-                .map(|url| self.with_list_parameters(url));
+                .then(|| self.link_target(current, next).ok())
+                .flatten();
         }
         let total = facts.total.or(self.total)?;
         let size = self.page_size(limit);
@@ -268,21 +273,22 @@ impl Paginator {
     }
 
     fn follow(&mut self, current: &Url, next: &str) -> Result<Step, String> {
-        let url = self.with_list_parameters(
-            current
-                .join(next)
-                .map_err(|e| format!("the next link `{next}` is not a URL: {e}"))?,
-        );
+        let url = self
+            .link_target(current, next)
+            .map_err(|e| format!("the next link `{next}` is not a URL: {e}"))?;
         self.check_new(url.as_str(), "next link")?;
         Ok(Step::Fetch(url))
     }
 
-    /// A next link to the list's own path that lacks some of the list's parameters (`query`,
-    /// the cursor: a link that is only `?limit=4&page=1`, as some APIs give) with them added;
-    /// the link's own values win. A link elsewhere (`/query/01gD…-2000`) is taken as it is.
-    fn with_list_parameters(&self, mut url: Url) -> Url {
-        if url.origin() != self.base.origin() || url.path() != self.base.path() {
-            return url;
+    /// Where a next link leads from the page at `current`. A link that is only a query string
+    /// (`?limit=4&page=1`: "the argument to attach to the url", as some APIs document it) is
+    /// read as the list's own URL with those parameters: the list's other parameters (`query`,
+    /// the cursor) stay, the link's own values win. Any other link is taken as it is: APIs
+    /// such as Shopify refuse a cursor link with other parameters added.
+    fn link_target(&self, current: &Url, next: &str) -> Result<Url, url::ParseError> {
+        let mut url = current.join(next)?;
+        if !next.starts_with('?') {
+            return Ok(url);
         }
         let present: HashSet<String> = url
             .query_pairs()
@@ -297,7 +303,7 @@ impl Paginator {
         if !missing.is_empty() {
             url.query_pairs_mut().extend_pairs(missing);
         }
-        url
+        Ok(url)
     }
 
     fn check_new(&mut self, link: &str, what: &str) -> Result<(), String> {
