@@ -1827,3 +1827,49 @@ fn a_parent_without_the_field_of_the_child_url_is_a_bad_record() {
         )
     );
 }
+
+#[test]
+fn a_parent_that_comes_twice_in_one_pull_has_its_children_fetched_once() {
+    let sandbox = Sandbox::new();
+    // Newest first; order 7 arrives while the list is paged, which shifts order 4 from the
+    // end of page 1 to the start of page 2.
+    let all = Arc::new(Mutex::new(
+        orders(1..=6).into_iter().rev().collect::<Vec<_>>(),
+    ));
+    let mut api = orders_with_lines_api(all.clone());
+    let server = ApiServer::start(move |request| {
+        if request.path == "/api/orders/" && request.number("offset", 0) == 3 {
+            let mut all = all.lock().unwrap();
+            if all.len() == 6 {
+                all.insert(0, order(7));
+            }
+        }
+        api(request)
+    });
+    let source = fan_out_source(&server).replace(
+        "param = \"updated_since\" }",
+        "param = \"updated_since\", key = \"id\" }",
+    );
+    let (outcome, report) = run_with_env(&sandbox, &source, &[("SHOP_API_TOKEN", "t-9")]);
+    outcome.assert_success();
+    assert_eq!(delivered_records(&sandbox), order_lines([6, 5, 4, 3, 2, 1]));
+    let line_paths: Vec<String> = line_requests(&server)
+        .iter()
+        .filter(|r| r.number("offset", 0) == 0)
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(
+        line_paths
+            .iter()
+            .filter(|p| *p == "/api/orders/4/lines")
+            .count(),
+        1
+    );
+    assert_eq!(
+        report["warnings"],
+        json!([
+            "the advertised total changed from 6 to 7 while paging: records were added or removed during the pull, or a filter fell off the later pages",
+            "1 records came twice in this pull and were delivered once: the list changed while it was paged"
+        ])
+    );
+}

@@ -371,6 +371,19 @@ impl FanOut {
             let delivery = match &mut self.delta {
                 None => None,
                 Some(delta) => match delta.judge(&record, number, &mut keys) {
+                    // A parent that came again while its first's children are still to come
+                    // (offset paging over a list that changed).
+                    Ok(Some(delivery))
+                        if self.parents.iter().any(|parent| {
+                            parent
+                                .delivery
+                                .as_ref()
+                                .is_some_and(|d| d.repeats(&delivery))
+                        }) =>
+                    {
+                        delta.note_repeated();
+                        continue;
+                    }
                     Ok(Some(delivery)) => Some(delivery),
                     // Delivered by the last run, or outside what was asked for.
                     Ok(None) => continue,

@@ -250,7 +250,13 @@ impl Delta {
         Ok(Some(Delivery {
             value: Some(value),
             key,
+            by_key: self.key.is_some(),
         }))
+    }
+
+    /// Counts a record that came twice in this pull, delivered once.
+    pub(super) fn note_repeated(&mut self) {
+        self.repeated += 1;
     }
 
     /// Counts a delivered record for the cursor and remembers its key.
@@ -400,6 +406,19 @@ impl Delta {
 pub(super) struct Delivery {
     value: Option<CursorValue>,
     key: Option<String>,
+    /// Whether `key` is `incremental.key`'s value (not a hash of the content).
+    by_key: bool,
+}
+
+impl Delivery {
+    /// Whether both are the same record by `incremental.key` with the same cursor value: one
+    /// that came twice in a pull.
+    pub(super) fn repeats(&self, other: &Delivery) -> bool {
+        self.by_key
+            && self.key.is_some()
+            && self.key == other.key
+            && self.value.as_ref().map(|v| &v.text) == other.value.as_ref().map(|v| &v.text)
+    }
 }
 
 /// Records that came back outside what was asked for.
