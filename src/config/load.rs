@@ -111,8 +111,9 @@ impl<'t> Loader<'t> {
             return;
         }
         let mut message: String = message.into();
-        for (resolved, written) in &self.written {
-            message = message.replace(&format!("\"{resolved}\""), &format!("\"{written}\""));
+        for (resolved, written) in self.written.iter().filter(|(r, _)| !r.is_empty()) {
+            // serde quotes a string as Rust's `{:?}` does (escapes included).
+            message = message.replace(&format!("{resolved:?}"), &format!("{written:?}"));
         }
         let offset = span.start.min(self.text.len());
         let before = &self.text[..offset];

@@ -627,9 +627,15 @@ fn a_full_next_link_is_followed_as_it_is() {
         "url = \"{}\"\nquery = {{ status = \"open\", limit = 1 }}\npagination = {{ type = \"next\", next = \"link:next\" }}",
         server.url("/orders.json")
     );
-    let (outcome, _) = run(&sandbox, &source);
+    let (outcome, report) = run(&sandbox, &source);
     outcome.assert_success();
     assert_eq!(delivered(&sandbox), [1, 2]);
+    assert_eq!(
+        report["warnings"],
+        json!([
+            "the next link leaves out the list's parameters `status`: it is followed as the API gave it, so check that the later pages are still filtered (APIs such as Shopify keep the filter in their page cursor)"
+        ])
+    );
 }
 
 #[test]
@@ -705,4 +711,34 @@ fn an_error_that_echoes_a_secret_shows_it_as_stars() {
         "{}",
         outcome.stderr
     );
+}
+
+#[test]
+fn a_refused_page_after_full_pages_fails_the_run() {
+    let sandbox = Sandbox::new();
+    // A search API that clamps pages to 1,000 and refuses results past its first 2,000.
+    let mut api = clamping_api(2500, 1000);
+    let server = ApiServer::start(move |request| {
+        if request.number("offset", 0) >= 2000 {
+            return Reply::json(
+                422,
+                &json!({"message": "Only the first 2000 results are available."}),
+            );
+        }
+        api(request)
+    });
+    let source = format!(
+        "url = \"{}\"\npagination = {{ type = \"offset\", limit = 5000 }}",
+        server.url("/search")
+    );
+    let (outcome, _) = run(&sandbox, &source);
+    outcome.assert_code(1);
+    assert!(
+        outcome
+            .stderr
+            .contains("HTTP 422: Only the first 2000 results are available."),
+        "{}",
+        outcome.stderr
+    );
+    sandbox.assert_not_published("out/orders-01.ndjson");
 }

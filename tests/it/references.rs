@@ -140,3 +140,22 @@ fn state_commands_work_without_the_runs_environment_but_not_without_its_name() {
 ",
         );
 }
+
+#[test]
+fn a_reference_in_the_wrong_place_is_quoted_as_written_not_resolved() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        "[source]\ntype = \"http\"\nurl = \"https://api.example.com/x\"\nheaders = \"${env:AUTH_HEADER}\"\n[[sinks]]\ntype = \"file\"\npath = \"out.ndjson\"\n",
+    );
+    let mut command = sandbox.command(["validate", "p.toml"]);
+    command.env("AUTH_HEADER", "Bearer s3cr3t-t0ken");
+    let outcome = crate::support::run(command);
+    outcome.assert_code(2);
+    assert!(!outcome.stderr.contains("s3cr3t"), "{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains("\"${env:AUTH_HEADER}\""),
+        "{}",
+        outcome.stderr
+    );
+}

@@ -51,7 +51,7 @@ impl Auth {
             let (value, referenced) = secret.resolve_all(cx).map_err(|e| (field, e))?;
             redactor.add(value.expose());
             for referenced in &referenced {
-                redactor.add(referenced);
+                redactor.add_part(referenced);
             }
             Ok(value)
         };
@@ -106,16 +106,17 @@ impl Auth {
             Auth::None => None,
             Auth::Header(name, value) => Some((name.clone(), value.clone())),
             Auth::Query(name, value) => {
-                // Set, not added: a redirect's `Location` may carry it already.
-                let others: Vec<(String, String)> = url
-                    .query_pairs()
-                    .filter(|(other, _)| other != name.as_str())
-                    .map(|(n, v)| (n.into_owned(), v.into_owned()))
-                    .collect();
-                url.query_pairs_mut()
-                    .clear()
-                    .extend_pairs(others)
-                    .append_pair(name, value.expose());
+                // Set, not added twice: a redirect's `Location` may carry it already. Only
+                // then is the query rewritten (which re-encodes it).
+                if url.query_pairs().any(|(other, _)| other == name.as_str()) {
+                    let others: Vec<(String, String)> = url
+                        .query_pairs()
+                        .filter(|(other, _)| other != name.as_str())
+                        .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                        .collect();
+                    url.query_pairs_mut().clear().extend_pairs(others);
+                }
+                url.query_pairs_mut().append_pair(name, value.expose());
                 None
             }
             Auth::OAuth(oauth) => {

@@ -41,7 +41,8 @@ use crate::stage::{Source, SourceProgress};
 /// `timeout_secs`, `max_page_bytes` and `encoding`; `incremental` applies to the parents (the
 /// cursor moves by the parents whose children were all delivered), as do `max_pages` and
 /// `max_records`. A child answered 404 or 410 (deleted after the list was read) is a reject
-/// with `[rejects]`, else it fails the run.
+/// with `[rejects]`, else it fails the run; a 404 to the page after a short first page of a
+/// child list only ends that list.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChildrenConfig {
@@ -441,7 +442,8 @@ impl FanOut {
             if index > 0 && (busy >= self.concurrency || self.list.cx.past_deadline()) {
                 break;
             }
-            self.fetcher.request(Request::get(url.clone(), reading));
+            let request = Request::page_of(parent.paginator.base(), url.clone(), reading);
+            self.fetcher.request(request);
             self.in_flight.push_back(self.front_number + index as u64);
             parent.state = State::Sent;
             self.started = self.started.max(index + 1);
@@ -497,7 +499,11 @@ impl FanOut {
         let json = page_values(
             &bytes,
             parent.paginator.body_pointers(),
-            self.list.body_error.as_ref(),
+            // The list's `error` check, when the children's answers are JSON too.
+            self.list
+                .body_error
+                .as_ref()
+                .filter(|_| super::is_json_document(&self.format)),
             &label,
             &self.list.redactor,
         )?;
@@ -529,6 +535,7 @@ impl FanOut {
                 &out.records[start..],
                 &beginning,
                 self.pagination.is_paged(),
+                self.list.body_error.is_some(),
             )
             .map_err(|message| HttpError::Paging {
                 url: label.clone(),

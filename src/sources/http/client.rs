@@ -49,6 +49,10 @@ pub(super) struct Request {
     /// A JSON body to POST; `None` for a GET.
     pub(super) post: Option<Post>,
     pub(super) reading: Reading,
+    /// Whether the headers and credentials go along: for the pipeline file's own URLs and
+    /// the links to their origin, never for a link to elsewhere an answer gave (and never
+    /// after a redirect to elsewhere).
+    pub(super) credentials: bool,
 }
 
 pub(super) struct Post {
@@ -59,11 +63,23 @@ pub(super) struct Post {
 }
 
 impl Request {
+    /// A GET of a URL the pipeline file names (or builds, like a job's status URL).
     pub(super) fn get(url: Url, reading: Reading) -> Self {
         Request {
             url,
             post: None,
             reading,
+            credentials: true,
+        }
+    }
+
+    /// A GET of a page of the list whose first page is `list`: with the credentials when it
+    /// is on the list's origin (an answer's next link may point elsewhere).
+    pub(super) fn page_of(list: &Url, url: Url, reading: Reading) -> Self {
+        let credentials = url.origin() == list.origin();
+        Request {
+            credentials,
+            ..Request::get(url, reading)
         }
     }
 }
@@ -87,9 +103,6 @@ pub(super) struct Client {
     redactor: Arc<Mutex<Redactor>>,
     counts: Mutex<RequestCounts>,
     deadline: Option<Instant>,
-    /// The origins of the pipeline file's URLs (the list, the children, the export job): only
-    /// requests there carry the headers and credentials.
-    trusted: Vec<url::Origin>,
 }
 
 /// `mutex` locked; a thread that panicked holding it left nothing half-done that matters here.
@@ -138,7 +151,6 @@ impl Client {
             redactor,
             counts: Mutex::new(RequestCounts::default()),
             deadline,
-            trusted: configured_origins(config),
         }
     }
 
@@ -172,8 +184,8 @@ impl Client {
                 }
             }
             // Credentials go only where the pipeline file sends requests (its URLs' origins),
-            // never where an answer points (a redirect, or a next link after one).
-            let trusted = self.trusted.contains(&target.origin());
+            // never where an answer points (a redirect, or a next link elsewhere).
+            let trusted = request.credentials && target.origin() == url.origin();
             let mut request_url = target.clone();
             let mut headers: Vec<(&str, &str)> = Vec::new();
             let auth = match trusted {
@@ -260,7 +272,7 @@ impl Client {
                 let redirected = if target == *url {
                     String::new()
                 } else {
-                    let credentials = if target.origin() == url.origin() {
+                    let credentials = if request.credentials && target.origin() == url.origin() {
                         "with"
                     } else {
                         "without"
@@ -493,35 +505,6 @@ pub(crate) fn is_transient(error: &ureq::Error) -> bool {
         | ureq::Error::Protocol(_) => true,
         _ => false,
     }
-}
-
-/// The origins of the URLs a pipeline file names for requests (placeholders such as `{id}`
-/// stand in a path, not in an origin).
-fn configured_origins(config: &HttpSourceConfig) -> Vec<url::Origin> {
-    let templates = std::iter::once(config.url.as_str())
-        .chain(config.children.as_ref().map(|c| c.url.as_str()))
-        .chain(
-            config
-                .job
-                .iter()
-                .flat_map(|job| [job.create_url.as_str(), job.status_url.as_str()]),
-        );
-    templates
-        .filter_map(|template| {
-            let mut plain = String::new();
-            let mut rest = template;
-            while let (Some(open), Some(close)) = (rest.find('{'), rest.find('}')) {
-                if close < open {
-                    break;
-                }
-                plain.push_str(&rest[..open]);
-                plain.push('x');
-                rest = &rest[close + 1..];
-            }
-            plain.push_str(rest);
-            Url::parse(&plain).ok().map(|url| url.origin())
-        })
-        .collect()
 }
 
 /// Redirects one request follows at most.

@@ -55,8 +55,10 @@ pub struct HttpSourceConfig {
     /// An error the API reports inside a successful answer (HTTP 200 with `{"success": false,
     /// "message": "Unknown filter field 'nope'"}`): such an answer fails the run with the API's
     /// message instead of being read as records. E.g. `{ at = "/success", is = false, message
-    /// = "/message" }`, or `{ at = "/errors" }` for a GraphQL-style list. Default: none
-    /// (an answer without the records still fails, showing the start of the answer).
+    /// = "/message" }`, or `{ at = "/errors" }` for a GraphQL-style list. Checks the
+    /// children's answers too, when they are JSON. Needs a JSON format. Default: none (an
+    /// answer without its records still fails, showing the start of the answer, and one object
+    /// read as one record that has only an error report's fields fails).
     pub error: Option<BodyError>,
     /// What happens when the records received differ from the total the API advertised
     /// (records added or removed while paging by offset are lost or read twice without a
@@ -679,6 +681,16 @@ impl Validate for HttpSourceConfig {
             }
         }
         if let Some(error) = &self.error {
+            if self
+                .format
+                .as_ref()
+                .is_some_and(|f| !super::is_json_document(f))
+            {
+                problems.push(Invalid::new(
+                    "error",
+                    "`error` looks into JSON answers: the format is not `json` or `json-array`",
+                ));
+            }
             for (key, pointer) in [
                 ("error.at", Some(&error.at)),
                 ("error.message", error.message.as_ref()),

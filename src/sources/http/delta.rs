@@ -474,6 +474,18 @@ pub(super) fn parse_time(text: &str) -> Option<NaiveDateTime> {
         .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
 }
 
+/// Points in time written in ways cursors are compared in but not shifted: a date alone
+/// (`2024-08-01`, its midnight) and an offset without a colon (`2024-08-01T10:00:00+0000`, as
+/// Salesforce writes them).
+fn parse_other_time(text: &str) -> Option<NaiveDateTime> {
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return date.and_hms_opt(0, 0, 0);
+    }
+    DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z")
+        .ok()
+        .map(|aware| aware.naive_utc())
+}
+
 /// `text` moved by `seconds`, written the way it was.
 pub(super) fn shift_time(text: &str, seconds: i64) -> Option<String> {
     let by = Duration::seconds(seconds);
@@ -513,16 +525,17 @@ enum Point {
 
 impl CursorValue {
     fn new(text: String) -> Self {
-        let point = match parse_time(&text) {
+        let point = match parse_time(&text).or_else(|| parse_other_time(&text)) {
             Some(time) => Point::Time(time),
             None => text.parse().map_or(Point::Text, Point::Number),
         };
         CursorValue { text, point }
     }
 
-    /// Whether both are points in time, both numbers, or both text.
+    /// Whether the two compare meaningfully: not a number with a timestamp or text (epoch
+    /// seconds against an ISO `initial`).
     fn same_kind(&self, other: &CursorValue) -> bool {
-        std::mem::discriminant(&self.point) == std::mem::discriminant(&other.point)
+        matches!(self.point, Point::Number(_)) == matches!(other.point, Point::Number(_))
     }
 
     fn cmp(&self, other: &CursorValue) -> Ordering {
@@ -545,6 +558,14 @@ mod tests {
             Ordering::Less
         );
         assert_eq!(compare("9", "10"), Ordering::Less);
+        assert_eq!(
+            compare("2024-08-01", "2024-07-31T23:00:00Z"),
+            Ordering::Greater
+        );
+        assert_eq!(
+            compare("2024-08-01T10:00:00.000+0200", "2024-08-01T09:00:00Z"),
+            Ordering::Less
+        );
         assert_eq!(compare("b", "a"), Ordering::Greater);
     }
 

@@ -52,6 +52,7 @@ impl HttpSource {
                 idempotency_key: format!("{}-export-{}", self.cx.run_id, self.jobs),
             }),
             reading: Reading::Whole(JOB_ANSWER_BYTES),
+            credentials: true,
         };
         let Some(created) = self.call(create)? else {
             return Ok(None);

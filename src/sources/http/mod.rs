@@ -111,6 +111,15 @@ impl Redactor {
         }
     }
 
+    /// Adds the value of one reference of a secret written as a template (`Token
+    /// ${env:T}`): it may show up on its own. Short values (`v1`) are left out, or every `1` in
+    /// a message would be shown as `***`.
+    fn add_part(&mut self, part: &str) {
+        if part.chars().count() >= 6 {
+            self.add(part);
+        }
+    }
+
     fn add_query_parameter(&mut self, name: &str) {
         self.parameters.push(name.to_string());
     }
@@ -264,7 +273,7 @@ impl HttpSource {
                 redactor.add(value.expose());
             }
             for referenced in &referenced {
-                redactor.add(referenced);
+                redactor.add_part(referenced);
             }
             headers.push((name.clone(), value));
         }
@@ -464,7 +473,8 @@ impl HttpSource {
             self.prefetched.pop_front();
         } else {
             self.discard_prefetched();
-            self.fetcher.request(Request::get(url.clone(), reading));
+            let request = Request::page_of(self.paginator.base(), url.clone(), reading);
+            self.fetcher.request(request);
         }
         let answer = match self.fetcher.answer() {
             Ok(Sent::Answered(answer)) => answer,
@@ -545,7 +555,8 @@ impl HttpSource {
                 let Some(next) = self.paginator.predict(&url, &facts, k) else {
                     break;
                 };
-                self.fetcher.request(Request::get(next.clone(), reading));
+                let request = Request::page_of(self.paginator.base(), next.clone(), reading);
+                self.fetcher.request(request);
                 self.prefetched.push_back(next);
             }
         }
@@ -772,13 +783,13 @@ impl Source for HttpSource {
                     out.origin = Some(page.origin.clone());
                     if page.records == 1 && reads_whole_document(&self.format) {
                         let paged = self.pagination.is_paged();
+                        let checked = self.body_error.is_some();
                         if let Some(warning) =
-                            check_single_object(&out.records, &page.beginning, paged).map_err(
-                                |message| HttpError::Paging {
+                            check_single_object(&out.records, &page.beginning, paged, checked)
+                                .map_err(|message| HttpError::Paging {
                                     url: format!("{} (page {})", page.origin.path, page.number),
                                     message: client::lock(&self.redactor).text(&message),
-                                },
-                            )?
+                                })?
                         {
                             tracing::warn!("{warning}");
                             self.warnings.push(warning);
@@ -866,6 +877,11 @@ impl Source for HttpSource {
     }
 }
 
+/// Whether answers in `format` are one JSON document (which `error` can look into).
+pub(super) fn is_json_document(format: &FormatConfig) -> bool {
+    matches!(format, FormatConfig::Json(_) | FormatConfig::JsonArray(_))
+}
+
 /// Whether `format` reads a JSON answer's whole document (no `records` pointer): then an
 /// object there is one record.
 pub(super) fn reads_whole_document(format: &FormatConfig) -> bool {
@@ -877,16 +893,35 @@ const ENVELOPE_FIELDS: [&str; 9] = [
     "results", "data", "items", "records", "rows", "entries", "hits", "value", "objects",
 ];
 
+/// Fields of an API's error report.
+const ERROR_REPORT_FIELDS: [&str; 13] = [
+    "success",
+    "ok",
+    "error",
+    "errors",
+    "message",
+    "msg",
+    "code",
+    "detail",
+    "details",
+    "status",
+    "error_code",
+    "error_description",
+    "title",
+];
+
 /// Checks the first record of an answer read as a whole JSON document (`records` unset),
 /// whose body starts with `beginning`. When the document is one object, it is one record:
 /// right for `GET /orders/123/`, but a list's page that is an object is an envelope whose
-/// `records` was forgotten (an error), an object that says it failed is an error report (an
-/// error), and an object holding an array of objects under an envelope's name (`results`)
-/// was probably meant as its records (a warning, returned).
+/// `records` was forgotten (an error), an object that says it failed and has nothing but an
+/// error report's fields is an error report (an error; with other fields, a warning), and an
+/// object holding an array of objects under an envelope's name (`results`) was probably meant
+/// as its records (a warning, returned). `errors_checked`: `error` decides what is an error.
 pub(super) fn check_single_object(
     records: &[Record],
     beginning: &std::sync::Mutex<Vec<u8>>,
     paged: bool,
+    errors_checked: bool,
 ) -> Result<Option<String>, String> {
     let starts_with_object = client::lock(beginning)
         .iter()
@@ -901,13 +936,13 @@ pub(super) fn check_single_object(
         || ["error", "errors"]
             .iter()
             .any(|name| match record.get(name) {
-                None | Some(Value::Null | Value::Bool(false)) => false,
+                None | Some(Value::Null | Value::Bool(false) | Value::Integer(0)) => false,
                 Some(Value::String(text)) => !text.is_empty(),
                 Some(Value::Array(items)) => !items.is_empty(),
                 Some(Value::Object(fields)) => !fields.is_empty(),
                 Some(_) => true,
             });
-    if failed {
+    if failed && !errors_checked {
         let mut json = Vec::new();
         crate::codecs::json_write::write_record(&mut json, record, &mut Default::default());
         let detail = serde_json::from_slice(&json)
@@ -915,9 +950,17 @@ pub(super) fn check_single_object(
             .as_ref()
             .and_then(client::json_error_detail)
             .unwrap_or_else(|| client::one_line(&String::from_utf8_lossy(&json)));
-        return Err(format!(
-            "the answer is an error report, not a record: {detail}. If the API reports errors in successful answers, set `error` (e.g. `error = {{ at = \"/success\", is = false }}`)"
-        ));
+        let report_only = record
+            .names()
+            .all(|name| ERROR_REPORT_FIELDS.contains(&name.as_ref()));
+        if report_only {
+            return Err(format!(
+                "the answer is an error report, not a record: {detail}. If the API reports errors in successful answers, set `error` (e.g. `error = {{ at = \"/success\", is = false }}`)"
+            ));
+        }
+        return Ok(Some(format!(
+            "the answer, read as one record, looks like an error report: {detail}. If it is one, set `error` (e.g. `error = {{ at = \"/success\", is = false }}`) so that it fails the run"
+        )));
     }
     let envelope = ENVELOPE_FIELDS
         .iter()

@@ -45,11 +45,14 @@ pub(super) struct Paginator {
     largest_page: u64,
     /// What an operator should know (a total that changed while paging), for the run report.
     pub(super) warnings: Vec<String>,
-    /// The page asked for next only confirms that the short one before it was the last: an
-    /// API that refuses a page past the end (400, 404) ends the list with that refusal.
+    /// The page asked for next only confirms that the short first page before it was the
+    /// last: an API that refuses a page past the end (400, 404) ends the list with that
+    /// refusal.
     pub(super) confirming: bool,
     /// Whether the server's own page size was noted in the log (once a list).
     clamp_noted: bool,
+    /// Whether a next link that leaves out the list's parameters was warned of (once a list).
+    link_warned: bool,
 }
 
 impl Paginator {
@@ -70,6 +73,7 @@ impl Paginator {
             warnings: Vec::new(),
             confirming: false,
             clamp_noted: false,
+            link_warned: false,
         }
     }
 
@@ -206,7 +210,9 @@ impl Paginator {
                 "the server gives at most {records} records a page, fewer than `limit` = {limit}: paging goes on by its page size"
             );
         }
-        self.confirming = stop_on_short_page && records < limit;
+        // Only a short *first* page is confirmed: once pages of the server's size came, a
+        // refusal is an error (a search API refusing results past its first 1,000).
+        self.confirming = stop_on_short_page && records < limit && largest_before == 0;
         self.advance(records);
         Ok(Step::Fetch(self.stepped(self.position, None)))
     }
@@ -276,6 +282,23 @@ impl Paginator {
         let url = self
             .link_target(current, next)
             .map_err(|e| format!("the next link `{next}` is not a URL: {e}"))?;
+        if !self.link_warned && url.origin() == self.base.origin() && url.path() == self.base.path()
+        {
+            let present: HashSet<String> = url.query_pairs().map(|(n, _)| n.into_owned()).collect();
+            let missing: Vec<String> = self
+                .base
+                .query_pairs()
+                .filter(|(name, _)| !present.contains(name.as_ref()))
+                .map(|(name, _)| format!("`{name}`"))
+                .collect();
+            if !missing.is_empty() {
+                self.link_warned = true;
+                self.warnings.push(format!(
+                    "the next link leaves out the list's parameters {}: it is followed as the API gave it, so check that the later pages are still filtered (APIs such as Shopify keep the filter in their page cursor)",
+                    missing.join(", ")
+                ));
+            }
+        }
         self.check_new(url.as_str(), "next link")?;
         Ok(Step::Fetch(url))
     }
