@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use crate::operate::paths;
 use crate::support::{Outcome, Sandbox, pipeline};
 
 /// Where `run_reporting` writes the report; removed once read, so file listings stay clean.
@@ -28,22 +29,6 @@ fn log_lines(stderr: &str) -> Vec<&str> {
         .map(|line| {
             line.split_once(' ')
                 .map_or(line, |(_, rest)| rest.trim_start())
-        })
-        .collect()
-}
-
-/// The paths of the files a report lists under `key`.
-fn paths(report: &Value, key: &str) -> Vec<String> {
-    report[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("`{key}` is not an array in {report:#}"))
-        .iter()
-        .map(|entry| {
-            entry
-                .as_str()
-                .or_else(|| entry["path"].as_str())
-                .expect("a path")
-                .to_string()
         })
         .collect()
 }

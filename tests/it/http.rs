@@ -1548,6 +1548,11 @@ fn fan_out_source(server: &ApiServer) -> String {
         )
 }
 
+/// Runs pipeline `p` with the fan-out `source`, given the example's token.
+fn run_fan_out(sandbox: &Sandbox, source: &str) -> (crate::support::Outcome, Value) {
+    run_with_env(sandbox, source, &[("SHOP_API_TOKEN", "t-9")])
+}
+
 /// The requests for lines, in the order the server answered them.
 fn line_requests(server: &ApiServer) -> Vec<Request> {
     server
@@ -1561,11 +1566,7 @@ fn line_requests(server: &ApiServer) -> Vec<Request> {
 fn children_are_delivered_in_the_parents_order_with_parent_fields() {
     let sandbox = Sandbox::new();
     let server = ApiServer::start(orders_with_lines_api(Arc::new(Mutex::new(orders(1..=7)))));
-    let (outcome, report) = run_with_env(
-        &sandbox,
-        &fan_out_source(&server),
-        &[("SHOP_API_TOKEN", "t-9")],
-    );
+    let (outcome, report) = run_fan_out(&sandbox, &fan_out_source(&server));
     outcome.assert_success();
     assert_eq!(delivered_records(&sandbox), order_lines(1..=7));
     // Orders 2 and 5 have 3 lines: two pages.
@@ -1611,11 +1612,7 @@ fn children_are_fetched_side_by_side_and_come_back_in_order() {
             _ => reply,
         }
     });
-    let (outcome, _) = run_with_env(
-        &sandbox,
-        &fan_out_source(&server),
-        &[("SHOP_API_TOKEN", "t-9")],
-    );
+    let (outcome, _) = run_fan_out(&sandbox, &fan_out_source(&server));
     outcome.assert_success();
     assert_eq!(delivered_records(&sandbox), order_lines(1..=12));
     let children: std::collections::BTreeSet<u64> = line_requests(&server)
@@ -1646,7 +1643,7 @@ fn a_child_that_is_gone_is_a_reject_or_fails_the_run_without_rejects() {
     });
     let sandbox = Sandbox::new();
     let source = fan_out_source(&server);
-    let (outcome, report) = run_with_env(&sandbox, &source, &[("SHOP_API_TOKEN", "t-9")]);
+    let (outcome, report) = run_fan_out(&sandbox, &source);
     outcome.assert_success();
     assert_eq!(delivered_records(&sandbox), order_lines([1, 2, 3, 5]));
     assert_eq!(report["rejects"]["total"], 1);
@@ -1669,7 +1666,7 @@ fn a_child_that_is_gone_is_a_reject_or_fails_the_run_without_rejects() {
 
     let sandbox = Sandbox::new();
     let without_rejects = source.split("[rejects]").next().unwrap();
-    let (outcome, _) = run_with_env(&sandbox, without_rejects, &[("SHOP_API_TOKEN", "t-9")]);
+    let (outcome, _) = run_fan_out(&sandbox, without_rejects);
     outcome.assert_code(1);
     assert_eq!(
         outcome.stderr,
@@ -1692,11 +1689,7 @@ fn children_are_authenticated_and_retried_like_the_list() {
         }
         api(request)
     });
-    let (outcome, report) = run_with_env(
-        &sandbox,
-        &fan_out_source(&server),
-        &[("SHOP_API_TOKEN", "t-9")],
-    );
+    let (outcome, report) = run_fan_out(&sandbox, &fan_out_source(&server));
     outcome.assert_success();
     assert_eq!(delivered_records(&sandbox), order_lines(1..=4));
     for request in server.requests() {
@@ -1805,7 +1798,7 @@ fn a_parent_without_the_field_of_the_child_url_is_a_bad_record() {
     let server = ApiServer::start(orders_with_lines_api(Arc::new(Mutex::new(all.clone()))));
     let sandbox = Sandbox::new();
     let source = fan_out_source(&server);
-    let (outcome, _) = run_with_env(&sandbox, &source, &[("SHOP_API_TOKEN", "t-9")]);
+    let (outcome, _) = run_fan_out(&sandbox, &source);
     outcome.assert_success();
     assert_eq!(delivered_records(&sandbox), order_lines([1, 3]));
     let rejects = sandbox.files("rejects");
@@ -1818,7 +1811,7 @@ fn a_parent_without_the_field_of_the_child_url_is_a_bad_record() {
 
     let sandbox = Sandbox::new();
     let without_rejects = source.split("[rejects]").next().unwrap();
-    let (outcome, _) = run_with_env(&sandbox, without_rejects, &[("SHOP_API_TOKEN", "t-9")]);
+    let (outcome, _) = run_fan_out(&sandbox, without_rejects);
     outcome.assert_code(1);
     assert_eq!(
         outcome.stderr,
@@ -1850,7 +1843,7 @@ fn a_parent_that_comes_twice_in_one_pull_has_its_children_fetched_once() {
         "param = \"updated_since\" }",
         "param = \"updated_since\", key = \"id\" }",
     );
-    let (outcome, report) = run_with_env(&sandbox, &source, &[("SHOP_API_TOKEN", "t-9")]);
+    let (outcome, report) = run_fan_out(&sandbox, &source);
     outcome.assert_success();
     assert_eq!(delivered_records(&sandbox), order_lines([6, 5, 4, 3, 2, 1]));
     let line_paths: Vec<String> = line_requests(&server)

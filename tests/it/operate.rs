@@ -89,7 +89,7 @@ fn read_json(sandbox: &Sandbox, relative: &str) -> Value {
 
 /// The paths in a report list: `files_read` and `files_written` hold objects with a `path`,
 /// `files_already_processed` plain strings.
-fn paths(report: &Value, key: &str) -> Vec<String> {
+pub(crate) fn paths(report: &Value, key: &str) -> Vec<String> {
     report[key]
         .as_array()
         .unwrap_or_else(|| panic!("`{key}` is not an array in {report:#}"))
