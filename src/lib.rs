@@ -13,6 +13,7 @@ pub mod filestore;
 pub mod notify;
 pub mod progress;
 pub mod record;
+pub mod redact;
 pub mod report;
 pub mod runner;
 pub mod sinks;

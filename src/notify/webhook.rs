@@ -2,12 +2,15 @@
 //! team's own endpoint). Receivers restart and rate-limit, so connection errors, timeouts, 5xx
 //! and 429 answers are retried with exponential backoff; other answers are final. Redirects are
 //! not followed: following one would turn the POST into a GET or resend headers elsewhere.
+//! Receivers echo credentials in their error answers: every header value and query value sent
+//! is removed from the message that reports a failure.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
 
 use crate::config::{Invalid, Secret, Validate};
+use crate::redact::Redactor;
 use crate::stage::RunContext;
 
 use super::{Notice, redact_url};
@@ -105,11 +108,22 @@ struct Failed {
 
 pub(super) fn send(config: &WebhookConfig, notice: &Notice, cx: &RunContext) -> Result<(), String> {
     let mut headers = Vec::with_capacity(config.headers.len());
+    let mut redactor = Redactor::default();
     for (name, secret) in &config.headers {
-        let value = secret
-            .resolve(cx)
+        let (value, referenced) = secret
+            .resolve_all(cx)
             .map_err(|e| format!("header `{name}`: {e}"))?;
+        redactor.add(value.expose());
+        for part in &referenced {
+            redactor.add_part(part);
+        }
         headers.push((name.as_str(), value));
+    }
+    // Query values are shown as `***` in messages (`redact_url`): an echo of one is too.
+    if let Ok(url) = url::Url::parse(&config.url) {
+        for (_, value) in url.query_pairs() {
+            redactor.add_part(&value);
+        }
     }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(config.timeout_secs)))
@@ -145,11 +159,11 @@ pub(super) fn send(config: &WebhookConfig, notice: &Notice, cx: &RunContext) -> 
             } else {
                 format!(" (after {attempt} attempts)")
             };
-            return Err(format!("{}{tries}", failed.message));
+            return Err(redactor.text(&format!("{}{tries}", failed.message)));
         }
         tracing::debug!(
             "webhook attempt {attempt} failed ({}), retrying in {delay:?}",
-            failed.message
+            redactor.text(&failed.message)
         );
         std::thread::sleep(delay);
         delay = (delay * 2).min(MAX_RETRY_DELAY);

@@ -93,6 +93,15 @@ struct Received {
 
 /// An HTTP server on 127.0.0.1 answering each request with the next status of a list (the last
 /// one repeated), recording what it received.
+/// The value of header `name` of `request`, if it has one.
+fn headers_of(request: &tiny_http::Request, name: &str) -> Option<String> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.to_string().eq_ignore_ascii_case(name))
+        .map(|h| h.value.to_string())
+}
+
 struct HookServer {
     server: Arc<tiny_http::Server>,
     handle: std::thread::JoinHandle<Vec<Received>>,
@@ -123,16 +132,22 @@ impl HookServer {
                     .map(|h| (h.field.to_string().to_lowercase(), h.value.to_string()))
                     .collect();
                 let status = statuses[received.len().min(statuses.len() - 1)];
+                // 403: a receiver that echoes what it was sent, credentials included.
+                let echo = format!(
+                    "rejected {:?} at {}",
+                    headers_of(&request, "authorization"),
+                    request.url()
+                );
                 received.push(Received {
                     method: request.method().to_string(),
                     url: request.url().to_string(),
                     headers,
                     body,
                 });
-                let response = tiny_http::Response::from_string(if status == 200 {
-                    "ok"
-                } else {
-                    "down for maintenance\nmore"
+                let response = tiny_http::Response::from_string(match status {
+                    200 => "ok".to_string(),
+                    403 => echo,
+                    _ => "down for maintenance\nmore".to_string(),
                 })
                 .with_status_code(status);
                 let _ = request.respond(response);
@@ -706,4 +721,36 @@ args = ["-c", "cat > notified/$LONGSHORE_RUN_ID-$LONGSHORE_EVENT.json"]
             .starts_with("in/b.csv: line 2, record 1: expected 1 field"),
         "{failed}"
     );
+}
+
+#[test]
+fn webhook_answers_that_echo_credentials_are_redacted() {
+    let sandbox = Sandbox::new();
+    let server = HookServer::start(&[403]);
+    set_secret("LONGSHORE_TEST_HOOK_ECHO_TOKEN", "hook-s3cr3t-42");
+    let entries = [webhook(&format!(
+        "on = [\"failure\"]\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer ${{env:LONGSHORE_TEST_HOOK_ECHO_TOKEN}}\" }}",
+        server.url("/hook?key=q-s3cr3t-77")
+    ))];
+    let warnings = send_all(
+        &entries,
+        &report(Outcome::Failure),
+        &[],
+        &cx(sandbox.path()),
+    );
+    assert_eq!(server.finish().len(), 1);
+    let port = server_port_of(&warnings);
+    assert_eq!(
+        warnings,
+        [format!(
+            "notification 1 (webhook http://127.0.0.1:{port}/hook?key=***) for failure not sent: answered HTTP 403: rejected Some(\"***\") at /hook?key=***"
+        )]
+    );
+}
+
+/// The port a warning's webhook URL names.
+fn server_port_of(warnings: &[String]) -> String {
+    let text = &warnings[0];
+    let after = text.split("127.0.0.1:").nth(1).expect("a loopback URL");
+    after.chars().take_while(char::is_ascii_digit).collect()
 }

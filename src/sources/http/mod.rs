@@ -29,6 +29,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub(crate) use crate::redact::{Redactor, names_a_secret};
+
 use self::auth::Auth;
 use self::children::FanOut;
 pub(crate) use self::client::is_transient;
@@ -90,72 +92,6 @@ pub struct RequestCounts {
     /// run means the decoding, not the API, sets the pace: more `concurrency` will not help.
     #[serde(default)]
     pub waiting_for_decoder_us: u64,
-}
-
-/// Keeps secrets out of messages: every secret value the source knows, and the query
-/// parameters that carry one.
-#[derive(Clone, Default)]
-pub(crate) struct Redactor {
-    secrets: Vec<String>,
-    parameters: Vec<String>,
-}
-
-impl Redactor {
-    fn add(&mut self, secret: &str) {
-        if !secret.is_empty() {
-            self.secrets.push(secret.to_string());
-            let encoded = encoded(secret);
-            if encoded != secret {
-                self.secrets.push(encoded);
-            }
-        }
-    }
-
-    /// Adds the value of one reference of a secret written as a template (`Token
-    /// ${env:T}`): it may show up on its own. Short values (`v1`) are left out, or every `1` in
-    /// a message would be shown as `***`.
-    fn add_part(&mut self, part: &str) {
-        if part.chars().count() >= 6 {
-            self.add(part);
-        }
-    }
-
-    fn add_query_parameter(&mut self, name: &str) {
-        self.parameters.push(name.to_string());
-    }
-
-    /// `text` with every secret shown as `***`.
-    fn text(&self, text: &str) -> String {
-        let mut shown = text.to_string();
-        for secret in &self.secrets {
-            shown = shown.replace(secret.as_str(), "***");
-        }
-        shown
-    }
-
-    /// `url` with its user information and secret parameters shown as `***`.
-    fn url(&self, url: &Url) -> String {
-        let mut shown = url.clone();
-        if !shown.username().is_empty() || shown.password().is_some() {
-            let _ = shown.set_username("***");
-            let _ = shown.set_password(None);
-        }
-        if !self.parameters.is_empty() && shown.query().is_some() {
-            let pairs: Vec<(String, String)> = shown
-                .query_pairs()
-                .map(|(name, value)| {
-                    let value = if self.parameters.iter().any(|p| **p == *name) {
-                        "***".to_string()
-                    } else {
-                        value.into_owned()
-                    };
-                    (name.into_owned(), value)
-                })
-                .collect();
-            shown.query_pairs_mut().clear().extend_pairs(pairs);
-        }
-        self.text(shown.as_str())
-    }
 }
 
 /// The page being decoded.
@@ -1115,23 +1051,6 @@ fn pages(count: u64) -> String {
     }
 }
 
-/// Whether a header's or query parameter's name says its value is a secret (`Authorization`,
-/// `X-Api-Key`, `X-Auth-Token`, `Cookie`, `api_key`, ...).
-fn names_a_secret(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    [
-        "auth",
-        "key",
-        "token",
-        "secret",
-        "cookie",
-        "password",
-        "signature",
-    ]
-    .iter()
-    .any(|word| name.contains(word))
-}
-
 /// TLS as configured: the public roots, or the CA certificates of `ca_file` instead.
 fn tls_config(ca_file: Option<&str>, cx: &RunContext) -> Result<ureq::tls::TlsConfig, StageError> {
     use ureq::tls::{PemItem, RootCerts, TlsConfig, parse_pem};
@@ -1282,45 +1201,5 @@ mod tests {
             Some("a..b")
         );
         assert_eq!(query_value(&range, Some("a"), None), None);
-    }
-
-    #[test]
-    fn headers_and_parameters_named_like_secrets_are_secret() {
-        for name in [
-            "Authorization",
-            "X-API-Key",
-            "x-auth-token",
-            "Cookie",
-            "X-Client-Secret",
-            "api_key",
-            "access_token",
-        ] {
-            assert!(names_a_secret(name), "{name}");
-        }
-        for name in [
-            "Accept",
-            "X-Tenant",
-            "User-Agent",
-            "updated_at__gte",
-            "page",
-        ] {
-            assert!(!names_a_secret(name), "{name}");
-        }
-    }
-
-    #[test]
-    fn secrets_never_show_in_urls_or_text() {
-        let mut redactor = Redactor::default();
-        redactor.add("s3cr et");
-        redactor.add_query_parameter("api_key");
-        let url = Url::parse("https://user:pw@api.example.com/v1/x?api_key=k1&offset=50").unwrap();
-        assert_eq!(
-            redactor.url(&url),
-            "https://***@api.example.com/v1/x?api_key=***&offset=50"
-        );
-        assert_eq!(
-            redactor.text("token s3cr et or s3cr+et"),
-            "token *** or ***"
-        );
     }
 }
