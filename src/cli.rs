@@ -731,7 +731,12 @@ fn validate(files: &[PathBuf], loading: &config::Loading) -> ExitCode {
     let mut all_valid = true;
     for file in files {
         match config::load(file, loading) {
-            Ok(_) => println!("{}: ok", file.display()),
+            Ok(pipeline) => {
+                println!("{}: ok", file.display());
+                for warning in &pipeline.warnings {
+                    eprintln!("warning: {warning}");
+                }
+            }
             Err(e) => {
                 all_valid = false;
                 eprintln!("{}", render_error(&e.into()));

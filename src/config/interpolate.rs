@@ -234,28 +234,51 @@ pub fn parse_variable(text: &str) -> Result<(String, String), String> {
     }
 }
 
-thread_local! {
-    /// While a pipeline file is deserialized: each string that held references, by the text
-    /// it was resolved to. A [`super::Secret`] given a resolved text takes its references back
-    /// from here, so that it resolves them itself when the run needs the value.
-    static WRITTEN: std::cell::RefCell<HashMap<String, String>> = Default::default();
+/// What the loader shares with [`super::Secret`] while a pipeline file is deserialized.
+#[derive(Default)]
+struct Deserializing {
+    /// Each string that held references, by the text it was resolved to: a secret given a
+    /// resolved text takes its references back from here, so that it resolves them itself
+    /// when the run needs the value.
+    written: HashMap<String, String>,
+    /// The secrets written into the file as they are, for a warning.
+    literal_secrets: Vec<String>,
 }
 
-/// Runs `deserialize` with `written` (resolved text -> text as written) known to secrets.
+thread_local! {
+    static DESERIALIZING: std::cell::RefCell<Option<Deserializing>> = Default::default();
+}
+
+/// Runs `deserialize` with `written` (resolved text -> text as written) known to secrets;
+/// returns its result and the secrets written into the file as they are.
 pub(super) fn with_written<T>(
     written: HashMap<String, String>,
     deserialize: impl FnOnce() -> T,
-) -> T {
-    WRITTEN.with(|cell| *cell.borrow_mut() = written);
+) -> (T, Vec<String>) {
+    DESERIALIZING.with(|cell| {
+        *cell.borrow_mut() = Some(Deserializing {
+            written,
+            literal_secrets: Vec::new(),
+        })
+    });
     let result = deserialize();
-    WRITTEN.with(|cell| cell.borrow_mut().clear());
-    result
+    let done = DESERIALIZING.with(|cell| cell.borrow_mut().take());
+    (result, done.map(|d| d.literal_secrets).unwrap_or_default())
 }
 
 /// The text as written in the pipeline file of a string that was resolved to `text`, if it
 /// held references.
 pub(super) fn as_written(text: &str) -> Option<String> {
-    WRITTEN.with(|cell| cell.borrow().get(text).cloned())
+    DESERIALIZING.with(|cell| cell.borrow().as_ref()?.written.get(text).cloned())
+}
+
+/// Notes a secret written into the pipeline file as it is (no reference).
+pub(super) fn note_literal_secret(text: &str) {
+    DESERIALIZING.with(|cell| {
+        if let Some(deserializing) = cell.borrow_mut().as_mut() {
+            deserializing.literal_secrets.push(text.to_string());
+        }
+    });
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use super::{
     ConfigError, NotifyConfig, Pipeline, Problem, SinkConfig, SourceConfig, TransformConfig,
     Validate,
 };
+use crate::redact::names_a_secret;
 
 /// A stage config enum whose variant is chosen by the section's `type` key.
 pub(crate) trait TaggedSection: Sized + Validate {
@@ -74,6 +75,7 @@ pub fn parse(text: &str, file: &Path, loading: &Loading) -> Result<Pipeline, Con
         problems: Vec::new(),
         unresolved: Vec::new(),
         written: Vec::new(),
+        literals: Vec::new(),
     };
     let pipeline = loader.pipeline(file);
     let mut problems = loader.problems;
@@ -103,9 +105,30 @@ struct Loader<'t> {
     /// a value (serde's `invalid type: string "…"`) quotes it as written, since the resolved
     /// text may be a secret.
     written: Vec<(String, String)>,
+    /// Every string written without references, where it is and under which key, to find
+    /// the secrets written into the file as they are.
+    literals: Vec<Literal>,
+}
+
+/// A string value of the file without references.
+struct Literal {
+    start: usize,
+    /// Its key, and the key of the table holding it (`headers`).
+    key: String,
+    parent: String,
+    text: String,
 }
 
 impl<'t> Loader<'t> {
+    /// The line and column (from 1) of byte `offset`.
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        (line, self.text[line_start..offset].chars().count() + 1)
+    }
+
     fn report(&mut self, span: Range<usize>, message: impl Into<String>, help: Option<String>) {
         if self.unresolved.contains(&span.start) {
             return;
@@ -115,11 +138,7 @@ impl<'t> Loader<'t> {
             // serde quotes a string as Rust's `{:?}` does (escapes included).
             message = message.replace(&format!("{resolved:?}"), &format!("{written:?}"));
         }
-        let offset = span.start.min(self.text.len());
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = self.text[line_start..offset].chars().count() + 1;
+        let (line, column) = self.position(span.start);
         self.problems.push(Problem {
             line,
             column,
@@ -144,13 +163,41 @@ impl<'t> Loader<'t> {
             // `state reset` must not reset another pipeline's state.
             let strict =
                 !self.loading.lenient || matches!(key.get_ref().as_ref(), "name" | "state");
-            self.resolve_references(value, &mut written, strict);
+            self.resolve_references(value, &mut written, strict, key.get_ref(), "");
         }
         self.written = written
             .iter()
             .map(|(resolved, written)| (resolved.clone(), written.clone()))
             .collect();
-        interpolate::with_written(written, || self.sections(root, file))
+        let (pipeline, literal_secrets) =
+            interpolate::with_written(written, || self.sections(root, file));
+        let mut pipeline = pipeline?;
+        pipeline.warnings = self.literal_secret_warnings(&literal_secrets, file);
+        Some(pipeline)
+    }
+
+    /// Warnings for the secrets written into the file as they are, at their positions. A
+    /// header is a secret option, but a plain one (`Accept = "application/json"`) is only
+    /// warned of when its name says it holds a secret.
+    fn literal_secret_warnings(&self, secrets: &[String], file: &Path) -> Vec<String> {
+        let mut found: Vec<&Literal> = self
+            .literals
+            .iter()
+            .filter(|literal| secrets.contains(&literal.text))
+            .filter(|literal| literal.parent != "headers" || names_a_secret(&literal.key))
+            .collect();
+        found.sort_by_key(|literal| literal.start);
+        found
+            .into_iter()
+            .map(|literal| {
+                let (line, column) = self.position(literal.start);
+                format!(
+                    "{}:{line}:{column}: `{}` holds a secret written into the pipeline file: read it from the environment (`${{env:NAME}}`) or a file (`${{file:PATH}}`) instead, since pipeline files end up in version control",
+                    file.display(),
+                    literal.key
+                )
+            })
+            .collect()
     }
 
     /// Resolves the references in every string below `value`, noting each string that held
@@ -160,9 +207,17 @@ impl<'t> Loader<'t> {
         value: &mut Spanned<DeValue<'_>>,
         written: &mut HashMap<String, String>,
         strict: bool,
+        key: &str,
+        parent: &str,
     ) {
         let span = value.span();
         match value.get_mut() {
+            DeValue::String(text) if !text.contains("${") => self.literals.push(Literal {
+                start: span.start,
+                key: key.to_string(),
+                parent: parent.to_string(),
+                text: text.to_string(),
+            }),
             DeValue::String(text) if text.contains("${") => {
                 let resolver = Resolver {
                     vars: &self.loading.vars,
@@ -184,13 +239,13 @@ impl<'t> Loader<'t> {
                 }
             }
             DeValue::Table(table) => {
-                for (_, child) in table.iter_mut() {
-                    self.resolve_references(child, written, strict);
+                for (child_key, child) in table.iter_mut() {
+                    self.resolve_references(child, written, strict, child_key.get_ref(), key);
                 }
             }
             DeValue::Array(items) => {
                 for item in items.iter_mut() {
-                    self.resolve_references(item, written, strict);
+                    self.resolve_references(item, written, strict, key, parent);
                 }
             }
             _ => {}
@@ -279,6 +334,7 @@ impl<'t> Loader<'t> {
             rejects: rejects?,
             notify: notify?,
             vars: self.loading.vars.clone(),
+            warnings: Vec::new(),
         })
     }
 

@@ -88,6 +88,9 @@ pub struct Pipeline {
     pub notify: Vec<NotifyConfig>,
     /// The values of `--var NAME=VALUE` it was loaded with, for secrets resolved at run time.
     pub vars: Variables,
+    /// What is allowed but unwise in the file (a secret written into it), each with its
+    /// position: `validate` prints them, a run logs them and lists them in its report.
+    pub warnings: Vec<String>,
 }
 
 impl Pipeline {

@@ -27,6 +27,9 @@ impl TryFrom<String> for Secret {
         // resolve them only when the run needs the value.
         let written = interpolate::as_written(&text);
         let template = Template::parse(written.as_deref().unwrap_or(&text))?;
+        if !template.has_references() && !text.is_empty() {
+            interpolate::note_literal_secret(&text);
+        }
         Ok(Secret { template })
     }
 }

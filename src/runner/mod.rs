@@ -207,6 +207,9 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Finished {
         intent_pending: false,
         committed: false,
     };
+    for warning in &pipeline.warnings {
+        run.warn(warning.clone());
+    }
     let result = run.execute(&state_path, options.dry_run);
     run.finish(result)
 }

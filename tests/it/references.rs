@@ -159,3 +159,19 @@ fn a_reference_in_the_wrong_place_is_quoted_as_written_not_resolved() {
         outcome.stderr
     );
 }
+
+#[test]
+fn a_secret_written_into_the_file_is_a_warning_naming_its_key() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        "[source]\ntype = \"http\"\nurl = \"https://api.example.com/x\"\nheaders = { Accept = \"application/json\", X-Api-Key = \"k-12345678\" }\nauth = { type = \"basic\", username = \"etl\", password = \"hunter2\" }\n[[sinks]]\ntype = \"file\"\npath = \"out.ndjson\"\n",
+    );
+    let outcome = sandbox.run(["validate", "p.toml"]);
+    outcome.assert_success().assert_stderr(
+        "warning: p.toml:4:54: `X-Api-Key` holds a secret written into the pipeline file: read it from the environment (`${env:NAME}`) or a file (`${file:PATH}`) instead, since pipeline files end up in version control
+warning: p.toml:5:55: `password` holds a secret written into the pipeline file: read it from the environment (`${env:NAME}`) or a file (`${file:PATH}`) instead, since pipeline files end up in version control
+",
+    );
+    assert_eq!(outcome.stdout(), "p.toml: ok\n");
+}
