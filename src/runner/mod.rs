@@ -45,6 +45,8 @@ pub use table::write_table;
 pub const BATCH_RECORDS: usize = 1024;
 /// Batches buffered between the source thread and the sinks.
 const BATCHES_IN_FLIGHT: usize = 4;
+/// A lock held longer than this makes a skipped run (`on_overlap = "skip"`) a warning.
+const LONG_HELD_LOCK_SECS: i64 = 3600;
 /// How often a run waiting for another (`on_overlap = "wait"`) looks at the lock again.
 const LOCK_POLL: Duration = Duration::from_millis(500);
 /// The most earlier runs passed to notifications (those since the last run that read records,
@@ -453,7 +455,16 @@ impl Run<'_> {
             );
             match self.pipeline.on_overlap {
                 OnOverlap::Skip => {
-                    tracing::info!(pipeline = %self.pipeline.name, "skipped: {running} (on_overlap = \"skip\")");
+                    let held_secs = chrono::Utc::now().timestamp() - holder.locked_at;
+                    if held_secs > LONG_HELD_LOCK_SECS {
+                        // Every run skipping for hours looks like success to cron: say it loudly.
+                        self.warn(format!(
+                            "skipped: {running}, and has held the lock for {} min; if it is stuck, stop it (`longshore state show` names it)",
+                            held_secs / 60
+                        ));
+                    } else {
+                        tracing::info!(pipeline = %self.pipeline.name, "skipped: {running} (on_overlap = \"skip\")");
+                    }
                     return Ok(false);
                 }
                 OnOverlap::Fail => {

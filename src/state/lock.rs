@@ -1,8 +1,10 @@
 //! Who holds a pipeline's run lock, and whether that holder is still alive. The lock lives in
 //! the state store (not an flock'd file) so that a shared backend can lock across machines; a
 //! holder on this host is known dead when its process is gone, or when the pid now belongs to a
-//! process started at another time (pids are reused). "This host" means the same host name and
-//! the same pid namespace: containers sharing a host name do not see each other's processes.
+//! process started at another time (pids are reused), or when it is a zombie (killed, and not
+//! yet reaped by a parent that may never do it: `timeout -s KILL`, a container without an
+//! init). "This host" means the same host name and the same pid namespace: containers sharing
+//! a host name do not see each other's processes.
 
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +76,7 @@ impl LockOwner {
         let exists = unsafe { libc::kill(pid, 0) } == 0
             || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
         exists
+            && !matches!(process_state(self.pid), Some('Z' | 'X'))
             && match (self.process_start, process_start(self.pid)) {
                 (Some(recorded), Some(now)) => recorded == now,
                 _ => true,
@@ -97,17 +100,52 @@ fn pid_namespace() -> Option<String> {
         .map(|link| link.display().to_string())
 }
 
+/// The fields of `/proc/PID/stat` after the command name (field 2, in parentheses, which may
+/// hold spaces): the first is field 3.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    Some(after_name.split_whitespace().map(str::to_string).collect())
+}
+
 /// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks after boot.
 fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count after it.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// Field 3 of `/proc/PID/stat`: the process's state (`R`, `S`, `Z` for a zombie, ...).
+fn process_state(pid: u32) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombie_holder_is_gone() {
+        // A child that exits and is not waited for stays a zombie until it is reaped.
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("run `true`");
+        let pid = child.id();
+        let started = std::time::Instant::now();
+        while process_state(pid) != Some('Z') {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "the child did not exit"
+            );
+            std::thread::yield_now();
+        }
+        let zombie = LockOwner {
+            pid,
+            process_start: process_start(pid),
+            ..LockOwner::this_process("run-z")
+        };
+        let reason = zombie.stale_reason(zombie.locked_at, None);
+        child.wait().expect("reap the child");
+        assert!(reason.expect("a zombie is gone").contains("is gone"));
+    }
 
     #[test]
     fn this_process_is_live_and_a_gone_one_is_stale() {

@@ -558,3 +558,28 @@ fn make_state_read_only(sandbox: &Sandbox, command: &mut Command) {
         .stdin(Stdio::null());
     *command = wrapped;
 }
+
+#[test]
+fn a_skip_behind_a_lock_held_for_hours_is_a_warning() {
+    let sandbox = drop_folder("");
+    let mut store = state(&sandbox);
+    let owner = LockOwner {
+        locked_at: chrono::Utc::now().timestamp() - 3 * 3600,
+        ..LockOwner::this_process("stuck-run")
+    };
+    assert!(matches!(
+        store.try_lock("p", &owner, None).unwrap(),
+        longshore::state::LockAttempt::Acquired { taken_over: None }
+    ));
+    let outcome = sandbox.run(["run", "p.toml"]);
+    outcome.assert_success();
+    assert!(
+        outcome.stderr.contains(" WARN ")
+            && outcome
+                .stderr
+                .contains("is still running, and has held the lock for 180 min; if it is stuck, stop it (`longshore state show` names it)"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(sandbox.files("out").is_empty());
+}
