@@ -165,9 +165,9 @@ fn a_local_file_named_with_a_newline_is_not_read() {
     let outcome = sandbox.run(["run", "p.toml"]);
     outcome.assert_success();
     assert!(
-        outcome.stderr.contains(&format!(
+        outcome.stderr.contains(
             "WARN \"in/x\\n.profile\\ny.csv\" is not read: its name has a control character, which could forge log lines or paths; rename the file to have it read\n"
-        )),
+        ),
         "{}",
         outcome.stderr
     );
