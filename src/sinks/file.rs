@@ -29,8 +29,10 @@ use crate::stage::{Encoder, RunContext, Sink, SinkReport};
 pub struct FileSinkConfig {
     /// Where to write, as a template: `{pipeline}`, `{run_date}` (`2024-08-01`), `{run_ts}`
     /// (`20240801T020500`), `{source_stem}` (the source file's name without extension: one
-    /// output per source file). `{{` and `}}` are literal braces. Relative paths are resolved
-    /// against the pipeline file's directory; missing directories are created. Required.
+    /// output per source file; made one safe file name: `/`, `\` and control characters
+    /// percent-encoded, a stem of only dots, as of `...csv`, made underscores). `{{` and `}}`
+    /// are literal braces. Relative paths are resolved against the pipeline file's directory;
+    /// missing directories are created. Required.
     pub path: String,
     /// The output format, e.g. `{ type = "csv", delimiter = ";" }`. Default: inferred from
     /// the extension of `path`.

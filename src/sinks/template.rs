@@ -17,7 +17,7 @@ pub const PLACEHOLDERS: &[(&str, &str)] = &[
     ),
     (
         "source_stem",
-        "the source file's name without its last extension; one output file per source file",
+        "the source file's name without its last extension, made one safe file name (`/`, `\\` and control characters percent-encoded, only dots made underscores); one output file per source file",
     ),
     (
         "part",

@@ -52,8 +52,8 @@ pub struct UploadSinkConfig<S> {
     /// The text encoding of the output, as for the `file` sink. Default UTF-8.
     pub encoding: Option<TextEncoding>,
     /// The name uploads have until the run commits, in the target directory, with `{name}`
-    /// for the final file name. Partners' pick-up jobs must ignore it. Default
-    /// `".{name}.part"`.
+    /// for the final file name (cut when the result would be over 255 bytes). Partners'
+    /// pick-up jobs must ignore it. Default `".{name}.part"`.
     #[serde(default = "default_temp_name")]
     pub temp_name: String,
     /// An empty file uploaded beside each output once it is in place, for partners who wait for
