@@ -10,6 +10,7 @@ pub mod config;
 pub mod digest;
 pub mod error;
 pub mod filestore;
+pub mod names;
 pub mod notify;
 pub mod progress;
 pub mod record;

@@ -172,6 +172,11 @@ impl ZipParts {
             if entry.is_dir() || name.starts_with("__MACOSX/") || file_name.starts_with('.') {
                 continue;
             }
+            if crate::names::has_control(&name) {
+                return Err(bad(format!(
+                    "member {name:?} has a control character in its name, which could forge log lines or paths: longshore does not read it"
+                )));
+            }
             let member_label = format!("{label}/{name}");
             if entry.encrypted() {
                 return Err(bad(format!(

@@ -237,6 +237,15 @@ impl SinkConfig {
             SinkConfig::File(_) | SinkConfig::Stdout(_) => None,
         }
     }
+
+    /// The pattern of the temporary names a sink uploads under, for sinks that upload.
+    pub fn temp_name(&self) -> Option<&str> {
+        match self {
+            SinkConfig::Sftp(config) => Some(&config.temp_name),
+            SinkConfig::Ftps(config) => Some(&config.temp_name),
+            SinkConfig::File(_) | SinkConfig::Stdout(_) => None,
+        }
+    }
 }
 
 /// One problem in a pipeline file, with where it is.

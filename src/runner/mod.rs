@@ -529,9 +529,9 @@ impl Run<'_> {
                 "run {run_id} was interrupted while publishing; {finished}saved its state"
             ));
         }
-        if let Some(journal) = &self.cx.temp_journal {
-            let removed = temp_journal::clean(journal, &mut |temp| {
-                destinations.remove(temp.location, temp.path)
+        if let Some(journal) = self.cx.temp_journal.clone() {
+            let cleaned = temp_journal::clean(&journal, &mut |temp| {
+                destinations.remove_temp(temp.location, temp.path)
             })
             .map_err(|e| {
                 self.fail(
@@ -539,10 +539,17 @@ impl Run<'_> {
                     StageError::io(journal.display(), "remove the temporary files listed in", e),
                 )
             })?;
-            if !removed.is_empty() {
+            if !cleaned.removed.is_empty() {
                 self.warn(format!(
                     "removed temporary files an interrupted run left: {}",
-                    removed.join(", ")
+                    cleaned.removed.join(", ")
+                ));
+            }
+            if !cleaned.refused.is_empty() {
+                self.warn(format!(
+                    "the temporary-file journal {} listed what is not a temporary file of this pipeline's, left alone: {}",
+                    journal.display(),
+                    cleaned.refused.join(", ")
                 ));
             }
         }
@@ -812,13 +819,16 @@ impl Run<'_> {
                 .filter(|_| self.locked && !self.intent_pending)
             {
                 let (committed, run_id) = (self.committed, &self.cx.run_id);
-                let _ = temp_journal::clean(journal, &mut |temp| {
+                if let Ok(cleaned) = temp_journal::clean(journal, &mut |temp| {
                     if committed && temp.run_id == run_id {
-                        Ok(false)
+                        temp_journal::Removal::Absent
                     } else {
-                        Err(std::io::Error::other("left for the next run"))
+                        temp_journal::Removal::Kept
                     }
-                });
+                }) && !cleaned.refused.is_empty()
+                {
+                    tracing::warn!(%pipeline, journal = %journal.display(), "the temporary-file journal listed what is not a temporary file of this pipeline's, left alone: {}", cleaned.refused.join(", "));
+                }
             }
             if self.locked
                 && let Err(e) = store.unlock(&pipeline, &self.cx.run_id)

@@ -19,6 +19,7 @@ use super::template::{PathTemplate, TemplateValues};
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Validate};
 use crate::error::StageError;
+use crate::names::{self, MAX_NAME_BYTES};
 use crate::record::Batch;
 use crate::stage::{Encoder, RunContext, Sink, SinkReport};
 
@@ -28,8 +29,10 @@ use crate::stage::{Encoder, RunContext, Sink, SinkReport};
 pub struct FileSinkConfig {
     /// Where to write, as a template: `{pipeline}`, `{run_date}` (`2024-08-01`), `{run_ts}`
     /// (`20240801T020500`), `{source_stem}` (the source file's name without extension: one
-    /// output per source file). `{{` and `}}` are literal braces. Relative paths are resolved
-    /// against the pipeline file's directory; missing directories are created. Required.
+    /// output per source file; made one safe file name: `/`, `\` and control characters
+    /// percent-encoded, a stem of only dots, as of `...csv`, made underscores). `{{` and `}}`
+    /// are literal braces. Relative paths are resolved against the pipeline file's directory;
+    /// missing directories are created. Required.
     pub path: String,
     /// The output format, e.g. `{ type = "csv", delimiter = ";" }`. Default: inferred from
     /// the extension of `path`.
@@ -231,7 +234,7 @@ impl FileSink {
         let temp = temp_file(dir, &name)
             .map_err(|e| StageError::io(&shown, "create a temporary file beside", e))?;
         if let Some(journal) = &self.cx.temp_journal {
-            temp_journal::record(journal, temp.path())?;
+            temp_journal::record(journal, temp.path(), &self.cx.run_id)?;
         }
         let file = temp
             .as_file()
@@ -252,10 +255,22 @@ impl FileSink {
     }
 }
 
+/// The random characters `tempfile` puts into a temporary file's name.
+const TEMP_RANDOM_CHARS: usize = 6;
+
+/// What a temporary file's name adds to the output's: `.`, `.XXXXXX` and `.part`.
+const TEMP_NAME_EXTRA: usize = 1 + 1 + TEMP_RANDOM_CHARS + ".part".len();
+
+/// A new temporary file for the output `name` in `dir`, named `.NAME.XXXXXX.part`: hidden, and
+/// ignored by pick-up jobs. A name too long to fit (over 242 bytes) is cut, on a character
+/// boundary: the journal records the exact path, and [`is_temp_file_name`] accepts the cut form.
 fn temp_file(dir: &Path, name: &str) -> std::io::Result<NamedTempFile> {
-    let prefix = format!(".{name}.");
+    let prefix = format!(".{}.", names::cut(name, MAX_NAME_BYTES - TEMP_NAME_EXTRA));
     let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".part");
+    builder
+        .prefix(&prefix)
+        .suffix(".part")
+        .rand_bytes(TEMP_RANDOM_CHARS);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -263,6 +278,22 @@ fn temp_file(dir: &Path, name: &str) -> std::io::Result<NamedTempFile> {
         builder.permissions(fs::Permissions::from_mode(0o666));
     }
     builder.tempfile_in(dir)
+}
+
+/// Whether `name` has the shape of the name [`temp_file`] gives: `.NAME.XXXXXX.part`, NAME not
+/// empty, XXXXXX six letters or digits. The temporary-file journal removes nothing else.
+pub(super) fn is_temp_file_name(name: &str) -> bool {
+    let Some(inner) = name
+        .strip_prefix('.')
+        .and_then(|name| name.strip_suffix(".part"))
+    else {
+        return false;
+    };
+    inner.rsplit_once('.').is_some_and(|(output, random)| {
+        !output.is_empty()
+            && random.len() == TEMP_RANDOM_CHARS
+            && random.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
 }
 
 impl Sink for FileSink {
@@ -387,5 +418,26 @@ impl Sink for FileSink {
             }
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_fit_and_are_recognized() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["orders.csv".to_string(), "é".repeat(125), "a".repeat(255)] {
+            let temp = temp_file(dir.path(), &name).unwrap();
+            let temp_name = temp.path().file_name().unwrap().to_str().unwrap();
+            assert!(temp_name.len() <= MAX_NAME_BYTES, "{temp_name}");
+            assert!(is_temp_file_name(temp_name), "{temp_name}");
+        }
+        assert!(!is_temp_file_name(".profile"));
+        assert!(!is_temp_file_name("y.csv.AbC123.part"));
+        assert!(!is_temp_file_name("..AbC123.part"));
+        assert!(!is_temp_file_name(".x.AbC12.part"));
+        assert!(!is_temp_file_name(".x.AbC-23.part"));
     }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::temp_journal;
 use crate::config::SinkConfig;
 use crate::filestore::{Connection, FileStore, StoreError};
 use crate::stage::RunContext;
@@ -324,6 +325,35 @@ impl<'a> Destinations<'a> {
             Ok(found)
         })
         .map_err(io::Error::other)
+    }
+
+    /// Removes the temporary upload `path` on the server `location` that the temporary-file
+    /// journal lists, if its name is one a sink uploading there gives its temporary uploads
+    /// (`temp_name`): a damaged or forged entry never removes a partner's file. An entry for a
+    /// server no sink uploads to any more, or that cannot be reached, stays listed.
+    pub fn remove_temp(&mut self, location: &str, path: &str) -> temp_journal::Removal {
+        let patterns: Vec<&str> = self
+            .sinks
+            .iter()
+            .filter(|sink| sink.server().is_some_and(|s| s.location() == location))
+            .filter_map(SinkConfig::temp_name)
+            .collect();
+        let name = crate::filestore::file_name(path);
+        if !patterns.is_empty()
+            && !patterns
+                .iter()
+                .any(|pattern| super::upload::is_temp_name(pattern, name))
+        {
+            return temp_journal::Removal::Refused(format!(
+                "not a name `temp_name` gives ({})",
+                patterns.join(", ")
+            ));
+        }
+        match self.remove(location, path) {
+            Ok(true) => temp_journal::Removal::Removed,
+            Ok(false) => temp_journal::Removal::Absent,
+            Err(_) => temp_journal::Removal::Kept,
+        }
     }
 
     /// Removes the temporary files of outputs that will not be published (their run failed

@@ -1,5 +1,9 @@
 //! Output path templates: `out/{pipeline}-{run_date}.csv`. Parsed when the pipeline is loaded,
 //! so a misspelt placeholder is a `validate` error rather than a file named `{run_dat}`.
+//!
+//! `{source_stem}` comes from a name a partner chose, so it is rendered as one safe file name
+//! ([`safe_stem`]): it can never add a directory level, climb out of the destination (`..`) or
+//! put a control character into a path.
 
 use chrono::{DateTime, Local};
 
@@ -13,7 +17,7 @@ pub const PLACEHOLDERS: &[(&str, &str)] = &[
     ),
     (
         "source_stem",
-        "the source file's name without its last extension; one output file per source file",
+        "the source file's name without its last extension, made one safe file name (`/`, `\\` and control characters percent-encoded, only dots made underscores); one output file per source file",
     ),
     (
         "part",
@@ -122,12 +126,36 @@ impl PathTemplate {
                 Part::Pipeline => out.push_str(values.pipeline),
                 Part::RunDate => out.push_str(&values.started_at.format("%Y-%m-%d").to_string()),
                 Part::RunTs => out.push_str(&values.started_at.format("%Y%m%dT%H%M%S").to_string()),
-                Part::SourceStem => out.push_str(values.source_stem.unwrap_or("source")),
+                Part::SourceStem => {
+                    out.push_str(&safe_stem(values.source_stem.unwrap_or("source")))
+                }
                 Part::FileNumber => out.push_str(&values.part.to_string()),
             }
         }
         out
     }
+}
+
+/// `stem` as a safe part of a file name: control characters and path separators (`/`, `\`)
+/// percent-encoded byte by byte (`%0A`, `%2F`), and a stem that is empty or only dots (`..`
+/// from a file named `...csv`) made of as many underscores (at least one), so that it cannot
+/// name the directory itself or its parent.
+pub fn safe_stem(stem: &str) -> String {
+    if stem.chars().all(|c| c == '.') {
+        return "_".repeat(stem.len().max(1));
+    }
+    let mut safe = String::with_capacity(stem.len());
+    for c in stem.chars() {
+        if c.is_control() || c == '/' || c == '\\' {
+            let mut bytes = [0; 4];
+            for byte in c.encode_utf8(&mut bytes).bytes() {
+                safe.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            safe.push(c);
+        }
+    }
+    safe
 }
 
 #[cfg(test)]
@@ -151,6 +179,26 @@ mod tests {
             template.render(&values),
             "out/orders/2024-08-01/day1-20240801T020500{x}.csv"
         );
+    }
+
+    #[test]
+    fn a_source_stem_stays_one_file_name_inside_the_directory() {
+        assert_eq!(safe_stem(".."), "__");
+        assert_eq!(safe_stem("."), "_");
+        assert_eq!(safe_stem(""), "_");
+        assert_eq!(safe_stem("x\n.profile\ny"), "x%0A.profile%0Ay");
+        assert_eq!(safe_stem("../etc/passwd"), "..%2Fetc%2Fpasswd");
+        assert_eq!(safe_stem("a\\b\u{85}"), "a%5Cb%C2%85");
+        assert_eq!(safe_stem(".hidden"), ".hidden");
+        assert_eq!(safe_stem("März 2024"), "März 2024");
+        let template = PathTemplate::parse("out/{source_stem}/x.csv").unwrap();
+        let values = TemplateValues {
+            pipeline: "orders",
+            started_at: Local::now(),
+            source_stem: Some(".."),
+            part: 1,
+        };
+        assert_eq!(template.render(&values), "out/__/x.csv");
     }
 
     #[test]

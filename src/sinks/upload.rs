@@ -22,6 +22,7 @@ use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Validate};
 use crate::error::StageError;
 use crate::filestore::{self, Connection, ServerConfig};
+use crate::names::{self, MAX_NAME_BYTES};
 use crate::record::Batch;
 use crate::stage::{Encoder, RunContext, Sink, SinkReport};
 
@@ -51,8 +52,8 @@ pub struct UploadSinkConfig<S> {
     /// The text encoding of the output, as for the `file` sink. Default UTF-8.
     pub encoding: Option<TextEncoding>,
     /// The name uploads have until the run commits, in the target directory, with `{name}`
-    /// for the final file name. Partners' pick-up jobs must ignore it. Default
-    /// `".{name}.part"`.
+    /// for the final file name (cut when the result would be over 255 bytes). Partners'
+    /// pick-up jobs must ignore it. Default `".{name}.part"`.
     #[serde(default = "default_temp_name")]
     pub temp_name: String,
     /// An empty file uploaded beside each output once it is in place, for partners who wait for
@@ -72,6 +73,24 @@ pub struct UploadSinkConfig<S> {
     /// marker. `"write"` needs a `path` without `{source_stem}`. Default `"skip"`.
     #[serde(default)]
     pub if_empty: IfEmpty,
+}
+
+/// What `temp_name` and `marker` stand for the output's file name with.
+const NAME: &str = "{name}";
+
+/// Whether `name` is a name `temp_name` (`pattern`) gives, for any output's name: the
+/// temporary-file journal removes nothing else from a server.
+pub fn is_temp_name(pattern: &str, name: &str) -> bool {
+    let glob: Vec<String> = pattern.split(NAME).map(glob::Pattern::escape).collect();
+    glob::Pattern::new(&glob.join("*")).is_ok_and(|glob| {
+        glob.matches_with(
+            name,
+            glob::MatchOptions {
+                require_literal_separator: true,
+                ..glob::MatchOptions::new()
+            },
+        )
+    })
 }
 
 fn default_temp_name() -> String {
@@ -237,9 +256,13 @@ impl UploadSink {
         })
     }
 
-    /// A path beside `path` named by `pattern` (`{name}` the file name of `path`).
-    fn beside(path: &str, pattern: &str) -> String {
-        let name = pattern.replace("{name}", filestore::file_name(path));
+    /// The temporary path of the upload `path`: beside it, named by `pattern` (`{name}` the
+    /// file name of `path`, cut on a character boundary where the result would be longer than
+    /// a file name can be).
+    fn temp_path(path: &str, pattern: &str) -> String {
+        let count = pattern.matches(NAME).count().max(1);
+        let room = MAX_NAME_BYTES.saturating_sub(pattern.len() - NAME.len() * count) / count;
+        let name = pattern.replace(NAME, names::cut(filestore::file_name(path), room));
         filestore::join(filestore::parent(path), &name)
     }
 
@@ -301,7 +324,7 @@ impl UploadSink {
     /// Uploads one finished output under its temporary name and checks its size there.
     fn upload(&mut self, output: &mut Spooled) -> Result<Option<PreparedOutput>, StageError> {
         let path = output.path.clone();
-        let temp = Self::beside(&path, &self.temp_name);
+        let temp = Self::temp_path(&path, &self.temp_name);
         let (size, sha256) = output.end.digest.finish();
         let if_exists = self.if_exists;
         if let Some(journal) = &self.cx.temp_journal {
@@ -490,5 +513,29 @@ impl UploadSink {
                 tracing::warn!(file = %temp, error = %e, "cannot remove a temporary upload");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_upload_names_fit_and_are_recognized() {
+        let long = "a".repeat(250);
+        let temp = UploadSink::temp_path(&format!("out/{long}"), ".{name}.part");
+        let name = filestore::file_name(&temp);
+        assert_eq!(name.len(), MAX_NAME_BYTES);
+        assert_eq!(temp, format!("out/.{}.part", &long[..249]));
+        assert!(is_temp_name(".{name}.part", name));
+        assert_eq!(
+            UploadSink::temp_path("out/a.csv", "{name}.tmp"),
+            "out/a.csv.tmp"
+        );
+        assert!(is_temp_name("{name}.tmp", "a.csv.tmp"));
+        assert!(!is_temp_name(".{name}.part", ".profile"));
+        assert!(!is_temp_name("{name}.tmp", "a.csv"));
+        assert!(!is_temp_name("[{name}].tmp", "a.tmp"));
+        assert!(is_temp_name("[{name}].tmp", "[a].tmp"));
     }
 }

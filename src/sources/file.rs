@@ -1,6 +1,8 @@
 //! The `file` source: local files named by a path or a glob pattern, read one after the other
 //! in the sorted order of their paths, so that reruns see the same order. A file delivered by
 //! an earlier run is skipped (the ledger in the state store), unless its content changed.
+//! A file a pattern matches whose path has a control character (a newline, a tab, an escape) is
+//! not read: it is skipped with a warning naming it escaped (see [`crate::names`]).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -18,6 +20,7 @@ use crate::config::{Invalid, Validate};
 use crate::digest::{HashingReader, SharedDigest, sha256_file};
 use crate::error::{CodecError, Malformed, Position, StageError};
 use crate::filestore::Connection;
+use crate::names;
 use crate::record::{Batch, Origin, Reject};
 use crate::report::FileDigest;
 use crate::stage::{Decoder, RunContext, Source, SourceProgress};
@@ -259,6 +262,13 @@ impl FileSource {
         // A file matched twice (itself and through a symlink) is read once.
         let mut keys = std::collections::HashSet::new();
         for path in files {
+            // A name the pattern matched comes from whoever writes the directory.
+            if is_pattern(&config.path) && names::has_control(&path.to_string_lossy()) {
+                let warning = names::skipped_warning(&path.to_string_lossy());
+                tracing::warn!("{warning}");
+                source.progress.warnings.push(warning);
+                continue;
+            }
             let listed = listed(path)?;
             let shown = listed.shown.clone();
             if !keys.insert(listed.key.clone()) {
@@ -334,11 +344,12 @@ impl FileSource {
         }
     }
 
-    /// Adds what was found before reading (files already delivered) to the progress.
+    /// Adds what was found before reading (files already delivered, warnings) to the progress.
     pub(crate) fn add_progress(&mut self, found: SourceProgress) {
         self.progress
             .already_processed
             .extend(found.already_processed);
+        self.progress.warnings.extend(found.warnings);
     }
 
     fn open_next(&mut self) -> Result<bool, StageError> {

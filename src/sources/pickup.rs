@@ -9,6 +9,9 @@
 //! Several consumers sharing a drop can claim files first: a taken file is renamed to a hidden
 //! name of this pipeline's (`.orders.csv.claimed-by-PIPELINE`) before it is read, and a claim a
 //! failed run left is taken up again by the next run of the same pipeline.
+//!
+//! A file or directory whose name has a control character (a newline, a tab, an escape) is not
+//! taken: it is left on the server with a warning naming it escaped (see [`crate::names`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,6 +25,7 @@ use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Validate};
 use crate::error::StageError;
 use crate::filestore::{self, Connection, RemoteEntry, ServerConfig};
+use crate::names;
 use crate::record::Batch;
 use crate::sinks::template::{PathTemplate, TemplateValues};
 use crate::stage::{RunContext, Source, SourceProgress};
@@ -301,7 +305,13 @@ impl PickupSource {
         let exclude = Patterns::new(&config.exclude)?;
         let ignore = Patterns::new(&config.ignore)?;
 
-        let dropped = list(&mut connection, &config.dir, config.recursive, &ignore)?;
+        let (dropped, refused) = list(&mut connection, &config.dir, config.recursive, &ignore)?;
+        let mut progress = SourceProgress::default();
+        for path in refused {
+            let warning = names::skipped_warning(&url(&location, &path));
+            tracing::warn!("{warning}");
+            progress.warnings.push(warning);
+        }
         let names: HashSet<&str> = dropped.iter().map(|d| d.entry.path.as_str()).collect();
         let marker_of = |path: &str| {
             config.marker.as_ref().map(|pattern| {
@@ -352,7 +362,6 @@ impl PickupSource {
             ));
         }
 
-        let mut progress = SourceProgress::default();
         let mut leftovers = Vec::new();
         let mut ready = Vec::new();
         for (file, taken) in resumed.into_iter().chain(candidates) {
@@ -645,17 +654,23 @@ fn mtime_ns(entry: &RemoteEntry) -> i64 {
 }
 
 /// The files in `dir` (and below it, when `recursive`: not in directories `ignore` names,
-/// such as hidden ones), with their paths below `dir`.
+/// such as hidden ones), with their paths below `dir`; and the paths of the files and
+/// directories left out because their names have a control character (see [`crate::names`]).
 fn list(
     connection: &mut Connection,
     dir: &str,
     recursive: bool,
     ignore: &Patterns,
-) -> Result<Vec<Dropped>, StageError> {
+) -> Result<(Vec<Dropped>, Vec<String>), StageError> {
     let mut files = Vec::new();
+    let mut refused = Vec::new();
     let mut pending = vec![(dir.to_string(), String::new())];
     while let Some((next, below)) = pending.pop() {
         for entry in connection.run("list", |store| store.list(&next))? {
+            if names::has_control(&entry.name) {
+                refused.push(entry.path);
+                continue;
+            }
             let relative = filestore::join(&below, &entry.name);
             if entry.is_dir {
                 if recursive && !ignore.matches(&entry.name) {
@@ -666,7 +681,7 @@ fn list(
             }
         }
     }
-    Ok(files)
+    Ok((files, refused))
 }
 
 /// The candidates whose size and modification time are the same on a second listing of the
@@ -693,6 +708,7 @@ fn keep_stable(
     );
     std::thread::sleep(wait);
     let again: BTreeMap<String, RemoteEntry> = list(connection, dir, recursive, ignore)?
+        .0
         .into_iter()
         .map(|file| (file.entry.path.clone(), file.entry))
         .collect();

@@ -11,6 +11,7 @@ mod filestore;
 mod golden;
 mod http;
 mod http_silent;
+mod names;
 mod notify;
 mod operate;
 mod packing;

@@ -11,7 +11,7 @@ use super::support::vsftpd::{FtpMode, FtpServer};
 use super::support::{Outcome, Sandbox, crash_at, run};
 
 /// The `[source.server]` table of an SFTP server, logging in with a key.
-fn sftp_server(server: &SftpServer) -> String {
+pub(crate) fn sftp_server(server: &SftpServer) -> String {
     format!(
         "[source.server]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\nprivate_key = \"{}\"\nknown_hosts = \"{}\"\n",
         server.port,
@@ -23,7 +23,7 @@ fn sftp_server(server: &SftpServer) -> String {
 /// A pipeline `p` picking up from `inbound` on `server` with `source` lines, every record to
 /// one new local NDJSON file per run (`out/orders-{run_ts}.ndjson`, numbered when two runs
 /// share a second, never replaced).
-fn pickup_pipeline(kind: &str, source: &str, server: &str) -> String {
+pub(crate) fn pickup_pipeline(kind: &str, source: &str, server: &str) -> String {
     // Files are taken once a minute old by default: these tests drop them just before a run.
     let source = match source.contains("min_age_secs") {
         true => source.to_string(),
@@ -34,7 +34,7 @@ fn pickup_pipeline(kind: &str, source: &str, server: &str) -> String {
     )
 }
 
-fn longshore(sandbox: &Sandbox, env: &[(&str, &str)]) -> Outcome {
+pub(crate) fn longshore(sandbox: &Sandbox, env: &[(&str, &str)]) -> Outcome {
     let mut command = sandbox.command(["run", "p.toml"]);
     command.env("FTP_PASSWORD", PASSWORD);
     for (name, value) in env {
@@ -44,7 +44,7 @@ fn longshore(sandbox: &Sandbox, env: &[(&str, &str)]) -> Outcome {
 }
 
 /// Drops `content` as `inbound/NAME` on the server, as the partner's user would.
-fn drop_file(data: &Path, name: &str, content: &str) {
+pub(crate) fn drop_file(data: &Path, name: &str, content: &str) {
     let inbound = data.join("inbound");
     if !inbound.exists() {
         std::fs::create_dir_all(&inbound).unwrap();
@@ -83,7 +83,7 @@ fn lines(expected: &[&str]) -> Vec<String> {
 }
 
 /// The files in the server's `dir`, sorted.
-fn remote_files(data: &Path, dir: &str) -> Vec<String> {
+pub(crate) fn remote_files(data: &Path, dir: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(data.join(dir))
         .map(|entries| {
             entries
