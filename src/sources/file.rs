@@ -259,6 +259,19 @@ impl FileSource {
             ledger: config.reprocess != Reprocess::Always,
             progress: SourceProgress::default(),
         };
+        if files.is_empty()
+            && is_pattern(&config.path)
+            && let Some(folder) = missing_folder(&cx.resolve(&config.path))
+        {
+            // Nothing matched because there is nothing to look in: a share not mounted, a
+            // path mistyped. The run ends "nothing new", so the report must say it.
+            let warning = format!(
+                "the folder {} of the source's `path` does not exist (a share that is not mounted, or a mistyped path?)",
+                folder.display()
+            );
+            tracing::warn!("{warning}");
+            source.progress.warnings.push(warning);
+        }
         // A file matched twice (itself and through a symlink) is read once.
         let mut keys = std::collections::HashSet::new();
         for path in files {
@@ -518,6 +531,16 @@ fn type_records(
             raw: reject.raw,
         }),
     }
+}
+
+/// The folder a glob pattern's matches must be in (its leading part without wildcards), when
+/// it does not exist.
+fn missing_folder(pattern: &Path) -> Option<PathBuf> {
+    let folder: PathBuf = pattern
+        .components()
+        .take_while(|part| !is_pattern(&part.as_os_str().to_string_lossy()))
+        .collect();
+    (!folder.as_os_str().is_empty() && !folder.exists()).then_some(folder)
 }
 
 /// The regular files matching a glob pattern, sorted.

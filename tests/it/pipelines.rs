@@ -498,3 +498,22 @@ fn a_glob_skips_hidden_files() {
     sandbox.run(["-q", "run", "p.toml"]).assert_success();
     assert_eq!(sandbox.read("out/all.ndjson"), "{\"id\":\"1\"}\n");
 }
+
+#[test]
+fn a_pattern_whose_folder_does_not_exist_is_a_warning() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        "[source]\ntype = \"file\"\npath = \"/mnt/partner-share/orders/*.csv\"\n[[sinks]]\ntype = \"file\"\npath = \"out/orders.csv\"\n",
+    );
+    let outcome = sandbox.run(["run", "p.toml", "--report", "report.json"]);
+    outcome.assert_success();
+    let report: serde_json::Value = serde_json::from_str(&sandbox.read("report.json")).unwrap();
+    assert_eq!(report["outcome"], "nothing_new");
+    assert_eq!(
+        report["warnings"],
+        serde_json::json!([
+            "the folder /mnt/partner-share/orders of the source's `path` does not exist (a share that is not mounted, or a mistyped path?)"
+        ])
+    );
+}
