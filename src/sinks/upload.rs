@@ -12,7 +12,6 @@ use std::io::Seek;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tempfile::NamedTempFile;
 
 use super::IfEmpty;
 use super::output::{self, OutputEnd};
@@ -192,7 +191,8 @@ struct Spooled {
     /// this output.
     part: u32,
     first_part_path: String,
-    spool: NamedTempFile,
+    /// Unnamed (unlinked at once): the kernel frees it when the run ends, however it ends.
+    spool: std::fs::File,
     /// Present until the output is finished.
     encoder: Option<Box<dyn Encoder>>,
     end: OutputEnd,
@@ -287,12 +287,9 @@ impl UploadSink {
                 "two source files map to the same output {path}: make the sink's `path` unique per source file"
             )));
         }
-        let spool = tempfile::Builder::new()
-            .prefix(".longshore-upload-")
-            .tempfile()
+        let spool = tempfile::tempfile()
             .map_err(|e| StageError::io(&path, "create a spool file for", e))?;
         let file = spool
-            .as_file()
             .try_clone()
             .map_err(|e| StageError::io(&path, "create a spool file for", e))?;
         let gzip = crate::codecs::unpack::strip_gzip_suffix(&path).is_some();
@@ -341,7 +338,7 @@ impl UploadSink {
                 return Ok(false);
             }
             store.create_dir_all(filestore::parent(&path))?;
-            let spool = output.spool.as_file_mut();
+            let spool = &mut output.spool;
             spool.rewind().map_err(|e| store_io(&path, e))?;
             let written = store.upload(&temp, spool)?;
             let arrived = store.stat(&temp)?.map(|entry| entry.size);

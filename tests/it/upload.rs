@@ -417,8 +417,17 @@ fn uploads_a_killed_run_left_are_removed_by_the_next_run() {
     );
     // Killed after uploading, before recording what it was about to publish.
     let mut command = sandbox.command(["run", "drop.toml"]);
-    command.env("SFTP_PASSWORD", PASSWORD);
+    let spools = tempfile::tempdir().unwrap();
+    command
+        .env("SFTP_PASSWORD", PASSWORD)
+        .env("TMPDIR", spools.path());
     crash_at(command, "after-prepare");
+    // Its local spool files went with it: they have no name to leave behind.
+    assert_eq!(
+        std::fs::read_dir(spools.path()).unwrap().count(),
+        0,
+        "spool files left in TMPDIR"
+    );
     let left = files_under(&server.data());
     assert_eq!(left.len(), 1);
     let (temp, _) = &left[0];
