@@ -184,4 +184,49 @@ mod tests {
         assert!(!feeds_on_input("data/*.csv", "data/.{pipeline}.csv", &cx));
         assert!(!feeds_on_input("in.csv", "out/in.csv", &cx));
     }
+
+    #[test]
+    fn prepared_outputs_are_checked_on_resolved_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::create_dir(base.join("data")).unwrap();
+        std::fs::write(base.join("data/in.csv"), "a\n").unwrap();
+        let output = |path: &str| PreparedOutput {
+            path: base.join(path),
+            temp: base.join("data/.part"),
+            size: 0,
+            sha256: String::new(),
+            if_exists: Default::default(),
+            remote: None,
+        };
+        let sink = |label: &str, paths: &[&str]| {
+            (
+                label.to_string(),
+                paths.iter().map(|p| output(p)).collect::<Vec<_>>(),
+            )
+        };
+        let input = FileDigest {
+            path: base.join("data/in.csv").display().to_string(),
+            size: 2,
+            sha256: String::new(),
+        };
+        let pattern = base.join("data/*.csv");
+        let fails = |outputs: &[(String, Vec<PreparedOutput>)]| {
+            check(outputs, std::slice::from_ref(&input), Some(&pattern)).map(|(label, _)| label)
+        };
+        assert_eq!(
+            fails(&[sink("a", &["out.csv"]), sink("b", &["out2.csv"])]),
+            None
+        );
+        assert_eq!(
+            fails(&[sink("a", &["out.csv"]), sink("b", &["data/../out.csv"])]),
+            Some("b".into())
+        );
+        assert_eq!(
+            fails(&[sink("a", &["x.csv", "data/../x.csv"])]),
+            Some("a".into())
+        );
+        assert_eq!(fails(&[sink("a", &["data/in.csv"])]), Some("a".into()));
+        assert_eq!(fails(&[sink("a", &["data/new.csv"])]), Some("a".into()));
+    }
 }
