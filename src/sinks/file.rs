@@ -29,7 +29,12 @@ pub struct FileSinkConfig {
     /// Where to write, as a template: `{pipeline}`, `{run_date}` (`2024-08-01`), `{run_ts}`
     /// (`20240801T020500`), `{source_stem}` (the source file's name without extension: one
     /// output per source file). `{{` and `}}` are literal braces. Relative paths are resolved
-    /// against the pipeline file's directory; missing directories are created. Required.
+    /// against the pipeline file's directory; missing directories are created. What is at
+    /// `path` must be a regular file or nothing: a directory, a device (`/dev/null`), a named
+    /// pipe, a socket or a symbolic link is refused, since the atomic rename would replace the
+    /// node itself (a link, not the file it points to; name that file instead). A path that is
+    /// the source's input, that the source's glob would read back, or that another sink writes
+    /// is refused too. Required.
     pub path: String,
     /// The output format, e.g. `{ type = "csv", delimiter = ";" }`. Default: inferred from
     /// the extension of `path`.
