@@ -115,7 +115,9 @@ enum Command {
     Convert {
         /// The file to read.
         input: PathBuf,
-        /// The file to write, or `-` for standard output.
+        /// The file to write, or `-` for standard output. It is replaced atomically, so it must
+        /// be a regular file or not exist: a device (`/dev/null`), a named pipe or a symbolic
+        /// link is refused.
         output: PathBuf,
         /// The input format (csv, tsv, ndjson, jsonl, json, json-array, xml, excel). Default: from the input's extension.
         #[arg(long)]

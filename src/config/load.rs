@@ -8,9 +8,13 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::Spanned;
+
+use crate::sinks::overlap;
+use crate::sources::file::is_pattern;
+use crate::stage::RunContext;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::interpolate::{self, Resolver, Template, Variables};
@@ -257,6 +261,8 @@ impl<'t> Loader<'t> {
         let (mut transforms, mut sinks) = (Some(Vec::new()), None);
         let (mut on_overlap, mut max_runtime_secs) = (Some(Default::default()), Some(None));
         let (mut state, mut rejects, mut notify) = (Some(None), Some(None), Some(Vec::new()));
+        // Where each sink's `path` is, for the checks that need the whole pipeline.
+        let mut path_spans = Vec::new();
         for (key, value) in root {
             match key.get_ref().as_ref() {
                 "name" => name = self.plain::<String>(value, "`name`"),
@@ -268,8 +274,11 @@ impl<'t> Loader<'t> {
                 }
                 "sinks" => {
                     let list = self.stage_list::<SinkConfig>(value.clone(), "sinks", "sink");
-                    if let (Some(list), DeValue::Array(items)) = (&list, value.get_ref()) {
-                        self.report_shared_destinations(list, items);
+                    if let DeValue::Array(items) = value.get_ref() {
+                        path_spans = items
+                            .iter()
+                            .map(|item| key_span(item, "path").unwrap_or(item.span()))
+                            .collect();
                     }
                     sinks = Some(list);
                 }
@@ -321,6 +330,13 @@ impl<'t> Loader<'t> {
             file.file_stem()
                 .map_or_else(|| "pipeline".into(), |s| s.to_string_lossy().into_owned())
         });
+        if let Some(Some(list)) = &sinks {
+            let cx = RunContext::new(&name, self.base_dir);
+            self.report_shared_destinations(list, &path_spans, &cx);
+            if let Some(Some(SourceConfig::File(source))) = &source {
+                self.report_own_input(&source.path, list, &path_spans, &cx);
+            }
+        }
         Some(Pipeline {
             name,
             description,
@@ -513,26 +529,87 @@ impl<'t> Loader<'t> {
     }
 
     /// Two sinks writing the same path would overwrite each other's output.
-    fn report_shared_destinations(&mut self, sinks: &[SinkConfig], items: &[Spanned<DeValue<'_>>]) {
+    /// Sinks writing the same file: the same `path`, or paths that name the same file once
+    /// `{pipeline}` and the run's time are filled in and `.` and `..` removed (`same/p.csv` and
+    /// `./same/{pipeline}.csv`). `{source_stem}` stands for the same file's stem in both, so
+    /// `a/{source_stem}.csv` and `b/../a/{source_stem}.csv` collide for every source file,
+    /// while `a/{source_stem}.csv` and `a/x.csv` only for some (the run finds those).
+    fn report_shared_destinations(
+        &mut self,
+        sinks: &[SinkConfig],
+        spans: &[Range<usize>],
+        cx: &RunContext,
+    ) {
+        // Not a name any file has: only the same placement in both paths renders the same.
+        const STEM: &str = "\u{1}source_stem\u{1}";
+        let rendered: Vec<Option<PathBuf>> = sinks
+            .iter()
+            .map(|sink| overlap::render(sink.destination()?, cx, STEM))
+            .collect();
         for (index, sink) in sinks.iter().enumerate() {
             let Some(path) = sink.destination() else {
                 continue;
             };
-            if let Some(first) = sinks[..index]
-                .iter()
-                .position(|s| s.destination() == Some(path))
-            {
-                let span = key_span(&items[index], "path").unwrap_or(items[index].span());
-                self.report(
-                    span,
+            let first = (0..index).find(|&other| {
+                sinks[other].destination() == Some(path)
+                    || (rendered[index].is_some() && rendered[other] == rendered[index])
+            });
+            if let (Some(first), Some(span)) = (first, spans.get(index)) {
+                let message = if sinks[first].destination() == Some(path) {
                     format!(
                         "sink {}: writes to the same `path` as sink {}",
                         index + 1,
                         first + 1
-                    ),
+                    )
+                } else {
+                    format!(
+                        "sink {}: writes to the same file as sink {} (`{}`)",
+                        index + 1,
+                        first + 1,
+                        sinks[first].destination().unwrap_or_default()
+                    )
+                };
+                self.report(
+                    span.clone(),
+                    message,
                     Some("give each sink its own path: one would overwrite the other".into()),
                 );
             }
+        }
+    }
+
+    /// File sinks writing over the `file` source's input (`source`), or where its glob would
+    /// read their output back on the next run.
+    fn report_own_input(
+        &mut self,
+        source: &str,
+        sinks: &[SinkConfig],
+        spans: &[Range<usize>],
+        cx: &RunContext,
+    ) {
+        for (index, (sink, span)) in sinks.iter().zip(spans).enumerate() {
+            let Some(path) = sink.destination() else {
+                continue;
+            };
+            if !overlap::feeds_on_input(source, path, cx) {
+                continue;
+            }
+            let (what, help) = if is_pattern(source) {
+                (
+                    format!("its outputs match the source's `path` `{source}`"),
+                    "every run would read the outputs of the run before: write outside the pattern, or narrow it",
+                )
+            } else {
+                (
+                    format!("writes over the source's input `{source}`"),
+                    "write the output elsewhere: the run would replace the file it reads",
+                )
+            };
+            self.report(
+                span.clone(),
+                format!("sink {}: {what}", index + 1),
+                Some(help.into()),
+            );
         }
     }
 

@@ -21,16 +21,16 @@ use serde::Deserialize;
 
 use crate::codecs::FormatConfig;
 use crate::codecs::TextEncoding;
-use crate::config::Pipeline;
+use crate::config::{Pipeline, SourceConfig};
 use crate::error::{RunError, StageError};
 use crate::progress::RunProgress;
 use crate::record::{Batch, Record};
 use crate::report::{FileDigest, Outcome, PlannedOutput, RunReport, StageCounts};
 use crate::sinks::IfEmpty;
 use crate::sinks::file::FileSink;
-use crate::sinks::publish;
 use crate::sinks::temp_journal;
-use crate::sources::file::{FileSource, ReadOptions};
+use crate::sinks::{overlap, publish};
+use crate::sources::file::{FileSource, ReadOptions, is_pattern};
 use crate::stage::{RunContext, Sink, SinkReport, Source, SourceProgress, Transform};
 use crate::state::{
     self, CommitIntent, DEFAULT_STATE_PATH, LockAttempt, LockOwner, PreparedOutput, Recovery,
@@ -641,11 +641,23 @@ impl Run<'_> {
                 }
             }
         }
-        crash_point("after-prepare");
         let outputs: Vec<PreparedOutput> = prepared
             .iter()
             .flat_map(|(_, o)| o.iter().cloned())
             .collect();
+        let pattern = match &self.pipeline.source {
+            SourceConfig::File(config) if is_pattern(&config.path) => {
+                Some(self.cx.resolve_pattern(&config.path))
+            }
+            _ => None,
+        };
+        if let Some((label, message)) =
+            overlap::check(&prepared, &source.files_read, pattern.as_deref())
+        {
+            publish::Destinations::new(&self.pipeline.sinks, &self.cx).discard(&outputs);
+            return Err(self.fail(&label, StageError::Refused(message)));
+        }
+        crash_point("after-prepare");
         let absolute: std::io::Result<Vec<PreparedOutput>> =
             outputs.iter().map(PreparedOutput::absolute).collect();
         let absolute = absolute.map_err(|e| {

@@ -13,7 +13,7 @@ use tempfile::NamedTempFile;
 use super::IfEmpty;
 use super::output::{self, OutputEnd};
 pub use super::publish::IfExists;
-use super::publish::{self, PreparedOutput, Publication};
+use super::publish::{self, Obstacle, PreparedOutput, Publication};
 use super::temp_journal;
 use super::template::{PathTemplate, TemplateValues};
 use crate::codecs::{FormatConfig, TextEncoding};
@@ -32,7 +32,11 @@ pub struct FileSinkConfig {
     /// output per source file; made one safe file name: `/`, `\` and control characters
     /// percent-encoded, a stem of only dots, as of `...csv`, made underscores). `{{` and `}}`
     /// are literal braces. Relative paths are resolved against the pipeline file's directory;
-    /// missing directories are created. Required.
+    /// missing directories are created. What is at `path` must be a regular file or nothing:
+    /// a directory, a device (`/dev/null`), a named pipe, a socket or a symbolic link is
+    /// refused, since the atomic rename would replace the node itself (a link, not the file it
+    /// points to; name that file instead). A path that is the source's input, that the
+    /// source's glob would read back, or that another sink writes is refused too. Required.
     pub path: String,
     /// The output format, e.g. `{ type = "csv", delimiter = ";" }`. Default: inferred from
     /// the extension of `path`.
@@ -121,6 +125,9 @@ pub struct FileSink {
     if_exists: IfExists,
     encoding: Option<TextEncoding>,
     if_empty: IfEmpty,
+    /// How to write to standard output instead, for the message refusing a device or a pipe as
+    /// the output: `convert` takes `-`, a pipeline a `stdout` sink.
+    to_stdout: &'static str,
     /// The output being written, then the finished ones in order.
     outputs: Vec<Output>,
     /// Once prepared: the outputs to publish, their temporary files no longer removed on drop
@@ -142,6 +149,7 @@ impl FileSink {
             if_exists: config.if_exists,
             encoding: config.encoding,
             if_empty: config.if_empty,
+            to_stdout: publish::STDOUT_SINK,
             outputs: Vec::new(),
             prepared: Vec::new(),
             skipped: Vec::new(),
@@ -164,6 +172,7 @@ impl FileSink {
             if_exists: IfExists::Replace,
             encoding,
             if_empty: IfEmpty::Write,
+            to_stdout: "write to standard output with `-`",
             outputs: Vec::new(),
             prepared: Vec::new(),
             skipped: Vec::new(),
@@ -206,6 +215,12 @@ impl FileSink {
             return Err(StageError::Refused(format!(
                 "two source files map to the same output {shown}: make the sink's `path` unique per source file"
             )));
+        }
+        // Whatever `if_exists` says: it is about files, and this is not one.
+        if let Some(obstacle) = Obstacle::at(&path) {
+            return Err(StageError::Refused(
+                obstacle.message(&shown, self.to_stdout),
+            ));
         }
         if path.exists() {
             match self.if_exists {
@@ -339,11 +354,12 @@ impl Sink for FileSink {
             if !dirs.contains(&dir) {
                 dirs.push(dir);
             }
-            // Refuse now what the rename would refuse, so that no sink has published yet.
-            if output.path.is_dir() {
-                return Err(StageError::Refused(format!(
-                    "{shown} is a directory: the output file cannot take its place"
-                )));
+            // Refuse now what publishing would refuse, so that no sink has published yet: a
+            // directory, a device, a pipe or a link that appeared while the run was writing.
+            if let Some(obstacle) = Obstacle::at(&output.path) {
+                return Err(StageError::Refused(
+                    obstacle.message(&shown.to_string(), self.to_stdout),
+                ));
             }
             if output.path.exists() {
                 match self.if_exists {

@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod output;
+pub mod overlap;
 pub mod publish;
 pub mod stdout;
 pub mod temp_journal;

@@ -75,6 +75,13 @@ impl PreparedOutput {
     /// `if_exists = "replace"`) and makes the rename durable. On an error the temporary file
     /// stays, so that publishing can be tried again.
     pub fn publish(&self) -> io::Result<Publication> {
+        // Checked at prepare already; again here, for an interrupted commit's recovery and for
+        // what appeared since: a rename over it would replace a device, a pipe or a link.
+        if let Some(obstacle) = Obstacle::at(&self.path) {
+            return Err(io::Error::other(
+                obstacle.message(&self.path.display().to_string(), STDOUT_SINK),
+            ));
+        }
         if self.if_exists == IfExists::Replace {
             std::fs::rename(&self.temp, &self.path)?;
             sync_dir(parent_dir(&self.path))?;
@@ -391,6 +398,78 @@ fn numbered(path: &str, n: u32) -> String {
         Some((stem, extension)) if !stem.is_empty() => format!("{dir}{stem}-{n}.{extension}{gz}"),
         _ => format!("{dir}{base}-{n}{gz}"),
     }
+}
+
+/// How a pipeline writes to standard output, for messages refusing a device or a pipe.
+pub const STDOUT_SINK: &str = "a `type = \"stdout\"` sink writes to standard output";
+
+/// Something at an output's path that is not a regular file. Publishing renames a file over
+/// the path, which would put a regular file in place of a device (`/dev/null`), a named pipe
+/// or a socket, and in place of a symbolic link rather than the file it points to: each is
+/// refused instead, before anything is written and again before publishing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Obstacle {
+    Directory,
+    /// A symbolic link, and where it points.
+    Link(PathBuf),
+    /// A device, a named pipe or a socket, as messages name it.
+    Special(&'static str),
+}
+
+impl Obstacle {
+    /// What is at `path`, when something other than a regular file is (the path itself, not
+    /// what a link there points to).
+    pub fn at(path: &Path) -> Option<Obstacle> {
+        let file_type = std::fs::symlink_metadata(path).ok()?.file_type();
+        if file_type.is_file() {
+            return None;
+        }
+        if file_type.is_dir() {
+            return Some(Obstacle::Directory);
+        }
+        if file_type.is_symlink() {
+            return Some(Obstacle::Link(std::fs::read_link(path).unwrap_or_default()));
+        }
+        Some(Obstacle::Special(special_kind(&file_type)))
+    }
+
+    /// The error message for an output at `shown`; `to_stdout` says how to write to standard
+    /// output instead, for devices and pipes.
+    pub fn message(&self, shown: &str, to_stdout: &str) -> String {
+        match self {
+            Obstacle::Directory => {
+                format!("{shown} is a directory: the output file cannot take its place")
+            }
+            Obstacle::Link(target) => format!(
+                "{shown} is a symbolic link (to {}), not a file: longshore replaces files atomically, which would replace the link itself, not the file it points to; name the file itself as the output",
+                target.display()
+            ),
+            Obstacle::Special(kind) => format!(
+                "{shown} is a {kind}, not a file: longshore replaces files atomically; {to_stdout}"
+            ),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn special_kind(file_type: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_char_device() {
+        "character device"
+    } else if file_type.is_block_device() {
+        "block device"
+    } else if file_type.is_fifo() {
+        "named pipe (FIFO)"
+    } else if file_type.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: &std::fs::FileType) -> &'static str {
+    "special file"
 }
 
 /// The directory a file is in; `.` for a bare file name.

@@ -78,8 +78,19 @@ pub struct FileSourceConfig {
     pub file_fields: bool,
 }
 
-fn is_pattern(path: &str) -> bool {
+/// Whether a source `path` is a glob pattern rather than one file.
+pub(crate) fn is_pattern(path: &str) -> bool {
     path.contains(['*', '?', '['])
+}
+
+/// How a glob is matched: `*` stays within a directory, and hidden files (an upload in
+/// progress is often `.name.part`) match only a pattern that spells out the dot.
+pub(crate) fn glob_options() -> glob::MatchOptions {
+    glob::MatchOptions {
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+        ..glob::MatchOptions::new()
+    }
 }
 
 impl Validate for FileSourceConfig {
@@ -548,13 +559,7 @@ fn list_matches(cx: &RunContext, pattern: &str, shown: &Path) -> Result<Vec<Path
     let pattern = cx.resolve_pattern(pattern).display().to_string();
     let shown = shown.display().to_string();
     let mut files = Vec::new();
-    // Hidden files (an upload in progress is often `.name.part`) match only a pattern that
-    // spells out the dot.
-    let options = glob::MatchOptions {
-        require_literal_leading_dot: true,
-        ..glob::MatchOptions::new()
-    };
-    let matches = glob::glob_with(&pattern, options)
+    let matches = glob::glob_with(&pattern, glob_options())
         .map_err(|e| StageError::Refused(format!("{shown}: invalid glob pattern: {e}")))?;
     for entry in matches {
         let file = entry.map_err(|e| {

@@ -5,6 +5,7 @@ mod arbitrary_input;
 mod bad_input;
 mod cli;
 mod convert;
+mod destinations;
 mod empty_runs;
 mod excel;
 mod filestore;

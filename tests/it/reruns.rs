@@ -169,8 +169,10 @@ fn a_rerun_from_another_directory_finishes_an_interrupted_publish() {
     sandbox.assert_no_temp_files();
 }
 
-/// Two sinks publish to the same file, the second with `if_exists = "fail"`: the first
-/// publishes, the second's rename fails. Its temporary file must survive the failed run, so
+/// The first sink finds its file taken and publishes under the next numbered name
+/// (`if_exists = "rename"`), the very name the second sink writes with `if_exists = "fail"`:
+/// the first publishes, the second's rename fails (two sinks naming one file outright are
+/// refused before anything is published). Its temporary file must survive the failed run, so
 /// that once the consumer has taken the first file away, the next run publishes the second
 /// output and saves the state, without reading (and delivering) the input again.
 #[test]
@@ -186,30 +188,32 @@ path = "in/*.csv"
 [[sinks]]
 type = "file"
 path = "out/x.ndjson"
+if_exists = "rename"
 
 [[sinks]]
 type = "file"
-path = "./out/x.ndjson"
+path = "./out/x-1.ndjson"
 if_exists = "fail"
 "#,
     );
     sandbox.write("in/a.csv", A_CSV);
+    sandbox.write("out/x.ndjson", "old\n");
     let failed = sandbox.run(["-q", "run", "p.toml"]);
     failed.assert_code(1);
     assert!(
         failed.stderr.contains(
             " ERROR publishing stopped partway: the next run publishes the rest of this run's outputs before anything else pipeline=p\n"
         ) && failed.stderr.ends_with(
-            "error: pipeline `p`: sink 2 (file) failed\n  caused by: out/x.ndjson: cannot move the finished file into place\n  caused by: File exists (os error 17)\n"
+            "error: pipeline `p`: sink 2 (file) failed\n  caused by: out/x-1.ndjson: cannot move the finished file into place\n  caused by: File exists (os error 17)\n"
         ),
         "{}",
         failed.stderr
     );
-    let first = sandbox.read("out/x.ndjson");
+    let first = sandbox.read("out/x-1.ndjson");
     assert_eq!(first.lines().count(), 3);
     assert_eq!(
         sandbox.files("out").len(),
-        2,
+        3,
         "the second output waits in its temporary file: {:?}",
         sandbox.files("out")
     );
@@ -223,11 +227,11 @@ if_exists = "fail"
         "{}",
         blocked.stderr
     );
-    assert_eq!(sandbox.files("out").len(), 2);
+    assert_eq!(sandbox.files("out").len(), 3);
 
     // The consumer picks the file up; the next run publishes the rest and reads nothing again.
     std::fs::rename(
-        sandbox.join("out/x.ndjson"),
+        sandbox.join("out/x-1.ndjson"),
         sandbox.join("picked-up.ndjson"),
     )
     .unwrap();
@@ -243,8 +247,9 @@ if_exists = "fail"
         "{}",
         finished.stderr
     );
-    assert_eq!(sandbox.read("out/x.ndjson"), first);
-    assert_eq!(sandbox.files("out"), ["out/x.ndjson"]);
+    assert_eq!(sandbox.read("out/x-1.ndjson"), first);
+    assert_eq!(sandbox.read("out/x.ndjson"), "old\n");
+    assert_eq!(sandbox.files("out"), ["out/x-1.ndjson", "out/x.ndjson"]);
     assert_eq!(state(&sandbox).summary("p").unwrap().ledger_files, 1);
     sandbox.assert_no_temp_files();
 }
