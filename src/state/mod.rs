@@ -123,7 +123,7 @@ pub enum StateError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("cannot create the state store's directory {}", .path.display())]
+    #[error("cannot create the state store (or its directory) at {}", .path.display())]
     Directory {
         path: PathBuf,
         #[source]
@@ -147,6 +147,20 @@ pub enum StateError {
     },
     #[error("the state store {} holds data this longshore cannot read ({what})", .path.display())]
     Corrupt { path: PathBuf, what: String },
+    /// The file at the store's path is not the one this run opened any more: what the run
+    /// saved would go to a deleted or moved file, and the next run would start afresh.
+    #[error(
+        "the state store {} was deleted or replaced while the run went on: what it saves would be lost, and the next run would deliver everything again. Put the file back, or run again to start afresh with the new one",
+        .path.display()
+    )]
+    Replaced { path: PathBuf },
+    /// A store file of 0 bytes: SQLite would take it for a new store, and every source file
+    /// would be delivered again.
+    #[error(
+        "the state store {} is empty (0 bytes): it was truncated, not created; restore it from a backup, or remove it to start afresh (every source file is then delivered again)",
+        .path.display()
+    )]
+    Empty { path: PathBuf },
     #[error(
         "cannot finish publishing {} for a run that was interrupted: fix the cause and run again",
         .path.display()

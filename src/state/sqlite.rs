@@ -46,12 +46,31 @@ CREATE TABLE pending_commits (
     "ALTER TABLE locks ADD COLUMN pid_namespace TEXT;",
 ];
 
+/// Refuses a store file of 0 bytes, which SQLite would take for a new, empty store.
+fn refuse_empty(path: &Path) -> Result<(), StateError> {
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_file() && metadata.len() == 0 => Err(StateError::Empty {
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// How long a statement waits for another process's write transaction to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct SqliteStore {
     connection: Connection,
     path: PathBuf,
+    /// The file opened (device, inode), to tell when the file at `path` is not it any more;
+    /// `None` in memory.
+    opened: Option<(u64, u64)>,
+}
+
+/// The device and inode of the file at `path`.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl SqliteStore {
@@ -63,8 +82,37 @@ impl SqliteStore {
                 source,
             })?;
         }
+        if !path.exists() {
+            Self::create(path)?;
+        }
+        refuse_empty(path)?;
         let open = |path: &Path| Connection::open(path);
         Self::with_connection(path, open)
+    }
+
+    /// Creates a new store at `path`, whole: its schema is written under another name and
+    /// linked into place, so that no run ever finds an empty file there (SQLite would take one
+    /// for a new store, and a store truncated to 0 bytes must not pass for one). A store another
+    /// process created meanwhile is kept.
+    fn create(path: &Path) -> Result<(), StateError> {
+        let name = path.file_name().map_or_else(
+            || "state.db".into(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        let fresh = path.with_file_name(format!(".{name}.new-{}", std::process::id()));
+        let _ = std::fs::remove_file(&fresh);
+        drop(Self::with_connection(&fresh, |path: &Path| {
+            Connection::open(path)
+        })?);
+        let linked = match std::fs::hard_link(&fresh, path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(StateError::Directory {
+                path: path.to_path_buf(),
+                source: e,
+            }),
+            _ => Ok(()),
+        };
+        let _ = std::fs::remove_file(&fresh);
+        linked
     }
 
     /// Opens an existing store without writing to it (`state show`, `runs`, `--dry-run`);
@@ -73,6 +121,7 @@ impl SqliteStore {
         if !path.exists() {
             return Ok(None);
         }
+        refuse_empty(path)?;
         let open =
             |path: &Path| Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY);
         Self::with_connection(path, open).map(Some)
@@ -101,6 +150,7 @@ impl SqliteStore {
         let mut store = SqliteStore {
             connection,
             path: path.to_path_buf(),
+            opened: identity(path),
         };
         store.migrate()?;
         Ok(store)
@@ -138,6 +188,17 @@ impl SqliteStore {
         tx.pragma_update(None, "user_version", known)
             .and_then(|()| tx.commit())
             .map_err(|source| sql(&path, "upgrade its schema", source))
+    }
+
+    /// Fails when the file at the store's path is not the one opened (deleted, or replaced):
+    /// checked before a commit is recorded and before it is finished.
+    fn check_still_there(&self) -> Result<(), StateError> {
+        match self.opened {
+            Some(opened) if identity(&self.path) != Some(opened) => Err(StateError::Replaced {
+                path: self.path.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// A write transaction that holds SQLite's write lock from its start, so that a
@@ -333,6 +394,7 @@ impl StateStore for SqliteStore {
 
     fn begin_commit(&mut self, pipeline: &str, intent: &CommitIntent) -> Result<(), StateError> {
         const ACTION: &str = "record the outputs about to be published";
+        self.check_still_there()?;
         let path = self.path.clone();
         let tx = self.write(ACTION)?;
         let holder = Self::lock_holder(&tx, pipeline).map_err(|e| sql(&path, ACTION, e))?;
@@ -386,6 +448,7 @@ impl StateStore for SqliteStore {
         report: &RunReport,
     ) -> Result<(), StateError> {
         const ACTION: &str = "save the state of the published run";
+        self.check_still_there()?;
         let path = self.path.clone();
         let tx = self.write(ACTION)?;
         // Checked inside the transaction: a run that took the lock over may be recovering

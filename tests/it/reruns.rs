@@ -588,3 +588,41 @@ fn a_skip_behind_a_lock_held_for_hours_is_a_warning() {
     );
     assert!(sandbox.files("out").is_empty());
 }
+
+#[test]
+fn a_state_file_deleted_during_the_run_fails_it_loudly() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        "name = \"p\"\n[source]\ntype = \"file\"\npath = \"in/orders.csv\"\n[[sinks]]\ntype = \"file\"\npath = \"out/orders.ndjson\"\n",
+    );
+    std::fs::create_dir(sandbox.join("in")).unwrap();
+    let fifo = sandbox.join("in/orders.csv");
+    // The run blocks reading the FIFO: the state file goes while it does.
+    mkfifo(&fifo);
+    let child = spawn(&sandbox, &["run", "p.toml"]);
+    let mut writer = open_fifo_for_writing(&fifo);
+    std::fs::remove_file(sandbox.join(".longshore/state.db")).unwrap();
+    writer.write_all(A_CSV.as_bytes()).unwrap();
+    drop(writer);
+    let (code, stderr) = stderr_of(child);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "the state store .longshore/state.db was deleted or replaced while the run went on"
+        ),
+        "{stderr}"
+    );
+    assert!(!sandbox.exists("out/orders.ndjson"), "nothing published");
+}
+
+#[test]
+fn a_state_file_of_zero_bytes_is_not_a_fresh_store() {
+    let sandbox = drop_folder("");
+    sandbox.write(".longshore/state.db", "");
+    sandbox
+        .run(["run", "p.toml"])
+        .assert_code(1)
+        .assert_stderr_starts_with("error: pipeline `p`: state store failed\n  caused by: the state store .longshore/state.db is empty (0 bytes): it was truncated, not created");
+    assert!(sandbox.files("out").is_empty());
+}
