@@ -745,6 +745,8 @@ fn list(
             }
         }
     }
+    // In the order of their paths, whatever the server's: warnings come in the same order.
+    files.sort_by(|a, b| a.entry.path.cmp(&b.entry.path));
     Ok(files)
 }
 
