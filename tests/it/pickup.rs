@@ -764,7 +764,7 @@ fn start_and_wait_until_writing_with(
 ) -> std::process::Child {
     let mut child = command.spawn().expect("start longshore");
     let started = std::time::Instant::now();
-    loop {
+    let writing = loop {
         let writing = std::fs::read_dir(sandbox.join("out"))
             .ok()
             .is_some_and(|entries| {
@@ -772,15 +772,16 @@ fn start_and_wait_until_writing_with(
                     .filter_map(Result::ok)
                     .any(|e| e.file_name().to_string_lossy().ends_with(".part"))
             });
-        if writing {
-            return child;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("the run was never seen writing");
+        if writing || started.elapsed() > Duration::from_secs(60) {
+            break writing;
         }
         std::thread::sleep(Duration::from_millis(5));
+    };
+    if !writing {
+        let _ = child.kill();
     }
+    assert!(writing, "the run was never seen writing");
+    child
 }
 
 #[test]
