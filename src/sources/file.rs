@@ -1,6 +1,12 @@
 //! The `file` source: local files named by a path or a glob pattern, read one after the other
 //! in the sorted order of their paths, so that reruns see the same order. A file delivered by
 //! an earlier run is skipped (the ledger in the state store), unless its content changed.
+//!
+//! A file must not change while it is read (here for local files and those on servers alike):
+//! one gone or changed by the time it is opened is skipped with a warning (nothing of it was
+//! read); one whose bytes at the end, or whose size and modification time after, are not as
+//! listed fails the run, since its first records are already in the sinks' outputs: a torn
+//! last record is never delivered, and the next run reads the file whole.
 
 use std::collections::VecDeque;
 use std::fs::File;

@@ -6,6 +6,9 @@
 //! deleted, moved to an archive) happens only once the run has committed; a run that stops
 //! before leaves it where it was, and the next run does it for delivered files still there.
 //!
+//! Only regular files are data: a link in the drop (`passwd.csv -> /etc/passwd`) is skipped
+//! with a warning unless `follow_symlinks` says the partner's links are to be read.
+//!
 //! Several consumers sharing a drop can claim files first: a taken file is renamed to a hidden
 //! name of this pipeline's (`.orders.csv.claimed-by-PIPELINE`) before it is read, and a claim a
 //! failed run left is taken up again by the next run of the same pipeline.
