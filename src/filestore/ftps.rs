@@ -20,7 +20,7 @@ use suppaftp::list::ListParser;
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, RustlsConnector, RustlsFtpStream, Status, TlsStream, TransferStream};
 
-use super::{FileStore, Reconnect, RemoteEntry, ServerConfig, StoreError};
+use super::{EntryKind, FileStore, Reconnect, RemoteEntry, ServerConfig, StoreError};
 use crate::config::{Invalid, Secret, SecretValue, Validate};
 use crate::stage::RunContext;
 
@@ -212,6 +212,8 @@ struct Settings {
 pub struct FtpStore {
     location: String,
     ftp: RustlsFtpStream,
+    /// Whether the server answers `MLSD`, once asked.
+    mlsd: Option<bool>,
 }
 
 impl FtpStore {
@@ -288,6 +290,7 @@ impl FtpStore {
         Ok(FtpStore {
             location: location.clone(),
             ftp,
+            mlsd: None,
         })
     }
 
@@ -313,6 +316,78 @@ impl FtpStore {
             transient: is_transient(&error),
         }
     }
+
+    /// The entries of `dir` from its `MLSD` lines: names exactly as they are (a `LIST` line's
+    /// name loses its leading spaces), times in UTC to the second.
+    fn mlsd_entries(&self, dir: &str, lines: Vec<String>) -> Vec<RemoteEntry> {
+        let mut entries = Vec::new();
+        for line in lines {
+            match parse_mlsd(&line) {
+                Some(Some(fact)) => entries.push(RemoteEntry {
+                    path: super::join(dir, &fact.name),
+                    name: fact.name,
+                    size: fact.size,
+                    mtime: fact.mtime,
+                    kind: fact.kind,
+                }),
+                Some(None) => {}
+                None => {
+                    tracing::warn!(server = %self.location, line, "a listing line not understood: its file is not seen");
+                }
+            }
+        }
+        entries
+    }
+}
+
+/// One entry of an `MLSD` listing.
+#[derive(Debug, PartialEq, Eq)]
+struct MlsdEntry {
+    name: String,
+    kind: EntryKind,
+    size: u64,
+    mtime: Option<i64>,
+}
+
+/// An `MLSD` line (RFC 3659: `fact=value;...` facts, one space, the name as it is):
+/// `Some(None)` for the directory itself and its parent (`cdir`, `pdir`), `None` for a line
+/// that is not one.
+fn parse_mlsd(line: &str) -> Option<Option<MlsdEntry>> {
+    let (facts, name) = line.split_once("; ")?;
+    let mut entry = MlsdEntry {
+        name: name.to_string(),
+        kind: EntryKind::Other,
+        size: 0,
+        mtime: None,
+    };
+    let mut typed = false;
+    for fact in facts.split(';') {
+        let Some((key, value)) = fact.split_once('=') else {
+            continue;
+        };
+        match key.to_ascii_lowercase().as_str() {
+            "type" => {
+                typed = true;
+                let value = value.to_ascii_lowercase();
+                entry.kind = match value.as_str() {
+                    "file" => EntryKind::File,
+                    "dir" => EntryKind::Dir,
+                    "cdir" | "pdir" => return Some(None),
+                    // `OS.unix=symlink`, `OS.unix=slink:TARGET` (proftpd), `link`.
+                    _ if value.contains("link") => EntryKind::Symlink,
+                    _ => EntryKind::Other,
+                };
+            }
+            "size" => entry.size = value.parse().ok()?,
+            "modify" => {
+                let time =
+                    chrono::NaiveDateTime::parse_from_str(value.get(..14)?, "%Y%m%d%H%M%S").ok()?;
+                entry.mtime = Some(time.and_utc().timestamp());
+            }
+            _ => {}
+        }
+    }
+    (typed && !name.is_empty()).then_some(Some(entry))
 }
 
 fn set_timeouts(tcp: &TcpStream, timeout: Duration) -> io::Result<()> {
@@ -359,14 +434,27 @@ fn is_unavailable(error: &FtpError) -> bool {
 
 impl FileStore for FtpStore {
     fn list(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, StoreError> {
+        let dir_arg = if dir.is_empty() { "." } else { dir };
+        if self.mlsd != Some(false) {
+            match self.ftp.mlsd(Some(dir_arg)) {
+                Ok(lines) => {
+                    self.mlsd = Some(true);
+                    return Ok(self.mlsd_entries(dir, lines));
+                }
+                // 500, 502: a server without `MLSD` (vsftpd): `LIST` from now on.
+                Err(FtpError::UnexpectedResponse(response))
+                    if matches!(response.status.code(), 500 | 502) =>
+                {
+                    self.mlsd = Some(false);
+                }
+                Err(e) => return Err(self.error("list", dir, e)),
+            }
+        }
         // `-a`: hidden files too (uploads in progress, this pipeline's claims), which most
         // servers leave out of a plain `LIST`.
         let lines = self
             .ftp
-            .list(Some(&format!(
-                "-a {}",
-                if dir.is_empty() { "." } else { dir }
-            )))
+            .list(Some(&format!("-a {dir_arg}")))
             .map_err(|e| self.error("list", dir, e))?;
         let mut entries = Vec::new();
         for line in lines {
@@ -386,16 +474,24 @@ impl FileStore for FtpStore {
                 .duration_since(std::time::UNIX_EPOCH)
                 .ok()
                 .map(|since| since.as_secs() as i64);
-            let mtime = match file.is_directory() {
-                true => None,
-                false => self.exact_mtime(&path, listed)?,
+            // `LIST` shows a link as `l...` (`name -> target`): where it points is not looked at.
+            let kind = if file.is_directory() {
+                EntryKind::Dir
+            } else if file.is_symlink() {
+                EntryKind::Symlink
+            } else {
+                EntryKind::File
+            };
+            let mtime = match kind {
+                EntryKind::File => self.exact_mtime(&path, listed)?,
+                _ => None,
             };
             entries.push(RemoteEntry {
                 path,
                 name: file.name().to_string(),
                 size: file.size() as u64,
                 mtime,
-                is_dir: file.is_directory(),
+                kind,
             });
         }
         Ok(entries)
@@ -413,7 +509,7 @@ impl FileStore for FtpStore {
             name: super::file_name(path).to_string(),
             size,
             mtime,
-            is_dir: false,
+            kind: EntryKind::File,
         }))
     }
 
@@ -493,5 +589,44 @@ impl<T: TlsStream> Read for Download<T> {
             })?;
         }
         Ok(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mlsd_lines_keep_names_as_they_are_and_tell_links_apart() {
+        assert_eq!(
+            parse_mlsd("type=file;size=5;modify=20240801120030.250;UNIX.mode=0644;   lead.csv"),
+            Some(Some(MlsdEntry {
+                name: "  lead.csv".into(),
+                kind: EntryKind::File,
+                size: 5,
+                mtime: Some(1_722_513_630),
+            }))
+        );
+        let kind = |line: &str| parse_mlsd(line).flatten().map(|entry| entry.kind);
+        assert_eq!(
+            kind("type=dir;modify=20240801120030; 2024-08-01"),
+            Some(EntryKind::Dir)
+        );
+        assert_eq!(
+            kind("type=OS.unix=symlink;size=11; passwd.csv"),
+            Some(EntryKind::Symlink)
+        );
+        assert_eq!(
+            kind("type=OS.unix=slink:/etc/passwd; passwd.csv"),
+            Some(EntryKind::Symlink)
+        );
+        assert_eq!(kind("type=OS.unix=fifo; pipe"), Some(EntryKind::Other));
+        assert_eq!(
+            parse_mlsd("type=cdir;modify=20240801120030; /inbound"),
+            Some(None)
+        );
+        assert_eq!(parse_mlsd("type=pdir; .."), Some(None));
+        assert_eq!(parse_mlsd("-rw-r--r-- 1 u g 5 Aug  1 12:00 a.csv"), None);
+        assert_eq!(parse_mlsd("size=5; a.csv"), None, "no type: not understood");
     }
 }

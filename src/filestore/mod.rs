@@ -24,7 +24,26 @@ pub struct RemoteEntry {
     pub size: u64,
     /// Modification time, seconds since the Unix epoch, when the server tells it.
     pub mtime: Option<i64>,
-    pub is_dir: bool,
+    pub kind: EntryKind,
+}
+
+impl RemoteEntry {
+    pub fn is_dir(&self) -> bool {
+        self.kind == EntryKind::Dir
+    }
+}
+
+/// What a listed entry is. Listings do not follow symbolic links: a link is listed as one, so
+/// that a drop's `passwd.csv -> /etc/passwd` is not read as the partner's data unless asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    Dir,
+    /// A symbolic link (where it points is not looked at).
+    Symlink,
+    /// Anything else: a named pipe, a socket, a device.
+    Other,
 }
 
 /// An operation on a server that failed.
@@ -41,9 +60,9 @@ pub struct StoreError {
 /// The operations the drop source and the upload sink need of a server. Paths are the
 /// server's (`/outbound/a.csv`, or relative to the login directory).
 pub trait FileStore: Send {
-    /// The entries of `dir` (not `.` and `..`).
+    /// The entries of `dir` (not `.` and `..`), links listed as links.
     fn list(&mut self, dir: &str) -> Result<Vec<RemoteEntry>, StoreError>;
-    /// The file or directory at `path`, or `None` when there is none.
+    /// The file or directory at `path` (following links), or `None` when there is none.
     fn stat(&mut self, path: &str) -> Result<Option<RemoteEntry>, StoreError>;
     /// The content of the file at `path`, streamed from the server. Reading to the end checks
     /// that the transfer completed.

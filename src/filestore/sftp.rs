@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use ssh2::{CheckResult, ErrorCode, HashType, KnownHostFileKind, RenameFlags, Session, Sftp};
 
-use super::{FileStore, Reconnect, RemoteEntry, ServerConfig, StoreError, ancestors};
+use super::{EntryKind, FileStore, Reconnect, RemoteEntry, ServerConfig, StoreError, ancestors};
 use crate::config::{Invalid, Secret, SecretValue, Validate};
 use crate::stage::RunContext;
 
@@ -354,6 +354,25 @@ fn is_connection_error(error: &ssh2::Error) -> bool {
     matches!(error.code(), ErrorCode::Session(-7 | -9 | -13 | -43))
 }
 
+/// What an entry is, by the type bits of its permissions. `readdir` gives what `lstat` gives
+/// (OpenSSH's server), so a link is a link there. A server that sends no permissions tells
+/// nothing: the entry is taken for a file, as it always was.
+fn kind(stat: &ssh2::FileStat) -> EntryKind {
+    if stat.perm.is_none() {
+        return EntryKind::File;
+    }
+    let file_type = stat.file_type();
+    if file_type.is_file() {
+        EntryKind::File
+    } else if file_type.is_dir() {
+        EntryKind::Dir
+    } else if file_type.is_symlink() {
+        EntryKind::Symlink
+    } else {
+        EntryKind::Other
+    }
+}
+
 fn is_no_such_file(error: &ssh2::Error) -> bool {
     matches!(error.code(), ErrorCode::SFTP(2))
 }
@@ -442,7 +461,7 @@ impl FileStore for SftpStore {
                     name,
                     size: stat.size.unwrap_or(0),
                     mtime: stat.mtime.map(|t| t as i64),
-                    is_dir: stat.is_dir(),
+                    kind: kind(&stat),
                 })
             })
             .collect())
@@ -456,7 +475,7 @@ impl FileStore for SftpStore {
                 name: super::file_name(path).to_string(),
                 size: stat.size.unwrap_or(0),
                 mtime: stat.mtime.map(|t| t as i64),
-                is_dir: stat.is_dir(),
+                kind: kind(&stat),
             })),
             Err(e) if is_no_such_file(&e) => Ok(None),
             Err(e) => Err(self.error("look up", path, e)),
@@ -531,7 +550,7 @@ impl FileStore for SftpStore {
             }
             if let Err(e) = self.sftp.mkdir(Path::new(&dir), 0o755) {
                 // Made meanwhile by someone else: as good.
-                if !self.stat(&dir)?.is_some_and(|entry| entry.is_dir) {
+                if !self.stat(&dir)?.is_some_and(|entry| entry.is_dir()) {
                     return Err(self.error("create the directory", &dir, e));
                 }
             }

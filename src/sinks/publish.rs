@@ -523,7 +523,7 @@ mod tests {
                 name: crate::filestore::file_name(path).into(),
                 size: bytes.len() as u64,
                 mtime: None,
-                is_dir: false,
+                kind: crate::filestore::EntryKind::File,
             }))
         }
         fn open(&mut self, path: &str) -> Result<Box<dyn std::io::Read + Send>, StoreError> {

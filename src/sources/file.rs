@@ -3,6 +3,12 @@
 //! an earlier run is skipped (the ledger in the state store), unless its content changed.
 //! A file a pattern matches whose path has a control character (a newline, a tab, an escape) is
 //! not read: it is skipped with a warning naming it escaped (see [`crate::names`]).
+//!
+//! A file must not change while it is read (here for local files and those on servers alike):
+//! one gone or changed by the time it is opened is skipped with a warning (nothing of it was
+//! read); one whose bytes at the end, or whose size and modification time after, are not as
+//! listed fails the run, since its first records are already in the sinks' outputs: a torn
+//! last record is never delivered, and the next run reads the file whole.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -184,6 +190,10 @@ pub(crate) struct Listed {
     pub mtime_ns: i64,
     /// Bytes, when listed.
     pub size: u64,
+    /// A local regular file's device and inode number, when listed; `None` for a file on a
+    /// server, and for a local one that is not a regular file (a pipe), which is read as it
+    /// comes, unchecked.
+    pub inode: Option<(u64, u64)>,
 }
 
 /// Where the files of a source are opened.
@@ -205,6 +215,8 @@ struct Reading {
     origin: Arc<Origin>,
     listed: Listed,
     digest: SharedDigest,
+    /// A local file's handle, to see after reading whether it changed meanwhile.
+    handle: Option<File>,
 }
 
 /// How files are read: the same for every file of a source.
@@ -230,6 +242,9 @@ pub struct FileSource {
     /// Ledger entries are made unless `reprocess = "always"` or outside a pipeline run.
     ledger: bool,
     progress: SourceProgress,
+    /// The file being read (as shown) and how its size turned out not to be the listed one,
+    /// once its end was reached.
+    size_check: Option<(String, SizeMismatch)>,
 }
 
 impl FileSource {
@@ -269,6 +284,7 @@ impl FileSource {
             cx: Some(cx.clone()),
             ledger: config.reprocess != Reprocess::Always,
             progress: SourceProgress::default(),
+            size_check: None,
         };
         if files.is_empty()
             && is_pattern(&config.path)
@@ -336,6 +352,7 @@ impl FileSource {
             cx: None,
             ledger: false,
             progress: SourceProgress::default(),
+            size_check: None,
         })
     }
 
@@ -357,6 +374,7 @@ impl FileSource {
             cx: Some(cx.clone()),
             ledger,
             progress: SourceProgress::default(),
+            size_check: None,
         }
     }
 
@@ -368,12 +386,116 @@ impl FileSource {
         }
     }
 
-    /// Adds what was found before reading (files already delivered, warnings) to the progress.
+    /// Adds what was found before reading (files already delivered, entries skipped with a
+    /// warning) to the progress.
     pub(crate) fn add_progress(&mut self, found: SourceProgress) {
         self.progress
             .already_processed
             .extend(found.already_processed);
         self.progress.warnings.extend(found.warnings);
+    }
+
+    /// Skips a listed file with a warning: it is not delivered by this run, and the next run
+    /// sees it again.
+    fn skip(&mut self, listed: &Listed, why: &str) {
+        let warning = format!("{} {why}: skipped", listed.shown);
+        tracing::warn!("{warning}");
+        self.progress.warnings.push(warning);
+    }
+
+    /// `listed` opened, checked to be the file that was listed; `None` (after a warning) when it
+    /// is gone, changed since, or on a server cannot be opened by its listed name: nothing of it
+    /// has been read, so the run goes on with the other files.
+    fn open_listed(&mut self, listed: &Listed) -> Result<Option<Opened>, StageError> {
+        let shown = &listed.shown;
+        let problem = match &mut self.opener {
+            Opener::Local => match File::open(&listed.path) {
+                Ok(file) => {
+                    if listed.inode.is_none() {
+                        return Ok(Some((Box::new(file), None)));
+                    }
+                    let now = file
+                        .metadata()
+                        .map_err(|e| StageError::io(shown, "read the file", e))?;
+                    match local_change(listed, &now, true) {
+                        None => {
+                            let handle = file
+                                .try_clone()
+                                .map_err(|e| StageError::io(shown, "open the file", e))?;
+                            return Ok(Some((Box::new(file), Some(handle))));
+                        }
+                        Some(change) => format!("changed since it was listed ({change})"),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    "is gone since it was listed".to_string()
+                }
+                Err(e) => return Err(StageError::io(shown, "open the file", e)),
+            },
+            Opener::Remote(connection) => {
+                let path = listed.path.to_string_lossy();
+                match connection.run("look up", |store| store.stat(&path))? {
+                    None => "is gone since it was listed (or cannot be found by its listed name)"
+                        .to_string(),
+                    Some(now) => match remote_change(listed, &now, "now") {
+                        Some(change) => format!("changed since it was listed ({change})"),
+                        None => match connection.run("download", |store| store.open(&path)) {
+                            Ok(reader) => return Ok(Some((reader, None))),
+                            // The server's refusal, not the connection's failure.
+                            Err(e) if !e.transient => {
+                                format!("cannot be opened by its listed name ({})", e.message)
+                            }
+                            Err(e) => return Err(e.into()),
+                        },
+                    },
+                }
+            }
+        };
+        self.skip(listed, &problem);
+        Ok(None)
+    }
+
+    /// The error of a read that failed; a file found at its end not to have its listed size
+    /// is named as the reason instead of what the decoder made of that.
+    fn read_failed(&self, error: StageError) -> StageError {
+        match &self.size_check {
+            Some((shown, mismatch)) => match mismatch.get() {
+                Some(what) => changed_while_read(shown, what),
+                None => error,
+            },
+            None => error,
+        }
+    }
+
+    /// Checks that a file read to its end did not change while it was read: the same size
+    /// and modification time as listed (and on a server, still there under its name).
+    fn check_after_read(
+        &mut self,
+        listed: &Listed,
+        handle: Option<File>,
+    ) -> Result<(), StageError> {
+        let change = match &mut self.opener {
+            Opener::Local => match handle {
+                Some(handle) => {
+                    let now = handle
+                        .metadata()
+                        .map_err(|e| StageError::io(&listed.shown, "read the file", e))?;
+                    local_change(listed, &now, false)
+                }
+                None => None,
+            },
+            Opener::Remote(connection) => {
+                let path = listed.path.to_string_lossy();
+                // Gone since: nothing to compare with; the bytes read were as many as listed.
+                connection
+                    .run("look up", |store| store.stat(&path))?
+                    .and_then(|now| remote_change(listed, &now, "after reading"))
+            }
+        };
+        match change {
+            Some(what) => Err(changed_while_read(&listed.shown, &what)),
+            None => Ok(()),
+        }
     }
 
     fn open_next(&mut self) -> Result<bool, StageError> {
@@ -391,17 +513,29 @@ impl FileSource {
         let Some(listed) = self.files.pop_front() else {
             return Ok(false);
         };
-        let shown = listed.shown.clone();
-        let file: Box<dyn Read + Send> = match &mut self.opener {
-            Opener::Local => Box::new(
-                File::open(&listed.path).map_err(|e| StageError::io(&shown, "open the file", e))?,
-            ),
-            Opener::Remote(connection) => {
-                let path = listed.path.to_string_lossy();
-                connection.run("download", |store| store.open(&path))?
-            }
+        let Some((file, handle)) = self.open_listed(&listed)? else {
+            return Ok(true);
         };
+        let shown = listed.shown.clone();
         tracing::debug!(file = %shown, "reading");
+        // A regular file's bytes are counted against its listed size, at its end.
+        let file: Box<dyn Read + Send> =
+            match listed.inode.is_some() || matches!(self.opener, Opener::Remote(_)) {
+                true => {
+                    let mismatch = SizeMismatch::default();
+                    self.size_check = Some((shown.clone(), mismatch.clone()));
+                    Box::new(SizeChecked {
+                        inner: file,
+                        listed: listed.size,
+                        read: 0,
+                        mismatch,
+                    })
+                }
+                false => {
+                    self.size_check = None;
+                    file
+                }
+            };
         let counter = self.cx.as_ref().map(|cx| cx.bytes_read.clone());
         let (reader, digest) = HashingReader::new(file, counter);
         // A workbook is a zip archive itself: only one named `.zip` is an archive of files.
@@ -411,7 +545,7 @@ impl FileSource {
         let mut parts = unpack::unpack(Box::new(reader), &shown, self.read.limits, !workbook)?;
         let Some(part) = parts.next_part()? else {
             // An archive with no files in it: read, and nothing in it.
-            self.finish_file(listed, digest);
+            self.finish_file(listed, digest, handle)?;
             return Ok(true);
         };
         let (decoder, origin) = self.decoder(part)?;
@@ -422,6 +556,7 @@ impl FileSource {
             origin,
             listed,
             digest,
+            handle,
         });
         Ok(true)
     }
@@ -442,8 +577,14 @@ impl FileSource {
         Ok((decoder, Arc::new(Origin { path: part.label })))
     }
 
-    /// Records a file read to its end.
-    fn finish_file(&mut self, listed: Listed, digest: SharedDigest) {
+    /// Records a file read to its end, once it is found not to have changed meanwhile.
+    fn finish_file(
+        &mut self,
+        listed: Listed,
+        digest: SharedDigest,
+        handle: Option<File>,
+    ) -> Result<(), StageError> {
+        self.check_after_read(&listed, handle)?;
         let (size, sha256) = digest.finish();
         self.progress.units += 1;
         self.progress.files_read.push(FileDigest {
@@ -461,7 +602,95 @@ impl FileSource {
                 run_id: cx.run_id.clone(),
             }));
         }
+        Ok(())
     }
+}
+
+/// A listed file opened: its stream, and for a local file, a handle to look at it again after
+/// reading.
+type Opened = (Box<dyn Read + Send>, Option<File>);
+
+/// How the bytes of a file read to its end differ from its listed size (`size 1000 listed,
+/// 1500 read`), once they were found to.
+type SizeMismatch = Arc<std::sync::OnceLock<String>>;
+
+/// A file's bytes, counted: at the end, as many as its listed size must have come, or the read
+/// fails there (before a decoder makes a record of a cut last line).
+struct SizeChecked {
+    inner: Box<dyn Read + Send>,
+    listed: u64,
+    read: u64,
+    mismatch: SizeMismatch,
+}
+
+impl Read for SizeChecked {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.read += read as u64;
+        if read == 0 && !buffer.is_empty() && self.read != self.listed {
+            let what = self
+                .mismatch
+                .get_or_init(|| format!("size {} listed, {} read", self.listed, self.read));
+            return Err(std::io::Error::other(what.clone()));
+        }
+        Ok(read)
+    }
+}
+
+/// The error of a file that changed while it was read: nothing of the run is delivered (its
+/// records may be in the sinks' outputs already, which the failed run discards), and the
+/// ledger does not have it, so the next run reads it again.
+fn changed_while_read(shown: &str, what: &str) -> StageError {
+    StageError::Refused(format!(
+        "{shown} changed while it was read ({what}): this run delivers nothing, and the next run reads the file again"
+    ))
+}
+
+/// How a local file is not the one listed: another file under its name (`at_open`), another
+/// size or modification time.
+fn local_change(listed: &Listed, now: &std::fs::Metadata, at_open: bool) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let when = if at_open { "now" } else { "after reading" };
+    if at_open && listed.inode != Some((now.dev(), now.ino())) {
+        return Some("another file under its name now".into());
+    }
+    if now.len() != listed.size {
+        return Some(format!("size {} listed, {} {when}", listed.size, now.len()));
+    }
+    if mtime_ns(now) != listed.mtime_ns {
+        return Some(format!(
+            "modified again: modification time not the listed one {when}"
+        ));
+    }
+    None
+}
+
+/// How a file on a server is not as listed: another size, or another modification time
+/// (when the server tells it both times).
+fn remote_change(
+    listed: &Listed,
+    now: &crate::filestore::RemoteEntry,
+    when: &str,
+) -> Option<String> {
+    if now.size != listed.size {
+        return Some(format!("size {} listed, {} {when}", listed.size, now.size));
+    }
+    let now_ns = now
+        .mtime
+        .map(|seconds| seconds.saturating_mul(1_000_000_000));
+    match now_ns {
+        Some(ns) if listed.mtime_ns != 0 && ns != listed.mtime_ns => Some(format!(
+            "modified again: modification time not the listed one {when}"
+        )),
+        _ => None,
+    }
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// Adds the fields `file_fields` asks for, describing `file`, to `records`.
@@ -578,24 +807,21 @@ fn list_matches(cx: &RunContext, pattern: &str, shown: &Path) -> Result<Vec<Path
 }
 
 fn listed(path: PathBuf) -> Result<Listed, StageError> {
+    use std::os::unix::fs::MetadataExt;
     let shown = path.display().to_string();
     let meta = std::fs::metadata(&path).map_err(|e| StageError::io(&shown, "read the file", e))?;
     let key = std::fs::canonicalize(&path)
         .map_err(|e| StageError::io(&shown, "read the file", e))?
         .display()
         .to_string();
-    let mtime_ns = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as i64);
     Ok(Listed {
         shown: path.display().to_string(),
         file_path: path.display().to_string(),
         path,
         key,
-        mtime_ns,
+        mtime_ns: mtime_ns(&meta),
         size: meta.len(),
+        inode: meta.is_file().then(|| (meta.dev(), meta.ino())),
     })
 }
 
@@ -614,12 +840,27 @@ fn is_unchanged(listed: &Listed, entry: &LedgerEntry) -> std::io::Result<bool> {
 
 impl Source for FileSource {
     fn next_batch(&mut self, out: &mut Batch, max: usize) -> Result<bool, StageError> {
+        self.next_records(out, max)
+            .map_err(|error| self.read_failed(error))
+    }
+
+    fn progress(&mut self) -> SourceProgress {
+        std::mem::take(&mut self.progress)
+    }
+}
+
+impl FileSource {
+    /// The next batch of records, from the file being read or the next one.
+    fn next_records(&mut self, out: &mut Batch, max: usize) -> Result<bool, StageError> {
         out.clear();
         loop {
             if self.current.is_none() && !self.open_next()? {
                 return Ok(false);
             }
-            let reading = self.current.as_mut().expect("a file is open");
+            // None: the file was skipped, or was an archive with nothing in it.
+            let Some(reading) = self.current.as_mut() else {
+                continue;
+            };
             match reading.decoder.next_batch(&mut out.records, max) {
                 Ok(true) => {
                     out.origin = Some(reading.origin.clone());
@@ -641,7 +882,10 @@ impl Source for FileSource {
                         reading.origin = origin;
                     } else {
                         let done = self.current.take().expect("a file is open");
-                        self.finish_file(done.listed, done.digest);
+                        // The reader is closed first (an FTP download's reply is read).
+                        drop(done.parts);
+                        drop(done.decoder);
+                        self.finish_file(done.listed, done.digest, done.handle)?;
                     }
                     if !out.rejects.is_empty() {
                         return Ok(true);
@@ -659,10 +903,6 @@ impl Source for FileSource {
                 Err(e) => return Err(e.into()),
             }
         }
-    }
-
-    fn progress(&mut self) -> SourceProgress {
-        std::mem::take(&mut self.progress)
     }
 }
 

@@ -6,6 +6,9 @@
 //! deleted, moved to an archive) happens only once the run has committed; a run that stops
 //! before leaves it where it was, and the next run does it for delivered files still there.
 //!
+//! Only regular files are data: a link in the drop (`passwd.csv -> /etc/passwd`) is skipped
+//! with a warning unless `follow_symlinks` says the partner's links are to be read.
+//!
 //! Several consumers sharing a drop can claim files first: a taken file is renamed to a hidden
 //! name of this pipeline's (`.orders.csv.claimed-by-PIPELINE`) before it is read, and a claim a
 //! failed run left is taken up again by the next run of the same pipeline.
@@ -24,7 +27,7 @@ use crate::codecs::types::{FieldType, Typing};
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Validate};
 use crate::error::StageError;
-use crate::filestore::{self, Connection, RemoteEntry, ServerConfig};
+use crate::filestore::{self, Connection, EntryKind, RemoteEntry, ServerConfig};
 use crate::names;
 use crate::record::Batch;
 use crate::sinks::template::{PathTemplate, TemplateValues};
@@ -44,6 +47,12 @@ pub struct PickupSourceConfig<S> {
     /// Also take files in the directories below `dir`. Default `false`.
     #[serde(default)]
     pub recursive: bool,
+    /// Read a symbolic link in the drop as the file it points to. By default links (and
+    /// anything else that is not a regular file) are skipped with a warning, so that a link
+    /// such as `passwd.csv -> /etc/passwd` is not delivered as the partner's data. A link to a
+    /// directory is always skipped (never listed into). Default `false`.
+    #[serde(default)]
+    pub follow_symlinks: bool,
     /// Glob patterns of the files to take (`*`, `?`, `[abc]`), matched against the file's
     /// name, or, for a pattern with a `/`, its path below `dir`. Default `["*"]`.
     #[serde(default = "default_include")]
@@ -338,28 +347,42 @@ impl PickupSource {
 
         // This pipeline's claims a run that did not commit left are taken again as they are;
         // other files once the ledger has not seen them and they are ready.
+        let mut progress = SourceProgress::default();
         let mut resumed = Vec::new();
         let mut candidates = Vec::new();
         for file in &dropped {
-            if config.claim
-                && let Some(original) = claimed_original(&file.entry.name, &claim_suffix)
+            let claimed = config
+                .claim
+                .then(|| claimed_original(&file.entry.name, &claim_suffix))
+                .flatten();
+            if claimed.is_none()
+                && (ignore.matches(&file.entry.name)
+                    || !include.matches(&file.relative)
+                    || exclude.matches(&file.relative)
+                    || markers.contains(&file.entry.path))
             {
+                continue;
+            }
+            // Only regular files are data: links only when followed, to a file.
+            let Some(file) = regular_file(
+                &mut connection,
+                file,
+                config.follow_symlinks,
+                &location,
+                &mut progress.warnings,
+            )?
+            else {
+                continue;
+            };
+            if let Some(original) = claimed {
                 let path = filestore::join(filestore::parent(&file.entry.path), original);
                 let relative = filestore::join(filestore::parent(&file.relative), original);
-                resumed.push((file.clone(), taken_as(file, path, relative)));
+                let taken = taken_as(&file, path, relative);
+                resumed.push((file, taken));
                 continue;
             }
-            if ignore.matches(&file.entry.name)
-                || !include.matches(&file.relative)
-                || exclude.matches(&file.relative)
-                || markers.contains(&file.entry.path)
-            {
-                continue;
-            }
-            candidates.push((
-                file.clone(),
-                taken_as(file, file.entry.path.clone(), file.relative.clone()),
-            ));
+            let taken = taken_as(&file, file.entry.path.clone(), file.relative.clone());
+            candidates.push((file, taken));
         }
 
         let mut leftovers = Vec::new();
@@ -451,6 +474,7 @@ impl PickupSource {
                 key: chosen.shown.clone(),
                 mtime_ns: mtime_ns(&file.entry),
                 size: file.entry.size,
+                inode: None,
             });
             taken.push(chosen);
         }
@@ -653,9 +677,68 @@ fn mtime_ns(entry: &RemoteEntry) -> i64 {
         .map_or(0, |seconds| seconds.saturating_mul(1_000_000_000))
 }
 
-/// The files in `dir` (and below it, when `recursive`: not in directories `ignore` names,
-/// such as hidden ones), with their paths below `dir`; and the paths of the files and
-/// directories left out because their names have a control character (see [`crate::names`]).
+/// `file` as the regular file it is, or, for a link when `follow`, the one it points to;
+/// `None`, with a warning in `warnings`, for anything else (links not followed, links to
+/// directories or to nothing, pipes, devices).
+fn regular_file(
+    connection: &mut Connection,
+    file: &Dropped,
+    follow: bool,
+    location: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Dropped>, StageError> {
+    let problem = match file.entry.kind {
+        EntryKind::File => return Ok(Some(file.clone())),
+        EntryKind::Symlink if follow => match followed(connection, &file.entry)? {
+            Some(entry) => {
+                return Ok(Some(Dropped {
+                    entry,
+                    relative: file.relative.clone(),
+                }));
+            }
+            None => "is a symbolic link to a directory or to nothing: skipped",
+        },
+        EntryKind::Symlink => {
+            "is a symbolic link: skipped (`follow_symlinks = true` reads links to files)"
+        }
+        EntryKind::Dir | EntryKind::Other => "is not a regular file: skipped",
+    };
+    let warning = format!("{} {problem}", shown_name(&url(location, &file.entry.path)));
+    tracing::warn!("{warning}");
+    warnings.push(warning);
+    Ok(None)
+}
+
+/// The file a link points to, under the link's path and name, if it is a regular file.
+fn followed(
+    connection: &mut Connection,
+    link: &RemoteEntry,
+) -> Result<Option<RemoteEntry>, StageError> {
+    let target = connection.run("look up", |store| store.stat(&link.path))?;
+    Ok(target
+        .filter(|target| target.kind == EntryKind::File)
+        .map(|target| RemoteEntry {
+            size: target.size,
+            mtime: target.mtime,
+            kind: EntryKind::File,
+            ..link.clone()
+        }))
+}
+
+/// A name as a message shows it: quoted and escaped (`{:?}`) when it has characters that would
+/// hide in a log line (control characters, spaces at either end).
+fn shown_name(name: &str) -> String {
+    let odd = name.chars().any(char::is_control) || name.trim() != name;
+    match odd {
+        true => format!("{name:?}"),
+        false => name.to_string(),
+    }
+}
+
+/// The entries in `dir` that are not directories (and those below it, when `recursive`: not
+/// in directories `ignore` names, such as hidden ones, nor through links), with their paths
+/// below `dir`; and the paths of the entries left out because their names have a control
+/// character (see [`crate::names`]).
 fn list(
     connection: &mut Connection,
     dir: &str,
@@ -672,7 +755,7 @@ fn list(
                 continue;
             }
             let relative = filestore::join(&below, &entry.name);
-            if entry.is_dir {
+            if entry.is_dir() {
                 if recursive && !ignore.matches(&entry.name) {
                     pending.push((entry.path.clone(), relative));
                 }
@@ -681,6 +764,8 @@ fn list(
             }
         }
     }
+    // In the order of their paths, whatever the server's: warnings come in the same order.
+    files.sort_by(|a, b| a.entry.path.cmp(&b.entry.path));
     Ok((files, refused))
 }
 
@@ -707,23 +792,27 @@ fn keep_stable(
         "waiting to see which dropped files are complete"
     );
     std::thread::sleep(wait);
-    let again: BTreeMap<String, RemoteEntry> = list(connection, dir, recursive, ignore)?
+    let mut again: BTreeMap<String, RemoteEntry> = list(connection, dir, recursive, ignore)?
         .0
         .into_iter()
         .map(|file| (file.entry.path.clone(), file.entry))
         .collect();
-    Ok(candidates
-        .into_iter()
-        .filter(|(file, taken)| {
-            let same = again
-                .get(&file.entry.path)
-                .is_some_and(|now| now.size == file.entry.size && now.mtime == file.entry.mtime);
-            if !same {
-                tracing::info!(file = %taken.shown, "still changing, left for a later run");
-            }
-            same
-        })
-        .collect())
+    let mut stable = Vec::new();
+    for (file, taken) in candidates {
+        let now = match again.remove(&file.entry.path) {
+            // A link taken is followed: its file is compared.
+            Some(link) if link.kind == EntryKind::Symlink => followed(connection, &link)?,
+            now => now,
+        };
+        let same =
+            now.is_some_and(|now| now.size == file.entry.size && now.mtime == file.entry.mtime);
+        if same {
+            stable.push((file, taken));
+        } else {
+            tracing::info!(file = %taken.shown, "still changing, left for a later run");
+        }
+    }
+    Ok(stable)
 }
 
 impl Source for PickupSource {

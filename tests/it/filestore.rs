@@ -86,7 +86,7 @@ fn exercise(connection: &mut Connection, data: &Path) {
         .expect("stat")
         .expect("the file is there");
     assert_eq!(
-        (entry.name.as_str(), entry.size, entry.is_dir),
+        (entry.name.as_str(), entry.size, entry.is_dir()),
         (".orders.csv.part", 24, false)
     );
     assert!(entry.mtime.is_some_and(|mtime| mtime > 1_700_000_000));
@@ -155,8 +155,8 @@ fn exercise(connection: &mut Connection, data: &Path) {
         .map(|entry| {
             (
                 entry.path.clone(),
-                entry.is_dir,
-                if entry.is_dir { 0 } else { entry.size },
+                entry.is_dir(),
+                if entry.is_dir() { 0 } else { entry.size },
             )
         })
         .collect();

@@ -612,3 +612,248 @@ fn archived_files_keep_their_paths_below_the_drop_with_their_markers_beside_them
         );
     }
 }
+
+/// A run of `p.toml` with its report: what the run wrote to stderr, and the report's JSON.
+fn longshore_reporting(sandbox: &Sandbox) -> (Outcome, serde_json::Value) {
+    let mut command = sandbox.command(["run", "p.toml", "--report", "report.json"]);
+    command.env("FTP_PASSWORD", PASSWORD);
+    let outcome = run(command);
+    let report = serde_json::from_str(&sandbox.read("report.json")).expect("a JSON report");
+    std::fs::remove_file(sandbox.join("report.json")).expect("remove the report");
+    (outcome, report)
+}
+
+/// Asserts the run's warnings: in its report, and each one logged on stderr.
+#[track_caller]
+fn assert_warnings(outcome: &Outcome, report: &serde_json::Value, expected: &[String]) {
+    assert_eq!(report["warnings"], serde_json::json!(expected));
+    for warning in expected {
+        assert!(
+            outcome.stderr.contains(&format!("WARN {warning}")),
+            "{warning} not logged:\n{}",
+            outcome.stderr
+        );
+    }
+}
+
+#[test]
+fn links_in_a_drop_are_skipped_with_a_warning_unless_followed_and_never_into_directories() {
+    let server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        pickup_pipeline("sftp", "recursive = true", &sftp_server(&server)),
+    );
+    drop_file(&server.data(), "a.csv", "id\n1\n");
+    let inbound = server.data().join("inbound");
+    std::fs::create_dir(inbound.join("2024-08-01")).unwrap();
+    std::fs::write(inbound.join("2024-08-01/b.csv"), "id\n2\n").unwrap();
+    accounts::give_to_test_user(&inbound.join("2024-08-01"));
+    std::fs::create_dir(server.data().join("elsewhere")).unwrap();
+    std::fs::write(server.data().join("elsewhere/c.csv"), "id\n3\n").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", inbound.join("passwd.csv")).unwrap();
+    std::os::unix::fs::symlink("2024-08-01", inbound.join("latest")).unwrap();
+    std::os::unix::fs::symlink("../elsewhere/c.csv", inbound.join("c.csv")).unwrap();
+    // A link in a hidden (ignored) name is not even looked at.
+    std::os::unix::fs::symlink("/etc/passwd", inbound.join(".hidden.csv")).unwrap();
+
+    let at = format!("sftp://{USER}@127.0.0.1:{}/inbound", server.port);
+    let (outcome, report) = longshore_reporting(&sandbox);
+    outcome.assert_success();
+    assert_eq!(
+        delivered(&sandbox),
+        (lines(&[r#"{"id":"1"}"#, r#"{"id":"2"}"#]), 1)
+    );
+    let not_followed =
+        "is a symbolic link: skipped (`follow_symlinks = true` reads links to files)";
+    assert_warnings(
+        &outcome,
+        &report,
+        &[
+            format!("{at}/c.csv {not_followed}"),
+            format!("{at}/latest {not_followed}"),
+            format!("{at}/passwd.csv {not_followed}"),
+        ],
+    );
+
+    // Followed, a link to a file is read (once), a link to a directory is still skipped.
+    std::fs::remove_file(inbound.join("passwd.csv")).unwrap();
+    sandbox.write(
+        "p.toml",
+        pickup_pipeline(
+            "sftp",
+            "recursive = true\nfollow_symlinks = true",
+            &sftp_server(&server),
+        ),
+    );
+    let (outcome, report) = longshore_reporting(&sandbox);
+    outcome.assert_success();
+    assert_eq!(
+        delivered(&sandbox),
+        (
+            lines(&[r#"{"id":"1"}"#, r#"{"id":"2"}"#, r#"{"id":"3"}"#]),
+            2
+        )
+    );
+    assert_warnings(
+        &outcome,
+        &report,
+        &[format!(
+            "{at}/latest is a symbolic link to a directory or to nothing: skipped"
+        )],
+    );
+    let (outcome, _) = longshore_reporting(&sandbox);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox).1, 2, "nothing delivered twice");
+}
+
+#[test]
+fn ftps_links_are_skipped_and_a_name_listed_trimmed_is_skipped_not_fatal() {
+    let server = FtpServer::start(FtpMode::Explicit);
+    let sandbox = Sandbox::new();
+    sandbox.write("p.toml", pickup_pipeline("ftps", "", &ftps_server(&server)));
+    drop_file(&server.data(), "a.csv", "id\n1\n");
+    // vsftpd lists names without their leading spaces, and has no `MLSD`.
+    drop_file(&server.data(), "  lead.csv", "id\n2\n");
+    std::os::unix::fs::symlink("a.csv", server.data().join("inbound/alias.csv")).unwrap();
+
+    let at = format!("ftps://{USER}@127.0.0.1:{}/inbound", server.port);
+    let (outcome, report) = longshore_reporting(&sandbox);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), (lines(&[r#"{"id":"1"}"#]), 1));
+    assert_warnings(
+        &outcome,
+        &report,
+        &[
+            format!(
+                "{at}/alias.csv is a symbolic link: skipped (`follow_symlinks = true` reads links to files)"
+            ),
+            format!(
+                "{at}/lead.csv is gone since it was listed (or cannot be found by its listed name): skipped"
+            ),
+        ],
+    );
+}
+
+/// A CSV file of `rows` records of 200 bytes each: long enough to read that the tests act on
+/// the server while the run is reading it.
+fn big_csv(rows: usize) -> String {
+    let mut csv = String::from("id,payload\n");
+    let payload = "y".repeat(200);
+    for id in 0..rows {
+        csv.push_str(&format!("{id},{payload}\n"));
+    }
+    csv
+}
+
+/// Starts a run of `p.toml` and waits (a minute at most) until it writes records (the sink's
+/// hidden temporary file is there): it is reading the first file.
+fn start_and_wait_until_writing(sandbox: &Sandbox) -> std::process::Child {
+    let mut command = sandbox.command(["run", "p.toml"]);
+    command
+        .env("FTP_PASSWORD", PASSWORD)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    start_and_wait_until_writing_with(sandbox, command)
+}
+
+/// Starts `command` and waits like [`start_and_wait_until_writing`].
+fn start_and_wait_until_writing_with(
+    sandbox: &Sandbox,
+    mut command: std::process::Command,
+) -> std::process::Child {
+    let mut child = command.spawn().expect("start longshore");
+    let started = std::time::Instant::now();
+    let writing = loop {
+        let writing = std::fs::read_dir(sandbox.join("out"))
+            .ok()
+            .is_some_and(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".part"))
+            });
+        if writing || started.elapsed() > Duration::from_secs(60) {
+            break writing;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if !writing {
+        let _ = child.kill();
+    }
+    assert!(writing, "the run was never seen writing");
+    child
+}
+
+#[test]
+fn a_file_appended_to_while_read_fails_the_run_and_the_next_run_delivers_it_whole() {
+    let sftp = SftpServer::start();
+    let ftps = FtpServer::start(FtpMode::Explicit);
+    for (kind, server, data, port) in [
+        ("sftp", sftp_server(&sftp), sftp.data(), sftp.port),
+        ("ftps", ftps_server(&ftps), ftps.data(), ftps.port),
+    ] {
+        let sandbox = Sandbox::new();
+        sandbox.write("p.toml", pickup_pipeline(kind, "", &server));
+        let csv = big_csv(200_000);
+        drop_file(&data, "big.csv", &csv);
+
+        let child = start_and_wait_until_writing(&sandbox);
+        // The partner rewrites the file while the run reads it: one more record at its end.
+        let appended = "200000,late\n";
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("inbound/big.csv"))
+            .and_then(|mut file| std::io::Write::write_all(&mut file, appended.as_bytes()))
+            .unwrap();
+        let outcome = Outcome::from(child.wait_with_output().expect("wait for longshore"));
+        outcome.assert_code(1);
+        assert_eq!(
+            outcome.stderr,
+            format!(
+                "error: pipeline `p`: source ({kind}) failed\n  caused by: {kind}://{USER}@127.0.0.1:{port}/inbound/big.csv changed while it was read (size {} listed, {} read): this run delivers nothing, and the next run reads the file again\n",
+                csv.len(),
+                csv.len() + appended.len()
+            ),
+            "{kind}"
+        );
+        assert_eq!(
+            delivered(&sandbox),
+            (lines(&[]), 0),
+            "{kind}: nothing published"
+        );
+
+        longshore(&sandbox, &[]).assert_success();
+        let (records, files) = delivered(&sandbox);
+        assert_eq!((records.len(), files), (200_001, 1), "{kind}");
+    }
+}
+
+#[test]
+fn a_file_removed_before_the_run_opens_it_is_skipped_with_a_warning() {
+    let server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    sandbox.write("p.toml", pickup_pipeline("sftp", "", &sftp_server(&server)));
+    // Read in name order: b.csv is opened once a.csv, long to read, was read.
+    drop_file(&server.data(), "a.csv", &big_csv(100_000));
+    drop_file(&server.data(), "b.csv", "id\n1\n");
+    let mut command = sandbox.command(["run", "p.toml", "--report", "report.json"]);
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = start_and_wait_until_writing_with(&sandbox, command);
+    std::fs::remove_file(server.data().join("inbound/b.csv")).unwrap();
+    let outcome = Outcome::from(child.wait_with_output().expect("wait for longshore"));
+    outcome.assert_success();
+    let report: serde_json::Value = serde_json::from_str(&sandbox.read("report.json")).unwrap();
+    assert_warnings(
+        &outcome,
+        &report,
+        &[format!(
+            "sftp://{USER}@127.0.0.1:{}/inbound/b.csv is gone since it was listed (or cannot be found by its listed name): skipped",
+            server.port
+        )],
+    );
+    let (records, files) = delivered(&sandbox);
+    assert_eq!((records.len(), files), (100_000, 1));
+    assert_eq!(report["files_read"].as_array().map(Vec::len), Some(1));
+}

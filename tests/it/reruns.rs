@@ -626,3 +626,66 @@ fn a_state_file_of_zero_bytes_is_not_a_fresh_store() {
         .assert_stderr_starts_with("error: pipeline `p`: state store failed\n  caused by: the state store .longshore/state.db is empty (0 bytes): it was truncated, not created");
     assert!(sandbox.files("out").is_empty());
 }
+
+#[test]
+fn a_local_file_appended_to_while_read_fails_the_run_and_the_next_run_delivers_it_whole() {
+    let sandbox = Sandbox::new();
+    sandbox.write("p.toml", drop_folder_pipeline(""));
+    let mut csv = String::from("id,name\n");
+    let name = "y".repeat(200);
+    for id in 0..200_000 {
+        csv.push_str(&format!("{id},{name}\n"));
+    }
+    let big = sandbox.write("in/big.csv", &csv);
+    let mut child = sandbox
+        .command(["run", "p.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start longshore");
+    // Records are being written (the sink's temporary file is there): the file is being read.
+    let started = Instant::now();
+    let writing = loop {
+        let writing = std::fs::read_dir(sandbox.join("out"))
+            .ok()
+            .is_some_and(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".part"))
+            });
+        if writing || started.elapsed() > Duration::from_secs(60) {
+            break writing;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if !writing {
+        let _ = child.kill();
+    }
+    assert!(writing, "the run was never seen writing");
+    let appended = "200000,late\n";
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&big)
+        .and_then(|mut file| file.write_all(appended.as_bytes()))
+        .unwrap();
+    let outcome = crate::support::Outcome::from(child.wait_with_output().unwrap());
+    outcome.assert_code(1);
+    let expected = format!(
+        "big.csv changed while it was read (size {} listed, {} read): this run delivers nothing, and the next run reads the file again\n",
+        csv.len(),
+        csv.len() + appended.len()
+    );
+    assert!(
+        outcome
+            .stderr
+            .starts_with("error: pipeline `p`: source (file) failed\n  caused by: ")
+            && outcome.stderr.ends_with(&expected),
+        "{}",
+        outcome.stderr
+    );
+    assert!(delivered(&sandbox).is_empty(), "nothing published");
+    sandbox.assert_no_temp_files();
+
+    sandbox.run(["-q", "run", "p.toml"]).assert_success();
+    assert_eq!(delivered(&sandbox).len(), 200_001);
+}
