@@ -296,6 +296,7 @@ impl Run<'_> {
             if !self.lock()? {
                 return Ok(Outcome::Skipped);
             }
+            self.claim_name(state_path)?;
             self.recover()?;
         }
         let pipeline = self.pipeline;
@@ -481,6 +482,31 @@ impl Run<'_> {
                     std::thread::sleep(LOCK_POLL);
                 }
             }
+        }
+    }
+
+    /// Records that the pipeline's name is its file's in the state store, and refuses a name
+    /// another pipeline file still uses there: the two would share a lock, a ledger and a run
+    /// history (two `pipeline.toml` in different folders, both named by their file).
+    fn claim_name(&mut self, state_path: &Path) -> Result<(), RunError> {
+        let file = std::fs::canonicalize(&self.pipeline.file)
+            .unwrap_or_else(|_| self.pipeline.file.clone());
+        let store = self.store.as_deref_mut().expect("opened before");
+        let other = store
+            .claim_name(&self.pipeline.name, &file)
+            .map_err(|e| self.state_failed(e))?;
+        match other {
+            None => Ok(()),
+            Some(other) => Err(self.fail(
+                "state store",
+                StageError::Refused(format!(
+                    "{} and {} are both named `{}` in the state store {}: they would share its lock, ledger and run history; set a different `name` in one of them (the default name is the file's name)",
+                    file.display(),
+                    other.display(),
+                    self.pipeline.name,
+                    state_path.display()
+                )),
+            )),
         }
     }
 

@@ -208,6 +208,10 @@ pub trait StateStore: Send {
     ) -> Result<LockAttempt, StateError>;
     /// Releases the lock if `run_id` holds it.
     fn unlock(&mut self, pipeline: &str, run_id: &str) -> Result<(), StateError>;
+    /// Records that the name `pipeline` is the pipeline file `file`'s on this host; returns the
+    /// other file that has the name, when one that still exists does (two files of one name
+    /// would share a lock, a ledger and a history).
+    fn claim_name(&mut self, pipeline: &str, file: &Path) -> Result<Option<PathBuf>, StateError>;
 
     fn cursors(&mut self, pipeline: &str) -> Result<BTreeMap<String, String>, StateError>;
     fn ledger_entry(

@@ -44,6 +44,9 @@ CREATE TABLE pending_commits (
 "#,
     // Containers sharing a host name (host networking) have their own pids.
     "ALTER TABLE locks ADD COLUMN pid_namespace TEXT;",
+    // Which pipeline file a name belongs to, per host: two files of one name would share a
+    // lock, a ledger and a history.
+    "CREATE TABLE pipelines (pipeline TEXT NOT NULL, host TEXT NOT NULL, file TEXT NOT NULL, PRIMARY KEY (pipeline, host));",
 ];
 
 /// Refuses a store file of 0 bytes, which SQLite would take for a new, empty store.
@@ -342,6 +345,34 @@ impl StateStore for SqliteStore {
         .and_then(|_| tx.commit())
         .map_err(|e| sql(&path, ACTION, e))?;
         Ok(LockAttempt::Acquired { taken_over })
+    }
+
+    fn claim_name(&mut self, pipeline: &str, file: &Path) -> Result<Option<PathBuf>, StateError> {
+        const ACTION: &str = "record which pipeline file has the name";
+        let path = self.path.clone();
+        let host = super::lock::host_name();
+        let file = file.display().to_string();
+        let tx = self.write(ACTION)?;
+        let owner: Option<String> = tx
+            .query_row(
+                "SELECT file FROM pipelines WHERE pipeline = ?1 AND host = ?2",
+                [pipeline, &host],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| sql(&path, ACTION, e))?;
+        // A file that is gone was moved or renamed: the name passes to the new one.
+        if let Some(owner) = owner.filter(|owner| *owner != file && Path::new(owner).exists()) {
+            return Ok(Some(PathBuf::from(owner)));
+        }
+        tx.execute(
+            "INSERT INTO pipelines (pipeline, host, file) VALUES (?1, ?2, ?3)
+             ON CONFLICT (pipeline, host) DO UPDATE SET file = excluded.file",
+            [pipeline, &host, &file],
+        )
+        .and_then(|_| tx.commit())
+        .map_err(|e| sql(&path, ACTION, e))?;
+        Ok(None)
     }
 
     fn unlock(&mut self, pipeline: &str, run_id: &str) -> Result<(), StateError> {
@@ -941,7 +972,7 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .ends_with("was written by a newer longshore (schema version 99, this one knows up to 2): upgrade longshore"),
+                .ends_with("was written by a newer longshore (schema version 99, this one knows up to 3): upgrade longshore"),
             "{error}"
         );
     }

@@ -689,3 +689,35 @@ fn a_local_file_appended_to_while_read_fails_the_run_and_the_next_run_delivers_i
     sandbox.run(["-q", "run", "p.toml"]).assert_success();
     assert_eq!(delivered(&sandbox).len(), 200_001);
 }
+
+#[test]
+fn two_pipeline_files_of_one_name_do_not_share_a_state_store() {
+    let sandbox = Sandbox::new();
+    let text = "[source]\ntype = \"file\"\npath = \"in/*.csv\"\n[state]\npath = \"../state.db\"\n[[sinks]]\ntype = \"file\"\npath = \"out/orders-{run_ts}.ndjson\"\n";
+    sandbox.write("a/pipeline.toml", text);
+    sandbox.write("b/pipeline.toml", text);
+    sandbox.write("a/in/orders.csv", A_CSV);
+    sandbox.write("b/in/orders.csv", A_CSV);
+    sandbox
+        .run(["-q", "run", "a/pipeline.toml"])
+        .assert_success();
+    let outcome = sandbox.run(["-q", "run", "b/pipeline.toml"]);
+    outcome.assert_code(1);
+    let a = std::fs::canonicalize(sandbox.join("a/pipeline.toml")).unwrap();
+    let b = std::fs::canonicalize(sandbox.join("b/pipeline.toml")).unwrap();
+    assert!(
+        outcome.stderr.contains(&format!(
+            "{} and {} are both named `pipeline` in the state store state.db: they would share its lock, ledger and run history; set a different `name` in one of them (the default name is the file's name)",
+            b.display(),
+            a.display()
+        )),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!sandbox.exists("b/out"), "b published nothing");
+    // A pipeline file moved elsewhere takes its name along.
+    std::fs::rename(sandbox.join("a"), sandbox.join("c")).unwrap();
+    sandbox
+        .run(["-q", "run", "c/pipeline.toml"])
+        .assert_success();
+}
