@@ -404,6 +404,13 @@ fn run(
             Some(e) => {
                 let e = Error::from(e);
                 report_error(&e);
+                // The alert about this failure did not go out: say it where the failure is
+                // (JSON logs have it as a warning already).
+                if !JSON_LOGS.get().copied().unwrap_or(false) {
+                    for warning in &finished.not_notified {
+                        eprintln!("  and: {warning}");
+                    }
+                }
                 failed = Some(ExitCode::from(e.exit_code() as u8));
             }
         }

@@ -292,7 +292,12 @@ impl<'t> Loader<'t> {
                 }
                 "state" => state = self.table(value, "state").map(Some),
                 "rejects" => rejects = self.table(value, "rejects").map(Some),
-                "notify" => notify = self.stage_list::<NotifyConfig>(value, "notify", "notify"),
+                "notify" => {
+                    notify = self.stage_list::<NotifyConfig>(value.clone(), "notify", "notify");
+                    if let (Some(list), DeValue::Array(items)) = (&notify, value.get_ref()) {
+                        self.report_missing_files(list, items);
+                    }
+                }
                 unknown => {
                     let help = suggest(unknown, TOP_LEVEL_KEYS);
                     self.report(
@@ -524,6 +529,21 @@ impl<'t> Loader<'t> {
                     dropped_keys = true;
                 }
                 _ => return None,
+            }
+        }
+    }
+
+    /// The files notifications need that are not there: a broken alert is found by
+    /// `validate`, not by the failure it was meant to report. Not when loading leniently.
+    fn report_missing_files(&mut self, entries: &[NotifyConfig], items: &[Spanned<DeValue<'_>>]) {
+        if self.loading.lenient {
+            return;
+        }
+        for (index, (entry, item)) in entries.iter().zip(items).enumerate() {
+            for invalid in entry.missing_files(self.base_dir) {
+                let span = key_span(item, &invalid.key).unwrap_or(item.span());
+                let label = format!("notify {} ({})", index + 1, entry.kind());
+                self.report(span, format!("{label}: {}", invalid.message), None);
             }
         }
     }

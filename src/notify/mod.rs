@@ -245,6 +245,46 @@ impl NotifyConfig {
         }
     }
 
+    /// The files it needs that are not there (the `command`'s program, the `email`'s
+    /// `ca_file`), relative paths taken from `base_dir`: broken alerting is found by
+    /// `validate`, not by the failure it was meant to report.
+    pub fn missing_files(&self, base_dir: &std::path::Path) -> Vec<Invalid> {
+        let resolve = |path: &str| crate::stage::join_clean(base_dir, path);
+        match self {
+            NotifyConfig::Webhook(_) => Vec::new(),
+            NotifyConfig::Email(config) => config
+                .ca_file
+                .iter()
+                .filter(|file| !resolve(file).is_file())
+                .map(|file| {
+                    Invalid::new(
+                        "ca_file",
+                        format!("`ca_file` {} does not exist", resolve(file).display()),
+                    )
+                })
+                .collect(),
+            NotifyConfig::Command(config) => {
+                let program = &config.program;
+                let found = if program.contains('/') {
+                    resolve(program).is_file()
+                } else {
+                    std::env::var_os("PATH").is_some_and(|path| {
+                        std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+                    })
+                };
+                match found {
+                    true => Vec::new(),
+                    false => vec![Invalid::new(
+                        "program",
+                        format!(
+                            "the program `{program}` is not found (a name is looked up in PATH, a path starts at the pipeline file's folder)"
+                        ),
+                    )],
+                }
+            }
+        }
+    }
+
     fn send(&self, notice: &Notice, cx: &RunContext) -> Result<(), String> {
         match self {
             NotifyConfig::Webhook(config) => webhook::send(config, notice, cx),

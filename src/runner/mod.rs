@@ -80,6 +80,9 @@ pub struct RunOptions {
 pub struct Finished {
     pub report: RunReport,
     pub error: Option<RunError>,
+    /// The notifications that could not be sent (also in the report's warnings): a failed
+    /// run whose failure alert was not sent is said where the failure is.
+    pub not_notified: Vec<String>,
 }
 
 /// A pipeline's stages, built and ready to run: the source, which runs on its own thread, and
@@ -824,6 +827,7 @@ impl Run<'_> {
         };
         self.stamp_end();
         let pipeline = self.pipeline.name.clone();
+        let mut not_notified = Vec::new();
         // A run that could not take the lock (the store is unwritable, or another run holds
         // it with `on_overlap = "fail"`) leaves the history to the runs that could.
         let recordable = self.locked || self.report.outcome == Outcome::Skipped;
@@ -838,9 +842,9 @@ impl Run<'_> {
                 .filter(|r| r.run_id != self.report.run_id)
                 .take(HISTORY_FOR_NOTIFY)
                 .collect::<Vec<_>>();
-            let warnings =
+            not_notified =
                 crate::notify::send_all(&self.pipeline.notify, &self.report, &previous, &self.cx);
-            self.report.warnings.extend(warnings);
+            self.report.warnings.extend(not_notified.iter().cloned());
             let store = self.store.as_deref_mut().expect("checked above");
             if let Err(e) = store.record_run(&pipeline, &self.report) {
                 tracing::warn!(%pipeline, "cannot record the run in the state store: {}", error_chain_text(&e));
@@ -877,6 +881,7 @@ impl Run<'_> {
         Finished {
             report: self.report,
             error,
+            not_notified,
         }
     }
 }

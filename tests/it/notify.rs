@@ -754,3 +754,45 @@ fn server_port_of(warnings: &[String]) -> String {
     let after = text.split("127.0.0.1:").nth(1).expect("a loopback URL");
     after.chars().take_while(char::is_ascii_digit).collect()
 }
+
+#[test]
+fn broken_alerting_is_found_by_validate_and_said_with_the_failure() {
+    let sandbox = Sandbox::new();
+    let pipeline = |notify: &str| {
+        format!(
+            "[source]\ntype = \"file\"\npath = \"in.csv\"\n[[sinks]]\ntype = \"file\"\npath = \"out.ndjson\"\n{notify}"
+        )
+    };
+    sandbox.write(
+        "p.toml",
+        pipeline(
+            "[[notify]]\ntype = \"command\"\non = [\"failure\"]\nprogram = \"no-such-pager-cli\"\n[[notify]]\ntype = \"email\"\non = [\"failure\"]\nhost = \"127.0.0.1\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\nca_file = \"missing-ca.pem\"\n",
+        ),
+    );
+    sandbox.run(["validate", "p.toml"]).assert_code(2).assert_stderr(
+        "error: p.toml has 2 problems:
+  p.toml:10:11: notify 1 (command): the program `no-such-pager-cli` is not found (a name is looked up in PATH, a path starts at the pipeline file's folder)
+  p.toml:17:11: notify 2 (email): `ca_file` missing-ca.pem does not exist
+",
+    );
+    // A failure whose alert cannot go out says so with the failure.
+    sandbox.write(
+        "p.toml",
+        pipeline("[[notify]]\ntype = \"command\"\non = [\"failure\"]\nprogram = \"./alert.sh\"\n"),
+    );
+    sandbox.write("alert.sh", "#!/bin/sh\necho 'pager down' >&2\nexit 3\n");
+    std::fs::set_permissions(
+        sandbox.join("alert.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let outcome = sandbox.run(["-q", "run", "p.toml"]);
+    outcome.assert_code(1);
+    assert!(
+        outcome
+            .stderr
+            .contains("\n  and: notification 1 (command ./alert.sh) for failure not sent: "),
+        "{}",
+        outcome.stderr
+    );
+}
