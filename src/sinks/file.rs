@@ -246,11 +246,13 @@ impl FileSink {
         let name = path
             .file_name()
             .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
-        let temp = temp_file(dir, &name)
+        let journal = self
+            .cx
+            .temp_journal
+            .as_deref()
+            .map(|j| (j, self.cx.run_id.as_str()));
+        let temp = temp_file(dir, &name, journal)
             .map_err(|e| StageError::io(&shown, "create a temporary file beside", e))?;
-        if let Some(journal) = &self.cx.temp_journal {
-            temp_journal::record(journal, temp.path(), &self.cx.run_id)?;
-        }
         let file = temp
             .as_file()
             .try_clone()
@@ -279,20 +281,32 @@ const TEMP_NAME_EXTRA: usize = 1 + 1 + TEMP_RANDOM_CHARS + ".part".len();
 /// A new temporary file for the output `name` in `dir`, named `.NAME.XXXXXX.part`: hidden, and
 /// ignored by pick-up jobs. A name too long to fit (over 242 bytes) is cut, on a character
 /// boundary: the journal records the exact path, and [`is_temp_file_name`] accepts the cut form.
-fn temp_file(dir: &Path, name: &str) -> std::io::Result<NamedTempFile> {
+/// A new temporary file for output `name` in `dir`, listed in `journal` (the journal, and the
+/// run's id) *before* it is created: a run killed between the two would otherwise leave a file
+/// no later run knows to remove (found by `scripts/soak`). Created like any new file: 0666
+/// less the umask, not tempfile's private 0600.
+fn temp_file(
+    dir: &Path,
+    name: &str,
+    journal: Option<(&Path, &str)>,
+) -> std::io::Result<NamedTempFile> {
     let prefix = format!(".{}.", names::cut(name, MAX_NAME_BYTES - TEMP_NAME_EXTRA));
-    let mut builder = tempfile::Builder::new();
-    builder
+    tempfile::Builder::new()
         .prefix(&prefix)
         .suffix(".part")
-        .rand_bytes(TEMP_RANDOM_CHARS);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // Like any new file: 0666 less the umask, not tempfile's private 0600.
-        builder.permissions(fs::Permissions::from_mode(0o666));
-    }
-    builder.tempfile_in(dir)
+        .rand_bytes(TEMP_RANDOM_CHARS)
+        .make_in(dir, |path| {
+            if let Some((journal, run_id)) = journal {
+                // A name taken meanwhile (tempfile then tries another) stays listed: removing
+                // it later needs its random part to collide twice, and its shape checked.
+                temp_journal::record(journal, path, run_id).map_err(std::io::Error::other)?;
+            }
+            fs::File::options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(path)
+        })
 }
 
 /// Whether `name` has the shape of the name [`temp_file`] gives: `.NAME.XXXXXX.part`, NAME not
@@ -445,7 +459,7 @@ mod tests {
     fn temporary_names_fit_and_are_recognized() {
         let dir = tempfile::tempdir().unwrap();
         for name in ["orders.csv".to_string(), "é".repeat(125), "a".repeat(255)] {
-            let temp = temp_file(dir.path(), &name).unwrap();
+            let temp = temp_file(dir.path(), &name, None).unwrap();
             let temp_name = temp.path().file_name().unwrap().to_str().unwrap();
             assert!(temp_name.len() <= MAX_NAME_BYTES, "{temp_name}");
             assert!(is_temp_file_name(temp_name), "{temp_name}");
