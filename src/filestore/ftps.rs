@@ -8,6 +8,11 @@
 //! reset, and the server drop the file's tail), and only then is the server's transfer reply
 //! read (suppaftp's `TransferStream::finish`). The size on the server is checked after every
 //! upload besides.
+//!
+//! `timeout_secs` bounds every wait on the server, set on each socket before anything is read
+//! from it: the control connection before its greeting (so a silent server or the wrong `tls`
+//! mode fails instead of hanging), and each data connection as it is made, so a transfer that
+//! stalls fails and is tried again on a new connection.
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -47,8 +52,10 @@ pub struct FtpServerConfig {
     /// A PEM file of the CA certificates the server's certificate must be signed by, for a
     /// server with a private CA or a self-signed certificate. Default: the system's CAs.
     pub ca_file: Option<String>,
-    /// Seconds to wait for the server to connect or answer before the operation fails (and is
-    /// tried again on a new connection). Default 30.
+    /// Seconds to wait for the server before the operation fails (and is tried again on a new
+    /// connection): to connect, to greet (a server that never does, or expects another `tls`
+    /// mode, fails with a message saying so), for the TLS handshake, each reply, and every
+    /// read and write of a transfer (a data connection that stalls fails). Default 30.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
     /// Tries in all for an operation that fails on the connection (dropped, timed out, a
@@ -400,10 +407,7 @@ fn is_timeout(error: &io::Error) -> bool {
 }
 
 fn timed_out(timeout: Duration) -> String {
-    format!(
-        "timed out: nothing moved for {} s (`timeout_secs`)",
-        timeout.as_secs()
-    )
+    format!("timed out after {} s (`timeout_secs`)", timeout.as_secs())
 }
 
 fn set_timeouts(tcp: &TcpStream, timeout: Duration) -> io::Result<()> {

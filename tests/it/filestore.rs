@@ -642,7 +642,7 @@ fn ftp_transfers_whose_data_connection_stalls_fail_after_the_timeout() {
         reader.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
         Ok(())
     });
-    assert_eq!(failure, "timed out: nothing moved for 2 s (`timeout_secs`)");
+    assert_eq!(failure, "timed out after 2 s (`timeout_secs`)");
 
     let failure = fails_in_time(&config, UPLOAD_BOUND, |connection| {
         connection
@@ -655,7 +655,7 @@ fn ftp_transfers_whose_data_connection_stalls_fail_after_the_timeout() {
     assert_eq!(
         failure,
         format!(
-            "{}: cannot upload big.bin: timed out: nothing moved for 2 s (`timeout_secs`)",
+            "{}: cannot upload big.bin: timed out after 2 s (`timeout_secs`)",
             config.location()
         )
     );
