@@ -8,17 +8,24 @@
 //! reset, and the server drop the file's tail), and only then is the server's transfer reply
 //! read (suppaftp's `TransferStream::finish`). The size on the server is checked after every
 //! upload besides.
+//!
+//! `timeout_secs` bounds every wait on the server, set on each socket before anything is read
+//! from it: the control connection before its greeting (so a silent server or the wrong `tls`
+//! mode fails instead of hanging), and each data connection as it is made, so a transfer that
+//! stalls fails and is tried again on a new connection.
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use suppaftp::list::ListParser;
 use suppaftp::types::FileType;
-use suppaftp::{FtpError, RustlsConnector, RustlsFtpStream, Status, TlsStream, TransferStream};
+use suppaftp::{
+    FtpError, RustlsConnector, RustlsFtpStream, Status, TlsConnector, TlsStream, TransferStream,
+};
 
 use super::{EntryKind, FileStore, Reconnect, RemoteEntry, ServerConfig, StoreError};
 use crate::config::{Invalid, Secret, SecretValue, Validate};
@@ -45,8 +52,10 @@ pub struct FtpServerConfig {
     /// A PEM file of the CA certificates the server's certificate must be signed by, for a
     /// server with a private CA or a self-signed certificate. Default: the system's CAs.
     pub ca_file: Option<String>,
-    /// Seconds to wait for the server to connect or answer before the operation fails (and is
-    /// tried again on a new connection). Default 30.
+    /// Seconds to wait for the server before the operation fails (and is tried again on a new
+    /// connection): to connect, to greet (a server that never does, or expects another `tls`
+    /// mode, fails with a message saying so), for the TLS handshake, each reply, and every
+    /// read and write of a transfer (a data connection that stalls fails). Default 30.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
     /// Tries in all for an operation that fails on the connection (dropped, timed out, a
@@ -214,6 +223,8 @@ pub struct FtpStore {
     ftp: RustlsFtpStream,
     /// Whether the server answers `MLSD`, once asked.
     mlsd: Option<bool>,
+    /// `timeout_secs`, for messages.
+    timeout: Duration,
 }
 
 impl FtpStore {
@@ -221,27 +232,23 @@ impl FtpStore {
         let location = &settings.location;
         let failed = |action: &str, error: FtpError| StoreError {
             location: location.clone(),
-            message: format!("cannot {action}: {}", describe(&error)),
+            message: format!("cannot {action}: {}", describe(&error, settings.timeout)),
             transient: is_transient(&error),
         };
         let addresses: Vec<SocketAddr> = (settings.host.as_str(), settings.port)
             .to_socket_addrs()
             .map_err(|e| failed("resolve the host", FtpError::ConnectionError(e)))?
             .collect();
-        let connector =
-            || RustlsConnector::from(settings.tls.clone().expect("TLS settings for a TLS mode"));
+        let connector = || TimedConnector {
+            inner: RustlsConnector::from(
+                settings.tls.clone().expect("TLS settings for a TLS mode"),
+            ),
+            timeout: settings.timeout,
+            connected: Mutex::new(None),
+        };
         let mut ftp = match settings.mode {
             FtpTls::Implicit => {
-                // suppaftp connects this one itself, without a timeout of its own: the
-                // system's applies to connecting, `timeout_secs` from the greeting on.
-                let mut ftp = RustlsFtpStream::connect_secure_implicit(
-                    &addresses[..],
-                    connector(),
-                    &settings.host,
-                )
-                .map_err(|e| failed("connect with TLS", e))?;
-                set_timeouts(&ftp.get_ref(), settings.timeout)
-                    .map_err(|e| failed("connect", FtpError::ConnectionError(e)))?;
+                let mut ftp = connect_implicit(settings, addresses, connector())?;
                 // Data connections encrypted too, as explicit TLS asks for them.
                 for command in ["PBSZ 0", "PROT P"] {
                     ftp.custom_command(command, &[Status::CommandOk])
@@ -252,10 +259,10 @@ impl FtpStore {
             FtpTls::Explicit | FtpTls::None => {
                 let tcp = super::connect_any(&addresses, settings.timeout)
                     .map_err(|e| failed("connect", FtpError::ConnectionError(e)))?;
-                let ftp =
-                    RustlsFtpStream::connect_with_stream(tcp).map_err(|e| failed("connect", e))?;
-                set_timeouts(&ftp.get_ref(), settings.timeout)
+                set_timeouts(&tcp, settings.timeout)
                     .map_err(|e| failed("connect", FtpError::ConnectionError(e)))?;
+                let ftp = RustlsFtpStream::connect_with_stream(tcp)
+                    .map_err(|e| greeting_failed(settings, "connect", e))?;
                 if settings.mode == FtpTls::None {
                     tracing::warn!(
                         server = %location,
@@ -281,7 +288,7 @@ impl FtpStore {
                 message: format!(
                     "the server refused to log in {}: {}",
                     settings.user,
-                    describe(&e)
+                    describe(&e, settings.timeout)
                 ),
                 transient: is_transient(&e),
             })?;
@@ -291,6 +298,7 @@ impl FtpStore {
             location: location.clone(),
             ftp,
             mlsd: None,
+            timeout: settings.timeout,
         })
     }
 
@@ -312,7 +320,7 @@ impl FtpStore {
     fn error(&self, action: &str, path: &str, error: FtpError) -> StoreError {
         StoreError {
             location: self.location.clone(),
-            message: format!("cannot {action} {path}: {}", describe(&error)),
+            message: format!("cannot {action} {path}: {}", describe(&error, self.timeout)),
             transient: is_transient(&error),
         }
     }
@@ -390,14 +398,136 @@ fn parse_mlsd(line: &str) -> Option<Option<MlsdEntry>> {
     (typed && !name.is_empty()).then_some(Some(entry))
 }
 
+/// A socket's read or write that `timeout_secs` ended (`EAGAIN` on Unix, `ETIMEDOUT` elsewhere).
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn timed_out(timeout: Duration) -> String {
+    format!("timed out after {} s (`timeout_secs`)", timeout.as_secs())
+}
+
 fn set_timeouts(tcp: &TcpStream, timeout: Duration) -> io::Result<()> {
     tcp.set_read_timeout(Some(timeout))?;
     tcp.set_write_timeout(Some(timeout))
 }
 
-/// A server's answer as its code and text; other errors as they are.
-fn describe(error: &FtpError) -> String {
+/// rustls with the socket's timeouts set before each handshake: suppaftp makes implicit TLS's
+/// control connection itself, and hands it (like every protected data connection) to the
+/// connector straight after connecting, before anything is read.
+#[derive(Debug)]
+struct TimedConnector {
+    inner: RustlsConnector,
+    timeout: Duration,
+    /// Told when the first connection is made: implicit TLS's control connection.
+    connected: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl TlsConnector for TimedConnector {
+    type Stream = <RustlsConnector as TlsConnector>::Stream;
+
+    fn connect(&self, domain: &str, stream: TcpStream) -> Result<Self::Stream, FtpError> {
+        if let Some(connected) = self.connected.lock().expect("not poisoned").take() {
+            // The waiter may have given up already.
+            let _ = connected.send(());
+        }
+        set_timeouts(&stream, self.timeout).map_err(FtpError::ConnectionError)?;
+        self.inner.connect(domain, stream)
+    }
+}
+
+/// The control connection with TLS from the first byte. suppaftp connects it without a timeout
+/// of its own, so that is done on a thread that is given up on after `timeout_secs` (it ends
+/// when the system's connect does); the handshake and the greeting are bounded by the
+/// socket's timeouts, which the connector sets.
+fn connect_implicit(
+    settings: &Settings,
+    addresses: Vec<SocketAddr>,
+    connector: TimedConnector,
+) -> Result<RustlsFtpStream, StoreError> {
+    let (connected_tx, connected) = mpsc::channel();
+    *connector.connected.lock().expect("not poisoned") = Some(connected_tx);
+    let (done_tx, done) = mpsc::channel();
+    let host = settings.host.clone();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(RustlsFtpStream::connect_secure_implicit(
+            &addresses[..],
+            connector,
+            &host,
+        ));
+    });
+    let cannot_connect = |error: FtpError| StoreError {
+        location: settings.location.clone(),
+        message: format!("cannot connect: {}", describe(&error, settings.timeout)),
+        transient: is_transient(&error),
+    };
+    match connected.recv_timeout(settings.timeout) {
+        Ok(()) => {}
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            return Err(cannot_connect(FtpError::ConnectionError(
+                io::ErrorKind::TimedOut.into(),
+            )));
+        }
+        // Not connected: the result says why.
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            return Err(cannot_connect(
+                done.recv()
+                    .expect("the connecting thread answers")
+                    .err()
+                    .expect("not connected"),
+            ));
+        }
+    }
+    done.recv()
+        .expect("the connecting thread answers")
+        .map_err(|e| greeting_failed(settings, "connect with TLS", e))
+}
+
+/// A connection on which no FTP session started: no greeting within the timeout (a server
+/// that is not an FTP server, or expects TLS from the first byte when explicit TLS waits for
+/// its plain greeting), or, with implicit TLS, a server that answered without TLS.
+fn greeting_failed(settings: &Settings, action: &str, error: FtpError) -> StoreError {
+    let fail = |message: String, transient: bool| StoreError {
+        location: settings.location.clone(),
+        message,
+        transient,
+    };
+    match &error {
+        FtpError::ConnectionError(e) if is_timeout(e) => fail(
+            format!(
+                "no FTP greeting within {} s: is this an FTP server, and is `tls` (explicit/implicit) right?",
+                settings.timeout.as_secs()
+            ),
+            true,
+        ),
+        FtpError::ConnectionError(e) if is_not_tls(e) => fail(
+            format!(
+                "the server did not answer in TLS ({e}): is `tls = \"implicit\"` right? (a server that greets in plain text wants `tls = \"explicit\"`)"
+            ),
+            false,
+        ),
+        _ => fail(
+            format!("cannot {action}: {}", describe(&error, settings.timeout)),
+            is_transient(&error),
+        ),
+    }
+}
+
+/// rustls met bytes that are not TLS records: a plain-text server.
+fn is_not_tls(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|error| matches!(error, rustls::Error::InvalidMessage(_)))
+}
+
+/// A server's answer as its code and text, a timeout as one; other errors as they are.
+fn describe(error: &FtpError, timeout: Duration) -> String {
     match error {
+        FtpError::ConnectionError(e) if is_timeout(e) => timed_out(timeout),
         // The body is the whole reply line, its code included.
         FtpError::UnexpectedResponse(response) => {
             String::from_utf8_lossy(&response.body).trim().to_string()
@@ -520,6 +650,7 @@ impl FileStore for FtpStore {
             .map_err(|e| self.error("download", path, e))?;
         Ok(Box::new(Download {
             stream: Some(stream),
+            timeout: self.timeout,
         }))
     }
 
@@ -574,6 +705,8 @@ impl FileStore for FtpStore {
 /// A file being downloaded; at its end, the server's transfer reply says whether all of it came.
 struct Download<T: TlsStream> {
     stream: Option<TransferStream<T>>,
+    /// `timeout_secs`, for messages.
+    timeout: Duration,
 }
 
 impl<T: TlsStream> Read for Download<T> {
@@ -581,11 +714,20 @@ impl<T: TlsStream> Read for Download<T> {
         let Some(stream) = &mut self.stream else {
             return Ok(0);
         };
-        let read = stream.read(buffer)?;
+        let read = stream.read(buffer).map_err(|e| {
+            if is_timeout(&e) {
+                io::Error::new(e.kind(), timed_out(self.timeout))
+            } else {
+                e
+            }
+        })?;
         if read == 0 && !buffer.is_empty() {
             let stream = self.stream.take().expect("present");
             stream.finish().map_err(|e| {
-                io::Error::other(format!("the transfer did not complete: {}", describe(&e)))
+                io::Error::other(format!(
+                    "the transfer did not complete: {}",
+                    describe(&e, self.timeout)
+                ))
             })?;
         }
         Ok(read)

@@ -2,8 +2,10 @@
 //! (explicit, implicit, plain). Every store does the same operations with the same results,
 //! checked on the server's disk; each refuses a server it cannot verify.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use longshore::filestore::ftps::FtpServerConfig;
 use longshore::filestore::sftp::SftpServerConfig;
@@ -454,4 +456,207 @@ fn a_dropped_connection_is_replaced_and_the_operation_done_once() {
 fn connection_with_one_attempt(connection: &mut Connection) -> &mut Connection {
     connection.set_attempts(1);
     connection
+}
+
+/// `timeout_secs` of the tests of servers that do not answer; each must end well within
+/// [`BOUND`].
+const TIMEOUT_SECS: u64 = 2;
+const BOUND: Duration = Duration::from_secs(4 * TIMEOUT_SECS);
+/// An upload to a server that stopped reading waits more than once: a write that moved some
+/// bytes returns them before the one that moves none times out, and the transfer's reply is
+/// waited for before the data connection is given up.
+const UPLOAD_BOUND: Duration = Duration::from_secs(8 * TIMEOUT_SECS);
+
+/// A server on 127.0.0.1 at `port` (not vsftpd), tried once, `tls` as given; a CA file that
+/// signed nothing, for the TLS modes (a handshake never gets that far).
+fn fake_server_config(port: u16, tls: &str, ca: &Path) -> FtpServerConfig {
+    let ca_file = match tls {
+        "none" => String::new(),
+        _ => format!("ca_file = \"{}\"", ca.display()),
+    };
+    toml::from_str(&format!(
+        "host = \"127.0.0.1\"\nport = {port}\nuser = \"{USER}\"\npassword = \"{PASSWORD}\"\nattempts = 1\ntimeout_secs = {TIMEOUT_SECS}\ntls = \"{tls}\"\n{ca_file}"
+    ))
+    .expect("an FTP server config")
+}
+
+/// A listener whose connections are accepted and never answered; each is held until the
+/// client closes it.
+fn silent_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let port = listener.local_addr().expect("its address").port();
+    std::thread::spawn(move || {
+        for connection in listener.incoming().flatten() {
+            std::thread::spawn(move || std::io::copy(&mut &connection, &mut std::io::sink()));
+        }
+    });
+    port
+}
+
+/// Runs `what` once on a new connection of `config`, which must fail within `bound`.
+fn fails_in_time(
+    config: &FtpServerConfig,
+    bound: Duration,
+    what: impl FnOnce(&mut Connection) -> Result<(), String>,
+) -> String {
+    let started = Instant::now();
+    let mut connection = config.connection(&cx()).expect("a connection");
+    let failure = what(&mut connection).expect_err("a server that does not answer");
+    let took = started.elapsed();
+    assert!(took < bound, "took {took:?}: {failure}");
+    failure
+}
+
+fn list(connection: &mut Connection) -> Result<(), String> {
+    connection
+        .run("list", |store| store.list("."))
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn ftp_gives_up_on_a_server_that_never_greets_in_every_tls_mode() {
+    let port = silent_server();
+    let ca = tempfile::tempdir().unwrap();
+    let ca = super::support::certs::self_signed(ca.path(), "ca", "a CA");
+    for tls in ["explicit", "implicit", "none"] {
+        let config = fake_server_config(port, tls, &ca.cert);
+        let failure = fails_in_time(&config, BOUND, list);
+        assert_eq!(
+            failure,
+            format!(
+                "{}: no FTP greeting within 2 s: is this an FTP server, and is `tls` (explicit/implicit) right?",
+                config.location()
+            ),
+            "tls = {tls}"
+        );
+    }
+}
+
+#[test]
+fn ftps_in_the_wrong_tls_mode_fails_within_the_timeout_and_says_so() {
+    // Explicit TLS waits for a plain greeting; an implicit server waits for a TLS handshake.
+    let implicit = FtpServer::start(FtpMode::Implicit);
+    let config = ftp_config(
+        &implicit,
+        FtpMode::Explicit,
+        &format!("timeout_secs = {TIMEOUT_SECS}"),
+    );
+    assert_eq!(
+        fails_in_time(&config, BOUND, list),
+        format!(
+            "{}: no FTP greeting within 2 s: is this an FTP server, and is `tls` (explicit/implicit) right?",
+            config.location()
+        )
+    );
+
+    // Implicit TLS's handshake meets a plain `220` greeting.
+    let plain = FtpServer::start(FtpMode::Plain);
+    let config = ftp_config(
+        &plain,
+        FtpMode::Implicit,
+        &format!("timeout_secs = {TIMEOUT_SECS}"),
+    );
+    let failure = fails_in_time(&config, BOUND, list);
+    assert!(
+        failure.starts_with(&format!(
+            "{}: the server did not answer in TLS (",
+            config.location()
+        )) && failure.ends_with(
+            "): is `tls = \"implicit\"` right? (a server that greets in plain text wants `tls = \"explicit\"`)"
+        ),
+        "{failure}"
+    );
+}
+
+/// Just enough of a plain FTP server for transfers whose data connections stall: a download
+/// gets a few bytes and then nothing (`426` once the client closes the data connection), an
+/// upload's data is never read, nor its transfer answered.
+fn stalling_ftp_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let port = listener.local_addr().expect("its address").port();
+    std::thread::spawn(move || {
+        for control in listener.incoming().flatten() {
+            std::thread::spawn(move || serve_stalling(control));
+        }
+    });
+    port
+}
+
+fn serve_stalling(control: TcpStream) -> std::io::Result<()> {
+    let mut reply = control.try_clone()?;
+    reply.write_all(b"220 stalling\r\n")?;
+    let mut passive = None;
+    // Held until the client closes the control connection.
+    let mut unread = Vec::new();
+    for line in BufReader::new(control).lines() {
+        let line = line?;
+        let verb = line
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let answer = match verb.as_str() {
+            "USER" => "331 password please".to_string(),
+            "PASS" => "230 logged in".to_string(),
+            "TYPE" => "200 type set".to_string(),
+            "PASV" => {
+                let listener = TcpListener::bind("127.0.0.1:0")?;
+                let port = listener.local_addr()?.port();
+                passive = Some(listener);
+                format!(
+                    "227 Entering Passive Mode (127,0,0,1,{},{})",
+                    port >> 8,
+                    port & 0xff
+                )
+            }
+            "RETR" | "STOR" => {
+                let listener = passive.take().expect("PASV first");
+                reply.write_all(b"150 opening the data connection\r\n")?;
+                let (mut data, _) = listener.accept()?;
+                if verb == "STOR" {
+                    unread.push(data);
+                    continue;
+                }
+                data.write_all(b"a,b\n")?;
+                // Nothing more, until the client closes the data connection.
+                std::io::copy(&mut data, &mut std::io::sink())?;
+                "426 transfer aborted".to_string()
+            }
+            _ => "502 not implemented".to_string(),
+        };
+        reply.write_all(format!("{answer}\r\n").as_bytes())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn ftp_transfers_whose_data_connection_stalls_fail_after_the_timeout() {
+    let port = stalling_ftp_server();
+    let config = fake_server_config(port, "none", Path::new(""));
+    let failure = fails_in_time(&config, BOUND, |connection| {
+        let mut reader = connection
+            .run("download", |store| store.open("a.csv"))
+            .map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+        Ok(())
+    });
+    assert_eq!(failure, "timed out after 2 s (`timeout_secs`)");
+
+    let failure = fails_in_time(&config, UPLOAD_BOUND, |connection| {
+        connection
+            .run("upload", |store| {
+                store.upload("big.bin", &mut std::io::repeat(0).take(1 << 30))
+            })
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+    assert_eq!(
+        failure,
+        format!(
+            "{}: cannot upload big.bin: timed out after 2 s (`timeout_secs`)",
+            config.location()
+        )
+    );
 }
