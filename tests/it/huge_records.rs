@@ -83,7 +83,7 @@ fn a_gzipped_stream_of_zeros_fails_within_the_limit() {
     sandbox.write("in/zeros.csv.gz", bomb);
     assert_refused(&sandbox, "in/zeros.csv.gz", "", "in/zeros.csv.gz: line 2");
     // Records under the limit still pass.
-    sandbox.write("in/zeros.csv.gz", b"id\n1\n2\n".to_vec());
+    sandbox.write("in/zeros.csv.gz", b"id\n1\n2\n");
     sandbox.run(["-q", "run", "p.toml"]).assert_success();
 }
 

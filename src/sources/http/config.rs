@@ -107,7 +107,7 @@ pub struct HttpSourceConfig {
     #[serde(default = "default_max_page_bytes")]
     pub max_page_bytes: u64,
     /// The most bytes one record may take in an answer (an element of a JSON array, an NDJSON
-    /// line, a CSV row, an XML record element), a guard against one huge record taking all
+    /// line, a CSV row; not XML yet), a guard against one huge record taking all
     /// memory; a larger record fails the run. JSON pages read whole into memory are bound by
     /// `max_page_bytes` instead. Default 67108864 (64 MiB).
     #[serde(default = "default_max_record_bytes")]
