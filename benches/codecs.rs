@@ -64,7 +64,12 @@ fn sample_csv() -> Vec<u8> {
 
 fn decode(format: &FormatConfig, bytes: &[u8]) -> Vec<Record> {
     let mut decoder = format
-        .decoder(Box::new(Cursor::new(bytes.to_vec())), "bench", None)
+        .decoder(
+            Box::new(Cursor::new(bytes.to_vec())),
+            "bench",
+            None,
+            longshore::codecs::limit::DEFAULT_MAX_RECORD_BYTES,
+        )
         .expect("decoder");
     let mut records = Vec::with_capacity(ROWS);
     while decoder.next_batch(&mut records, 1024).expect("valid input") {}

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES;
 use crate::codecs::types::Typing;
 use crate::codecs::unpack::{self, UnpackLimits};
 use crate::codecs::{FormatConfig, TextEncoding};
@@ -135,6 +136,10 @@ enum Command {
         /// for typed spreadsheet cells from a CSV.
         #[arg(long)]
         infer_types: bool,
+        /// The most bytes one record (a CSV row, an NDJSON line, an array element) may take;
+        /// a larger one fails the conversion.
+        #[arg(long, default_value_t = DEFAULT_MAX_RECORD_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+        max_record_bytes: u64,
     },
     /// Print the JSON Schema of pipeline files, for editor completion and checks.
     Schema {
@@ -319,6 +324,7 @@ fn execute(command: Command, loading: &config::Loading) -> Result<ExitCode, Erro
             encoding,
             to_encoding,
             infer_types,
+            max_record_bytes,
         } => {
             // A zip archive's members are each of the format their names imply.
             let archive = from.is_none() && unpack::is_zip_name(&input.to_string_lossy());
@@ -333,6 +339,7 @@ fn execute(command: Command, loading: &config::Loading) -> Result<ExitCode, Erro
                 format: from,
                 encoding,
                 limits: UnpackLimits::default(),
+                max_record_bytes,
                 typing: Typing::new(infer_types, None),
                 file_fields: false,
             };

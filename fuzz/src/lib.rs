@@ -122,7 +122,12 @@ pub fn decode_as(
     record_limit: usize,
 ) -> Option<Outcome> {
     let (feed, end) = Feed::new(file, delivery);
-    let mut decoder = match format.decoder(Box::new(feed), "fuzz", encoding) {
+    let mut decoder = match format.decoder(
+        Box::new(feed),
+        "fuzz",
+        encoding,
+        longshore::codecs::limit::DEFAULT_MAX_RECORD_BYTES,
+    ) {
         Ok(decoder) => decoder,
         Err(CodecError::BadRecord { .. }) => panic!("a bad record before any record was asked for"),
         Err(_) => return None,

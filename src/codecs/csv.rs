@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::IO_BUFFER_BYTES;
+use super::limit;
 use super::text::read_at_least;
 use crate::error::{CodecError, Position};
 use crate::record::{FieldName, Record, Text, Value};
@@ -106,11 +107,15 @@ fn default_column_name(index: usize) -> FieldName {
 /// Watches the bytes the CSV reader consumes: follows quoting as the `csv` crate does, to
 /// detect a quoted field still open at the end of the input (the crate silently ends such a
 /// field there, swallowing every row after the stray quote), and remembers where lines end, to
-/// give true line numbers (the crate's own skip blank lines and count CRLF late).
+/// give true line numbers (the crate's own skip blank lines and count CRLF late). It also
+/// stops a row growing past `max_record_bytes`: the crate buffers a whole row.
 struct ScanReader<R> {
     inner: R,
     quoting: Quoting,
     bytes_passed: u64,
+    /// Where the row being read starts (the end of the last row read).
+    row_start: u64,
+    max_record_bytes: u64,
     /// Offsets of the newlines passed but not yet counted into `lines_before`.
     newlines: VecDeque<u64>,
     lines_before: u64,
@@ -224,6 +229,10 @@ const FIRST_READ_BYTES: usize = UTF8_BOM.len() + 1;
 
 impl<R: Read> Read for ScanReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // The crate asks for more only once it has taken in every byte passed so far.
+        if self.bytes_passed - self.row_start > self.max_record_bytes {
+            return Err(limit::too_large());
+        }
         let n = if self.bytes_passed == 0 {
             read_at_least(&mut self.inner, buf, FIRST_READ_BYTES)?
         } else {
@@ -289,6 +298,7 @@ pub struct CsvDecoder {
     /// The line the current row starts on.
     row_line: u64,
     exhausted: bool,
+    max_record_bytes: u64,
 }
 
 impl CsvDecoder {
@@ -296,6 +306,7 @@ impl CsvDecoder {
         input: Box<dyn Read + Send>,
         label: &str,
         options: &CsvOptions,
+        max_record_bytes: u64,
     ) -> Result<Self, CodecError> {
         let mut input = BufReader::with_capacity(IO_BUFFER_BYTES, input);
         let io_error = |source| CodecError::io(label, "read", source);
@@ -303,8 +314,19 @@ impl CsvDecoder {
         let mut line = Vec::new();
         for _ in 0..options.skip_rows {
             line.clear();
-            if input.read_until(b'\n', &mut line).map_err(io_error)? == 0 {
+            let read = (&mut input)
+                .take(max_record_bytes.saturating_add(1))
+                .read_until(b'\n', &mut line)
+                .map_err(io_error)?;
+            if read == 0 {
                 break;
+            }
+            if read as u64 > max_record_bytes && !line.ends_with(b"\n") {
+                return Err(limit::record_too_large(
+                    label,
+                    Position::line(skipped_lines + 1),
+                    max_record_bytes,
+                ));
             }
             skipped_lines += 1;
         }
@@ -333,6 +355,8 @@ impl CsvDecoder {
                     escape: options.escape.map(|c| c as u8),
                 },
                 bytes_passed: 0,
+                row_start: 0,
+                max_record_bytes,
                 newlines: VecDeque::new(),
                 lines_before: 0,
                 at_eof: false,
@@ -352,6 +376,7 @@ impl CsvDecoder {
             row: ::csv::ByteRecord::new(),
             row_line: 0,
             exhausted: false,
+            max_record_bytes,
         };
         if options.header {
             if decoder.read_row()? {
@@ -400,6 +425,7 @@ impl CsvDecoder {
             Ok(true) => {
                 let end = self.reader.position().byte();
                 let scan = self.reader.get_mut();
+                scan.row_start = end;
                 let end_line = scan.line_of(end.saturating_sub(1));
                 let last_field = self.row.iter().next_back().unwrap_or_default();
                 // A quote still open at the end of the file swallowed everything after it into
@@ -426,6 +452,15 @@ impl CsvDecoder {
             Err(e) => {
                 let message = e.to_string();
                 Err(match e.into_kind() {
+                    ::csv::ErrorKind::Io(source) if limit::is_too_large(&source) => {
+                        let scan = self.reader.get_mut();
+                        let line = scan.line_of(scan.row_start) + self.skipped_lines;
+                        limit::record_too_large(
+                            &self.label,
+                            Position::line(line),
+                            self.max_record_bytes,
+                        )
+                    }
                     ::csv::ErrorKind::Io(source) => CodecError::io(&self.label, "read", source),
                     _ => self.malformed(Position::line(self.line() + 1), message, None),
                 })
@@ -805,12 +840,44 @@ impl Encoder for CsvEncoder {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES;
+
+    #[test]
+    fn a_row_larger_than_the_limit_fails_before_it_is_buffered() {
+        let decode_limited = |input: Vec<u8>, skip_rows| {
+            let options = CsvOptions {
+                skip_rows,
+                ..CsvOptions::default()
+            };
+            read_all(&mut CsvDecoder::new(
+                Box::new(io::Cursor::new(input)),
+                "t.csv",
+                &options,
+                100,
+            )?)
+        };
+        let mut input = b"a,b\n1,2\n\"x\ny\",".to_vec();
+        input.extend(std::iter::repeat_n(b'z', 1_000_000));
+        let error = decode_limited(input, 0).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "t.csv: line 3: a record is larger than `max_record_bytes` = 100 (100 bytes). raise the source's `max_record_bytes` if such records are expected"
+        );
+        let error = decode_limited(vec![b'z'; 1000], 1).unwrap_err().to_string();
+        assert!(
+            error.starts_with("t.csv: line 1: a record is larger"),
+            "{error}"
+        );
+        let fits = format!("a\n{}\n", "y".repeat(99));
+        assert_eq!(decode_limited(fits.into_bytes(), 0).unwrap().len(), 1);
+    }
 
     fn decode(input: &str, options: &CsvOptions) -> Result<Vec<Record>, CodecError> {
         read_all(&mut CsvDecoder::new(
             Box::new(io::Cursor::new(input.as_bytes().to_vec())),
             "t.csv",
             options,
+            DEFAULT_MAX_RECORD_BYTES,
         )?)
     }
 
@@ -933,6 +1000,7 @@ pub(crate) mod tests {
             Box::new(io::Cursor::new(b"a\n1\n\"open\n2\n".to_vec())),
             "t.csv",
             &CsvOptions::default(),
+            DEFAULT_MAX_RECORD_BYTES,
         )
         .unwrap();
         let mut out = Vec::new();
@@ -943,8 +1011,13 @@ pub(crate) mod tests {
         assert_eq!(out.len(), 1);
 
         let failing = io::Cursor::new(b"a\n1\n".to_vec()).chain(FailingRead);
-        let mut decoder =
-            CsvDecoder::new(Box::new(failing), "t.csv", &CsvOptions::default()).unwrap();
+        let mut decoder = CsvDecoder::new(
+            Box::new(failing),
+            "t.csv",
+            &CsvOptions::default(),
+            DEFAULT_MAX_RECORD_BYTES,
+        )
+        .unwrap();
         let mut out = Vec::new();
         assert!(decoder.next_batch(&mut out, 10).unwrap());
         assert!(matches!(
@@ -978,7 +1051,9 @@ pub(crate) mod tests {
         for input in ["\u{feff}id,name\n1,a\n", "\u{feff}\u{feff}id,name\n1,a\n"] {
             let trickle = Trickle(io::Cursor::new(input.as_bytes().to_vec()));
             let format = crate::codecs::FormatConfig::Csv(CsvOptions::default());
-            let mut decoder = format.decoder(Box::new(trickle), "t.csv", None).unwrap();
+            let mut decoder = format
+                .decoder(Box::new(trickle), "t.csv", None, DEFAULT_MAX_RECORD_BYTES)
+                .unwrap();
             let mut out = Vec::new();
             while decoder.next_batch(&mut out, 10).unwrap() {}
             let name = input.trim_start_matches('\u{feff}');
@@ -1014,6 +1089,7 @@ pub(crate) mod tests {
             Box::new(io::Cursor::new(bytes)),
             "t.csv",
             &CsvOptions::default(),
+            DEFAULT_MAX_RECORD_BYTES,
         )
         .unwrap();
         let err = decoder.next_batch(&mut Vec::new(), 10).unwrap_err();

@@ -7,6 +7,7 @@ pub mod excel;
 pub mod json;
 pub mod json_array;
 pub(crate) mod json_write;
+pub mod limit;
 pub mod ndjson;
 mod parallel;
 pub mod text;
@@ -172,12 +173,14 @@ impl FormatConfig {
 
     /// A decoder reading `input`; `label` names the input in errors (usually its path).
     /// Text is read as UTF-8 unless a byte-order mark or `encoding` says otherwise; workbooks
-    /// are read as they are.
+    /// are read as they are. A record (row, line, array element) of more than
+    /// `max_record_bytes` fails the input (see [`limit`]).
     pub fn decoder(
         &self,
         input: Box<dyn Read + Send>,
         label: &str,
         encoding: Option<TextEncoding>,
+        max_record_bytes: u64,
     ) -> Result<Box<dyn Decoder>, CodecError> {
         // Text formats read UTF-8: the text layer makes it so. XML has its own say in its
         // encoding (the declaration); workbooks are not text.
@@ -187,18 +190,28 @@ impl FormatConfig {
         };
         Ok(match self {
             // The csv crate skips a UTF-8 byte-order mark itself.
-            FormatConfig::Csv(options) => {
-                Box::new(csv::CsvDecoder::new(utf8(input, true)?, label, options)?)
-            }
-            FormatConfig::Ndjson(_) => {
-                Box::new(ndjson::NdjsonDecoder::new(utf8(input, false)?, label))
-            }
-            FormatConfig::Json(options) => {
-                Box::new(json::JsonDecoder::new(utf8(input, false)?, label, options))
-            }
-            FormatConfig::JsonArray(options) => {
-                json_array::decoder(json::JsonInput::Stream(utf8(input, false)?), label, options)
-            }
+            FormatConfig::Csv(options) => Box::new(csv::CsvDecoder::new(
+                utf8(input, true)?,
+                label,
+                options,
+                max_record_bytes,
+            )?),
+            FormatConfig::Ndjson(_) => Box::new(ndjson::NdjsonDecoder::new(
+                utf8(input, false)?,
+                label,
+                max_record_bytes,
+            )),
+            FormatConfig::Json(options) => Box::new(json::JsonDecoder::new(
+                utf8(input, false)?,
+                label,
+                options,
+                max_record_bytes,
+            )),
+            FormatConfig::JsonArray(options) => json_array::decoder(
+                json::JsonInput::Stream(utf8(input, false)?, max_record_bytes),
+                label,
+                options,
+            ),
             FormatConfig::Xml(options) => Box::new(xml::XmlDecoder::new(
                 input,
                 label,
@@ -212,13 +225,14 @@ impl FormatConfig {
     }
 
     /// A decoder of a whole document in memory (an API's page). JSON in UTF-8 is parsed right
-    /// away, on this thread and without copying; anything else as [`FormatConfig::decoder`]
-    /// reads it.
+    /// away, on this thread and without copying (the page's size bounds its records already);
+    /// anything else as [`FormatConfig::decoder`] reads it.
     pub fn decoder_of_bytes(
         &self,
         bytes: Vec<u8>,
         label: &str,
         encoding: Option<TextEncoding>,
+        max_record_bytes: u64,
     ) -> Result<Box<dyn Decoder>, CodecError> {
         let plain_utf8 = encoding.is_none_or(|e| e.0 == encoding_rs::UTF_8)
             && encoding_rs::Encoding::for_bom(&bytes).is_none();
@@ -229,7 +243,12 @@ impl FormatConfig {
             FormatConfig::JsonArray(options) if plain_utf8 => {
                 json_array::decoder(json::JsonInput::Bytes(bytes), label, options)
             }
-            _ => self.decoder(Box::new(std::io::Cursor::new(bytes)), label, encoding)?,
+            _ => self.decoder(
+                Box::new(std::io::Cursor::new(bytes)),
+                label,
+                encoding,
+                max_record_bytes,
+            )?,
         })
     }
 

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::json_write::{KeyCache, write_record};
+use super::limit;
 use super::parallel::{ChunkParser, ParallelChunks};
 use super::{EncodedOutput, IO_BUFFER_BYTES};
 use crate::error::{CodecError, Malformed, Position};
@@ -40,7 +41,12 @@ pub struct NdjsonDecoder {
     rejected: VecDeque<CodecError>,
     /// The error that ends the input (a failed read), reported once the records before it are out.
     failed: Option<CodecError>,
+    max_record_bytes: u64,
 }
+
+/// A chunk ends after the line that brings it to this size, whatever its number of lines, so
+/// that the chunks in flight stay small when lines are long.
+const CHUNK_BYTES: usize = 4 * IO_BUFFER_BYTES;
 
 /// The records of a chunk, and an error for each bad line in it.
 struct ParsedChunk {
@@ -55,7 +61,8 @@ struct Chunk {
 }
 
 impl NdjsonDecoder {
-    pub fn new(input: Box<dyn Read + Send>, label: &str) -> Self {
+    /// A decoder of `input`; a line of more than `max_record_bytes` fails it.
+    pub fn new(input: Box<dyn Read + Send>, label: &str, max_record_bytes: u64) -> Self {
         let parser = LineParser {
             label: label.to_string(),
             names: NameCache::default(),
@@ -69,19 +76,35 @@ impl NdjsonDecoder {
             leftover: VecDeque::new(),
             rejected: VecDeque::new(),
             failed: None,
+            max_record_bytes,
         }
     }
 
-    /// Reads up to `lines` whole lines; `None` at the end of the input or after a failed read.
-    /// A failed read is kept in `failed`, after the whole lines read before it.
+    /// Reads up to `lines` whole lines (fewer once the chunk holds [`CHUNK_BYTES`]); `None` at
+    /// the end of the input or after a failed read. A failed read (or a line over the limit) is
+    /// kept in `failed`, after the whole lines read before it.
     fn read_chunk(&mut self, lines: usize) -> Option<Chunk> {
         let mut bytes = Vec::new();
         let first_line = self.next_line;
         for _ in 0..lines {
+            if bytes.len() >= CHUNK_BYTES {
+                break;
+            }
             let line_start = bytes.len();
-            match self.input.read_until(b'\n', &mut bytes) {
+            // A line is read no further than one byte past the limit.
+            let mut bounded = (&mut self.input).take(self.max_record_bytes.saturating_add(1));
+            match bounded.read_until(b'\n', &mut bytes) {
                 Ok(0) => {
                     self.exhausted = true;
+                    break;
+                }
+                Ok(read) if read as u64 > self.max_record_bytes && bytes.last() != Some(&b'\n') => {
+                    bytes.truncate(line_start);
+                    self.failed = Some(limit::record_too_large(
+                        &self.label,
+                        Position::line(self.next_line),
+                        self.max_record_bytes,
+                    ));
                     break;
                 }
                 Ok(_) => self.next_line += 1,
@@ -464,12 +487,40 @@ impl Encoder for NdjsonEncoder {
 mod tests {
     use super::*;
     use crate::codecs::csv::tests::{SharedBuffer, read_all};
+    use crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES;
 
     fn decode(input: &str) -> Result<Vec<Record>, CodecError> {
         read_all(&mut NdjsonDecoder::new(
             Box::new(std::io::Cursor::new(input.to_string())),
             "t.ndjson",
+            DEFAULT_MAX_RECORD_BYTES,
         ))
+    }
+
+    #[test]
+    fn a_line_larger_than_the_limit_fails_after_the_lines_before_it() {
+        let mut input = b"{\"a\":1}\n\n".to_vec();
+        input.extend(std::iter::repeat_n(b' ', 1_000_000));
+        let mut decoder = NdjsonDecoder::new(Box::new(std::io::Cursor::new(input)), "t.ndjson", 10);
+        let mut out = Vec::new();
+        assert!(decoder.next_batch(&mut out, 10).unwrap());
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            decoder.next_batch(&mut out, 10).unwrap_err().to_string(),
+            "t.ndjson: line 3: a record is larger than `max_record_bytes` = 10 (10 bytes). raise the source's `max_record_bytes` if such records are expected"
+        );
+        // A line of exactly the limit fits, newline or not.
+        let fits = || {
+            Box::new(std::io::Cursor::new(
+                b"{\"a\":\"12\"}\n{\"a\":\"1\"}".to_vec(),
+            ))
+        };
+        assert_eq!(
+            read_all(&mut NdjsonDecoder::new(fits(), "t.ndjson", 10))
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     /// Found by fuzzing: a failed read came back with the records read before it in the same
@@ -478,7 +529,7 @@ mod tests {
     fn a_failed_read_after_good_lines_comes_with_the_next_call() {
         use crate::codecs::csv::tests::FailingRead;
         let input = std::io::Cursor::new(b"{\"a\":1}\n{\"a\":2}\n".to_vec()).chain(FailingRead);
-        let mut decoder = NdjsonDecoder::new(Box::new(input), "t.ndjson");
+        let mut decoder = NdjsonDecoder::new(Box::new(input), "t.ndjson", DEFAULT_MAX_RECORD_BYTES);
         let mut out = Vec::new();
         assert!(decoder.next_batch(&mut out, 10).unwrap());
         assert_eq!(out.len(), 2);
@@ -522,7 +573,11 @@ mod tests {
             }
         }
         input.push_str("{\"n\":}\n");
-        let mut decoder = NdjsonDecoder::new(Box::new(std::io::Cursor::new(input)), "t.ndjson");
+        let mut decoder = NdjsonDecoder::new(
+            Box::new(std::io::Cursor::new(input)),
+            "t.ndjson",
+            DEFAULT_MAX_RECORD_BYTES,
+        );
         let mut out = Vec::new();
         let err = loop {
             match decoder.next_batch(&mut out, 100) {
@@ -596,7 +651,11 @@ mod tests {
     fn invalid_utf8_names_line_and_column() {
         let mut input = b"{\"a\":\"ok\"}\n{\"a\":\"caf".to_vec();
         input.extend_from_slice(&[0xE9, b'"', b'}', b'\n']);
-        let mut decoder = NdjsonDecoder::new(Box::new(std::io::Cursor::new(input)), "t.ndjson");
+        let mut decoder = NdjsonDecoder::new(
+            Box::new(std::io::Cursor::new(input)),
+            "t.ndjson",
+            DEFAULT_MAX_RECORD_BYTES,
+        );
         let mut out = Vec::new();
         assert!(
             decoder.next_batch(&mut out, 10).unwrap(),

@@ -813,7 +813,7 @@ pth = "out.csv"
             problems(text),
             [
                 "1:1: unknown top-level key `nmae` (did you mean `name`?)",
-                "5:1: unknown key `recursve` in source (file) (expected one of `path`, `format`, `reprocess`, `encoding`, `infer_types`, `schema`, `max_unpacked_bytes`, `max_zip_members`, `file_fields`)",
+                "5:1: unknown key `recursve` in source (file) (expected one of `path`, `format`, `reprocess`, `encoding`, `infer_types`, `schema`, `max_unpacked_bytes`, `max_zip_members`, `max_record_bytes`, `file_fields`)",
                 "6:10: source (file): invalid value: string \"''\", expected a character",
                 "6:26: unknown key `delimter` in source (file) (did you mean `delimiter`?)",
                 "9:8: unknown transform type `renam` (did you mean `rename`?)",

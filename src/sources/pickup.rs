@@ -23,6 +23,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::file::{FileSource, Listed, ReadOptions, Reprocess};
+use crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES;
 use crate::codecs::types::{FieldType, Typing};
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Validate};
@@ -123,6 +124,9 @@ pub struct PickupSourceConfig<S> {
     pub max_unpacked_bytes: Option<u64>,
     /// The most entries a zip archive may have. Default 10000.
     pub max_zip_members: Option<usize>,
+    /// The most bytes one record may take in a file, as for the `file` source. Default
+    /// 67108864 (64 MiB).
+    pub max_record_bytes: Option<u64>,
 }
 
 fn default_include() -> Vec<String> {
@@ -227,6 +231,7 @@ impl<S: ServerConfig> Validate for PickupSourceConfig<S> {
             self.encoding,
             self.schema.as_ref(),
             self.max_unpacked_bytes,
+            self.max_record_bytes,
         ));
         problems
     }
@@ -483,6 +488,7 @@ impl PickupSource {
             format: config.format.clone(),
             encoding: config.encoding,
             limits: super::file::limits(config.max_unpacked_bytes, config.max_zip_members),
+            max_record_bytes: config.max_record_bytes.unwrap_or(DEFAULT_MAX_RECORD_BYTES),
             typing: Typing::new(config.infer_types, config.schema.as_ref()),
             file_fields: config.file_fields,
         };

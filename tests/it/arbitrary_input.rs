@@ -59,7 +59,12 @@ fn formats() -> Vec<FormatConfig> {
 /// other error), `max` records a call, asserting the contract on every call: the fuzz targets'
 /// checker, so that both check the same thing. At most one record or bad record per byte.
 fn decode_checked(format: &FormatConfig, bytes: &[u8], max: usize) {
-    if let Ok(mut decoder) = format.decoder(Box::new(Cursor::new(bytes.to_vec())), "noise", None) {
+    if let Ok(mut decoder) = format.decoder(
+        Box::new(Cursor::new(bytes.to_vec())),
+        "noise",
+        None,
+        longshore::codecs::limit::DEFAULT_MAX_RECORD_BYTES,
+    ) {
         contract::drive(decoder.as_mut(), max, bytes.len());
     }
 }

@@ -12,6 +12,7 @@ mod filestore;
 mod golden;
 mod http;
 mod http_silent;
+mod huge_records;
 mod names;
 mod notify;
 mod operate;

@@ -59,7 +59,12 @@ fn encode(format: &FormatConfig, records: &[Record]) -> Vec<u8> {
 
 fn decode(format: &FormatConfig, bytes: Vec<u8>) -> Vec<Record> {
     let mut decoder: Box<dyn Decoder> = format
-        .decoder(Box::new(Cursor::new(bytes)), "memory", None)
+        .decoder(
+            Box::new(Cursor::new(bytes)),
+            "memory",
+            None,
+            longshore::codecs::limit::DEFAULT_MAX_RECORD_BYTES,
+        )
         .expect("a decoder");
     let mut records = Vec::new();
     while decoder.next_batch(&mut records, 3).expect("decode") {}

@@ -267,6 +267,7 @@ pub(super) struct FanOut {
     format: FormatConfig,
     encoding: Option<TextEncoding>,
     max_page_bytes: u64,
+    max_record_bytes: u64,
     on_total_mismatch: OnMismatch,
     parent_fields: Vec<(FieldName, String)>,
     concurrency: usize,
@@ -314,6 +315,7 @@ impl FanOut {
                 .unwrap_or(FormatConfig::Json(JsonOptions::default())),
             encoding: source.encoding,
             max_page_bytes: source.max_page_bytes,
+            max_record_bytes: source.max_record_bytes,
             on_total_mismatch: source.on_total_mismatch,
             parent_fields: children
                 .parent_fields
@@ -516,7 +518,9 @@ impl FanOut {
             .facts(&answer.headers, json.as_ref())
             .map_err(paging_error)?;
         let beginning = std::sync::Mutex::new(bytes[..bytes.len().min(64)].to_vec());
-        let mut decoder = self.format.decoder_of_bytes(bytes, &label, self.encoding)?;
+        let mut decoder =
+            self.format
+                .decoder_of_bytes(bytes, &label, self.encoding, self.max_record_bytes)?;
         let start = out.records.len();
         let mut rejected = 0;
         loop {

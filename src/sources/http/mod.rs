@@ -169,6 +169,7 @@ pub struct HttpSource {
     /// Where an answer says it failed, though its status is a success.
     body_error: Option<BodyError>,
     max_page_bytes: u64,
+    max_record_bytes: u64,
     max_pages: Option<u64>,
     max_records: Option<u64>,
     on_total_mismatch: OnMismatch,
@@ -316,6 +317,7 @@ impl HttpSource {
             encoding: config.encoding,
             body_error: config.error.clone(),
             max_page_bytes: config.max_page_bytes,
+            max_record_bytes: config.max_record_bytes,
             max_pages: config.max_pages,
             max_records: config.max_records,
             on_total_mismatch: config.on_total_mismatch,
@@ -461,7 +463,12 @@ impl HttpSource {
                     .facts(&answer.headers, json.as_ref())
                     .map_err(paging_error)?;
                 *client::lock(&beginning) = bytes[..bytes.len().min(EXCERPT_BYTES)].to_vec();
-                let decoder = self.format.decoder_of_bytes(bytes, &label, self.encoding)?;
+                let decoder = self.format.decoder_of_bytes(
+                    bytes,
+                    &label,
+                    self.encoding,
+                    self.max_record_bytes,
+                )?;
                 (decoder, Some(sha256), facts)
             }
             Body::Stream(stream) => {
@@ -474,9 +481,12 @@ impl HttpSource {
                     counter: self.cx.bytes_read.clone(),
                     beginning: beginning.clone(),
                 };
-                let decoder = self
-                    .format
-                    .decoder(Box::new(stream), &label, self.encoding)?;
+                let decoder = self.format.decoder(
+                    Box::new(stream),
+                    &label,
+                    self.encoding,
+                    self.max_record_bytes,
+                )?;
                 (decoder, None, facts)
             }
         };
