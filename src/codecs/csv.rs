@@ -975,12 +975,19 @@ pub(crate) mod tests {
                 self.0.read(&mut buf[..end])
             }
         }
-        let trickle = Trickle(io::Cursor::new(b"\xEF\xBB\xBFid,name\n1,a\n".to_vec()));
-        let format = crate::codecs::FormatConfig::Csv(CsvOptions::default());
-        let mut decoder = format.decoder(Box::new(trickle), "t.csv", None).unwrap();
-        let mut out = Vec::new();
-        while decoder.next_batch(&mut out, 10).unwrap() {}
-        assert_eq!(texts(&out), vec![vec![s("id", "1"), s("name", "a")]]);
+        for input in ["\u{feff}id,name\n1,a\n", "\u{feff}\u{feff}id,name\n1,a\n"] {
+            let trickle = Trickle(io::Cursor::new(input.as_bytes().to_vec()));
+            let format = crate::codecs::FormatConfig::Csv(CsvOptions::default());
+            let mut decoder = format.decoder(Box::new(trickle), "t.csv", None).unwrap();
+            let mut out = Vec::new();
+            while decoder.next_batch(&mut out, 10).unwrap() {}
+            let name = input.trim_start_matches('\u{feff}');
+            let name = &input[3..input.len() - name.len()];
+            assert_eq!(
+                texts(&out),
+                vec![vec![s(&format!("{name}id"), "1"), s("name", "a")]]
+            );
+        }
     }
 
     #[test]

@@ -182,7 +182,8 @@ impl FormatConfig {
         // Text formats read UTF-8: the text layer makes it so. XML has its own say in its
         // encoding (the declaration); workbooks are not text.
         let utf8 = |input, keep_bom| {
-            text::utf8_input(input, encoding, keep_bom).map_err(|e| text::input_error(label, e))
+            text::utf8_input(input, encoding, keep_bom)
+                .map_err(|e| CodecError::io(label, "read", e))
         };
         Ok(match self {
             // The csv crate skips a UTF-8 byte-order mark itself.

@@ -3,10 +3,6 @@
 //! (`encoding = "windows-1252"`). [`utf8_input`] turns any of them into UTF-8 on the way in,
 //! and [`EncodingWriter`] turns UTF-8 into the encoding a partner wants on the way out.
 //! Encodings are `encoding_rs`'s (the WHATWG set), named by any of their labels.
-//!
-//! Text whose first bytes show it is in none of those (UTF-32, UTF-16 without a byte-order
-//! mark, two byte-order marks) is refused there, saying what it is: read on, it would become
-//! field names and values with NULs or a stray U+FEFF in them, or a confusing error later.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,8 +11,6 @@ use std::io::{self, Cursor, Read, Write};
 use encoding_rs::{Encoding, UTF_8, UTF_16BE, UTF_16LE};
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
-
-use crate::error::{CodecError, Position};
 
 /// A text encoding, by any WHATWG label: `utf-8`, `utf-16le`, `utf-16be`, `windows-1252`,
 /// `iso-8859-1` (read as windows-1252, as browsers do), `iso-8859-15`, `shift_jis`, `gbk`, ...
@@ -62,115 +56,16 @@ impl JsonSchema for TextEncoding {
     }
 }
 
-/// Bytes at the start of a text looked at to tell what it really is.
-const SNIFFED_BYTES: usize = 64;
-
-/// Text that is in no encoding it could be read as: what it is, and what to do. The error
-/// [`utf8_input`] gives for it, which [`input_error`] turns into a [`CodecError`] with a hint.
-#[derive(Debug)]
-pub struct Misread {
-    message: String,
-    hint: String,
-}
-
-impl fmt::Display for Misread {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}. {}", self.message, self.hint)
-    }
-}
-
-impl std::error::Error for Misread {}
-
-/// What the first bytes of a text show it really is, when that is not what it would be read as
-/// (`encoding` is the one given, if any).
-fn misread(head: &[u8], encoding: Option<TextEncoding>) -> Option<Misread> {
-    let utf32 = if head.starts_with(b"\xFF\xFE\0\0") {
-        Some(("UTF-32LE", "FF FE 00 00"))
-    } else if head.starts_with(b"\0\0\xFE\xFF") {
-        Some(("UTF-32BE", "00 00 FE FF"))
-    } else {
-        None
-    };
-    if let Some((name, bom)) = utf32 {
-        return Some(Misread {
-            message: format!(
-                "the text is {name} (it starts with the byte-order mark {bom}), which cannot be read"
-            ),
-            hint:
-                "ask for UTF-8 or UTF-16 instead, or convert it first (`iconv -f UTF-32 -t UTF-8`)"
-                    .into(),
-        });
-    }
-    if head.starts_with(b"\xEF\xBB\xBF\xEF\xBB\xBF") {
-        return Some(Misread {
-            message: "the text starts with two UTF-8 byte-order marks (EF BB BF EF BB BF)".into(),
-            hint: "a tool added one to text that had one already: remove one (the second would be \
-                   read as part of the first value)"
-                .into(),
-        });
-    }
-    if Encoding::for_bom(head).is_some() || encoding.is_some_and(|given| given.0 != UTF_8) {
-        return None;
-    }
-    // ASCII in UTF-16: every other byte 0, the others not (a header, a tag, a bracket).
-    let units = &head[..head.len() & !1];
-    let zero_at = |parity: usize| {
-        units.len() >= 4
-            && units
-                .iter()
-                .enumerate()
-                .all(|(at, &byte)| (byte == 0) == (at % 2 == parity))
-    };
-    let name = if zero_at(1) {
-        "utf-16le"
-    } else if zero_at(0) {
-        "utf-16be"
-    } else {
-        return None;
-    };
-    Some(Misread {
-        message: format!(
-            "the text looks like {} without a byte-order mark (every other byte of its start is 0)",
-            name.to_ascii_uppercase()
-        ),
-        hint: format!(
-            "set its encoding: `encoding = \"{name}\"` (`--encoding {name}` for convert)"
-        ),
-    })
-}
-
-/// The error for `error` from reading the text `label`: the input's own when it is a
-/// [`Misread`], with its hint.
-pub(crate) fn input_error(label: &str, error: io::Error) -> CodecError {
-    if !error.get_ref().is_some_and(|inner| inner.is::<Misread>()) {
-        return CodecError::io(label, "read", error);
-    }
-    let misread = error
-        .into_inner()
-        .and_then(|inner| inner.downcast::<Misread>().ok())
-        .expect("a Misread");
-    CodecError::malformed(
-        label,
-        Position::default(),
-        misread.message,
-        Some(misread.hint),
-    )
-}
-
 /// `input` as UTF-8. A byte-order mark decides the encoding (UTF-8, UTF-16LE, UTF-16BE); without
 /// one, `encoding` does (default UTF-8, passed through untouched: decoders check it). A UTF-8
 /// BOM is kept at the start when `keep_bom` (for a decoder that skips it itself), else removed.
-/// Bytes that are invalid in a legacy or UTF-16 input become U+FFFD. Text that is really in
-/// another encoding (see [`misread`]) is an `InvalidData` error holding a [`Misread`].
+/// Bytes that are invalid in a legacy or UTF-16 input become U+FFFD.
 pub fn utf8_input(
     input: Box<dyn Read + Send>,
     encoding: Option<TextEncoding>,
     keep_bom: bool,
 ) -> io::Result<Box<dyn Read + Send>> {
-    let (head, input) = peek(input, SNIFFED_BYTES)?;
-    if let Some(misread) = misread(&head, encoding) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, misread));
-    }
+    let (head, input) = peek(input, 3)?;
     let bom = Encoding::for_bom(&head);
     let from = match (bom, encoding) {
         (Some((found, _)), _) => found,
@@ -401,56 +296,6 @@ mod tests {
             TextEncoding::parse("klingon").unwrap_err(),
             "unknown encoding `klingon`: use a label such as utf-8, utf-16le, utf-16be, windows-1252, iso-8859-15, shift_jis"
         );
-    }
-
-    /// The error for `bytes`, which must be refused.
-    fn refused(bytes: &[u8], encoding: Option<&str>) -> String {
-        let encoding = encoding.map(|label| TextEncoding::parse(label).unwrap());
-        let error = utf8_input(Box::new(Cursor::new(bytes.to_vec())), encoding, true)
-            .err()
-            .expect("refused");
-        input_error("t.csv", error).to_string()
-    }
-
-    #[test]
-    fn text_in_another_encoding_than_it_would_be_read_as_is_refused_saying_what_it_is() {
-        assert_eq!(
-            refused(b"\xEF\xBB\xBF\xEF\xBB\xBFid\n", None),
-            "t.csv: the text starts with two UTF-8 byte-order marks (EF BB BF EF BB BF). a tool \
-             added one to text that had one already: remove one (the second would be read as part \
-             of the first value)"
-        );
-        let utf32 = "which cannot be read. ask for UTF-8 or UTF-16 instead, or convert it first \
-                     (`iconv -f UTF-32 -t UTF-8`)";
-        assert_eq!(
-            refused(b"\xFF\xFE\0\0i\0\0\0", None),
-            format!(
-                "t.csv: the text is UTF-32LE (it starts with the byte-order mark FF FE 00 00), {utf32}"
-            )
-        );
-        assert_eq!(
-            refused(b"\0\0\xFE\xFF\0\0\0i", Some("windows-1252")),
-            format!(
-                "t.csv: the text is UTF-32BE (it starts with the byte-order mark 00 00 FE FF), {utf32}"
-            )
-        );
-        let utf16le = "t.csv: the text looks like UTF-16LE without a byte-order mark (every other \
-                       byte of its start is 0). set its encoding: `encoding = \"utf-16le\"` \
-                       (`--encoding utf-16le` for convert)";
-        assert_eq!(refused(b"i\0d\0,\0n\0\n\0", None), utf16le);
-        assert_eq!(refused(b"i\0d\0", Some("utf-8")), utf16le);
-        assert_eq!(
-            refused(b"\0<\0a", None),
-            "t.csv: the text looks like UTF-16BE without a byte-order mark (every other byte of \
-             its start is 0). set its encoding: `encoding = \"utf-16be\"` (`--encoding utf-16be` \
-             for convert)"
-        );
-        // Told, or with a byte-order mark, UTF-16 is read; zeros or one character are not UTF-16.
-        assert_eq!(read(b"i\0d\0", Some("utf-16le"), false), "id");
-        assert_eq!(read(b"\xFF\xFEi\0d\0", None, false), "id");
-        assert_eq!(read(b"\0\0\0\0", None, false), "\0\0\0\0");
-        assert_eq!(read(b"i\0", None, false), "i\0");
-        assert_eq!(read(b"i\0d\0", Some("windows-1252"), false), "i\0d\0");
     }
 
     /// Found by fuzzing: a replacement character for a lone byte at the end of UTF-16 input

@@ -716,7 +716,7 @@ fn utf8_input(
     };
     let whole = Box::new(Cursor::new(prefix).chain(input));
     text::utf8_input(whole, encoding.map(TextEncoding), false)
-        .map_err(|source| text::input_error(label, source))
+        .map_err(|source| CodecError::io(label, "read", source))
 }
 
 /// The encoding of a document without a byte-order mark: UTF-16 if its first characters are
