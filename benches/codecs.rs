@@ -16,6 +16,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const ROWS: usize = 200_000;
 const ROUNDS: usize = 5;
+/// The size of the one text node of the long-text XML document, and of the zero-filled input.
+const LONG_BYTES: usize = 64 << 20;
 
 /// A writer that keeps what it was given, so encoders do real work and the bytes can be decoded.
 #[derive(Clone, Default)]
@@ -60,6 +62,26 @@ fn sample_csv() -> Vec<u8> {
         ));
     }
     csv.into_bytes()
+}
+
+/// An XML document whose one record holds one long text node: a piece of text that goes on
+/// over many reads, which the XML splitter must scan once, not again after each read.
+fn long_text_xml() -> Vec<u8> {
+    let mut xml = b"<orders><order><note>".to_vec();
+    xml.extend(b"abcdefghij".iter().cycle().take(LONG_BYTES));
+    xml.extend_from_slice(b"</note></order></orders>\n");
+    xml
+}
+
+/// Decodes input that is not valid, up to its error.
+fn decode_to_error(format: &FormatConfig, bytes: &[u8]) {
+    let mut decoder = format
+        .decoder(Box::new(Cursor::new(bytes.to_vec())), "bench", None)
+        .expect("decoder");
+    let mut records = Vec::new();
+    while let Ok(more) = decoder.next_batch(&mut records, 1024) {
+        assert!(more, "invalid input");
+    }
 }
 
 fn decode(format: &FormatConfig, bytes: &[u8]) -> Vec<Record> {
@@ -122,5 +144,14 @@ fn main() {
     });
     measure("ndjson encode", ndjson.len(), || {
         drop(encode(&ndjson_format, &records))
+    });
+    let xml_format = FormatConfig::from_name("xml").expect("xml");
+    let long_text = long_text_xml();
+    measure("xml long text", long_text.len(), || {
+        drop(decode(&xml_format, &long_text))
+    });
+    let zeros = vec![0; LONG_BYTES];
+    measure("xml zero-filled", zeros.len(), || {
+        decode_to_error(&xml_format, &zeros)
     });
 }

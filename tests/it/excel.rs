@@ -43,6 +43,24 @@ fn a_csv_named_xlsx_is_one_clear_error_and_no_output() {
 }
 
 #[test]
+fn an_html_page_named_xls_is_called_what_it_is() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "export.xls",
+        "<!DOCTYPE html>\n<html><body><table><tr><th>id</th></tr><tr><td>1</td></tr></table></body></html>\n",
+    );
+    sandbox
+        .run(["convert", "export.xls", "out.csv"])
+        .assert_code(1)
+        .assert_stderr(
+            "error: pipeline `convert`: input failed
+  caused by: export.xls: not an Excel or OpenDocument workbook (it is an HTML page). some vendors' \"Excel export\" is an HTML table named .xls: ask for CSV or a real workbook (.xlsx) instead
+",
+        );
+    assert_eq!(sandbox.files(""), ["export.xls"]);
+}
+
+#[test]
 fn workbooks_are_written_as_xlsx_only() {
     let sandbox = Sandbox::new();
     sandbox.write("in.csv", "id\n1\n");

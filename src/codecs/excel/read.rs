@@ -50,11 +50,11 @@ impl ExcelDecoder {
         let workbook = match without_panics(|| open_workbook_auto_from_rs(spooled.clone())) {
             Ok(Ok(workbook)) => workbook,
             Ok(Err(_)) => {
-                let why = spooled.what_it_is();
+                let (why, hint) = spooled.what_it_is();
                 return Err(malformed(
                     label,
                     format!("not an Excel or OpenDocument workbook ({why})"),
-                    None,
+                    hint.map(str::to_string),
                 ));
             }
             Err(why) => return Err(malformed(label, corrupt(&why), None)),
@@ -244,17 +244,40 @@ impl SpooledFile {
         self.file.read_at(&mut start, 0).is_ok_and(|read| read == 8) && start == OLE2_SIGNATURE
     }
 
-    /// What the file looks like, for the error when it is not a workbook.
-    fn what_it_is(&self) -> &'static str {
-        let mut start = [0u8; 8];
+    /// What the file looks like, for the error when it is not a workbook, and what to do.
+    fn what_it_is(&self) -> (&'static str, Option<&'static str>) {
+        let mut start = [0u8; 256];
         let read = self.file.read_at(&mut start, 0).unwrap_or(0);
-        match &start[..read] {
+        let why = match &start[..read] {
             [] => "the file is empty",
             [b'P', b'K', 3, 4, ..] => "a zip archive without a workbook in it",
-            start if start == OLE2_SIGNATURE => "an OLE2 compound file without a workbook in it",
+            start if start.starts_with(&OLE2_SIGNATURE) => {
+                "an OLE2 compound file without a workbook in it"
+            }
+            start if is_html(start) => {
+                return (
+                    "it is an HTML page",
+                    Some(
+                        "some vendors' \"Excel export\" is an HTML table named .xls: ask for CSV \
+                         or a real workbook (.xlsx) instead",
+                    ),
+                );
+            }
             _ => "it is neither a zip archive nor an OLE2 compound file",
-        }
+        };
+        (why, None)
     }
+}
+
+/// Whether `start` is the start of an HTML page: `<!DOCTYPE html` or `<html`, in any case,
+/// after a byte-order mark and white space.
+fn is_html(start: &[u8]) -> bool {
+    let start = start.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(start);
+    let text = start.trim_ascii_start();
+    [&b"<!doctype html"[..], b"<html"].iter().any(|tag| {
+        text.get(..tag.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(tag))
+    })
 }
 
 impl Read for SpooledFile {

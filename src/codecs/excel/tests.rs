@@ -541,6 +541,15 @@ fn input_that_is_not_a_workbook_is_one_clear_error() {
         decode_error(b"", &options),
         "t.xlsx: not an Excel or OpenDocument workbook (the file is empty)"
     );
+    let html = "t.xlsx: not an Excel or OpenDocument workbook (it is an HTML page). some \
+                vendors' \"Excel export\" is an HTML table named .xls: ask for CSV or a real \
+                workbook (.xlsx) instead";
+    for page in [
+        &b"<!DOCTYPE html>\n<html><body><table><tr><td>1</td></tr></table></body></html>"[..],
+        b"\xEF\xBB\xBF\r\n  <HTML xmlns:x=\"urn:schemas-microsoft-com:office:excel\"><table>",
+    ] {
+        assert_eq!(decode_error(page, &options), html);
+    }
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
     zip.start_file("a.txt", zip::write::SimpleFileOptions::default())
         .unwrap();

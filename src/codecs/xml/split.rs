@@ -7,6 +7,10 @@
 //! only markup is looked at, and only as far as its end (`>` outside quoted attribute values,
 //! `-->`, `]]>`, `?>`). The scan never rejects anything: where the document is malformed, the
 //! parser of the chunk reports it, and chunks are parsed and reported in order.
+//!
+//! A piece that does not end in what was read (a long text node, a long comment) is scanned
+//! once: the scan remembers how far it got (`Progress`) and resumes there after the next read,
+//! so the time is linear in the document, not in the square of its longest piece.
 
 use std::io::{self, Read};
 use std::ops::Range;
@@ -130,6 +134,8 @@ pub(super) struct Splitter {
     buffer: Vec<u8>,
     /// How many of `buffer` are scanned: always the end of a piece of markup or of text.
     scanned: usize,
+    /// How far the scan got into the unfinished piece at `scanned`.
+    progress: Progress,
     matcher: PathMatcher,
     /// The names of the open elements that are not in a record, as written.
     open: Vec<Box<[u8]>>,
@@ -170,6 +176,7 @@ impl Splitter {
             chunk_bytes,
             buffer: Vec::new(),
             scanned: 0,
+            progress: Progress::default(),
             matcher: PathMatcher::new(options),
             open: Vec::new(),
             prefix: Vec::new(),
@@ -187,8 +194,11 @@ impl Splitter {
             return Ok(None);
         }
         loop {
-            while let Some((length, markup)) = scan(&self.buffer[self.scanned..]) {
+            while let Some((length, markup)) =
+                scan(&self.buffer[self.scanned..], &mut self.progress)
+            {
                 self.scanned += length;
+                self.progress = Progress::default();
                 match markup {
                     Some(Markup::Start { name, empty }) => {
                         let start = self.scanned - length;
@@ -323,21 +333,44 @@ fn characters(bytes: &[u8]) -> u64 {
             .sum::<u64>()
 }
 
+/// How far a scan got into a piece of text or markup that did not end in the bytes it had:
+/// where to resume it once more are read. Positions are from the piece's start.
+#[derive(Clone, Copy, Default)]
+struct Progress {
+    /// The bytes known to hold no end of the piece (past its first few, which say what it is).
+    at: usize,
+    /// The quote a tag's scan is inside at `at`.
+    quote: Option<u8>,
+}
+
 /// The length of the text or markup at the start of `bytes`, and the markup; `None` when it is
-/// not complete in `bytes`.
-fn scan(bytes: &[u8]) -> Option<(usize, Option<Markup>)> {
+/// not complete in `bytes`. `progress` says how far earlier scans of the same piece got (with
+/// fewer bytes), and is moved on when this one does not complete it.
+fn scan(bytes: &[u8], progress: &mut Progress) -> Option<(usize, Option<Markup>)> {
     if bytes.first() != Some(&b'<') {
         // Text, up to the next markup (text at the end may go on in the next read).
-        let length = memchr::memchr(b'<', bytes)?;
-        return Some((length, None));
+        let Some(length) = memchr::memchr(b'<', &bytes[progress.at..]) else {
+            progress.at = bytes.len();
+            return None;
+        };
+        return Some((progress.at + length, None));
     }
-    let after = |pattern: &[u8], from: usize| {
-        let rest = bytes.get(from..)?;
-        memchr::memmem::find(rest, pattern).map(|at| from + at + pattern.len())
+    // Finds `pattern` from `from` on, resuming where an earlier search stopped (less a partial
+    // match it may have stopped in).
+    let mut after = |pattern: &[u8], from: usize| {
+        let start = from.max(progress.at);
+        let Some(at) = bytes
+            .get(start..)
+            .and_then(|rest| memchr::memmem::find(rest, pattern))
+        else {
+            progress.at = from.max((bytes.len() + 1).saturating_sub(pattern.len()));
+            return None;
+        };
+        Some(start + at + pattern.len())
     };
     // Where markup ends is decided as the parser decides it, well-formed or not.
     match bytes.get(1)? {
-        b'/' => Some((tag_end(bytes)? + 1, Some(Markup::End))),
+        b'/' => Some((tag_end(bytes, progress)? + 1, Some(Markup::End))),
         b'?' => Some((after(b"?>", 1)?, Some(Markup::Other))),
         b'!' => match bytes.get(2)? {
             b'-' => Some((after(b"-->", 4)?, Some(Markup::Other))),
@@ -345,7 +378,7 @@ fn scan(bytes: &[u8]) -> Option<(usize, Option<Markup>)> {
             _ => Some((2, Some(Markup::Refused))),
         },
         _ => {
-            let end = tag_end(bytes)?;
+            let end = tag_end(bytes, progress)?;
             let empty = bytes[end - 1] == b'/';
             let content_end = if empty { end - 1 } else { end };
             // The name goes up to white space, as the parser takes it.
@@ -365,14 +398,28 @@ fn scan(bytes: &[u8]) -> Option<(usize, Option<Markup>)> {
 }
 
 /// The index of the `>` that ends the tag at the start of `bytes`: the first outside quotes.
-fn tag_end(bytes: &[u8]) -> Option<usize> {
-    let mut at = 1;
+/// Resumes at `progress` (and inside its quote), and leaves it at the end of `bytes` when the
+/// tag goes on past them.
+fn tag_end(bytes: &[u8], progress: &mut Progress) -> Option<usize> {
+    let mut at = progress.at.max(1);
     loop {
-        at += memchr::memchr3(b'>', b'"', b'\'', &bytes[at..])?;
-        let quote = bytes[at];
-        if quote == b'>' {
+        if let Some(quote) = progress.quote {
+            let Some(close) = memchr::memchr(quote, &bytes[at..]) else {
+                progress.at = bytes.len();
+                return None;
+            };
+            at += close + 1;
+            progress.quote = None;
+        }
+        let Some(found) = memchr::memchr3(b'>', b'"', b'\'', &bytes[at..]) else {
+            progress.at = bytes.len();
+            return None;
+        };
+        at += found;
+        if bytes[at] == b'>' {
             return Some(at);
         }
-        at += 1 + memchr::memchr(quote, &bytes[at + 1..])? + 1;
+        progress.quote = Some(bytes[at]);
+        at += 1;
     }
 }

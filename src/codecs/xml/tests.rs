@@ -641,6 +641,46 @@ fn outcome(input: &[u8], options: &XmlOptions, chunk_bytes: usize) -> (Vec<Recor
     }
 }
 
+/// A reader that gives at most `read_bytes` at a time, as pipes and decompressors do.
+struct ShortReads {
+    input: Cursor<Vec<u8>>,
+    read_bytes: usize,
+}
+
+impl std::io::Read for ShortReads {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let length = buf.len().min(self.read_bytes);
+        self.input.read(&mut buf[..length])
+    }
+}
+
+/// The chunks a splitter cuts `input` into, read at most `read_bytes` at a time: each chunk's
+/// bytes, prefix length, line, column, records before it and whether it is the last.
+fn chunks(
+    input: &[u8],
+    options: &XmlOptions,
+    chunk_bytes: usize,
+    read_bytes: usize,
+) -> Vec<(Vec<u8>, usize, u64, u64, u64, bool)> {
+    let input = Box::new(ShortReads {
+        input: Cursor::new(input.to_vec()),
+        read_bytes,
+    });
+    let mut splitter = split::Splitter::new(input, "t.xml", options, chunk_bytes);
+    let mut chunks = Vec::new();
+    while let Some(chunk) = splitter.next_chunk().unwrap() {
+        chunks.push((
+            chunk.bytes,
+            chunk.prefix_length,
+            chunk.line,
+            chunk.column,
+            chunk.records_before,
+            chunk.last,
+        ));
+    }
+    chunks
+}
+
 /// Pieces of markup, well-formed or not, that documents are made of: what the splitter must
 /// step over exactly as the parser does.
 const PIECES: &[&str] = &[
@@ -738,6 +778,24 @@ proptest! {
         prop_assert_eq!(
             outcome(input.as_bytes(), &options, chunk_bytes),
             outcome(input.as_bytes(), &options, usize::MAX),
+            "{}", input
+        );
+    }
+
+    #[test]
+    fn any_markup_read_in_any_sizes_is_cut_in_the_same_places(
+        pieces in proptest::collection::vec(proptest::sample::select(PIECES), 0..24),
+        chunk_bytes in 1usize..32,
+        read_bytes in 1usize..8,
+        any_root in any::<bool>(),
+    ) {
+        // Pieces that go on over several reads are scanned on from where the last read left
+        // off, and must end exactly where a scan of the whole piece ends them.
+        let options = if any_root { XmlOptions::default() } else { orders() };
+        let input = pieces.concat();
+        prop_assert_eq!(
+            chunks(input.as_bytes(), &options, chunk_bytes, read_bytes),
+            chunks(input.as_bytes(), &options, chunk_bytes, usize::MAX),
             "{}", input
         );
     }
