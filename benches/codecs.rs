@@ -76,7 +76,12 @@ fn long_text_xml() -> Vec<u8> {
 /// Decodes input that is not valid, up to its error.
 fn decode_to_error(format: &FormatConfig, bytes: &[u8]) {
     let mut decoder = format
-        .decoder(Box::new(Cursor::new(bytes.to_vec())), "bench", None)
+        .decoder(
+            Box::new(Cursor::new(bytes.to_vec())),
+            "bench",
+            None,
+            longshore::codecs::limit::DEFAULT_MAX_RECORD_BYTES,
+        )
         .expect("decoder");
     let mut records = Vec::new();
     while let Ok(more) = decoder.next_batch(&mut records, 1024) {
