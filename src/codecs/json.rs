@@ -8,19 +8,16 @@
 //! channel, so a 1 GB array takes the memory of a few batches. Encoding always writes an array
 //! (in the same envelope), compact or one record per line, so that any number of records fits.
 
-use std::cell::Cell;
-use std::io::{self, Read, Write};
-use std::rc::Rc;
+use std::io::{BufReader, Read, Write};
 use std::sync::mpsc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::csv::count_byte;
 use super::json_write::{KeyCache, PrettyWriter, write_record, write_str, write_value};
 use super::ndjson::{NameCache, RecordSeed, ValueSeed, exact_number};
-use super::{EncodedOutput, IO_BUFFER_BYTES, limit};
+use super::{EncodedOutput, IO_BUFFER_BYTES};
 use crate::error::{CodecError, Position};
 use crate::record::{FieldName, Record, Value};
 use crate::stage::{Decoder, Encoder};
@@ -130,23 +127,16 @@ enum Parsing {
 
 /// The document to parse.
 pub(crate) enum JsonInput {
-    /// Read as it arrives, parsed on a thread of its own; no record may take more bytes than
-    /// the limit.
-    Stream(Box<dyn Read + Send>, u64),
+    /// Read as it arrives, parsed on a thread of its own.
+    Stream(Box<dyn Read + Send>),
     /// Already in memory (an API's page): parsed at once, on this thread, without copying.
     Bytes(Vec<u8>),
 }
 
 impl JsonDecoder {
-    /// A decoder of the stream `input`; a record of more than `max_record_bytes` fails it.
-    pub fn new(
-        input: Box<dyn Read + Send>,
-        label: &str,
-        options: &JsonOptions,
-        max_record_bytes: u64,
-    ) -> Self {
+    pub fn new(input: Box<dyn Read + Send>, label: &str, options: &JsonOptions) -> Self {
         Self::with_shape(
-            JsonInput::Stream(input, max_record_bytes),
+            JsonInput::Stream(input),
             label,
             pointer_path(&options.records),
             Shape::Objects,
@@ -174,27 +164,26 @@ impl JsonDecoder {
             JsonInput::Bytes(bytes) => {
                 let mut parsed = Vec::new();
                 let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-                parse(&mut deserializer, label, &path, shape, None, &mut |batch| {
+                parse(&mut deserializer, label, &path, shape, true, &mut |batch| {
                     parsed.push(batch);
                     true
                 });
                 Parsing::Done(parsed.into_iter())
             }
-            JsonInput::Stream(input, max_record_bytes) => {
+            JsonInput::Stream(input) => {
                 let (sender, parsed) = mpsc::sync_channel(2);
                 let label = label.to_string();
                 // The thread ends when the document does, or when the decoder is dropped (a
                 // send fails).
                 std::thread::spawn(move || {
-                    let tally = Rc::new(Tally::new(max_record_bytes));
-                    let reader = TallyReader::new(input, tally.clone());
+                    let reader = BufReader::with_capacity(IO_BUFFER_BYTES, input);
                     let mut deserializer = serde_json::Deserializer::from_reader(reader);
                     parse(
                         &mut deserializer,
                         &label,
                         &path,
                         shape,
-                        Some(&tally),
+                        false,
                         &mut |batch| sender.send(batch).is_ok(),
                     );
                 });
@@ -209,138 +198,19 @@ impl JsonDecoder {
     }
 }
 
-/// Counts what a stream hands the parser, to stop a record growing past the limit: the parser
-/// builds each record whole before handing it over. Shared between the [`TallyReader`] and the
-/// [`Batches`] that mark where records start and end.
-struct Tally {
-    limit: u64,
-    /// Bytes handed to the parser.
-    read: Cell<u64>,
-    /// Where the record being built starts, while one is (perhaps at whitespace or a comma
-    /// before it).
-    record_start: Cell<Option<u64>>,
-    /// The line it starts on, once its bytes have left the reader's buffer.
-    record_line: Cell<Option<u64>>,
-}
-
-impl Tally {
-    fn new(limit: u64) -> Self {
-        Tally {
-            limit,
-            read: Cell::new(0),
-            record_start: Cell::new(None),
-            record_line: Cell::new(None),
-        }
-    }
-
-    /// A record starts: at the last `taken` bytes the parser took (an object's `{`), or at the
-    /// next one.
-    fn start_record(&self, taken: u64) {
-        self.record_start
-            .set(Some(self.read.get().saturating_sub(taken)));
-        self.record_line.set(None);
-    }
-
-    fn end_record(&self) {
-        self.record_start.set(None);
-    }
-}
-
-/// A buffered reader for serde_json (which reads a byte at a time) that counts the bytes it
-/// hands over in its [`Tally`], and fails when it must read more for a record already past
-/// the limit. Lines are counted a buffer at a time, for the line a record starts on.
-struct TallyReader {
-    inner: Box<dyn Read + Send>,
-    buffer: Box<[u8]>,
-    position: usize,
-    filled: usize,
-    /// Offset of `buffer[0]` in the stream.
-    base: u64,
-    /// Newlines before `buffer[0]`.
-    lines_before: u64,
-    tally: Rc<Tally>,
-}
-
-impl TallyReader {
-    fn new(inner: Box<dyn Read + Send>, tally: Rc<Tally>) -> Self {
-        TallyReader {
-            inner,
-            buffer: vec![0; IO_BUFFER_BYTES].into_boxed_slice(),
-            position: 0,
-            filled: 0,
-            base: 0,
-            lines_before: 0,
-            tally,
-        }
-    }
-
-    /// Reads the next buffer, once the parser took all of this one.
-    fn refill(&mut self) -> io::Result<()> {
-        let held = &self.buffer[..self.filled];
-        let end = self.base + self.filled as u64;
-        if let Some(start) = self.tally.record_start.get() {
-            if self.tally.record_line.get().is_none() && (self.base..end).contains(&start) {
-                // The record's first byte is the first after `start` that is neither
-                // whitespace nor a comma; it may be in the next buffer.
-                let from = (start - self.base) as usize;
-                match held[from..]
-                    .iter()
-                    .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b','))
-                {
-                    Some(at) => {
-                        let before = &held[..from + at];
-                        let line = self.lines_before + count_byte(before, b'\n') + 1;
-                        self.tally.record_line.set(Some(line));
-                    }
-                    None => self.tally.record_start.set(Some(end)),
-                }
-            }
-            if end - start > self.tally.limit {
-                return Err(limit::too_large());
-            }
-        }
-        self.lines_before += count_byte(held, b'\n');
-        self.base = end;
-        self.position = 0;
-        self.filled = 0;
-        self.filled = loop {
-            match self.inner.read(&mut self.buffer) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other?,
-            }
-        };
-        Ok(())
-    }
-}
-
-impl Read for TallyReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.position == self.filled {
-            self.refill()?;
-        }
-        let n = out.len().min(self.filled - self.position);
-        out[..n].copy_from_slice(&self.buffer[self.position..self.position + n]);
-        self.position += n;
-        self.tally.read.set(self.tally.read.get() + n as u64);
-        Ok(n)
-    }
-}
-
 /// Parses a document, handing the records at `path` to `send` in batches (and
-/// the error that ends them); stops early when `send` says the reader is gone. `tally`: the
-/// deserializer reads a stream through a [`TallyReader`] (without one it reads a slice, whose
-/// error positions need a correction).
+/// the error that ends them); stops early when `send` says the reader is gone. `from_slice`:
+/// the deserializer reads a slice (whose error positions need a correction).
 fn parse<'de, R: serde_json::de::Read<'de>>(
     deserializer: &mut serde_json::Deserializer<R>,
     label: &str,
     path: &[String],
     shape: Shape,
-    tally: Option<&Tally>,
+    from_slice: bool,
     send: &mut dyn FnMut(Parsed) -> bool,
 ) {
     let mut batches = Batches {
         label,
-        tally,
         send,
         records: Vec::with_capacity(RECORDS_PER_MESSAGE),
         names: NameCache::default(),
@@ -389,26 +259,7 @@ fn parse<'de, R: serde_json::de::Read<'de>>(
             if !read.is_empty() && !(batches.send)(Ok(read)) {
                 return;
             }
-            Err(match tally {
-                Some(tally) if e.is_io() => {
-                    let source = io::Error::from(e);
-                    match limit::is_too_large(&source) {
-                        true => limit::record_too_large(
-                            label,
-                            Position {
-                                line: tally.record_line.get(),
-                                record: Some(
-                                    batches.elements.max(1) - u64::from(batches.header_row),
-                                ),
-                                ..Position::default()
-                            },
-                            tally.limit,
-                        ),
-                        false => CodecError::io(label, "read", source),
-                    }
-                }
-                _ => json_error(label, &e, tally.is_none()),
-            })
+            Err(json_error(label, &e, from_slice))
         }
     };
     (batches.send)(result);
@@ -482,8 +333,6 @@ impl Decoder for JsonDecoder {
 /// Collects parsed records and sends them in batches.
 struct Batches<'a> {
     label: &'a str,
-    /// Marks where records start and end, when reading a stream.
-    tally: Option<&'a Tally>,
     send: &'a mut dyn FnMut(Parsed) -> bool,
     records: Vec<Record>,
     names: NameCache,
@@ -499,17 +348,6 @@ impl Batches<'_> {
     /// Reads the next element of the array into a record (or the header row); false at the end.
     fn next_element<'de, A: SeqAccess<'de>>(&mut self, seq: &mut A) -> Result<bool, A::Error> {
         self.elements += 1;
-        if let Some(tally) = self.tally {
-            tally.start_record(0);
-        }
-        let more = self.element(seq);
-        if let Some(tally) = self.tally {
-            tally.end_record();
-        }
-        more
-    }
-
-    fn element<'de, A: SeqAccess<'de>>(&mut self, seq: &mut A) -> Result<bool, A::Error> {
         let record = match &mut self.shape {
             Shape::Objects => seq
                 .next_element_seed(RecordSeed {
@@ -558,17 +396,11 @@ impl Batches<'_> {
             IgnoredAny.visit_map(map)?;
             return Ok(AtPointer::NotRecords("an object"));
         }
-        if let Some(tally) = self.tally {
-            tally.start_record(1);
-        }
         let record = RecordSeed {
             names: &mut self.names,
             top_level: true,
         }
         .visit_map(map)?;
-        if let Some(tally) = self.tally {
-            tally.end_record();
-        }
         if exact_number(&record).is_some() {
             return Ok(AtPointer::NotRecords("a number"));
         }
@@ -848,42 +680,6 @@ impl Encoder for JsonEncoder {
 mod tests {
     use super::*;
     use crate::codecs::csv::tests::{gist, read_all, written};
-    use crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES;
-
-    #[test]
-    fn a_record_larger_than_the_limit_fails_with_its_line_and_number() {
-        let limited = |input: String, records: &str| {
-            let input = Box::new(std::io::Cursor::new(input));
-            read_all(&mut JsonDecoder::new(
-                input,
-                "t.json",
-                &options(records),
-                1000,
-            ))
-        };
-        let big = "x".repeat(IO_BUFFER_BYTES * 2);
-        let error = limited(format!("[{{\"a\":1}},\n {{\"a\":\"{big}\"}}]"), "")
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            error,
-            "t.json: line 2, record 2: a record is larger than `max_record_bytes` = 1000 (1000 bytes). raise the source's `max_record_bytes` if such records are expected"
-        );
-        // One object as the record, in an envelope whose other values are skipped unbuilt
-        // (and not counted).
-        let error = limited(
-            format!("{{\"skip\":\"{big}\",\"r\":\n{{\"a\":\"{big}\"}}}}"),
-            "/r",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            error.starts_with("t.json: line 2, record 1: a record is larger"),
-            "{error}"
-        );
-        let fits = format!("{{\"skip\":\"{big}\",\"r\":[{{\"a\":1}}]}}");
-        assert_eq!(limited(fits, "/r").unwrap().len(), 1);
-    }
 
     fn options(records: &str) -> JsonOptions {
         JsonOptions {
@@ -901,7 +697,6 @@ mod tests {
             Box::new(std::io::Cursor::new(input.to_string())),
             "t.json",
             &options(records),
-            DEFAULT_MAX_RECORD_BYTES,
         ));
         let in_memory = read_all(&mut JsonDecoder::from_bytes(
             input.as_bytes().to_vec(),
@@ -1062,12 +857,7 @@ mod tests {
             ids.map(|i| format!("{{\"id\":{i}}},")).collect()
         };
         let (input, mut writer) = std::io::pipe().unwrap();
-        let mut decoder = JsonDecoder::new(
-            Box::new(input),
-            "t.json",
-            &options(""),
-            DEFAULT_MAX_RECORD_BYTES,
-        );
+        let mut decoder = JsonDecoder::new(Box::new(input), "t.json", &options(""));
         writer
             .write_all(format!("[{}", elements(0..2000)).as_bytes())
             .unwrap();
@@ -1115,7 +905,6 @@ mod tests {
             Box::new(std::io::Cursor::new(input)),
             "t.json",
             &options(""),
-            DEFAULT_MAX_RECORD_BYTES,
         );
         let mut out = Vec::new();
         let error = loop {

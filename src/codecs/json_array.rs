@@ -245,10 +245,7 @@ mod tests {
     fn decode(input: &str, options: &JsonArrayOptions) -> Result<Vec<Record>, CodecError> {
         let streamed = read_all(
             decoder(
-                JsonInput::Stream(
-                    Box::new(std::io::Cursor::new(input.to_string())),
-                    crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES,
-                ),
+                JsonInput::Stream(Box::new(std::io::Cursor::new(input.to_string()))),
                 "t.json",
                 options,
             )

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 
 use schemars::JsonSchema;
@@ -42,6 +42,35 @@ pub struct NdjsonDecoder {
     /// The error that ends the input (a failed read), reported once the records before it are out.
     failed: Option<CodecError>,
     max_record_bytes: u64,
+}
+
+/// Like `BufRead::read_until(b'\n')`, but reading no more than `max + 1` bytes of the line
+/// (a line of a gigabyte must not be held whole to be refused): what is read is appended to
+/// `out`, and its length returned.
+fn read_line_bounded(input: &mut impl BufRead, out: &mut Vec<u8>, max: u64) -> io::Result<usize> {
+    let mut read = 0usize;
+    loop {
+        let available = match input.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(read);
+        }
+        let room = usize::try_from(max.saturating_add(1) - read as u64).unwrap_or(usize::MAX);
+        let window = &available[..available.len().min(room)];
+        let (found, used) = match memchr::memchr(b'\n', window) {
+            Some(at) => (true, at + 1),
+            None => (false, window.len()),
+        };
+        out.extend_from_slice(&window[..used]);
+        input.consume(used);
+        read += used;
+        if found || read as u64 > max {
+            return Ok(read);
+        }
+    }
 }
 
 /// A chunk ends after the line that brings it to this size, whatever its number of lines, so
@@ -92,8 +121,7 @@ impl NdjsonDecoder {
             }
             let line_start = bytes.len();
             // A line is read no further than one byte past the limit.
-            let mut bounded = (&mut self.input).take(self.max_record_bytes.saturating_add(1));
-            match bounded.read_until(b'\n', &mut bytes) {
+            match read_line_bounded(&mut self.input, &mut bytes, self.max_record_bytes) {
                 Ok(0) => {
                     self.exhausted = true;
                     break;

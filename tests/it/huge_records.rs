@@ -47,27 +47,6 @@ fn an_ndjson_line_over_the_limit_fails_with_its_line() {
     assert_refused(&sandbox, "in/big.ndjson", "", "in/big.ndjson: line 2");
 }
 
-#[test]
-fn a_json_array_element_over_the_limit_fails_with_its_line_and_number() {
-    let sandbox = Sandbox::new();
-    let mut json = b"[\n{\"id\":1},\n{\"id\":2,\"note\":\"".to_vec();
-    json.extend(vec![b'x'; 2_000_000]);
-    json.extend(b"\"}\n]\n");
-    sandbox.write("in/big.json", json);
-    assert_refused(&sandbox, "in/big.json", "", "in/big.json: line 3, record 2");
-    // The same as json-array rows.
-    let mut rows = b"[[\"id\",\"note\"],\n[1,\"a\"],\n[2,\"".to_vec();
-    rows.extend(vec![b'x'; 2_000_000]);
-    rows.extend(b"\"]]\n");
-    sandbox.write("in/rows.json", rows);
-    assert_refused(
-        &sandbox,
-        "in/rows.json",
-        "format = { type = \"json-array\" }\n",
-        "in/rows.json: line 3, record 2",
-    );
-}
-
 /// The gzip bomb of the issue in small: a stream of zeros unpacks to one endless line, which
 /// used to be buffered whole (5 GB before `max_unpacked_bytes` stopped it).
 #[test]
