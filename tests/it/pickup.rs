@@ -754,34 +754,7 @@ fn start_and_wait_until_writing(sandbox: &Sandbox) -> std::process::Child {
         .env("FTP_PASSWORD", PASSWORD)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    start_and_wait_until_writing_with(sandbox, command)
-}
-
-/// Starts `command` and waits like [`start_and_wait_until_writing`].
-fn start_and_wait_until_writing_with(
-    sandbox: &Sandbox,
-    mut command: std::process::Command,
-) -> std::process::Child {
-    let mut child = command.spawn().expect("start longshore");
-    let started = std::time::Instant::now();
-    let writing = loop {
-        let writing = std::fs::read_dir(sandbox.join("out"))
-            .ok()
-            .is_some_and(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .any(|e| e.file_name().to_string_lossy().ends_with(".part"))
-            });
-        if writing || started.elapsed() > Duration::from_secs(60) {
-            break writing;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    if !writing {
-        let _ = child.kill();
-    }
-    assert!(writing, "the run was never seen writing");
-    child
+    crate::support::start_and_wait_until_writing(sandbox, command)
 }
 
 #[test]
@@ -840,7 +813,7 @@ fn a_file_removed_before_the_run_opens_it_is_skipped_with_a_warning() {
     command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let child = start_and_wait_until_writing_with(&sandbox, command);
+    let child = crate::support::start_and_wait_until_writing(&sandbox, command);
     std::fs::remove_file(server.data().join("inbound/b.csv")).unwrap();
     let outcome = Outcome::from(child.wait_with_output().expect("wait for longshore"));
     outcome.assert_success();

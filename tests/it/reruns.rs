@@ -637,31 +637,10 @@ fn a_local_file_appended_to_while_read_fails_the_run_and_the_next_run_delivers_i
         csv.push_str(&format!("{id},{name}\n"));
     }
     let big = sandbox.write("in/big.csv", &csv);
-    let mut child = sandbox
-        .command(["run", "p.toml"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start longshore");
+    let mut command = sandbox.command(["run", "p.toml"]);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
     // Records are being written (the sink's temporary file is there): the file is being read.
-    let started = Instant::now();
-    let writing = loop {
-        let writing = std::fs::read_dir(sandbox.join("out"))
-            .ok()
-            .is_some_and(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .any(|e| e.file_name().to_string_lossy().ends_with(".part"))
-            });
-        if writing || started.elapsed() > Duration::from_secs(60) {
-            break writing;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    if !writing {
-        let _ = child.kill();
-    }
-    assert!(writing, "the run was never seen writing");
+    let child = crate::support::start_and_wait_until_writing(&sandbox, command);
     let appended = "200000,late\n";
     std::fs::OpenOptions::new()
         .append(true)

@@ -174,6 +174,36 @@ pub fn crash_at(mut command: Command, point: &str) {
     assert!(!output.status.success(), "the run did not stop at {point}");
 }
 
+/// Starts `command` (a run of the binary) and waits until its sink writes: a hidden temporary
+/// `.part` file is in `out/` (at most a minute, else the test fails). The run is then reading
+/// its input, for tests that change the input under it.
+pub fn start_and_wait_until_writing(
+    sandbox: &Sandbox,
+    mut command: Command,
+) -> std::process::Child {
+    let mut child = command.spawn().expect("start longshore");
+    let started = std::time::Instant::now();
+    let writing = loop {
+        let writing = fs::read_dir(sandbox.join("out"))
+            .ok()
+            .is_some_and(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".part"))
+            });
+        if writing || started.elapsed() > std::time::Duration::from_secs(60) {
+            break writing;
+        }
+        // Polling, not waiting out a race: the loop ends on what it looks for.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    if !writing {
+        let _ = child.kill();
+    }
+    assert!(writing, "the run was never seen writing");
+    child
+}
+
 /// Runs a command to completion and captures its output.
 pub fn run(mut command: Command) -> Outcome {
     let output = command
