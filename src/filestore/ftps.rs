@@ -395,6 +395,11 @@ fn parse_mlsd(line: &str) -> Option<Option<MlsdEntry>> {
             _ => {}
         }
     }
+    // A name is one entry of the directory listed: one that would climb out of it or into
+    // another (`..`, `a/b`) is no file of the drop, whatever the server says.
+    if matches!(name, "." | "..") || name.contains('/') {
+        return Some(None);
+    }
     (typed && !name.is_empty()).then_some(Some(entry))
 }
 
@@ -569,7 +574,14 @@ impl FileStore for FtpStore {
             match self.ftp.mlsd(Some(dir_arg)) {
                 Ok(lines) => {
                     self.mlsd = Some(true);
-                    return Ok(self.mlsd_entries(dir, lines));
+                    let mut entries = self.mlsd_entries(dir, lines);
+                    // Times from `MDTM`, as `stat` reads them: a file is checked for change
+                    // against a time from the same command (servers' `MLSD` and `MDTM` can
+                    // disagree, and every file would look changed).
+                    for entry in entries.iter_mut().filter(|e| e.kind == EntryKind::File) {
+                        entry.mtime = self.exact_mtime(&entry.path, entry.mtime)?;
+                    }
+                    return Ok(entries);
                 }
                 // 500, 502: a server without `MLSD` (vsftpd): `LIST` from now on.
                 Err(FtpError::UnexpectedResponse(response))
@@ -768,6 +780,8 @@ mod tests {
             Some(None)
         );
         assert_eq!(parse_mlsd("type=pdir; .."), Some(None));
+        assert_eq!(parse_mlsd("type=file;size=5; ../x.csv"), Some(None));
+        assert_eq!(parse_mlsd("type=file;size=5; .."), Some(None));
         assert_eq!(parse_mlsd("-rw-r--r-- 1 u g 5 Aug  1 12:00 a.csv"), None);
         assert_eq!(parse_mlsd("size=5; a.csv"), None, "no type: not understood");
     }

@@ -50,6 +50,14 @@ fn default_timeout_secs() -> u64 {
     30
 }
 
+/// The most characters of a receiver's answer a message shows.
+const EXCERPT_CHARS: usize = 220;
+
+/// `message` cut to [`EXCERPT_CHARS`].
+fn cut(message: &str) -> String {
+    message.chars().take(EXCERPT_CHARS).collect()
+}
+
 /// The longest wait between two attempts, whatever the doubling gives.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
@@ -159,11 +167,12 @@ pub(super) fn send(config: &WebhookConfig, notice: &Notice, cx: &RunContext) -> 
             } else {
                 format!(" (after {attempt} attempts)")
             };
-            return Err(redactor.text(&format!("{}{tries}", failed.message)));
+            let shown = cut(&redactor.text(&failed.message));
+            return Err(format!("{shown}{tries}"));
         }
         tracing::debug!(
             "webhook attempt {attempt} failed ({}), retrying in {delay:?}",
-            redactor.text(&failed.message)
+            cut(&redactor.text(&failed.message))
         );
         std::thread::sleep(delay);
         delay = (delay * 2).min(MAX_RETRY_DELAY);
@@ -181,11 +190,12 @@ fn answered(mut response: ureq::http::Response<ureq::Body>) -> Failed {
         .as_reader()
         .take(4096)
         .read_to_string(&mut body);
+    // The whole first line: it is cut only once redacted (`EXCERPT_CHARS`), so that no
+    // secret is cut into a prefix the redactor does not know.
     let first_line = body.lines().next().unwrap_or_default().trim();
     let mut message = format!("answered HTTP {}", status.as_u16());
     if !first_line.is_empty() {
-        let excerpt: String = first_line.chars().take(200).collect();
-        message.push_str(&format!(": {excerpt}"));
+        message.push_str(&format!(": {first_line}"));
     }
     Failed {
         message,

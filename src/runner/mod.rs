@@ -492,8 +492,10 @@ impl Run<'_> {
     /// another pipeline file still uses there: the two would share a lock, a ledger and a run
     /// history (two `pipeline.toml` in different folders, both named by their file).
     fn claim_name(&mut self, state_path: &Path) -> Result<(), RunError> {
-        let file = std::fs::canonicalize(&self.pipeline.file)
-            .unwrap_or_else(|_| self.pipeline.file.clone());
+        // The path as invoked, made absolute lexically (not through links): a deploy that
+        // points `current -> releases/v2` keeps the name with `current/orders.toml`.
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let file = crate::stage::join_clean(&cwd, &self.pipeline.file.to_string_lossy());
         let store = self.store.as_deref_mut().expect("opened before");
         let other = store
             .claim_name(&self.pipeline.name, &file)

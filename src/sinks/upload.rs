@@ -260,8 +260,9 @@ impl UploadSink {
     /// file name of `path`, cut on a character boundary where the result would be longer than
     /// a file name can be).
     fn temp_path(path: &str, pattern: &str) -> String {
-        let count = pattern.matches(NAME).count().max(1);
-        let room = MAX_NAME_BYTES.saturating_sub(pattern.len() - NAME.len() * count) / count;
+        let count = pattern.matches(NAME).count();
+        let fixed = pattern.len() - NAME.len() * count;
+        let room = MAX_NAME_BYTES.saturating_sub(fixed) / count.max(1);
         let name = pattern.replace(NAME, names::cut(filestore::file_name(path), room));
         filestore::join(filestore::parent(path), &name)
     }

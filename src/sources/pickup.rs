@@ -352,7 +352,6 @@ impl PickupSource {
 
         // This pipeline's claims a run that did not commit left are taken again as they are;
         // other files once the ledger has not seen them and they are ready.
-        let mut progress = SourceProgress::default();
         let mut resumed = Vec::new();
         let mut candidates = Vec::new();
         for file in &dropped {

@@ -108,11 +108,17 @@ impl SqliteStore {
             Connection::open(path)
         })?);
         let linked = match std::fs::hard_link(&fresh, path) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(StateError::Directory {
-                path: path.to_path_buf(),
-                source: e,
-            }),
-            _ => Ok(()),
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            // A file system without hard links (SMB, some FUSE mounts): renamed into place,
+            // unless a store appeared meanwhile.
+            Err(_) if !path.exists() => {
+                std::fs::rename(&fresh, path).map_err(|source| StateError::Directory {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+            Err(_) => Ok(()),
         };
         let _ = std::fs::remove_file(&fresh);
         linked

@@ -682,8 +682,8 @@ fn two_pipeline_files_of_one_name_do_not_share_a_state_store() {
         .assert_success();
     let outcome = sandbox.run(["-q", "run", "b/pipeline.toml"]);
     outcome.assert_code(1);
-    let a = std::fs::canonicalize(sandbox.join("a/pipeline.toml")).unwrap();
-    let b = std::fs::canonicalize(sandbox.join("b/pipeline.toml")).unwrap();
+    let a = sandbox.join("a/pipeline.toml");
+    let b = sandbox.join("b/pipeline.toml");
     assert!(
         outcome.stderr.contains(&format!(
             "{} and {} are both named `pipeline` in the state store state.db: they would share its lock, ledger and run history; set a different `name` in one of them (the default name is the file's name)",
