@@ -73,16 +73,21 @@ fn long_text_xml() -> Vec<u8> {
     xml
 }
 
-/// Decodes input that is not valid, up to its error.
-fn decode_to_error(format: &FormatConfig, bytes: &[u8]) {
-    let mut decoder = format
+/// A decoder of `bytes` in `format`, as a run makes one (default record limit).
+fn decoder_of(format: &FormatConfig, bytes: &[u8]) -> Box<dyn longshore::stage::Decoder> {
+    format
         .decoder(
             Box::new(Cursor::new(bytes.to_vec())),
             "bench",
             None,
             longshore::codecs::limit::DEFAULT_MAX_RECORD_BYTES,
         )
-        .expect("decoder");
+        .expect("decoder")
+}
+
+/// Decodes input that is not valid, up to its error.
+fn decode_to_error(format: &FormatConfig, bytes: &[u8]) {
+    let mut decoder = decoder_of(format, bytes);
     let mut records = Vec::new();
     while let Ok(more) = decoder.next_batch(&mut records, 1024) {
         assert!(more, "invalid input");
@@ -90,14 +95,7 @@ fn decode_to_error(format: &FormatConfig, bytes: &[u8]) {
 }
 
 fn decode(format: &FormatConfig, bytes: &[u8]) -> Vec<Record> {
-    let mut decoder = format
-        .decoder(
-            Box::new(Cursor::new(bytes.to_vec())),
-            "bench",
-            None,
-            longshore::codecs::limit::DEFAULT_MAX_RECORD_BYTES,
-        )
-        .expect("decoder");
+    let mut decoder = decoder_of(format, bytes);
     let mut records = Vec::with_capacity(ROWS);
     while decoder.next_batch(&mut records, 1024).expect("valid input") {}
     records

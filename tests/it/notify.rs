@@ -61,6 +61,11 @@ fn cx(dir: &Path) -> RunContext {
     RunContext::new("orders", dir)
 }
 
+/// Sends `entries` for a failed run of `orders` (with no earlier runs); the warnings.
+fn send_failure(entries: &[NotifyConfig], sandbox: &Sandbox) -> Vec<String> {
+    send_all(entries, &report(Outcome::Failure), &[], &cx(sandbox.path()))
+}
+
 fn webhook(toml: &str) -> NotifyConfig {
     NotifyConfig::Webhook(toml::from_str::<WebhookConfig>(toml).expect("a webhook config"))
 }
@@ -235,12 +240,7 @@ fn webhook_that_keeps_failing_is_a_warning_with_the_url_redacted() {
         "on = [\"failure\"]\nurl = \"{}\"\nattempts = 3\nretry_delay_ms = 1",
         server.url("/hook?token=abc123secret&channel=ops")
     ))];
-    let warnings = send_all(
-        &entries,
-        &report(Outcome::Failure),
-        &[],
-        &cx(sandbox.path()),
-    );
+    let warnings = send_failure(&entries, &sandbox);
     assert_eq!(server.finish().len(), 3);
     assert_eq!(
         warnings,
@@ -259,12 +259,7 @@ fn webhook_client_errors_are_not_retried() {
     let entries = [webhook(&format!(
         "on = [\"failure\"]\nurl = \"{url}\"\nretry_delay_ms = 1"
     ))];
-    let warnings = send_all(
-        &entries,
-        &report(Outcome::Failure),
-        &[],
-        &cx(sandbox.path()),
-    );
+    let warnings = send_failure(&entries, &sandbox);
     assert_eq!(server.finish().len(), 1);
     assert_eq!(
         warnings,
@@ -285,12 +280,7 @@ fn webhook_connection_errors_are_retried_then_reported() {
     let entries = [webhook(&format!(
         "on = [\"failure\"]\nurl = \"http://127.0.0.1:{port}/hook?key=k-999\"\nattempts = 2\nretry_delay_ms = 1"
     ))];
-    let warnings = send_all(
-        &entries,
-        &report(Outcome::Failure),
-        &[],
-        &cx(sandbox.path()),
-    );
+    let warnings = send_failure(&entries, &sandbox);
     assert_eq!(warnings.len(), 1);
     let prefix = format!(
         "notification 1 (webhook http://127.0.0.1:{port}/hook?key=***) for failure not sent: "
@@ -312,12 +302,7 @@ fn webhook_with_a_missing_secret_sends_nothing() {
         "on = [\"failure\"]\nurl = \"{}\"\nheaders = {{ Authorization = \"${{env:LONGSHORE_TEST_SURELY_UNSET_HOOK}}\" }}",
         server.url("/hook")
     ))];
-    let warnings = send_all(
-        &entries,
-        &report(Outcome::Failure),
-        &[],
-        &cx(sandbox.path()),
-    );
+    let warnings = send_failure(&entries, &sandbox);
     assert_eq!(server.finish().len(), 0);
     assert_eq!(warnings.len(), 1);
     assert!(
@@ -431,12 +416,7 @@ fn email_with_a_wrong_password_is_a_warning_without_the_password() {
         server.cert().display(),
         smtp::USER
     ))];
-    let warnings = send_all(
-        &entries,
-        &report(Outcome::Failure),
-        &[],
-        &cx(sandbox.path()),
-    );
+    let warnings = send_failure(&entries, &sandbox);
     assert_eq!(warnings.len(), 1);
     assert!(
         warnings[0].starts_with(
@@ -458,12 +438,7 @@ fn email_to_a_server_with_an_untrusted_certificate_is_refused() {
          from = \"etl@example.com\"\nto = [\"ops@example.com\"]",
         server.port
     ))];
-    let warnings = send_all(
-        &entries,
-        &report(Outcome::Failure),
-        &[],
-        &cx(sandbox.path()),
-    );
+    let warnings = send_failure(&entries, &sandbox);
     assert_eq!(warnings.len(), 1);
     assert!(
         warnings[0].ends_with("network error: invalid peer certificate: UnknownIssuer"),
@@ -516,12 +491,7 @@ fn command_failing_is_a_warning_with_the_end_of_its_stderr() {
         "on = [\"failure\"]\nprogram = \"sh\"\n\
          args = [\"-c\", \"cat > /dev/null; echo 'first line' >&2; echo 'quota exceeded' >&2; exit 3\"]",
     )];
-    let warnings = send_all(
-        &entries,
-        &report(Outcome::Failure),
-        &[],
-        &cx(sandbox.path()),
-    );
+    let warnings = send_failure(&entries, &sandbox);
     assert_eq!(
         warnings,
         [
@@ -541,12 +511,7 @@ fn command_past_its_timeout_is_killed_with_what_it_started() {
         pid_file.display()
     ))];
     let started = Instant::now();
-    let warnings = send_all(
-        &entries,
-        &report(Outcome::Failure),
-        &[],
-        &cx(sandbox.path()),
-    );
+    let warnings = send_failure(&entries, &sandbox);
     let elapsed = started.elapsed();
     assert_eq!(
         warnings,
@@ -577,12 +542,7 @@ fn a_missing_program_is_a_warning() {
     let entries = [command(
         "on = [\"failure\"]\nprogram = \"longshore-test-no-such-program\"",
     )];
-    let warnings = send_all(
-        &entries,
-        &report(Outcome::Failure),
-        &[],
-        &cx(sandbox.path()),
-    );
+    let warnings = send_failure(&entries, &sandbox);
     assert_eq!(
         warnings,
         [
@@ -732,12 +692,7 @@ fn webhook_answers_that_echo_credentials_are_redacted() {
         "on = [\"failure\"]\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer ${{env:LONGSHORE_TEST_HOOK_ECHO_TOKEN}}\" }}",
         server.url("/hook?key=q-s3cr3t-77")
     ))];
-    let warnings = send_all(
-        &entries,
-        &report(Outcome::Failure),
-        &[],
-        &cx(sandbox.path()),
-    );
+    let warnings = send_failure(&entries, &sandbox);
     assert_eq!(server.finish().len(), 1);
     let port = server_port_of(&warnings);
     assert_eq!(
