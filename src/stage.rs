@@ -55,6 +55,12 @@ pub trait Decoder: Send {
     /// nothing was appended. An error never comes with records appended; after a
     /// [`CodecError::BadRecord`] the next call goes on with the record after the bad one.
     fn next_batch(&mut self, out: &mut Vec<Record>, max: usize) -> Result<bool, CodecError>;
+
+    /// What an operator should know of the input that is no error (a doubled byte-order mark,
+    /// skipped), taken once: the source passes it on to the run's warnings.
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Turns records into bytes on the writer it was built with.

@@ -630,6 +630,9 @@ struct CsvText {
     escape: Option<u8>,
     /// Bytes that make a field need quotes.
     special: [bool; 256],
+    /// Whether a field was written: the file's first field is quoted when it starts with
+    /// U+FEFF, which readers (ours included) would take for a byte-order mark and drop.
+    written: bool,
 }
 
 impl CsvText {
@@ -647,6 +650,7 @@ impl CsvText {
             quote,
             escape,
             special,
+            written: false,
         }
     }
 
@@ -654,7 +658,9 @@ impl CsvText {
         if !first {
             self.buffer.push(self.delimiter);
         }
-        if !bytes.iter().any(|&b| self.special[usize::from(b)]) {
+        let leading_mark = !self.written && bytes.starts_with(UTF8_BOM);
+        self.written = true;
+        if !leading_mark && !bytes.iter().any(|&b| self.special[usize::from(b)]) {
             self.buffer.extend_from_slice(bytes);
             return;
         }
@@ -727,15 +733,7 @@ impl CsvEncoder {
                 .map(|r| r.names().cloned().collect())
                 .unwrap_or_default(),
         };
-        let first_text = if self.write_header {
-            columns.first().map(|c| c.to_string())
-        } else {
-            let value = first.zip(columns.first()).and_then(|(r, c)| r.get(c));
-            value.and_then(|v| v.to_text()).map(|t| t.into_owned())
-        };
-        // Text that itself starts with U+FEFF would be taken for a byte-order mark by readers
-        // (ours included) and lost: a real mark in front keeps it.
-        if self.bom || first_text.is_some_and(|t| t.starts_with('\u{feff}')) {
+        if self.bom {
             self.text.buffer.extend_from_slice(UTF8_BOM);
             self.text.row_start = self.text.buffer.len();
         }
@@ -1050,10 +1048,15 @@ pub(crate) mod tests {
         }
         for input in ["\u{feff}id,name\n1,a\n", "\u{feff}\u{feff}id,name\n1,a\n"] {
             let trickle = Trickle(io::Cursor::new(input.as_bytes().to_vec()));
-            let format = crate::codecs::FormatConfig::Csv(CsvOptions::default());
-            let mut decoder = format
-                .decoder(Box::new(trickle), "t.csv", None, DEFAULT_MAX_RECORD_BYTES)
-                .unwrap();
+            // The decoder itself: `FormatConfig::decoder` looks at the first bytes at once.
+            let options = CsvOptions::default();
+            let mut decoder = CsvDecoder::new(
+                Box::new(trickle),
+                "t.csv",
+                &options,
+                DEFAULT_MAX_RECORD_BYTES,
+            )
+            .unwrap();
             let mut out = Vec::new();
             while decoder.next_batch(&mut out, 10).unwrap() {}
             let name = input.trim_start_matches('\u{feff}');

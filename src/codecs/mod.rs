@@ -10,6 +10,7 @@ pub(crate) mod json_write;
 pub mod limit;
 pub mod ndjson;
 mod parallel;
+pub(crate) mod sniff;
 pub mod text;
 pub mod types;
 pub mod unpack;
@@ -142,6 +143,21 @@ impl FormatConfig {
         }
     }
 
+    /// The name of a text format, for messages (`CSV`); `None` for workbooks.
+    fn text_name(&self) -> Option<&'static str> {
+        match self {
+            FormatConfig::Csv(_) => Some("CSV"),
+            FormatConfig::Ndjson(_) => Some("NDJSON"),
+            FormatConfig::Json(_) | FormatConfig::JsonArray(_) => Some("JSON"),
+            FormatConfig::Xml(_) => Some("XML"),
+            FormatConfig::Excel(_) => None,
+        }
+    }
+
+    fn is_xml(&self) -> bool {
+        matches!(self, FormatConfig::Xml(_))
+    }
+
     /// Whether the format reads and writes workbooks: binary files (text encodings do not apply)
     /// that are zip archives themselves (`.xlsx`, `.ods`), so the input layer must not unpack
     /// them.
@@ -188,7 +204,11 @@ impl FormatConfig {
             text::utf8_input(input, encoding, keep_bom)
                 .map_err(|e| CodecError::io(label, "read", e))
         };
-        Ok(match self {
+        let (input, warning) = match self.text_name() {
+            Some(name) => sniff::checked(input, label, encoding, name, self.is_xml())?,
+            None => (input, None),
+        };
+        let decoder: Box<dyn Decoder> = match self {
             // The csv crate skips a UTF-8 byte-order mark itself.
             FormatConfig::Csv(options) => Box::new(csv::CsvDecoder::new(
                 utf8(input, true)?,
@@ -219,7 +239,8 @@ impl FormatConfig {
             FormatConfig::Excel(options) => {
                 Box::new(excel::ExcelDecoder::new(input, label, options)?)
             }
-        })
+        };
+        Ok(with_warning(decoder, warning))
     }
 
     /// A decoder of a whole document in memory (an API's page). JSON in UTF-8 is parsed right
@@ -236,10 +257,14 @@ impl FormatConfig {
             && encoding_rs::Encoding::for_bom(&bytes).is_none();
         Ok(match self {
             FormatConfig::Json(options) if plain_utf8 => {
-                Box::new(json::JsonDecoder::from_bytes(bytes, label, options))
+                let (bytes, warning) = sniff::checked_bytes(bytes, label, encoding, "JSON")?;
+                let decoder = Box::new(json::JsonDecoder::from_bytes(bytes, label, options));
+                with_warning(decoder, warning)
             }
             FormatConfig::JsonArray(options) if plain_utf8 => {
-                json_array::decoder(json::JsonInput::Bytes(bytes), label, options)
+                let (bytes, warning) = sniff::checked_bytes(bytes, label, encoding, "JSON")?;
+                let decoder = json_array::decoder(json::JsonInput::Bytes(bytes), label, options);
+                with_warning(decoder, warning)
             }
             _ => self.decoder(
                 Box::new(std::io::Cursor::new(bytes)),
@@ -322,6 +347,38 @@ impl EncodedOutput {
         self.writer
             .flush()
             .map_err(|source| CodecError::io(&self.label, "write", source))
+    }
+}
+
+/// `decoder`, telling `warning` (found before it read anything) with its own warnings.
+fn with_warning(decoder: Box<dyn Decoder>, warning: Option<String>) -> Box<dyn Decoder> {
+    match warning {
+        None => decoder,
+        Some(warning) => Box::new(Warned {
+            inner: decoder,
+            warnings: vec![warning],
+        }),
+    }
+}
+
+struct Warned {
+    inner: Box<dyn Decoder>,
+    warnings: Vec<String>,
+}
+
+impl Decoder for Warned {
+    fn next_batch(
+        &mut self,
+        out: &mut Vec<crate::record::Record>,
+        max: usize,
+    ) -> Result<bool, CodecError> {
+        self.inner.next_batch(out, max)
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        let mut warnings = std::mem::take(&mut self.warnings);
+        warnings.extend(self.inner.take_warnings());
+        warnings
     }
 }
 

@@ -893,6 +893,10 @@ impl FileSource {
                     return Ok(true);
                 }
                 Ok(false) => {
+                    for warning in reading.decoder.take_warnings() {
+                        tracing::warn!("{warning}");
+                        self.progress.warnings.push(warning);
+                    }
                     if let Some(part) = reading.parts.next_part()? {
                         let (decoder, origin) = self.decoder(part)?;
                         let reading = self.current.as_mut().expect("a file is open");

@@ -231,3 +231,76 @@ fn input_file_without_read_permission() {
         );
     sandbox.assert_not_published("out/result.ndjson");
 }
+
+/// Files that are not the text their name says (issue 14, item 20): each is refused with what
+/// it really is and what to do, before a record is delivered; read as they are, they would be
+/// text full of NUL characters or a one-column table of markup.
+#[test]
+fn text_in_an_encoding_it_does_not_name_is_told_for_what_it_is() {
+    let text = "id,name\n1,Straße\n2,b\n";
+    let utf32: Vec<u8> = [0xFF, 0xFE, 0, 0]
+        .into_iter()
+        .chain(text.chars().flat_map(|c| (c as u32).to_le_bytes()))
+        .collect();
+    assert_csv_fails(
+        &utf32,
+        "in/input.csv: the file is UTF-32LE (it starts with that byte-order mark), which longshore \
+         does not read. convert it to UTF-8 first, e.g. `iconv -f UTF-32LE -t UTF-8 in > out`",
+    );
+    let utf16: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+    assert_csv_fails(
+        &utf16,
+        "in/input.csv: the file looks like UTF-16BE without a byte-order mark (every other byte \
+         is zero). set the source's `encoding = \"utf-16be\"`",
+    );
+    assert_csv_fails(
+        b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head></html>\n",
+        "in/input.csv: the file is an HTML page, not CSV. a web page (a login, an error, a report \
+         viewer) was saved or served in place of the data: ask for the file itself",
+    );
+}
+
+/// The setting the hint names reads the file.
+#[test]
+fn utf16_without_a_mark_is_read_with_the_encoding_named() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        pipeline(
+            "path = \"in/input.csv\"\nencoding = \"utf-16le\"",
+            &["path = \"out/result.ndjson\""],
+        ),
+    );
+    let utf16: Vec<u8> = "id,name\n1,Straße\n"
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    sandbox.write("in/input.csv", utf16);
+    sandbox.run(["-q", "run", "p.toml"]).assert_success();
+    assert_eq!(
+        sandbox.read("out/result.ndjson"),
+        "{\"id\":\"1\",\"name\":\"Straße\"}\n"
+    );
+}
+
+/// A UTF-8 file that two tools each gave a byte-order mark: read as if it had one, with a
+/// warning; the first column is `id`, not U+FEFF and `id`.
+#[test]
+fn a_doubled_byte_order_mark_is_read_as_one_with_a_warning() {
+    let sandbox = sandbox_reading("in/input.csv", "out/result.ndjson");
+    sandbox.write("in/input.csv", b"\xEF\xBB\xBF\xEF\xBB\xBFid,name\n1,a\n");
+    let outcome = sandbox.run(["run", "p.toml"]);
+    outcome.assert_success();
+    assert_eq!(
+        sandbox.read("out/result.ndjson"),
+        "{\"id\":\"1\",\"name\":\"a\"}\n"
+    );
+    let warning = "WARN in/input.csv starts with two UTF-8 byte-order marks (EF BB BF EF BB BF): \
+                   both were skipped (a second mark would have become part of the first field's \
+                   name)\n";
+    assert!(
+        outcome.stderr.contains(warning),
+        "no warning in:\n{}",
+        outcome.stderr
+    );
+}

@@ -13,7 +13,7 @@ use std::sync::{Arc, mpsc};
 use calamine::{Data, DataRef, ExcelDateTime, Reader, Sheets, open_workbook_auto_from_rs};
 
 use super::{CellRange, ExcelOptions, SheetChoice, cell_reference, column_letters};
-use crate::codecs::IO_BUFFER_BYTES;
+use crate::codecs::{IO_BUFFER_BYTES, sniff};
 use crate::error::{CodecError, Malformed, Position};
 use crate::record::{FieldName, Record, Value};
 use crate::stage::Decoder;
@@ -254,7 +254,7 @@ impl SpooledFile {
             start if start.starts_with(&OLE2_SIGNATURE) => {
                 "an OLE2 compound file without a workbook in it"
             }
-            start if is_html(start) => {
+            start if sniff::is_html(start) => {
                 return (
                     "it is an HTML page",
                     Some(
@@ -267,17 +267,6 @@ impl SpooledFile {
         };
         (why, None)
     }
-}
-
-/// Whether `start` is the start of an HTML page: `<!DOCTYPE html` or `<html`, in any case,
-/// after a byte-order mark and white space.
-fn is_html(start: &[u8]) -> bool {
-    let start = start.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(start);
-    let text = start.trim_ascii_start();
-    [&b"<!doctype html"[..], b"<html"].iter().any(|tag| {
-        text.get(..tag.len())
-            .is_some_and(|head| head.eq_ignore_ascii_case(tag))
-    })
 }
 
 impl Read for SpooledFile {

@@ -719,13 +719,14 @@ fn utf8_input(
         .map_err(|source| CodecError::io(label, "read", source))
 }
 
-/// The encoding of a document without a byte-order mark: UTF-16 if its first characters are
-/// `<?` in UTF-16, else what its XML declaration says, else UTF-8.
+/// The encoding of a document without a byte-order mark: UTF-16 if it starts with `<` in
+/// UTF-16 (a declaration or, without one, the root element), else what its XML declaration
+/// says, else UTF-8.
 fn sniff_encoding(prefix: &[u8], label: &str) -> Result<&'static Encoding, CodecError> {
-    if prefix.starts_with(b"<\0?\0") {
+    if prefix.starts_with(b"<\0") {
         return Ok(UTF_16LE);
     }
-    if prefix.starts_with(b"\0<\0?") {
+    if prefix.starts_with(b"\0<") {
         return Ok(UTF_16BE);
     }
     let Some(declared) = declared_encoding(prefix) else {

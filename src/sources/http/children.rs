@@ -526,7 +526,13 @@ impl FanOut {
         loop {
             match decoder.next_batch(&mut out.records, max) {
                 Ok(true) => {}
-                Ok(false) => break,
+                Ok(false) => {
+                    for warning in decoder.take_warnings() {
+                        tracing::warn!("{warning}");
+                        self.warnings.push(warning);
+                    }
+                    break;
+                }
                 Err(CodecError::BadRecord { malformed, raw }) if self.list.cx.quarantine => {
                     rejected += 1;
                     out.rejects.push(Reject::of_bad_record(*malformed, raw));

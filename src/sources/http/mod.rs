@@ -761,7 +761,11 @@ impl Source for HttpSource {
                     }
                 }
                 Ok(false) => {
-                    let page = self.page.take().expect("a page is open");
+                    let mut page = self.page.take().expect("a page is open");
+                    for warning in page.decoder.take_warnings() {
+                        tracing::warn!("{warning}");
+                        self.warnings.push(warning);
+                    }
                     self.finish_page(page)?;
                     if !out.rejects.is_empty() {
                         return Ok(true);
