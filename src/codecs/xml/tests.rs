@@ -217,6 +217,9 @@ fn encodings_are_detected() {
         .flat_map(u16::to_be_bytes)
         .collect();
     assert_eq!(decode_bytes(&utf16be, &orders()).unwrap(), expected);
+    // UTF-16LE without a mark or a declaration: the root element's `<` tells.
+    let utf16le: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    assert_eq!(decode_bytes(&utf16le, &orders()).unwrap(), expected);
     // ISO-8859-1 named by the declaration.
     let mut latin1 = b"<?xml version=\"1.0\" encoding='ISO-8859-1'?>\n".to_vec();
     latin1.extend(text.chars().map(|c| u8::try_from(u32::from(c)).unwrap()));
