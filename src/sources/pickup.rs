@@ -459,10 +459,20 @@ impl PickupSource {
         for (file, mut chosen) in ready {
             // A dry run or a preview changes nothing on the server.
             if config.claim && chosen.read_from == chosen.path && !cx.read_only {
-                let claimed = filestore::join(
-                    filestore::parent(&chosen.path),
-                    &format!(".{}{claim_suffix}", filestore::file_name(&chosen.path)),
-                );
+                let claimed_name = format!(".{}{claim_suffix}", filestore::file_name(&chosen.path));
+                if claimed_name.len() > names::MAX_NAME_BYTES {
+                    // Left alone every run in silence otherwise: the rename would fail.
+                    let warning = format!(
+                        "{} is not taken: its claimed name `.NAME{claim_suffix}` would be {} bytes, more than a file name can be ({}); shorten the file's name (or the pipeline's, or set `claim = false`)",
+                        chosen.shown,
+                        claimed_name.len(),
+                        names::MAX_NAME_BYTES
+                    );
+                    tracing::warn!("{warning}");
+                    progress.warnings.push(warning);
+                    continue;
+                }
+                let claimed = filestore::join(filestore::parent(&chosen.path), &claimed_name);
                 let renamed =
                     connection.run("claim", |store| store.rename(&chosen.path, &claimed, false));
                 if let Err(e) = renamed {

@@ -317,6 +317,37 @@ fn claimed_files_are_hidden_while_read_and_taken_up_again_after_a_crash() {
     }
 }
 
+/// A name that leaves no room for the claim's hidden name is not taken, with a warning, rather
+/// than left alone in silence every run (the rename would fail).
+#[test]
+fn a_file_whose_claimed_name_would_be_too_long_is_not_taken_and_said_so() {
+    let server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        pickup_pipeline("sftp", "claim = true", &sftp_server(&server)),
+    );
+    let long = format!("{}.csv", "x".repeat(238));
+    drop_file(&server.data(), &long, "id\n1\n");
+    drop_file(&server.data(), "b.csv", "id\n2\n");
+    let outcome = longshore(&sandbox, &[]);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox), (lines(&[r#"{"id":"2"}"#]), 1));
+    let warning = format!(
+        "WARN sftp://{USER}@127.0.0.1:{}/inbound/{long} is not taken: its claimed name `.NAME.claimed-by-p` would be 256 bytes, more than a file name can be (255)",
+        server.port
+    );
+    assert!(
+        outcome.stderr.contains(&warning),
+        "{warning}\nnot in:\n{}",
+        outcome.stderr
+    );
+    assert_eq!(
+        remote_files(&server.data(), "inbound"),
+        ["b.csv", long.as_str()]
+    );
+}
+
 #[test]
 fn ftps_pickup_reads_what_was_dropped() {
     let server = FtpServer::start(FtpMode::Explicit);
