@@ -476,7 +476,19 @@ impl PickupSource {
                 let renamed =
                     connection.run("claim", |store| store.rename(&chosen.path, &claimed, false));
                 if let Err(e) = renamed {
-                    tracing::info!(file = %chosen.shown, error = %e, "not claimed (another consumer may have taken it), left alone");
+                    // Another consumer's claim took it away: as it should be. Still there, the
+                    // file cannot be claimed (permissions), and would be left alone every run.
+                    let still_there = connection
+                        .run("stat", |store| store.stat(&chosen.path))
+                        .is_ok_and(|entry| entry.is_some());
+                    if still_there {
+                        let warning =
+                            format!("{} is not taken: it cannot be claimed ({e})", chosen.shown);
+                        tracing::warn!("{warning}");
+                        progress.warnings.push(warning);
+                    } else {
+                        tracing::info!(file = %chosen.shown, "not claimed: another consumer took it");
+                    }
                     continue;
                 }
                 chosen.read_from = claimed;

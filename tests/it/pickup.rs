@@ -348,6 +348,33 @@ fn a_file_whose_claimed_name_would_be_too_long_is_not_taken_and_said_so() {
     );
 }
 
+/// A file that cannot be claimed but is still there (a drop folder the account may read but
+/// not change) is named in a warning each run, not taken for another consumer's.
+#[test]
+fn a_file_that_cannot_be_claimed_is_said_so() {
+    let server = SftpServer::start();
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        pickup_pipeline("sftp", "claim = true", &sftp_server(&server)),
+    );
+    drop_file(&server.data(), "a.csv", "id\n1\n");
+    let inbound = server.data().join("inbound");
+    std::os::unix::fs::chown(&inbound, Some(0), Some(0)).unwrap();
+    let outcome = longshore(&sandbox, &[]);
+    outcome.assert_success();
+    assert_eq!(delivered(&sandbox).1, 0);
+    let warning = format!(
+        "WARN sftp://{USER}@127.0.0.1:{}/inbound/a.csv is not taken: it cannot be claimed (",
+        server.port
+    );
+    assert!(
+        outcome.stderr.contains(&warning),
+        "{warning}\nnot in:\n{}",
+        outcome.stderr
+    );
+}
+
 #[test]
 fn ftps_pickup_reads_what_was_dropped() {
     let server = FtpServer::start(FtpMode::Explicit);
