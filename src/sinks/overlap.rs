@@ -90,6 +90,20 @@ pub fn check(
                 .map(|path| (path, input.path.as_str()))
         })
         .collect();
+    let read_dirs = match pattern {
+        Some(pattern)
+            if outputs
+                .iter()
+                .flat_map(|(_, o)| o)
+                .any(|o| o.remote.is_none()) =>
+        {
+            dirs_read_by(pattern)
+        }
+        _ => Vec::new(),
+    };
+    let name_pattern = pattern
+        .and_then(Path::file_name)
+        .and_then(|name| glob::Pattern::new(&name.to_string_lossy()).ok());
     let pattern = pattern.and_then(|p| glob::Pattern::new(&p.to_string_lossy()).ok());
     let mut seen: Vec<(PathBuf, &str, &Path)> = Vec::new();
     for (label, prepared) in outputs {
@@ -119,13 +133,28 @@ pub fn check(
                         ),
                     ));
                 }
+                let read_back = |dir: &Path, name: &std::ffi::OsStr| {
+                    read_dirs.iter().any(|read| read == dir)
+                        && name_pattern.as_ref().is_some_and(|p| {
+                            p.matches_with(&name.to_string_lossy(), glob_options())
+                        })
+                };
+                let through_link = || {
+                    key.parent()
+                        .zip(key.file_name())
+                        .is_some_and(|(dir, name)| read_back(dir, name))
+                };
                 if let Some(pattern) = &pattern
-                    && pattern.matches_path_with(&output.path, glob_options())
+                    && let Some(how) = if pattern.matches_path_with(&output.path, glob_options()) {
+                        Some("")
+                    } else {
+                        through_link().then_some(" through a link to its folder")
+                    }
                 {
                     return Some((
                         label.clone(),
                         format!(
-                            "{shown} matches the source's pattern {pattern}: the next run would read this output as input; nothing was published. Write the output outside the pattern"
+                            "{shown} matches the source's pattern {pattern}{how}: the next run would read this output as input; nothing was published. Write the output outside the pattern"
                         ),
                     ));
                 }
@@ -134,6 +163,25 @@ pub fn check(
         }
     }
     None
+}
+
+/// The directories the glob `pattern` reads files from, links resolved: an output in one of
+/// them is read back when its name matches, even if its path does not show it (`data/**/*.csv`
+/// with a link `data/feed -> ../out`).
+fn dirs_read_by(pattern: &Path) -> Vec<PathBuf> {
+    let Some(dir) = pattern.parent() else {
+        return Vec::new();
+    };
+    let text = dir.to_string_lossy();
+    let mut dirs = vec![dir.to_path_buf()];
+    if is_pattern(&text) {
+        dirs = glob::glob_with(&text, glob_options())
+            .map(|found| found.flatten().filter(|path| path.is_dir()).collect())
+            .unwrap_or_default();
+    }
+    dirs.iter()
+        .filter_map(|dir| std::fs::canonicalize(dir).ok())
+        .collect()
 }
 
 /// What makes two outputs the same file: for a local file, its directory with links and `..`
@@ -228,5 +276,38 @@ mod tests {
         );
         assert_eq!(fails(&[sink("a", &["data/in.csv"])]), Some("a".into()));
         assert_eq!(fails(&[sink("a", &["data/new.csv"])]), Some("a".into()));
+    }
+
+    #[test]
+    fn a_glob_that_reaches_an_output_through_a_link_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        for made in ["data/deep", "out", "elsewhere"] {
+            std::fs::create_dir_all(base.join(made)).unwrap();
+        }
+        std::os::unix::fs::symlink("../../out", base.join("data/deep/feed")).unwrap();
+        std::os::unix::fs::symlink("out", base.join("linked")).unwrap();
+        let output = |path: &str| PreparedOutput {
+            path: base.join(path),
+            temp: base.join("out/.part"),
+            size: 0,
+            sha256: String::new(),
+            if_exists: Default::default(),
+            remote: None,
+        };
+        let fails = |pattern: &str, path: &str| {
+            let outputs = [("a".to_string(), vec![output(path)])];
+            check(&outputs, &[], Some(&base.join(pattern))).map(|(_, message)| message)
+        };
+        let message = fails("data/**/*.csv", "out/x.csv").unwrap();
+        assert!(
+            message.contains("out/x.csv matches the source's pattern")
+                && message.contains("data/**/*.csv through a link to its folder: the next run"),
+            "{message}"
+        );
+        assert!(fails("linked/*.csv", "out/x.csv").is_some());
+        assert_eq!(fails("data/**/*.csv", "out/x.ndjson"), None);
+        assert_eq!(fails("data/**/*.csv", "elsewhere/x.csv"), None);
+        assert_eq!(fails("linked/*.csv", "elsewhere/x.csv"), None);
     }
 }

@@ -205,6 +205,33 @@ fn validate_refuses_a_glob_that_would_read_the_sinks_output() {
     );
 }
 
+/// Only the resolved path shows it: the glob reaches the sink's folder through a link.
+#[test]
+fn a_run_refuses_a_glob_that_reaches_the_sinks_output_through_a_link() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        pipeline(
+            "path = \"data/**/*.csv\"",
+            &["path = \"out/{source_stem}.csv\""],
+        ),
+    );
+    sandbox.write("data/in.csv", INPUT_CSV);
+    std::fs::create_dir(sandbox.join("out")).unwrap();
+    symlink("../out", sandbox.join("data/feed")).unwrap();
+    sandbox.run(["validate", "p.toml"]).assert_success();
+    sandbox
+        .run(["run", "p.toml"])
+        .assert_code(1)
+        .assert_stderr(
+            "error: pipeline `p`: sink 1 (file) failed
+  caused by: out/in.csv matches the source's pattern data/**/*.csv through a link to its folder: the next run would read this output as input; nothing was published. Write the output outside the pattern
+",
+        );
+    assert_eq!(sandbox.files("out"), Vec::<String>::new());
+    sandbox.assert_no_temp_files();
+}
+
 #[test]
 fn validate_refuses_two_sinks_rendering_to_the_same_file() {
     let sandbox = Sandbox::new();
