@@ -1,6 +1,9 @@
 //! The command line: parses arguments, calls the library, prints results and errors, and turns
 //! the outcome into an exit code (0 success, 1 run or data failure, 2 configuration or usage
 //! error; a closed output pipe, as in `longshore preview p.toml | head`, counts as success).
+// Messages for people go to stderr from here; stdout is written through handles that report a
+// closed pipe.
+#![allow(clippy::print_stderr)]
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -306,7 +309,7 @@ fn execute(command: Command, loading: &config::Loading) -> Result<ExitCode, Erro
             limit,
             json,
         } => runs(&pipeline, &lenient, state.state, limit, json),
-        Command::Validate { pipelines } => Ok(validate(&pipelines, loading)),
+        Command::Validate { pipelines } => validate(&pipelines, loading),
         Command::Preview { pipeline, limit } => {
             let pipeline = config::load(&pipeline, loading)?;
             let records = runner::preview(&pipeline, limit)?;
@@ -743,12 +746,15 @@ fn runs(
     Ok(ExitCode::SUCCESS)
 }
 
-fn validate(files: &[PathBuf], loading: &config::Loading) -> ExitCode {
+fn validate(files: &[PathBuf], loading: &config::Loading) -> Result<ExitCode, Error> {
     let mut all_valid = true;
+    let mut out = std::io::stdout().lock();
     for file in files {
         match config::load(file, loading) {
             Ok(pipeline) => {
-                println!("{}: ok", file.display());
+                writeln!(out, "{}: ok", file.display())
+                    .and_then(|()| out.flush())
+                    .map_err(Error::Output)?;
                 for warning in &pipeline.warnings {
                     eprintln!("warning: {warning}");
                 }
@@ -759,11 +765,11 @@ fn validate(files: &[PathBuf], loading: &config::Loading) -> ExitCode {
             }
         }
     }
-    if all_valid {
+    Ok(if all_valid {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
-    }
+    })
 }
 
 fn format_for(path: &Path, given: Option<&str>, flag: &str) -> Result<FormatConfig, Error> {

@@ -4,6 +4,10 @@
 //! ([`sinks`]); formats live in [`codecs`]; [`runner`] streams [`record::Batch`]es through the
 //! [`stage`] trait objects.
 
+// The library speaks through its results, logs and reports: only the command line prints, and
+// stdout is the user's data (`convert x.csv -`), written where a closed pipe is handled.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod cli;
 pub mod codecs;
 pub mod config;

@@ -148,3 +148,23 @@ fn convert_to_stdout_into_a_closed_pipe_exits_0() {
     );
     outcome.assert_success().assert_stderr("");
 }
+
+/// More lines than a pipe holds (64 KiB), so that `validate` is sure to write into the
+/// closed pipe.
+#[test]
+fn validate_into_a_closed_pipe_exits_0() {
+    let sandbox = Sandbox::new();
+    let dir = "d".repeat(200);
+    let mut command = sandbox.command(["validate"]);
+    for i in 0..400 {
+        let file = format!("{dir}/p{i}.toml");
+        sandbox.write(
+            &file,
+            pipeline("path = \"in.csv\"", &["path = \"out/{pipeline}.csv\""]),
+        );
+        command.arg(file);
+    }
+    let (line, outcome) = read_first_line_then_close(command);
+    assert_eq!(line, format!("{dir}/p0.toml: ok\n"));
+    outcome.assert_success().assert_stderr("");
+}
