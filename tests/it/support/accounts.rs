@@ -9,13 +9,50 @@ use std::process::{Child, Command};
 pub const USER: &str = "longshore-test";
 pub const PASSWORD: &str = "drop-box-pass-42";
 
+/// Whether the tests that need the `servers` (`"SFTP"`) can run here, given what is `missing`
+/// for them (`None`: nothing). Under CI (`CI=true`, as `.ci/run` runs) or with
+/// `LONGSHORE_REQUIRE_SERVERS=1` they must: a missing piece fails the test. Elsewhere (a
+/// developer's laptop, as a normal user) it skips the test, with one line on stderr, once per
+/// kind of server, saying what to install.
+pub fn can_start(servers: &'static str, missing: Option<String>) -> bool {
+    let Some(missing) = missing else {
+        return true;
+    };
+    let set = |name: &str, value: &str| std::env::var(name).is_ok_and(|v| v == value);
+    assert!(
+        !(set("CI", "true") || set("LONGSHORE_REQUIRE_SERVERS", "1")),
+        "the {servers} tests cannot run: {missing}"
+    );
+    static SAID: std::sync::Mutex<Vec<&str>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if !said.contains(&servers) {
+        said.push(servers);
+        // Straight to stderr: the test harness keeps what `eprintln!` prints to itself.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping the {servers} tests: {missing} (CI=true or LONGSHORE_REQUIRE_SERVERS=1 makes this a failure)"
+        );
+    }
+    false
+}
+
+/// What the daemons that log [`USER`] in lack here: `programs` (with the package to install
+/// them from), or root.
+pub fn missing_for_daemon(programs: &[&str], package: &str) -> Option<String> {
+    if let Some(program) = programs.iter().find(|p| !found(p)) {
+        return Some(format!(
+            "they need {program}: apt-get install {package} (scripts/test does)"
+        ));
+    }
+    (!is_root()).then(|| {
+        "they start daemons that log in a system user: run the tests as root (scripts/test does, on a Debian machine)".to_string()
+    })
+}
+
 /// Creates [`USER`] (no home, no shell) unless it exists, and sets its password. Needs root,
 /// as the daemons do to log a user in.
 pub fn ensure_test_user() {
-    assert!(
-        is_root(),
-        "the SFTP and FTP tests start sshd and vsftpd, which log in a system user: run the tests as root (scripts/test does, on a Debian machine)"
-    );
     let exists = || {
         Command::new("id")
             .arg("-u")
@@ -77,10 +114,12 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Whether `program` is on the PATH.
+/// Whether `program` is on the PATH (or, for the daemons, in `/usr/sbin`, which a normal
+/// user's PATH may leave out).
 pub fn found(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+    let in_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
+    in_path || Path::new("/usr/sbin").join(program).is_file()
 }
 
 /// Kills `child` and every process it forked (the daemons fork one or two a session).

@@ -89,16 +89,21 @@ pub struct SmtpServer {
 }
 
 impl SmtpServer {
-    pub fn start() -> SmtpServer {
+    /// `None` when the test is to be skipped (see [`accounts::can_start`]).
+    pub fn start() -> Option<SmtpServer> {
         let check = Command::new("python3")
             .args(["-c", "import aiosmtpd"])
             .output();
-        match check {
-            Ok(output) if output.status.success() => {}
-            _ => panic!(
-                "the email tests need Python's aiosmtpd: install it with \
-                 `python3 -m pip install aiosmtpd` (scripts/test does, as root)"
+        let missing = match check {
+            Ok(output) if output.status.success() => None,
+            _ => Some(
+                "they need Python's aiosmtpd: `python3 -m pip install aiosmtpd` (scripts/test \
+                 does, as root)"
+                    .to_string(),
             ),
+        };
+        if !super::accounts::can_start("email", missing) {
+            return None;
         }
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let path = |name: &str| dir.path().join(name);
@@ -148,7 +153,7 @@ impl SmtpServer {
         };
         server.port = port;
         server.tls_port = tls_port;
-        server
+        Some(server)
     }
 
     /// The server's certificate (PEM), for `ca_file`.

@@ -23,12 +23,13 @@ pub struct SftpServer {
 
 impl SftpServer {
     /// Starts a server, generating its host key and a client key (both ed25519).
-    pub fn start() -> Self {
-        let sshd = Path::new("/usr/sbin/sshd");
-        assert!(
-            sshd.exists() && accounts::found("ssh-keygen"),
-            "the SFTP tests need OpenSSH's sshd and ssh-keygen: apt-get install openssh-server openssh-client (scripts/test does)"
-        );
+    /// `None` when the test is to be skipped (see [`accounts::can_start`]).
+    pub fn start() -> Option<Self> {
+        let missing =
+            accounts::missing_for_daemon(&["sshd", "ssh-keygen"], "openssh-server openssh-client");
+        if !accounts::can_start("SFTP", missing) {
+            return None;
+        }
         accounts::ensure_test_user();
         let dir = tempfile::tempdir().expect("a temporary directory");
         let base = dir.path();
@@ -71,7 +72,7 @@ impl SftpServer {
         // A free port found by binding may be taken again before sshd binds it: a few tries.
         for _ in 0..5 {
             let port = accounts::free_port();
-            let mut child = Command::new(sshd)
+            let mut child = Command::new("/usr/sbin/sshd")
                 .arg("-D")
                 .arg("-e")
                 .arg("-f")
@@ -95,7 +96,7 @@ impl SftpServer {
                         format!("[127.0.0.1]:{port} {kind} {key}\n"),
                     )
                     .expect("write known_hosts");
-                    return server;
+                    return Some(server);
                 }
                 Err(failure) => {
                     let _ = child.kill();

@@ -6,7 +6,7 @@
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,19 +35,19 @@ pub struct FtpServer {
 impl FtpServer {
     /// Starts a server; TLS 1.3 session tickets are off, as vsftpd's own default TLS stack
     /// would have them on only with OpenSSL's defaults.
-    pub fn start(mode: FtpMode) -> Self {
+    pub fn start(mode: FtpMode) -> Option<Self> {
         Self::start_with_tickets(mode, 0)
     }
 
     /// Starts a server that sends `tickets` TLS 1.3 session tickets after each handshake
     /// (OpenSSL's `NumTickets`): a client that closes a data connection without reading them
     /// loses the end of its uploads.
-    pub fn start_with_tickets(mode: FtpMode, tickets: u32) -> Self {
-        let vsftpd = Path::new("/usr/sbin/vsftpd");
-        assert!(
-            vsftpd.exists(),
-            "the FTP tests need vsftpd: apt-get install vsftpd (scripts/test does)"
-        );
+    /// `None` when the test is to be skipped (see [`accounts::can_start`]).
+    pub fn start_with_tickets(mode: FtpMode, tickets: u32) -> Option<Self> {
+        let missing = accounts::missing_for_daemon(&["vsftpd", "openssl"], "vsftpd openssl");
+        if !accounts::can_start("FTP", missing) {
+            return None;
+        }
         accounts::ensure_test_user();
         let dir = tempfile::tempdir().expect("a temporary directory");
         let base = dir.path();
@@ -96,7 +96,7 @@ impl FtpServer {
                 }
             }
             std::fs::write(&config, text).expect("write vsftpd.conf");
-            let mut child = Command::new(vsftpd)
+            let mut child = Command::new("/usr/sbin/vsftpd")
                 .arg(&config)
                 .env("OPENSSL_CONF", &openssl_conf)
                 .stdin(Stdio::null())
@@ -105,7 +105,7 @@ impl FtpServer {
                 .spawn()
                 .expect("start vsftpd");
             match wait_until_listening(&mut child, port, mode) {
-                Ok(()) => return FtpServer { child, port, dir },
+                Ok(()) => return Some(FtpServer { child, port, dir }),
                 Err(failure) => {
                     accounts::kill_tree(&mut child);
                     last_failure = failure;
