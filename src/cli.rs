@@ -795,29 +795,37 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
-    /// Every command's `--help`, as the README's CLI reference shows it.
+    /// Every command's `--help`, subcommands' too (`state reset`), as the README's CLI
+    /// reference shows it.
     fn reference() -> String {
         let mut command = Cli::command().term_width(100);
+        command.build();
         let mut out = format!(
             "```text\n$ longshore --help\n{}```\n",
             command.render_long_help()
         );
-        let names: Vec<String> = command
-            .get_subcommands()
-            .map(|c| c.get_name().to_string())
-            .filter(|n| n != "help")
-            .collect();
-        for name in names {
-            let sub = command.find_subcommand_mut(&name).expect("listed above");
-            let help = sub
-                .clone()
-                .bin_name(format!("longshore {name}"))
-                .render_long_help();
-            out.push_str(&format!(
-                "\n```text\n$ longshore {name} --help\n{help}```\n"
-            ));
-        }
+        write_subcommands(&mut out, &command, "longshore");
         out
+    }
+
+    fn write_subcommands(out: &mut String, command: &clap::Command, path: &str) {
+        for sub in command.get_subcommands().filter(|c| c.get_name() != "help") {
+            let name = format!("{path} {}", sub.get_name());
+            let help = sub.clone().bin_name(&name).render_long_help();
+            out.push_str(&format!("\n```text\n$ {name} --help\n{help}```\n"));
+            write_subcommands(out, sub, &name);
+        }
+    }
+
+    #[test]
+    fn every_subcommand_is_in_the_cli_reference() {
+        let text = reference();
+        for command in ["state reset", "state forget", "state show"] {
+            assert!(
+                text.contains(&format!("$ longshore {command} --help")),
+                "{command}"
+            );
+        }
     }
 
     #[test]
