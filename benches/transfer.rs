@@ -44,8 +44,9 @@ fn main() {
     let work = tempfile::tempdir().expect("a temporary directory");
     let file = work.path().join("payload.bin");
     write_payload(&file, megabytes << 20);
-    let sftp = SftpServer::start();
-    let ftp = FtpServer::start(FtpMode::Explicit);
+    let sftp = SftpServer::start().expect("the transfer bench needs root and sshd");
+    let ftp =
+        FtpServer::start(FtpMode::Explicit).expect("the transfer bench needs root and vsftpd");
     let cx = RunContext::new("bench", work.path());
     let sftp_config: SftpServerConfig = toml::from_str(&format!(
         "host = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\nprivate_key = \"{}\"\nknown_hosts = \"{}\"",
