@@ -15,11 +15,11 @@ use crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES;
 use crate::codecs::types::Typing;
 use crate::codecs::unpack::{self, UnpackLimits};
 use crate::codecs::{FormatConfig, TextEncoding};
-use crate::config::{self, Pipeline};
-use crate::error::{Error, is_broken_pipe};
-use crate::report::{Outcome, RunReport};
+use crate::error::{RunError, is_broken_pipe};
+use crate::pipeline::{self, ConfigError, Pipeline};
 use crate::runner::{self, RunOptions};
 use crate::sources::file::ReadOptions;
+use crate::state::report::{Outcome, RunReport};
 use crate::state::{SqliteStore, StateStore, StateSummary};
 
 /// Declarative batch pipelines: records from APIs and file drops to files and pushes, safe to
@@ -45,7 +45,7 @@ pub struct Cli {
     log_format: Option<LogFormat>,
     /// A value for `${var:NAME}` in pipeline files, e.g. `--var from=2024-01-01`; repeat for
     /// more.
-    #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = config::interpolate::parse_variable)]
+    #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = crate::config::interpolate::parse_variable)]
     vars: Vec<(String, String)>,
     #[command(subcommand)]
     command: Command,
@@ -208,7 +208,7 @@ pub fn main() -> ExitCode {
     };
     init_logging(cli.verbose, cli.quiet, cli.log_format);
     crate::progress::init(!cli.quiet);
-    let loading = config::Loading {
+    let loading = pipeline::Loading {
         vars: cli.vars.into_iter().collect(),
         lenient: false,
     };
@@ -288,10 +288,10 @@ fn render_error(error: &Error) -> String {
     text
 }
 
-fn execute(command: Command, loading: &config::Loading) -> Result<ExitCode, Error> {
+fn execute(command: Command, loading: &pipeline::Loading) -> Result<ExitCode, Error> {
     // `runs` and `state` look only at a pipeline's name and state: they work without the
     // run's environment.
-    let lenient = config::Loading {
+    let lenient = pipeline::Loading {
         lenient: true,
         ..loading.clone()
     };
@@ -311,7 +311,7 @@ fn execute(command: Command, loading: &config::Loading) -> Result<ExitCode, Erro
         } => runs(&pipeline, &lenient, state.state, limit, json),
         Command::Validate { pipelines } => validate(&pipelines, loading),
         Command::Preview { pipeline, limit } => {
-            let pipeline = config::load(&pipeline, loading)?;
+            let pipeline = pipeline::load(&pipeline, loading)?;
             let records = runner::preview(&pipeline, limit)?;
             let mut out = std::io::stdout().lock();
             runner::write_table(&mut out, &records)
@@ -365,9 +365,9 @@ fn execute(command: Command, loading: &config::Loading) -> Result<ExitCode, Erro
         }
         Command::Schema { markdown } => {
             let text = if markdown {
-                config::reference::markdown()
+                pipeline::reference::markdown()
             } else {
-                config::json_schema()
+                pipeline::json_schema()
             };
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())
@@ -380,14 +380,14 @@ fn execute(command: Command, loading: &config::Loading) -> Result<ExitCode, Erro
 
 fn run(
     files: &[PathBuf],
-    loading: &config::Loading,
+    loading: &pipeline::Loading,
     state_path: Option<PathBuf>,
     dry_run: bool,
     report_path: Option<&str>,
 ) -> Result<ExitCode, Error> {
     let pipelines = files
         .iter()
-        .map(|file| config::load(file, loading))
+        .map(|file| pipeline::load(file, loading))
         .collect::<Result<Vec<Pipeline>, _>>()?;
     if let Some(path) = report_path
         && pipelines.len() > 1
@@ -468,7 +468,7 @@ fn print_plan(report: &RunReport) -> std::io::Result<()> {
     )?;
     for planned in &report.planned {
         let sink = &planned.sink;
-        match (&planned.destination, planned.if_empty) {
+        match (&planned.destination, planned.if_empty.as_deref()) {
             (Some(destination), None) => writeln!(
                 out,
                 "  {sink} would write {} to {destination}",
@@ -476,13 +476,12 @@ fn print_plan(report: &RunReport) -> std::io::Result<()> {
             )?,
             (Some(destination), Some(if_empty)) => writeln!(
                 out,
-                "  {sink} would write an empty file to {destination}: no records (if_empty = \"{}\")",
-                if_empty.as_str()
+                "  {sink} would write an empty file to {destination}: no records (if_empty = \"{if_empty}\")",
             )?,
             (None, if_empty) => writeln!(
                 out,
                 "  {sink}: nothing to write: no records (if_empty = \"{}\")",
-                if_empty.unwrap_or_default().as_str()
+                if_empty.unwrap_or("skip")
             )?,
         }
     }
@@ -553,16 +552,16 @@ fn log_outcome(report: &RunReport) {
 /// Opens the state of the pipeline in `file` without changing it; `None` when it has none yet.
 fn open_state(
     file: &Path,
-    loading: &config::Loading,
+    loading: &pipeline::Loading,
     state_path: Option<PathBuf>,
 ) -> Result<(Pipeline, PathBuf, Option<SqliteStore>), Error> {
-    let pipeline = config::load(file, loading)?;
+    let pipeline = pipeline::load(file, loading)?;
     let path = runner::state_path(&pipeline, state_path);
     let store = SqliteStore::open_read_only(&path)?;
     Ok((pipeline, path, store))
 }
 
-fn state_command(command: StateCommand, loading: &config::Loading) -> Result<ExitCode, Error> {
+fn state_command(command: StateCommand, loading: &pipeline::Loading) -> Result<ExitCode, Error> {
     let mut out = std::io::stdout().lock();
     match command {
         StateCommand::Show { pipeline, state } => {
@@ -588,7 +587,7 @@ fn state_command(command: StateCommand, loading: &config::Loading) -> Result<Exi
             cursor_name,
             yes,
         } => {
-            let pipeline = config::load(&pipeline, loading)?;
+            let pipeline = pipeline::load(&pipeline, loading)?;
             let path = runner::state_path(&pipeline, state.state);
             let name = &pipeline.name;
             if !yes {
@@ -615,7 +614,7 @@ fn state_command(command: StateCommand, loading: &config::Loading) -> Result<Exi
             file,
             state,
         } => {
-            let pipeline = config::load(&pipeline, loading)?;
+            let pipeline = pipeline::load(&pipeline, loading)?;
             let path = runner::state_path(&pipeline, state.state);
             let shown = file.display().to_string();
             let key = if shown.contains("://") {
@@ -725,7 +724,7 @@ fn write_runs(out: &mut dyn Write, runs: &[RunReport]) -> std::io::Result<()> {
 
 fn runs(
     file: &Path,
-    loading: &config::Loading,
+    loading: &pipeline::Loading,
     state_path: Option<PathBuf>,
     limit: usize,
     json: bool,
@@ -746,11 +745,11 @@ fn runs(
     Ok(ExitCode::SUCCESS)
 }
 
-fn validate(files: &[PathBuf], loading: &config::Loading) -> Result<ExitCode, Error> {
+fn validate(files: &[PathBuf], loading: &pipeline::Loading) -> Result<ExitCode, Error> {
     let mut all_valid = true;
     let mut out = std::io::stdout().lock();
     for file in files {
-        match config::load(file, loading) {
+        match pipeline::load(file, loading) {
             Ok(pipeline) => {
                 writeln!(out, "{}: ok", file.display())
                     .and_then(|()| out.flush())
@@ -787,6 +786,42 @@ fn format_for(path: &Path, given: Option<&str>, flag: &str) -> Result<FormatConf
                 FormatConfig::NAMES
             ))
         }),
+    }
+}
+
+/// Every error the library reports, classified for exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// A command line that cannot be carried out as given.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing the command's own output (a table, a schema) failed.
+    #[error("cannot write to standard output")]
+    Output(#[source] std::io::Error),
+    /// The state store could not be read or changed (`longshore state`, `runs`).
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// The run report could not be written (`--report`).
+    #[error("cannot write the run report to {}", .path.display())]
+    Report {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// 2 for configuration and usage errors (fix the pipeline file or the command), 1 for a run
+    /// that failed on its data or its environment (look at the input or the destination).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Usage(_) => 2,
+            Error::Run(_) | Error::Output(_) | Error::State(_) | Error::Report { .. } => 1,
+        }
     }
 }
 
@@ -830,7 +865,7 @@ mod tests {
 
     #[test]
     fn readme_cli_reference_is_current() {
-        crate::config::reference::check_generated_block(
+        crate::pipeline::reference::check_generated_block(
             "README.md",
             "cli-reference",
             &format!("\n{}\n", reference()),

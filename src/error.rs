@@ -1,14 +1,14 @@
 //! Errors that say where: every error a user can see names the file and the position in it (or
 //! the pipeline and stage), and, where there is one, what to do about it.
 //!
-//! Configuration problems are [`crate::config::ConfigError`]; everything that goes wrong while
-//! data moves is a [`RunError`] wrapping a [`StageError`], which in turn wraps a [`CodecError`]
-//! for bad input. [`Error`] is the union the CLI maps to an exit code.
+//! Everything that goes wrong while data moves is a [`RunError`] wrapping a [`StageError`],
+//! which in turn wraps a [`CodecError`] for bad input, or the error of the layer that failed
+//! (an API, a server, the state store: each converts its own into a [`StageError`]).
+//! Configuration problems are `pipeline::ConfigError`; the CLI maps both to exit codes.
+//! This module is the bottom layer: it names no other module of the crate.
 
 use std::fmt;
 use std::io;
-
-use crate::config::ConfigError;
 
 /// A position in an input file, as precise as its format allows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -146,15 +146,10 @@ pub enum StageError {
     /// A refusal that is not an I/O failure, with its explanation (e.g. a destination exists).
     #[error("{0}")]
     Refused(String),
-    /// The state store failed while the stage read or recorded its state.
+    /// The layer below the stage failed: the state store, an API, a server. Its own error,
+    /// shown as it is.
     #[error(transparent)]
-    State(Box<crate::state::StateError>),
-    /// An API request or its paging failed.
-    #[error(transparent)]
-    Http(#[from] crate::sources::http::HttpError),
-    /// An operation on an SFTP or FTP server failed.
-    #[error(transparent)]
-    Store(#[from] crate::filestore::StoreError),
+    Failed(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl StageError {
@@ -184,42 +179,6 @@ impl RunError {
             pipeline: pipeline.to_string(),
             stage: stage.to_string(),
             source,
-        }
-    }
-}
-
-/// Every error the library reports, classified for exit codes.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Run(#[from] RunError),
-    /// A command line that cannot be carried out as given.
-    #[error("{0}")]
-    Usage(String),
-    /// Writing the command's own output (a table, a schema) failed.
-    #[error("cannot write to standard output")]
-    Output(#[source] io::Error),
-    /// The state store could not be read or changed (`longshore state`, `runs`).
-    #[error(transparent)]
-    State(#[from] crate::state::StateError),
-    /// The run report could not be written (`--report`).
-    #[error("cannot write the run report to {}", .path.display())]
-    Report {
-        path: std::path::PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl Error {
-    /// 2 for configuration and usage errors (fix the pipeline file or the command), 1 for a run
-    /// that failed on its data or its environment (look at the input or the destination).
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Config(_) | Error::Usage(_) => 2,
-            Error::Run(_) | Error::Output(_) | Error::State(_) | Error::Report { .. } => 1,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! remove `./.profile`). The policy: a file whose name has a control character is not read; it
 //! is skipped with a warning naming it escaped, `{:?}`-style (`"x\n.profile\ny.csv"`), so the
 //! operator sees it and the partner can rename it. What still reaches a path from a name
-//! (`{source_stem}`) is made safe by [`crate::sinks::template`].
+//! (`{source_stem}`) is made safe by [`crate::template`].
 
 /// Whether `name` has a control character: U+0000 to U+001F (newline, carriage return, tab,
 /// escape...), U+007F (delete) or U+0080 to U+009F.

@@ -171,7 +171,7 @@ pub struct Origin {
 impl Origin {
     /// The file name without directories, a `.gz`, and its last extension (`orders` for
     /// `in/orders.csv`, `in/orders.csv.gz` and `in/batch.zip/orders.csv`), as the name has it:
-    /// path templates render it through `sinks::template::safe_stem` (`..`, of `...csv`,
+    /// path templates render it through `template::safe_stem` (`..`, of `...csv`,
     /// becomes `__`).
     pub fn stem(&self) -> &str {
         let name = self.path.rsplit(['/', '\\']).next().unwrap_or(&self.path);

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
+use crate::config::join_clean;
 use crate::error::{CodecError, StageError};
 use crate::record::{Batch, Record};
-use crate::report::FileDigest;
+use crate::state::report::FileDigest;
 use crate::state::{PreparedOutput, StateChange};
 
 /// Where records come from. Sources stream: each call fills `out` with the next batch.
@@ -46,7 +47,7 @@ pub struct SourceProgress {
     /// What an operator should know of the reading (an advertised total not matched).
     pub warnings: Vec<String>,
     /// What an API source's requests cost.
-    pub requests: Option<crate::sources::http::RequestCounts>,
+    pub requests: Option<crate::state::report::RequestCounts>,
 }
 
 /// Turns a byte stream into records.
@@ -173,33 +174,6 @@ impl RunContext {
         let base = glob::Pattern::escape(&self.base_dir.to_string_lossy());
         join_clean(std::path::Path::new(&base), pattern)
     }
-}
-
-/// `path` with `~/` expanded, joined to `base` when relative, `.` and `..` removed lexically.
-pub(crate) fn join_clean(base: &std::path::Path, path: &str) -> std::path::PathBuf {
-    use std::path::{Component, PathBuf};
-    let expanded = match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => PathBuf::from(path),
-    };
-    let joined = if expanded.is_absolute() {
-        expanded
-    } else {
-        base.join(expanded)
-    };
-    let mut clean = PathBuf::new();
-    for component in joined.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir
-                if matches!(clean.components().next_back(), Some(Component::Normal(_))) =>
-            {
-                clean.pop();
-            }
-            other => clean.push(other),
-        }
-    }
-    clean
 }
 
 #[cfg(test)]

@@ -205,7 +205,7 @@ impl Part {
                 or_default(value, default, ReferenceError::MissingVar(name.clone()))
             }
             Part::File(path) => {
-                let path = crate::stage::join_clean(resolver.base_dir, path);
+                let path = crate::config::join_clean(resolver.base_dir, path);
                 match std::fs::read_to_string(&path) {
                     Ok(text) => Ok(Cow::Owned(text.trim_end_matches(['\r', '\n']).to_string())),
                     Err(e) => Err(ReferenceError::File {
@@ -251,7 +251,7 @@ thread_local! {
 
 /// Runs `deserialize` with `written` (resolved text -> text as written) known to secrets;
 /// returns its result and the secrets written into the file as they are.
-pub(super) fn with_written<T>(
+pub(crate) fn with_written<T>(
     written: HashMap<String, String>,
     deserialize: impl FnOnce() -> T,
 ) -> (T, Vec<String>) {

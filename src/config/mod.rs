@@ -1,105 +1,15 @@
-//! Pipeline files: the types a TOML pipeline file deserializes into, and how they are loaded
-//! and checked ([`load`]). The types are the single source of truth: their `///` docs become the
-//! JSON Schema (`longshore schema`) and the reference in the README (`schema --markdown`).
+//! What every stage's config is built from: [`Validate`] and its [`Invalid`] findings,
+//! [`Secret`]s, and `${env:…}`/`${var:…}`/`${file:…}` references ([`interpolate`]). The
+//! pipeline file as a whole is [`crate::pipeline`]'s; this layer sits below the stages so that
+//! each stage can own its config type.
 
 pub mod interpolate;
-mod load;
-pub mod reference;
 pub mod secret;
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
-use schemars::JsonSchema;
-
-pub use interpolate::Variables;
-pub use load::{Loading, load, parse};
+pub use interpolate::{Resolver, Variables};
 pub use secret::{Secret, SecretValue};
-
-use crate::filestore::ServerConfig;
-use crate::filestore::ftps::FtpServerConfig;
-use crate::filestore::sftp::SftpServerConfig;
-use crate::runner::OnOverlap;
-use crate::runner::rejects::RejectsConfig;
-use crate::sinks::file::FileSinkConfig;
-use crate::sinks::stdout::StdoutSinkConfig;
-use crate::sinks::upload::UploadSinkConfig;
-use crate::sources::file::FileSourceConfig;
-use crate::sources::http::HttpSourceConfig;
-use crate::sources::pickup::PickupSourceConfig;
-use crate::state::StateConfig;
-use crate::transforms::rename::RenameConfig;
-use crate::transforms::select::SelectConfig;
-
-/// A pipeline file: one source, optional transforms applied in order, and one or more sinks
-/// that each receive every record.
-#[derive(Debug, Clone, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(title = "longshore pipeline")]
-pub struct PipelineConfig {
-    /// The pipeline's name, used in logs, reports and the `{pipeline}` path placeholder.
-    /// Default: the pipeline file's name without `.toml`.
-    pub name: Option<String>,
-    /// What the pipeline is for, for people reading it. Not used by the run.
-    pub description: Option<String>,
-    /// Where records come from.
-    pub source: SourceConfig,
-    /// Reshaping steps applied to every batch, in order. Default: none.
-    #[serde(default)]
-    pub transforms: Vec<TransformConfig>,
-    /// Where records go. Every sink receives every record; at least one is required.
-    pub sinks: Vec<SinkConfig>,
-    /// What a run does when another run of this pipeline still holds its lock: `"skip"` (exit
-    /// 0 with a notice, so cron does not alert), `"wait"` for it to finish, or `"fail"` (exit
-    /// 1). Default `"skip"`.
-    #[serde(default)]
-    pub on_overlap: OnOverlap,
-    /// The longest a run may take, in seconds. A run past it stops reading at the next file or
-    /// page, publishes what it read completely, and exits 1; a lock older than this is
-    /// considered abandoned and taken over. Default: no limit.
-    pub max_runtime_secs: Option<u64>,
-    /// Where the pipeline's state (cursors, ledger of delivered files, run history) is kept.
-    /// Default: `.longshore/state.db` beside the pipeline file.
-    pub state: Option<StateConfig>,
-    /// Quarantine for records that cannot be read: each goes, with its file, position and
-    /// reason, to a rejects file and the run goes on. Without it, the first bad record fails
-    /// the run. Default: none.
-    pub rejects: Option<RejectsConfig>,
-    /// Messages sent after a run (on failure, success, or when no new data arrives).
-    /// Default: none.
-    #[serde(default)]
-    pub notify: Vec<NotifyConfig>,
-}
-
-/// A loaded, checked pipeline, ready to build.
-#[derive(Debug, Clone)]
-pub struct Pipeline {
-    pub name: String,
-    pub description: Option<String>,
-    /// The pipeline file.
-    pub file: PathBuf,
-    pub source: SourceConfig,
-    pub transforms: Vec<TransformConfig>,
-    pub sinks: Vec<SinkConfig>,
-    pub on_overlap: OnOverlap,
-    pub max_runtime_secs: Option<u64>,
-    pub state: Option<StateConfig>,
-    pub rejects: Option<RejectsConfig>,
-    pub notify: Vec<NotifyConfig>,
-    /// The values of `--var NAME=VALUE` it was loaded with, for secrets resolved at run time.
-    pub vars: Variables,
-    /// What is allowed but unwise in the file (a secret written into it), each with its
-    /// position: `validate` prints them, a run logs them and lists them in its report.
-    pub warnings: Vec<String>,
-}
-
-impl Pipeline {
-    /// The directory relative paths in the pipeline file are resolved against: the one holding
-    /// the pipeline file, so a cron job finds the same files whatever its working directory.
-    pub fn base_dir(&self) -> &Path {
-        self.file.parent().unwrap_or(Path::new(""))
-    }
-}
 
 /// A problem a config value has on its own, found without I/O: the key it is about (a dotted
 /// path within the stage's table, e.g. `format.delimiter`) and what is wrong.
@@ -123,190 +33,28 @@ pub trait Validate {
     fn problems(&self) -> Vec<Invalid>;
 }
 
-/// Declares a stage config enum tagged by `type`: its kinds, how each kind's table is
-/// deserialized (directly, so errors keep their exact position in the file), and dispatch of
-/// [`Validate`].
-macro_rules! stage_configs {
-    ($(#[$meta:meta])* $name:ident, $role:literal { $($(#[$vmeta:meta])* $kind:literal => $variant:ident($config:ty)),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, JsonSchema)]
-        #[serde(tag = "type")]
-        // Built once per run: the size of a config does not matter.
-        #[allow(clippy::large_enum_variant)]
-        pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $kind)] $variant($config),)+
-        }
-
-        impl $name {
-            /// The `type` it was declared with.
-            pub fn kind(&self) -> &'static str {
-                match self { $($name::$variant(_) => $kind,)+ }
-            }
-        }
-
-        impl load::TaggedSection for $name {
-            const ROLE: &'static str = $role;
-            const KINDS: &'static [&'static str] = &[$($kind),+];
-            fn deserialize_kind(
-                kind: &str,
-                table: toml::de::ValueDeserializer<'_>,
-            ) -> Option<Result<Self, toml::de::Error>> {
-                match kind {
-                    $($kind => Some(<$config as serde::Deserialize>::deserialize(table).map($name::$variant)),)+
-                    _ => None,
-                }
-            }
-        }
-
-        impl Validate for $name {
-            fn problems(&self) -> Vec<Invalid> {
-                match self { $($name::$variant(config) => config.problems(),)+ }
-            }
-        }
+/// `path` with `~/` expanded, joined to `base` when relative, `.` and `..` removed lexically.
+pub(crate) fn join_clean(base: &Path, path: &str) -> PathBuf {
+    let expanded = match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
     };
-}
-
-stage_configs! {
-    /// Where records come from, chosen by `type`.
-    SourceConfig, "source" {
-        /// Local files: a path or a glob pattern.
-        "file" => File(FileSourceConfig),
-        /// A REST API: one request or every page of a list, optionally only what changed
-        /// since the last run.
-        "http" => Http(HttpSourceConfig),
-        /// Files dropped on an SFTP server, each picked up once it is complete.
-        "sftp" => Sftp(PickupSourceConfig<SftpServerConfig>),
-        /// Files dropped on an FTPS (or, with `tls = "none"`, plain FTP) server, each picked
-        /// up once it is complete.
-        "ftps" => Ftps(PickupSourceConfig<FtpServerConfig>),
-    }
-}
-
-stage_configs! {
-    /// A reshaping step, chosen by `type`.
-    TransformConfig, "transform" {
-        /// Renames fields.
-        "rename" => Rename(RenameConfig),
-        /// Keeps only the listed fields, in the listed order.
-        "select" => Select(SelectConfig),
-    }
-}
-
-stage_configs! {
-    /// Where records go, chosen by `type`.
-    SinkConfig, "sink" {
-        /// A local file, written atomically.
-        "file" => File(FileSinkConfig),
-        /// Standard output, for piping into other tools. Not atomic: a reader sees records as
-        /// they are written.
-        "stdout" => Stdout(StdoutSinkConfig),
-        /// Files uploaded to an SFTP server, under a temporary name until the run commits.
-        "sftp" => Sftp(UploadSinkConfig<SftpServerConfig>),
-        /// Files uploaded to an FTPS (or, with `tls = "none"`, plain FTP) server, under a
-        /// temporary name until the run commits.
-        "ftps" => Ftps(UploadSinkConfig<FtpServerConfig>),
-    }
-}
-
-stage_configs! {
-    /// A message sent after a run, chosen by `type`.
-    NotifyConfig, "notify" {
-        /// POSTs the run report as JSON to a URL.
-        "webhook" => Webhook(crate::notify::webhook::WebhookConfig),
-        /// Sends an email over SMTP.
-        "email" => Email(crate::notify::email::EmailConfig),
-        /// Runs a program with the run report on its standard input.
-        "command" => Command(crate::notify::command::CommandConfig),
-    }
-}
-
-impl SinkConfig {
-    /// The path template a sink writes to, for sinks that write local files.
-    pub fn destination(&self) -> Option<&str> {
-        match self {
-            SinkConfig::File(config) => Some(&config.path),
-            SinkConfig::Stdout(_) | SinkConfig::Sftp(_) | SinkConfig::Ftps(_) => None,
-        }
-    }
-
-    /// The server a sink uploads to, for sinks that upload.
-    pub fn server(&self) -> Option<&dyn ServerConfig> {
-        match self {
-            SinkConfig::Sftp(config) => Some(&config.server),
-            SinkConfig::Ftps(config) => Some(&config.server),
-            SinkConfig::File(_) | SinkConfig::Stdout(_) => None,
-        }
-    }
-
-    /// The pattern of the temporary names a sink uploads under, for sinks that upload.
-    pub fn temp_name(&self) -> Option<&str> {
-        match self {
-            SinkConfig::Sftp(config) => Some(&config.temp_name),
-            SinkConfig::Ftps(config) => Some(&config.temp_name),
-            SinkConfig::File(_) | SinkConfig::Stdout(_) => None,
-        }
-    }
-}
-
-/// One problem in a pipeline file, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-    /// What to do about it, e.g. the nearest known key for a typo.
-    pub help: Option<String>,
-}
-
-/// A pipeline file that cannot be used. Exit code 2.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read pipeline file {}", .file.display())]
-    Read {
-        file: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{}", Problems { file, problems })]
-    Invalid {
-        file: PathBuf,
-        problems: Vec<Problem>,
-    },
-}
-
-struct Problems<'a> {
-    file: &'a Path,
-    problems: &'a [Problem],
-}
-
-impl fmt::Display for Problems<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = self.problems.len();
-        write!(
-            f,
-            "{} has {count} problem{}:",
-            self.file.display(),
-            if count == 1 { "" } else { "s" }
-        )?;
-        for problem in self.problems {
-            write!(
-                f,
-                "\n  {}:{}:{}: {}",
-                self.file.display(),
-                problem.line,
-                problem.column,
-                problem.message
-            )?;
-            if let Some(help) = &problem.help {
-                write!(f, "\n      help: {help}")?;
+    let joined = if expanded.is_absolute() {
+        expanded
+    } else {
+        base.join(expanded)
+    };
+    let mut clean = PathBuf::new();
+    for component in joined.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(clean.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                clean.pop();
             }
+            other => clean.push(other),
         }
-        Ok(())
     }
-}
-
-/// The JSON Schema of pipeline files, generated from [`PipelineConfig`].
-pub fn json_schema() -> String {
-    let schema = schemars::schema_for!(PipelineConfig);
-    serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
+    clean
 }

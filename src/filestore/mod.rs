@@ -282,6 +282,12 @@ fn ancestors(dir: &str) -> Vec<String> {
     all
 }
 
+impl From<StoreError> for crate::error::StageError {
+    fn from(error: StoreError) -> Self {
+        crate::error::StageError::Failed(Box::new(error))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,9 +13,10 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::config::{Invalid, NotifyConfig};
-use crate::report::{Outcome, RunReport};
+use crate::config::Invalid;
+use crate::pipeline::NotifyConfig;
 use crate::stage::RunContext;
+use crate::state::report::{Outcome, RunReport};
 
 /// Declares a notification config: the fields every kind shares (when it is sent) and the kind's
 /// own fields. The shared fields are written once here, so each kind's reference shows them with
@@ -249,7 +250,7 @@ impl NotifyConfig {
     /// `ca_file`), relative paths taken from `base_dir`: broken alerting is found by
     /// `validate`, not by the failure it was meant to report.
     pub fn missing_files(&self, base_dir: &std::path::Path) -> Vec<Invalid> {
-        let resolve = |path: &str| crate::stage::join_clean(base_dir, path);
+        let resolve = |path: &str| crate::config::join_clean(base_dir, path);
         match self {
             NotifyConfig::Webhook(_) => Vec::new(),
             NotifyConfig::Email(config) => config

@@ -8,7 +8,7 @@
 //! The source (reading and decoding) runs on its own thread and hands batches over a bounded
 //! channel, so decoding and encoding overlap on two cores while memory stays at a few batches.
 
-pub mod rejects;
+mod recover;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -16,28 +16,27 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use schemars::JsonSchema;
-use serde::Deserialize;
-
 use crate::codecs::FormatConfig;
 use crate::codecs::TextEncoding;
-use crate::config::{Pipeline, SourceConfig};
 use crate::error::{RunError, StageError};
+use crate::pipeline::OnOverlap;
+use crate::pipeline::overlap;
+use crate::pipeline::{Pipeline, SourceConfig};
 use crate::progress::RunProgress;
 use crate::record::{Batch, Record};
-use crate::report::{FileDigest, Outcome, PlannedOutput, RunReport, StageCounts};
 use crate::sinks::IfEmpty;
 use crate::sinks::file::FileSink;
+use crate::sinks::publish;
 use crate::sinks::temp_journal;
-use crate::sinks::{overlap, publish};
 use crate::sources::file::{FileSource, ReadOptions, is_pattern};
 use crate::stage::{RunContext, Sink, SinkReport, Source, SourceProgress, Transform};
+use crate::state::report::{FileDigest, Outcome, PlannedOutput, RunReport, StageCounts};
 use crate::state::{
-    self, CommitIntent, DEFAULT_STATE_PATH, LockAttempt, LockOwner, PreparedOutput, Recovery,
-    SqliteStore, StateError, StateStore,
+    self, CommitIntent, DEFAULT_STATE_PATH, LockAttempt, LockOwner, PreparedOutput, SqliteStore,
+    StateError, StateStore,
 };
 
-use rejects::RejectsFile;
+use crate::sinks::rejects::RejectsFile;
 pub use table::write_table;
 
 /// Records per batch: large enough to amortize per-batch work, small enough that a few batches
@@ -52,19 +51,6 @@ const LOCK_POLL: Duration = Duration::from_millis(500);
 /// The most earlier runs passed to notifications (those since the last run that read records,
 /// for `stale`): a day of runs every minute.
 const HISTORY_FOR_NOTIFY: usize = 1440;
-
-/// What a run does when another run of the same pipeline holds the lock.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnOverlap {
-    /// Exit 0 with a notice: the running one does the work.
-    #[default]
-    Skip,
-    /// Wait until it finishes (or its lock goes stale), then run.
-    Wait,
-    /// Exit 1.
-    Fail,
-}
 
 /// How to run, beyond the pipeline file.
 #[derive(Debug, Clone, Default)]
@@ -276,7 +262,7 @@ impl Run<'_> {
     }
 
     fn state_failed(&self, error: StateError) -> RunError {
-        self.fail("state store", StageError::State(Box::new(error)))
+        self.fail("state store", StageError::from(error))
     }
 
     fn warn(&mut self, message: String) {
@@ -414,7 +400,7 @@ impl Run<'_> {
                 destination: (if_empty == IfEmpty::Write)
                     .then(|| sink.destination(&Batch::default())),
                 records: 0,
-                if_empty: Some(if_empty),
+                if_empty: Some(if_empty.as_str().to_string()),
             });
         }
     }
@@ -495,7 +481,7 @@ impl Run<'_> {
         // The path as invoked, made absolute lexically (not through links): a deploy that
         // points `current -> releases/v2` keeps the name with `current/orders.toml`.
         let cwd = std::env::current_dir().unwrap_or_default();
-        let file = crate::stage::join_clean(&cwd, &self.pipeline.file.to_string_lossy());
+        let file = crate::config::join_clean(&cwd, &self.pipeline.file.to_string_lossy());
         let store = self.store.as_deref_mut().expect("opened before");
         let other = store
             .claim_name(&self.pipeline.name, &file)
@@ -522,7 +508,7 @@ impl Run<'_> {
         // One connection to each server, for the recovery and the cleanup after it.
         let (sinks, cx) = (&self.pipeline.sinks, self.cx.clone());
         let mut destinations = publish::Destinations::new(sinks, &cx);
-        let recovered = state::recover(
+        let recovered = recover::recover(
             store,
             pipeline,
             &self.cx.run_id,
@@ -551,7 +537,9 @@ impl Run<'_> {
             // Its temporary files are still to be published.
             self.intent_pending = true;
         }
-        if let Some(Recovery { run_id, outputs }) = recovered.map_err(|e| self.state_failed(e))? {
+        if let Some(recover::Recovery { run_id, outputs }) =
+            recovered.map_err(|e| self.state_failed(e))?
+        {
             let finished = match outputs.as_slice() {
                 [] => String::new(),
                 outputs => format!("finished publishing {} and ", join_paths(outputs)),

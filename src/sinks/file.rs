@@ -12,16 +12,16 @@ use tempfile::NamedTempFile;
 
 use super::IfEmpty;
 use super::output::{self, OutputEnd};
-pub use super::publish::IfExists;
-use super::publish::{self, Obstacle, PreparedOutput, Publication};
+use super::publish::{self, Obstacle, Publication};
 use super::temp_journal;
-use super::template::{PathTemplate, TemplateValues};
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Validate};
 use crate::error::StageError;
 use crate::names::{self, MAX_NAME_BYTES};
 use crate::record::Batch;
 use crate::stage::{Encoder, RunContext, Sink, SinkReport};
+use crate::state::{IfExists, PreparedOutput};
+use crate::template::{PathTemplate, TemplateValues};
 
 /// Writes local files atomically.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -4,20 +4,20 @@
 
 pub mod file;
 pub mod output;
-pub mod overlap;
 pub mod publish;
+pub mod rejects;
 pub mod stdout;
 pub mod temp_journal;
-pub mod template;
 pub mod upload;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Invalid, SinkConfig};
+use crate::config::Invalid;
 use crate::error::StageError;
+use crate::pipeline::SinkConfig;
 use crate::stage::{RunContext, Sink};
-use template::PathTemplate;
+use crate::template::PathTemplate;
 
 /// What a sink that writes files publishes for a run that gives it no record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -8,57 +8,14 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
 use super::temp_journal;
-use crate::config::SinkConfig;
 use crate::filestore::{Connection, FileStore, StoreError};
+use crate::pipeline::SinkConfig;
 use crate::stage::RunContext;
-
-/// What to do when an output file already exists.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum IfExists {
-    #[default]
-    Replace,
-    Fail,
-    Skip,
-    /// Publish under the first free name with a number before the extension:
-    /// `orders-1.csv`, `orders-2.csv`, ...
-    Rename,
-}
+use crate::state::{IfExists, PreparedOutput};
 
 /// The most numbered names `if_exists = "rename"` tries.
 const MAX_RENAMES: u32 = 1000;
-
-/// A finished, durable output waiting to be published: `temp` is renamed to `path`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PreparedOutput {
-    /// The final name; on a server when `remote` is set.
-    pub path: PathBuf,
-    pub temp: PathBuf,
-    pub size: u64,
-    pub sha256: String,
-    /// What publishing does when `path` exists by then.
-    #[serde(default)]
-    pub if_exists: IfExists,
-    /// Set for a file uploaded to a server, whose rename happens there.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote: Option<RemoteOutput>,
-}
-
-/// Where an uploaded output is, and what follows its rename.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemoteOutput {
-    /// The server, as `sftp://user@host:port`: the pipeline's sink with this server publishes
-    /// it.
-    pub location: String,
-    /// The name of an empty file uploaded beside the output once it is in place, for partners
-    /// who wait for one, with `{name}` for the name the output was published under
-    /// (`{name}.done`).
-    pub marker: Option<String>,
-}
 
 /// What publishing did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -488,6 +445,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::RemoteOutput;
 
     #[test]
     fn numbered_names_keep_the_extension() {

@@ -15,8 +15,7 @@ use serde::Deserialize;
 
 use super::IfEmpty;
 use super::output::{self, OutputEnd};
-use super::publish::{IfExists, PreparedOutput, Publication, RemoteOutput};
-use super::template::{PathTemplate, TemplateValues};
+use super::publish::Publication;
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Validate};
 use crate::error::StageError;
@@ -24,6 +23,8 @@ use crate::filestore::{self, Connection, ServerConfig};
 use crate::names::{self, MAX_NAME_BYTES};
 use crate::record::Batch;
 use crate::stage::{Encoder, RunContext, Sink, SinkReport};
+use crate::state::{IfExists, PreparedOutput, RemoteOutput};
+use crate::template::{PathTemplate, TemplateValues};
 
 /// Uploads files to a server.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

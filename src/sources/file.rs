@@ -29,8 +29,8 @@ use crate::error::{CodecError, Malformed, Position, StageError};
 use crate::filestore::Connection;
 use crate::names;
 use crate::record::{Batch, Origin, Reject};
-use crate::report::FileDigest;
 use crate::stage::{Decoder, RunContext, Source, SourceProgress};
+use crate::state::report::FileDigest;
 use crate::state::{LedgerEntry, StateChange, StateStore};
 
 /// Reads local files.
@@ -331,7 +331,7 @@ impl FileSource {
             }
             let delivered = match store
                 .ledger_entry(&cx.pipeline, &listed.key)
-                .map_err(|e| StageError::State(Box::new(e)))?
+                .map_err(StageError::from)?
             {
                 _ if !source.ledger => None,
                 None => None,

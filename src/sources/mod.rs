@@ -4,8 +4,8 @@ pub mod file;
 pub mod http;
 pub mod pickup;
 
-use crate::config::SourceConfig;
 use crate::error::StageError;
+use crate::pipeline::SourceConfig;
 use crate::stage::{RunContext, Source};
 use crate::state::StateStore;
 

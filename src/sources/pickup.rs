@@ -31,9 +31,9 @@ use crate::error::StageError;
 use crate::filestore::{self, Connection, EntryKind, RemoteEntry, ServerConfig};
 use crate::names;
 use crate::record::Batch;
-use crate::sinks::template::{PathTemplate, TemplateValues};
 use crate::stage::{RunContext, Source, SourceProgress};
 use crate::state::StateStore;
+use crate::template::{PathTemplate, TemplateValues};
 
 /// Picks up files dropped on a server.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -397,7 +397,7 @@ impl PickupSource {
                 Reprocess::Always => None,
                 Reprocess::Changed | Reprocess::Never => store
                     .ledger_entry(&cx.pipeline, &taken.shown)
-                    .map_err(|e| StageError::State(Box::new(e)))?,
+                    .map_err(StageError::from)?,
             };
             if let Some(delivered) = delivered {
                 // `never` reads nothing again, not even to hash it.

@@ -16,7 +16,9 @@
 //! A run that finds an unfinished intent first [`recover`]s it: it publishes what the crashed
 //! run had not, then applies its state.
 
+pub mod intent;
 pub mod lock;
+pub mod report;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -28,10 +30,9 @@ use serde::{Deserialize, Serialize};
 pub use lock::{LockAttempt, LockOwner};
 pub use sqlite::SqliteStore;
 
-use crate::sinks::publish::Destinations;
-pub use crate::sinks::publish::PreparedOutput;
+pub use intent::{CommitIntent, IfExists, PreparedOutput, RemoteOutput};
 
-use crate::report::RunReport;
+use crate::state::report::RunReport;
 
 /// Where a pipeline keeps its state.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -80,14 +81,6 @@ pub enum StateChange {
     Cursor { name: String, value: String },
     /// A source file was delivered.
     Ledger(LedgerEntry),
-}
-
-/// A run's commit, recorded before its sinks publish anything.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommitIntent {
-    pub run_id: String,
-    pub outputs: Vec<PreparedOutput>,
-    pub changes: Vec<StateChange>,
 }
 
 /// Where an idempotent push stands.
@@ -273,44 +266,8 @@ pub trait StateStore: Send {
     ) -> Result<(), StateError>;
 }
 
-/// What recovering an interrupted commit did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recovery {
-    /// The interrupted run.
-    pub run_id: String,
-    /// Its outputs, now all published (or skipped, per `if_exists = "skip"`).
-    pub outputs: Vec<PathBuf>,
-}
-
-/// Finishes the commit a crashed run of `pipeline` left behind: publishes the outputs it had
-/// not published yet, then applies its state changes, so that its input is not delivered
-/// again. Call with the lock held (by `locked_by`), before reading any state.
-///
-/// Once an intent is recorded, nothing but publishing removes its temporary files (the run
-/// keeps them on failure, and the temporary-file journal is not cleaned while an intent is
-/// pending), so a temporary file that is gone was published: its final file may have been
-/// picked up and moved by a consumer since. `destinations` reaches the servers of uploads.
-pub fn recover(
-    store: &mut dyn StateStore,
-    pipeline: &str,
-    locked_by: &str,
-    destinations: &mut Destinations,
-    report: impl FnOnce(&CommitIntent) -> RunReport,
-) -> Result<Option<Recovery>, StateError> {
-    let Some(intent) = store.pending_commit(pipeline)? else {
-        return Ok(None);
-    };
-    for output in &intent.outputs {
-        destinations
-            .finish(output)
-            .map_err(|source| StateError::Recover {
-                path: output.path.clone(),
-                source,
-            })?;
+impl From<StateError> for crate::error::StageError {
+    fn from(error: StateError) -> Self {
+        crate::error::StageError::Failed(Box::new(error))
     }
-    store.finish_commit(pipeline, &intent.run_id, locked_by, &report(&intent))?;
-    Ok(Some(Recovery {
-        outputs: intent.outputs.iter().map(|o| o.path.clone()).collect(),
-        run_id: intent.run_id,
-    }))
 }

@@ -15,7 +15,7 @@ use super::{
     CommitIntent, LedgerEntry, LockAttempt, LockOwner, OutboxStatus, StateChange, StateError,
     StateStore, StateSummary,
 };
-use crate::report::RunReport;
+use crate::state::report::RunReport;
 
 /// Schema migrations, in order; the store's `user_version` is how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -714,9 +714,9 @@ fn insert_run(connection: &Connection, pipeline: &str, report: &RunReport) -> ru
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Outcome;
-    use crate::sinks::publish::IfExists;
+    use crate::state::IfExists;
     use crate::state::PreparedOutput;
+    use crate::state::report::Outcome;
 
     fn report(run_id: &str, started_at: &str, outcome: Outcome) -> RunReport {
         RunReport {

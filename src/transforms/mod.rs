@@ -4,7 +4,7 @@
 pub mod rename;
 pub mod select;
 
-use crate::config::TransformConfig;
+use crate::pipeline::TransformConfig;
 use crate::stage::Transform;
 
 impl TransformConfig {

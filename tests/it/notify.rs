@@ -7,13 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use longshore::config::{NotifyConfig, Validate};
+use longshore::config::Validate;
 use longshore::notify::command::CommandConfig;
 use longshore::notify::email::EmailConfig;
 use longshore::notify::send_all;
 use longshore::notify::webhook::WebhookConfig;
-use longshore::report::{FileDigest, Outcome, RejectCounts, RunReport};
+use longshore::pipeline::NotifyConfig;
 use longshore::stage::RunContext;
+use longshore::state::report::{FileDigest, Outcome, RejectCounts, RunReport};
 
 use crate::support::Sandbox;
 use crate::support::smtp::{self, SmtpServer};

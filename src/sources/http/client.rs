@@ -18,8 +18,9 @@ use url::Url;
 use super::auth::Auth;
 use super::config::{HttpSourceConfig, RateLimitConfig, ResetReading, RetryConfig};
 use super::resolver::CachingResolver;
-use super::{HttpError, Redactor, RequestCounts};
+use super::{HttpError, Redactor};
 use crate::config::SecretValue;
+use crate::state::report::RequestCounts;
 
 /// How one request ended.
 pub(super) enum Sent {

@@ -9,8 +9,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::HttpError;
 use super::client::{Client, Request, Sent, lock};
-use super::{HttpError, RequestCounts};
+use crate::state::report::RequestCounts;
 
 type Answer = Result<Sent, HttpError>;
 

@@ -26,7 +26,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub(crate) use crate::redact::{Redactor, names_a_secret};
@@ -69,29 +68,6 @@ pub enum HttpError {
         "{0}; the parent record's child is gone (deleted after the list was read?): a `[rejects]` table sets such records aside and lets the run go on"
     )]
     ChildGone(Box<HttpError>),
-}
-
-/// What the source's requests cost, for the run report.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequestCounts {
-    /// Requests sent, retries included (OAuth token requests not).
-    pub requests: u64,
-    pub retries: u64,
-    /// Answers `429 Too Many Requests`.
-    pub rate_limited: u64,
-    /// Waits for a rate limit or before a retry, and their total.
-    pub waits: u64,
-    pub waited_ms: u64,
-    /// Time windows halved because their answer reached `cap`.
-    pub window_splits: u64,
-    /// Time from sending requests to having their answers (a page's whole body; a streamed
-    /// body's headers), in microseconds: what the run spent on the API rather than on itself.
-    pub round_trip_us: u64,
-    /// Time the fetch threads had nothing to ask for, because the pages they had fetched ahead
-    /// were not yet decoded, in microseconds (summed over the threads). A large share of the
-    /// run means the decoding, not the API, sets the pace: more `concurrency` will not help.
-    #[serde(default)]
-    pub waiting_for_decoder_us: u64,
 }
 
 /// The page being decoded.
@@ -223,9 +199,7 @@ impl HttpSource {
         let mut delta = match &config.incremental {
             None => None,
             Some(incremental) => {
-                let cursors = store
-                    .cursors(&cx.pipeline)
-                    .map_err(|e| StageError::State(Box::new(e)))?;
+                let cursors = store.cursors(&cx.pipeline).map_err(StageError::from)?;
                 let sent_in = match &incremental.param {
                     Some(param) => format!("the parameter `{param}`"),
                     None => {
@@ -1188,6 +1162,12 @@ fn fill(
         })
     }
     substitute(value, cursor, until)
+}
+
+impl From<HttpError> for StageError {
+    fn from(error: HttpError) -> Self {
+        StageError::Failed(Box::new(error))
+    }
 }
 
 #[cfg(test)]

@@ -12,16 +12,16 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use crate::sinks::overlap;
+use super::overlap;
 use crate::sources::file::is_pattern;
 use crate::stage::RunContext;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::interpolate::{self, Resolver, Template, Variables};
 use super::{
     ConfigError, NotifyConfig, Pipeline, Problem, SinkConfig, SourceConfig, TransformConfig,
     Validate,
 };
+use crate::config::interpolate::{self, Resolver, Template, Variables};
 use crate::redact::names_a_secret;
 
 /// A stage config enum whose variant is chosen by the section's `type` key.

@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sinks::IfEmpty;
-
 /// Everything a run did, whatever its outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
@@ -43,7 +41,7 @@ pub struct RunReport {
     pub warnings: Vec<String>,
     /// An API source's requests: sent, retried, answered 429, and the waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requests: Option<crate::sources::http::RequestCounts>,
+    pub requests: Option<RequestCounts>,
 }
 
 /// How a run ended.
@@ -105,7 +103,7 @@ pub struct PlannedOutput {
     /// Only for a run without records: the sink's `if_empty`, which decides whether it would
     /// write an empty output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub if_empty: Option<IfEmpty>,
+    pub if_empty: Option<String>,
 }
 
 /// Records quarantined in the rejects file.
@@ -148,4 +146,27 @@ impl RunReport {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report serializes") + "\n"
     }
+}
+
+/// What the source's requests cost, for the run report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestCounts {
+    /// Requests sent, retries included (OAuth token requests not).
+    pub requests: u64,
+    pub retries: u64,
+    /// Answers `429 Too Many Requests`.
+    pub rate_limited: u64,
+    /// Waits for a rate limit or before a retry, and their total.
+    pub waits: u64,
+    pub waited_ms: u64,
+    /// Time windows halved because their answer reached `cap`.
+    pub window_splits: u64,
+    /// Time from sending requests to having their answers (a page's whole body; a streamed
+    /// body's headers), in microseconds: what the run spent on the API rather than on itself.
+    pub round_trip_us: u64,
+    /// Time the fetch threads had nothing to ask for, because the pages they had fetched ahead
+    /// were not yet decoded, in microseconds (summed over the threads). A large share of the
+    /// run means the decoding, not the API, sets the pace: more `concurrency` will not help.
+    #[serde(default)]
+    pub waiting_for_decoder_us: u64,
 }

@@ -11,13 +11,14 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+use super::IfEmpty;
+use super::file::{FileSink, FileSinkConfig};
 use crate::codecs::FormatConfig;
 use crate::codecs::ndjson::NdjsonOptions;
 use crate::config::{Invalid, Validate};
 use crate::record::{Batch, FieldName, Record, Reject, Text, Value};
-use crate::sinks::IfEmpty;
-use crate::sinks::file::{FileSink, FileSinkConfig, IfExists};
-use crate::sinks::template::PathTemplate;
+use crate::state::IfExists;
+use crate::template::PathTemplate;
 
 /// Where bad records go, and how many a run may have.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -7,11 +7,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::publish::{self, PreparedOutput};
-use super::template::{PathTemplate, TemplateValues};
-use crate::report::FileDigest;
+use crate::sinks::publish;
 use crate::sources::file::{glob_options, is_pattern};
 use crate::stage::RunContext;
+use crate::state::PreparedOutput;
+use crate::state::report::FileDigest;
+use crate::template::{PathTemplate, TemplateValues};
 
 /// Where a path template writes for one output, resolved as a run resolves it: `{pipeline}`
 /// and the run's time from `cx`, `stem` for `{source_stem}`. `None` for a template that does
