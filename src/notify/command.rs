@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Invalid, Validate};
 use crate::stage::RunContext;
 
-use super::Notice;
+use super::{Notice, NotifySpec, Triggered};
 
 notify_config! {
     /// Runs a program with the run report (JSON) on its standard input and the environment
@@ -56,7 +56,38 @@ impl Validate for CommandConfig {
     }
 }
 
-pub(super) fn send(config: &CommandConfig, notice: &Notice, cx: &RunContext) -> Result<(), String> {
+impl NotifySpec for CommandConfig {
+    fn target(&self) -> String {
+        format!("command {}", self.program)
+    }
+
+    /// The program, found in PATH or at its path from the pipeline file's folder.
+    fn missing_files(&self, base_dir: &std::path::Path) -> Vec<Invalid> {
+        let program = &self.program;
+        let found = if program.contains('/') {
+            crate::config::join_clean(base_dir, program).is_file()
+        } else {
+            std::env::var_os("PATH").is_some_and(|path| {
+                std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+            })
+        };
+        match found {
+            true => Vec::new(),
+            false => vec![Invalid::new(
+                "program",
+                format!(
+                    "the program `{program}` is not found (a name is looked up in PATH, a path starts at the pipeline file's folder)"
+                ),
+            )],
+        }
+    }
+
+    fn send(&self, notice: &Notice, cx: &RunContext) -> Result<(), String> {
+        send(self, notice, cx)
+    }
+}
+
+fn send(config: &CommandConfig, notice: &Notice, cx: &RunContext) -> Result<(), String> {
     let program = if config.program.contains('/') {
         cx.resolve(&config.program)
     } else {

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::config::{Invalid, Secret, Validate};
 use crate::stage::RunContext;
 
-use super::Notice;
+use super::{Notice, NotifySpec, Triggered};
 
 notify_config! {
     /// Sends an email over SMTP: a summary of the run, then the JSON report.
@@ -146,7 +146,31 @@ fn placeholders(text: &str) -> impl Iterator<Item = &str> {
         .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
 }
 
-pub(super) fn send(config: &EmailConfig, notice: &Notice, cx: &RunContext) -> Result<(), String> {
+impl NotifySpec for EmailConfig {
+    fn target(&self) -> String {
+        format!("email to {}", self.to.join(", "))
+    }
+
+    fn missing_files(&self, base_dir: &std::path::Path) -> Vec<Invalid> {
+        let resolve = |path: &str| crate::config::join_clean(base_dir, path);
+        self.ca_file
+            .iter()
+            .filter(|file| !resolve(file).is_file())
+            .map(|file| {
+                Invalid::new(
+                    "ca_file",
+                    format!("`ca_file` {} does not exist", resolve(file).display()),
+                )
+            })
+            .collect()
+    }
+
+    fn send(&self, notice: &Notice, cx: &RunContext) -> Result<(), String> {
+        send(self, notice, cx)
+    }
+}
+
+fn send(config: &EmailConfig, notice: &Notice, cx: &RunContext) -> Result<(), String> {
     let message = message(config, notice)?;
     let params = || -> Result<TlsParameters, String> {
         let mut builder = TlsParameters::builder(config.host.clone());

@@ -13,8 +13,7 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::config::Invalid;
-use crate::pipeline::NotifyConfig;
+use crate::config::{Invalid, Validate};
 use crate::stage::RunContext;
 use crate::state::report::{Outcome, RunReport};
 
@@ -46,9 +45,8 @@ macro_rules! notify_config {
             $($(#[$field_meta])* pub $field: $type,)*
         }
 
-        impl $name {
-            /// When this notification is sent.
-            pub fn trigger(&self) -> $crate::notify::Trigger<'_> {
+        impl $crate::notify::Triggered for $name {
+            fn trigger(&self) -> $crate::notify::Trigger<'_> {
                 $crate::notify::Trigger {
                     on: &self.on,
                     stale_after_runs: self.stale_after_runs,
@@ -220,85 +218,37 @@ fn started(run: &RunReport) -> Option<chrono::DateTime<chrono::FixedOffset>> {
 }
 
 /// What every kind of notification sends: the report, and why it is sent.
-pub(crate) struct Notice<'a> {
+pub struct Notice<'a> {
     pub event: Event,
     pub report: &'a RunReport,
     /// `report.to_json()`, made once.
     pub json: &'a str,
 }
 
-impl NotifyConfig {
-    /// When this notification is sent.
-    pub fn trigger(&self) -> Trigger<'_> {
-        match self {
-            NotifyConfig::Webhook(config) => config.trigger(),
-            NotifyConfig::Email(config) => config.trigger(),
-            NotifyConfig::Command(config) => config.trigger(),
-        }
-    }
+/// When a notification is sent: its `on` and stale limits, which every kind has (the
+/// `notify_config!` macro declares them and implements this).
+pub trait Triggered {
+    fn trigger(&self) -> Trigger<'_>;
+}
 
+/// What a kind of notification's config does: it is checked, and it sends a notice.
+pub trait NotifySpec: Triggered + Validate {
     /// What messages call it: its kind and where it goes, without secrets.
-    pub fn target(&self) -> String {
-        match self {
-            NotifyConfig::Webhook(config) => format!("webhook {}", redact_url(&config.url)),
-            NotifyConfig::Email(config) => format!("email to {}", config.to.join(", ")),
-            NotifyConfig::Command(config) => format!("command {}", config.program),
-        }
+    fn target(&self) -> String;
+
+    /// The files it needs that are not there, relative paths taken from `base_dir`: broken
+    /// alerting is found by `validate`, not by the failure it was meant to report.
+    fn missing_files(&self, _base_dir: &std::path::Path) -> Vec<Invalid> {
+        Vec::new()
     }
 
-    /// The files it needs that are not there (the `command`'s program, the `email`'s
-    /// `ca_file`), relative paths taken from `base_dir`: broken alerting is found by
-    /// `validate`, not by the failure it was meant to report.
-    pub fn missing_files(&self, base_dir: &std::path::Path) -> Vec<Invalid> {
-        let resolve = |path: &str| crate::config::join_clean(base_dir, path);
-        match self {
-            NotifyConfig::Webhook(_) => Vec::new(),
-            NotifyConfig::Email(config) => config
-                .ca_file
-                .iter()
-                .filter(|file| !resolve(file).is_file())
-                .map(|file| {
-                    Invalid::new(
-                        "ca_file",
-                        format!("`ca_file` {} does not exist", resolve(file).display()),
-                    )
-                })
-                .collect(),
-            NotifyConfig::Command(config) => {
-                let program = &config.program;
-                let found = if program.contains('/') {
-                    resolve(program).is_file()
-                } else {
-                    std::env::var_os("PATH").is_some_and(|path| {
-                        std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
-                    })
-                };
-                match found {
-                    true => Vec::new(),
-                    false => vec![Invalid::new(
-                        "program",
-                        format!(
-                            "the program `{program}` is not found (a name is looked up in PATH, a path starts at the pipeline file's folder)"
-                        ),
-                    )],
-                }
-            }
-        }
-    }
-
-    fn send(&self, notice: &Notice, cx: &RunContext) -> Result<(), String> {
-        match self {
-            NotifyConfig::Webhook(config) => webhook::send(config, notice, cx),
-            NotifyConfig::Email(config) => email::send(config, notice, cx),
-            NotifyConfig::Command(config) => command::send(config, notice, cx),
-        }
-    }
+    fn send(&self, notice: &Notice, cx: &RunContext) -> Result<(), String>;
 }
 
 /// Sends every notification whose `on` matches this run. Never fails: returns one warning per
 /// notification that could not be sent (already logged with tracing::warn!).
 pub fn send_all(
-    entries: &[NotifyConfig],
+    entries: &[&dyn NotifySpec],
     report: &RunReport,
     previous: &[RunReport],
     cx: &RunContext,

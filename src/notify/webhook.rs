@@ -13,7 +13,7 @@ use crate::config::{Invalid, Secret, Validate};
 use crate::redact::Redactor;
 use crate::stage::RunContext;
 
-use super::{Notice, redact_url};
+use super::{Notice, NotifySpec, Triggered, redact_url};
 
 notify_config! {
     /// POSTs the run report (the same JSON as `--report`) to a URL.
@@ -114,7 +114,17 @@ struct Failed {
     retry: bool,
 }
 
-pub(super) fn send(config: &WebhookConfig, notice: &Notice, cx: &RunContext) -> Result<(), String> {
+impl NotifySpec for WebhookConfig {
+    fn target(&self) -> String {
+        format!("webhook {}", redact_url(&self.url))
+    }
+
+    fn send(&self, notice: &Notice, cx: &RunContext) -> Result<(), String> {
+        send(self, notice, cx)
+    }
+}
+
+fn send(config: &WebhookConfig, notice: &Notice, cx: &RunContext) -> Result<(), String> {
     let mut headers = Vec::with_capacity(config.headers.len());
     let mut redactor = Redactor::default();
     for (name, secret) in &config.headers {

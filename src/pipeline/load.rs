@@ -540,7 +540,7 @@ impl<'t> Loader<'t> {
             return;
         }
         for (index, (entry, item)) in entries.iter().zip(items).enumerate() {
-            for invalid in entry.missing_files(self.base_dir) {
+            for invalid in entry.spec().missing_files(self.base_dir) {
                 let span = key_span(item, &invalid.key).unwrap_or(item.span());
                 let label = format!("notify {} ({})", index + 1, entry.kind());
                 self.report(span, format!("{label}: {}", invalid.message), None);
@@ -564,18 +564,18 @@ impl<'t> Loader<'t> {
         const STEM: &str = "\u{1}source_stem\u{1}";
         let rendered: Vec<Option<PathBuf>> = sinks
             .iter()
-            .map(|sink| overlap::render(sink.destination()?, cx, STEM))
+            .map(|sink| overlap::render(sink.spec().destination()?, cx, STEM))
             .collect();
         for (index, sink) in sinks.iter().enumerate() {
-            let Some(path) = sink.destination() else {
+            let Some(path) = sink.spec().destination() else {
                 continue;
             };
             let first = (0..index).find(|&other| {
-                sinks[other].destination() == Some(path)
+                sinks[other].spec().destination() == Some(path)
                     || (rendered[index].is_some() && rendered[other] == rendered[index])
             });
             if let (Some(first), Some(span)) = (first, spans.get(index)) {
-                let message = if sinks[first].destination() == Some(path) {
+                let message = if sinks[first].spec().destination() == Some(path) {
                     format!(
                         "sink {}: writes to the same `path` as sink {}",
                         index + 1,
@@ -586,7 +586,7 @@ impl<'t> Loader<'t> {
                         "sink {}: writes to the same file as sink {} (`{}`)",
                         index + 1,
                         first + 1,
-                        sinks[first].destination().unwrap_or_default()
+                        sinks[first].spec().destination().unwrap_or_default()
                     )
                 };
                 self.report(
@@ -608,7 +608,7 @@ impl<'t> Loader<'t> {
         cx: &RunContext,
     ) {
         for (index, (sink, span)) in sinks.iter().zip(spans).enumerate() {
-            let Some(path) = sink.destination() else {
+            let Some(path) = sink.spec().destination() else {
                 continue;
             };
             if !overlap::feeds_on_input(source, path, cx) {

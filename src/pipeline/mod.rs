@@ -17,7 +17,6 @@ pub use load::{Loading, load, parse};
 
 use crate::config::{Invalid, Validate, Variables};
 
-use crate::filestore::ServerConfig;
 use crate::filestore::ftps::FtpServerConfig;
 use crate::filestore::sftp::SftpServerConfig;
 use crate::sinks::file::FileSinkConfig;
@@ -107,6 +106,16 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// Its sinks, as what every sink does.
+    pub fn sink_specs(&self) -> Vec<&dyn crate::sinks::SinkSpec> {
+        self.sinks.iter().map(SinkConfig::spec).collect()
+    }
+
+    /// Its notifications, as what every notification does.
+    pub fn notify_specs(&self) -> Vec<&dyn crate::notify::NotifySpec> {
+        self.notify.iter().map(NotifyConfig::spec).collect()
+    }
+
     /// The directory relative paths in the pipeline file are resolved against: the one holding
     /// the pipeline file, so a cron job finds the same files whatever its working directory.
     pub fn base_dir(&self) -> &Path {
@@ -116,9 +125,10 @@ impl Pipeline {
 
 /// Declares a stage config enum tagged by `type`: its kinds, how each kind's table is
 /// deserialized (directly, so errors keep their exact position in the file), and dispatch of
-/// [`Validate`].
+/// [`Validate`] and of the stage's spec trait (`SourceSpec`, ...), which each kind's config
+/// type implements in its own module. A new kind is one line here.
 macro_rules! stage_configs {
-    ($(#[$meta:meta])* $name:ident, $role:literal { $($(#[$vmeta:meta])* $kind:literal => $variant:ident($config:ty)),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident, $role:literal, $spec:path { $($(#[$vmeta:meta])* $kind:literal => $variant:ident($config:ty)),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, JsonSchema)]
         #[serde(tag = "type")]
@@ -132,6 +142,11 @@ macro_rules! stage_configs {
             /// The `type` it was declared with.
             pub fn kind(&self) -> &'static str {
                 match self { $($name::$variant(_) => $kind,)+ }
+            }
+
+            /// The kind's own config, as what every kind of this stage does.
+            pub fn spec(&self) -> &dyn $spec {
+                match self { $($name::$variant(config) => config,)+ }
             }
         }
 
@@ -159,7 +174,7 @@ macro_rules! stage_configs {
 
 stage_configs! {
     /// Where records come from, chosen by `type`.
-    SourceConfig, "source" {
+    SourceConfig, "source", crate::sources::SourceSpec {
         /// Local files: a path or a glob pattern.
         "file" => File(FileSourceConfig),
         /// A REST API: one request or every page of a list, optionally only what changed
@@ -175,7 +190,7 @@ stage_configs! {
 
 stage_configs! {
     /// A reshaping step, chosen by `type`.
-    TransformConfig, "transform" {
+    TransformConfig, "transform", crate::transforms::TransformSpec {
         /// Renames fields.
         "rename" => Rename(RenameConfig),
         /// Keeps only the listed fields, in the listed order.
@@ -185,7 +200,7 @@ stage_configs! {
 
 stage_configs! {
     /// Where records go, chosen by `type`.
-    SinkConfig, "sink" {
+    SinkConfig, "sink", crate::sinks::SinkSpec {
         /// A local file, written atomically.
         "file" => File(FileSinkConfig),
         /// Standard output, for piping into other tools. Not atomic: a reader sees records as
@@ -201,41 +216,13 @@ stage_configs! {
 
 stage_configs! {
     /// A message sent after a run, chosen by `type`.
-    NotifyConfig, "notify" {
+    NotifyConfig, "notify", crate::notify::NotifySpec {
         /// POSTs the run report as JSON to a URL.
         "webhook" => Webhook(crate::notify::webhook::WebhookConfig),
         /// Sends an email over SMTP.
         "email" => Email(crate::notify::email::EmailConfig),
         /// Runs a program with the run report on its standard input.
         "command" => Command(crate::notify::command::CommandConfig),
-    }
-}
-
-impl SinkConfig {
-    /// The path template a sink writes to, for sinks that write local files.
-    pub fn destination(&self) -> Option<&str> {
-        match self {
-            SinkConfig::File(config) => Some(&config.path),
-            SinkConfig::Stdout(_) | SinkConfig::Sftp(_) | SinkConfig::Ftps(_) => None,
-        }
-    }
-
-    /// The server a sink uploads to, for sinks that upload.
-    pub fn server(&self) -> Option<&dyn ServerConfig> {
-        match self {
-            SinkConfig::Sftp(config) => Some(&config.server),
-            SinkConfig::Ftps(config) => Some(&config.server),
-            SinkConfig::File(_) | SinkConfig::Stdout(_) => None,
-        }
-    }
-
-    /// The pattern of the temporary names a sink uploads under, for sinks that upload.
-    pub fn temp_name(&self) -> Option<&str> {
-        match self {
-            SinkConfig::Sftp(config) => Some(&config.temp_name),
-            SinkConfig::Ftps(config) => Some(&config.temp_name),
-            SinkConfig::File(_) | SinkConfig::Stdout(_) => None,
-        }
     }
 }
 

@@ -99,18 +99,24 @@ impl Stages {
         let source_label = format!("source ({})", pipeline.source.kind());
         let source = pipeline
             .source
+            .spec()
             .build(cx, store)
             .map_err(|e| fail(&source_label, e))?;
         let transforms = pipeline
             .transforms
             .iter()
             .enumerate()
-            .map(|(i, t)| (format!("transform {} ({})", i + 1, t.kind()), t.build()))
+            .map(|(i, t)| {
+                (
+                    format!("transform {} ({})", i + 1, t.kind()),
+                    t.spec().build(),
+                )
+            })
             .collect();
         let mut sinks = Vec::new();
         for (i, config) in pipeline.sinks.iter().enumerate().filter(|_| with_sinks) {
             let label = format!("sink {} ({})", i + 1, config.kind());
-            let sink = config.build(cx).map_err(|e| fail(&label, e))?;
+            let sink = config.spec().build(cx).map_err(|e| fail(&label, e))?;
             sinks.push((label, sink));
         }
         let rejects = match (&pipeline.rejects, with_sinks) {
@@ -326,7 +332,7 @@ impl Run<'_> {
         let writes_empty = pipeline
             .sinks
             .iter()
-            .any(|sink| sink.if_empty() == Some(IfEmpty::Write));
+            .any(|sink| sink.spec().if_empty() == Some(IfEmpty::Write));
         let outcome = if no_records && !writes_empty && streamed.source.changes.is_empty() {
             // No output and no state to move: nothing to commit.
             Ok(Outcome::NothingNew)
@@ -392,7 +398,7 @@ impl Run<'_> {
             return;
         }
         for ((label, sink), config) in chain.sinks.iter().zip(&self.pipeline.sinks) {
-            let Some(if_empty) = config.if_empty() else {
+            let Some(if_empty) = config.spec().if_empty() else {
                 continue;
             };
             self.report.planned.push(PlannedOutput {
@@ -506,7 +512,7 @@ impl Run<'_> {
         let pipeline = &self.pipeline.name;
         let store = self.store.as_deref_mut().expect("opened before recovery");
         // One connection to each server, for the recovery and the cleanup after it.
-        let (sinks, cx) = (&self.pipeline.sinks, self.cx.clone());
+        let (sinks, cx) = (self.pipeline.sink_specs(), self.cx.clone());
         let mut destinations = publish::Destinations::new(sinks, &cx);
         let recovered = recover::recover(
             store,
@@ -655,7 +661,8 @@ impl Run<'_> {
                         .into_iter()
                         .flat_map(|(_, outputs)| outputs)
                         .collect();
-                    publish::Destinations::new(&self.pipeline.sinks, &self.cx).discard(&earlier);
+                    publish::Destinations::new(self.pipeline.sink_specs(), &self.cx)
+                        .discard(&earlier);
                     return Err(self.fail(label, e));
                 }
             }
@@ -673,7 +680,7 @@ impl Run<'_> {
         if let Some((label, message)) =
             overlap::check(&prepared, &source.files_read, pattern.as_deref())
         {
-            publish::Destinations::new(&self.pipeline.sinks, &self.cx).discard(&outputs);
+            publish::Destinations::new(self.pipeline.sink_specs(), &self.cx).discard(&outputs);
             return Err(self.fail(&label, StageError::Refused(message)));
         }
         crash_point("after-prepare");
@@ -692,7 +699,7 @@ impl Run<'_> {
         };
         let store = self.store.as_deref_mut().expect("opened before publishing");
         if let Err(e) = store.begin_commit(&self.pipeline.name, &intent) {
-            publish::Destinations::new(&self.pipeline.sinks, &self.cx).discard(&outputs);
+            publish::Destinations::new(self.pipeline.sink_specs(), &self.cx).discard(&outputs);
             if matches!(e, StateError::LockLost { .. }) {
                 // The journal and the lock are the other run's now.
                 self.locked = false;
@@ -832,8 +839,12 @@ impl Run<'_> {
                 .filter(|r| r.run_id != self.report.run_id)
                 .take(HISTORY_FOR_NOTIFY)
                 .collect::<Vec<_>>();
-            not_notified =
-                crate::notify::send_all(&self.pipeline.notify, &self.report, &previous, &self.cx);
+            not_notified = crate::notify::send_all(
+                &self.pipeline.notify_specs(),
+                &self.report,
+                &previous,
+                &self.cx,
+            );
             self.report.warnings.extend(not_notified.iter().cloned());
             let store = self.store.as_deref_mut().expect("checked above");
             if let Err(e) = store.record_run(&pipeline, &self.report) {
@@ -1066,7 +1077,7 @@ pub fn convert(
     let (label, mut sink) = chain.sinks.pop().expect("one sink");
     let outputs = sink.prepare().map_err(|e| fail(&label, e))?;
     sink.commit().map_err(|e| {
-        publish::Destinations::new(&[], &cx).discard(&outputs);
+        publish::Destinations::new(Vec::new(), &cx).discard(&outputs);
         fail(&label, e)
     })
 }

@@ -1,5 +1,5 @@
-//! Sinks: where records go. Each config kind builds a `Box<dyn Sink>`; nothing a sink writes
-//! is visible before the run commits. A run without records publishes no file unless the sink
+//! Sinks: where records go. Each kind's config type implements [`SinkSpec`], which builds its
+//! `Box<dyn Sink>`; nothing a sink writes is visible before the run commits. A run without records publishes no file unless the sink
 //! asks for its empty one (`IfEmpty`): an empty file every cron run is noise to most partners.
 
 pub mod file;
@@ -13,9 +13,9 @@ pub mod upload;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Invalid;
+use crate::config::{Invalid, Validate};
 use crate::error::StageError;
-use crate::pipeline::SinkConfig;
+use crate::filestore::ServerConfig;
 use crate::stage::{RunContext, Sink};
 use crate::template::PathTemplate;
 
@@ -50,24 +50,67 @@ fn if_empty_problem(template: &PathTemplate, if_empty: IfEmpty) -> Option<Invali
     })
 }
 
-impl SinkConfig {
-    pub fn build(&self, cx: &RunContext) -> Result<Box<dyn Sink>, StageError> {
-        Ok(match self {
-            SinkConfig::File(config) => Box::new(file::FileSink::new(config, cx)?),
-            SinkConfig::Stdout(config) => Box::new(stdout::StdoutSink::new(config)?),
-            SinkConfig::Sftp(config) => Box::new(upload::UploadSink::new(config, cx)?),
-            SinkConfig::Ftps(config) => Box::new(upload::UploadSink::new(config, cx)?),
-        })
+/// What a kind of sink's config does: it is checked, it builds the sink, and it tells the
+/// runner what the sink writes (for the checks made before anything is published).
+pub trait SinkSpec: Validate {
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Sink>, StageError>;
+
+    /// What the sink publishes for a run that gives it no record; `None` for a sink that
+    /// publishes no file (standard output).
+    fn if_empty(&self) -> Option<IfEmpty> {
+        None
     }
 
-    /// What the sink publishes for a run that gives it no record; `None` for standard output,
-    /// which publishes no file.
-    pub fn if_empty(&self) -> Option<IfEmpty> {
-        match self {
-            SinkConfig::File(config) => Some(config.if_empty),
-            SinkConfig::Stdout(_) => None,
-            SinkConfig::Sftp(config) => Some(config.if_empty),
-            SinkConfig::Ftps(config) => Some(config.if_empty),
-        }
+    /// The path template of the local files it writes, if it writes local files.
+    fn destination(&self) -> Option<&str> {
+        None
+    }
+
+    /// The server it uploads to, if it uploads.
+    fn server(&self) -> Option<&dyn ServerConfig> {
+        None
+    }
+
+    /// The pattern of the temporary names it uploads under, if it uploads.
+    fn temp_name(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl SinkSpec for file::FileSinkConfig {
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Sink>, StageError> {
+        Ok(Box::new(file::FileSink::new(self, cx)?))
+    }
+
+    fn if_empty(&self) -> Option<IfEmpty> {
+        Some(self.if_empty)
+    }
+
+    fn destination(&self) -> Option<&str> {
+        Some(&self.path)
+    }
+}
+
+impl SinkSpec for stdout::StdoutSinkConfig {
+    fn build(&self, _cx: &RunContext) -> Result<Box<dyn Sink>, StageError> {
+        Ok(Box::new(stdout::StdoutSink::new(self)?))
+    }
+}
+
+impl<S: ServerConfig> SinkSpec for upload::UploadSinkConfig<S> {
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Sink>, StageError> {
+        Ok(Box::new(upload::UploadSink::new(self, cx)?))
+    }
+
+    fn if_empty(&self) -> Option<IfEmpty> {
+        Some(self.if_empty)
+    }
+
+    fn server(&self) -> Option<&dyn ServerConfig> {
+        Some(&self.server)
+    }
+
+    fn temp_name(&self) -> Option<&str> {
+        Some(&self.temp_name)
     }
 }

@@ -8,9 +8,9 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::SinkSpec;
 use super::temp_journal;
 use crate::filestore::{Connection, FileStore, StoreError};
-use crate::pipeline::SinkConfig;
 use crate::stage::RunContext;
 use crate::state::{IfExists, PreparedOutput};
 
@@ -186,7 +186,7 @@ impl PreparedOutput {
 /// commit of an interrupted run. Local files are handled directly; an upload on the server of
 /// the pipeline's sink that names that server (`location`), connected when first needed.
 pub struct Destinations<'a> {
-    sinks: &'a [SinkConfig],
+    sinks: Vec<&'a dyn SinkSpec>,
     cx: &'a RunContext,
     connections: Vec<Connection>,
     /// Servers that could not be reached: not tried again by the same run.
@@ -194,7 +194,8 @@ pub struct Destinations<'a> {
 }
 
 impl<'a> Destinations<'a> {
-    pub fn new(sinks: &'a [SinkConfig], cx: &'a RunContext) -> Self {
+    /// Over the pipeline's sinks (`Pipeline::sink_specs`).
+    pub fn new(sinks: Vec<&'a dyn SinkSpec>, cx: &'a RunContext) -> Self {
         Destinations {
             sinks,
             cx,
@@ -244,7 +245,7 @@ impl<'a> Destinations<'a> {
         let server = self
             .sinks
             .iter()
-            .filter_map(SinkConfig::server)
+            .filter_map(|sink| sink.server())
             .find(|server| server.location() == location)
             .ok_or_else(|| StoreError {
                 location: location.to_string(),
@@ -300,7 +301,7 @@ impl<'a> Destinations<'a> {
             .sinks
             .iter()
             .filter(|sink| sink.server().is_some_and(|s| s.location() == location))
-            .filter_map(SinkConfig::temp_name)
+            .filter_map(|sink| sink.temp_name())
             .collect();
         let name = crate::filestore::file_name(path);
         if !patterns.is_empty()

@@ -1,26 +1,52 @@
-//! Sources: where records come from. Each config kind builds a `Box<dyn Source>`.
+//! Sources: where records come from. Each kind's config type implements [`SourceSpec`], which
+//! builds its `Box<dyn Source>`; the pipeline file's `SourceConfig` lists the kinds.
 
 pub mod file;
 pub mod http;
 pub mod pickup;
 
+use crate::config::Validate;
 use crate::error::StageError;
-use crate::pipeline::SourceConfig;
+use crate::filestore::ServerConfig;
 use crate::stage::{RunContext, Source};
 use crate::state::StateStore;
 
-impl SourceConfig {
+/// What a kind of source's config does: it is checked, and it builds the source.
+pub trait SourceSpec: Validate {
     /// Builds the source; it reads what it needs of the pipeline's state (cursors, ledger) now.
-    pub fn build(
+    fn build(
+        &self,
+        cx: &RunContext,
+        store: &mut dyn StateStore,
+    ) -> Result<Box<dyn Source>, StageError>;
+}
+
+impl SourceSpec for file::FileSourceConfig {
+    fn build(
         &self,
         cx: &RunContext,
         store: &mut dyn StateStore,
     ) -> Result<Box<dyn Source>, StageError> {
-        Ok(match self {
-            SourceConfig::File(config) => Box::new(file::FileSource::new(config, cx, store)?),
-            SourceConfig::Http(config) => http::source(config, cx, store)?,
-            SourceConfig::Sftp(config) => Box::new(pickup::PickupSource::new(config, cx, store)?),
-            SourceConfig::Ftps(config) => Box::new(pickup::PickupSource::new(config, cx, store)?),
-        })
+        Ok(Box::new(file::FileSource::new(self, cx, store)?))
+    }
+}
+
+impl SourceSpec for http::HttpSourceConfig {
+    fn build(
+        &self,
+        cx: &RunContext,
+        store: &mut dyn StateStore,
+    ) -> Result<Box<dyn Source>, StageError> {
+        http::source(self, cx, store)
+    }
+}
+
+impl<S: ServerConfig> SourceSpec for pickup::PickupSourceConfig<S> {
+    fn build(
+        &self,
+        cx: &RunContext,
+        store: &mut dyn StateStore,
+    ) -> Result<Box<dyn Source>, StageError> {
+        Ok(Box::new(pickup::PickupSource::new(self, cx, store)?))
     }
 }

@@ -4,15 +4,23 @@
 pub mod rename;
 pub mod select;
 
-use crate::pipeline::TransformConfig;
+use crate::config::Validate;
 use crate::stage::Transform;
 
-impl TransformConfig {
-    pub fn build(&self) -> Box<dyn Transform> {
-        match self {
-            TransformConfig::Rename(config) => Box::new(rename::Rename::new(config)),
-            TransformConfig::Select(config) => Box::new(select::Select::new(config)),
-        }
+/// What a kind of transform's config does: it is checked, and it builds the transform.
+pub trait TransformSpec: Validate {
+    fn build(&self) -> Box<dyn Transform>;
+}
+
+impl TransformSpec for rename::RenameConfig {
+    fn build(&self) -> Box<dyn Transform> {
+        Box::new(rename::Rename::new(self))
+    }
+}
+
+impl TransformSpec for select::SelectConfig {
+    fn build(&self) -> Box<dyn Transform> {
+        Box::new(select::Select::new(self))
     }
 }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use longshore::config::Validate;
 use longshore::notify::command::CommandConfig;
 use longshore::notify::email::EmailConfig;
-use longshore::notify::send_all;
 use longshore::notify::webhook::WebhookConfig;
+use longshore::notify::{NotifySpec, send_all};
 use longshore::pipeline::NotifyConfig;
 use longshore::stage::RunContext;
 use longshore::state::report::{FileDigest, Outcome, RejectCounts, RunReport};
@@ -64,7 +64,12 @@ fn cx(dir: &Path) -> RunContext {
 
 /// Sends `entries` for a failed run of `orders` (with no earlier runs); the warnings.
 fn send_failure(entries: &[NotifyConfig], sandbox: &Sandbox) -> Vec<String> {
-    send_all(entries, &report(Outcome::Failure), &[], &cx(sandbox.path()))
+    send_all(
+        &specs(entries),
+        &report(Outcome::Failure),
+        &[],
+        &cx(sandbox.path()),
+    )
 }
 
 fn webhook(toml: &str) -> NotifyConfig {
@@ -178,6 +183,11 @@ impl HookServer {
     }
 }
 
+/// The entries as `send_all` takes them, as the runner hands them over.
+fn specs(entries: &[NotifyConfig]) -> Vec<&dyn NotifySpec> {
+    entries.iter().map(NotifyConfig::spec).collect()
+}
+
 #[test]
 fn webhook_posts_the_report_with_a_secret_header() {
     let sandbox = Sandbox::new();
@@ -195,7 +205,7 @@ fn webhook_posts_the_report_with_a_secret_header() {
         )),
     ];
     let report = report(Outcome::Failure);
-    let warnings = send_all(&entries, &report, &[], &cx(sandbox.path()));
+    let warnings = send_all(&specs(&entries), &report, &[], &cx(sandbox.path()));
     let received = server.finish();
     assert_eq!(warnings, Vec::<String>::new());
     assert_eq!(received.len(), 1, "{received:?}");
@@ -217,7 +227,7 @@ fn webhook_retries_server_errors_with_backoff() {
         server.url("/hook")
     ))];
     let warnings = send_all(
-        &entries,
+        &specs(&entries),
         &report(Outcome::Success),
         &[],
         &cx(sandbox.path()),
@@ -351,7 +361,7 @@ fn email_over_plain_smtp_carries_the_summary_and_the_report() {
         server.port
     ))];
     let report = report(Outcome::Failure);
-    let warnings = send_all(&entries, &report, &[], &cx(sandbox.path()));
+    let warnings = send_all(&specs(&entries), &report, &[], &cx(sandbox.path()));
     assert_eq!(warnings, Vec::<String>::new(), "{}", server.log());
     let messages = server.messages();
     assert_eq!(messages.len(), 1);
@@ -391,7 +401,7 @@ fn email_over_starttls_and_tls_logs_in_and_trusts_the_ca_file() {
         entry("tls", server.tls_port),
     ];
     let warnings = send_all(
-        &entries,
+        &specs(&entries),
         &report(Outcome::NothingNew),
         &[],
         &cx(sandbox.path()),
@@ -484,7 +494,7 @@ fn command_gets_the_report_on_stdin_and_the_run_in_its_environment() {
         run_id: "earlier".into(),
         ..report.clone()
     }];
-    let warnings = send_all(&entries, &report, &previous, &cx(sandbox.path()));
+    let warnings = send_all(&specs(&entries), &report, &previous, &cx(sandbox.path()));
     assert_eq!(warnings, Vec::<String>::new());
     assert_eq!(sandbox.read("report.json"), report.to_json());
     assert_eq!(
