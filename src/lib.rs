@@ -8,6 +8,7 @@
 // stdout is the user's data (`convert x.csv -`), written where a closed pipe is handled.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod backoff;
 pub mod cli;
 pub mod codecs;
 pub mod config;

@@ -32,6 +32,18 @@ pub fn skipped_warning(shown: &str) -> String {
     )
 }
 
+/// `path` without a `.gz` or `.gzip` extension (any case), if it has one.
+pub fn strip_gzip_suffix(path: &str) -> Option<&str> {
+    [".gz", ".gzip"].iter().find_map(|suffix| {
+        let cut = path
+            .len()
+            .checked_sub(suffix.len())
+            .filter(|&cut| cut > 0)?;
+        (path.is_char_boundary(cut) && path[cut..].eq_ignore_ascii_case(suffix))
+            .then(|| &path[..cut])
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,10 +15,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::json_write::{KeyCache, PrettyWriter, write_record, write_str, write_value};
 use super::ndjson::{NameCache, RecordSeed, ValueSeed, exact_number};
 use super::{EncodedOutput, IO_BUFFER_BYTES};
 use crate::error::{CodecError, Position};
+use crate::record::json::{KeyCache, PrettyWriter, write_record, write_str, write_value};
 use crate::record::{FieldName, Record, Value};
 use crate::stage::{Decoder, Encoder};
 

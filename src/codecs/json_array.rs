@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use super::EncodedOutput;
 use super::json::{JsonDecoder, JsonInput, Shape, open_envelope, pointer_path, pointer_problems};
-use super::json_write::{write_str, write_value};
 use crate::error::{CodecError, Position};
+use crate::record::json::{write_str, write_value};
 use crate::record::{FieldName, Record, Value};
 use crate::stage::{Decoder, Encoder};
 

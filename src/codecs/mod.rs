@@ -6,7 +6,6 @@ pub mod csv;
 pub mod excel;
 pub mod json;
 pub mod json_array;
-pub(crate) mod json_write;
 pub mod limit;
 pub mod ndjson;
 mod parallel;
@@ -77,7 +76,7 @@ impl FormatConfig {
     /// The format a path's extension implies, with default options; a `.gz` after it is
     /// looked through (`orders.csv.gz` is CSV, compressed).
     pub fn infer(path: &str) -> Option<FormatConfig> {
-        let path = unpack::strip_gzip_suffix(path).unwrap_or(path);
+        let path = crate::names::strip_gzip_suffix(path).unwrap_or(path);
         let extension = Path::new(path).extension()?.to_str()?.to_ascii_lowercase();
         Self::from_name(&extension)
     }

@@ -10,11 +10,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use super::json_write::{KeyCache, write_record};
 use super::limit;
 use super::parallel::{ChunkParser, ParallelChunks};
 use super::{EncodedOutput, IO_BUFFER_BYTES};
 use crate::error::{CodecError, Malformed, Position};
+use crate::record::json::{KeyCache, write_record};
 use crate::record::{FieldName, Record, Text, Value};
 use crate::stage::{Decoder, Encoder};
 

@@ -12,6 +12,7 @@ use std::io::{self, BufReader, Read, Seek};
 
 use super::text::peek;
 use crate::error::{CodecError, Position};
+use crate::names::strip_gzip_suffix;
 
 /// Default [`UnpackLimits::max_unpacked_bytes`]: 4 GiB.
 pub const DEFAULT_MAX_UNPACKED_BYTES: u64 = 4 << 30;
@@ -248,18 +249,6 @@ impl<R: Read> Read for Gunzip<R> {
         self.left -= n as u64;
         Ok(n)
     }
-}
-
-/// `path` without a `.gz` or `.gzip` extension (any case), if it has one.
-pub fn strip_gzip_suffix(path: &str) -> Option<&str> {
-    [".gz", ".gzip"].iter().find_map(|suffix| {
-        let cut = path
-            .len()
-            .checked_sub(suffix.len())
-            .filter(|&cut| cut > 0)?;
-        (path.is_char_boundary(cut) && path[cut..].eq_ignore_ascii_case(suffix))
-            .then(|| &path[..cut])
-    })
 }
 
 /// Whether `path` names a zip archive by its extension.

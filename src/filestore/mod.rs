@@ -15,6 +15,8 @@ pub mod sftp;
 use std::io::Read;
 use std::time::Duration;
 
+use crate::backoff::Backoff;
+
 /// A file or directory on a server, as a listing shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteEntry {
@@ -179,7 +181,7 @@ impl Connection {
         what: &str,
         mut operation: impl FnMut(&mut dyn FileStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut delay = self.reconnect.first_delay;
+        let mut backoff = Backoff::doubling(self.reconnect.first_delay, MAX_RECONNECT_DELAY);
         let mut attempt = 1;
         loop {
             let result = match &mut self.store {
@@ -196,6 +198,7 @@ impl Connection {
             });
             match result {
                 Err(error) if error.transient && attempt < self.reconnect.attempts => {
+                    let delay = backoff.next_wait();
                     tracing::warn!(
                         server = %self.location,
                         attempt,
@@ -204,7 +207,6 @@ impl Connection {
                     );
                     self.store = None;
                     std::thread::sleep(delay);
-                    delay = (delay * 2).min(MAX_RECONNECT_DELAY);
                     attempt += 1;
                 }
                 Err(error) => {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
 
+use crate::backoff::Backoff;
 use crate::config::{Invalid, Secret, Validate};
 use crate::redact::Redactor;
 use crate::stage::RunContext;
@@ -152,7 +153,10 @@ fn send(config: &WebhookConfig, notice: &Notice, cx: &RunContext) -> Result<(), 
         .build()
         .into();
     let attempts = config.attempts.max(1);
-    let mut delay = Duration::from_millis(config.retry_delay_ms);
+    let mut backoff = Backoff::doubling(
+        Duration::from_millis(config.retry_delay_ms),
+        MAX_RETRY_DELAY,
+    );
     let mut attempt = 1;
     loop {
         let mut request = agent
@@ -180,12 +184,12 @@ fn send(config: &WebhookConfig, notice: &Notice, cx: &RunContext) -> Result<(), 
             let shown = cut(&redactor.text(&failed.message));
             return Err(format!("{shown}{tries}"));
         }
+        let delay = backoff.next_wait();
         tracing::debug!(
             "webhook attempt {attempt} failed ({}), retrying in {delay:?}",
             cut(&redactor.text(&failed.message))
         );
         std::thread::sleep(delay);
-        delay = (delay * 2).min(MAX_RETRY_DELAY);
         attempt += 1;
     }
 }

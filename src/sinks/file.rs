@@ -257,7 +257,7 @@ impl FileSink {
             .as_file()
             .try_clone()
             .map_err(|e| StageError::io(&shown, "write", e))?;
-        let gzip = crate::codecs::unpack::strip_gzip_suffix(&shown).is_some();
+        let gzip = crate::names::strip_gzip_suffix(&shown).is_some();
         let (writer, end) = output::writer(file, gzip);
         let encoder = self.format.encoder(writer, &shown, self.encoding)?;
         self.outputs.push(Output {

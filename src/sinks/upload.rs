@@ -294,7 +294,7 @@ impl UploadSink {
         let file = spool
             .try_clone()
             .map_err(|e| StageError::io(&path, "create a spool file for", e))?;
-        let gzip = crate::codecs::unpack::strip_gzip_suffix(&path).is_some();
+        let gzip = crate::names::strip_gzip_suffix(&path).is_some();
         let (writer, end) = output::writer(file, gzip);
         let encoder = self.format.encoder(writer, &path, self.encoding)?;
         self.outputs.push(Spooled {

@@ -760,7 +760,7 @@ fn type_records(
             return true;
         };
         let mut raw = Vec::new();
-        crate::codecs::json_write::write_nested_record(&mut raw, record);
+        crate::record::json::write_nested_record(&mut raw, record);
         let reject = Reject {
             file: reading.origin.path.clone(),
             position: Position {

@@ -8,6 +8,7 @@ use url::Url;
 
 use super::config::AuthConfig;
 use super::{HttpError, Redactor};
+use crate::backoff::Backoff;
 use crate::config::SecretValue;
 use crate::config::secret::SecretError;
 use crate::stage::RunContext;
@@ -175,7 +176,7 @@ impl OAuth {
         }
         // The token endpoint fails like any other: connection errors, 5xx and 429 are tried
         // again a few times.
-        let mut delay = TOKEN_RETRY_DELAY;
+        let mut backoff = Backoff::doubling(TOKEN_RETRY_DELAY, TOKEN_RETRY_DELAY * 4);
         let mut attempt = 1;
         let mut response = loop {
             let sent = agent.post(self.token_url.as_str()).send_form(form.clone());
@@ -188,8 +189,7 @@ impl OAuth {
             if !again || attempt == TOKEN_ATTEMPTS {
                 break sent.map_err(|e| failed(e.to_string()))?;
             }
-            std::thread::sleep(delay);
-            delay *= 2;
+            std::thread::sleep(backoff.next_wait());
             attempt += 1;
         };
         let status = response.status();

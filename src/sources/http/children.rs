@@ -27,10 +27,10 @@ use super::fetch::Fetcher;
 use super::paging::{Paginator, Step};
 use super::{HttpError, HttpSource, add_delta_progress, encoded, page_values};
 use crate::codecs::json::JsonOptions;
-use crate::codecs::json_write::KeyCache;
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::Invalid;
 use crate::error::{CodecError, Malformed, Position, StageError};
+use crate::record::json::KeyCache;
 use crate::record::{Batch, FieldName, Origin, Record, Reject, Value};
 use crate::stage::{Source, SourceProgress};
 

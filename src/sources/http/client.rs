@@ -19,6 +19,7 @@ use super::auth::Auth;
 use super::config::{HttpSourceConfig, RateLimitConfig, ResetReading, RetryConfig};
 use super::resolver::CachingResolver;
 use super::{HttpError, Redactor};
+use crate::backoff::{Backoff, jittered};
 use crate::config::SecretValue;
 use crate::state::report::RequestCounts;
 
@@ -170,7 +171,11 @@ impl Client {
     pub(super) fn send(&self, request: &Request) -> Result<Sent, HttpError> {
         let (url, reading) = (&request.url, request.reading);
         let mut attempt = 1;
-        let mut backoff = Duration::from_millis(self.retry.base_delay_ms);
+        let mut backoff = Backoff::new(
+            Duration::from_millis(self.retry.base_delay_ms),
+            self.retry.factor,
+            Duration::from_secs(self.retry.max_delay_secs),
+        );
         let mut refreshed_token = false;
         // Where redirects led, and whether the POST became a GET (303, or 301/302).
         let mut target = url.clone();
@@ -293,10 +298,12 @@ impl Client {
             // The wait before the next try is the longest of what the answer asked
             // (`Retry-After`), the backoff, and the rate limit the answer's headers set: it
             // is waited here, once, and logged as it is.
+            // The backoff grows with every retry, whatever decides this wait.
+            let backoff_wait = backoff.next_wait();
             let (wait, reason) = match failure.retry_after {
                 Some(asked) => (asked, "the answer's Retry-After".to_string()),
                 None => (
-                    jittered(backoff).min(Duration::from_secs(self.retry.max_delay_secs)),
+                    jittered(backoff_wait).min(Duration::from_secs(self.retry.max_delay_secs)),
                     "backoff".to_string(),
                 ),
             };
@@ -320,9 +327,6 @@ impl Client {
             if let Some(reason) = self.wait_or_stop(wait, &reason) {
                 return Ok(Sent::OutOfTime(reason));
             }
-            backoff = backoff
-                .mul_f64(self.retry.factor)
-                .min(Duration::from_secs(self.retry.max_delay_secs));
             attempt += 1;
         }
     }
@@ -510,11 +514,6 @@ pub(crate) fn is_transient(error: &ureq::Error) -> bool {
 
 /// Redirects one request follows at most.
 const MAX_REDIRECTS: u32 = 10;
-
-/// `wait` give or take up to 25%, so that clients that failed together do not retry together.
-fn jittered(wait: Duration) -> Duration {
-    wait.mul_f64(0.75 + fastrand::f64() * 0.5)
-}
 
 /// The longest `Retry-After` honoured: a server asking for more is answered by the run's time
 /// limit, not by a day-long sleep.

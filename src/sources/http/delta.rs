@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, FixedOffset, NaiveDateTime};
 
 use super::config::IncrementalConfig;
-use crate::codecs::json_write::{KeyCache, write_record};
+use crate::record::json::{KeyCache, write_record};
 use crate::record::{Record, Value};
 use crate::state::StateChange;
 

@@ -9,6 +9,7 @@ use url::Url;
 
 use super::client::{self, Post, Reading, Request};
 use super::{HttpError, HttpSource, encoded, fill};
+use crate::backoff::Backoff;
 use crate::error::StageError;
 
 /// The most bytes an export job's create or status answer may have.
@@ -67,7 +68,8 @@ impl HttpSource {
             .map_err(|e| StageError::Refused(format!("`job.status_url`: {e}")))?;
         tracing::info!(job = %id, "export job created; waiting for it");
         let started = Instant::now();
-        let mut wait = Duration::from_secs(job.poll_secs);
+        let mut waits = Backoff::doubling(Duration::from_secs(job.poll_secs), MAX_POLL_WAIT);
+        let mut wait = waits.next_wait();
         let mut status = String::from("not polled yet");
         loop {
             if started.elapsed() + wait > Duration::from_secs(job.max_wait_secs) {
@@ -88,7 +90,7 @@ impl HttpSource {
                 return Ok(None);
             }
             std::thread::sleep(wait);
-            wait = (wait * 2).min(MAX_POLL_WAIT);
+            wait = waits.next_wait();
             let poll = Request::get(status_url.clone(), Reading::Whole(JOB_ANSWER_BYTES));
             let Some(answer) = self.call(poll)? else {
                 return Ok(None);

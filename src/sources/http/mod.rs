@@ -868,7 +868,7 @@ pub(super) fn check_single_object(
             });
     if failed && !errors_checked {
         let mut json = Vec::new();
-        crate::codecs::json_write::write_record(&mut json, record, &mut Default::default());
+        crate::record::json::write_record(&mut json, record, &mut Default::default());
         let detail = serde_json::from_slice(&json)
             .ok()
             .as_ref()

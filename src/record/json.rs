@@ -4,7 +4,7 @@
 //! Output is plain RFC 8259 JSON (non-ASCII text as UTF-8, not `\u` escapes); the tests check it
 //! against serde_json's parser.
 
-use crate::record::{FieldName, Record, Value};
+use super::{FieldName, Record, Value};
 
 /// Escaped `"name":` prefixes of the last record's fields, by position. Holding the `Arc`
 /// keeps its address from being reused, so pointer equality means the same name.

@@ -6,6 +6,8 @@
 //! is what users expect to see in the output; lookups by name are linear, which beats hashing for
 //! the tens of fields a business record has.
 
+pub(crate) mod json;
+
 use std::fmt;
 use std::sync::Arc;
 
@@ -55,7 +57,7 @@ impl Value {
             Value::Date(d) => Cow::Owned(d.format("%Y-%m-%d").to_string()),
             Value::Array(_) | Value::Object(_) => {
                 let mut json = Vec::new();
-                crate::codecs::json_write::write_value(&mut json, self);
+                crate::record::json::write_value(&mut json, self);
                 Cow::Owned(String::from_utf8(json).expect("JSON text from UTF-8 values is UTF-8"))
             }
         })
@@ -175,7 +177,7 @@ impl Origin {
     /// becomes `__`).
     pub fn stem(&self) -> &str {
         let name = self.path.rsplit(['/', '\\']).next().unwrap_or(&self.path);
-        let name = crate::codecs::unpack::strip_gzip_suffix(name).unwrap_or(name);
+        let name = crate::names::strip_gzip_suffix(name).unwrap_or(name);
         match name.rfind('.') {
             Some(dot) if dot > 0 => &name[..dot],
             _ => name,
