@@ -16,6 +16,7 @@ pub mod digest;
 pub mod error;
 pub mod filestore;
 pub mod names;
+pub mod net;
 pub mod notify;
 pub mod pipeline;
 pub mod progress;

@@ -135,6 +135,15 @@ pub struct RunContext {
 }
 
 impl RunContext {
+    /// Where the pipeline file's references are resolved: `--var` values, and its folder for
+    /// relative `${file:…}` paths.
+    pub fn references(&self) -> crate::config::Resolver<'_> {
+        crate::config::Resolver {
+            vars: &self.vars,
+            base_dir: &self.base_dir,
+        }
+    }
+
     /// A context for a run of `pipeline` starting now, with no limits.
     pub fn new(pipeline: &str, base_dir: &std::path::Path) -> Self {
         let started_at = chrono::Local::now();

@@ -10,7 +10,6 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 pub use super::interpolate::ReferenceError as SecretError;
 use super::interpolate::{self, Resolver, Template};
-use crate::stage::RunContext;
 
 /// A secret as written in a pipeline file: references (`${env:NAME}`, `${file:PATH}`,
 /// `${var:NAME}`), possibly inside text (`"Token ${env:API_TOKEN}"`), or the secret itself
@@ -84,23 +83,18 @@ impl fmt::Display for Secret {
 impl Secret {
     /// Reads the secret's value now; a relative `${file:…}` path is taken from the pipeline
     /// file's directory.
-    pub fn resolve(&self, cx: &RunContext) -> Result<SecretValue, SecretError> {
-        let resolver = Resolver {
-            vars: &cx.vars,
-            base_dir: &cx.base_dir,
-        };
-        self.template.render(&resolver).map(SecretValue)
+    pub fn resolve(&self, references: &Resolver) -> Result<SecretValue, SecretError> {
+        self.template.render(references).map(SecretValue)
     }
 
     /// Reads the secret's value now, with the values of its references alone: every one of
     /// them is a secret to keep out of messages (`Token ${env:T}` gives the token too).
-    pub fn resolve_all(&self, cx: &RunContext) -> Result<(SecretValue, Vec<String>), SecretError> {
-        let resolver = Resolver {
-            vars: &cx.vars,
-            base_dir: &cx.base_dir,
-        };
-        let value = self.template.render(&resolver).map(SecretValue)?;
-        Ok((value, self.template.referenced_values(&resolver)?))
+    pub fn resolve_all(
+        &self,
+        references: &Resolver,
+    ) -> Result<(SecretValue, Vec<String>), SecretError> {
+        let value = self.template.render(references).map(SecretValue)?;
+        Ok((value, self.template.referenced_values(references)?))
     }
 
     /// Whether the value is written in the pipeline file, with no reference.
@@ -177,8 +171,14 @@ mod tests {
         );
     }
 
-    fn context(base_dir: &std::path::Path) -> RunContext {
-        RunContext::new("p", base_dir)
+    /// References as a run of a pipeline file in `base_dir` resolves them.
+    fn context(base_dir: &std::path::Path) -> Resolver<'_> {
+        static NO_VARS: std::sync::LazyLock<interpolate::Variables> =
+            std::sync::LazyLock::new(interpolate::Variables::default);
+        Resolver {
+            vars: &NO_VARS,
+            base_dir,
+        }
     }
 
     #[test]

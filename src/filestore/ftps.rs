@@ -120,7 +120,10 @@ impl ServerConfig for FtpServerConfig {
             message,
             transient: false,
         };
-        let password = self.password.resolve(cx).map_err(|e| fail(e.to_string()))?;
+        let password = self
+            .password
+            .resolve(&cx.references())
+            .map_err(|e| fail(e.to_string()))?;
         let tls = match self.tls {
             FtpTls::None => None,
             FtpTls::Explicit | FtpTls::Implicit => {

@@ -145,7 +145,7 @@ impl ServerConfig for SftpServerConfig {
         let secret = |secret: &Option<Secret>| {
             secret
                 .as_ref()
-                .map(|secret| secret.resolve(cx))
+                .map(|secret| secret.resolve(&cx.references()))
                 .transpose()
                 .map_err(|e| fail(e.to_string()))
         };

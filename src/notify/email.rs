@@ -198,7 +198,9 @@ fn send(config: &EmailConfig, notice: &Notice, cx: &RunContext) -> Result<(), St
         .timeout(Some(Duration::from_secs(config.timeout_secs)));
     let mut password = None;
     if let (Some(username), Some(secret)) = (&config.username, &config.password) {
-        let value = secret.resolve(cx).map_err(|e| format!("password: {e}"))?;
+        let value = secret
+            .resolve(&cx.references())
+            .map_err(|e| format!("password: {e}"))?;
         transport = transport.credentials(Credentials::new(
             username.clone(),
             value.expose().to_string(),

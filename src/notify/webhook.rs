@@ -14,7 +14,8 @@ use crate::config::{Invalid, Secret, Validate};
 use crate::redact::Redactor;
 use crate::stage::RunContext;
 
-use super::{Notice, NotifySpec, Triggered, redact_url};
+use super::{Notice, NotifySpec, Triggered};
+use crate::net::redact_url;
 
 notify_config! {
     /// POSTs the run report (the same JSON as `--report`) to a URL.
@@ -130,7 +131,7 @@ fn send(config: &WebhookConfig, notice: &Notice, cx: &RunContext) -> Result<(), 
     let mut redactor = Redactor::default();
     for (name, secret) in &config.headers {
         let (value, referenced) = secret
-            .resolve_all(cx)
+            .resolve_all(&cx.references())
             .map_err(|e| format!("header `{name}`: {e}"))?;
         redactor.add(value.expose());
         for part in &referenced {
@@ -170,7 +171,7 @@ fn send(config: &WebhookConfig, notice: &Notice, cx: &RunContext) -> Result<(), 
             Ok(response) if response.status().is_success() => return Ok(()),
             Ok(response) => answered(response),
             Err(error) => Failed {
-                retry: crate::sources::http::is_transient(&error),
+                retry: crate::net::is_transient(&error),
                 // ureq's messages may quote the URL: show it redacted.
                 message: super::error_chain(&error).replace(&config.url, &redact_url(&config.url)),
             },

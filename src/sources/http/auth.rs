@@ -49,7 +49,9 @@ impl Auth {
         redactor: &mut Redactor,
     ) -> Result<Self, (&'static str, SecretError)> {
         let mut resolve = |field, secret: &crate::config::Secret| {
-            let (value, referenced) = secret.resolve_all(cx).map_err(|e| (field, e))?;
+            let (value, referenced) = secret
+                .resolve_all(&cx.references())
+                .map_err(|e| (field, e))?;
             redactor.add(value.expose());
             for referenced in &referenced {
                 redactor.add_part(referenced);
@@ -184,7 +186,7 @@ impl OAuth {
                 Ok(response) => {
                     response.status().is_server_error() || response.status().as_u16() == 429
                 }
-                Err(e) => super::client::is_transient(e),
+                Err(e) => crate::net::is_transient(e),
             };
             if !again || attempt == TOKEN_ATTEMPTS {
                 break sent.map_err(|e| failed(e.to_string()))?;

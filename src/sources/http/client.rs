@@ -262,7 +262,7 @@ impl Client {
                     Judged::Failed(failure) => failure,
                 },
                 Err(error) => Failure {
-                    retry: is_transient(&error),
+                    retry: crate::net::is_transient(&error),
                     message: error.to_string(),
                     status: None,
                     retry_after: None,
@@ -496,20 +496,6 @@ struct Failure {
     status: Option<u16>,
     retry: bool,
     retry_after: Option<Duration>,
-}
-
-/// Whether a request that failed without an answer may succeed when tried again: it could
-/// not connect, timed out, or the connection broke. A certificate that does not verify
-/// (rustls reports it as invalid data) will not verify on the next try either.
-pub(crate) fn is_transient(error: &ureq::Error) -> bool {
-    match error {
-        ureq::Error::Io(e) => e.kind() != std::io::ErrorKind::InvalidData,
-        ureq::Error::Timeout(_)
-        | ureq::Error::ConnectionFailed
-        | ureq::Error::HostNotFound
-        | ureq::Error::Protocol(_) => true,
-        _ => false,
-    }
 }
 
 /// Redirects one request follows at most.

@@ -775,7 +775,7 @@ pub(super) fn url_problem(url: &str) -> Option<String> {
         Ok(_) => None,
         Err(e) => Some(format!(
             "`{}` is not a valid URL: {e}",
-            crate::notify::redact_url(url)
+            crate::net::redact_url(url)
         )),
     }
 }

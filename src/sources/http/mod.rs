@@ -32,7 +32,6 @@ pub(crate) use crate::redact::{Redactor, names_a_secret};
 
 use self::auth::Auth;
 use self::children::FanOut;
-pub(crate) use self::client::is_transient;
 use self::client::{Answer, Body, Client, Reading, Request, Sent};
 pub use self::config::HttpSourceConfig;
 use self::config::{BodyError, JobConfig, OnMismatch, Pagination};
@@ -178,7 +177,7 @@ impl HttpSource {
         let mut headers = Vec::new();
         for (name, secret) in &config.headers {
             let (value, referenced) = secret
-                .resolve_all(cx)
+                .resolve_all(&cx.references())
                 .map_err(|e| StageError::Refused(format!("header `{name}`: {e}")))?;
             // A reference is a secret; so is text in a header whose name says it holds one.
             // Other text (`Accept = "application/json"`) is shown as it is.
