@@ -123,11 +123,9 @@ enum Command {
         /// be a regular file or not exist: a device (`/dev/null`), a named pipe or a symbolic
         /// link is refused.
         output: PathBuf,
-        /// The input format (csv, tsv, ndjson, jsonl, json, json-array, xml, excel). Default: from the input's extension.
-        #[arg(long)]
+        #[arg(long, help = format!("The input format ({}). Default: from the input's extension", FormatConfig::names()))]
         from: Option<String>,
-        /// The output format (csv, tsv, ndjson, jsonl, json, json-array, xml, excel). Default: from the output's extension.
-        #[arg(long)]
+        #[arg(long, help = format!("The output format ({}). Default: from the output's extension", FormatConfig::names()))]
         to: Option<String>,
         /// The input's text encoding when it has no byte-order mark, e.g. windows-1252. Default: UTF-8.
         #[arg(long, value_parser = TextEncoding::parse)]
@@ -776,14 +774,14 @@ fn format_for(path: &Path, given: Option<&str>, flag: &str) -> Result<FormatConf
         Some(name) => FormatConfig::from_name(name).ok_or_else(|| {
             Error::Usage(format!(
                 "unknown format `{name}` for {flag}: use one of {}",
-                FormatConfig::NAMES
+                FormatConfig::names()
             ))
         }),
         None => FormatConfig::infer(&path.to_string_lossy()).ok_or_else(|| {
             Error::Usage(format!(
                 "cannot tell the format of `{}` from its extension: pass {flag} (one of {})",
                 path.display(),
-                FormatConfig::NAMES
+                FormatConfig::names()
             ))
         }),
     }

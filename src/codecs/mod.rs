@@ -72,6 +72,95 @@ pub enum FormatConfig {
     Excel(ExcelOptions),
 }
 
+/// A name a format answers to, as `from_name` and `infer` (by extension) take it.
+struct Named {
+    name: &'static str,
+    /// Listed in messages and help (rarer spellings, `tab` and `xlsm`, are not).
+    listed: bool,
+    make: fn() -> FormatConfig,
+}
+
+/// Every name of every format, in one place: the `type` names and the extensions that imply
+/// one. Messages and `convert --help` list them from here.
+const NAMED: &[Named] = &[
+    Named {
+        name: "csv",
+        listed: true,
+        make: || FormatConfig::Csv(CsvOptions::default()),
+    },
+    Named {
+        name: "tsv",
+        listed: true,
+        make: tab_separated,
+    },
+    Named {
+        name: "tab",
+        listed: false,
+        make: tab_separated,
+    },
+    Named {
+        name: "ndjson",
+        listed: true,
+        make: || FormatConfig::Ndjson(NdjsonOptions::default()),
+    },
+    Named {
+        name: "jsonl",
+        listed: true,
+        make: || FormatConfig::Ndjson(NdjsonOptions::default()),
+    },
+    Named {
+        name: "json",
+        listed: true,
+        make: || FormatConfig::Json(JsonOptions::default()),
+    },
+    Named {
+        name: "json-array",
+        listed: true,
+        make: || FormatConfig::JsonArray(JsonArrayOptions::default()),
+    },
+    Named {
+        name: "xml",
+        listed: true,
+        make: || FormatConfig::Xml(XmlOptions::default()),
+    },
+    Named {
+        name: "excel",
+        listed: true,
+        make: workbook,
+    },
+    Named {
+        name: "xlsx",
+        listed: true,
+        make: workbook,
+    },
+    Named {
+        name: "xlsm",
+        listed: false,
+        make: workbook,
+    },
+    Named {
+        name: "xls",
+        listed: true,
+        make: workbook,
+    },
+    Named {
+        name: "ods",
+        listed: true,
+        make: workbook,
+    },
+];
+
+fn tab_separated() -> FormatConfig {
+    FormatConfig::Csv(CsvOptions {
+        delimiter: '\t',
+        ..CsvOptions::default()
+    })
+}
+
+fn workbook() -> FormatConfig {
+    FormatConfig::Excel(ExcelOptions::default())
+}
+
 impl FormatConfig {
     /// The format a path's extension implies, with default options; a `.gz` after it is
     /// looked through (`orders.csv.gz` is CSV, compressed).
@@ -84,26 +173,22 @@ impl FormatConfig {
     /// A format by its name or usual extension (`csv`, `tsv`, `ndjson`, `jsonl`, `xlsx`), default
     /// options.
     pub fn from_name(name: &str) -> Option<FormatConfig> {
-        match name {
-            "csv" => Some(FormatConfig::Csv(CsvOptions::default())),
-            "tsv" | "tab" => Some(FormatConfig::Csv(CsvOptions {
-                delimiter: '\t',
-                ..CsvOptions::default()
-            })),
-            "ndjson" | "jsonl" => Some(FormatConfig::Ndjson(NdjsonOptions::default())),
-            "json" => Some(FormatConfig::Json(JsonOptions::default())),
-            "json-array" => Some(FormatConfig::JsonArray(JsonArrayOptions::default())),
-            "xml" => Some(FormatConfig::Xml(XmlOptions::default())),
-            "excel" | "xlsx" | "xlsm" | "xls" | "ods" => {
-                Some(FormatConfig::Excel(ExcelOptions::default()))
-            }
-            _ => None,
-        }
+        NAMED
+            .iter()
+            .find(|named| named.name == name)
+            .map(|named| (named.make)())
     }
 
-    /// The names `from_name` accepts, for messages.
-    pub const NAMES: &'static str =
-        "csv, tsv, ndjson, jsonl, json, json-array, xml, excel, xlsx, xls, ods";
+    /// The names `from_name` accepts (the common ones), for messages and help:
+    /// `csv, tsv, ndjson, ...`.
+    pub fn names() -> String {
+        let listed: Vec<&str> = NAMED
+            .iter()
+            .filter(|named| named.listed)
+            .map(|named| named.name)
+            .collect();
+        listed.join(", ")
+    }
 
     /// Problems with the options, for `validate`, keyed as in a stage's table (`format.quote`).
     pub fn problems(&self) -> Vec<Invalid> {
@@ -135,7 +220,7 @@ impl FormatConfig {
                 "path",
                 format!(
                     "cannot tell the format of `{path}` from its extension: set `format` (one of {})",
-                    FormatConfig::NAMES
+                    FormatConfig::names()
                 ),
             )],
             None => Vec::new(),

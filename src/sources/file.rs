@@ -583,7 +583,7 @@ impl FileSource {
                 StageError::Refused(format!(
                     "cannot tell the format of {} from its name: set the source's `format` (one of {})",
                     part.label,
-                    FormatConfig::NAMES
+                    FormatConfig::names()
                 ))
             })?,
         };
