@@ -174,6 +174,12 @@ impl Connection {
         self.reconnect.attempts = attempts.max(1);
     }
 
+    /// Drops the connection, for one left in the middle of something (a download given up
+    /// on): the next operation connects again.
+    pub fn disconnect(&mut self) {
+        self.store = None;
+    }
+
     /// Runs `operation` on the store, connecting first if needed; an error marked transient
     /// drops the connection and, after a backoff, tries again on a new one.
     pub fn run<T>(

@@ -469,15 +469,43 @@ impl FileSource {
         Ok(None)
     }
 
-    /// The error of a read that failed; a file found at its end not to have its listed size
-    /// is named as the reason instead of what the decoder made of that.
-    fn read_failed(&self, error: StageError) -> StageError {
-        match &self.size_check {
-            Some((shown, mismatch)) => match mismatch.get() {
-                Some(what) => changed_while_read(shown, what),
-                None => error,
-            },
-            None => error,
+    /// The error of a read that failed. A file that changed while it was read is named as the
+    /// reason instead of what the decoder made of it: found at its end not to have its listed
+    /// size, or, when the decoder stopped before the end on what it could not read (a row
+    /// joined from the old content and the new, `expected 4 fields, found 6`), found changed
+    /// by a look at it then.
+    fn read_failed(&mut self, error: StageError) -> StageError {
+        if let Some((shown, mismatch)) = &self.size_check
+            && let Some(what) = mismatch.get()
+        {
+            return changed_while_read(shown, what);
+        }
+        let malformed = matches!(
+            error,
+            StageError::Codec(CodecError::Malformed(_) | CodecError::BadRecord { .. })
+        );
+        if !malformed {
+            return error;
+        }
+        let Some(reading) = self.current.take() else {
+            return error;
+        };
+        let Reading {
+            parts,
+            decoder,
+            listed,
+            handle,
+            ..
+        } = reading;
+        drop((parts, decoder));
+        if let Opener::Remote(connection) = &mut self.opener {
+            // A download given up on midway leaves an FTP connection waiting for its reply.
+            connection.disconnect();
+        }
+        match change_after_read(&mut self.opener, &listed, handle.as_ref()) {
+            Ok(Some(what)) => changed_while_read(&listed.shown, &what),
+            // Unchanged (or it cannot be looked at): the decoder's error is the reason.
+            _ => error,
         }
     }
 
@@ -488,25 +516,7 @@ impl FileSource {
         listed: &Listed,
         handle: Option<File>,
     ) -> Result<(), StageError> {
-        let change = match &mut self.opener {
-            Opener::Local => match handle {
-                Some(handle) => {
-                    let now = handle
-                        .metadata()
-                        .map_err(|e| StageError::io(&listed.shown, "read the file", e))?;
-                    local_change(listed, &now, false)
-                }
-                None => None,
-            },
-            Opener::Remote(connection) => {
-                let path = listed.path.to_string_lossy();
-                // Gone since: nothing to compare with; the bytes read were as many as listed.
-                connection
-                    .run("look up", |store| store.stat(&path))?
-                    .and_then(|now| remote_change(listed, &now, "after reading"))
-            }
-        };
-        match change {
+        match change_after_read(&mut self.opener, listed, handle.as_ref())? {
             Some(what) => Err(changed_while_read(&listed.shown, &what)),
             None => Ok(()),
         }
@@ -663,6 +673,33 @@ fn changed_while_read(shown: &str, what: &str) -> StageError {
     StageError::Refused(format!(
         "{shown} changed while it was read ({what}): this run delivers nothing, and the next run reads the file again"
     ))
+}
+
+/// How a file that was read (to its end, or until the decoder stopped) is not as listed now:
+/// for a local file, what its open handle shows; on a server, its path (gone since: nothing to
+/// compare with; read to its end, its bytes were as many as listed).
+fn change_after_read(
+    opener: &mut Opener,
+    listed: &Listed,
+    handle: Option<&File>,
+) -> Result<Option<String>, StageError> {
+    Ok(match opener {
+        Opener::Local => match handle {
+            Some(handle) => {
+                let now = handle
+                    .metadata()
+                    .map_err(|e| StageError::io(&listed.shown, "read the file", e))?;
+                local_change(listed, &now, false)
+            }
+            None => None,
+        },
+        Opener::Remote(connection) => {
+            let path = listed.path.to_string_lossy();
+            connection
+                .run("look up", |store| store.stat(&path))?
+                .and_then(|now| remote_change(listed, &now, "after reading"))
+        }
+    })
 }
 
 /// How a local file is not the one listed: another file under its name (`at_open`), another

@@ -899,6 +899,58 @@ fn a_file_appended_to_while_read_fails_the_run_and_the_next_run_delivers_it_whol
     }
 }
 
+/// Found by `scripts/soak` (`torn`): a file rewritten in place on the server while a run
+/// downloaded it failed the run with what the decoder made of the junction of its two
+/// versions, not with the change. Over FTP the download given up on midway leaves its
+/// connection waiting for the transfer's reply: the file is looked up on a new one.
+#[test]
+fn a_file_rewritten_while_read_fails_the_run_as_changed_not_as_malformed() {
+    let Some(sftp) = SftpServer::start() else {
+        return;
+    };
+    let Some(ftps) = FtpServer::start(FtpMode::Explicit) else {
+        return;
+    };
+    for (kind, server, data, port) in [
+        ("sftp", sftp_server(&sftp), sftp.data(), sftp.port),
+        ("ftps", ftps_server(&ftps), ftps.data(), ftps.port),
+    ] {
+        let sandbox = Sandbox::new();
+        sandbox.write("p.toml", pickup_pipeline(kind, "", &server));
+        let (first, second) = crate::reruns::rewritten_csv();
+        drop_file(&data, "big.csv", &first);
+
+        let child = start_and_wait_until_writing(&sandbox);
+        std::fs::write(data.join("inbound/big.csv"), &second).unwrap();
+        let outcome = Outcome::from(child.wait_with_output().expect("wait for longshore"));
+        outcome.assert_code(1);
+        let start = format!(
+            "error: pipeline `p`: source ({kind}) failed\n  caused by: {kind}://{USER}@127.0.0.1:{port}/inbound/big.csv changed while it was read ("
+        );
+        assert!(
+            outcome.stderr.starts_with(&start)
+                && outcome.stderr.ends_with(
+                    "): this run delivers nothing, and the next run reads the file again\n"
+                ),
+            "{kind}: {}",
+            outcome.stderr
+        );
+        assert_eq!(
+            delivered(&sandbox),
+            (lines(&[]), 0),
+            "{kind}: nothing published"
+        );
+
+        longshore(&sandbox, &[]).assert_success();
+        let (records, files) = delivered(&sandbox);
+        assert_eq!((records.len(), files), (200_000, 1), "{kind}");
+        assert!(
+            records.iter().all(|r| r.contains(r#""j":null"#)),
+            "{kind}: the second version"
+        );
+    }
+}
+
 #[test]
 fn a_file_removed_before_the_run_opens_it_is_skipped_with_a_warning() {
     let Some(server) = SftpServer::start() else {
