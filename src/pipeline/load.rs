@@ -37,6 +37,8 @@ pub(crate) trait TaggedSection: Sized + Validate {
     ) -> Option<Result<Self, toml::de::Error>>;
 }
 
+/// The top-level keys the loader reads, each its own way (so that every problem in a file is
+/// reported at once); the same as `PipelineConfig`'s fields, as a test checks.
 const TOP_LEVEL_KEYS: &[&str] = &[
     "name",
     "description",
@@ -747,6 +749,23 @@ fn suggest(given: &str, known: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The top level is described by `PipelineConfig` (its docs are the reference); the loader
+    /// reads the same keys.
+    #[test]
+    fn the_loader_reads_the_keys_pipeline_config_documents() {
+        let schema: serde_json::Value =
+            serde_json::from_str(&crate::pipeline::json_schema()).unwrap();
+        let documented: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut read = TOP_LEVEL_KEYS.to_vec();
+        read.sort_unstable();
+        assert_eq!(read, documented);
+    }
 
     fn problems(text: &str) -> Vec<String> {
         match parse(text, Path::new("p.toml"), &Loading::default()) {
