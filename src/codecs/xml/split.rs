@@ -323,6 +323,8 @@ impl Splitter {
     /// Fails the document for what grew past the limit: the error comes after a chunk of what
     /// came before it, whose records are good. Text outside the root element is left for the
     /// parser to refuse as such (a gzipped stream of zeros is not XML, whatever its size).
+    #[cold]
+    #[inline(never)]
     fn refuse(&mut self, too_large: TooLarge) -> Result<Option<XmlChunk>, CodecError> {
         let limit = self.max_record_bytes;
         let (from, error) = match too_large {
