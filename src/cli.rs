@@ -137,8 +137,8 @@ enum Command {
         /// for typed spreadsheet cells from a CSV.
         #[arg(long)]
         infer_types: bool,
-        /// The most bytes one record (a CSV row, an NDJSON line, an array element) may take;
-        /// a larger one fails the conversion.
+        /// The most bytes one record (a CSV row, an NDJSON line, a JSON array element, an XML
+        /// record element) may take; a larger one fails the conversion.
         #[arg(long, default_value_t = DEFAULT_MAX_RECORD_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
         max_record_bytes: u64,
     },

@@ -5,16 +5,20 @@
 //!
 //! Decoding streams: a thread parses the document with serde_json, skipping everything outside
 //! the pointer without building it, and hands records over in batches through a bounded
-//! channel, so a 1 GB array takes the memory of a few batches. Encoding always writes an array
-//! (in the same envelope), compact or one record per line, so that any number of records fits.
+//! channel, so a 1 GB array takes the memory of a few batches. One element (or the one object)
+//! larger than `max_record_bytes` stops the parse (see [`Meter`]). Encoding always writes an
+//! array (in the same envelope), compact or one record per line, so that any number of records
+//! fits.
 
-use std::io::{BufReader, Read, Write};
+use std::cell::Cell;
+use std::io::{self, BufReader, Read, Write};
 use std::sync::mpsc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::limit;
 use super::ndjson::{NameCache, RecordSeed, ValueSeed, exact_number};
 use super::{EncodedOutput, IO_BUFFER_BYTES};
 use crate::error::{CodecError, Position};
@@ -127,16 +131,24 @@ enum Parsing {
 
 /// The document to parse.
 pub(crate) enum JsonInput {
-    /// Read as it arrives, parsed on a thread of its own.
-    Stream(Box<dyn Read + Send>),
-    /// Already in memory (an API's page): parsed at once, on this thread, without copying.
+    /// Read as it arrives, parsed on a thread of its own; a record of more than this many bytes
+    /// (`max_record_bytes`) fails it.
+    Stream(Box<dyn Read + Send>, u64),
+    /// Already in memory (an API's page): parsed at once, on this thread, without copying. Its
+    /// records are not limited: the page's size (`max_page_bytes`) bounds them already.
     Bytes(Vec<u8>),
 }
 
 impl JsonDecoder {
-    pub fn new(input: Box<dyn Read + Send>, label: &str, options: &JsonOptions) -> Self {
+    /// A decoder of the stream `input`; a record of more than `max_record_bytes` fails it.
+    pub fn new(
+        input: Box<dyn Read + Send>,
+        label: &str,
+        options: &JsonOptions,
+        max_record_bytes: u64,
+    ) -> Self {
         Self::with_shape(
-            JsonInput::Stream(input),
+            JsonInput::Stream(input, max_record_bytes),
             label,
             pointer_path(&options.records),
             Shape::Objects,
@@ -164,25 +176,43 @@ impl JsonDecoder {
             JsonInput::Bytes(bytes) => {
                 let mut parsed = Vec::new();
                 let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-                parse(&mut deserializer, label, &path, shape, true, &mut |batch| {
+                let unlimited = Meter::new(u64::MAX);
+                let mut send = |batch| {
                     parsed.push(batch);
                     true
-                });
+                };
+                parse(
+                    &mut deserializer,
+                    label,
+                    &path,
+                    shape,
+                    &unlimited,
+                    true,
+                    &mut send,
+                );
                 Parsing::Done(parsed.into_iter())
             }
-            JsonInput::Stream(input) => {
+            JsonInput::Stream(input, max_record_bytes) => {
                 let (sender, parsed) = mpsc::sync_channel(2);
                 let label = label.to_string();
                 // The thread ends when the document does, or when the decoder is dropped (a
                 // send fails).
                 std::thread::spawn(move || {
-                    let reader = BufReader::with_capacity(IO_BUFFER_BYTES, input);
+                    let meter = Meter::new(max_record_bytes);
+                    // The meter goes under the BufReader: serde_json reads a byte at a time,
+                    // fast only straight from std's BufReader.
+                    let metered = Metered {
+                        inner: input,
+                        meter: &meter,
+                    };
+                    let reader = BufReader::with_capacity(IO_BUFFER_BYTES, metered);
                     let mut deserializer = serde_json::Deserializer::from_reader(reader);
                     parse(
                         &mut deserializer,
                         &label,
                         &path,
                         shape,
+                        &meter,
                         false,
                         &mut |batch| sender.send(batch).is_ok(),
                     );
@@ -198,14 +228,118 @@ impl JsonDecoder {
     }
 }
 
+/// Counts the bytes a stream hands the parser, for `max_record_bytes`, and holds where the
+/// record being read started among them. Counting per byte under serde_json made JSON reading
+/// half as slow again (see docs/performance.md), so [`Metered`] counts under the parser's
+/// `BufReader`, a whole buffer fill at a time, and the parser notes the count where each record
+/// starts ([`Meter::start`]). When the buffer runs dry, the parser has taken every byte read: a
+/// record started then and still unfinished is at least the bytes read since its start was
+/// noted, and the next read is refused once they pass the limit. So no record within the limit
+/// is refused, one up to two buffers (512 KiB) past it may get through (the buffer held up to
+/// one when it started, and the last read adds one), and the text the parser holds of a record
+/// stays within the limit and two buffers. (The values built of it can take more than its
+/// text, as an NDJSON line's do: some 20 times as much for an array of one-digit numbers.)
+struct Meter {
+    limit: u64,
+    /// Bytes read from the input.
+    read: Cell<u64>,
+    /// `read` where the record being read started; `None` between records (values skipped
+    /// unbuilt cost no memory, whatever their size).
+    record_start: Cell<Option<u64>>,
+    /// What is being read, for messages.
+    reading: Cell<Reading>,
+    /// Whether a read was refused for the limit.
+    tripped: Cell<bool>,
+}
+
+impl Meter {
+    fn new(limit: u64) -> Self {
+        Meter {
+            limit,
+            read: Cell::new(0),
+            record_start: Cell::new(None),
+            reading: Cell::new(Reading::Key),
+            tripped: Cell::new(false),
+        }
+    }
+
+    /// A value the parser builds whole starts: it is refused once past the limit.
+    fn start(&self, reading: Reading) {
+        self.reading.set(reading);
+        self.record_start.set(Some(self.read.get()));
+    }
+
+    /// The value is built: what follows is not counted until the next starts.
+    fn stop(&self) {
+        self.record_start.set(None);
+    }
+
+    /// The error for the value that grew past the limit.
+    fn too_large(&self, label: &str) -> CodecError {
+        match self.reading.get() {
+            Reading::Record(number) => {
+                let position = Position {
+                    record: Some(number),
+                    ..Position::default()
+                };
+                limit::record_too_large(label, position, self.limit)
+            }
+            Reading::HeaderRow => {
+                limit::value_too_large(label, Position::default(), "the header row", self.limit)
+            }
+            Reading::Key => limit::value_too_large(
+                label,
+                Position::default(),
+                "a key outside the records",
+                self.limit,
+            ),
+        }
+    }
+}
+
+/// What the parser builds whole, counted against `max_record_bytes`.
+#[derive(Clone, Copy)]
+enum Reading {
+    /// The record of this number.
+    Record(u64),
+    /// The column names of `json-array`, as its first row or beside the rows.
+    HeaderRow,
+    /// A key of an object that holds the records.
+    Key,
+}
+
+/// A stream under the parser's `BufReader`, counting what it hands over (see [`Meter`]).
+struct Metered<'m, R> {
+    inner: R,
+    meter: &'m Meter,
+}
+
+impl<R: Read> Read for Metered<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let meter = self.meter;
+        // Asked for more, the BufReader has handed out all it read.
+        if let Some(start) = meter.record_start.get()
+            && meter.read.get() - start > meter.limit
+        {
+            meter.tripped.set(true);
+            return Err(limit::too_large());
+        }
+        let read = self.inner.read(buf)?;
+        meter.read.set(meter.read.get() + read as u64);
+        Ok(read)
+    }
+}
+
 /// Parses a document, handing the records at `path` to `send` in batches (and
-/// the error that ends them); stops early when `send` says the reader is gone. `from_slice`:
-/// the deserializer reads a slice (whose error positions need a correction).
+/// the error that ends them); stops early when `send` says the reader is gone. `meter` counts
+/// the stream's bytes (a slice's meter is unlimited). `from_slice`: the deserializer reads a
+/// slice (whose error positions need a correction).
 fn parse<'de, R: serde_json::de::Read<'de>>(
     deserializer: &mut serde_json::Deserializer<R>,
     label: &str,
     path: &[String],
     shape: Shape,
+    meter: &Meter,
     from_slice: bool,
     send: &mut dyn FnMut(Parsed) -> bool,
 ) {
@@ -218,6 +352,7 @@ fn parse<'de, R: serde_json::de::Read<'de>>(
         shape,
         elements: 0,
         header_row: false,
+        meter,
     };
     let found = PointerSeed {
         path,
@@ -259,7 +394,10 @@ fn parse<'de, R: serde_json::de::Read<'de>>(
             if !read.is_empty() && !(batches.send)(Ok(read)) {
                 return;
             }
-            Err(json_error(label, &e, from_slice))
+            Err(match e.is_io() && meter.tripped.get() {
+                true => meter.too_large(label),
+                false => json_error(label, &e, from_slice),
+            })
         }
     };
     (batches.send)(result);
@@ -342,12 +480,15 @@ struct Batches<'a> {
     elements: u64,
     /// Whether the first element was the header row (not a record).
     header_row: bool,
+    meter: &'a Meter,
 }
 
 impl Batches<'_> {
     /// Reads the next element of the array into a record (or the header row); false at the end.
     fn next_element<'de, A: SeqAccess<'de>>(&mut self, seq: &mut A) -> Result<bool, A::Error> {
         self.elements += 1;
+        let meter = self.meter;
+        meter.start(Reading::Record(self.elements - u64::from(self.header_row)));
         let record = match &mut self.shape {
             Shape::Objects => seq
                 .next_element_seed(RecordSeed {
@@ -367,7 +508,10 @@ impl Batches<'_> {
                 columns: None,
                 beside: None,
             } => {
-                let Some(header) = seq.next_element::<Vec<String>>()? else {
+                meter.start(Reading::HeaderRow);
+                let header = seq.next_element::<Vec<String>>()?;
+                meter.stop();
+                let Some(header) = header else {
                     return Ok(false);
                 };
                 self.set_columns(header);
@@ -382,6 +526,7 @@ impl Batches<'_> {
                 names: &mut self.names,
             })?,
         };
+        meter.stop();
         match record {
             Some(Ok(record)) => self.push(record).map(|()| true),
             Some(Err(bad)) => self.reject(bad).map(|()| true),
@@ -396,11 +541,13 @@ impl Batches<'_> {
             IgnoredAny.visit_map(map)?;
             return Ok(AtPointer::NotRecords("an object"));
         }
+        self.meter.start(Reading::Record(1));
         let record = RecordSeed {
             names: &mut self.names,
             top_level: true,
         }
         .visit_map(map)?;
+        self.meter.stop();
         if exact_number(&record).is_some() {
             return Ok(AtPointer::NotRecords("a number"));
         }
@@ -541,14 +688,22 @@ impl PointerSeed<'_, '_, '_> {
         rest: &[String],
     ) -> Result<AtPointer, A::Error> {
         let mut found = None;
-        while let Some(name) = map.next_key::<String>()? {
+        let meter = self.batches.meter;
+        // Keys and the column names are built whole, so they are limited like records.
+        loop {
+            meter.start(Reading::Key);
+            let name = map.next_key::<String>()?;
+            meter.stop();
+            let Some(name) = name else { break };
             if name == key && found.is_none() {
                 found = Some(map.next_value_seed(PointerSeed {
                     path: rest,
                     batches: &mut *self.batches,
                 })?);
             } else if rest.is_empty() && self.batches.holds_columns(&name) {
+                meter.start(Reading::HeaderRow);
                 let names = map.next_value::<Vec<String>>()?;
+                meter.stop();
                 self.batches.set_columns(names);
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -680,6 +835,7 @@ impl Encoder for JsonEncoder {
 mod tests {
     use super::*;
     use crate::codecs::csv::tests::{gist, read_all, written};
+    use crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES;
 
     fn options(records: &str) -> JsonOptions {
         JsonOptions {
@@ -697,6 +853,7 @@ mod tests {
             Box::new(std::io::Cursor::new(input.to_string())),
             "t.json",
             &options(records),
+            DEFAULT_MAX_RECORD_BYTES,
         ));
         let in_memory = read_all(&mut JsonDecoder::from_bytes(
             input.as_bytes().to_vec(),
@@ -857,7 +1014,12 @@ mod tests {
             ids.map(|i| format!("{{\"id\":{i}}},")).collect()
         };
         let (input, mut writer) = std::io::pipe().unwrap();
-        let mut decoder = JsonDecoder::new(Box::new(input), "t.json", &options(""));
+        let mut decoder = JsonDecoder::new(
+            Box::new(input),
+            "t.json",
+            &options(""),
+            DEFAULT_MAX_RECORD_BYTES,
+        );
         writer
             .write_all(format!("[{}", elements(0..2000)).as_bytes())
             .unwrap();
@@ -905,6 +1067,7 @@ mod tests {
             Box::new(std::io::Cursor::new(input)),
             "t.json",
             &options(""),
+            DEFAULT_MAX_RECORD_BYTES,
         );
         let mut out = Vec::new();
         let error = loop {
@@ -916,6 +1079,84 @@ mod tests {
         };
         assert_eq!(out.len(), 3000);
         assert!(error.to_string().contains("line 1"), "{error}");
+    }
+
+    const HINT: &str = "raise the source's `max_record_bytes` if such records are expected";
+
+    /// Everything a stream decoder with a `max_record_bytes` of `limit` gives: its records, and
+    /// the error that ends them.
+    fn limited(input: String, records: &str, limit: u64) -> (Vec<Record>, String) {
+        let mut decoder = JsonDecoder::new(
+            Box::new(std::io::Cursor::new(input)),
+            "t.json",
+            &options(records),
+            limit,
+        );
+        let mut out = Vec::new();
+        loop {
+            match decoder.next_batch(&mut out, 1000) {
+                Ok(true) => {}
+                Ok(false) => return (out, String::new()),
+                Err(e) => return (out, e.to_string()),
+            }
+        }
+    }
+
+    /// A string value of a MiB: more than a limit and the parser's buffer.
+    fn big() -> String {
+        "x".repeat(1 << 20)
+    }
+
+    #[test]
+    fn an_element_larger_than_the_limit_fails_with_its_record_number() {
+        let input = format!(
+            "[{{\"id\":1}},\n{{\"id\":2}},\n{{\"id\":3,\"note\":\"{}\"}},\n{{\"id\":4}}]",
+            big()
+        );
+        let (records, error) = limited(input.clone(), "", 10);
+        assert_eq!(ids(&records), ["1", "2"]);
+        assert_eq!(
+            error,
+            format!(
+                "t.json: record 3: a record is larger than `max_record_bytes` = 10 (10 bytes). {HINT}"
+            )
+        );
+        // In an envelope, and as a row of `json-array`, likewise.
+        let envelope = format!("{{\"data\": {input}}}");
+        assert_eq!(limited(envelope, "/data", 10).0.len(), 2);
+        // Under the limit, the same document reads whole.
+        assert_eq!(limited(input, "", 2 << 20).0.len(), 4);
+    }
+
+    #[test]
+    fn one_object_larger_than_the_limit_fails_as_record_1() {
+        let input = format!("{{\"id\": 1, \"note\": \"{}\"}}", big());
+        let error = format!(
+            "t.json: record 1: a record is larger than `max_record_bytes` = 1000 (1000 bytes). {HINT}"
+        );
+        assert_eq!(
+            limited(input.clone(), "", 1000),
+            (Vec::new(), error.clone())
+        );
+        let envelope = format!("{{\"meta\": 1, \"data\": {input}}}");
+        assert_eq!(limited(envelope, "/data", 1000), (Vec::new(), error));
+        assert_eq!(limited(input, "", 2 << 20).0.len(), 1);
+    }
+
+    #[test]
+    fn values_skipped_around_the_records_are_not_limited_but_keys_are() {
+        // Skipped values are never built: their size costs no memory.
+        let input = format!(
+            "{{\"meta\": {{\"blob\": \"{}\"}}, \"data\": [{{\"id\": 1}}]}}",
+            big()
+        );
+        assert_eq!(ids(&limited(input, "/data", 10).0), ["1"]);
+        // A key is built whole.
+        let input = format!("{{\"{}\": 1, \"data\": []}}", big());
+        assert_eq!(
+            limited(input, "/data", 10).1,
+            "t.json: a key outside the records is larger than `max_record_bytes` = 10 (10 bytes). raise the source's `max_record_bytes` if such documents are expected"
+        );
     }
 
     proptest::proptest! {

@@ -238,6 +238,7 @@ impl Encoder for JsonArrayEncoder {
 mod tests {
     use super::*;
     use crate::codecs::csv::tests::{gist, read_all, written};
+    use crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES;
 
     /// Decodes `input` streamed and in memory (the two ways a document is parsed), which must
     /// give the same records and errors (serde_json places some errors a character apart
@@ -245,7 +246,10 @@ mod tests {
     fn decode(input: &str, options: &JsonArrayOptions) -> Result<Vec<Record>, CodecError> {
         let streamed = read_all(
             decoder(
-                JsonInput::Stream(Box::new(std::io::Cursor::new(input.to_string()))),
+                JsonInput::Stream(
+                    Box::new(std::io::Cursor::new(input.to_string())),
+                    DEFAULT_MAX_RECORD_BYTES,
+                ),
                 "t.json",
                 options,
             )
@@ -344,6 +348,41 @@ mod tests {
                 "columns_at",
                 "`/columns` must be a JSON pointer beside `records` (`/data/rows`), e.g. \"/columns\" with records = \"/rows\"".to_string()
             )]
+        );
+    }
+
+    #[test]
+    fn a_row_or_header_larger_than_the_limit_fails() {
+        let limited = |input: String| {
+            let mut decoder = decoder(
+                JsonInput::Stream(Box::new(std::io::Cursor::new(input)), 100),
+                "t.json",
+                &JsonArrayOptions::default(),
+            );
+            let mut out = Vec::new();
+            let error = loop {
+                match decoder.next_batch(&mut out, 1000) {
+                    Ok(true) => {}
+                    Ok(false) => panic!("no error"),
+                    Err(e) => break e.to_string(),
+                }
+            };
+            (out.len(), error)
+        };
+        let big = "x".repeat(1 << 20);
+        assert_eq!(
+            limited(format!("[[\"id\",\"note\"],[1,\"a\"],[2,\"{big}\"]]")),
+            (
+                1,
+                "t.json: record 2: a record is larger than `max_record_bytes` = 100 (100 bytes). raise the source's `max_record_bytes` if such records are expected".to_string()
+            )
+        );
+        assert_eq!(
+            limited(format!("[[\"id\",\"{big}\"],[1,\"a\"]]")),
+            (
+                0,
+                "t.json: the header row is larger than `max_record_bytes` = 100 (100 bytes). raise the source's `max_record_bytes` if such documents are expected".to_string()
+            )
         );
     }
 

@@ -1,8 +1,8 @@
 //! The per-record byte limit (`max_record_bytes`). Decoders buffer one record (a CSV row, an
-//! NDJSON line, an array element) before they can build it, so one huge record in a hostile or
-//! broken file (a line of 2 GiB, a gzipped stream of zeros) would take all memory. Each
-//! decoder stops reading a record once it grows past the limit, so memory stays within a small
-//! multiple of it.
+//! NDJSON line, a JSON array element, an XML record element) before they can build it, so one
+//! huge record in a hostile or broken file (a line of 2 GiB, a gzipped stream of zeros) would
+//! take all memory. Each decoder stops reading a record once it grows past the limit, so memory
+//! stays within a small multiple of it. (Excel workbooks are bound by their zip limits.)
 
 use std::fmt;
 use std::io;
@@ -37,14 +37,37 @@ pub(crate) fn is_too_large(e: &io::Error) -> bool {
 
 /// The error for a record larger than `limit` bytes at `position`.
 pub(crate) fn record_too_large(label: &str, position: Position, limit: u64) -> CodecError {
+    too_large_error(label, position, "a record", limit, "such records are")
+}
+
+/// The error for a value held whole that is no record, larger than `limit` bytes at
+/// `position`: `what` it is (`"the header row"`, `"text or markup outside the records"`).
+pub(crate) fn value_too_large(
+    label: &str,
+    position: Position,
+    what: &str,
+    limit: u64,
+) -> CodecError {
+    too_large_error(label, position, what, limit, "such documents are")
+}
+
+fn too_large_error(
+    label: &str,
+    position: Position,
+    what: &str,
+    limit: u64,
+    expected: &str,
+) -> CodecError {
     CodecError::malformed(
         label,
         position,
         format!(
-            "a record is larger than `max_record_bytes` = {limit} ({})",
+            "{what} is larger than `max_record_bytes` = {limit} ({})",
             human_bytes(limit)
         ),
-        Some("raise the source's `max_record_bytes` if such records are expected".into()),
+        Some(format!(
+            "raise the source's `max_record_bytes` if {expected} expected"
+        )),
     )
 }
 

@@ -79,10 +79,12 @@ pub struct FileSourceConfig {
     pub max_unpacked_bytes: Option<u64>,
     /// The most entries a zip archive may have (directories included). Default 10000.
     pub max_zip_members: Option<usize>,
-    /// The most bytes one record may take in the file (a CSV row, an NDJSON line), a guard
-    /// against a broken or hostile file whose one huge line would take all memory; a larger
-    /// record fails the run. Not applied to JSON documents and XML yet, nor to Excel workbooks
-    /// (read cell by cell). Default 67108864 (64 MiB).
+    /// The most bytes one record may take in the file (a CSV row, an NDJSON line, an element of
+    /// a JSON array or a JSON document that is one object, an XML record element), a guard
+    /// against a broken or hostile file whose one huge record would take all memory; a larger
+    /// record fails the run (JSON is measured a read buffer at a time, so one up to 512 KiB
+    /// over may pass). In XML, text or markup that long outside the records fails it too.
+    /// Excel workbooks are read cell by cell, within the zip limits. Default 67108864 (64 MiB).
     pub max_record_bytes: Option<u64>,
     /// Add the file's `_file_name`, `_file_path`, `_file_size` (bytes) and `_file_mtime` (a
     /// timestamp) to every record, for transforms and outputs. Default `false`.

@@ -81,3 +81,66 @@ fn convert_takes_the_limit_too() {
         ));
     sandbox.assert_not_published("out.csv");
 }
+
+#[test]
+fn a_json_array_element_over_the_limit_fails_with_its_record_number() {
+    let sandbox = Sandbox::new();
+    let mut json = b"[{\"id\":1},\n{\"id\":2,\"note\":\"".to_vec();
+    json.extend(vec![b'x'; 3_000_000]);
+    json.extend(b"\"},\n{\"id\":3}]\n");
+    sandbox.write("in/big.json", json);
+    assert_refused(&sandbox, "in/big.json", "", "in/big.json: record 2");
+}
+
+/// A document that is one object is one record, limited like any other.
+#[test]
+fn a_single_json_object_over_the_limit_fails_as_record_1() {
+    let sandbox = Sandbox::new();
+    let mut json = b"{\n  \"id\": 1,\n  \"note\": \"".to_vec();
+    json.extend(vec![b'x'; 3_000_000]);
+    json.extend(b"\"\n}\n");
+    sandbox.write("in/one.json", json);
+    assert_refused(&sandbox, "in/one.json", "", "in/one.json: record 1");
+}
+
+#[test]
+fn an_xml_record_over_the_limit_fails_with_its_line() {
+    let sandbox = Sandbox::new();
+    let mut xml = b"<orders>\n  <order><id>1</id></order>\n  <order><id>2</id><note>".to_vec();
+    xml.extend(vec![b'x'; 2_000_000]);
+    xml.extend(b"</note></order>\n</orders>\n");
+    sandbox.write("in/big.xml", xml);
+    assert_refused(
+        &sandbox,
+        "in/big.xml",
+        "",
+        "in/big.xml: line 3, column 3, record 2",
+    );
+}
+
+/// The gzip bomb read as XML: text before any element, refused as not XML once past the limit
+/// rather than after all of it is read.
+#[test]
+fn a_gzipped_stream_of_zeros_read_as_xml_is_not_xml() {
+    let sandbox = Sandbox::new();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for _ in 0..64 {
+        encoder.write_all(&[0; 1 << 20]).unwrap();
+    }
+    sandbox.write("in/zeros.xml.gz", encoder.finish().unwrap());
+    sandbox.write(
+        "p.toml",
+        pipeline(
+            "path = \"in/zeros.xml.gz\"\nmax_record_bytes = 1048576",
+            &["path = \"out/all.ndjson\""],
+        ),
+    );
+    let zeros = "\\0".repeat(20);
+    sandbox
+        .run(["run", "p.toml"])
+        .assert_code(1)
+        .assert_stderr_starts_with(&format!(
+            "error: pipeline `p`: source (file) failed\n  caused by: in/zeros.xml.gz: line 1, column 1: not an XML document: it starts with `{zeros}…`, not with an element\n"
+        ));
+    sandbox.assert_not_published("out/all.ndjson");
+}

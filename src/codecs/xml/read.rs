@@ -47,14 +47,24 @@ pub struct XmlDecoder {
 impl XmlDecoder {
     /// A decoder of the raw bytes `input`. Their encoding is the one a byte-order mark names,
     /// else `encoding` when given (it overrides the XML declaration), else the declaration's
-    /// `encoding`, else UTF-8. Anything but UTF-8 is transcoded to UTF-8 before parsing.
+    /// `encoding`, else UTF-8. Anything but UTF-8 is transcoded to UTF-8 before parsing. A
+    /// record element of more than `max_record_bytes` (or text or markup that long outside
+    /// the records) fails it.
     pub fn new(
         input: Box<dyn Read + Send>,
         label: &str,
         options: &XmlOptions,
         encoding: Option<&'static Encoding>,
+        max_record_bytes: u64,
     ) -> Result<Self, CodecError> {
-        Self::with_chunk_bytes(input, label, options, encoding, CHUNK_BYTES)
+        Self::with_chunk_bytes(
+            input,
+            label,
+            options,
+            encoding,
+            CHUNK_BYTES,
+            max_record_bytes,
+        )
     }
 
     /// A decoder that cuts chunks of about `chunk_bytes` (the tests cut tiny ones).
@@ -64,6 +74,7 @@ impl XmlDecoder {
         options: &XmlOptions,
         encoding: Option<&'static Encoding>,
         chunk_bytes: usize,
+        max_record_bytes: u64,
     ) -> Result<Self, CodecError> {
         let input = utf8_input(input, label, encoding)?;
         let reader = ChunkReader {
@@ -71,7 +82,7 @@ impl XmlDecoder {
             label: label.to_string(),
         };
         Ok(XmlDecoder {
-            splitter: Splitter::new(input, label, options, chunk_bytes),
+            splitter: Splitter::new(input, label, options, chunk_bytes, max_record_bytes),
             label: label.to_string(),
             chunks: ParallelChunks::new(reader, "xml-parse"),
             leftover: VecDeque::new(),
@@ -341,7 +352,8 @@ fn is_xml_whitespace(text: &str) -> bool {
         .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
-/// At most `limit` characters of the first line of `text`, for messages.
+/// At most `limit` characters of the first line of `text`, for messages; control characters
+/// escaped (a stream of zeros shows as `\0\0…`).
 fn excerpt(text: &str, limit: usize) -> String {
     let text = text
         .trim_start()
@@ -349,10 +361,21 @@ fn excerpt(text: &str, limit: usize) -> String {
         .next()
         .unwrap_or_default()
         .trim_end();
-    match text.char_indices().nth(limit) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
+    let (shown, cut) = match text.char_indices().nth(limit) {
+        Some((cut, _)) => (&text[..cut], true),
+        None => (text, false),
+    };
+    let mut excerpt = String::with_capacity(shown.len() + 3);
+    for c in shown.chars() {
+        match c.is_control() {
+            true => excerpt.extend(c.escape_debug()),
+            false => excerpt.push(c),
+        }
     }
+    if cut {
+        excerpt.push('…');
+    }
+    excerpt
 }
 
 /// How deep elements may nest inside a record: values nest as deep, and are built, written and

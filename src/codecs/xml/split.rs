@@ -11,13 +11,20 @@
 //! A piece that does not end in what was read (a long text node, a long comment) is scanned
 //! once: the scan remembers how far it got (`Progress`) and resumes there after the next read,
 //! so the time is linear in the document, not in the square of its longest piece.
+//!
+//! The splitter is where bytes pile up: a chunk ends only between records, so a record is held
+//! whole, and so is a run of the document that no chunk can end in (one long text node, a
+//! prolog before the root). Either one growing past `max_record_bytes` fails the document, as
+//! it grows (before the next read) or once it is scanned, so the outcome does not depend on
+//! how the input was read, and the bytes held stay within the limit and a read.
 
 use std::io::{self, Read};
 use std::ops::Range;
 
 use super::{Namespaces, XmlOptions};
 use crate::codecs::csv::count_byte;
-use crate::error::CodecError;
+use crate::codecs::limit;
+use crate::error::{CodecError, Position};
 
 /// Where a reader is in the document relative to `record_path`: the splitter and the record
 /// builder both need it, and must agree.
@@ -139,6 +146,8 @@ pub(super) struct Splitter {
     matcher: PathMatcher,
     /// The names of the open elements that are not in a record, as written.
     open: Vec<Box<[u8]>>,
+    /// How many of `open` hold a quote (which a start tag would not read back as written).
+    quoted_open: usize,
     /// The start tags of the open elements where `buffer` starts.
     prefix: Vec<u8>,
     line: u64,
@@ -147,7 +156,30 @@ pub(super) struct Splitter {
     exhausted: bool,
     /// Whether the last chunk was handed out.
     done: bool,
+    max_record_bytes: u64,
+    /// Where in `buffer` the open record's start tag starts.
+    record_start: usize,
+    /// Whether a record started and was not yet checked after its end.
+    record_open: bool,
+    /// Where in `buffer` the bytes held outside records start: the last place a chunk could
+    /// end (or the end of the root element's record, or the document's start).
+    held_from: usize,
+    /// The error that ends the document, returned after the chunk before it.
+    failed: Option<CodecError>,
 }
+
+/// What grew past `max_record_bytes`.
+enum TooLarge {
+    /// The open record (or the one just scanned).
+    Record,
+    /// The bytes held outside records, the piece at this offset being the one that took them
+    /// past the limit.
+    Outside { piece: usize },
+}
+
+/// Bytes after the first character of text outside the root element that the parser is given,
+/// to report it as such (the message quotes its start).
+const EXCERPT_BYTES: usize = 256;
 
 /// What a scan of the markup at a `<` found.
 enum Markup {
@@ -164,11 +196,14 @@ enum Markup {
 }
 
 impl Splitter {
+    /// A splitter of `input` into chunks of about `chunk_bytes`; a record or a run of the
+    /// document no chunk can end in larger than `max_record_bytes` fails it.
     pub(super) fn new(
         input: Box<dyn Read + Send>,
         label: &str,
         options: &XmlOptions,
         chunk_bytes: usize,
+        max_record_bytes: u64,
     ) -> Self {
         Splitter {
             input,
@@ -179,17 +214,26 @@ impl Splitter {
             progress: Progress::default(),
             matcher: PathMatcher::new(options),
             open: Vec::new(),
+            quoted_open: 0,
             prefix: Vec::new(),
             line: 1,
             column: 1,
             records_before: 0,
             exhausted: false,
             done: false,
+            max_record_bytes,
+            record_start: 0,
+            record_open: false,
+            held_from: 0,
+            failed: None,
         }
     }
 
     /// The next chunk; `None` once the last was handed out.
     pub(super) fn next_chunk(&mut self) -> Result<Option<XmlChunk>, CodecError> {
+        if let Some(error) = self.failed.take() {
+            return Err(error);
+        }
         if self.done {
             return Ok(None);
         }
@@ -197,15 +241,20 @@ impl Splitter {
             while let Some((length, markup)) =
                 scan(&self.buffer[self.scanned..], &mut self.progress)
             {
+                let start = self.scanned;
                 self.scanned += length;
                 self.progress = Progress::default();
                 match markup {
                     Some(Markup::Start { name, empty }) => {
-                        let start = self.scanned - length;
                         let name = &self.buffer[start + name.start..start + name.end];
                         let was_in_record = self.matcher.in_record();
                         let is_record = self.matcher.start(name);
+                        if is_record {
+                            self.record_start = start;
+                            self.record_open = true;
+                        }
                         if !was_in_record && !is_record {
+                            self.quoted_open += usize::from(has_quote(name));
                             self.open.push(name.into());
                         }
                         if empty {
@@ -216,9 +265,28 @@ impl Splitter {
                     Some(Markup::Refused) => return self.last_chunk_through_refused().map(Some),
                     Some(Markup::Other) | None => {}
                 }
+                // A record is checked as it grows and once it ends.
+                if !self.matcher.in_record()
+                    && let Some(too_large) = self.check_outside(start)
+                {
+                    return self.refuse(too_large);
+                }
                 if self.scanned >= self.chunk_bytes && self.may_cut() {
                     return Ok(Some(self.cut(false)));
                 }
+            }
+            // What is held goes on past what was read: it must not grow past the limit.
+            let (from, too_large) = match self.matcher.in_record() {
+                true => (self.record_start, TooLarge::Record),
+                false => (
+                    self.held_from,
+                    TooLarge::Outside {
+                        piece: self.scanned,
+                    },
+                ),
+            };
+            if (self.buffer.len() - from) as u64 > self.max_record_bytes {
+                return self.refuse(too_large);
             }
             if self.exhausted {
                 self.done = true;
@@ -228,16 +296,111 @@ impl Splitter {
         }
     }
 
+    /// Checks what is held once the piece that starts at `start` is scanned, outside records,
+    /// and moves `held_from` on past it where a chunk could end.
+    fn check_outside(&mut self, start: usize) -> Option<TooLarge> {
+        let limit = self.max_record_bytes;
+        if self.record_open {
+            // The record ended with this piece.
+            self.record_open = false;
+            if (self.scanned - self.record_start) as u64 > limit {
+                return Some(TooLarge::Record);
+            }
+            // The root element was the record: nothing is held before its end. (Records
+            // inside elements no chunk can end in are held along with the rest.)
+            if self.matcher.depth() == 0 {
+                self.held_from = self.scanned;
+            }
+        } else if (self.scanned - self.held_from) as u64 > limit {
+            return Some(TooLarge::Outside { piece: start });
+        }
+        if self.may_cut() {
+            self.held_from = self.scanned;
+        }
+        None
+    }
+
+    /// Fails the document for what grew past the limit: the error comes after a chunk of what
+    /// came before it, whose records are good. Text outside the root element is left for the
+    /// parser to refuse as such (a gzipped stream of zeros is not XML, whatever its size).
+    #[cold]
+    #[inline(never)]
+    fn refuse(&mut self, too_large: TooLarge) -> Result<Option<XmlChunk>, CodecError> {
+        let limit = self.max_record_bytes;
+        let (from, error) = match too_large {
+            TooLarge::Record => {
+                let mut position = self.position(self.record_start);
+                position.record = Some(self.matcher.records());
+                let error = limit::record_too_large(&self.label, position, limit);
+                (self.record_start, error)
+            }
+            TooLarge::Outside { piece } => {
+                if let Some(text) = self.text_outside_root(piece)? {
+                    self.buffer.truncate(text);
+                    self.done = true;
+                    return Ok(Some(self.cut(true)));
+                }
+                let position = self.position(self.held_from);
+                let what = "text or markup outside the records";
+                let error = limit::value_too_large(&self.label, position, what, limit);
+                (self.held_from, error)
+            }
+        };
+        self.done = true;
+        if from == 0 {
+            self.buffer = Vec::new();
+            return Err(error);
+        }
+        self.failed = Some(error);
+        self.scanned = from;
+        let chunk = self.cut(false);
+        self.buffer = Vec::new();
+        Ok(Some(chunk))
+    }
+
+    /// When the piece at `piece`, which took what is held past the limit, is text outside the
+    /// root element with more than white space among the bytes within the limit: where to end
+    /// the document so that the parser sees the start of that text.
+    fn text_outside_root(&mut self, piece: usize) -> Result<Option<usize>, CodecError> {
+        if self.matcher.depth() > 0 || self.buffer.get(piece).is_none_or(|&b| b == b'<') {
+            return Ok(None);
+        }
+        let within = usize::try_from(self.max_record_bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_add(self.held_from + 1)
+            .min(self.buffer.len());
+        let Some(first) = (self.buffer.get(piece..within).unwrap_or_default().iter())
+            .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        else {
+            return Ok(None);
+        };
+        let wanted = piece + first + EXCERPT_BYTES;
+        while !self.exhausted && self.buffer.len() < wanted {
+            self.read_more()?;
+        }
+        // Not inside a character, which the parser would refuse as such.
+        let mut end = wanted.min(self.buffer.len());
+        while end > piece + first + 1 && self.buffer.get(end).is_some_and(|&b| b & 0xC0 == 0x80) {
+            end -= 1;
+        }
+        Ok(Some(end))
+    }
+
+    /// The line and column of the byte at `offset` in `buffer`.
+    fn position(&self, offset: usize) -> Position {
+        let (line, column) = advance(&self.buffer[..offset], self.line, self.column);
+        Position {
+            line: Some(line),
+            column: Some(column),
+            ..Position::default()
+        }
+    }
+
     /// Whether a chunk may end here: inside the root, outside records, and where the start
     /// tags of the open elements read back as the same names (a malformed name with a quote
     /// in it would not).
     fn may_cut(&self) -> bool {
-        self.matcher.depth() > 0
-            && !self.matcher.in_record()
-            && self
-                .open
-                .iter()
-                .all(|name| !name.iter().any(|&b| b == b'"' || b == b'\''))
+        self.matcher.depth() > 0 && !self.matcher.in_record() && self.quoted_open == 0
     }
 
     /// The chunk that ends with markup the parser refuses (a DTD): the document goes no further
@@ -253,8 +416,10 @@ impl Splitter {
     }
 
     fn end_element(&mut self) {
-        if !self.matcher.in_record() {
-            self.open.pop();
+        if !self.matcher.in_record()
+            && let Some(name) = self.open.pop()
+        {
+            self.quoted_open -= usize::from(has_quote(&name));
         }
         self.matcher.end();
     }
@@ -290,6 +455,7 @@ impl Splitter {
             next_prefix.extend_from_slice(name);
             next_prefix.push(b'>');
         }
+        self.held_from = 0;
         let mut bytes = std::mem::replace(&mut self.prefix, next_prefix);
         let prefix_length = bytes.len();
         bytes.extend_from_slice(&body);
@@ -305,6 +471,10 @@ impl Splitter {
         self.records_before = self.matcher.records();
         chunk
     }
+}
+
+fn has_quote(name: &[u8]) -> bool {
+    name.iter().any(|&b| b == b'"' || b == b'\'')
 }
 
 /// The line and column after `bytes`, given those before them.

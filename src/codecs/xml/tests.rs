@@ -4,6 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::codecs::csv::tests::{SharedBuffer, read_all};
+use crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES;
 use crate::error::CodecError;
 use crate::record::{Record, Value};
 use crate::stage::{Decoder, Encoder};
@@ -17,7 +18,13 @@ fn orders() -> XmlOptions {
 
 fn decode_bytes(input: &[u8], options: &XmlOptions) -> Result<Vec<Record>, CodecError> {
     let input = Box::new(Cursor::new(input.to_vec()));
-    read_all(&mut XmlDecoder::new(input, "t.xml", options, None)?)
+    read_all(&mut XmlDecoder::new(
+        input,
+        "t.xml",
+        options,
+        None,
+        DEFAULT_MAX_RECORD_BYTES,
+    )?)
 }
 
 fn decode(input: &str, options: &XmlOptions) -> Result<Vec<Record>, CodecError> {
@@ -240,6 +247,7 @@ fn encodings_are_detected() {
         "t.xml",
         &orders(),
         Some(encoding_rs::WINDOWS_1252),
+        DEFAULT_MAX_RECORD_BYTES,
     )
     .unwrap();
     let mut out = Vec::new();
@@ -392,6 +400,126 @@ fn input_that_is_not_xml_is_refused() {
     );
 }
 
+const HINT: &str = "raise the source's `max_record_bytes` if such records are expected";
+
+/// The records and the error of `input` read with a `max_record_bytes` of `limit`, the same
+/// whatever the chunk and read sizes.
+fn limited(input: &[u8], options: &XmlOptions, limit: u64) -> (Vec<Record>, String) {
+    let whole = limited_outcome(input, options, usize::MAX, usize::MAX, limit);
+    for (chunk_bytes, read_bytes) in [(1, 1), (7, 3), (64, 1000)] {
+        assert_eq!(
+            limited_outcome(input, options, chunk_bytes, read_bytes, limit),
+            whole,
+            "chunks of {chunk_bytes}, reads of {read_bytes}"
+        );
+    }
+    whole
+}
+
+#[test]
+fn a_record_larger_than_the_limit_fails_with_its_line_after_those_before() {
+    let note = "x".repeat(100);
+    let input = format!(
+        "<orders>\n<order><id>1</id></order>\n  <order><note>{note}</note></order>\n<order/></orders>"
+    );
+    let (records, error) = limited(input.as_bytes(), &orders(), 30);
+    assert_eq!(records, [rec(&[("id", s("1"))])]);
+    assert_eq!(
+        error,
+        format!(
+            "t.xml: line 3, column 3, record 2: a record is larger than `max_record_bytes` = 30 (30 bytes). {HINT}"
+        )
+    );
+    // At the limit, it passes: the limit counts the record's element, start and end tags.
+    let fits = "<orders><order><id>1</id></order></orders>";
+    assert_eq!(limited(fits.as_bytes(), &orders(), 25).1, "");
+    assert_eq!(
+        limited(fits.as_bytes(), &orders(), 24).1,
+        format!(
+            "t.xml: line 1, column 9, record 1: a record is larger than `max_record_bytes` = 24 (24 bytes). {HINT}"
+        )
+    );
+    // A record cut short by the end of the input counts what there is of it.
+    let (_, error) = limited(b"<orders><order><note>xxxxxxxxxxxxxxxxxxxx", &orders(), 10);
+    assert_eq!(
+        error,
+        format!(
+            "t.xml: line 1, column 9, record 1: a record is larger than `max_record_bytes` = 10 (10 bytes). {HINT}"
+        )
+    );
+}
+
+#[test]
+fn a_root_element_that_is_the_record_is_limited_too() {
+    let invoice = XmlOptions {
+        record_path: Some("invoice".into()),
+        ..XmlOptions::default()
+    };
+    let input = format!(
+        "<?xml version=\"1.0\"?>\n<invoice><id>7</id><note>{}</note></invoice>\n",
+        "y".repeat(1000)
+    );
+    let (records, error) = limited(input.as_bytes(), &invoice, 500);
+    assert!(records.is_empty());
+    assert_eq!(
+        error,
+        format!(
+            "t.xml: line 2, column 1, record 1: a record is larger than `max_record_bytes` = 500 (500 bytes). {HINT}"
+        )
+    );
+    assert_eq!(limited(input.as_bytes(), &invoice, 2000).0.len(), 1);
+}
+
+#[test]
+fn a_text_node_outside_the_records_larger_than_the_limit_fails() {
+    let input = format!(
+        "<orders>\n<order/>\n<meta>{}</meta><order/></orders>",
+        "z".repeat(100)
+    );
+    let (records, error) = limited(input.as_bytes(), &orders(), 50);
+    assert_eq!(records, [Record::new()]);
+    assert_eq!(
+        error,
+        "t.xml: line 3, column 7: text or markup outside the records is larger than `max_record_bytes` = 50 (50 bytes). raise the source's `max_record_bytes` if such documents are expected"
+    );
+    // Text, comments and the like before the root element are held together.
+    let input = format!("<!-- {} -->\n<orders/>", "c".repeat(60));
+    assert_eq!(
+        limited(input.as_bytes(), &orders(), 50).1,
+        "t.xml: line 1, column 1: text or markup outside the records is larger than `max_record_bytes` = 50 (50 bytes). raise the source's `max_record_bytes` if such documents are expected"
+    );
+}
+
+#[test]
+fn zeros_are_refused_as_not_xml_once_past_the_limit() {
+    // A gzipped stream of zeros, read as XML: text before any element. The parser is given
+    // the start of it, and says what it is.
+    let zeros = vec![0u8; 1 << 20];
+    let (records, error) = limited(&zeros, &orders(), 1000);
+    assert!(records.is_empty());
+    assert_eq!(
+        error,
+        "t.xml: line 1, column 1: not an XML document: it starts with `\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0…`, not with an element"
+    );
+    let mut after_a_declaration = b"<?xml version=\"1.0\"?>\n".to_vec();
+    after_a_declaration.extend(&zeros);
+    assert_eq!(
+        limited(&after_a_declaration, &orders(), 1000).1,
+        "t.xml: line 2, column 1: not an XML document: it starts with `\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0…`, not with an element"
+    );
+    // Text after the root element, likewise.
+    let mut after_the_root = b"<orders><order/></orders>".to_vec();
+    after_the_root.extend(&zeros);
+    let (records, error) = limited(&after_the_root, &orders(), 1000);
+    assert_eq!(records.len(), 1);
+    assert!(
+        error.starts_with(
+            "t.xml: line 1, column 26: invalid XML: text after the end of the root element `orders`: `\\0\\0"
+        ),
+        "{error}"
+    );
+}
+
 #[test]
 fn records_before_an_error_come_first() {
     let mut input = String::from("<orders>");
@@ -399,8 +527,14 @@ fn records_before_an_error_come_first() {
         input.push_str(&format!("<order><id>{i}</id></order>"));
     }
     input.push_str("<order><id>5</oops></order></orders>");
-    let mut decoder =
-        XmlDecoder::new(Box::new(Cursor::new(input)), "t.xml", &orders(), None).unwrap();
+    let mut decoder = XmlDecoder::new(
+        Box::new(Cursor::new(input)),
+        "t.xml",
+        &orders(),
+        None,
+        DEFAULT_MAX_RECORD_BYTES,
+    )
+    .unwrap();
     let mut out = Vec::new();
     assert!(decoder.next_batch(&mut out, 10).unwrap());
     assert_eq!(out.len(), 5);
@@ -628,9 +762,30 @@ proptest! {
 
 /// Everything a decoder gives: its records, and the error that ends them.
 fn outcome(input: &[u8], options: &XmlOptions, chunk_bytes: usize) -> (Vec<Record>, String) {
-    let input = Box::new(Cursor::new(input.to_vec()));
-    let mut decoder = match XmlDecoder::with_chunk_bytes(input, "t.xml", options, None, chunk_bytes)
-    {
+    limited_outcome(
+        input,
+        options,
+        chunk_bytes,
+        usize::MAX,
+        DEFAULT_MAX_RECORD_BYTES,
+    )
+}
+
+/// Everything a decoder gives, reading at most `read_bytes` at a time with a record limit.
+fn limited_outcome(
+    input: &[u8],
+    options: &XmlOptions,
+    chunk_bytes: usize,
+    read_bytes: usize,
+    max_record_bytes: u64,
+) -> (Vec<Record>, String) {
+    let input = Box::new(ShortReads {
+        input: Cursor::new(input.to_vec()),
+        read_bytes,
+    });
+    let decoder =
+        XmlDecoder::with_chunk_bytes(input, "t.xml", options, None, chunk_bytes, max_record_bytes);
+    let mut decoder = match decoder {
         Ok(decoder) => decoder,
         Err(e) => return (Vec::new(), e.to_string()),
     };
@@ -669,7 +824,13 @@ fn chunks(
         input: Cursor::new(input.to_vec()),
         read_bytes,
     });
-    let mut splitter = split::Splitter::new(input, "t.xml", options, chunk_bytes);
+    let mut splitter = split::Splitter::new(
+        input,
+        "t.xml",
+        options,
+        chunk_bytes,
+        DEFAULT_MAX_RECORD_BYTES,
+    );
     let mut chunks = Vec::new();
     while let Some(chunk) = splitter.next_chunk().unwrap() {
         chunks.push((
@@ -781,6 +942,24 @@ proptest! {
         prop_assert_eq!(
             outcome(input.as_bytes(), &options, chunk_bytes),
             outcome(input.as_bytes(), &options, usize::MAX),
+            "{}", input
+        );
+    }
+
+    #[test]
+    fn any_markup_under_a_limit_gives_the_same_outcome_whatever_the_sizes(
+        pieces in proptest::collection::vec(proptest::sample::select(PIECES), 0..24),
+        chunk_bytes in 1usize..32,
+        read_bytes in 1usize..8,
+        limit in 1u64..48,
+        any_root in any::<bool>(),
+    ) {
+        // What grows past the limit is refused wherever the reads and the chunks end.
+        let options = if any_root { XmlOptions::default() } else { orders() };
+        let input = pieces.concat();
+        prop_assert_eq!(
+            limited_outcome(input.as_bytes(), &options, chunk_bytes, read_bytes, limit),
+            limited_outcome(input.as_bytes(), &options, usize::MAX, usize::MAX, limit),
             "{}", input
         );
     }

@@ -106,10 +106,10 @@ pub struct HttpSourceConfig {
     /// stream into the decoder whatever their size. Default 268435456 (256 MiB).
     #[serde(default = "default_max_page_bytes")]
     pub max_page_bytes: u64,
-    /// The most bytes one record may take in an answer (an NDJSON line, a CSV row; not JSON
-    /// documents or XML yet), a guard against one huge record taking all memory; a larger
-    /// record fails the run. JSON pages read whole into memory are bound by `max_page_bytes`
-    /// instead. Default 67108864 (64 MiB).
+    /// The most bytes one record may take in an answer (an NDJSON line, a CSV row, a JSON array
+    /// element or object, an XML record element), a guard against one huge record taking all
+    /// memory; a larger record fails the run. JSON pages read whole into memory are bound by
+    /// `max_page_bytes` instead. Default 67108864 (64 MiB).
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: u64,
     /// Fan-out: each record of the list (the parent) leads to requests for its children, e.g.
