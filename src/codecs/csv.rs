@@ -836,9 +836,10 @@ impl Encoder for CsvEncoder {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES;
+    use crate::codecs::testing::{FailingRead, SharedBuffer, read_all};
 
     #[test]
     fn a_row_larger_than_the_limit_fails_before_it_is_buffered() {
@@ -1023,15 +1024,6 @@ pub(crate) mod tests {
             Err(CodecError::Io { .. })
         ));
         assert_eq!(out.len(), 1);
-    }
-
-    /// A read that fails, as a dropped connection or a corrupt gzip stream does.
-    pub(crate) struct FailingRead;
-
-    impl Read for FailingRead {
-        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-            Err(io::Error::other("connection reset"))
-        }
     }
 
     /// Found by fuzzing: when the input arrived a few bytes a read (a pipe, a slow download),
@@ -1223,61 +1215,5 @@ pub(crate) mod tests {
         };
         let problems: Vec<_> = options.problems().into_iter().map(|(k, _)| k).collect();
         assert_eq!(problems, ["delimiter", "quote", "quote"]);
-    }
-
-    /// Every record `decoder` gives, two a call (so that batches cut the input), or its first
-    /// error.
-    /// What a decoding gave, for comparing two decoders: the records, or the error's message
-    /// without its position.
-    pub(crate) fn gist(result: &Result<Vec<Record>, CodecError>) -> String {
-        match result {
-            Ok(records) => format!("{records:?}"),
-            Err(CodecError::Malformed(m) | CodecError::BadRecord { malformed: m, .. }) => {
-                m.message.clone()
-            }
-            Err(other) => other.to_string(),
-        }
-    }
-
-    pub(crate) fn read_all(decoder: &mut dyn Decoder) -> Result<Vec<Record>, CodecError> {
-        let mut out = Vec::new();
-        while decoder.next_batch(&mut out, 2)? {}
-        Ok(out)
-    }
-
-    /// The text an encoder that `build` makes over a buffer writes for `records`.
-    pub(crate) fn written(
-        records: &[Record],
-        build: impl FnOnce(Box<dyn Write + Send>) -> Box<dyn Encoder>,
-    ) -> String {
-        let buffer = SharedBuffer::default();
-        let mut encoder = build(Box::new(buffer.clone()));
-        encoder.write_batch(records).unwrap();
-        encoder.finish().unwrap();
-        buffer.text()
-    }
-
-    /// A writer tests can read back after the encoder consumed it.
-    #[derive(Clone, Default)]
-    pub(crate) struct SharedBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl SharedBuffer {
-        pub(crate) fn text(&self) -> String {
-            String::from_utf8(self.bytes()).unwrap()
-        }
-
-        pub(crate) fn bytes(&self) -> Vec<u8> {
-            self.0.lock().unwrap().clone()
-        }
-    }
-
-    impl Write for SharedBuffer {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
     }
 }

@@ -834,8 +834,8 @@ impl Encoder for JsonEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codecs::csv::tests::{gist, read_all, written};
     use crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES;
+    use crate::codecs::testing::{gist, read_all, written};
 
     fn options(records: &str) -> JsonOptions {
         JsonOptions {

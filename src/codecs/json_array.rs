@@ -237,8 +237,8 @@ impl Encoder for JsonArrayEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codecs::csv::tests::{gist, read_all, written};
     use crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES;
+    use crate::codecs::testing::{gist, read_all, written};
 
     /// Decodes `input` streamed and in memory (the two ways a document is parsed), which must
     /// give the same records and errors (serde_json places some errors a character apart

@@ -10,6 +10,8 @@ pub mod limit;
 pub mod ndjson;
 mod parallel;
 pub(crate) mod sniff;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod text;
 pub mod types;
 pub mod unpack;

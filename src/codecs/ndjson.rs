@@ -514,8 +514,8 @@ impl Encoder for NdjsonEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codecs::csv::tests::{SharedBuffer, read_all};
     use crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES;
+    use crate::codecs::testing::{SharedBuffer, read_all};
 
     fn decode(input: &str) -> Result<Vec<Record>, CodecError> {
         read_all(&mut NdjsonDecoder::new(
@@ -555,7 +555,7 @@ mod tests {
     /// batch, which the `Decoder` contract rules out.
     #[test]
     fn a_failed_read_after_good_lines_comes_with_the_next_call() {
-        use crate::codecs::csv::tests::FailingRead;
+        use crate::codecs::testing::FailingRead;
         let input = std::io::Cursor::new(b"{\"a\":1}\n{\"a\":2}\n".to_vec()).chain(FailingRead);
         let mut decoder = NdjsonDecoder::new(Box::new(input), "t.ndjson", DEFAULT_MAX_RECORD_BYTES);
         let mut out = Vec::new();

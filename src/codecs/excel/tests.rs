@@ -3,7 +3,7 @@ use std::io::{Cursor, Read, Write};
 use rust_xlsxwriter::{Format, Formula, Workbook};
 
 use super::*;
-use crate::codecs::csv::tests::SharedBuffer;
+use crate::codecs::testing::SharedBuffer;
 use crate::error::CodecError;
 use crate::record::{FieldName, Record, Value};
 use crate::stage::{Decoder, Encoder};

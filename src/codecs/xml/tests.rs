@@ -3,8 +3,8 @@ use std::io::Cursor;
 use proptest::prelude::*;
 
 use super::*;
-use crate::codecs::csv::tests::{SharedBuffer, read_all};
 use crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES;
+use crate::codecs::testing::{SharedBuffer, read_all};
 use crate::error::CodecError;
 use crate::record::{Record, Value};
 use crate::stage::{Decoder, Encoder};
