@@ -132,7 +132,7 @@ fn an_input_name_with_glob_characters_is_taken_literally() {
 
 /// A missing input whose name has glob characters must fail like any missing input. It does
 /// not: the escaped name is treated as a pattern that matches nothing, which yields no records,
-/// and an empty output is published with exit code 0 (src/runner/mod.rs `convert` +
+/// and an empty output is published with exit code 0 (src/runner/convert.rs `convert` +
 /// src/sources/file.rs `FileSource::new`).
 #[test]
 fn a_missing_input_with_glob_characters_is_an_error() {

@@ -1,0 +1,129 @@
+//! Streaming: the source runs on its own thread and hands batches over a bounded channel to
+//! the main thread, which runs them through the transforms to every sink. Decoding and
+//! encoding overlap on two cores while memory stays at a few batches.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+
+use super::BATCH_RECORDS;
+use super::crash::crash_point;
+use super::dry_run::add_to_plan;
+use super::stages::Chain;
+use crate::error::{RunError, StageError};
+use crate::progress::RunProgress;
+use crate::record::Batch;
+use crate::stage::{RunContext, Source, SourceProgress};
+
+/// Batches buffered between the source thread and the sinks.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// What streaming did.
+#[derive(Default)]
+pub(super) struct Streamed {
+    pub(super) records_read: u64,
+    /// Records that reached the sinks (each reaches every sink), the rejects file aside.
+    pub(super) records_to_sinks: u64,
+    pub(super) source: SourceProgress,
+    /// Per transform, then per sink: records in and out.
+    pub(super) counts: Vec<(u64, u64)>,
+    /// Dry run: per sink (rejects last), records per destination in order of first use.
+    pub(super) plan: Vec<Vec<(String, u64)>>,
+}
+
+/// Streams every batch from the source through the transforms to the sinks (or, in a dry run,
+/// counts what each sink would receive where). What was streamed is returned even when
+/// streaming failed.
+pub(super) fn stream(
+    source: &mut Box<dyn Source>,
+    chain: &mut Chain,
+    cx: &RunContext,
+    dry_run: bool,
+) -> (Streamed, Result<(), RunError>) {
+    let mut streamed = Streamed {
+        counts: vec![
+            (0, 0);
+            chain.transforms.len() + chain.sinks.len() + chain.rejects.iter().len()
+        ],
+        plan: vec![Vec::new(); chain.sinks.len() + chain.rejects.iter().len()],
+        ..Streamed::default()
+    };
+    let progress = RunProgress::start(&chain.pipeline);
+    let mut batches = 0u64;
+    let result = std::thread::scope(|scope| -> Result<(), RunError> {
+        let (sender, receiver) = mpsc::sync_channel::<Result<Batch, StageError>>(BATCHES_IN_FLIGHT);
+        let source = &mut *source;
+        let reader = std::thread::Builder::new().name("source".into());
+        let spawned = reader.spawn_scoped(scope, move || {
+            loop {
+                let mut batch = Batch::default();
+                let next = match source.next_batch(&mut batch, BATCH_RECORDS) {
+                    Ok(true) => Ok(batch),
+                    Ok(false) => return,
+                    Err(e) => Err(e),
+                };
+                let failed = next.is_err();
+                // A closed channel means the receiving side failed and stopped: stop too.
+                if sender.send(next).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            return Err(chain.fail(
+                &chain.source_label,
+                StageError::io("the source", "start a thread", e),
+            ));
+        }
+        for next in receiver {
+            let mut batch = next.map_err(|e| chain.fail(&chain.source_label, e))?;
+            streamed.records_read += batch.len() as u64;
+            let rejected = chain.rejects.as_mut().map(|r| r.take(&mut batch));
+            for (index, (label, transform)) in chain.transforms.iter_mut().enumerate() {
+                streamed.counts[index].0 += batch.len() as u64;
+                transform
+                    .apply(&mut batch)
+                    .map_err(|e| RunError::new(&chain.pipeline, label, e))?;
+                streamed.counts[index].1 += batch.len() as u64;
+            }
+            streamed.records_to_sinks += batch.len() as u64;
+            let first_sink = chain.transforms.len();
+            let pipeline = chain.pipeline.clone();
+            for (index, (label, sink)) in chain.all_sinks().enumerate() {
+                let batch = if label == "rejects" {
+                    rejected.as_ref().expect("rejects configured")
+                } else {
+                    &batch
+                };
+                if batch.is_empty() {
+                    continue;
+                }
+                let count = &mut streamed.counts[first_sink + index];
+                count.0 += batch.len() as u64;
+                count.1 += batch.len() as u64;
+                if dry_run {
+                    add_to_plan(
+                        &mut streamed.plan[index],
+                        sink.destination(batch),
+                        batch.len(),
+                    );
+                } else {
+                    sink.write_batch(batch)
+                        .map_err(|e| RunError::new(&pipeline, label, e))?;
+                }
+            }
+            batches += 1;
+            if batches == 1 {
+                crash_point("after-first-batch");
+            }
+            let file = batch.origin.as_ref().map(|o| o.path.as_str());
+            progress.update(
+                streamed.records_read,
+                cx.bytes_read.load(Ordering::Relaxed),
+                file,
+            );
+        }
+        Ok(())
+    });
+    streamed.source = source.progress();
+    (streamed, result)
+}
