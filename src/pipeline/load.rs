@@ -18,8 +18,8 @@ use crate::stage::RunContext;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::{
-    ConfigError, NotifyConfig, Pipeline, Problem, SinkConfig, SourceConfig, TransformConfig,
-    Validate,
+    ConfigError, NotifyConfig, Pipeline, PipelineConfig, Problem, SinkConfig, SourceConfig,
+    TransformConfig, Validate,
 };
 use crate::config::interpolate::{self, Resolver, Template, Variables};
 use crate::redact::names_a_secret;
@@ -259,7 +259,9 @@ impl<'t> Loader<'t> {
     }
 
     fn sections(&mut self, root: DeTable<'_>, file: &Path) -> Option<Pipeline> {
-        let (mut name, mut description, mut source) = (None, None, None);
+        // Each `Some` once read (a key left out is `Some` of its default); `None` after a
+        // problem, so that no pipeline is built.
+        let (mut name, mut description, mut source) = (Some(None), Some(None), None);
         let (mut transforms, mut sinks) = (Some(Vec::new()), None);
         let (mut on_overlap, mut max_runtime_secs) = (Some(Default::default()), Some(None));
         let (mut state, mut rejects, mut notify) = (Some(None), Some(None), Some(Vec::new()));
@@ -267,8 +269,10 @@ impl<'t> Loader<'t> {
         let mut path_spans = Vec::new();
         for (key, value) in root {
             match key.get_ref().as_ref() {
-                "name" => name = self.plain::<String>(value, "`name`"),
-                "description" => description = self.plain::<String>(value, "`description`"),
+                "name" => name = self.plain::<String>(value, "`name`").map(Some),
+                "description" => {
+                    description = self.plain::<String>(value, "`description`").map(Some)
+                }
                 "source" => source = Some(self.stage::<SourceConfig>(value, "source".into())),
                 "transforms" => {
                     transforms =
@@ -333,29 +337,32 @@ impl<'t> Loader<'t> {
             ),
             _ => {}
         }
-        let name = name.unwrap_or_else(|| {
+        let run_name = name.clone().flatten().unwrap_or_else(|| {
             file.file_stem()
                 .map_or_else(|| "pipeline".into(), |s| s.to_string_lossy().into_owned())
         });
         if let Some(Some(list)) = &sinks {
-            let cx = RunContext::new(&name, self.base_dir);
+            let cx = RunContext::new(&run_name, self.base_dir);
             self.report_shared_destinations(list, &path_spans, &cx);
             if let Some(Some(SourceConfig::File(source))) = &source {
                 self.report_own_input(&source.path, list, &path_spans, &cx);
             }
         }
         Some(Pipeline {
-            name,
-            description,
+            name: run_name,
             file: file.to_path_buf(),
-            source: source??,
-            transforms: transforms?,
-            sinks: sinks??,
-            on_overlap: on_overlap?,
-            max_runtime_secs: max_runtime_secs?,
-            state: state?,
-            rejects: rejects?,
-            notify: notify?,
+            config: PipelineConfig {
+                name: name?,
+                description: description?,
+                source: source??,
+                transforms: transforms?,
+                sinks: sinks??,
+                on_overlap: on_overlap?,
+                max_runtime_secs: max_runtime_secs?,
+                state: state?,
+                rejects: rejects?,
+                notify: notify?,
+            },
             vars: self.loading.vars.clone(),
             warnings: Vec::new(),
         })
@@ -806,9 +813,9 @@ path = "out/{pipeline}-{run_date}.ndjson"
         )
         .unwrap();
         assert_eq!(pipeline.name, "orders");
-        assert_eq!(pipeline.source.kind(), "file");
-        assert_eq!(pipeline.transforms.len(), 1);
-        assert_eq!(pipeline.sinks.len(), 1);
+        assert_eq!(pipeline.config.source.kind(), "file");
+        assert_eq!(pipeline.config.transforms.len(), 1);
+        assert_eq!(pipeline.config.sinks.len(), 1);
         assert_eq!(pipeline.base_dir(), Path::new("pipelines"));
     }
 

@@ -83,21 +83,15 @@ pub struct PipelineConfig {
     pub notify: Vec<NotifyConfig>,
 }
 
-/// A loaded, checked pipeline, ready to build.
+/// A loaded, checked pipeline, ready to build: the file as written (`config`, references
+/// resolved) and what loading it found out.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
+    /// The name runs use: `config.name`, else the file's name without `.toml`.
     pub name: String,
-    pub description: Option<String>,
     /// The pipeline file.
     pub file: PathBuf,
-    pub source: SourceConfig,
-    pub transforms: Vec<TransformConfig>,
-    pub sinks: Vec<SinkConfig>,
-    pub on_overlap: OnOverlap,
-    pub max_runtime_secs: Option<u64>,
-    pub state: Option<StateConfig>,
-    pub rejects: Option<RejectsConfig>,
-    pub notify: Vec<NotifyConfig>,
+    pub config: PipelineConfig,
     /// The values of `--var NAME=VALUE` it was loaded with, for secrets resolved at run time.
     pub vars: Variables,
     /// What is allowed but unwise in the file (a secret written into it), each with its
@@ -108,12 +102,12 @@ pub struct Pipeline {
 impl Pipeline {
     /// Its sinks, as what every sink does.
     pub fn sink_specs(&self) -> Vec<&dyn crate::sinks::SinkSpec> {
-        self.sinks.iter().map(SinkConfig::spec).collect()
+        self.config.sinks.iter().map(SinkConfig::spec).collect()
     }
 
     /// Its notifications, as what every notification does.
     pub fn notify_specs(&self) -> Vec<&dyn crate::notify::NotifySpec> {
-        self.notify.iter().map(NotifyConfig::spec).collect()
+        self.config.notify.iter().map(NotifyConfig::spec).collect()
     }
 
     /// The directory relative paths in the pipeline file are resolved against: the one holding

@@ -49,7 +49,7 @@ impl Run<'_> {
             .iter()
             .flat_map(|(_, o)| o.iter().cloned())
             .collect();
-        let pattern = match &self.pipeline.source {
+        let pattern = match &self.pipeline.config.source {
             SourceConfig::File(config) if is_pattern(&config.path) => {
                 Some(self.cx.resolve_pattern(&config.path))
             }

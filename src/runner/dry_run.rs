@@ -34,7 +34,7 @@ impl Run<'_> {
         if !no_records {
             return;
         }
-        for ((label, sink), config) in chain.sinks.iter().zip(&self.pipeline.sinks) {
+        for ((label, sink), config) in chain.sinks.iter().zip(&self.pipeline.config.sinks) {
             let Some(if_empty) = config.spec().if_empty() else {
                 continue;
             };

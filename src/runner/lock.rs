@@ -24,7 +24,11 @@ impl Run<'_> {
             let owner = LockOwner::this_process(&self.cx.run_id);
             let store = self.store.as_deref_mut().expect("opened before locking");
             let attempt = store
-                .try_lock(&self.pipeline.name, &owner, self.pipeline.max_runtime_secs)
+                .try_lock(
+                    &self.pipeline.name,
+                    &owner,
+                    self.pipeline.config.max_runtime_secs,
+                )
                 .map_err(|e| self.state_failed(e))?;
             let holder = match attempt {
                 LockAttempt::Acquired { taken_over } => {
@@ -43,7 +47,7 @@ impl Run<'_> {
                 "run {} (pid {} on {}) is still running",
                 holder.run_id, holder.pid, holder.host
             );
-            match self.pipeline.on_overlap {
+            match self.pipeline.config.on_overlap {
                 OnOverlap::Skip => {
                     let held_secs = chrono::Utc::now().timestamp() - holder.locked_at;
                     if held_secs > LONG_HELD_LOCK_SECS {

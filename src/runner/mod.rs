@@ -78,9 +78,10 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Finished {
     cx.vars = std::sync::Arc::new(pipeline.vars.clone());
     cx.read_only = options.dry_run;
     cx.deadline = pipeline
+        .config
         .max_runtime_secs
         .map(|secs| Instant::now() + Duration::from_secs(secs));
-    cx.quarantine = pipeline.rejects.is_some();
+    cx.quarantine = pipeline.config.rejects.is_some();
     let state_path = state_path(pipeline, options.state_path.clone());
     if !options.dry_run {
         cx.temp_journal = Some(temp_journal_path(&state_path, &pipeline.name));
@@ -105,7 +106,11 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Finished {
 /// `.longshore/state.db` beside the pipeline file.
 pub fn state_path(pipeline: &Pipeline, given: Option<PathBuf>) -> PathBuf {
     given.unwrap_or_else(|| {
-        let configured = pipeline.state.as_ref().and_then(|s| s.path.as_deref());
+        let configured = pipeline
+            .config
+            .state
+            .as_ref()
+            .and_then(|s| s.path.as_deref());
         let cx = RunContext::new(&pipeline.name, pipeline.base_dir());
         cx.resolve(configured.unwrap_or(DEFAULT_STATE_PATH))
     })
@@ -213,6 +218,7 @@ impl Run<'_> {
             });
         }
         let writes_empty = pipeline
+            .config
             .sinks
             .iter()
             .any(|sink| sink.spec().if_empty() == Some(IfEmpty::Write));
@@ -257,7 +263,7 @@ impl Run<'_> {
 
     /// The run stopped early at its time limit.
     fn out_of_time(&self, reason: &str) -> RunError {
-        let limit = self.pipeline.max_runtime_secs.unwrap_or_default();
+        let limit = self.pipeline.config.max_runtime_secs.unwrap_or_default();
         self.fail(
             "run",
             StageError::Refused(format!(
@@ -267,7 +273,7 @@ impl Run<'_> {
     }
 
     fn check_rejects(&self, chain: &Chain) -> Result<(), RunError> {
-        let (Some(rejects), Some(config)) = (&chain.rejects, &self.pipeline.rejects) else {
+        let (Some(rejects), Some(config)) = (&chain.rejects, &self.pipeline.config.rejects) else {
             return Ok(());
         };
         let Some(max) = config.max_rejects else {

@@ -33,13 +33,15 @@ impl Stages {
         with_sinks: bool,
     ) -> Result<Stages, RunError> {
         let fail = |stage: &str, source| RunError::new(&pipeline.name, stage, source);
-        let source_label = format!("source ({})", pipeline.source.kind());
+        let source_label = format!("source ({})", pipeline.config.source.kind());
         let source = pipeline
+            .config
             .source
             .spec()
             .build(cx, store)
             .map_err(|e| fail(&source_label, e))?;
         let transforms = pipeline
+            .config
             .transforms
             .iter()
             .enumerate()
@@ -51,12 +53,18 @@ impl Stages {
             })
             .collect();
         let mut sinks = Vec::new();
-        for (i, config) in pipeline.sinks.iter().enumerate().filter(|_| with_sinks) {
+        for (i, config) in pipeline
+            .config
+            .sinks
+            .iter()
+            .enumerate()
+            .filter(|_| with_sinks)
+        {
             let label = format!("sink {} ({})", i + 1, config.kind());
             let sink = config.spec().build(cx).map_err(|e| fail(&label, e))?;
             sinks.push((label, sink));
         }
-        let rejects = match (&pipeline.rejects, with_sinks) {
+        let rejects = match (&pipeline.config.rejects, with_sinks) {
             (Some(config), true) => {
                 Some(RejectsFile::new(config, cx).map_err(|e| fail("rejects", e))?)
             }
