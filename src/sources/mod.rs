@@ -41,12 +41,12 @@ impl SourceSpec for http::HttpSourceConfig {
     }
 }
 
-impl<S: ServerConfig> SourceSpec for drop::PickupSourceConfig<S> {
+impl<S: ServerConfig> SourceSpec for drop::DropSourceConfig<S> {
     fn build(
         &self,
         cx: &RunContext,
         store: &mut dyn StateStore,
     ) -> Result<Box<dyn Source>, StageError> {
-        Ok(Box::new(drop::PickupSource::new(self, cx, store)?))
+        Ok(Box::new(drop::DropSource::new(self, cx, store)?))
     }
 }

@@ -4,11 +4,11 @@
 //! file that changed since it was read is left for the next run.
 
 use super::config::AfterPickup;
-use super::{PickupSource, Taken};
+use super::{DropSource, Taken};
 use crate::filestore::{self, Connection};
 use crate::template::TemplateValues;
 
-impl PickupSource {
+impl DropSource {
     /// Finishes the files delivered by earlier runs and those this run read to the end; the
     /// warnings of those it could not finish (the next run tries again).
     pub(super) fn finish_delivered(&mut self) -> Vec<String> {

@@ -16,7 +16,7 @@ use crate::template::PathTemplate;
 /// Picks up files dropped on a server.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PickupSourceConfig<S> {
+pub struct DropSourceConfig<S> {
     /// The server and how to log in, e.g. `{ host = "sftp.partner.example", user = "etl",
     /// private_key = "~/.ssh/id_ed25519" }`. Required.
     pub server: S,
@@ -115,6 +115,9 @@ fn default_ignore() -> Vec<String> {
     vec![".*".into(), "*.part".into(), "*.tmp".into()]
 }
 
+// `PickupOrder` and `AfterPickup` name the JSON Schema's definitions (docs/pipeline.schema.json),
+// which editors show: they keep their names.
+
 /// The order dropped files are read in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -144,7 +147,7 @@ impl std::fmt::Display for AfterPickup {
     }
 }
 
-impl<S: ServerConfig> Validate for PickupSourceConfig<S> {
+impl<S: ServerConfig> Validate for DropSourceConfig<S> {
     fn problems(&self) -> Vec<Invalid> {
         let mut problems = filestore::server_problems(&self.server);
         for (key, patterns) in [

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use super::Taken;
 use super::claim::claimed_original;
-use super::config::PickupSourceConfig;
+use super::config::DropSourceConfig;
 use crate::error::StageError;
 use crate::filestore::{self, Connection, EntryKind, RemoteEntry};
 use crate::names;
@@ -43,7 +43,7 @@ pub(super) struct Rules {
 
 impl Rules {
     pub(super) fn new<S>(
-        config: &PickupSourceConfig<S>,
+        config: &DropSourceConfig<S>,
         location: &str,
         pipeline: &str,
     ) -> Result<Self, StageError> {

@@ -32,7 +32,7 @@ mod ready;
 use std::collections::HashSet;
 use std::time::Duration;
 
-pub use self::config::{AfterPickup, PickupOrder, PickupSourceConfig};
+pub use self::config::{AfterPickup, DropSourceConfig, PickupOrder};
 use self::listing::{Candidate, Rules, mtime_ns};
 use self::ready::Chosen;
 use super::file::{FileSource, Listed, ReadOptions, Reprocess};
@@ -62,7 +62,7 @@ struct Taken {
     mtime: Option<i64>,
 }
 
-pub struct PickupSource {
+pub struct DropSource {
     inner: FileSource,
     /// The files taken, and those delivered by earlier runs still waiting for `after`.
     taken: Vec<Taken>,
@@ -74,11 +74,11 @@ pub struct PickupSource {
     cx: RunContext,
 }
 
-impl PickupSource {
+impl DropSource {
     /// Lists the drop, chooses the files to read this run, claims them when claiming, and
     /// opens the reading of the first.
     pub fn new<S: ServerConfig>(
-        config: &PickupSourceConfig<S>,
+        config: &DropSourceConfig<S>,
         cx: &RunContext,
         store: &mut dyn StateStore,
     ) -> Result<Self, StageError> {
@@ -109,7 +109,7 @@ impl PickupSource {
         let (taken, listed) = take(&mut connection, ready, claim_suffix, &mut progress.warnings);
         let mut inner = reader(connection, listed, config, cx);
         inner.add_progress(progress);
-        Ok(PickupSource {
+        Ok(DropSource {
             inner,
             taken,
             leftovers,
@@ -162,7 +162,7 @@ fn take(
 fn reader<S>(
     connection: Connection,
     listed: Vec<Listed>,
-    config: &PickupSourceConfig<S>,
+    config: &DropSourceConfig<S>,
     cx: &RunContext,
 ) -> FileSource {
     let read = ReadOptions {
@@ -182,7 +182,7 @@ fn reader<S>(
     )
 }
 
-impl Source for PickupSource {
+impl Source for DropSource {
     fn next_batch(&mut self, out: &mut Batch, max: usize) -> Result<bool, StageError> {
         self.inner.next_batch(out, max)
     }

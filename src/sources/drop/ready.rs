@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Taken;
-use super::config::{AfterPickup, PickupOrder, PickupSourceConfig};
+use super::config::{AfterPickup, DropSourceConfig, PickupOrder};
 use super::listing::{Candidate, Dropped, Rules, followed, mtime_ns};
 use crate::error::StageError;
 use crate::filestore::{self, Connection, EntryKind, RemoteEntry};
@@ -33,7 +33,7 @@ pub(super) struct Chosen {
 /// for; files already delivered are noted in `progress`.
 pub(super) fn choose<S>(
     connection: &mut Connection,
-    config: &PickupSourceConfig<S>,
+    config: &DropSourceConfig<S>,
     cx: &RunContext,
     store: &mut dyn StateStore,
     dropped: &[Dropped],
@@ -84,7 +84,7 @@ pub(super) fn choose<S>(
 /// Whether a file not delivered yet is complete by the readiness rules: its marker is there,
 /// and it is old enough.
 fn is_ready<S>(
-    config: &PickupSourceConfig<S>,
+    config: &DropSourceConfig<S>,
     entry: &RemoteEntry,
     names: &HashSet<&str>,
     taken: &Taken,
