@@ -35,7 +35,11 @@ impl HttpSource {
         cursor: Option<&str>,
         until: Option<&str>,
     ) -> Result<Option<Url>, StageError> {
-        let job = self.job.clone().expect("called with a job configured");
+        let job = self
+            .settings
+            .job
+            .clone()
+            .expect("called with a job configured");
         let empty = serde_json::json!({});
         let body = fill(job.body.as_ref().unwrap_or(&empty), cursor, until).ok_or_else(|| {
             StageError::Refused(
@@ -45,12 +49,12 @@ impl HttpSource {
         })?;
         let create_url = Url::parse(&job.create_url)
             .map_err(|e| StageError::Refused(format!("`job.create_url`: {e}")))?;
-        self.jobs += 1;
+        self.paging.jobs += 1;
         let create = Request {
             url: create_url.clone(),
             post: Some(Post {
                 body: body.to_string().into_bytes(),
-                idempotency_key: format!("{}-export-{}", self.cx.run_id, self.jobs),
+                idempotency_key: format!("{}-export-{}", self.cx.run_id, self.paging.jobs),
             }),
             reading: Reading::Whole(JOB_ANSWER_BYTES),
             credentials: true,
@@ -98,7 +102,7 @@ impl HttpSource {
             status = json_text(&answer, &job.status).unwrap_or_default();
             if job.ready.contains(&status) {
                 let Some(pointer) = &job.download else {
-                    return self.list.url(cursor, until, Some(&id)).map(Some);
+                    return self.settings.list.url(cursor, until, Some(&id)).map(Some);
                 };
                 let link = json_text(&answer, pointer).ok_or_else(|| {
                     let message = format!("the ready job has no download link at `{pointer}`");

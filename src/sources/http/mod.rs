@@ -111,34 +111,21 @@ fn parse_json(bytes: &[u8], label: &str) -> Result<serde_json::Value, CodecError
 }
 
 pub struct HttpSource {
-    /// Sends the requests, on a thread of its own.
-    fetcher: Fetcher,
-    /// Shared with the client, which learns fetched tokens.
-    redactor: Arc<std::sync::Mutex<Redactor>>,
-    /// Pages requested ahead, oldest first, while the one before is decoded.
-    prefetched: VecDeque<Url>,
-    /// Pages to have requested ahead, when they are known (`concurrency`, at least 4).
-    ahead: u64,
+    settings: Settings,
+    requests: Requests,
+    paging: PagingState,
+    delivery: DeliveryState,
+    report: Report,
+    cx: RunContext,
+}
+
+/// What the source was configured with: fixed for the run.
+struct Settings {
     /// How each list's URL is made.
     list: ListRequest,
     pagination: Pagination,
-    /// Pages the current list (the whole pull, or one time window).
-    paginator: Paginator,
-    /// The time windows still to pull, when the pull is windowed.
-    windows: Option<Windows>,
-    /// The window being pulled.
-    window: Option<(String, String)>,
-    cap: Option<u64>,
     job: Option<JobConfig>,
-    /// The list (cursor, until) whose export job is still to run before its file is fetched.
-    job_for: Option<(Option<String>, Option<String>)>,
-    /// Export jobs created, for their idempotency keys.
-    jobs: u64,
-    /// With `cap`: the current window's records, held until it is known not to be capped.
-    held: Option<Vec<Record>>,
-    /// Records of a window delivered whole, waiting to be handed out.
-    ready: VecDeque<Record>,
-    ready_origin: Option<Arc<Origin>>,
+    cap: Option<u64>,
     format: FormatConfig,
     encoding: Option<TextEncoding>,
     /// Where an answer says it failed, though its status is a success.
@@ -148,23 +135,65 @@ pub struct HttpSource {
     max_pages: Option<u64>,
     max_records: Option<u64>,
     on_total_mismatch: OnMismatch,
-    delta: Option<Delta>,
-    cx: RunContext,
+}
+
+/// Sending the requests, and the pages asked for ahead.
+struct Requests {
+    /// Sends the requests, on a thread of its own.
+    fetcher: Fetcher,
+    /// Shared with the client, which learns fetched tokens.
+    redactor: Arc<std::sync::Mutex<Redactor>>,
+    /// Pages requested ahead, oldest first, while the one before is decoded.
+    prefetched: VecDeque<Url>,
+    /// Pages to have requested ahead, when they are known (`concurrency`, at least 4).
+    ahead: u64,
+}
+
+/// Where paging is: the current list, the page being decoded, and how paging ended.
+struct PagingState {
+    /// Pages the current list (the whole pull, or one time window).
+    paginator: Paginator,
     /// The next page to request; `None` once paging ended.
     next: Option<Url>,
     page: Option<Page>,
+    /// Pages opened, in all lists.
     pages: u64,
     /// Records received in the current list (before delta filtering), for the total check
     /// and the cap.
     received: u64,
-    /// Records delivered.
-    delivered: u64,
+    /// The list (cursor, until) whose export job is still to run before its file is fetched.
+    job_for: Option<(Option<String>, Option<String>)>,
+    /// Export jobs created, for their idempotency keys.
+    jobs: u64,
     /// Paging was cut short (a cap or the time limit): no total check, and the cursor moves
     /// only if records came in order.
     cut_short: bool,
+    /// Paging ended: there is nothing more to read.
+    finished: bool,
+}
+
+/// What is delivered, and when: the time windows, the records held until their window is known
+/// whole, and the cursor.
+struct DeliveryState {
+    /// The time windows still to pull, when the pull is windowed.
+    windows: Option<Windows>,
+    /// The window being pulled.
+    window: Option<(String, String)>,
+    /// With `cap`: the current window's records, held until it is known not to be capped.
+    held: Option<Vec<Record>>,
+    /// Records of a window delivered whole, waiting to be handed out.
+    ready: VecDeque<Record>,
+    ready_origin: Option<Arc<Origin>>,
+    /// The cursor of an incremental pull, and the records the last run delivered.
+    delta: Option<Delta>,
+    /// Records delivered.
+    delivered: u64,
+}
+
+/// What the run's report is to say, gathered until it asks.
+struct Report {
     warnings: Vec<String>,
     progress: SourceProgress,
-    finished: bool,
 }
 
 impl HttpSource {
@@ -264,46 +293,57 @@ impl HttpSource {
             .map_err(|e| StageError::io("the HTTP source", "start its thread", e))?;
         let windowed = windows.is_some();
         let mut source = HttpSource {
-            next: None,
-            job: config.job.clone(),
-            job_for: None,
-            jobs: 0,
-            list,
-            pagination: config.pagination.clone(),
-            held: None,
-            windows,
-            window: None,
-            cap: config.cap,
-            ready: VecDeque::new(),
-            ready_origin: None,
-            fetcher,
-            redactor,
-            prefetched: VecDeque::new(),
-            // Four ahead even on one connection: the next request goes out as soon as one is
-            // answered, not when the source has looked at it, and a slow page is made up for.
-            ahead: u64::from(config.concurrency).max(4),
-            paginator,
-            format: config
-                .format
-                .clone()
-                .unwrap_or(FormatConfig::Json(JsonOptions::default())),
-            encoding: config.encoding,
-            body_error: config.error.clone(),
-            max_page_bytes: config.max_page_bytes,
-            max_record_bytes: config.max_record_bytes,
-            max_pages: config.max_pages,
-            max_records: config.max_records,
-            on_total_mismatch: config.on_total_mismatch,
-            delta,
+            settings: Settings {
+                list,
+                pagination: config.pagination.clone(),
+                job: config.job.clone(),
+                cap: config.cap,
+                format: config
+                    .format
+                    .clone()
+                    .unwrap_or(FormatConfig::Json(JsonOptions::default())),
+                encoding: config.encoding,
+                body_error: config.error.clone(),
+                max_page_bytes: config.max_page_bytes,
+                max_record_bytes: config.max_record_bytes,
+                max_pages: config.max_pages,
+                max_records: config.max_records,
+                on_total_mismatch: config.on_total_mismatch,
+            },
+            requests: Requests {
+                fetcher,
+                redactor,
+                prefetched: VecDeque::new(),
+                // Four ahead even on one connection: the next request goes out as soon as one
+                // is answered, not when the source has looked at it, and a slow page is made up
+                // for.
+                ahead: u64::from(config.concurrency).max(4),
+            },
+            paging: PagingState {
+                paginator,
+                next: None,
+                page: None,
+                pages: 0,
+                received: 0,
+                job_for: None,
+                jobs: 0,
+                cut_short: false,
+                finished: false,
+            },
+            delivery: DeliveryState {
+                windows,
+                window: None,
+                held: None,
+                ready: VecDeque::new(),
+                ready_origin: None,
+                delta,
+                delivered: 0,
+            },
+            report: Report {
+                warnings: Vec::new(),
+                progress: SourceProgress::default(),
+            },
             cx: cx.clone(),
-            page: None,
-            pages: 0,
-            received: 0,
-            delivered: 0,
-            cut_short: false,
-            warnings: Vec::new(),
-            progress: SourceProgress::default(),
-            finished: false,
         };
         match window {
             Some((from, until)) => source.start_window(from, until)?,
@@ -316,22 +356,25 @@ impl HttpSource {
 
     /// The JSON pointers of the body values paging and the `error` check read.
     fn body_pointers(&self) -> Vec<&str> {
-        with_error_pointers(self.paginator.body_pointers(), self.body_error.as_ref())
+        with_error_pointers(
+            self.paging.paginator.body_pointers(),
+            self.settings.body_error.as_ref(),
+        )
     }
 
     /// `url` as messages show it: secrets redacted.
     fn shown(&self, url: &Url) -> String {
-        client::lock(&self.redactor).url(url)
+        client::lock(&self.requests.redactor).url(url)
     }
 
     /// Starts pulling the time window `[from, until)`, holding its records when it may be
     /// capped.
     fn start_window(&mut self, from: String, until: String) -> Result<(), StageError> {
-        self.held = self.cap.map(|_| Vec::new());
-        if let Some(delta) = &mut self.delta {
+        self.delivery.held = self.settings.cap.map(|_| Vec::new());
+        if let Some(delta) = &mut self.delivery.delta {
             delta.set_window(&from, &until);
         }
-        self.window = Some((from.clone(), until.clone()));
+        self.delivery.window = Some((from.clone(), until.clone()));
         self.start_list(Some(from), Some(until))
     }
 
@@ -342,61 +385,71 @@ impl HttpSource {
         cursor: Option<String>,
         until: Option<String>,
     ) -> Result<(), StageError> {
-        let base = self.list.url(cursor.as_deref(), until.as_deref(), None)?;
-        self.paginator = Paginator::new(&self.pagination, base);
-        self.received = 0;
-        if self.job.is_some() {
-            self.job_for = Some((cursor, until));
+        let base = self
+            .settings
+            .list
+            .url(cursor.as_deref(), until.as_deref(), None)?;
+        self.paging.paginator = Paginator::new(&self.settings.pagination, base);
+        self.paging.received = 0;
+        if self.settings.job.is_some() {
+            self.paging.job_for = Some((cursor, until));
         } else {
-            self.next = Some(self.paginator.first());
+            self.paging.next = Some(self.paging.paginator.first());
         }
         Ok(())
     }
 
     /// Requests the next page and starts decoding it; false when paging has ended.
     fn open_next(&mut self) -> Result<bool, StageError> {
-        if let Some((cursor, until)) = self.job_for.take() {
+        if let Some((cursor, until)) = self.paging.job_for.take() {
             match self.run_job(cursor.as_deref(), until.as_deref())? {
-                Some(file) => self.next = Some(file),
+                Some(file) => self.paging.next = Some(file),
                 None => return Ok(false),
             }
         }
-        let Some(url) = self.next.take() else {
+        let Some(url) = self.paging.next.take() else {
             return Ok(false);
         };
-        if self.max_pages.is_some_and(|max| self.pages >= max) {
-            self.stop_at_limit(format!("`max_pages` = {}", self.pages));
+        if self
+            .settings
+            .max_pages
+            .is_some_and(|max| self.paging.pages >= max)
+        {
+            self.stop_at_limit(format!("`max_pages` = {}", self.paging.pages));
             return Ok(false);
         }
         if self.cx.past_deadline() {
-            self.stop_early(format!("stopped after {}", pages(self.pages)));
+            self.stop_early(format!("stopped after {}", pages(self.paging.pages)));
             return Ok(false);
         }
         // Pages of a list are read whole, so that a connection that breaks off mid-page is
         // retried; a single answer (an export) streams into the decoder whatever its size,
         // unless a value must be read from its body (a total).
-        let reading = if self.pagination.is_paged() || !self.body_pointers().is_empty() {
-            Reading::Whole(self.max_page_bytes)
+        let reading = if self.settings.pagination.is_paged() || !self.body_pointers().is_empty() {
+            Reading::Whole(self.settings.max_page_bytes)
         } else {
             Reading::Stream
         };
-        if self.prefetched.front() == Some(&url) {
-            self.prefetched.pop_front();
+        if self.requests.prefetched.front() == Some(&url) {
+            self.requests.prefetched.pop_front();
         } else {
             self.discard_prefetched();
-            let request = Request::page_of(self.paginator.base(), url.clone(), reading);
-            self.fetcher.request(request);
+            let request = Request::page_of(self.paging.paginator.base(), url.clone(), reading);
+            self.requests.fetcher.request(request);
         }
-        let answer = match self.fetcher.answer() {
+        let answer = match self.requests.fetcher.answer() {
             Ok(Sent::Answered(answer)) => answer,
             Ok(Sent::OutOfTime(reason)) => {
-                self.stop_early(format!("stopped after {}: {reason}", pages(self.pages)));
+                self.stop_early(format!(
+                    "stopped after {}: {reason}",
+                    pages(self.paging.pages)
+                ));
                 return Ok(false);
             }
             Err(HttpError::Request {
                 status: Some(status),
                 ..
-            }) if self.paginator.confirming && ends_a_list(status) => {
+            }) if self.paging.paginator.confirming && ends_a_list(status) => {
                 tracing::info!(
                     "the page after a short one was answered HTTP {status}: the list ended there"
                 );
@@ -408,11 +461,11 @@ impl HttpSource {
             }
             Err(e) => return Err(e.into()),
         };
-        self.pages += 1;
+        self.paging.pages += 1;
         // Where redirects led: relative next links start there.
         let url = answer.url.clone();
         let shown = self.shown(&url);
-        let label = format!("{shown} (page {})", self.pages);
+        let label = format!("{shown} (page {})", self.paging.pages);
         let paging_error = |message: String| HttpError::Paging {
             url: label.clone(),
             message,
@@ -426,26 +479,28 @@ impl HttpSource {
                 let sha256 = crate::digest::sha256_hex(&bytes);
                 let json = page_values(
                     &bytes,
-                    self.paginator.body_pointers(),
-                    self.body_error.as_ref(),
+                    self.paging.paginator.body_pointers(),
+                    self.settings.body_error.as_ref(),
                     &label,
-                    &self.redactor,
+                    &self.requests.redactor,
                 )?;
                 let facts = self
+                    .paging
                     .paginator
                     .facts(&answer.headers, json.as_ref())
                     .map_err(paging_error)?;
                 *client::lock(&beginning) = bytes[..bytes.len().min(EXCERPT_BYTES)].to_vec();
-                let decoder = self.format.decoder_of_bytes(
+                let decoder = self.settings.format.decoder_of_bytes(
                     bytes,
                     &label,
-                    self.encoding,
-                    self.max_record_bytes,
+                    self.settings.encoding,
+                    self.settings.max_record_bytes,
                 )?;
                 (decoder, Some(sha256), facts)
             }
             Body::Stream(stream) => {
                 let facts = self
+                    .paging
                     .paginator
                     .facts(&answer.headers, None)
                     .map_err(paging_error)?;
@@ -454,11 +509,11 @@ impl HttpSource {
                     counter: self.cx.bytes_read.clone(),
                     beginning: beginning.clone(),
                 };
-                let decoder = self.format.decoder(
+                let decoder = self.settings.format.decoder(
                     Box::new(stream),
                     &label,
-                    self.encoding,
-                    self.max_record_bytes,
+                    self.settings.encoding,
+                    self.settings.max_record_bytes,
                 )?;
                 (decoder, None, facts)
             }
@@ -467,23 +522,24 @@ impl HttpSource {
         // this one is decoded.
         if !self.cx.past_deadline() {
             let room = self
+                .settings
                 .max_pages
-                .map_or(u64::MAX, |max| max.saturating_sub(self.pages));
-            let ahead = self.ahead.min(room);
-            for k in self.prefetched.len() as u64 + 1..=ahead {
-                let Some(next) = self.paginator.predict(&url, &facts, k) else {
+                .map_or(u64::MAX, |max| max.saturating_sub(self.paging.pages));
+            let ahead = self.requests.ahead.min(room);
+            for k in self.requests.prefetched.len() as u64 + 1..=ahead {
+                let Some(next) = self.paging.paginator.predict(&url, &facts, k) else {
                     break;
                 };
-                let request = Request::page_of(self.paginator.base(), next.clone(), reading);
-                self.fetcher.request(request);
-                self.prefetched.push_back(next);
+                let request = Request::page_of(self.paging.paginator.base(), next.clone(), reading);
+                self.requests.fetcher.request(request);
+                self.requests.prefetched.push_back(next);
             }
         }
-        self.page = Some(Page {
+        self.paging.page = Some(Page {
             decoder,
             origin: Arc::new(Origin { path: shown }),
             url,
-            number: self.pages,
+            number: self.paging.pages,
             facts,
             records: 0,
             sha256,
@@ -495,8 +551,8 @@ impl HttpSource {
     /// Pages asked for ahead that paging did not go to (the last page was not full after all,
     /// or the list ended): their answers, whatever they are, are not wanted.
     fn discard_prefetched(&mut self) {
-        for _ in self.prefetched.drain(..) {
-            let _ = self.fetcher.answer();
+        for _ in self.requests.prefetched.drain(..) {
+            let _ = self.requests.fetcher.answer();
         }
     }
 
@@ -505,8 +561,8 @@ impl HttpSource {
     fn call(&mut self, request: Request) -> Result<Option<serde_json::Value>, StageError> {
         self.discard_prefetched();
         let label = self.shown(&request.url);
-        self.fetcher.request(request);
-        match self.fetcher.answer()? {
+        self.requests.fetcher.request(request);
+        match self.requests.fetcher.answer()? {
             Sent::OutOfTime(reason) => {
                 self.stop_early(reason);
                 Ok(None)
@@ -521,26 +577,31 @@ impl HttpSource {
 
     /// The page is decoded: decides what comes next.
     fn finish_page(&mut self, page: Page) -> Result<(), StageError> {
-        self.progress.units += 1;
-        if self.max_records.is_some_and(|max| self.delivered >= max) {
-            self.stop_at_limit(format!("`max_records` = {}", self.delivered));
+        self.report.progress.units += 1;
+        if self
+            .settings
+            .max_records
+            .is_some_and(|max| self.delivery.delivered >= max)
+        {
+            self.stop_at_limit(format!("`max_records` = {}", self.delivery.delivered));
             return Ok(());
         }
         let step = self
+            .paging
             .paginator
             .after(&page.url, page.facts, page.records, page.sha256)
             .map_err(|message| HttpError::Paging {
                 url: format!("{} (page {})", page.origin.path, page.number),
                 message,
             })?;
-        for warning in self.paginator.warnings.drain(..) {
+        for warning in self.paging.paginator.warnings.drain(..) {
             tracing::warn!("{warning}");
-            self.warnings.push(warning);
+            self.report.warnings.push(warning);
         }
         match step {
-            Step::Fetch(url) => self.next = Some(url),
+            Step::Fetch(url) => self.paging.next = Some(url),
             Step::End(reason) => {
-                tracing::debug!("paging ended after {} pages: {reason}", self.pages);
+                tracing::debug!("paging ended after {} pages: {reason}", self.paging.pages);
                 self.end_list(&page.origin)?;
             }
         }
@@ -561,23 +622,24 @@ impl HttpSource {
     /// reached the cap, dropped and the window split in two. Then the next window starts.
     fn end_window(&mut self, origin: &Arc<Origin>) -> Result<(), StageError> {
         let cut_off = self.window_cut_off();
-        let (Some((from, until)), Some(windows)) = (self.window.take(), self.windows.as_mut())
+        let (Some((from, until)), Some(windows)) =
+            (self.delivery.window.take(), self.delivery.windows.as_mut())
         else {
             return Ok(());
         };
-        let held = self.held.take();
+        let held = self.delivery.held.take();
         if cut_off {
             tracing::info!(
                 "{} records from {from} to {until} reach `cap` or fall short of the advertised total: asking for each half",
-                self.received
+                self.paging.received
             );
             if let Err(message) = windows.split(&from, &until) {
-                let url = self.shown(self.paginator.base());
+                let url = self.shown(self.paging.paginator.base());
                 return Err(HttpError::Paging { url, message }.into());
             }
         } else {
             if let Some(mut records) = held {
-                if let Some(delta) = &mut self.delta {
+                if let Some(delta) = &mut self.delivery.delta {
                     delta
                         .filter(&mut records, 1)
                         .map_err(|message| HttpError::Paging {
@@ -585,11 +647,11 @@ impl HttpSource {
                             message,
                         })?;
                 }
-                self.delivered += records.len() as u64;
-                self.ready.extend(records);
-                self.ready_origin = Some(origin.clone());
+                self.delivery.delivered += records.len() as u64;
+                self.delivery.ready.extend(records);
+                self.delivery.ready_origin = Some(origin.clone());
             }
-            if let Some(delta) = &mut self.delta {
+            if let Some(delta) = &mut self.delivery.delta {
                 delta.window_delivered(&until);
             }
         }
@@ -602,59 +664,60 @@ impl HttpSource {
     /// Whether the current time window's answer was cut off (it reached `cap`, or fell short
     /// of the advertised total) and is to be split: only windowed pulls with `cap` split.
     fn window_cut_off(&self) -> bool {
-        let Some(cap) = self.cap.filter(|_| self.window.is_some()) else {
+        let Some(cap) = self.settings.cap.filter(|_| self.delivery.window.is_some()) else {
             return false;
         };
-        self.received >= cap
+        self.paging.received >= cap
             || self
+                .paging
                 .paginator
                 .expected()
-                .is_some_and(|expected| expected > self.received)
+                .is_some_and(|expected| expected > self.paging.received)
     }
 
     /// An answer that reached `cap` without time windows to split it was probably cut off.
     fn check_cap(&mut self) {
-        if let Some(cap) = self.cap
-            && self.window.is_none()
-            && self.received >= cap
+        if let Some(cap) = self.settings.cap
+            && self.delivery.window.is_none()
+            && self.paging.received >= cap
         {
             let message = format!(
                 "the answer holds {} records, `cap` = {cap}: it was probably cut off there; pull in time windows (`incremental.window`) to get the rest",
-                self.received
+                self.paging.received
             );
             tracing::warn!("{message}");
-            self.warnings.push(message);
+            self.report.warnings.push(message);
         }
     }
 
     /// Compares the records received with the advertised total.
     fn check_total(&mut self) -> Result<(), StageError> {
-        let Some(expected) = self.paginator.expected() else {
+        let Some(expected) = self.paging.paginator.expected() else {
             return Ok(());
         };
-        if expected == self.received {
+        if expected == self.paging.received {
             return Ok(());
         }
-        let message = if self.pagination.is_paged() {
+        let message = if self.settings.pagination.is_paged() {
             format!(
                 "received {} records, but the API advertised {expected}: records may have been added or removed while paging, or the server caps the page size below `limit`",
-                self.received
+                self.paging.received
             )
         } else {
             format!(
                 "the answer holds {} records, but the API advertised {expected}: the export was cut off (pull it in time windows with `incremental.window` and `cap`)",
-                self.received
+                self.paging.received
             )
         };
-        match self.on_total_mismatch {
+        match self.settings.on_total_mismatch {
             OnMismatch::Fail => Err(HttpError::Paging {
-                url: self.shown(self.paginator.base()),
+                url: self.shown(self.paging.paginator.base()),
                 message: format!("{message} (`on_total_mismatch = \"warn\"` delivers them anyway)"),
             }
             .into()),
             OnMismatch::Warn => {
                 tracing::warn!("{message}");
-                self.warnings.push(message);
+                self.report.warnings.push(message);
                 Ok(())
             }
         }
@@ -665,13 +728,13 @@ impl HttpSource {
         let message =
             format!("stopped at {limit}, as configured: the rest of the list was not read");
         tracing::warn!("{message}");
-        self.warnings.push(message);
-        self.cut_short = true;
+        self.report.warnings.push(message);
+        self.paging.cut_short = true;
     }
 
     fn stop_early(&mut self, reason: String) {
-        self.cut_short = true;
-        self.progress.stopped_early = Some(reason);
+        self.paging.cut_short = true;
+        self.report.progress.stopped_early = Some(reason);
     }
 }
 
@@ -679,18 +742,18 @@ impl Source for HttpSource {
     fn next_batch(&mut self, out: &mut Batch, max: usize) -> Result<bool, StageError> {
         out.clear();
         loop {
-            if !self.ready.is_empty() {
-                let take = self.ready.len().min(max);
-                out.records.extend(self.ready.drain(..take));
-                out.origin = self.ready_origin.clone();
+            if !self.delivery.ready.is_empty() {
+                let take = self.delivery.ready.len().min(max);
+                out.records.extend(self.delivery.ready.drain(..take));
+                out.origin = self.delivery.ready_origin.clone();
                 return Ok(true);
             }
-            if self.finished {
+            if self.paging.finished {
                 return Ok(false);
             }
-            let Some(page) = self.page.as_mut() else {
+            let Some(page) = self.paging.page.as_mut() else {
                 if !self.open_next()? {
-                    self.finished = true;
+                    self.paging.finished = true;
                 }
                 continue;
             };
@@ -698,28 +761,28 @@ impl Source for HttpSource {
                 Ok(true) => {
                     let got = out.records.len() as u64;
                     page.records += got;
-                    self.received += got;
+                    self.paging.received += got;
                     out.origin = Some(page.origin.clone());
-                    if page.records == 1 && reads_whole_document(&self.format) {
-                        let paged = self.pagination.is_paged();
-                        let checked = self.body_error.is_some();
+                    if page.records == 1 && reads_whole_document(&self.settings.format) {
+                        let paged = self.settings.pagination.is_paged();
+                        let checked = self.settings.body_error.is_some();
                         if let Some(warning) =
                             check_single_object(&out.records, &page.beginning, paged, checked)
                                 .map_err(|message| HttpError::Paging {
                                     url: format!("{} (page {})", page.origin.path, page.number),
-                                    message: client::lock(&self.redactor).text(&message),
+                                    message: client::lock(&self.requests.redactor).text(&message),
                                 })?
                         {
                             tracing::warn!("{warning}");
-                            self.warnings.push(warning);
+                            self.report.warnings.push(warning);
                         }
                     }
-                    if let Some(held) = &mut self.held {
+                    if let Some(held) = &mut self.delivery.held {
                         // Held until the window proves not capped.
                         held.append(&mut out.records);
                         continue;
                     }
-                    if let Some(delta) = &mut self.delta {
+                    if let Some(delta) = &mut self.delivery.delta {
                         let first = page.records - got + 1;
                         delta.filter(&mut out.records, first).map_err(|message| {
                             HttpError::Paging {
@@ -728,16 +791,16 @@ impl Source for HttpSource {
                             }
                         })?;
                     }
-                    self.delivered += out.records.len() as u64;
+                    self.delivery.delivered += out.records.len() as u64;
                     if !out.records.is_empty() {
                         return Ok(true);
                     }
                 }
                 Ok(false) => {
-                    let mut page = self.page.take().expect("a page is open");
+                    let mut page = self.paging.page.take().expect("a page is open");
                     for warning in page.decoder.take_warnings() {
                         tracing::warn!("{warning}");
-                        self.warnings.push(warning);
+                        self.report.warnings.push(warning);
                     }
                     self.finish_page(page)?;
                     if !out.rejects.is_empty() {
@@ -746,7 +809,7 @@ impl Source for HttpSource {
                 }
                 Err(CodecError::BadRecord { malformed, raw }) if self.cx.quarantine => {
                     page.records += 1;
-                    self.received += 1;
+                    self.paging.received += 1;
                     out.origin = Some(page.origin.clone());
                     out.rejects.push(Reject::of_bad_record(*malformed, raw));
                     if out.rejects.len() >= max {
@@ -763,9 +826,9 @@ impl Source for HttpSource {
                         .ok()
                         .as_ref()
                         .and_then(client::json_error_detail)
-                        .map(|detail| client::lock(&self.redactor).text(&detail));
+                        .map(|detail| client::lock(&self.requests.redactor).text(&detail));
                     // What an API echoes may hold a secret (`invalid key sk_live…`).
-                    let excerpt = client::lock(&self.redactor).text(&excerpt);
+                    let excerpt = client::lock(&self.requests.redactor).text(&excerpt);
                     match detail {
                         Some(detail) => {
                             malformed.message =
@@ -788,13 +851,17 @@ impl Source for HttpSource {
     }
 
     fn progress(&mut self) -> SourceProgress {
-        let mut progress = std::mem::take(&mut self.progress);
-        if let Some(delta) = &self.delta {
-            add_delta_progress(delta, self.finished && !self.cut_short, &mut progress);
+        let mut progress = std::mem::take(&mut self.report.progress);
+        if let Some(delta) = &self.delivery.delta {
+            add_delta_progress(
+                delta,
+                self.paging.finished && !self.paging.cut_short,
+                &mut progress,
+            );
         }
-        progress.warnings.append(&mut self.warnings);
-        let mut counts = self.fetcher.counts();
-        counts.window_splits = self.windows.as_ref().map_or(0, |w| w.splits);
+        progress.warnings.append(&mut self.report.warnings);
+        let mut counts = self.requests.fetcher.counts();
+        counts.window_splits = self.delivery.windows.as_ref().map_or(0, |w| w.splits);
         progress.requests = Some(counts);
         progress
     }
