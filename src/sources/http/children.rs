@@ -20,12 +20,16 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use url::Url;
 
+use super::body::{
+    check_single_object, ends_a_list, is_json_document, page_values, reads_whole_document,
+};
 use super::client::{Answer, Body, Reading, Request, Sent};
 use super::config::{HttpSourceConfig, OnMismatch, Pagination, default_concurrency, url_problem};
 use super::delta::{Delivery, Delta};
 use super::fetch::Fetcher;
+use super::list_url::encoded;
 use super::paging::{Paginator, Step};
-use super::{HttpError, HttpSource, add_delta_progress, encoded, page_values};
+use super::{HttpError, HttpSource, add_delta_progress};
 use crate::codecs::json::JsonOptions;
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::Invalid;
@@ -510,7 +514,7 @@ impl FanOut {
                 .settings
                 .body_error
                 .as_ref()
-                .filter(|_| super::is_json_document(&self.format)),
+                .filter(|_| is_json_document(&self.format)),
             &label,
             &self.list.requests.redactor,
         )?;
@@ -545,8 +549,8 @@ impl FanOut {
                 Err(e) => return Err(e.into()),
             }
         }
-        if out.records.len() == start + 1 && super::reads_whole_document(&self.format) {
-            let checked = super::check_single_object(
+        if out.records.len() == start + 1 && reads_whole_document(&self.format) {
+            let checked = check_single_object(
                 &out.records[start..],
                 &beginning,
                 self.pagination.is_paged(),
@@ -679,7 +683,7 @@ impl Source for FanOut {
                     url,
                     status: Some(status),
                     ..
-                }) if confirming && super::ends_a_list(status) => self.front_list_ended(&url)?,
+                }) if confirming && ends_a_list(status) => self.front_list_ended(&url)?,
                 Err(HttpError::Request {
                     method,
                     url,

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 
-use super::client::{self, Post, Reading, Request};
-use super::{HttpError, HttpSource, encoded, fill};
+use super::body::parse_json;
+use super::client::{self, Answer, Body, Post, Reading, Request, Sent};
+use super::list_url::{encoded, fill};
+use super::{HttpError, HttpSource};
 use crate::backoff::Backoff;
 use crate::error::StageError;
 
@@ -119,6 +121,25 @@ impl HttpSource {
                 let message = format!("export job {id} failed with status `{status}`{detail}");
                 return Err(self.job_error(&status_url, message).into());
             }
+        }
+    }
+
+    /// Sends one request on the fetch thread and parses its answer as JSON; `None` when the
+    /// run's time ran out.
+    fn call(&mut self, request: Request) -> Result<Option<serde_json::Value>, StageError> {
+        self.discard_prefetched();
+        let label = self.shown(&request.url);
+        self.requests.fetcher.request(request);
+        match self.requests.fetcher.answer()? {
+            Sent::OutOfTime(reason) => {
+                self.stop_early(reason);
+                Ok(None)
+            }
+            Sent::Answered(Answer {
+                body: Body::Whole(bytes),
+                ..
+            }) => Ok(Some(parse_json(&bytes, &label)?)),
+            Sent::Answered(_) => unreachable!("a whole answer was asked for"),
         }
     }
 
