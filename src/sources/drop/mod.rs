@@ -1,8 +1,8 @@
 //! The `sftp` and `ftps` sources: files partners drop on a server, picked up once each. A file
 //! is taken only when it is complete (old enough, a minute by default; unchanged between two
-//! listings; or announced by a marker file), read straight from the server into its decoder, and remembered in the
-//! ledger (its URL, size, modification time, SHA-256) when the run commits, so that a rerun
-//! takes what was not delivered and nothing twice. What happens to a file after that (kept,
+//! listings; or announced by a marker file), read straight from the server into its decoder,
+//! and remembered in the ledger (its URL, size, modification time, SHA-256) when the run
+//! commits, so that a rerun takes what was not delivered and nothing twice. What happens to a file after that (kept,
 //! deleted, moved to an archive) happens only once the run has committed; a run that stops
 //! before leaves it where it was, and the next run does it for delivered files still there.
 //!
@@ -62,6 +62,7 @@ struct Taken {
     mtime: Option<i64>,
 }
 
+/// The `sftp` or `ftps` source: the files of one drop, read by the `file` source's code.
 pub struct DropSource {
     inner: FileSource,
     /// The files taken, and those delivered by earlier runs still waiting for `after`.
@@ -76,7 +77,7 @@ pub struct DropSource {
 
 impl DropSource {
     /// Lists the drop, chooses the files to read this run, claims them when claiming, and
-    /// opens the reading of the first.
+    /// hands them to the reader.
     pub fn new<S: ServerConfig>(
         config: &DropSourceConfig<S>,
         cx: &RunContext,
