@@ -23,9 +23,9 @@ use crate::sinks::file::FileSinkConfig;
 use crate::sinks::rejects::RejectsConfig;
 use crate::sinks::stdout::StdoutSinkConfig;
 use crate::sinks::upload::UploadSinkConfig;
+use crate::sources::drop::DropSourceConfig;
 use crate::sources::file::FileSourceConfig;
 use crate::sources::http::HttpSourceConfig;
-use crate::sources::pickup::PickupSourceConfig;
 use crate::state::StateConfig;
 use crate::transforms::rename::RenameConfig;
 use crate::transforms::select::SelectConfig;
@@ -175,10 +175,10 @@ stage_configs! {
         /// since the last run.
         "http" => Http(HttpSourceConfig),
         /// Files dropped on an SFTP server, each picked up once it is complete.
-        "sftp" => Sftp(PickupSourceConfig<SftpServerConfig>),
+        "sftp" => Sftp(DropSourceConfig<SftpServerConfig>),
         /// Files dropped on an FTPS (or, with `tls = "none"`, plain FTP) server, each picked
         /// up once it is complete.
-        "ftps" => Ftps(PickupSourceConfig<FtpServerConfig>),
+        "ftps" => Ftps(DropSourceConfig<FtpServerConfig>),
     }
 }
 

@@ -1,9 +1,9 @@
 //! Sources: where records come from. Each kind's config type implements [`SourceSpec`], which
 //! builds its `Box<dyn Source>`; the pipeline file's `SourceConfig` lists the kinds.
 
+pub mod drop;
 pub mod file;
 pub mod http;
-pub mod pickup;
 
 use crate::config::Validate;
 use crate::error::StageError;
@@ -41,12 +41,12 @@ impl SourceSpec for http::HttpSourceConfig {
     }
 }
 
-impl<S: ServerConfig> SourceSpec for pickup::PickupSourceConfig<S> {
+impl<S: ServerConfig> SourceSpec for drop::DropSourceConfig<S> {
     fn build(
         &self,
         cx: &RunContext,
         store: &mut dyn StateStore,
     ) -> Result<Box<dyn Source>, StageError> {
-        Ok(Box::new(pickup::PickupSource::new(self, cx, store)?))
+        Ok(Box::new(drop::DropSource::new(self, cx, store)?))
     }
 }

@@ -20,12 +20,16 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use url::Url;
 
+use super::body::{
+    check_single_object, ends_a_list, is_json_document, page_values, reads_whole_document,
+};
 use super::client::{Answer, Body, Reading, Request, Sent};
 use super::config::{HttpSourceConfig, OnMismatch, Pagination, default_concurrency, url_problem};
 use super::delta::{Delivery, Delta};
 use super::fetch::Fetcher;
+use super::list_url::encoded;
 use super::paging::{Paginator, Step};
-use super::{HttpError, HttpSource, add_delta_progress, encoded, page_values};
+use super::{HttpError, HttpSource, add_delta_progress};
 use crate::codecs::json::JsonOptions;
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::Invalid;
@@ -302,10 +306,13 @@ impl FanOut {
     ) -> Result<Self, StageError> {
         let url = UrlTemplate::parse(&children.url)
             .map_err(|problem| StageError::Refused(format!("`children.url` {problem}")))?;
-        let fetcher = Fetcher::start(list.fetcher.client(), children.concurrency as usize)
-            .map_err(|e| StageError::io("the HTTP source", "start its thread", e))?;
+        let fetcher = Fetcher::start(
+            list.requests.fetcher.client(),
+            children.concurrency as usize,
+        )
+        .map_err(|e| StageError::io("the HTTP source", "start its thread", e))?;
         Ok(FanOut {
-            delta: list.delta.take(),
+            delta: list.delivery.delta.take(),
             fetcher,
             url,
             pagination: children.pagination.clone(),
@@ -358,6 +365,7 @@ impl FanOut {
         // before them): their numbers in the page, for messages.
         let (page, read) = self
             .list
+            .paging
             .page
             .as_ref()
             .map_or((0, 0), |page| (page.number, page.records));
@@ -503,11 +511,12 @@ impl FanOut {
             parent.paginator.body_pointers(),
             // The list's `error` check, when the children's answers are JSON too.
             self.list
+                .settings
                 .body_error
                 .as_ref()
-                .filter(|_| super::is_json_document(&self.format)),
+                .filter(|_| is_json_document(&self.format)),
             &label,
-            &self.list.redactor,
+            &self.list.requests.redactor,
         )?;
         let paging_error = |message: String| HttpError::Paging {
             url: label.clone(),
@@ -540,16 +549,16 @@ impl FanOut {
                 Err(e) => return Err(e.into()),
             }
         }
-        if out.records.len() == start + 1 && super::reads_whole_document(&self.format) {
-            let checked = super::check_single_object(
+        if out.records.len() == start + 1 && reads_whole_document(&self.format) {
+            let checked = check_single_object(
                 &out.records[start..],
                 &beginning,
                 self.pagination.is_paged(),
-                self.list.body_error.is_some(),
+                self.list.settings.body_error.is_some(),
             )
             .map_err(|message| HttpError::Paging {
                 url: label.clone(),
-                message: super::client::lock(&self.list.redactor).text(&message),
+                message: super::client::lock(&self.list.requests.redactor).text(&message),
             })?;
             if let Some(warning) = checked.filter(|_| !self.envelope_warned) {
                 // Once: every child would say the same.
@@ -674,7 +683,7 @@ impl Source for FanOut {
                     url,
                     status: Some(status),
                     ..
-                }) if confirming && super::ends_a_list(status) => self.front_list_ended(&url)?,
+                }) if confirming && ends_a_list(status) => self.front_list_ended(&url)?,
                 Err(HttpError::Request {
                     method,
                     url,
@@ -717,7 +726,7 @@ impl Source for FanOut {
         }
         if let Some(delta) = &self.delta {
             let complete =
-                self.finished && progress.stopped_early.is_none() && !self.list.cut_short;
+                self.finished && progress.stopped_early.is_none() && !self.list.paging.cut_short;
             add_delta_progress(delta, complete, &mut progress);
         }
         progress

@@ -694,7 +694,7 @@ impl Validate for HttpSourceConfig {
             if self
                 .format
                 .as_ref()
-                .is_some_and(|f| !super::is_json_document(f))
+                .is_some_and(|f| !super::body::is_json_document(f))
             {
                 problems.push(Invalid::new(
                     "error",

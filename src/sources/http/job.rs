@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 
-use super::client::{self, Post, Reading, Request};
-use super::{HttpError, HttpSource, encoded, fill};
+use super::body::parse_json;
+use super::client::{self, Answer, Body, Post, Reading, Request, Sent};
+use super::list_url::{encoded, fill};
+use super::{HttpError, HttpSource};
 use crate::backoff::Backoff;
 use crate::error::StageError;
 
@@ -35,7 +37,11 @@ impl HttpSource {
         cursor: Option<&str>,
         until: Option<&str>,
     ) -> Result<Option<Url>, StageError> {
-        let job = self.job.clone().expect("called with a job configured");
+        let job = self
+            .settings
+            .job
+            .clone()
+            .expect("called with a job configured");
         let empty = serde_json::json!({});
         let body = fill(job.body.as_ref().unwrap_or(&empty), cursor, until).ok_or_else(|| {
             StageError::Refused(
@@ -45,12 +51,12 @@ impl HttpSource {
         })?;
         let create_url = Url::parse(&job.create_url)
             .map_err(|e| StageError::Refused(format!("`job.create_url`: {e}")))?;
-        self.jobs += 1;
+        self.paging.jobs += 1;
         let create = Request {
             url: create_url.clone(),
             post: Some(Post {
                 body: body.to_string().into_bytes(),
-                idempotency_key: format!("{}-export-{}", self.cx.run_id, self.jobs),
+                idempotency_key: format!("{}-export-{}", self.cx.run_id, self.paging.jobs),
             }),
             reading: Reading::Whole(JOB_ANSWER_BYTES),
             credentials: true,
@@ -98,7 +104,7 @@ impl HttpSource {
             status = json_text(&answer, &job.status).unwrap_or_default();
             if job.ready.contains(&status) {
                 let Some(pointer) = &job.download else {
-                    return self.list.url(cursor, until, Some(&id)).map(Some);
+                    return self.settings.list.url(cursor, until, Some(&id)).map(Some);
                 };
                 let link = json_text(&answer, pointer).ok_or_else(|| {
                     let message = format!("the ready job has no download link at `{pointer}`");
@@ -115,6 +121,25 @@ impl HttpSource {
                 let message = format!("export job {id} failed with status `{status}`{detail}");
                 return Err(self.job_error(&status_url, message).into());
             }
+        }
+    }
+
+    /// Sends one request on the fetch thread and parses its answer as JSON; `None` when the
+    /// run's time ran out.
+    fn call(&mut self, request: Request) -> Result<Option<serde_json::Value>, StageError> {
+        self.discard_prefetched();
+        let label = self.shown(&request.url);
+        self.requests.fetcher.request(request);
+        match self.requests.fetcher.answer()? {
+            Sent::OutOfTime(reason) => {
+                self.stop_early(reason);
+                Ok(None)
+            }
+            Sent::Answered(Answer {
+                body: Body::Whole(bytes),
+                ..
+            }) => Ok(Some(parse_json(&bytes, &label)?)),
+            Sent::Answered(_) => unreachable!("a whole answer was asked for"),
         }
     }
 
