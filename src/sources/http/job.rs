@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use url::Url;
 
 use super::body::parse_json;
-use super::client::{self, Answer, Body, Post, Reading, Request, Sent};
 use super::list_url::{encoded, fill};
 use super::{HttpError, HttpSource};
 use crate::backoff::Backoff;
 use crate::error::StageError;
+use crate::net::client::{self, Answer, Body, Post, Reading, Request, Sent};
 
 /// The most bytes an export job's create or status answer may have.
 const JOB_ANSWER_BYTES: u64 = 1024 * 1024;
