@@ -49,7 +49,7 @@ pub enum Body {
 /// One logical request, retried as a whole.
 pub struct Request {
     pub url: Url,
-    /// A JSON body to POST; `None` for a GET.
+    /// A body to send (POST or PUT); `None` for a GET.
     pub post: Option<Post>,
     pub reading: Reading,
     /// Whether the headers and credentials go along: for the pipeline file's own URLs and
@@ -59,10 +59,45 @@ pub struct Request {
 }
 
 pub struct Post {
+    /// `POST` or `PUT`.
+    pub method: Method,
     pub body: Vec<u8>,
-    /// Sent as `Idempotency-Key`, the same on every try: a retried POST whose first try did
-    /// reach the API (the answer was lost) does not create a second job.
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// The header the idempotency key is sent in (`Idempotency-Key`).
+    pub idempotency_header: String,
+    /// Sent in `idempotency_header`, the same on every try: a retried POST whose first try did
+    /// reach the API (the answer was lost) does not create a second job or a second record.
     pub idempotency_key: String,
+}
+
+impl Post {
+    /// A JSON body to POST with `Idempotency-Key: key`.
+    pub fn json(body: Vec<u8>, key: String) -> Self {
+        Post {
+            method: Method::Post,
+            body,
+            content_type: "application/json",
+            idempotency_header: "idempotency-key".into(),
+            idempotency_key: key,
+        }
+    }
+}
+
+/// The method of a request with a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Post,
+    Put,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        }
+    }
 }
 
 impl Request {
@@ -224,10 +259,16 @@ impl Client {
             lock(&self.counts).requests += 1;
             let answered = match post {
                 None => with_headers(self.agent.get(request_url.as_str()), &headers).call(),
-                Some(post) => with_headers(self.agent.post(request_url.as_str()), &headers)
-                    .header("content-type", "application/json")
-                    .header("idempotency-key", &post.idempotency_key)
-                    .send(&post.body[..]),
+                Some(post) => {
+                    let builder = match post.method {
+                        Method::Post => self.agent.post(request_url.as_str()),
+                        Method::Put => self.agent.put(request_url.as_str()),
+                    };
+                    with_headers(builder, &headers)
+                        .header("content-type", post.content_type)
+                        .header(post.idempotency_header.as_str(), &post.idempotency_key)
+                        .send(&post.body[..])
+                }
             };
             let judged = answered
                 .map(|response| self.judge(response, reading, &target, &mut refreshed_token));
@@ -245,7 +286,7 @@ impl Client {
                         let Some(next) = next else {
                             let redactor = lock(&self.redactor);
                             return Err(HttpError::Request {
-                                method: if post.is_some() { "POST" } else { "GET" },
+                                method: post.map_or("GET", |post| post.method.as_str()),
                                 url: redactor.url(url),
                                 status: Some(status),
                                 message: redactor.text(&format!(
@@ -297,7 +338,7 @@ impl Client {
                     )
                 };
                 return Err(HttpError::Request {
-                    method: if post.is_some() { "POST" } else { "GET" },
+                    method: post.map_or("GET", |post| post.method.as_str()),
                     url: redactor.url(url),
                     status: failure.status,
                     message: redactor.text(&format!("{}{tries}{redirected}", failure.message)),

@@ -54,10 +54,10 @@ impl HttpSource {
         self.paging.jobs += 1;
         let create = Request {
             url: create_url.clone(),
-            post: Some(Post {
-                body: body.to_string().into_bytes(),
-                idempotency_key: format!("{}-export-{}", self.cx.run_id, self.paging.jobs),
-            }),
+            post: Some(Post::json(
+                body.to_string().into_bytes(),
+                format!("{}-export-{}", self.cx.run_id, self.paging.jobs),
+            )),
             reading: Reading::Whole(JOB_ANSWER_BYTES),
             credentials: true,
         };
