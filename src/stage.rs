@@ -94,6 +94,20 @@ pub trait Sink: Send {
     fn commit(self: Box<Self>) -> Result<SinkReport, StageError>;
     /// Where `batch` would be written, for `--dry-run`.
     fn destination(&self, batch: &Batch) -> String;
+
+    /// Called once the source is exhausted, before `prepare` and never in a dry run: a sink
+    /// that sends as it goes (the `http` sink) sends what it still holds. Whatever it sends
+    /// cannot be taken back, so it happens before the run's state is committed.
+    fn end_of_input(&mut self) -> Result<(), StageError> {
+        Ok(())
+    }
+
+    /// The records the sink set aside since it was last asked (a receiver refused them with a
+    /// 4xx): the runner writes them to the rejects file. Only with `[rejects]`
+    /// (`RunContext::quarantine`); without, the sink fails the run instead.
+    fn take_rejects(&mut self) -> Vec<crate::record::Reject> {
+        Vec::new()
+    }
 }
 
 /// What a sink delivered.
@@ -132,6 +146,9 @@ pub struct RunContext {
     pub read_only: bool,
     /// The values of `--var NAME=VALUE`, for `${var:NAME}` in secrets resolved at run time.
     pub vars: Arc<crate::config::Variables>,
+    /// The state store's file, for a sink that keeps its own records in it (the `http` sink's
+    /// outbox). `None` in dry runs and outside pipeline runs.
+    pub state_path: Option<std::path::PathBuf>,
 }
 
 impl RunContext {
@@ -162,6 +179,7 @@ impl RunContext {
             bytes_read: Arc::default(),
             read_only: false,
             vars: Arc::default(),
+            state_path: None,
         }
     }
 

@@ -85,6 +85,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Finished {
     let state_path = state_path(pipeline, options.state_path.clone());
     if !options.dry_run {
         cx.temp_journal = Some(temp_journal_path(&state_path, &pipeline.name));
+        cx.state_path = Some(state_path.clone());
     }
     let mut run = Run {
         pipeline,

@@ -12,7 +12,7 @@ use super::stages::Chain;
 use crate::error::{RunError, StageError};
 use crate::progress::RunProgress;
 use crate::record::Batch;
-use crate::stage::{RunContext, Source, SourceProgress};
+use crate::stage::{RunContext, Sink, Source, SourceProgress};
 
 /// Batches buffered between the source thread and the sinks.
 const BATCHES_IN_FLIGHT: usize = 4;
@@ -111,6 +111,9 @@ pub(super) fn stream(
                         .map_err(|e| RunError::new(&pipeline, label, e))?;
                 }
             }
+            if !dry_run {
+                pass_sink_rejects(chain, &mut streamed)?;
+            }
             batches += 1;
             if batches == 1 {
                 crash_point("after-first-batch");
@@ -122,8 +125,41 @@ pub(super) fn stream(
                 file,
             );
         }
+        if !dry_run {
+            // A sink that sends as it goes sends the rest now, before anything is prepared.
+            for (label, sink) in &mut chain.sinks {
+                sink.end_of_input()
+                    .map_err(|e| RunError::new(&chain.pipeline, label, e))?;
+            }
+            pass_sink_rejects(chain, &mut streamed)?;
+        }
         Ok(())
     });
     streamed.source = source.progress();
     (streamed, result)
+}
+
+/// Writes the records the sinks set aside (a receiver refused them) to the rejects file,
+/// where they are counted like the source's rejects (and `max_rejects` applies to them).
+fn pass_sink_rejects(chain: &mut Chain, streamed: &mut Streamed) -> Result<(), RunError> {
+    let mut rejects = Vec::new();
+    for (_, sink) in &mut chain.sinks {
+        rejects.extend(sink.take_rejects());
+    }
+    // Sinks set records aside only with `[rejects]` (`RunContext::quarantine`).
+    let Some(file) = chain.rejects.as_mut().filter(|_| !rejects.is_empty()) else {
+        return Ok(());
+    };
+    let mut refused = Batch {
+        rejects,
+        ..Batch::default()
+    };
+    let records = file.take(&mut refused);
+    if let Some(count) = streamed.counts.last_mut() {
+        count.0 += records.len() as u64;
+        count.1 += records.len() as u64;
+    }
+    file.sink
+        .write_batch(&records)
+        .map_err(|e| RunError::new(&chain.pipeline, "rejects", e))
 }

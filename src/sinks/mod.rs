@@ -3,6 +3,7 @@
 //! asks for its empty one (`IfEmpty`): an empty file every cron run is noise to most partners.
 
 pub mod file;
+pub mod http;
 pub mod output;
 pub mod publish;
 pub mod rejects;
@@ -112,5 +113,11 @@ impl<S: ServerConfig> SinkSpec for upload::UploadSinkConfig<S> {
 
     fn temp_name(&self) -> Option<&str> {
         Some(&self.temp_name)
+    }
+}
+
+impl SinkSpec for http::HttpSinkConfig {
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Sink>, StageError> {
+        Ok(Box::new(http::HttpSink::new(self, cx)?))
     }
 }

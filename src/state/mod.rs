@@ -264,6 +264,10 @@ pub trait StateStore: Send {
         key: &str,
         status: OutboxStatus,
     ) -> Result<(), StateError>;
+    /// The id of the pipeline's latest run that ended `success` (its state committed), if any:
+    /// it stays the same from a run that failed or crashed to its rerun, and changes once a
+    /// run delivered, so push keys made with it repeat exactly for a rerun.
+    fn last_success(&mut self, pipeline: &str) -> Result<Option<String>, StateError>;
 }
 
 impl From<StateError> for crate::error::StageError {

@@ -691,6 +691,18 @@ impl StateStore for SqliteStore {
             .map(|_| ())
             .map_err(|e| sql(&self.path, "record a push in the outbox", e))
     }
+
+    fn last_success(&mut self, pipeline: &str) -> Result<Option<String>, StateError> {
+        self.connection
+            .query_row(
+                "SELECT run_id FROM runs WHERE pipeline = ?1 AND outcome = 'success'
+                 ORDER BY started_unix DESC, rowid DESC LIMIT 1",
+                [pipeline],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| sql(&self.path, "read the run history", e))
+    }
 }
 
 fn insert_run(connection: &Connection, pipeline: &str, report: &RunReport) -> rusqlite::Result<()> {

@@ -22,6 +22,7 @@ mod pairs;
 mod pickup;
 mod pipelines;
 mod preview;
+mod push;
 mod references;
 mod reruns;
 mod roundtrip;

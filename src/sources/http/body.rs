@@ -2,13 +2,13 @@
 //! read in it, an error that came with a success status, and, for an answer read as one JSON
 //! document, whether the object it is was meant as one record.
 
-use super::client;
 use super::config::BodyError;
 use super::sparse::sparse;
 use super::{HttpError, Redactor};
 use crate::codecs::FormatConfig;
 use crate::codecs::json::json_error;
 use crate::error::{CodecError, Malformed, StageError};
+use crate::net::client;
 use crate::record::{Record, Value};
 
 /// Whether answers in `format` are one JSON document (which `error` can look into).

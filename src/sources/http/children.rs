@@ -23,7 +23,6 @@ use url::Url;
 use super::body::{
     check_single_object, ends_a_list, is_json_document, page_values, reads_whole_document,
 };
-use super::client::{Answer, Body, Reading, Request, Sent};
 use super::config::{HttpSourceConfig, OnMismatch, Pagination, default_concurrency, url_problem};
 use super::delta::{Delivery, Delta};
 use super::fetch::Fetcher;
@@ -34,6 +33,7 @@ use crate::codecs::json::JsonOptions;
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::Invalid;
 use crate::error::{CodecError, Malformed, Position, StageError};
+use crate::net::client::{Answer, Body, Reading, Request, Sent};
 use crate::record::json::KeyCache;
 use crate::record::{Batch, FieldName, Origin, Record, Reject, Value};
 use crate::stage::{Source, SourceProgress};
@@ -558,7 +558,7 @@ impl FanOut {
             )
             .map_err(|message| HttpError::Paging {
                 url: label.clone(),
-                message: super::client::lock(&self.list.requests.redactor).text(&message),
+                message: crate::net::client::lock(&self.list.requests.redactor).text(&message),
             })?;
             if let Some(warning) = checked.filter(|_| !self.envelope_warned) {
                 // Once: every child would say the same.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::HttpError;
-use super::client::{Client, Request, Sent, lock};
+use crate::net::client::{Client, Request, Sent, lock};
 use crate::state::report::RequestCounts;
 
 type Answer = Result<Sent, HttpError>;

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use url::Url;
 
 use super::body::parse_json;
-use super::client::{self, Answer, Body, Post, Reading, Request, Sent};
 use super::list_url::{encoded, fill};
 use super::{HttpError, HttpSource};
 use crate::backoff::Backoff;
 use crate::error::StageError;
+use crate::net::client::{self, Answer, Body, Post, Reading, Request, Sent};
 
 /// The most bytes an export job's create or status answer may have.
 const JOB_ANSWER_BYTES: u64 = 1024 * 1024;
@@ -54,10 +54,10 @@ impl HttpSource {
         self.paging.jobs += 1;
         let create = Request {
             url: create_url.clone(),
-            post: Some(Post {
-                body: body.to_string().into_bytes(),
-                idempotency_key: format!("{}-export-{}", self.cx.run_id, self.paging.jobs),
-            }),
+            post: Some(Post::json(
+                body.to_string().into_bytes(),
+                format!("{}-export-{}", self.cx.run_id, self.paging.jobs),
+            )),
             reading: Reading::Whole(JOB_ANSWER_BYTES),
             credentials: true,
         };

@@ -1,8 +1,8 @@
 //! The `http` source: records from a REST API, one request or every page of a list, decoded
 //! by the codec layer like any file. Paging (`paging.rs`) decides what comes next and checks
-//! itself; the client (`client.rs`) retries, waits for rate limits and authenticates
-//! (`auth.rs`), on fetch threads (`fetch.rs`) that get the next pages while this one is
-//! decoded; delta pulls (`delta.rs`) remember where the last run got to, in time windows
+//! itself; the client it shares with the `http` sink (`net/client.rs`) retries, waits for
+//! rate limits and authenticates (`net/auth.rs`), on fetch threads (`fetch.rs`) that get the
+//! next pages while this one is decoded; delta pulls (`delta.rs`) remember where the last run got to, in time windows
 //! (`window.rs`) when asked; export jobs (`job.rs`) are created, awaited and downloaded; with
 //! `children` (`children.rs`), each record of the list leads to requests for its children,
 //! which are delivered instead.
@@ -15,10 +15,8 @@
 //! The pages of a list are read whole (a page that breaks off is retried); a single answer (an
 //! export) streams into its decoder whatever its size.
 
-mod auth;
 mod body;
 mod children;
-mod client;
 pub mod config;
 mod delta;
 mod fetch;
@@ -27,7 +25,6 @@ mod list;
 mod list_url;
 mod page;
 mod paging;
-mod resolver;
 mod sparse;
 mod window;
 
@@ -36,12 +33,12 @@ use std::sync::Arc;
 
 use url::Url;
 
+use crate::net::Secrets;
+use crate::net::client::{self, Client, ClientSettings};
 pub(crate) use crate::redact::{Redactor, names_a_secret};
 
-use self::auth::Auth;
 use self::body::with_error_pointers;
 use self::children::FanOut;
-use self::client::Client;
 pub use self::config::HttpSourceConfig;
 use self::config::{BodyError, JobConfig, OnMismatch, Pagination};
 use self::delta::Delta;
@@ -52,33 +49,12 @@ use self::paging::Paginator;
 use self::window::{Windows, window_seconds};
 use crate::codecs::json::JsonOptions;
 use crate::codecs::{FormatConfig, TextEncoding};
-use crate::config::SecretValue;
 use crate::error::StageError;
 use crate::record::{Batch, Origin, Record};
 use crate::stage::{RunContext, Source, SourceProgress};
 use crate::state::StateStore;
 
-/// A request or a page that failed.
-#[derive(Debug, thiserror::Error)]
-pub enum HttpError {
-    /// A request that failed for good (after its retries), with the answer's own explanation.
-    #[error("{method} {url}: {message}")]
-    Request {
-        method: &'static str,
-        /// The URL, secrets redacted.
-        url: String,
-        status: Option<u16>,
-        message: String,
-    },
-    /// Paging that cannot go on: a loop, a total that does not match, a body too large.
-    #[error("{url}: {message}")]
-    Paging { url: String, message: String },
-    /// A child request answered 404 or 410, without `[rejects]` to set the parent aside.
-    #[error(
-        "{0}; the parent record's child is gone (deleted after the list was read?): a `[rejects]` table sets such records aside and lets the run go on"
-    )]
-    ChildGone(Box<HttpError>),
-}
+pub use crate::net::HttpError;
 
 /// The `http` source's list (with `children`, the parents' list, which `FanOut` reads).
 pub struct HttpSource {
@@ -259,9 +235,18 @@ impl Requests {
             auth,
             redactor,
         } = secrets;
-        let tls = tls_config(config.ca_file.as_deref(), cx)?;
+        let tls = crate::net::tls_config(config.ca_file.as_deref(), cx)?;
         let redactor = Arc::new(std::sync::Mutex::new(redactor));
-        let client = Client::new(config, tls, headers, auth, redactor.clone(), cx.deadline);
+        // One idle connection kept per fetch thread, the children's too (and the OAuth
+        // endpoint's).
+        let children = config.children.as_ref().map_or(0, |c| c.concurrency);
+        let settings = ClientSettings {
+            timeout_secs: config.timeout_secs,
+            connections: (config.concurrency + children) as usize + 1,
+            retry: config.retry.clone(),
+            rate_limit: config.rate_limit.clone(),
+        };
+        let client = Client::new(settings, tls, headers, auth, redactor.clone(), cx.deadline);
         let fetcher = Fetcher::start(Arc::new(client), config.concurrency as usize)
             .map_err(|e| StageError::io("the HTTP source", "start its thread", e))?;
         Ok(Requests {
@@ -305,43 +290,14 @@ impl DeliveryState {
     }
 }
 
-/// The configured headers with their secrets resolved, the authentication, and the redactor
-/// that hides those secrets (and query parameters whose names say they hold one) in messages.
-struct Secrets {
-    headers: Vec<(String, SecretValue)>,
-    auth: Auth,
-    redactor: Redactor,
-}
-
-/// Resolves the secrets of the headers and the authentication.
+/// Resolves the secrets of the headers and the authentication; a key in a query parameter
+/// (`api_key = "${env:LOGS_KEY}"`) is shown as `***` too.
 fn secrets(config: &HttpSourceConfig, cx: &RunContext) -> Result<Secrets, StageError> {
-    let mut redactor = Redactor::default();
-    let mut headers = Vec::new();
-    for (name, secret) in &config.headers {
-        let (value, referenced) = secret
-            .resolve_all(&cx.references())
-            .map_err(|e| StageError::Refused(format!("header `{name}`: {e}")))?;
-        // A reference is a secret; so is text in a header whose name says it holds one.
-        // Other text (`Accept = "application/json"`) is shown as it is.
-        if !secret.is_literal() || names_a_secret(name) {
-            redactor.add(value.expose());
-        }
-        for referenced in &referenced {
-            redactor.add_part(referenced);
-        }
-        headers.push((name.clone(), value));
-    }
-    // A key in a query parameter (`api_key = "${env:LOGS_KEY}"`) is shown as `***`.
+    let mut secrets = Secrets::resolve(&config.headers, config.auth.as_ref(), cx)?;
     for name in config.query.keys().filter(|name| names_a_secret(name)) {
-        redactor.add_query_parameter(name);
+        secrets.redactor.add_query_parameter(name);
     }
-    let auth = Auth::new(config.auth.as_ref(), cx, &mut redactor)
-        .map_err(|(field, e)| StageError::Refused(format!("`{field}`: {e}")))?;
-    Ok(Secrets {
-        headers,
-        auth,
-        redactor,
-    })
+    Ok(secrets)
 }
 
 /// The cursor of an incremental pull, from the pipeline's state.
@@ -487,40 +443,5 @@ fn add_delta_progress(delta: &Delta, complete: bool, progress: &mut SourceProgre
             "{} records skipped: delivered by the last run",
             delta.skipped
         );
-    }
-}
-
-/// TLS as configured: the public roots, or the CA certificates of `ca_file` instead.
-fn tls_config(ca_file: Option<&str>, cx: &RunContext) -> Result<ureq::tls::TlsConfig, StageError> {
-    use ureq::tls::{PemItem, RootCerts, TlsConfig, parse_pem};
-    let Some(ca_file) = ca_file else {
-        return Ok(TlsConfig::default());
-    };
-    let path = cx.resolve(ca_file);
-    let shown = path.display().to_string();
-    let pem = std::fs::read(&path).map_err(|e| StageError::io(&shown, "read the CA file", e))?;
-    let mut certificates = Vec::new();
-    for item in parse_pem(&pem) {
-        match item {
-            Ok(PemItem::Certificate(certificate)) => certificates.push(certificate),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(StageError::Refused(format!("{shown}: not a PEM file: {e}")));
-            }
-        }
-    }
-    if certificates.is_empty() {
-        return Err(StageError::Refused(format!(
-            "{shown}: the CA file holds no certificate"
-        )));
-    }
-    Ok(TlsConfig::builder()
-        .root_certs(RootCerts::new_with_certs(&certificates))
-        .build())
-}
-
-impl From<HttpError> for StageError {
-    fn from(error: HttpError) -> Self {
-        StageError::Failed(Box::new(error))
     }
 }

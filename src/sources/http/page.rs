@@ -12,11 +12,11 @@ use super::body::{
     EXCERPT_BYTES, check_single_object, ends_a_list, explain_missing_records, page_values,
     reads_whole_document,
 };
-use super::client::{self, Answer, Body, Reading, Request, Sent};
 use super::list::pages;
 use super::paging::{PageFacts, Step};
 use super::{HttpError, HttpSource};
 use crate::error::{CodecError, StageError};
+use crate::net::client::{self, Answer, Body, Reading, Request, Sent};
 use crate::record::{Batch, Origin, Reject};
 use crate::stage::Decoder;
 

@@ -15,30 +15,31 @@ use std::time::{Duration, Instant, SystemTime};
 use ureq::http::{HeaderMap, Response, StatusCode};
 use url::Url;
 
+use super::HttpError;
 use super::auth::Auth;
-use super::config::{HttpSourceConfig, RateLimitConfig, ResetReading, RetryConfig};
+use super::config::{RateLimitConfig, ResetReading, RetryConfig};
 use super::resolver::CachingResolver;
-use super::{HttpError, Redactor};
 use crate::backoff::{Backoff, jittered};
 use crate::config::SecretValue;
+use crate::redact::Redactor;
 use crate::state::report::RequestCounts;
 
 /// How one request ended.
-pub(super) enum Sent {
+pub enum Sent {
     Answered(Answer),
     /// A wait the request needed would pass the run's time limit: why.
     OutOfTime(String),
 }
 
 /// A successful answer.
-pub(super) struct Answer {
+pub struct Answer {
     /// Where it came from: the request's URL, or where redirects led.
-    pub(super) url: Url,
-    pub(super) headers: HeaderMap,
-    pub(super) body: Body,
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Body,
 }
 
-pub(super) enum Body {
+pub enum Body {
     /// Read whole (a connection that broke off while reading it was retried).
     Whole(Vec<u8>),
     /// Streaming, as it arrives.
@@ -46,27 +47,62 @@ pub(super) enum Body {
 }
 
 /// One logical request, retried as a whole.
-pub(super) struct Request {
-    pub(super) url: Url,
-    /// A JSON body to POST; `None` for a GET.
-    pub(super) post: Option<Post>,
-    pub(super) reading: Reading,
+pub struct Request {
+    pub url: Url,
+    /// A body to send (POST or PUT); `None` for a GET.
+    pub post: Option<Post>,
+    pub reading: Reading,
     /// Whether the headers and credentials go along: for the pipeline file's own URLs and
     /// the links to their origin, never for a link to elsewhere an answer gave (and never
     /// after a redirect to elsewhere).
-    pub(super) credentials: bool,
+    pub credentials: bool,
 }
 
-pub(super) struct Post {
-    pub(super) body: Vec<u8>,
-    /// Sent as `Idempotency-Key`, the same on every try: a retried POST whose first try did
-    /// reach the API (the answer was lost) does not create a second job.
-    pub(super) idempotency_key: String,
+pub struct Post {
+    /// `POST` or `PUT`.
+    pub method: Method,
+    pub body: Vec<u8>,
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// The header the idempotency key is sent in (`Idempotency-Key`).
+    pub idempotency_header: String,
+    /// Sent in `idempotency_header`, the same on every try: a retried POST whose first try did
+    /// reach the API (the answer was lost) does not create a second job or a second record.
+    pub idempotency_key: String,
+}
+
+impl Post {
+    /// A JSON body to POST with `Idempotency-Key: key`.
+    pub fn json(body: Vec<u8>, key: String) -> Self {
+        Post {
+            method: Method::Post,
+            body,
+            content_type: "application/json",
+            idempotency_header: "idempotency-key".into(),
+            idempotency_key: key,
+        }
+    }
+}
+
+/// The method of a request with a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Post,
+    Put,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        }
+    }
 }
 
 impl Request {
     /// A GET of a URL the pipeline file names (or builds, like a job's status URL).
-    pub(super) fn get(url: Url, reading: Reading) -> Self {
+    pub fn get(url: Url, reading: Reading) -> Self {
         Request {
             url,
             post: None,
@@ -77,7 +113,7 @@ impl Request {
 
     /// A GET of a page of the list whose first page is `list`: with the credentials when it
     /// is on the list's origin (an answer's next link may point elsewhere).
-    pub(super) fn page_of(list: &Url, url: Url, reading: Reading) -> Self {
+    pub fn page_of(list: &Url, url: Url, reading: Reading) -> Self {
         let credentials = url.origin() == list.origin();
         Request {
             credentials,
@@ -88,15 +124,25 @@ impl Request {
 
 /// How to take the body of a successful answer.
 #[derive(Clone, Copy)]
-pub(super) enum Reading {
+pub enum Reading {
     /// Whole, at most this many bytes.
     Whole(u64),
     Stream,
 }
 
+/// How a [`Client`] sends: what the pipeline file configures for its requests.
+pub struct ClientSettings {
+    /// Seconds one request may take in all.
+    pub timeout_secs: u64,
+    /// Idle connections kept: one per thread that sends, and one for an OAuth token endpoint.
+    pub connections: usize,
+    pub retry: RetryConfig,
+    pub rate_limit: RateLimitConfig,
+}
+
 /// Shared by the fetch threads: what changes as requests go (the governor, a fetched token,
 /// the counts) is behind locks, taken briefly and never across a request.
-pub(super) struct Client {
+pub struct Client {
     agent: ureq::Agent,
     headers: Vec<(String, SecretValue)>,
     auth: Mutex<Auth>,
@@ -108,28 +154,25 @@ pub(super) struct Client {
 }
 
 /// `mutex` locked; a thread that panicked holding it left nothing half-done that matters here.
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Client {
-    /// A client for `config`'s requests, with its secrets resolved.
-    pub(super) fn new(
-        config: &HttpSourceConfig,
+    /// A client for requests as `settings` say, with its secrets resolved.
+    pub fn new(
+        settings: ClientSettings,
         tls: ureq::tls::TlsConfig,
         headers: Vec<(String, SecretValue)>,
         auth: Auth,
         redactor: Arc<Mutex<Redactor>>,
         deadline: Option<Instant>,
     ) -> Self {
-        // One idle connection kept per fetch thread, the children's too (and the OAuth
-        // endpoint's).
-        let children = config.children.as_ref().map_or(0, |c| c.concurrency);
-        let connections = (config.concurrency + children) as usize + 1;
+        let connections = settings.connections;
         let agent_config = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(config.timeout_secs)))
+            .timeout_global(Some(Duration::from_secs(settings.timeout_secs)))
             .tls_config(tls)
             .max_idle_connections_per_host(connections)
             .max_idle_connections(connections * 2)
@@ -148,8 +191,8 @@ impl Client {
             agent,
             headers,
             auth: Mutex::new(auth),
-            retry: config.retry.clone(),
-            governor: Mutex::new(Governor::new(&config.rate_limit)),
+            retry: settings.retry,
+            governor: Mutex::new(Governor::new(&settings.rate_limit)),
             redactor,
             counts: Mutex::new(RequestCounts::default()),
             deadline,
@@ -158,17 +201,17 @@ impl Client {
 
     /// Counts time a fetch thread had no request to send (see
     /// [`RequestCounts::waiting_for_decoder_us`]).
-    pub(super) fn add_wait_for_decoder(&self, waited: Duration) {
+    pub fn add_wait_for_decoder(&self, waited: Duration) {
         lock(&self.counts).waiting_for_decoder_us += waited.as_micros() as u64;
     }
 
     /// What the requests cost so far.
-    pub(super) fn counts(&self) -> RequestCounts {
+    pub fn counts(&self) -> RequestCounts {
         lock(&self.counts).clone()
     }
 
     /// Sends `request`, retrying what may pass, and waiting what the API and the budget ask.
-    pub(super) fn send(&self, request: &Request) -> Result<Sent, HttpError> {
+    pub fn send(&self, request: &Request) -> Result<Sent, HttpError> {
         let (url, reading) = (&request.url, request.reading);
         let mut attempt = 1;
         let mut backoff = Backoff::new(
@@ -216,10 +259,16 @@ impl Client {
             lock(&self.counts).requests += 1;
             let answered = match post {
                 None => with_headers(self.agent.get(request_url.as_str()), &headers).call(),
-                Some(post) => with_headers(self.agent.post(request_url.as_str()), &headers)
-                    .header("content-type", "application/json")
-                    .header("idempotency-key", &post.idempotency_key)
-                    .send(&post.body[..]),
+                Some(post) => {
+                    let builder = match post.method {
+                        Method::Post => self.agent.post(request_url.as_str()),
+                        Method::Put => self.agent.put(request_url.as_str()),
+                    };
+                    with_headers(builder, &headers)
+                        .header("content-type", post.content_type)
+                        .header(post.idempotency_header.as_str(), &post.idempotency_key)
+                        .send(&post.body[..])
+                }
             };
             let judged = answered
                 .map(|response| self.judge(response, reading, &target, &mut refreshed_token));
@@ -237,7 +286,7 @@ impl Client {
                         let Some(next) = next else {
                             let redactor = lock(&self.redactor);
                             return Err(HttpError::Request {
-                                method: if post.is_some() { "POST" } else { "GET" },
+                                method: post.map_or("GET", |post| post.method.as_str()),
                                 url: redactor.url(url),
                                 status: Some(status),
                                 message: redactor.text(&format!(
@@ -289,7 +338,7 @@ impl Client {
                     )
                 };
                 return Err(HttpError::Request {
-                    method: if post.is_some() { "POST" } else { "GET" },
+                    method: post.map_or("GET", |post| post.method.as_str()),
                     url: redactor.url(url),
                     status: failure.status,
                     message: redactor.text(&format!("{}{tries}{redirected}", failure.message)),
@@ -542,7 +591,7 @@ fn error_detail(mut response: Response<ureq::Body>) -> String {
     }
 }
 
-pub(super) fn json_error_detail(json: &serde_json::Value) -> Option<String> {
+pub fn json_error_detail(json: &serde_json::Value) -> Option<String> {
     use serde_json::Value as J;
     let text = |value: &J| match value {
         J::String(text) => Some(text.clone()),
@@ -583,7 +632,7 @@ pub(super) fn json_error_detail(json: &serde_json::Value) -> Option<String> {
 }
 
 /// Text on one line, at most 300 characters.
-pub(super) fn one_line(text: &str) -> String {
+pub fn one_line(text: &str) -> String {
     let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match joined.char_indices().nth(300) {
         Some((cut, _)) => format!("{}…", &joined[..cut]),

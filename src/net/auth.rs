@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use url::Url;
 
+use super::HttpError;
 use super::config::AuthConfig;
-use super::{HttpError, Redactor};
 use crate::backoff::Backoff;
 use crate::config::SecretValue;
 use crate::config::secret::SecretError;
+use crate::redact::Redactor;
 use crate::stage::RunContext;
 
 /// Tries of a token request, and the wait before the second (doubling after).
@@ -18,7 +19,7 @@ const TOKEN_ATTEMPTS: u32 = 3;
 const TOKEN_RETRY_DELAY: Duration = Duration::from_millis(500);
 
 /// Authentication, with its secrets resolved.
-pub(super) enum Auth {
+pub enum Auth {
     None,
     /// A header with a fixed value: a bearer token, basic credentials, an API key.
     Header(String, SecretValue),
@@ -28,7 +29,7 @@ pub(super) enum Auth {
 }
 
 /// OAuth 2.0 client credentials, and the token while it is good.
-pub(super) struct OAuth {
+pub struct OAuth {
     token_url: Url,
     client_id: String,
     client_secret: SecretValue,
@@ -43,7 +44,7 @@ struct Token {
 }
 
 impl Auth {
-    pub(super) fn new(
+    pub fn new(
         config: Option<&AuthConfig>,
         cx: &RunContext,
         redactor: &mut Redactor,
@@ -99,7 +100,7 @@ impl Auth {
     }
 
     /// Adds what a request to `url` needs: a query parameter to `url`, or the header returned.
-    pub(super) fn apply(
+    pub fn apply(
         &mut self,
         agent: &ureq::Agent,
         url: &mut Url,
@@ -133,11 +134,11 @@ impl Auth {
     }
 
     /// Whether a 401 may be cured by a fresh token.
-    pub(super) fn can_refresh(&self) -> bool {
+    pub fn can_refresh(&self) -> bool {
         matches!(self, Auth::OAuth(_))
     }
 
-    pub(super) fn forget_token(&mut self) {
+    pub fn forget_token(&mut self) {
         if let Auth::OAuth(oauth) = self {
             oauth.token = None;
         }

@@ -21,7 +21,7 @@ const KEEP_FOR: Duration = Duration::from_secs(60);
 
 /// ureq's resolver behind a cache of what it answered, by host and port.
 #[derive(Debug, Default)]
-pub(super) struct CachingResolver {
+pub struct CachingResolver {
     lookup: DefaultResolver,
     /// The addresses by scheme and authority, with when they expire (never, for an address
     /// written as one).
