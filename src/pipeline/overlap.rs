@@ -91,17 +91,10 @@ pub fn check(
                 .map(|path| (path, input.path.as_str()))
         })
         .collect();
-    let read_dirs = match pattern {
-        Some(pattern)
-            if outputs
-                .iter()
-                .flat_map(|(_, o)| o)
-                .any(|o| o.remote.is_none()) =>
-        {
-            dirs_read_by(pattern)
-        }
-        _ => Vec::new(),
-    };
+    // Listed only when an output's path does not match the pattern already: it walks the
+    // pattern's folders again.
+    let read_dirs = std::cell::OnceCell::new();
+    let read_dirs = || read_dirs.get_or_init(|| pattern.map(dirs_read_by).unwrap_or_default());
     let name_pattern = pattern
         .and_then(Path::file_name)
         .and_then(|name| glob::Pattern::new(&name.to_string_lossy()).ok());
@@ -135,7 +128,7 @@ pub fn check(
                     ));
                 }
                 let read_back = |dir: &Path, name: &std::ffi::OsStr| {
-                    read_dirs.iter().any(|read| read == dir)
+                    read_dirs().iter().any(|read| read == dir)
                         && name_pattern.as_ref().is_some_and(|p| {
                             p.matches_with(&name.to_string_lossy(), glob_options())
                         })

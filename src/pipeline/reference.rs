@@ -420,7 +420,7 @@ mod tests {
                     }
                     other => other.to_string(),
                 };
-                if !docs[at..].contains(&shown.to_lowercase()) {
+                if !mentions(&docs[at..], &shown.to_lowercase()) {
                     wrong.push(format!("{place}.{key}: the code's default is {shown}"));
                 }
             }
@@ -436,6 +436,20 @@ mod tests {
                 }
             }
         }
+        /// Whether `text` holds `value` as a whole: `10` is not in `100`, `1.10` or `1.5`'s `1`.
+        fn mentions(text: &str, value: &str) -> bool {
+            text.match_indices(value).any(|(at, _)| {
+                let before = text[..at].chars().next_back();
+                let after = &text[at + value.len()..];
+                let number_goes_on = after.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    || (after.starts_with('.')
+                        && after[1..].starts_with(|c: char| c.is_ascii_digit()));
+                !before.is_some_and(|c| c.is_ascii_digit() || c == '.') && !number_goes_on
+            })
+        }
+        assert!(mentions("default 10 (ten)", "10") && !mentions("default 100", "10"));
+        assert!(!mentions("default 1.10", "10") && !mentions("default 1.5", "1"));
+        assert!(mentions("default `\"x\"`.", "\"x\""));
         let schema: Value = serde_json::from_str(&super::super::json_schema()).unwrap();
         let mut wrong = Vec::new();
         check(&schema, "", &mut wrong);

@@ -330,7 +330,8 @@ fn claimed_files_are_hidden_while_read_and_taken_up_again_after_a_crash() {
 }
 
 /// A name that leaves no room for the claim's hidden name is not taken, with a warning, rather
-/// than left alone in silence every run (the rename would fail).
+/// than left alone in silence every run (the rename would fail); nor does it take the place of
+/// a file that can be taken.
 #[test]
 fn a_file_whose_claimed_name_would_be_too_long_is_not_taken_and_said_so() {
     let Some(server) = SftpServer::start() else {
@@ -339,9 +340,10 @@ fn a_file_whose_claimed_name_would_be_too_long_is_not_taken_and_said_so() {
     let sandbox = Sandbox::new();
     sandbox.write(
         "p.toml",
-        pickup_pipeline("sftp", "claim = true", &sftp_server(&server)),
+        pickup_pipeline("sftp", "claim = true\nmax_files = 1", &sftp_server(&server)),
     );
-    let long = format!("{}.csv", "x".repeat(238));
+    // First by name, and past `max_files = 1` it must not keep `b.csv` waiting.
+    let long = format!("a{}.csv", "x".repeat(237));
     drop_file(&server.data(), &long, "id\n1\n");
     drop_file(&server.data(), "b.csv", "id\n2\n");
     let outcome = longshore(&sandbox, &[]);
@@ -358,7 +360,7 @@ fn a_file_whose_claimed_name_would_be_too_long_is_not_taken_and_said_so() {
     );
     assert_eq!(
         remote_files(&server.data(), "inbound"),
-        ["b.csv", long.as_str()]
+        [long.as_str(), "b.csv"]
     );
 }
 

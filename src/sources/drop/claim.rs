@@ -16,9 +16,25 @@ pub(super) fn claimed_original<'a>(name: &'a str, suffix: &str) -> Option<&'a st
         .filter(|original| !original.is_empty())
 }
 
+/// Why `file` cannot be claimed whatever the server says, if it cannot: its claimed name would
+/// be longer than a file name can be, so the rename would fail every run. Checked before the
+/// files to take are chosen, so that it takes no place of `max_files` (and a dry run says so
+/// too).
+pub(super) fn unclaimable(file: &Taken, suffix: &str) -> Option<String> {
+    let claimed_name = format!(".{}{suffix}", filestore::file_name(&file.path));
+    (file.read_from == file.path && claimed_name.len() > names::MAX_NAME_BYTES).then(|| {
+        format!(
+            "{} is not taken: its claimed name `.NAME{suffix}` would be {} bytes, more than a file name can be ({}); shorten the file's name (or the pipeline's, or set `claim = false`)",
+            file.shown,
+            claimed_name.len(),
+            names::MAX_NAME_BYTES
+        )
+    })
+}
+
 /// Renames `file` to its claimed name (`suffix` is this pipeline's `.claimed-by-PIPELINE`),
-/// which it is then read from; false when it is not to be taken: its claimed name would be too
-/// long, or another consumer's claim took it (as it should be), or it cannot be claimed. A file
+/// which it is then read from; false when it is not to be taken: another consumer's claim took
+/// it (as it should be), or it cannot be claimed. A file
 /// left alone for good says why in `warnings`.
 pub(super) fn claim(
     connection: &mut Connection,
@@ -27,18 +43,6 @@ pub(super) fn claim(
     warnings: &mut Vec<String>,
 ) -> bool {
     let claimed_name = format!(".{}{suffix}", filestore::file_name(&file.path));
-    if claimed_name.len() > names::MAX_NAME_BYTES {
-        // Left alone every run in silence otherwise: the rename would fail.
-        let warning = format!(
-            "{} is not taken: its claimed name `.NAME{suffix}` would be {} bytes, more than a file name can be ({}); shorten the file's name (or the pipeline's, or set `claim = false`)",
-            file.shown,
-            claimed_name.len(),
-            names::MAX_NAME_BYTES
-        );
-        tracing::warn!("{warning}");
-        warnings.push(warning);
-        return false;
-    }
     let claimed = filestore::join(filestore::parent(&file.path), &claimed_name);
     let renamed = connection.run("claim", |store| store.rename(&file.path, &claimed, false));
     if let Err(e) = renamed {

@@ -104,10 +104,26 @@ impl DropSource {
             let wait = Duration::from_secs(seconds);
             ready = ready::keep_stable(&mut connection, ready, &rules, wait, cx)?;
         }
-        ready::order_and_limit(&mut ready, config.order, config.max_files);
+        if let Some(suffix) = rules.claim_suffix.as_deref() {
+            ready.retain(|(_, chosen)| match claim::unclaimable(chosen, suffix) {
+                Some(warning) => {
+                    tracing::warn!("{warning}");
+                    progress.warnings.push(warning);
+                    false
+                }
+                None => true,
+            });
+        }
+        ready::order(&mut ready, config.order);
         // A dry run or a preview changes nothing on the server.
         let claim_suffix = rules.claim_suffix.as_deref().filter(|_| !cx.read_only);
-        let (taken, listed) = take(&mut connection, ready, claim_suffix, &mut progress.warnings);
+        let (taken, listed) = take(
+            &mut connection,
+            ready,
+            claim_suffix,
+            config.max_files,
+            &mut progress.warnings,
+        );
         let mut inner = reader(connection, listed, config, cx);
         inner.add_progress(progress);
         Ok(DropSource {
@@ -127,17 +143,28 @@ impl DropSource {
     }
 }
 
-/// Takes the `ready` files, in their order: each is claimed first when `claim_suffix` is given
-/// (a file not claimed is left), and listed for the reader.
+/// Takes the `ready` files, in their order, up to `max_files`: each is claimed first when
+/// `claim_suffix` is given (a file not claimed is left, and the next one takes its place), and
+/// listed for the reader.
 fn take(
     connection: &mut Connection,
     ready: Vec<Candidate>,
     claim_suffix: Option<&str>,
+    max_files: Option<usize>,
     warnings: &mut Vec<String>,
 ) -> (Vec<Taken>, Vec<Listed>) {
     let mut taken = Vec::new();
     let mut listed = Vec::new();
-    for (file, mut chosen) in ready {
+    let ready_count = ready.len();
+    for (index, (file, mut chosen)) in ready.into_iter().enumerate() {
+        if max_files.is_some_and(|max| listed.len() >= max) {
+            tracing::info!(
+                taken = listed.len(),
+                waiting = ready_count - index,
+                "max_files reached: the rest wait for the next run"
+            );
+            break;
+        }
         if let Some(suffix) = claim_suffix
             && chosen.read_from == chosen.path
             && !claim::claim(connection, &mut chosen, suffix, warnings)

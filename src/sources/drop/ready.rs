@@ -183,27 +183,12 @@ pub(super) fn keep_stable(
     Ok(stable)
 }
 
-/// Sorts the files to read in `order`, and keeps the first `max_files`: the rest wait for the
-/// next run.
-pub(super) fn order_and_limit(
-    ready: &mut Vec<Candidate>,
-    order: PickupOrder,
-    max_files: Option<usize>,
-) {
+/// Sorts the files to read in `order` (the first `max_files` of them are taken).
+pub(super) fn order(ready: &mut [Candidate], order: PickupOrder) {
     match order {
         PickupOrder::Name => ready.sort_by(|a, b| a.1.path.cmp(&b.1.path)),
         PickupOrder::Mtime => {
             ready.sort_by(|a, b| (a.0.entry.mtime, &a.1.path).cmp(&(b.0.entry.mtime, &b.1.path)))
         }
-    }
-    if let Some(max) = max_files
-        && ready.len() > max
-    {
-        tracing::info!(
-            taken = max,
-            waiting = ready.len() - max,
-            "max_files reached: the rest wait for the next run"
-        );
-        ready.truncate(max);
     }
 }

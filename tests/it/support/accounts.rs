@@ -10,17 +10,20 @@ pub const USER: &str = "longshore-test";
 pub const PASSWORD: &str = "drop-box-pass-42";
 
 /// Whether the tests that need the `servers` (`"SFTP"`) can run here, given what is `missing`
-/// for them (`None`: nothing). Under CI (`CI=true`, as `.ci/run` runs) or with
-/// `LONGSHORE_REQUIRE_SERVERS=1` they must: a missing piece fails the test. Elsewhere (a
+/// for them (`None`: nothing). Under CI (`CI` set, as CI services do) or with
+/// `LONGSHORE_REQUIRE_SERVERS=1` (which `.ci/run` and, as root, `scripts/test` set) they must:
+/// a missing piece fails the test. Elsewhere (a
 /// developer's laptop, as a normal user) it skips the test, with one line on stderr, once per
 /// kind of server, saying what to install.
 pub fn can_start(servers: &'static str, missing: Option<String>) -> bool {
     let Some(missing) = missing else {
         return true;
     };
-    let set = |name: &str, value: &str| std::env::var(name).is_ok_and(|v| v == value);
+    // CI services set `CI` to `true` or `1`; anything but empty, `0` or `false` counts.
+    let on =
+        |name: &str| std::env::var(name).is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"));
     assert!(
-        !(set("CI", "true") || set("LONGSHORE_REQUIRE_SERVERS", "1")),
+        !(on("CI") || on("LONGSHORE_REQUIRE_SERVERS")),
         "the {servers} tests cannot run: {missing}"
     );
     static SAID: std::sync::Mutex<Vec<&str>> = std::sync::Mutex::new(Vec::new());
