@@ -70,7 +70,9 @@ fn serve(stream: TcpStream, counts: &Counts) -> std::io::Result<()> {
             if line == "\r\n" || line == "\n" {
                 break;
             }
-            let Some((name, value)) = line.split_once(':') else { continue };
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
             let value = value.trim();
             if name.eq_ignore_ascii_case("content-length") {
                 length = value.parse().unwrap_or(0);
