@@ -638,7 +638,9 @@ impl HttpSink {
             }),
             None => None,
         };
-        let shown = crate::net::redact_url(&config.url);
+        // The template as written (a parsed URL would show `%7Bid%7D`), query values and
+        // secrets hidden.
+        let shown = redactor.text(&crate::net::redact_url(&config.url));
         let mut retry = config.retry.clone();
         // The receiver still works on a request with the same key: ask again later.
         if !retry.statuses.contains(&409) {
