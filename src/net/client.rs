@@ -59,8 +59,9 @@ pub struct Request {
 }
 
 pub struct Post {
-    /// `POST` or `PUT`.
+    /// `POST`, `PUT`, `PATCH` or `DELETE`.
     pub method: Method,
+    /// Sent as it is; a `DELETE` sends none (and no `Content-Type`).
     pub body: Vec<u8>,
     /// Its `Content-Type`.
     pub content_type: &'static str,
@@ -69,6 +70,12 @@ pub struct Post {
     /// Sent in `idempotency_header`, the same on every try: a retried POST whose first try did
     /// reach the API (the answer was lost) does not create a second job or a second record.
     pub idempotency_key: String,
+    /// More headers of this request alone (a signature over its body), after the configured
+    /// ones.
+    pub headers: Vec<(String, String)>,
+    /// Statuses that are this request's answer even though `retry.statuses` names them: an
+    /// upsert's create answered 409 (the record exists) is not retried but followed up.
+    pub final_statuses: Vec<u16>,
 }
 
 impl Post {
@@ -80,15 +87,19 @@ impl Post {
             content_type: "application/json",
             idempotency_header: "idempotency-key".into(),
             idempotency_key: key,
+            headers: Vec::new(),
+            final_statuses: Vec::new(),
         }
     }
 }
 
-/// The method of a request with a body.
+/// The method of a request that changes something (a body, or a `DELETE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Post,
     Put,
+    Patch,
+    Delete,
 }
 
 impl Method {
@@ -96,6 +107,8 @@ impl Method {
         match self {
             Method::Post => "POST",
             Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
         }
     }
 }
@@ -260,18 +273,35 @@ impl Client {
             let answered = match post {
                 None => with_headers(self.agent.get(request_url.as_str()), &headers).call(),
                 Some(post) => {
-                    let builder = match post.method {
-                        Method::Post => self.agent.post(request_url.as_str()),
-                        Method::Put => self.agent.put(request_url.as_str()),
+                    headers.push((
+                        post.idempotency_header.as_str(),
+                        post.idempotency_key.as_str(),
+                    ));
+                    headers.extend(post.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+                    let url = request_url.as_str();
+                    let with_body = |builder| {
+                        with_headers(builder, &headers)
+                            .header("content-type", post.content_type)
+                            .send(&post.body[..])
                     };
-                    with_headers(builder, &headers)
-                        .header("content-type", post.content_type)
-                        .header(post.idempotency_header.as_str(), &post.idempotency_key)
-                        .send(&post.body[..])
+                    match post.method {
+                        Method::Post => with_body(self.agent.post(url)),
+                        Method::Put => with_body(self.agent.put(url)),
+                        Method::Patch => with_body(self.agent.patch(url)),
+                        Method::Delete => with_headers(self.agent.delete(url), &headers).call(),
+                    }
                 }
             };
-            let judged = answered
-                .map(|response| self.judge(response, reading, &target, &mut refreshed_token));
+            let final_statuses = post.map_or(&[][..], |post| &post.final_statuses[..]);
+            let judged = answered.map(|response| {
+                self.judge(
+                    response,
+                    reading,
+                    &target,
+                    &mut refreshed_token,
+                    final_statuses,
+                )
+            });
             lock(&self.counts).round_trip_us += sent_at.elapsed().as_micros() as u64;
             let failure = match judged {
                 Ok(judged) => match judged? {
@@ -387,6 +417,7 @@ impl Client {
         reading: Reading,
         url: &Url,
         refreshed_token: &mut bool,
+        final_statuses: &[u16],
     ) -> Result<Judged, HttpError> {
         lock(&self.governor).observe(response.headers(), Instant::now());
         let status = response.status();
@@ -429,7 +460,8 @@ impl Client {
             lock(&self.counts).rate_limited += 1;
         }
         let retry_after = retry_after(response.headers(), SystemTime::now());
-        let retry = self.retry.statuses.contains(&status.as_u16());
+        let retry = self.retry.statuses.contains(&status.as_u16())
+            && !final_statuses.contains(&status.as_u16());
         let detail = error_detail(response);
         Ok(Judged::Failed(Failure {
             message: format!("HTTP {}{detail}", status.as_u16()),

@@ -205,8 +205,9 @@ stage_configs! {
         /// Files uploaded to an FTPS (or, with `tls = "none"`, plain FTP) server, under a
         /// temporary name until the run commits.
         "ftps" => Ftps(UploadSinkConfig<FtpServerConfig>),
-        /// Records pushed to an HTTP endpoint, a batch a request, each with an idempotency
-        /// key; sent before the run commits, never twice once acknowledged.
+        /// Records pushed to an HTTP endpoint, a batch or a record a request (the URL filled
+        /// from the record, an optional upsert), each with an idempotency key and optionally
+        /// an HMAC signature; sent before the run commits, never twice once acknowledged.
         "http" => Http(crate::sinks::http::HttpSinkConfig),
     }
 }

@@ -22,47 +22,74 @@ use url::Url;
 
 use crate::codecs::FormatConfig;
 use crate::codecs::json::JsonOptions;
-use crate::config::{Invalid, Secret, Validate};
+use crate::config::{Invalid, Secret, SecretValue, Validate};
 use crate::error::{Position, StageError};
 use crate::net::client::{Client, ClientSettings, Method, Post, Reading, Request, Sent};
 use crate::net::config::{AuthConfig, RateLimitConfig, RetryConfig, request_problems, url_problem};
 use crate::net::{HttpError, Secrets, tls_config};
 use crate::record::{Batch, Record, Reject};
+use crate::redact::Redactor;
 use crate::stage::{RunContext, Sink, SinkReport};
 use crate::state::{OutboxStatus, PreparedOutput, SqliteStore, StateStore};
 
-/// Pushes records to an HTTP endpoint (an API's bulk import, a callback URL):
-/// `batch_size` records a request, as a JSON array, in an envelope, or as NDJSON, CSV or XML.
-/// Every request carries an idempotency key, the same on retries and on the rerun after a
-/// failure, and the state store's outbox keeps a rerun from sending again what the receiver
-/// acknowledged. See `pipelines/examples/push-batch.toml`.
+/// Pushes records to an HTTP endpoint: in batches (an API's bulk import, a callback URL),
+/// `batch_size` records a request as a JSON array, in an envelope, or as NDJSON, CSV or XML;
+/// or one request per record (`mode = "record"`), the method and the URL's `{field}`
+/// placeholders taken from the record, with an optional upsert. Every request carries an
+/// idempotency key, the same on retries and on the rerun after a failure, and the state
+/// store's outbox keeps a rerun from sending again what the receiver acknowledged. See
+/// `pipelines/examples/push-batch.toml`, `push-upsert.toml` and `callback-hmac.toml`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSinkConfig {
     /// Where the records go, e.g. `"https://api.example.com/v1/orders/bulk"`. `http://` or
-    /// `https://`; HTTPS certificates are verified. Required.
+    /// `https://`; HTTPS certificates are verified. With `mode = "record"` it may hold
+    /// `{field}` placeholders after the host (`"https://api.example.com/orders/{id}/"`),
+    /// replaced with the record's values, percent-encoded; a record without the field (or
+    /// with it null or empty) goes to the rejects naming it. `{{` and `}}` are literal braces.
+    /// Required.
     pub url: String,
-    /// The request method: `"POST"` or `"PUT"`. Default `"POST"`.
+    /// `"batch"`: `batch_size` records a request, the same `url` for all. `"record"`: one
+    /// request per record, `url` templated from it, the body the record as a JSON object (or
+    /// its `fields`). Default `"batch"`.
+    #[serde(default)]
+    pub mode: PushMode,
+    /// The request method: `"POST"` or `"PUT"`; with `mode = "record"` also `"PATCH"` and
+    /// `"DELETE"` (which sends no body). Default `"POST"`.
     #[serde(default)]
     pub method: PushMethod,
-    /// The most records one request carries; the last request of each source unit (a file,
-    /// a page) may carry fewer. Between 1 and 100000. Default 100.
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
-    /// The request body's format: `{ type = "json" }` (an array of records, `Content-Type:
-    /// application/json`), `{ type = "ndjson" }` (`application/x-ndjson`), `{ type = "csv" }`
-    /// (`text/csv`), `{ type = "xml", ... }` (`application/xml`) or `{ type = "json-array" }`.
-    /// Spreadsheets are refused. Default `{ type = "json" }`.
+    /// The most records one request carries (`mode = "batch"` only); the last request of
+    /// each source unit (a file, a page) may carry fewer. Between 1 and 100000. Default 100.
+    pub batch_size: Option<usize>,
+    /// The request body's format (`mode = "batch"` only): `{ type = "json" }` (an array of
+    /// records, `Content-Type: application/json`), `{ type = "ndjson" }`
+    /// (`application/x-ndjson`), `{ type = "csv" }` (`text/csv`), `{ type = "xml", ... }`
+    /// (`application/xml`) or `{ type = "json-array" }`. Spreadsheets are refused. Default
+    /// `{ type = "json" }`. With `mode = "record"` the body is always one JSON object.
     pub format: Option<FormatConfig>,
-    /// The JSON pointer the records' array is put at in a JSON body, e.g. `"/records"` for
-    /// `{"records": [...]}` or `"/data/items"` for `{"data": {"items": [...]}}`. Only with the
-    /// JSON format. Default: none (the body is the array).
+    /// The JSON pointer the records' array is put at in a JSON body (`mode = "batch"` only),
+    /// e.g. `"/records"` for `{"records": [...]}` or `"/data/items"` for
+    /// `{"data": {"items": [...]}}`. Only with the JSON format. Default: none (the body is the
+    /// array).
     pub envelope: Option<String>,
+    /// With `mode = "record"`: the fields the body holds, in this order, e.g.
+    /// `["status", "total"]` for a `PATCH` of changed properties; a field the record lacks is
+    /// left out. Not with `DELETE`. Default: the whole record.
+    pub fields: Option<Vec<String>>,
+    /// With `mode = "record"`: when the request's answer is one of `on` (the record exists
+    /// already), send a follow-up request instead, e.g. `upsert = { on = [409], method =
+    /// "PATCH", url = "https://api.example.com/orders/{id}/" }`: POST to create, PATCH when
+    /// it exists. The follow-up has its own idempotency key and the same body. Default: none.
+    pub upsert: Option<UpsertConfig>,
+    /// Signs every request's body with HMAC-SHA256, as callback receivers verify, e.g.
+    /// `signature = { secret = "${env:CALLBACK_SECRET}" }` sends `X-Signature:
+    /// sha256=<hex>`. Default: none.
+    pub signature: Option<SignatureConfig>,
     /// The header the idempotency key is sent in. The key is the SHA-256 (64 hex digits) of
     /// the pipeline's name, its last successful run, the source unit (file or page) the
-    /// records came from, the request's number within it and the body: the same on every
-    /// retry and on the rerun after a failed or killed run, different for the next delivery.
-    /// Default `"Idempotency-Key"`.
+    /// records came from, the request's number within it, its method and URL, and the body:
+    /// the same on every retry and on the rerun after a failed or killed run, different for
+    /// the next delivery. Default `"Idempotency-Key"`.
     #[serde(default = "default_idempotency_header")]
     pub idempotency_header: String,
     /// A PEM file of the CA certificates to trust instead of the public ones; relative paths
@@ -78,7 +105,8 @@ pub struct HttpSinkConfig {
     pub auth: Option<AuthConfig>,
     /// Retries of failed requests, as for the `http` source: connection errors, timeouts and
     /// `statuses` are retried with the same idempotency key; 409 (the receiver still works on
-    /// the same key) is always retried. Default: 5 tries, 429 and 5xx.
+    /// the same key) is always retried, except where `upsert.on` names it. Default: 5 tries,
+    /// 429 and 5xx.
     #[serde(default)]
     pub retry: RetryConfig,
     /// Rate limits to respect beyond what the receiver's headers say, as for the `http`
@@ -91,6 +119,15 @@ pub struct HttpSinkConfig {
     pub timeout_secs: u64,
 }
 
+/// How records are grouped into requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PushMode {
+    #[default]
+    Batch,
+    Record,
+}
+
 /// The method of a push.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
@@ -98,6 +135,65 @@ pub enum PushMethod {
     #[default]
     Post,
     Put,
+    Patch,
+    Delete,
+}
+
+impl PushMethod {
+    fn method(self) -> Method {
+        match self {
+            PushMethod::Post => Method::Post,
+            PushMethod::Put => Method::Put,
+            PushMethod::Patch => Method::Patch,
+            PushMethod::Delete => Method::Delete,
+        }
+    }
+}
+
+/// The follow-up of a per-record request the receiver answers "exists".
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertConfig {
+    /// The statuses that mean the record exists, 4xx. Default `[409]`.
+    #[serde(default = "default_upsert_on")]
+    pub on: Vec<u16>,
+    /// The follow-up's method: `"PATCH"`, `"PUT"` or `"POST"`. Default `"PATCH"`.
+    #[serde(default = "default_upsert_method")]
+    pub method: PushMethod,
+    /// The follow-up's URL, with `{field}` placeholders as `url`, e.g.
+    /// `"https://api.example.com/orders/{id}/"`. Required.
+    pub url: String,
+}
+
+fn default_upsert_on() -> Vec<u16> {
+    vec![409]
+}
+
+fn default_upsert_method() -> PushMethod {
+    PushMethod::Patch
+}
+
+/// An HMAC-SHA256 signature of each request's body.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureConfig {
+    /// The header it is sent in. Default `"X-Signature"`.
+    #[serde(default = "default_signature_header")]
+    pub header: String,
+    /// The shared secret, best by reference: `"${env:CALLBACK_SECRET}"`. Never shown in a
+    /// message or log. Required.
+    pub secret: Secret,
+    /// Put before the signature's lowercase hex digits. Default `"sha256="`.
+    #[serde(default = "default_signature_prefix")]
+    pub prefix: String,
+}
+
+fn default_signature_header() -> String {
+    "X-Signature".into()
+}
+
+fn default_signature_prefix() -> String {
+    "sha256=".into()
 }
 
 fn default_batch_size() -> usize {
@@ -146,11 +242,83 @@ fn content_type(format: &FormatConfig) -> Option<&'static str> {
 impl Validate for HttpSinkConfig {
     fn problems(&self) -> Vec<Invalid> {
         let mut problems = Vec::new();
-        if let Some(problem) = url_problem(&self.url) {
-            problems.push(Invalid::new("url", problem));
+        let record_mode = self.mode == PushMode::Record;
+        match UrlTemplate::parse(&self.url) {
+            Err(problem) => problems.push(Invalid::new("url", problem)),
+            Ok(template) if !record_mode && !template.fields().is_empty() => {
+                problems.push(Invalid::new(
+                    "url",
+                    "`{field}` placeholders need `mode = \"record\"` (`{{` and `}}` are literal braces)",
+                ))
+            }
+            Ok(_) => {}
         }
-        if !(1..=100_000).contains(&self.batch_size) {
+        if !record_mode && !matches!(self.method, PushMethod::Post | PushMethod::Put) {
+            problems.push(Invalid::new(
+                "method",
+                "a batch is sent with POST or PUT; PATCH and DELETE need `mode = \"record\"`",
+            ));
+        }
+        if let Some(batch_size) = self.batch_size
+            && !(1..=100_000).contains(&batch_size)
+        {
             problems.push(Invalid::new("batch_size", "must be between 1 and 100000"));
+        }
+        if record_mode {
+            for (key, set) in [
+                ("batch_size", self.batch_size.is_some()),
+                ("format", self.format.is_some()),
+                ("envelope", self.envelope.is_some()),
+            ] {
+                if set {
+                    problems.push(Invalid::new(
+                        key,
+                        "is for `mode = \"batch\"`: with `mode = \"record\"` the body is one JSON object",
+                    ));
+                }
+            }
+        } else {
+            for (key, set) in [
+                ("fields", self.fields.is_some()),
+                ("upsert", self.upsert.is_some()),
+            ] {
+                if set {
+                    problems.push(Invalid::new(key, "needs `mode = \"record\"`"));
+                }
+            }
+        }
+        if self.method == PushMethod::Delete && self.fields.is_some() {
+            problems.push(Invalid::new("fields", "a DELETE sends no body"));
+        }
+        if let Some(upsert) = &self.upsert {
+            if self.method == PushMethod::Delete || upsert.method == PushMethod::Delete {
+                problems.push(Invalid::new(
+                    "upsert",
+                    "an upsert creates or changes a record: not with DELETE",
+                ));
+            }
+            if let Err(problem) = UrlTemplate::parse(&upsert.url) {
+                problems.push(Invalid::new("upsert.url", problem));
+            }
+            if upsert.method == self.method && upsert.url == self.url {
+                problems.push(Invalid::new(
+                    "upsert",
+                    "the follow-up is the same request as the first: change its method or URL",
+                ));
+            }
+            if upsert.on.is_empty() {
+                problems.push(Invalid::new("upsert.on", "name at least one status"));
+            }
+            for status in &upsert.on {
+                if !(400..500).contains(status) || matches!(status, 401 | 403 | 429) {
+                    problems.push(Invalid::new(
+                        "upsert.on",
+                        format!(
+                            "{status}: an \"exists\" answer is a 4xx other than 401, 403 and 429"
+                        ),
+                    ));
+                }
+            }
         }
         if let Some(format) = &self.format {
             problems.extend(format.problems());
@@ -186,6 +354,7 @@ impl Validate for HttpSinkConfig {
             .headers
             .keys()
             .chain(std::iter::once(&self.idempotency_header))
+            .chain(self.signature.as_ref().map(|s| &s.header))
         {
             if name.parse::<ureq::http::HeaderName>().is_err() {
                 problems.push(Invalid::new(
@@ -193,6 +362,14 @@ impl Validate for HttpSinkConfig {
                     format!("`{name}` is not a valid header name"),
                 ));
             }
+        }
+        if let Some(signature) = &self.signature
+            && signature.prefix.parse::<ureq::http::HeaderValue>().is_err()
+        {
+            problems.push(Invalid::new(
+                "signature.prefix",
+                "must be printable ASCII, as header values are",
+            ));
         }
         problems.extend(request_problems(
             self.auth.as_ref(),
@@ -206,19 +383,158 @@ impl Validate for HttpSinkConfig {
     }
 }
 
+/// A URL with `{field}` placeholders after its origin, filled from a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlTemplate {
+    /// Literal text and field names, alternating as they come.
+    parts: Vec<UrlPart>,
+    /// The origin every rendered URL must keep.
+    origin: url::Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum UrlPart {
+    Text(String),
+    Field(String),
+}
+
+impl UrlTemplate {
+    /// Parses `template`; a placeholder may not stand in the scheme, host or port (a record
+    /// must never choose where the credentials go).
+    pub fn parse(template: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut rest = template;
+        while let Some(i) = rest.find(['{', '}']) {
+            text.push_str(&rest[..i]);
+            let tail = &rest[i..];
+            if let Some(after) = tail.strip_prefix("{{") {
+                text.push('{');
+                rest = after;
+            } else if let Some(after) = tail.strip_prefix("}}") {
+                text.push('}');
+                rest = after;
+            } else if let Some(after) = tail.strip_prefix('{') {
+                let end = after.find('}').filter(|&end| !after[..end].contains('{'));
+                let Some(end) = end.filter(|&end| end > 0) else {
+                    return Err(format!(
+                        "`{}`: a placeholder is `{{field}}` (a literal brace is `{{{{` or `}}}}`)",
+                        crate::net::redact_url(template)
+                    ));
+                };
+                if parts.is_empty() && !origin_is_whole(&text) {
+                    return Err(format!(
+                        "`{}`: placeholders go after the host (`https://api.example.com/orders/{{id}}`)",
+                        crate::net::redact_url(template)
+                    ));
+                }
+                parts.push(UrlPart::Text(std::mem::take(&mut text)));
+                parts.push(UrlPart::Field(after[..end].to_string()));
+                rest = &after[end + 1..];
+            } else {
+                return Err(format!(
+                    "`{}`: a lone `}}` (a literal brace is `}}}}`)",
+                    crate::net::redact_url(template)
+                ));
+            }
+        }
+        text.push_str(rest);
+        parts.push(UrlPart::Text(text));
+        let sample: String = parts
+            .iter()
+            .map(|part| match part {
+                UrlPart::Text(text) => text.as_str(),
+                UrlPart::Field(_) => "x",
+            })
+            .collect();
+        if let Some(problem) = url_problem(&sample) {
+            return Err(problem);
+        }
+        let origin = Url::parse(&sample).map_err(|e| e.to_string())?.origin();
+        Ok(UrlTemplate { parts, origin })
+    }
+
+    /// The fields its placeholders name, in order.
+    pub fn fields(&self) -> Vec<&str> {
+        self.parts
+            .iter()
+            .filter_map(|part| match part {
+                UrlPart::Field(name) => Some(name.as_str()),
+                UrlPart::Text(_) => None,
+            })
+            .collect()
+    }
+
+    /// The URL for `record`, or why it has none (a field it lacks, null or empty).
+    pub fn render(&self, record: &Record) -> Result<Url, String> {
+        let mut url = String::new();
+        for part in &self.parts {
+            match part {
+                UrlPart::Text(text) => url.push_str(text),
+                UrlPart::Field(name) => {
+                    let value = record
+                        .get(name)
+                        .ok_or_else(|| format!("the record has no `{name}` for the URL"))?;
+                    let text = value
+                        .to_text()
+                        .filter(|text| !text.is_empty())
+                        .ok_or_else(|| format!("the record's `{name}` is empty: no URL"))?;
+                    if text == "." || text == ".." {
+                        // A URL parser takes them (encoded or not) as "this" or "up" a level.
+                        return Err(format!("the record's `{name}` is `{text}`: no URL"));
+                    }
+                    percent_encode(&text, &mut url);
+                }
+            }
+        }
+        let url = Url::parse(&url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        // Percent-encoding keeps every value inside its path segment or query value.
+        debug_assert!(url.origin() == self.origin);
+        Ok(url)
+    }
+}
+
+/// Whether `text` (what comes before the first placeholder) holds a whole origin:
+/// `scheme://host[:port]/` or `...?`.
+fn origin_is_whole(text: &str) -> bool {
+    text.split_once("://")
+        .is_some_and(|(_, rest)| rest.find(['/', '?', '#']).is_some_and(|end| end > 0))
+}
+
+/// Appends `value` with everything but RFC 3986's unreserved characters percent-encoded: a
+/// value never adds a path segment, a query parameter or a fragment.
+fn percent_encode(value: &str, out: &mut String) {
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+}
+
+/// The HMAC-SHA256 of `body` under `secret`, lowercase hex.
+pub fn hmac_sha256_hex(secret: &[u8], body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let tag = ring::hmac::sign(&key, body);
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The idempotency key of a request: SHA-256 of the pipeline, the delivery it belongs to (the
 /// last successful run before it: the same for a rerun after a failure or a kill, another once
 /// a run delivered, so a body that comes again in a later delivery is sent again), the source
-/// unit the records came from, the request's number within the unit, and the body.
+/// unit the records came from, the request's number within the unit, its target (method and
+/// URL: a `DELETE` has no body, an upsert's follow-up has the first request's), and the body.
 pub fn idempotency_key(
     pipeline: &str,
     delivery: &str,
     unit: &str,
     number: u64,
+    target: &str,
     body: &[u8],
 ) -> String {
-    let mut input = Vec::with_capacity(body.len() + 128);
-    for part in [pipeline, delivery, unit, &number.to_string()] {
+    let mut input = Vec::with_capacity(body.len() + 256);
+    for part in [pipeline, delivery, unit, &number.to_string(), target] {
         input.extend_from_slice(part.as_bytes());
         input.push(0);
     }
@@ -226,12 +542,43 @@ pub fn idempotency_key(
     crate::digest::sha256_hex(&input)
 }
 
+/// How one request went.
+enum Pushed {
+    /// The receiver acknowledged it now.
+    Acknowledged,
+    /// An earlier run's request with the same key was acknowledged: not sent again.
+    AcknowledgedBefore,
+    /// Refused (a 4xx that refuses records, or one of the request's `final` statuses).
+    Refused { status: u16, error: HttpError },
+}
+
+/// The upsert's follow-up, ready.
+struct Upsert {
+    on: Vec<u16>,
+    method: Method,
+    url: UrlTemplate,
+}
+
+/// What signs the bodies.
+struct Signer {
+    header: String,
+    prefix: String,
+    secret: SecretValue,
+}
+
 pub struct HttpSink {
     client: Client,
-    url: Url,
+    /// The URL (`mode = "batch"`: without placeholders).
+    url: UrlTemplate,
+    /// Shows URLs without their secrets.
+    redactor: Arc<Mutex<Redactor>>,
     /// The URL as messages show it.
     shown: String,
+    mode: PushMode,
     method: Method,
+    fields: Option<Vec<String>>,
+    upsert: Option<Upsert>,
+    signer: Option<Signer>,
     format: FormatConfig,
     content_type: &'static str,
     idempotency_header: String,
@@ -260,14 +607,40 @@ pub struct HttpSink {
 
 impl HttpSink {
     pub fn new(config: &HttpSinkConfig, cx: &RunContext) -> Result<Self, StageError> {
-        let url =
-            Url::parse(&config.url).map_err(|e| StageError::Refused(format!("`url`: {e}")))?;
+        let url = UrlTemplate::parse(&config.url)
+            .map_err(|e| StageError::Refused(format!("`url`: {e}")))?;
         let Secrets {
             headers,
             auth,
-            redactor,
+            mut redactor,
         } = Secrets::resolve(&config.headers, config.auth.as_ref(), cx)?;
-        let shown = redactor.url(&url);
+        let signer = match &config.signature {
+            Some(signature) => {
+                let secret = signature
+                    .secret
+                    .resolve(&cx.references())
+                    .map_err(|e| StageError::Refused(format!("`signature.secret`: {e}")))?;
+                redactor.add(secret.expose());
+                Some(Signer {
+                    header: signature.header.clone(),
+                    prefix: signature.prefix.clone(),
+                    secret,
+                })
+            }
+            None => None,
+        };
+        let upsert = match &config.upsert {
+            Some(upsert) => Some(Upsert {
+                on: upsert.on.clone(),
+                method: upsert.method.method(),
+                url: UrlTemplate::parse(&upsert.url)
+                    .map_err(|e| StageError::Refused(format!("`upsert.url`: {e}")))?,
+            }),
+            None => None,
+        };
+        // The template as written (a parsed URL would show `%7Bid%7D`), query values and
+        // secrets hidden.
+        let shown = redactor.text(&crate::net::redact_url(&config.url));
         let mut retry = config.retry.clone();
         // The receiver still works on a request with the same key: ask again later.
         if !retry.statuses.contains(&409) {
@@ -281,7 +654,7 @@ impl HttpSink {
         };
         let tls = tls_config(config.ca_file.as_deref(), cx)?;
         let redactor = Arc::new(Mutex::new(redactor));
-        let client = Client::new(settings, tls, headers, auth, redactor, cx.deadline);
+        let client = Client::new(settings, tls, headers, auth, redactor.clone(), cx.deadline);
         let (outbox, delivery) = match &cx.state_path {
             Some(path) => {
                 let mut store = SqliteStore::open(path)?;
@@ -291,18 +664,24 @@ impl HttpSink {
             None => (None, String::new()),
         };
         let format = config.body_format();
+        let content_type = match config.mode {
+            PushMode::Batch => content_type(&format).unwrap_or("application/octet-stream"),
+            PushMode::Record => "application/json",
+        };
         Ok(HttpSink {
             client,
             url,
+            redactor,
             shown,
-            method: match config.method {
-                PushMethod::Post => Method::Post,
-                PushMethod::Put => Method::Put,
-            },
-            content_type: content_type(&format).unwrap_or("application/octet-stream"),
+            mode: config.mode,
+            method: config.method.method(),
+            fields: config.fields.clone(),
+            upsert,
+            signer,
+            content_type,
             format,
             idempotency_header: config.idempotency_header.clone(),
-            batch_size: config.batch_size,
+            batch_size: config.batch_size.unwrap_or_else(default_batch_size),
             pipeline: cx.pipeline.clone(),
             delivery,
             outbox,
@@ -317,7 +696,7 @@ impl HttpSink {
         })
     }
 
-    /// `records` as a request body.
+    /// `records` as a batch request's body.
     fn encode(&self, records: &[Record]) -> Result<Vec<u8>, StageError> {
         let buffer = SharedBuffer::default();
         let mut encoder = self
@@ -328,47 +707,169 @@ impl HttpSink {
         Ok(std::mem::take(&mut *buffer.0.lock().expect("not poisoned")))
     }
 
+    /// `record` as a per-record request's body: a JSON object of its `fields` (or all).
+    fn record_body(&self, record: &Record) -> Vec<u8> {
+        let mut body = Vec::new();
+        match &self.fields {
+            None => crate::record::json::write_nested_record(&mut body, record),
+            Some(fields) => {
+                let mut subset = Record::with_capacity(fields.len());
+                for name in fields {
+                    if let Some(value) = record.get(name) {
+                        subset.push(name.as_str().into(), value.clone());
+                    }
+                }
+                crate::record::json::write_nested_record(&mut body, &subset);
+            }
+        }
+        body
+    }
+
     /// Sends the pending records, `batch_size` a request; with `all`, the last, shorter
     /// request too.
     fn send_pending(&mut self, all: bool) -> Result<(), StageError> {
         while self.pending.len() >= self.batch_size || (all && !self.pending.is_empty()) {
             let take = self.batch_size.min(self.pending.len());
             let records: Vec<Record> = self.pending.drain(..take).collect();
-            self.push(&records)?;
+            self.push_batch(&records)?;
         }
         Ok(())
     }
 
-    /// One request: skipped when the outbox holds its key as acknowledged.
-    fn push(&mut self, records: &[Record]) -> Result<(), StageError> {
+    /// One batch request.
+    fn push_batch(&mut self, records: &[Record]) -> Result<(), StageError> {
         let body = self.encode(records)?;
-        let unit = self.unit.clone().unwrap_or_default();
-        let key = idempotency_key(
-            &self.pipeline,
-            &self.delivery,
-            &unit,
-            self.requests_in_unit,
-            &body,
-        );
+        let number = self.requests_in_unit;
         self.requests_in_unit += 1;
         let first_record = self.records_in_unit;
         self.records_in_unit += records.len() as u64;
-        if let Some(outbox) = &mut self.outbox {
-            if outbox.outbox_status(&self.pipeline, &key)? == Some(OutboxStatus::Acknowledged) {
-                tracing::debug!(url = %self.shown, key = %key, "acknowledged by an earlier run: not sent again");
-                self.acknowledged_before += records.len() as u64;
-                return Ok(());
+        let url = self
+            .url
+            .render(&Record::new())
+            .map_err(StageError::Refused)?;
+        let pushed = self.request(self.method, &url, number, "", body, &[])?;
+        self.settle(pushed, records, first_record)
+    }
+
+    /// Counts what a request delivered, or sets its refused records aside.
+    fn settle(
+        &mut self,
+        pushed: Pushed,
+        records: &[Record],
+        first_record: u64,
+    ) -> Result<(), StageError> {
+        match pushed {
+            Pushed::Acknowledged => self.delivered += records.len() as u64,
+            Pushed::AcknowledgedBefore => self.acknowledged_before += records.len() as u64,
+            Pushed::Refused { error, .. } => self.refuse(records, first_record, error)?,
+        }
+        Ok(())
+    }
+
+    /// One record's request (and the upsert's follow-up).
+    fn push_record(&mut self, record: &Record) -> Result<(), StageError> {
+        let number = self.records_in_unit;
+        self.records_in_unit += 1;
+        let records = std::slice::from_ref(record);
+        let url = match self.url.render(record) {
+            Ok(url) => url,
+            Err(reason) => return self.set_aside(records, number, &reason, None),
+        };
+        let body = match self.method {
+            Method::Delete => Vec::new(),
+            _ => self.record_body(record),
+        };
+        let Some(upsert) = &self.upsert else {
+            let pushed = self.request(self.method, &url, number, "", body, &[])?;
+            return self.settle(pushed, records, number);
+        };
+        let (on, then_method) = (upsert.on.clone(), upsert.method);
+        let then_url = match upsert.url.render(record) {
+            Ok(url) => url,
+            Err(reason) => return self.set_aside(records, number, &reason, None),
+        };
+        // A follow-up an earlier run saw acknowledged: the record is there, as it should be.
+        let then_key = self.key(then_method, &then_url, number, "then", &body);
+        if self.acknowledged(&then_key)? {
+            self.acknowledged_before += 1;
+            return Ok(());
+        }
+        match self.request(self.method, &url, number, "", body.clone(), &on)? {
+            Pushed::Refused { status, .. } if on.contains(&status) => {
+                tracing::debug!(
+                    url = %self.show(&url),
+                    "HTTP {status}: the record exists; {} {}",
+                    then_method.as_str(),
+                    self.show(&then_url)
+                );
+                let pushed = self.request(then_method, &then_url, number, "then", body, &[])?;
+                self.settle(pushed, records, number)
             }
+            pushed => self.settle(pushed, records, number),
+        }
+    }
+
+    fn show(&self, url: &Url) -> String {
+        crate::net::client::lock(&self.redactor).url(url)
+    }
+
+    fn key(&self, method: Method, url: &Url, number: u64, role: &str, body: &[u8]) -> String {
+        let unit = self.unit.as_deref().unwrap_or_default();
+        let target = format!("{role}{} {url}", method.as_str());
+        idempotency_key(&self.pipeline, &self.delivery, unit, number, &target, body)
+    }
+
+    /// Whether the outbox holds `key` as acknowledged.
+    fn acknowledged(&mut self, key: &str) -> Result<bool, StageError> {
+        Ok(match &mut self.outbox {
+            Some(outbox) => {
+                outbox.outbox_status(&self.pipeline, key)? == Some(OutboxStatus::Acknowledged)
+            }
+            None => false,
+        })
+    }
+
+    /// One request, number `number` of the unit (`role` tells an upsert's follow-up from the
+    /// first request): skipped when the outbox holds its key as acknowledged. `final_statuses`
+    /// are answers not retried.
+    fn request(
+        &mut self,
+        method: Method,
+        url: &Url,
+        number: u64,
+        role: &str,
+        body: Vec<u8>,
+        final_statuses: &[u16],
+    ) -> Result<Pushed, StageError> {
+        let key = self.key(method, url, number, role, &body);
+        if self.acknowledged(&key)? {
+            tracing::debug!(url = %self.show(url), key = %key, "acknowledged by an earlier run: not sent again");
+            return Ok(Pushed::AcknowledgedBefore);
+        }
+        if let Some(outbox) = &mut self.outbox {
             outbox.set_outbox_status(&self.pipeline, &key, OutboxStatus::Sent)?;
         }
+        let headers = match &self.signer {
+            Some(signer) => vec![(
+                signer.header.clone(),
+                format!(
+                    "{}{}",
+                    signer.prefix,
+                    hmac_sha256_hex(signer.secret.expose().as_bytes(), &body)
+                ),
+            )],
+            None => Vec::new(),
+        };
         let request = Request {
-            url: self.url.clone(),
+            url: url.clone(),
             post: Some(Post {
-                method: self.method,
+                method,
                 body,
                 content_type: self.content_type,
                 idempotency_header: self.idempotency_header.clone(),
                 idempotency_key: key.clone(),
+                headers,
+                final_statuses: final_statuses.to_vec(),
             }),
             reading: Reading::Whole(ANSWER_BYTES),
             credentials: true,
@@ -378,41 +879,81 @@ impl HttpSink {
                 if let Some(outbox) = &mut self.outbox {
                     outbox.set_outbox_status(&self.pipeline, &key, OutboxStatus::Acknowledged)?;
                 }
-                self.delivered += records.len() as u64;
-                Ok(())
+                Ok(Pushed::Acknowledged)
             }
             Ok(Sent::OutOfTime(reason)) => Err(StageError::Refused(format!(
                 "{} {}: not sent, {reason}; the next run sends it with the same idempotency key",
-                self.method.as_str(),
-                self.shown
+                method.as_str(),
+                self.show(url)
             ))),
-            Err(HttpError::Request {
-                status: Some(status),
-                message,
-                ..
-            }) if self.quarantine && refused_records(status) => {
-                let reason = format!(
-                    "{} {} refused the records: {message}",
-                    self.method.as_str(),
-                    self.shown
-                );
-                for (offset, record) in records.iter().enumerate() {
-                    let mut raw = Vec::new();
-                    crate::record::json::write_nested_record(&mut raw, record);
-                    self.rejects.push(Reject {
-                        file: unit.clone(),
-                        position: Position {
-                            record: Some(first_record + offset as u64 + 1),
-                            ..Position::default()
-                        },
-                        reason: reason.clone(),
-                        raw: Some(String::from_utf8_lossy(&raw).into_owned()),
-                    });
-                }
-                Ok(())
+            Err(
+                error @ HttpError::Request {
+                    status: Some(status),
+                    ..
+                },
+            ) if final_statuses.contains(&status) || refused_records(status) => {
+                Ok(Pushed::Refused { status, error })
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A refused request's records to the rejects, or the run fails with `error`.
+    fn refuse(
+        &mut self,
+        records: &[Record],
+        first_record: u64,
+        error: HttpError,
+    ) -> Result<(), StageError> {
+        let HttpError::Request {
+            method,
+            url,
+            message,
+            ..
+        } = &error
+        else {
+            return Err(error.into());
+        };
+        let reason = format!("{method} {url} refused the records: {message}");
+        self.set_aside(records, first_record, &reason, Some(error))
+    }
+
+    /// `records` (from number `first_record` of the unit, 0-based) to the rejects with
+    /// `reason`; without `[rejects]` the run fails, with `error` if there is one.
+    fn set_aside(
+        &mut self,
+        records: &[Record],
+        first_record: u64,
+        reason: &str,
+        error: Option<HttpError>,
+    ) -> Result<(), StageError> {
+        if !self.quarantine {
+            return Err(match error {
+                Some(error) => error.into(),
+                None => StageError::Refused(format!(
+                    "{} {}: record {} of {}: {reason}",
+                    self.method.as_str(),
+                    self.shown,
+                    first_record + 1,
+                    self.unit.as_deref().unwrap_or("the input")
+                )),
+            });
+        }
+        let unit = self.unit.clone().unwrap_or_default();
+        for (offset, record) in records.iter().enumerate() {
+            let mut raw = Vec::new();
+            crate::record::json::write_nested_record(&mut raw, record);
+            self.rejects.push(Reject {
+                file: unit.clone(),
+                position: Position {
+                    record: Some(first_record + offset as u64 + 1),
+                    ..Position::default()
+                },
+                reason: reason.to_string(),
+                raw: Some(String::from_utf8_lossy(&raw).into_owned()),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -452,8 +993,16 @@ impl Sink for HttpSink {
             self.requests_in_unit = 0;
             self.records_in_unit = 0;
         }
-        self.pending.extend(batch.records.iter().cloned());
-        self.send_pending(false)
+        match self.mode {
+            PushMode::Batch => {
+                self.pending.extend(batch.records.iter().cloned());
+                self.send_pending(false)
+            }
+            PushMode::Record => batch
+                .records
+                .iter()
+                .try_for_each(|record| self.push_record(record)),
+        }
     }
 
     fn end_of_input(&mut self) -> Result<(), StageError> {
@@ -504,19 +1053,23 @@ mod tests {
 
     #[test]
     fn keys_change_with_every_part() {
-        let key = idempotency_key("p", "run-1", "orders.csv", 0, b"[1]");
-        assert_eq!(key.len(), 64);
-        assert_eq!(key, idempotency_key("p", "run-1", "orders.csv", 0, b"[1]"));
+        let key = |p, d, u, n, t, b: &[u8]| idempotency_key(p, d, u, n, t, b);
+        let first = key("p", "run-1", "orders.csv", 0, "POST u", b"[1]");
+        assert_eq!(first.len(), 64);
+        assert_eq!(first, key("p", "run-1", "orders.csv", 0, "POST u", b"[1]"));
         for other in [
-            idempotency_key("q", "run-1", "orders.csv", 0, b"[1]"),
-            idempotency_key("p", "run-2", "orders.csv", 0, b"[1]"),
-            idempotency_key("p", "run-1", "other.csv", 0, b"[1]"),
-            idempotency_key("p", "run-1", "orders.csv", 1, b"[1]"),
-            idempotency_key("p", "run-1", "orders.csv", 0, b"[2]"),
+            key("q", "run-1", "orders.csv", 0, "POST u", b"[1]"),
+            key("p", "run-2", "orders.csv", 0, "POST u", b"[1]"),
+            key("p", "run-1", "other.csv", 0, "POST u", b"[1]"),
+            key("p", "run-1", "orders.csv", 1, "POST u", b"[1]"),
+            key("p", "run-1", "orders.csv", 0, "PATCH u", b"[1]"),
+            key("p", "run-1", "orders.csv", 0, "POST v", b"[1]"),
+            key("p", "run-1", "orders.csv", 0, "POST u", b"[2]"),
             // The parts cannot slide into each other.
-            idempotency_key("p", "run-1", "orders.cs", 0, b"v[1]"),
+            key("p", "run-1", "orders.cs", 0, "POST u", b"v[1]"),
+            key("p", "run-1", "orders.csv", 0, "POST u[", b"1]"),
         ] {
-            assert_ne!(key, other);
+            assert_ne!(first, other);
         }
     }
 
@@ -539,8 +1092,95 @@ mod tests {
                 "timeout_secs: must be at least 1",
             ]
         );
-        assert!(
-            toml::from_str::<HttpSinkConfig>("url = \"http://x\"\nmethod = \"PATCH\"").is_err()
+        assert!(toml::from_str::<HttpSinkConfig>("url = \"http://x\"\nmethod = \"GET\"").is_err());
+    }
+
+    #[test]
+    fn per_record_settings_are_checked() {
+        assert_eq!(
+            problems(
+                "url = \"https://api.example.com/orders/{id}/\"\nmode = \"record\"\nmethod = \"PATCH\"\nfields = [\"status\"]\nsignature = { secret = \"${env:S}\" }"
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            problems(
+                "url = \"https://api.example.com/orders/\"\nmode = \"record\"\nupsert = { url = \"https://api.example.com/orders/{id}/\" }"
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            problems(
+                "url = \"https://api.example.com/orders/{id}\"\nmethod = \"DELETE\"\nfields = [\"a\"]\nupsert = { url = \"https://{host}/x\", on = [500] }"
+            ),
+            [
+                "url: `{field}` placeholders need `mode = \"record\"` (`{{` and `}}` are literal braces)",
+                "method: a batch is sent with POST or PUT; PATCH and DELETE need `mode = \"record\"`",
+                "fields: needs `mode = \"record\"`",
+                "upsert: needs `mode = \"record\"`",
+                "fields: a DELETE sends no body",
+                "upsert: an upsert creates or changes a record: not with DELETE",
+                "upsert.url: `https://{host}/x`: placeholders go after the host (`https://api.example.com/orders/{id}`)",
+                "upsert.on: 500: an \"exists\" answer is a 4xx other than 401, 403 and 429",
+            ]
+        );
+        assert_eq!(
+            problems(
+                "url = \"https://api.example.com/o/{id\"\nmode = \"record\"\nbatch_size = 5\nenvelope = \"/r\"\nsignature = { secret = \"s\", header = \"X Sig\" }"
+            ),
+            [
+                "url: `https://api.example.com/o/{id`: a placeholder is `{field}` (a literal brace is `{{` or `}}`)",
+                "batch_size: is for `mode = \"batch\"`: with `mode = \"record\"` the body is one JSON object",
+                "envelope: is for `mode = \"batch\"`: with `mode = \"record\"` the body is one JSON object",
+                "headers: `X Sig` is not a valid header name",
+            ]
+        );
+    }
+
+    #[test]
+    fn urls_are_filled_from_the_record_percent_encoded() {
+        use crate::record::Value;
+        let template =
+            UrlTemplate::parse("https://api.example.com/o/{id}/lines/{line}?v={{1}}").unwrap();
+        assert_eq!(template.fields(), ["id", "line"]);
+        let mut record = Record::new();
+        record.push("id".into(), Value::String("a/b ?#é".into()));
+        record.push("line".into(), Value::Integer(7));
+        assert_eq!(
+            template.render(&record).unwrap().as_str(),
+            "https://api.example.com/o/a%2Fb%20%3F%23%C3%A9/lines/7?v={1}"
+        );
+        record.insert("id".into(), Value::String("..".into()));
+        assert_eq!(
+            template.render(&record).unwrap_err(),
+            "the record's `id` is `..`: no URL"
+        );
+        record.insert("id".into(), Value::Null);
+        assert_eq!(
+            template.render(&record).unwrap_err(),
+            "the record's `id` is empty: no URL"
+        );
+        record.remove("line");
+        record.insert("id".into(), Value::Integer(1));
+        assert_eq!(
+            template.render(&record).unwrap_err(),
+            "the record has no `line` for the URL"
+        );
+        for bad in [
+            "https://{host}/x",
+            "https://api.example.com{path}",
+            "{base}/x",
+        ] {
+            assert!(UrlTemplate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
 

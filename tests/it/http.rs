@@ -810,7 +810,7 @@ fn every_example_pipeline_is_valid() {
         examples.push(format!("examples/{name}"));
     }
     examples.sort();
-    assert_eq!(examples.len(), 12);
+    assert_eq!(examples.len(), 14);
     command.args(&examples);
     crate::support::run(command).assert_success();
 }

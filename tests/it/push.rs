@@ -66,13 +66,7 @@ fn receiver(mut faults: Faults) -> (ApiServer, Arc<Mutex<Received>>) {
         if let Some(content_type) = request.header("content-type") {
             received.content_types.insert(content_type.to_string());
         }
-        let body: Value = serde_json::from_slice(&request.body).expect("a JSON body");
-        let ids: Vec<u64> = body["records"]
-            .as_array()
-            .expect("records in the envelope")
-            .iter()
-            .map(|r| r["id"].as_u64().expect("an id"))
-            .collect();
+        let ids = batch_ids(request);
         match faults(number, &ids) {
             Some(Fault::Answer(reply)) => return reply,
             Some(Fault::StoreAndHangUp) => {
@@ -91,6 +85,37 @@ fn receiver(mut faults: Faults) -> (ApiServer, Arc<Mutex<Received>>) {
         )
     });
     (server, received)
+}
+
+/// The ids a batch request carries, read as its `Content-Type` says: JSON records at
+/// `/records`, NDJSON lines, or CSV rows under a header.
+fn batch_ids(request: &Request) -> Vec<u64> {
+    let text = std::str::from_utf8(&request.body).expect("a UTF-8 body");
+    match request.header("content-type").expect("a content type") {
+        "application/json" => serde_json::from_str::<Value>(text).expect("a JSON body")["records"]
+            .as_array()
+            .expect("records in the envelope")
+            .iter()
+            .map(|r| r["id"].as_u64().expect("an id"))
+            .collect(),
+        "application/x-ndjson" => text
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<Value>(line).expect("a JSON line")["id"]
+                    .as_u64()
+                    .expect("an id")
+            })
+            .collect(),
+        "text/csv" => {
+            let mut lines = text.lines();
+            let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+            assert_eq!(header, ["id", "total"], "{text}");
+            lines
+                .map(|line| line.split(',').next().unwrap().parse().expect("an id"))
+                .collect()
+        }
+        other => panic!("unexpected content type {other}"),
+    }
 }
 
 const TOKEN: &str = "s3cret-push-token";
@@ -333,4 +358,471 @@ fn push_failed_run_resends_its_unacknowledged_request_with_the_same_key() {
     assert_eq!(received.ids(), all_ids());
     assert_eq!(received.keys[0], received.keys[1], "{:?}", received.keys);
     assert_eq!(received.stored.len(), 3);
+}
+
+#[test]
+fn push_ndjson_and_csv_bodies_arrive_with_their_content_type() {
+    for (format, content_type) in [("ndjson", "application/x-ndjson"), ("csv", "text/csv")] {
+        let (server, received) = receiver(Box::new(|_, _| None));
+        let sandbox = sandbox(&server, 10, "", "");
+        let text = sandbox.read("p.toml").replace(
+            "envelope = \"/records\"",
+            &format!("format = {{ type = \"{format}\" }}"),
+        );
+        sandbox.write("p.toml", text);
+        run(&sandbox).assert_success();
+        let received = received.lock().unwrap();
+        assert_eq!(received.ids(), all_ids(), "{format}");
+        assert_eq!(received.stored.len(), 3, "{format}");
+        assert_eq!(
+            received.content_types,
+            BTreeSet::from([content_type.to_string()]),
+            "{format}"
+        );
+    }
+}
+
+/// A resource API in the style of Stripe's: `POST /orders/` creates (409 when the id exists),
+/// `PUT`, `PATCH` and `DELETE /orders/{id}/` replace, change and remove. Its idempotency layer
+/// keeps each key's request and answer: a known key with the same body is answered as before
+/// with `Idempotent-Replayed: true`, with another body 422 (counted: the sink must never cause
+/// one). Optional: the HMAC-SHA256 secret every body's `X-Signature` is checked against.
+#[derive(Default)]
+struct Api {
+    /// Every request: method, path, key, body.
+    requests: Vec<(String, String, String, String)>,
+    orders: BTreeMap<String, Value>,
+    /// Each key's body and answer.
+    answers: BTreeMap<String, (Vec<u8>, u16, Value)>,
+    replayed: usize,
+    key_conflicts: usize,
+    bad_signatures: usize,
+    signed: usize,
+}
+
+type ApiFaults = Box<dyn FnMut(usize, &Request) -> Option<Fault> + Send>;
+
+fn order_id(path: &str) -> Option<String> {
+    let segment = path.strip_prefix("/orders/")?.strip_suffix('/')?;
+    (!segment.is_empty()).then(|| {
+        url::form_urlencoded::parse(format!("x={segment}").as_bytes())
+            .next()
+            .unwrap()
+            .1
+            .into_owned()
+    })
+}
+
+fn id_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// HMAC-SHA256 as RFC 2104 defines it, over SHA-256 (not the sink's code).
+fn hmac_sha256(key: &[u8], message: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    block[..key.len()].copy_from_slice(key);
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    outer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn api(secret: Option<&'static str>, mut faults: ApiFaults) -> (ApiServer, Arc<Mutex<Api>>) {
+    let state = Arc::new(Mutex::new(Api::default()));
+    let seen = state.clone();
+    let server = ApiServer::start(move |request: &Request| {
+        let mut api = seen.lock().unwrap();
+        let key = request
+            .header("idempotency-key")
+            .expect("every push has a key")
+            .to_string();
+        let body = String::from_utf8(request.body.clone()).unwrap();
+        api.requests.push((
+            request.method.clone(),
+            request.path.clone(),
+            key.clone(),
+            body,
+        ));
+        if let Some(secret) = secret {
+            api.signed += 1;
+            let expected = format!("sha256={}", hmac_sha256(secret.as_bytes(), &request.body));
+            if request.header("x-signature") != Some(expected.as_str()) {
+                api.bad_signatures += 1;
+                return Reply::json(401, &json!({"detail": "bad signature"}));
+            }
+        }
+        let number = api.requests.len();
+        let fault = faults(number, request);
+        if let Some(Fault::Answer(reply)) = fault {
+            return reply;
+        }
+        if let Some((body, status, answer)) = api.answers.get(&key).cloned() {
+            if body != request.body {
+                api.key_conflicts += 1;
+                return Reply::json(
+                    422,
+                    &json!({"detail": "this key was used with another body"}),
+                );
+            }
+            api.replayed += 1;
+            return Reply::json(status, &answer).header("idempotent-replayed", "true");
+        }
+        let (status, answer) = api.apply(request);
+        api.answers
+            .insert(key, (request.body.clone(), status, answer.clone()));
+        match fault {
+            Some(Fault::StoreAndHangUp) => Reply::HangUp {
+                body: answer.to_string().into_bytes(),
+            },
+            _ => Reply::json(status, &answer).header("idempotent-replayed", "false"),
+        }
+    });
+    (server, state)
+}
+
+impl Api {
+    fn apply(&mut self, request: &Request) -> (u16, Value) {
+        let body = || -> Value { serde_json::from_slice(&request.body).expect("a JSON object") };
+        match (request.method.as_str(), order_id(&request.path)) {
+            ("POST", None) if request.path == "/orders/" => {
+                let order = body();
+                let id = id_text(&order["id"]);
+                if self.orders.contains_key(&id) {
+                    return (409, json!({"detail": format!("order {id} exists")}));
+                }
+                self.orders.insert(id, order.clone());
+                (201, order)
+            }
+            ("PUT", Some(id)) => {
+                self.orders.insert(id, body());
+                (200, json!({"status": "replaced"}))
+            }
+            ("PATCH", Some(id)) => match self.orders.get_mut(&id) {
+                Some(order) => {
+                    for (name, value) in body().as_object().unwrap() {
+                        order[name] = value.clone();
+                    }
+                    (200, order.clone())
+                }
+                None => (404, json!({"detail": "no such order"})),
+            },
+            ("DELETE", Some(id)) => match self.orders.remove(&id) {
+                Some(_) => (204, json!({})),
+                None => (404, json!({"detail": "no such order"})),
+            },
+            _ => (404, json!({"detail": "no such route"})),
+        }
+    }
+
+    /// Every key sent, after checking that none went with two bodies.
+    fn distinct_keys(&self) -> BTreeSet<&str> {
+        assert_eq!(self.key_conflicts, 0, "a key was sent with two bodies");
+        self.requests.iter().map(|r| r.2.as_str()).collect()
+    }
+}
+
+/// A pipeline `p` pushing `in/a.ndjson` (`lines`) to `server` per record, with `sink` lines.
+fn record_sandbox(server: &ApiServer, lines: &str, sink: &str, after: &str) -> Sandbox {
+    let sandbox = Sandbox::new();
+    sandbox.write("in/a.ndjson", lines);
+    let sink = sink.replace("{base}", &server.url(""));
+    sandbox.write(
+        "p.toml",
+        format!(
+            r#"name = "p"
+
+[source]
+type = "file"
+path = "in/*.ndjson"
+
+[[sinks]]
+type = "http"
+mode = "record"
+retry = {{ base_delay_ms = 10, max_delay_secs = 1 }}
+{sink}
+{after}"#
+        ),
+    );
+    sandbox
+}
+
+fn orders(ids: impl IntoIterator<Item = u64>) -> String {
+    ids.into_iter()
+        .map(|id| {
+            format!(
+                "{{\"id\": {id}, \"status\": \"open\", \"total\": {}}}\n",
+                id * 10
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn push_per_record_patch_goes_to_the_url_the_record_names() {
+    let (server, api) = api(None, Box::new(|_, _| None));
+    {
+        let mut api = api.lock().unwrap();
+        for id in ["1", "A/7 b?", "3"] {
+            api.orders
+                .insert(id.into(), json!({"id": id, "status": "new", "total": 0}));
+        }
+    }
+    let lines = "{\"id\": 1, \"status\": \"open\", \"total\": 10}\n\
+                 {\"status\": \"open\", \"total\": 20}\n\
+                 {\"id\": \"A/7 b?\", \"status\": \"paid\", \"total\": 30}\n\
+                 {\"id\": 3, \"status\": \"void\", \"total\": 40, \"note\": \"x\"}\n";
+    let sink =
+        "url = \"{base}/orders/{id}/\"\nmethod = \"PATCH\"\nfields = [\"total\", \"status\"]";
+    let rejects = "\n[rejects]\npath = \"rejects/r.ndjson\"\n";
+    let sandbox = record_sandbox(&server, lines, sink, rejects);
+    run(&sandbox).assert_success();
+    {
+        let api = api.lock().unwrap();
+        let seen: Vec<(&str, &str, &str)> = api
+            .requests
+            .iter()
+            .map(|(m, p, _, b)| (m.as_str(), p.as_str(), b.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("PATCH", "/orders/1/", r#"{"total":10,"status":"open"}"#),
+                (
+                    "PATCH",
+                    "/orders/A%2F7%20b%3F/",
+                    r#"{"total":30,"status":"paid"}"#
+                ),
+                ("PATCH", "/orders/3/", r#"{"total":40,"status":"void"}"#),
+            ]
+        );
+        assert_eq!(api.distinct_keys().len(), 3);
+        assert_eq!(api.orders["A/7 b?"]["status"], "paid");
+    }
+    let lines: Vec<Value> = sandbox
+        .read("rejects/r.ndjson")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["record"], 2);
+    let reason = lines[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the record has no `id` for the URL"),
+        "{reason}"
+    );
+    // Nothing new: nothing sent.
+    run(&sandbox).assert_success();
+    assert_eq!(api.lock().unwrap().requests.len(), 3);
+
+    // Without `[rejects]` the record without an id fails the run, naming the field.
+    let (server, _) = self::api(None, Box::new(|_, _| None));
+    let sandbox = record_sandbox(&server, lines_without_id(), sink, "");
+    let outcome = run(&sandbox);
+    outcome.assert_code(1);
+    assert!(
+        outcome
+            .stderr
+            .contains("the record has no `id` for the URL"),
+        "{}",
+        outcome.stderr
+    );
+}
+
+fn lines_without_id() -> &'static str {
+    "{\"status\": \"open\"}\n"
+}
+
+#[test]
+fn push_upsert_creates_or_patches_each_record_once_with_a_key_per_request() {
+    let (server, api) = api(None, Box::new(|_, _| None));
+    {
+        let mut api = api.lock().unwrap();
+        for id in [2u64, 5] {
+            api.orders.insert(
+                id.to_string(),
+                json!({"id": id, "status": "new", "total": 0}),
+            );
+        }
+    }
+    let sink = "url = \"{base}/orders/\"\nupsert = { on = [409], method = \"PATCH\", url = \"{base}/orders/{id}/\" }";
+    let sandbox = record_sandbox(&server, &orders(1..=6), sink, "");
+    run(&sandbox).assert_success();
+    {
+        let api = api.lock().unwrap();
+        let seen: Vec<(&str, &str)> = api
+            .requests
+            .iter()
+            .map(|(m, p, _, _)| (m.as_str(), p.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("POST", "/orders/"),
+                ("POST", "/orders/"),
+                ("PATCH", "/orders/2/"),
+                ("POST", "/orders/"),
+                ("POST", "/orders/"),
+                ("POST", "/orders/"),
+                ("PATCH", "/orders/5/"),
+                ("POST", "/orders/"),
+            ]
+        );
+        // Every request its own key, the follow-up's too.
+        assert_eq!(api.distinct_keys().len(), 8);
+        let expected: BTreeMap<String, Value> = (1..=6u64)
+            .map(|id| {
+                (
+                    id.to_string(),
+                    json!({"id": id, "status": "open", "total": id * 10}),
+                )
+            })
+            .collect();
+        assert_eq!(api.orders, expected);
+    }
+    run(&sandbox).assert_success();
+    assert_eq!(api.lock().unwrap().requests.len(), 8, "nothing sent again");
+}
+
+#[test]
+fn push_upsert_rerun_after_a_crash_sends_each_follow_up_once() {
+    // The first run dies after the sink sent everything; the rerun finds every create and
+    // follow-up acknowledged in the outbox and sends nothing.
+    let (server, api) = api(None, Box::new(|_, _| None));
+    api.lock()
+        .unwrap()
+        .orders
+        .insert("2".into(), json!({"id": 2, "status": "new", "total": 0}));
+    let sink = "url = \"{base}/orders/\"\nupsert = { url = \"{base}/orders/{id}/\" }";
+    let sandbox = record_sandbox(&server, &orders(1..=3), sink, "");
+    let mut command = sandbox.command(["run", "p.toml"]);
+    command.env("LONGSHORE_CRASH_AT", "after-prepare");
+    let crashed = command.output().expect("start the binary");
+    assert_eq!(crashed.status.signal(), Some(libc::SIGABRT));
+    run(&sandbox).assert_success();
+    let api = api.lock().unwrap();
+    assert_eq!(api.requests.len(), 4, "{:?}", api.requests);
+    assert_eq!(api.distinct_keys().len(), 4);
+}
+
+#[test]
+fn push_signs_every_body_with_hmac_sha256() {
+    const SECRET: &str = "whsec-0123456789";
+    let (server, api) = api(Some(SECRET), Box::new(|_, _| None));
+    let sink = "url = \"{base}/orders/{id}/\"\nmethod = \"PUT\"\nsignature = { secret = \"${env:CALLBACK_SECRET}\" }";
+    let sandbox = record_sandbox(&server, &orders(1..=4), sink, "");
+    let outcome = crate::support::run({
+        let mut command = sandbox.command(["run", "p.toml", "-v"]);
+        command.env("CALLBACK_SECRET", SECRET);
+        command
+    });
+    outcome.assert_success();
+    assert!(!outcome.stderr.contains(SECRET));
+    let api = api.lock().unwrap();
+    assert_eq!((api.signed, api.bad_signatures), (4, 0));
+    assert_eq!(api.orders.len(), 4);
+
+    // A wrong secret: the receiver's 401 fails the run at once.
+    let (server, _) = self::api(Some(SECRET), Box::new(|_, _| None));
+    let sandbox = record_sandbox(&server, &orders(1..=4), sink, "");
+    let outcome = crate::support::run({
+        let mut command = sandbox.command(["run", "p.toml"]);
+        command.env("CALLBACK_SECRET", "not-the-secret");
+        command
+    });
+    outcome.assert_code(1);
+    assert!(
+        outcome.stderr.contains("HTTP 401: bad signature"),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn push_a_409_for_a_key_in_flight_is_retried_later_under_the_same_key() {
+    let (server, api) = api(
+        None,
+        Box::new(|number, _| {
+            matches!(number, 2 | 3).then(|| {
+                Fault::Answer(Reply::json(
+                    409,
+                    &json!({"detail": "a request with this key is in progress"}),
+                ))
+            })
+        }),
+    );
+    let sink = "url = \"{base}/orders/{id}/\"\nmethod = \"PUT\"";
+    let sandbox = record_sandbox(&server, &orders(1..=3), sink, "");
+    run(&sandbox).assert_success();
+    let api = api.lock().unwrap();
+    let keys: Vec<&str> = api.requests.iter().map(|r| r.2.as_str()).collect();
+    assert_eq!(keys.len(), 5, "{keys:?}");
+    assert!(keys[1] == keys[2] && keys[2] == keys[3], "{keys:?}");
+    assert_eq!(api.distinct_keys().len(), 3);
+    assert_eq!(api.orders.len(), 3);
+}
+
+#[test]
+fn push_an_idempotent_receiver_never_sees_a_key_with_another_body() {
+    // Lost acks, a 500, a run that fails with the first try only, a crash: every retry and
+    // rerun sends the same body under the same key, so the receiver replays its answers and
+    // never answers 422.
+    let (server, api) = api(
+        None,
+        Box::new(|number, _| match number {
+            1 | 4 => Some(Fault::StoreAndHangUp),
+            6 => Some(Fault::Answer(Reply::text(500, "Internal Server Error"))),
+            _ => None,
+        }),
+    );
+    let sink = "url = \"{base}/orders/\"\nupsert = { url = \"{base}/orders/{id}/\" }";
+    api.lock()
+        .unwrap()
+        .orders
+        .insert("3".into(), json!({"id": 3, "status": "new", "total": 0}));
+    let sandbox = record_sandbox(&server, &orders(1..=6), sink, "");
+    run(&sandbox).assert_success();
+    {
+        let api = api.lock().unwrap();
+        assert_eq!(api.key_conflicts, 0);
+        assert!(
+            api.replayed >= 2,
+            "the lost acks were replayed: {}",
+            api.replayed
+        );
+        assert_eq!(api.orders.len(), 6);
+    }
+
+    // A failed run (one try), then a crash, then a clean rerun: one delivery, the same keys.
+    let (server, api) = self::api(
+        None,
+        Box::new(|number, _| (number == 2).then_some(Fault::StoreAndHangUp)),
+    );
+    let sink = "url = \"{base}/orders/{id}/\"\nmethod = \"PUT\"\nretry = { attempts = 1 }";
+    let sandbox = record_sandbox(&server, &orders(1..=5), sink, "");
+    let text = sandbox
+        .read("p.toml")
+        .replace("retry = { base_delay_ms = 10, max_delay_secs = 1 }\n", "");
+    sandbox.write("p.toml", text);
+    run(&sandbox).assert_code(1);
+    let mut command = sandbox.command(["run", "p.toml"]);
+    command.env("LONGSHORE_CRASH_AT", "after-intent");
+    assert_eq!(
+        command.output().unwrap().status.signal(),
+        Some(libc::SIGABRT)
+    );
+    run(&sandbox).assert_success();
+    let api = api.lock().unwrap();
+    assert_eq!(api.key_conflicts, 0);
+    assert_eq!(api.distinct_keys().len(), 5);
+    assert_eq!(api.orders.len(), 5);
 }
