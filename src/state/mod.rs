@@ -253,16 +253,16 @@ pub trait StateStore: Send {
     /// ledger did not have it.
     fn forget(&mut self, pipeline: &str, path: &str) -> Result<bool, StateError>;
 
-    fn outbox_status(
+    /// The push keys of `pipeline` the outbox holds as acknowledged.
+    fn acknowledged_keys(
         &mut self,
         pipeline: &str,
-        key: &str,
-    ) -> Result<Option<OutboxStatus>, StateError>;
-    fn set_outbox_status(
+    ) -> Result<std::collections::HashSet<String>, StateError>;
+    /// Records where pushes stand, all in one transaction (one sync to disk for the lot).
+    fn record_outbox(
         &mut self,
         pipeline: &str,
-        key: &str,
-        status: OutboxStatus,
+        entries: &[(String, OutboxStatus)],
     ) -> Result<(), StateError>;
     /// The id of the pipeline's latest run that ended `success` (its state committed), if any:
     /// it stays the same from a run that failed or crashed to its rerun, and changes once a

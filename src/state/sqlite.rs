@@ -650,46 +650,45 @@ impl StateStore for SqliteStore {
         .map_err(|e| sql(&path, ACTION, e))
     }
 
-    fn outbox_status(
+    fn acknowledged_keys(
         &mut self,
         pipeline: &str,
-        key: &str,
-    ) -> Result<Option<OutboxStatus>, StateError> {
-        let status: Option<String> = self
-            .connection
-            .query_row(
-                "SELECT status FROM outbox WHERE pipeline = ?1 AND key = ?2",
-                [pipeline, key],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(|e| sql(&self.path, "read the outbox", e))?;
-        match status.as_deref() {
-            None => Ok(None),
-            Some("sent") => Ok(Some(OutboxStatus::Sent)),
-            Some("acknowledged") => Ok(Some(OutboxStatus::Acknowledged)),
-            Some(other) => Err(self.corrupt(format!("outbox status `{other}`"))),
-        }
+    ) -> Result<std::collections::HashSet<String>, StateError> {
+        let read =
+            |connection: &Connection| -> rusqlite::Result<std::collections::HashSet<String>> {
+                let mut statement = connection.prepare(
+                    "SELECT key FROM outbox WHERE pipeline = ?1 AND status = 'acknowledged'",
+                )?;
+                let keys = statement.query_map([pipeline], |row| row.get(0))?;
+                keys.collect()
+            };
+        read(&self.connection).map_err(|e| sql(&self.path, "read the outbox", e))
     }
 
-    fn set_outbox_status(
+    fn record_outbox(
         &mut self,
         pipeline: &str,
-        key: &str,
-        status: OutboxStatus,
+        entries: &[(String, OutboxStatus)],
     ) -> Result<(), StateError> {
-        let status = match status {
-            OutboxStatus::Sent => "sent",
-            OutboxStatus::Acknowledged => "acknowledged",
+        let now = now_text();
+        let write = |connection: &mut Connection| -> rusqlite::Result<()> {
+            let tx = connection.transaction()?;
+            {
+                let mut statement = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO outbox (pipeline, key, status, updated_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (key, status) in entries {
+                    let status = match status {
+                        OutboxStatus::Sent => "sent",
+                        OutboxStatus::Acknowledged => "acknowledged",
+                    };
+                    statement.execute(params![pipeline, key, status, now])?;
+                }
+            }
+            tx.commit()
         };
-        self.connection
-            .execute(
-                "INSERT OR REPLACE INTO outbox (pipeline, key, status, updated_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![pipeline, key, status, now_text()],
-            )
-            .map(|_| ())
-            .map_err(|e| sql(&self.path, "record a push in the outbox", e))
+        write(&mut self.connection).map_err(|e| sql(&self.path, "record pushes in the outbox", e))
     }
 
     fn last_success(&mut self, pipeline: &str) -> Result<Option<String>, StateError> {
@@ -922,12 +921,15 @@ mod tests {
                 &report("a", "2024-08-01T02:05:00+02:00", Outcome::Success),
             )
             .unwrap();
-        store
-            .set_outbox_status("p", "key-1", OutboxStatus::Sent)
-            .unwrap();
+        let entries = [
+            ("key-1".to_string(), OutboxStatus::Sent),
+            ("key-2".to_string(), OutboxStatus::Sent),
+            ("key-2".to_string(), OutboxStatus::Acknowledged),
+        ];
+        store.record_outbox("p", &entries).unwrap();
         assert_eq!(
-            store.outbox_status("p", "key-1").unwrap(),
-            Some(OutboxStatus::Sent)
+            store.acknowledged_keys("p").unwrap(),
+            std::collections::HashSet::from(["key-2".to_string()])
         );
         // Not under a live run: its commit would undo the change.
         let busy = store.forget("p", "/x").unwrap_err();

@@ -332,10 +332,16 @@ fn push_crash_then_rerun_delivers_each_record_once_by_key() {
         run(&sandbox).assert_success();
         let received = received.lock().unwrap();
         assert_eq!(received.ids(), all_ids(), "{point}");
-        // Three requests' worth of records, each acknowledged once: nothing was sent again
-        // under a new key, and an acknowledged key was not sent again.
+        // Three requests' worth of records, stored once each: nothing was sent under a new
+        // key. A kill in the middle of the input loses the acknowledgements of the outbox's
+        // last unwritten group (see `OUTBOX_GROUP`), which are sent again under the same keys;
+        // once the input has ended, every acknowledgement is written and none is sent again.
         assert_eq!(received.stored.len(), 3, "{point}");
-        assert_eq!(received.keys.len(), 3, "{point}: {:?}", received.keys);
+        let distinct: std::collections::HashSet<&String> = received.keys.iter().collect();
+        assert_eq!(distinct.len(), 3, "{point}: {:?}", received.keys);
+        if point != "after-first-batch" {
+            assert_eq!(received.keys.len(), 3, "{point}: {:?}", received.keys);
+        }
     }
 }
 
