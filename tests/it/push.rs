@@ -832,3 +832,50 @@ fn push_an_idempotent_receiver_never_sees_a_key_with_another_body() {
     assert_eq!(api.distinct_keys().len(), 5);
     assert_eq!(api.orders.len(), 5);
 }
+
+/// `DELETE` per record: no body, the URL from the record; a record the API does not have
+/// (404) is a reject with the answer, and a rerun sends nothing again.
+#[test]
+fn push_deletes_each_record_by_its_url() {
+    let (server, api) = api(None, Box::new(|_, _| None));
+    {
+        let mut api = api.lock().unwrap();
+        for id in ["1", "3"] {
+            api.orders.insert(id.into(), json!({"id": id}));
+        }
+    }
+    let lines = "{\"id\": 1}\n{\"id\": 2}\n{\"id\": 3}\n";
+    let sink = "url = \"{base}/orders/{id}/\"\nmethod = \"DELETE\"";
+    let rejects = "\n[rejects]\npath = \"rejects/r.ndjson\"\n";
+    let sandbox = record_sandbox(&server, lines, sink, rejects);
+    run(&sandbox).assert_success();
+    {
+        let api = api.lock().unwrap();
+        let seen: Vec<(&str, &str, &str)> = api
+            .requests
+            .iter()
+            .map(|(m, p, _, b)| (m.as_str(), p.as_str(), b.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("DELETE", "/orders/1/", ""),
+                ("DELETE", "/orders/2/", ""),
+                ("DELETE", "/orders/3/", ""),
+            ]
+        );
+        assert_eq!(api.distinct_keys().len(), 3);
+        assert!(api.orders.is_empty());
+    }
+    let rejected: Vec<Value> = sandbox
+        .read("rejects/r.ndjson")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0]["record"], 2);
+    let reason = rejected[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("no such order"), "{reason}");
+    run(&sandbox).assert_success();
+    assert_eq!(api.lock().unwrap().requests.len(), 3, "nothing sent again");
+}
