@@ -170,13 +170,20 @@ fn serve(stream: TcpStream, number: u64, handler: &Mutex<Handler>, seen: &Mutex<
             Reply::Answer {
                 status,
                 headers,
-                body,
+                mut body,
             } => {
                 let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
                 for (name, value) in &headers {
                     head.push_str(&format!("{name}: {value}\r\n"));
                 }
-                head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+                // A 204 has no body, as HTTP says: one written anyway would be read as the
+                // start of the next answer on the connection.
+                if status == 204 {
+                    body.clear();
+                    head.push_str("\r\n");
+                } else {
+                    head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+                }
                 if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&body).is_err() {
                     return;
                 }
