@@ -33,10 +33,11 @@ use crate::config::{Invalid, Secret, SecretValue, Validate};
 use crate::error::{Position, StageError};
 use crate::net::client::{Client, ClientSettings, Method, Post, Reading, Request, Sent};
 use crate::net::config::{AuthConfig, RateLimitConfig, RetryConfig, request_problems, url_problem};
-use crate::net::{HttpError, Secrets, tls_config};
+use crate::net::{Auth, HttpError, Secrets, tls_config};
 use crate::record::{Batch, Record, Reject};
 use crate::redact::Redactor;
 use crate::stage::{RunContext, Sink, SinkReport};
+use crate::state::report::PlannedRequest;
 use crate::state::{OutboxStatus, PreparedOutput, SqliteStore, StateStore};
 
 /// Pushes records to an HTTP endpoint: in batches (an API's bulk import, a callback URL),
@@ -217,6 +218,12 @@ fn default_timeout_secs() -> u64 {
 
 /// The largest answer read (and ignored): enough for any acknowledgement.
 const ANSWER_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The requests a dry run shows, at the most.
+const PREVIEW_REQUESTS: usize = 3;
+
+/// The bytes of a body a dry run shows, about.
+const PREVIEW_BODY_BYTES: usize = 200;
 
 /// Outbox entries written in one transaction at the most (two a request: `sent`, then
 /// `acknowledged`).
@@ -561,6 +568,8 @@ enum Pushed {
     AcknowledgedBefore,
     /// Refused (a 4xx that refuses records, or one of the request's `final` statuses).
     Refused { status: u16, error: HttpError },
+    /// A dry run: not sent.
+    Planned,
 }
 
 /// The upsert's follow-up, ready.
@@ -619,6 +628,14 @@ pub struct HttpSink {
     delivered: u64,
     /// Records an earlier run's acknowledged requests carried, not sent again.
     acknowledged_before: u64,
+    /// A dry run (`RunContext::read_only`): nothing is sent, the first requests are noted.
+    read_only: bool,
+    /// The configured headers and the credentials' header as a dry run shows them, secrets
+    /// as `***`.
+    shown_headers: Vec<String>,
+    /// A dry run's first requests, and whether the last one still waits for its record count.
+    previews: Vec<PlannedRequest>,
+    preview_uncounted: bool,
 }
 
 impl HttpSink {
@@ -630,6 +647,15 @@ impl HttpSink {
             auth,
             mut redactor,
         } = Secrets::resolve(&config.headers, config.auth.as_ref(), cx)?;
+        let mut shown_headers: Vec<String> = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {}", redactor.text(value.expose())))
+            .collect();
+        match &auth {
+            Auth::Header(name, _) => shown_headers.push(format!("{name}: ***")),
+            Auth::OAuth(_) => shown_headers.push("authorization: ***".into()),
+            Auth::None | Auth::Query(..) => {}
+        }
         let signer = match &config.signature {
             Some(signature) => {
                 let secret = signature
@@ -672,6 +698,15 @@ impl HttpSink {
         let redactor = Arc::new(Mutex::new(redactor));
         let client = Client::new(settings, tls, headers, auth, redactor.clone(), cx.deadline);
         let (outbox, delivery, acknowledged) = match &cx.state_path {
+            // A dry run reads the keys the run would use, and writes nothing.
+            Some(path) if cx.read_only => match SqliteStore::open_read_only(path)? {
+                Some(mut store) => {
+                    let delivery = store.last_success(&cx.pipeline)?.unwrap_or_default();
+                    let acknowledged = store.acknowledged_keys(&cx.pipeline)?;
+                    (None, delivery, acknowledged)
+                }
+                None => (None, String::new(), HashSet::new()),
+            },
             Some(path) => {
                 let mut store = SqliteStore::open(path)?;
                 let delivery = store.last_success(&cx.pipeline)?.unwrap_or_default();
@@ -713,6 +748,10 @@ impl HttpSink {
             rejects: Vec::new(),
             delivered: 0,
             acknowledged_before: 0,
+            read_only: cx.read_only,
+            shown_headers,
+            previews: Vec::new(),
+            preview_uncounted: false,
         })
     }
 
@@ -779,6 +818,13 @@ impl HttpSink {
         first_record: u64,
     ) -> Result<(), StageError> {
         match pushed {
+            Pushed::Planned => {
+                if std::mem::take(&mut self.preview_uncounted)
+                    && let Some(preview) = self.previews.last_mut()
+                {
+                    preview.records = records.len() as u64;
+                }
+            }
             Pushed::Acknowledged => self.delivered += records.len() as u64,
             Pushed::AcknowledgedBefore => self.acknowledged_before += records.len() as u64,
             Pushed::Refused { error, .. } => self.refuse(records, first_record, error)?,
@@ -827,6 +873,40 @@ impl HttpSink {
             }
             pushed => self.settle(pushed, records, number),
         }
+    }
+
+    /// Notes a dry run's request, while fewer than [`PREVIEW_REQUESTS`] are.
+    fn preview(
+        &mut self,
+        method: Method,
+        url: &Url,
+        key: &str,
+        extra: &[(String, String)],
+        body: &[u8],
+    ) {
+        if self.previews.len() >= PREVIEW_REQUESTS {
+            return;
+        }
+        let mut headers = self.shown_headers.clone();
+        if method != Method::Delete {
+            headers.push(format!("Content-Type: {}", self.content_type));
+        }
+        headers.push(format!("{}: {key}", self.idempotency_header));
+        headers.extend(extra.iter().map(|(name, value)| format!("{name}: {value}")));
+        let redactor = crate::net::client::lock(&self.redactor);
+        let shown = redactor.text(&body_excerpt(body));
+        let url = redactor.url(url);
+        drop(redactor);
+        self.previews.push(PlannedRequest {
+            method: method.as_str().to_string(),
+            url,
+            headers,
+            records: 0,
+            body_bytes: body.len() as u64,
+            body: shown,
+        });
+        // `settle` counts the records of the request just noted.
+        self.preview_uncounted = true;
     }
 
     fn show(&self, url: &Url) -> String {
@@ -885,7 +965,6 @@ impl HttpSink {
             tracing::debug!(url = %self.show(url), key = %key, "acknowledged by an earlier run: not sent again");
             return Ok(Pushed::AcknowledgedBefore);
         }
-        self.note(&key, OutboxStatus::Sent)?;
         let headers = match &self.signer {
             Some(signer) => vec![(
                 signer.header.clone(),
@@ -897,6 +976,12 @@ impl HttpSink {
             )],
             None => Vec::new(),
         };
+        if self.read_only {
+            // A dry run sends nothing, whoever calls.
+            self.preview(method, url, &key, &headers, &body);
+            return Ok(Pushed::Planned);
+        }
+        self.note(&key, OutboxStatus::Sent)?;
         let request = Request {
             url: url.clone(),
             post: Some(Post {
@@ -992,6 +1077,28 @@ impl HttpSink {
     }
 }
 
+/// The first [`PREVIEW_BODY_BYTES`] or so of `body` on one line: cut at a character,
+/// line breaks and other control characters escaped, `…` after it when there is more.
+fn body_excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim_end_matches(['\n', '\r']);
+    let mut excerpt = String::new();
+    for (at, c) in text.char_indices() {
+        if at >= PREVIEW_BODY_BYTES {
+            excerpt.push('…');
+            break;
+        }
+        match c {
+            '\n' => excerpt.push_str("\\n"),
+            '\r' => excerpt.push_str("\\r"),
+            '\t' => excerpt.push_str("\\t"),
+            c if c.is_control() => excerpt.push_str(&c.escape_unicode().to_string()),
+            c => excerpt.push(c),
+        }
+    }
+    excerpt
+}
+
 /// Whether an answer with `status` (after the retries) refuses the request's records, which
 /// then go to the rejects: a 4xx other than 401 and 403 (the credentials, which fail the run
 /// at once), 409 (a key still in flight after every retry) and 429 (the rate limit).
@@ -1064,6 +1171,23 @@ impl Sink for HttpSink {
 
     fn take_rejects(&mut self) -> Vec<Reject> {
         std::mem::take(&mut self.rejects)
+    }
+
+    fn plan_batch(&mut self, batch: &Batch) -> Result<(), StageError> {
+        if !self.read_only || self.previews.len() >= PREVIEW_REQUESTS {
+            return Ok(());
+        }
+        self.write_batch(batch)?;
+        // What the receiver would refuse is not known without sending.
+        self.rejects.clear();
+        Ok(())
+    }
+
+    fn planned_requests(&mut self) -> Result<Vec<PlannedRequest>, StageError> {
+        if self.read_only && self.previews.len() < PREVIEW_REQUESTS {
+            self.send_pending(true)?;
+        }
+        Ok(std::mem::take(&mut self.previews))
     }
 
     fn prepare(&mut self) -> Result<Vec<PreparedOutput>, StageError> {

@@ -879,3 +879,51 @@ fn push_deletes_each_record_by_its_url() {
     run(&sandbox).assert_success();
     assert_eq!(api.lock().unwrap().requests.len(), 3, "nothing sent again");
 }
+
+#[test]
+fn push_dry_run_sends_nothing_and_prints_the_first_requests_with_their_keys() {
+    let (server, received) = receiver(Box::new(|_, _| None));
+    let headers = "headers = { X-Tenant = \"acme\", X-Api-Key = \"${env:PUSH_TOKEN}\" }";
+    let sandbox = sandbox(&server, 10, headers, "");
+    let mut command = sandbox.command(["run", "--dry-run", "p.toml", "--report", "r.json"]);
+    command.env("PUSH_TOKEN", TOKEN);
+    let dry = crate::support::run(command);
+    dry.assert_success();
+    assert!(server.requests().is_empty(), "a dry run sends nothing");
+    assert_eq!(received.lock().unwrap().requests, 0);
+    assert!(!dry.stdout().contains(TOKEN), "{}", dry.stdout());
+
+    // The run sends what the dry run showed, under the keys it showed.
+    run(&sandbox).assert_success();
+    let keys = received.lock().unwrap().keys.clone();
+    assert_eq!(keys.len(), 3);
+    let mut shown = dry.stdout().replace(&server.url(""), "http://receiver");
+    for (number, key) in keys.iter().enumerate() {
+        shown = shown.replace(key, &format!("<key {}>", number + 1));
+    }
+    let first = r#"{"records":[{"id":1,"total":10},{"id":2,"total":20},{"id":3,"total":30},{"id":4,"total":40},{"id":5,"total":50},{"id":6,"total":60},{"id":7,"total":70},{"id":8,"total":80},{"id":9,"total":90},{"id":10…"#;
+    let second = r#"{"records":[{"id":11,"total":110},{"id":12,"total":120},{"id":13,"total":130},{"id":14,"total":140},{"id":15,"total":150}]}"#;
+    let third = r#"{"records":[{"id":16,"total":160},{"id":17,"total":170},{"id":18,"total":180},{"id":19,"total":190},{"id":20,"total":200},{"id":21,"total":210},{"id":22,"total":220},{"id":23,"total":230},{"id":24,"to…"#;
+    let request = |n: usize, records: u64, bytes: usize, body: &str| {
+        format!(
+            "    request {n}: POST http://receiver/bulk ({records} records)\n      X-Api-Key: ***\n      X-Tenant: acme\n      authorization: ***\n      Content-Type: application/json\n      Idempotency-Key: <key {n}>\n      body ({bytes} bytes): {body}\n"
+        )
+    };
+    let expected = format!(
+        "dry run of pipeline `p`: 25 records read from 2 files (0 already delivered, skipped); nothing was written\n  sink 1 (http) would write 25 records to POST http://receiver/bulk\n{}{}{}",
+        request(1, 10, 216, first),
+        request(2, 5, 124, second),
+        request(3, 10, 234, third),
+    );
+    assert_eq!(shown, expected);
+    let report: Value = serde_json::from_str(&sandbox.read("r.json")).unwrap();
+    let requests = &report["planned"][0]["requests"];
+    assert_eq!(requests.as_array().unwrap().len(), 3);
+    assert_eq!(requests[1]["method"], "POST");
+    assert_eq!(requests[1]["records"], 5);
+    assert_eq!(requests[1]["body"], second);
+    assert_eq!(
+        requests[1]["headers"][4],
+        format!("Idempotency-Key: {}", keys[1])
+    );
+}
