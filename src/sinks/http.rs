@@ -29,14 +29,19 @@ use url::Url;
 
 use crate::codecs::FormatConfig;
 use crate::codecs::json::JsonOptions;
+use crate::codecs::ndjson::NdjsonOptions;
 use crate::config::{Invalid, Secret, SecretValue, Validate};
 use crate::error::{Position, StageError};
+use crate::net::client::Body;
 use crate::net::client::{Client, ClientSettings, Method, Post, Reading, Request, Sent};
 use crate::net::config::{AuthConfig, RateLimitConfig, RetryConfig, request_problems, url_problem};
 use crate::net::{Auth, HttpError, Secrets, tls_config};
-use crate::record::{Batch, Record, Reject};
+use crate::record::{Batch, Record, Reject, Value};
 use crate::redact::Redactor;
+use crate::sinks::IfEmpty;
+use crate::sinks::file::{FileSink, FileSinkConfig};
 use crate::stage::{RunContext, Sink, SinkReport};
+use crate::state::IfExists;
 use crate::state::report::PlannedRequest;
 use crate::state::{OutboxStatus, PreparedOutput, SqliteStore, StateStore};
 
@@ -125,6 +130,26 @@ pub struct HttpSinkConfig {
     /// times out is retried with the same key. Default 60.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// A file of the receiver's answers, for reconciliation, e.g. `responses = { path =
+    /// "responses/{pipeline}-{run_ts}.ndjson", fields = ["/id"] }`: one NDJSON line per
+    /// answered request with `status`, `idempotency_key`, `method` and `url` (secrets as
+    /// `***`), then each of `fields` read from the answer's JSON body. Written atomically and
+    /// published with the run's other outputs; only when there are answers. Default: none.
+    pub responses: Option<ResponsesConfig>,
+}
+
+/// Where the receiver's answers are kept.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResponsesConfig {
+    /// The file, a path template like a file sink's (`{pipeline}`, `{run_date}`, `{run_ts}`),
+    /// e.g. `"responses/{pipeline}-{run_ts}.ndjson"`. Required.
+    pub path: String,
+    /// JSON pointers into each answer's body, e.g. `["/id"]` for the id of what a POST
+    /// created; each becomes a field named as the pointer (`"/id": 7`), null when the answer
+    /// has no JSON body or nothing there (a 204, a refused request). Default: none.
+    #[serde(default)]
+    pub fields: Vec<String>,
 }
 
 /// How records are grouped into requests.
@@ -397,6 +422,17 @@ impl Validate for HttpSinkConfig {
         if self.timeout_secs == 0 {
             problems.push(Invalid::new("timeout_secs", "must be at least 1"));
         }
+        if let Some(responses) = &self.responses {
+            if let Err(message) = crate::template::PathTemplate::parse(&responses.path) {
+                problems.push(Invalid::new("responses.path", message));
+            }
+            for pointer in responses.fields.iter().filter(|p| !p.starts_with('/')) {
+                problems.push(Invalid::new(
+                    "responses.fields",
+                    format!("`{pointer}` is not a JSON pointer: start it with `/`"),
+                ));
+            }
+        }
         problems
     }
 }
@@ -636,7 +672,19 @@ pub struct HttpSink {
     /// A dry run's first requests, and whether the last one still waits for its record count.
     previews: Vec<PlannedRequest>,
     preview_uncounted: bool,
+    /// The answers file, and its lines not written yet.
+    responses: Option<Responses>,
 }
+
+/// The answers file (`responses`): a file sink, published at commit like the rejects file.
+struct Responses {
+    sink: FileSink,
+    fields: Vec<String>,
+    lines: Vec<Record>,
+}
+
+/// Answers kept before they are written to the answers file.
+const RESPONSES_GROUP: usize = 256;
 
 impl HttpSink {
     pub fn new(config: &HttpSinkConfig, cx: &RunContext) -> Result<Self, StageError> {
@@ -715,6 +763,24 @@ impl HttpSink {
             }
             None => (None, String::new(), HashSet::new()),
         };
+        let responses = match &config.responses {
+            Some(responses) => Some(Responses {
+                sink: FileSink::new(
+                    &FileSinkConfig {
+                        path: responses.path.clone(),
+                        format: Some(FormatConfig::Ndjson(NdjsonOptions::default())),
+                        if_exists: IfExists::Replace,
+                        encoding: None,
+                        // Published only when there are answers.
+                        if_empty: IfEmpty::Skip,
+                    },
+                    cx,
+                )?,
+                fields: responses.fields.clone(),
+                lines: Vec::new(),
+            }),
+            None => None,
+        };
         let format = config.body_format();
         let content_type = match config.mode {
             PushMode::Batch => content_type(&format).unwrap_or("application/octet-stream"),
@@ -752,6 +818,7 @@ impl HttpSink {
             shown_headers,
             previews: Vec::new(),
             preview_uncounted: false,
+            responses,
         })
     }
 
@@ -873,6 +940,56 @@ impl HttpSink {
             }
             pushed => self.settle(pushed, records, number),
         }
+    }
+
+    /// Keeps an answer for the answers file (`responses`), writing them in groups.
+    fn keep_answer(
+        &mut self,
+        status: u16,
+        key: &str,
+        method: Method,
+        url: &Url,
+        body: &[u8],
+    ) -> Result<(), StageError> {
+        if self.responses.is_none() {
+            return Ok(());
+        }
+        let shown = self.show(url);
+        let responses = self.responses.as_mut().expect("checked above");
+        let json = (!responses.fields.is_empty() && !body.is_empty())
+            .then(|| serde_json::from_slice::<serde_json::Value>(body).ok())
+            .flatten();
+        let mut line = Record::with_capacity(4 + responses.fields.len());
+        line.push("status".into(), Value::Integer(status.into()));
+        line.push("idempotency_key".into(), Value::String(key.into()));
+        line.push("method".into(), Value::String(method.as_str().into()));
+        line.push("url".into(), Value::String(shown.as_str().into()));
+        for pointer in &responses.fields {
+            let value = json
+                .as_ref()
+                .and_then(|json| json.pointer(pointer))
+                .map_or(Value::Null, record_value);
+            line.push(pointer.as_str().into(), value);
+        }
+        responses.lines.push(line);
+        if responses.lines.len() >= RESPONSES_GROUP {
+            self.write_answers()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the answers kept so far to the answers file.
+    fn write_answers(&mut self) -> Result<(), StageError> {
+        if let Some(responses) = &mut self.responses
+            && !responses.lines.is_empty()
+        {
+            let batch = Batch {
+                records: std::mem::take(&mut responses.lines),
+                ..Batch::default()
+            };
+            responses.sink.write_batch(&batch)?;
+        }
+        Ok(())
     }
 
     /// Notes a dry run's request, while fewer than [`PREVIEW_REQUESTS`] are.
@@ -997,8 +1114,13 @@ impl HttpSink {
             credentials: true,
         };
         match self.client.send(&request) {
-            Ok(Sent::Answered(_)) => {
+            Ok(Sent::Answered(answer)) => {
                 self.note(&key, OutboxStatus::Acknowledged)?;
+                let body = match &answer.body {
+                    Body::Whole(bytes) => bytes.as_slice(),
+                    Body::Stream(_) => &[],
+                };
+                self.keep_answer(answer.status, &key, method, url, body)?;
                 Ok(Pushed::Acknowledged)
             }
             Ok(Sent::OutOfTime(reason)) => Err(StageError::Refused(format!(
@@ -1012,6 +1134,7 @@ impl HttpSink {
                     ..
                 },
             ) if final_statuses.contains(&status) || refused_records(status) => {
+                self.keep_answer(status, &key, method, url, &[])?;
                 Ok(Pushed::Refused { status, error })
             }
             Err(e) => Err(e.into()),
@@ -1074,6 +1197,28 @@ impl HttpSink {
             });
         }
         Ok(())
+    }
+}
+
+/// A JSON value from an answer as a record's value.
+fn record_value(json: &serde_json::Value) -> Value {
+    match json {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Value::Integer(i),
+            (None, Some(_)) if n.is_f64() => Value::Float(n.as_f64().unwrap_or_default()),
+            _ => Value::Decimal(n.to_string().as_str().into()),
+        },
+        serde_json::Value::String(text) => Value::String(text.as_str().into()),
+        serde_json::Value::Array(items) => Value::Array(items.iter().map(record_value).collect()),
+        serde_json::Value::Object(fields) => {
+            let mut record = Record::with_capacity(fields.len());
+            for (name, value) in fields {
+                record.push(name.as_str().into(), record_value(value));
+            }
+            Value::Object(record)
+        }
     }
 }
 
@@ -1159,6 +1304,7 @@ impl Sink for HttpSink {
     fn end_of_input(&mut self) -> Result<(), StageError> {
         self.send_pending(true)?;
         self.save_outbox()?;
+        self.write_answers()?;
         if self.acknowledged_before > 0 {
             tracing::info!(
                 url = %self.shown,
@@ -1191,15 +1337,21 @@ impl Sink for HttpSink {
     }
 
     fn prepare(&mut self) -> Result<Vec<PreparedOutput>, StageError> {
-        // Everything was sent by now (`end_of_input`): nothing is published by renaming.
-        Ok(Vec::new())
+        // Everything was sent by now (`end_of_input`): only the answers file is published.
+        self.write_answers()?;
+        match &mut self.responses {
+            Some(responses) => responses.sink.prepare(),
+            None => Ok(Vec::new()),
+        }
     }
 
-    fn commit(self: Box<Self>) -> Result<SinkReport, StageError> {
-        Ok(SinkReport {
-            records: self.delivered + self.acknowledged_before,
-            ..SinkReport::default()
-        })
+    fn commit(mut self: Box<Self>) -> Result<SinkReport, StageError> {
+        let records = self.delivered + self.acknowledged_before;
+        let report = match self.responses.take() {
+            Some(responses) => Box::new(responses.sink).commit()?,
+            None => SinkReport::default(),
+        };
+        Ok(SinkReport { records, ..report })
     }
 
     fn destination(&self, _batch: &Batch) -> String {

@@ -927,3 +927,90 @@ fn push_dry_run_sends_nothing_and_prints_the_first_requests_with_their_keys() {
         format!("Idempotency-Key: {}", keys[1])
     );
 }
+
+fn answers(sandbox: &Sandbox, path: &str) -> Vec<Value> {
+    sandbox
+        .read(path)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn push_responses_file_keeps_each_answer_with_the_created_id_and_a_rerun_only_its_own() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let failing = Arc::new(AtomicBool::new(true));
+    let fail = failing.clone();
+    // Order 3's create fails with 500 (every retry) while `failing`: the run fails.
+    let (server, api) = api(
+        None,
+        Box::new(move |_, request: &Request| {
+            let order: Value = serde_json::from_slice(&request.body).ok()?;
+            (fail.load(Ordering::SeqCst) && order["id"] == 3)
+                .then(|| Fault::Answer(Reply::text(500, "Internal Server Error")))
+        }),
+    );
+    api.lock()
+        .unwrap()
+        .orders
+        .insert("2".into(), json!({"id": 2, "status": "new", "total": 0}));
+    let sink = "url = \"{base}/orders/\"\nupsert = { url = \"{base}/orders/{id}/\" }\nresponses = { path = \"responses/{pipeline}-{run_ts}.ndjson\", fields = [\"/id\", \"/missing\"] }";
+    let sandbox = record_sandbox(&server, &orders(1..=3), sink, "");
+    let failed = run(&sandbox);
+    assert_ne!(failed.code, 0, "{}", failed.stderr);
+    // A failed run publishes no answers file.
+    assert!(sandbox.files("responses").is_empty());
+
+    failing.store(false, Ordering::SeqCst);
+    run(&sandbox).assert_success();
+    let files = sandbox.files("responses");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let lines = answers(&sandbox, &files[0]);
+    // Orders 1 and 2 were acknowledged by the failed run: skipped, no line for them.
+    let url = server.url("/orders/");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["status"], 201);
+    assert_eq!(lines[0]["method"], "POST");
+    assert_eq!(lines[0]["url"], url);
+    assert_eq!(lines[0]["/id"], 3);
+    assert_eq!(lines[0]["/missing"], Value::Null);
+    let api = api.lock().unwrap();
+    let key = &api.requests.last().unwrap().2;
+    assert_eq!(lines[0]["idempotency_key"], key.as_str());
+}
+
+#[test]
+fn push_responses_file_holds_the_upserts_answers_in_order() {
+    let (server, _api) = api(None, Box::new(|_, _| None));
+    _api.lock()
+        .unwrap()
+        .orders
+        .insert("2".into(), json!({"id": 2, "status": "new", "total": 0}));
+    let sink = "url = \"{base}/orders/\"\nupsert = { url = \"{base}/orders/{id}/\" }\nresponses = { path = \"responses/r.ndjson\", fields = [\"/id\"] }";
+    let sandbox = record_sandbox(&server, &orders(1..=3), sink, "");
+    run(&sandbox).assert_success();
+    let seen: Vec<(u64, String, Value)> = answers(&sandbox, "responses/r.ndjson")
+        .into_iter()
+        .map(|line| {
+            let url = line["url"].as_str().unwrap().replace(&server.url(""), "");
+            (
+                line["status"].as_u64().unwrap(),
+                format!("{} {url}", line["method"].as_str().unwrap()),
+                line["/id"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (201, "POST /orders/".to_string(), json!(1)),
+            (409, "POST /orders/".to_string(), Value::Null),
+            (200, "PATCH /orders/2/".to_string(), json!(2)),
+            (201, "POST /orders/".to_string(), json!(3)),
+        ]
+    );
+    // Nothing new: no answers file is written again.
+    std::fs::remove_file(sandbox.join("responses/r.ndjson")).unwrap();
+    run(&sandbox).assert_success();
+    assert!(!sandbox.exists("responses/r.ndjson"));
+}
