@@ -108,6 +108,19 @@ pub trait Sink: Send {
     fn take_rejects(&mut self) -> Vec<crate::record::Reject> {
         Vec::new()
     }
+
+    /// A dry run's batch (`RunContext::read_only`): a sink that sends requests works out the
+    /// first ones it would send, and sends nothing. Other sinks write nothing either.
+    fn plan_batch(&mut self, _batch: &Batch) -> Result<(), StageError> {
+        Ok(())
+    }
+
+    /// After a dry run's last batch: the first requests the sink would have sent.
+    fn planned_requests(
+        &mut self,
+    ) -> Result<Vec<crate::state::report::PlannedRequest>, StageError> {
+        Ok(Vec::new())
+    }
 }
 
 /// What a sink delivered.
@@ -147,7 +160,7 @@ pub struct RunContext {
     /// The values of `--var NAME=VALUE`, for `${var:NAME}` in secrets resolved at run time.
     pub vars: Arc<crate::config::Variables>,
     /// The state store's file, for a sink that keeps its own records in it (the `http` sink's
-    /// outbox). `None` in dry runs and outside pipeline runs.
+    /// outbox; a dry run only reads it). `None` outside pipeline runs.
     pub state_path: Option<std::path::PathBuf>,
 }
 

@@ -118,6 +118,26 @@ fn print_plan(report: &RunReport) -> std::io::Result<()> {
                 if_empty.unwrap_or("skip")
             )?,
         }
+        for (number, request) in planned.requests.iter().enumerate() {
+            writeln!(
+                out,
+                "    request {}: {} {} ({})",
+                number + 1,
+                request.method,
+                request.url,
+                count(request.records, "record")
+            )?;
+            for header in &request.headers {
+                writeln!(out, "      {header}")?;
+            }
+            if request.body_bytes > 0 {
+                writeln!(
+                    out,
+                    "      body ({} bytes): {}",
+                    request.body_bytes, request.body
+                )?;
+            }
+        }
     }
     out.flush()
 }

@@ -35,6 +35,8 @@ pub enum Sent {
 pub struct Answer {
     /// Where it came from: the request's URL, or where redirects led.
     pub url: Url,
+    /// The final answer's status (a 2xx, or one of the request's `final_statuses`).
+    pub status: u16,
     pub headers: HeaderMap,
     pub body: Body,
 }
@@ -525,6 +527,7 @@ fn take_body(
     reading: Reading,
     url: &Url,
 ) -> Result<Answer, BodyFailure> {
+    let status = response.status().as_u16();
     let headers = response.headers().clone();
     let deflated = headers
         .get("content-encoding")
@@ -555,6 +558,7 @@ fn take_body(
     };
     Ok(Answer {
         url: url.clone(),
+        status,
         headers,
         body,
     })

@@ -6,18 +6,27 @@ use super::Run;
 use super::stages::Chain;
 use crate::record::Batch;
 use crate::sinks::IfEmpty;
-use crate::state::report::PlannedOutput;
+use crate::state::report::{PlannedOutput, PlannedRequest};
 
 impl Run<'_> {
     /// A dry run's plan: what each sink would write where, and, for a run without records,
     /// whether each sink that writes files would write an empty one (`if_empty`).
-    pub(super) fn plan(&mut self, chain: &Chain, plan: Vec<Vec<(String, u64)>>, no_records: bool) {
+    pub(super) fn plan(
+        &mut self,
+        chain: &Chain,
+        plan: Vec<Vec<(String, u64)>>,
+        requests: Vec<Vec<PlannedRequest>>,
+        no_records: bool,
+    ) {
         let labels = chain
             .sinks
             .iter()
             .map(|(label, _)| label.as_str())
             .chain(chain.rejects.iter().map(|_| "rejects"));
+        let mut requests = requests.into_iter();
         for (sink, destinations) in labels.zip(plan) {
+            // A sink's requests go with its first destination (the http sink has one).
+            let mut requests = requests.next().unwrap_or_default();
             self.report
                 .planned
                 .extend(
@@ -28,6 +37,7 @@ impl Run<'_> {
                             destination: Some(destination),
                             records,
                             if_empty: None,
+                            requests: std::mem::take(&mut requests),
                         }),
                 );
         }
@@ -44,6 +54,7 @@ impl Run<'_> {
                     .then(|| sink.destination(&Batch::default())),
                 records: 0,
                 if_empty: Some(if_empty.as_str().to_string()),
+                requests: Vec::new(),
             });
         }
     }

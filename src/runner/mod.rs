@@ -83,9 +83,11 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Finished {
         .map(|secs| Instant::now() + Duration::from_secs(secs));
     cx.quarantine = pipeline.config.rejects.is_some();
     let state_path = state_path(pipeline, options.state_path.clone());
+    // A dry run's sinks only read the state (`read_only`): the http sink, which keys its
+    // requests will use.
+    cx.state_path = Some(state_path.clone());
     if !options.dry_run {
         cx.temp_journal = Some(temp_journal_path(&state_path, &pipeline.name));
-        cx.state_path = Some(state_path.clone());
     }
     let mut run = Run {
         pipeline,
@@ -211,7 +213,7 @@ impl Run<'_> {
         let has_rejects = chain.rejects.as_ref().is_some_and(|r| r.total > 0);
         let no_records = streamed.records_to_sinks == 0 && !has_rejects;
         if dry_run {
-            self.plan(&chain, streamed.plan, no_records);
+            self.plan(&chain, streamed.plan, streamed.requests, no_records);
             return Ok(if no_records {
                 Outcome::NothingNew
             } else {

@@ -13,6 +13,7 @@ use crate::error::{RunError, StageError};
 use crate::progress::RunProgress;
 use crate::record::Batch;
 use crate::stage::{RunContext, Sink, Source, SourceProgress};
+use crate::state::report::PlannedRequest;
 
 /// Batches buffered between the source thread and the sinks.
 const BATCHES_IN_FLIGHT: usize = 4;
@@ -28,6 +29,8 @@ pub(super) struct Streamed {
     pub(super) counts: Vec<(u64, u64)>,
     /// Dry run: per sink (rejects last), records per destination in order of first use.
     pub(super) plan: Vec<Vec<(String, u64)>>,
+    /// Dry run: per sink (rejects aside), the first requests it would send.
+    pub(super) requests: Vec<Vec<PlannedRequest>>,
 }
 
 /// Streams every batch from the source through the transforms to the sinks (or, in a dry run,
@@ -106,6 +109,8 @@ pub(super) fn stream(
                         sink.destination(batch),
                         batch.len(),
                     );
+                    sink.plan_batch(batch)
+                        .map_err(|e| RunError::new(&pipeline, label, e))?;
                 } else {
                     sink.write_batch(batch)
                         .map_err(|e| RunError::new(&pipeline, label, e))?;
@@ -132,6 +137,13 @@ pub(super) fn stream(
                     .map_err(|e| RunError::new(&chain.pipeline, label, e))?;
             }
             pass_sink_rejects(chain, &mut streamed)?;
+        } else {
+            for (label, sink) in &mut chain.sinks {
+                let requests = sink
+                    .planned_requests()
+                    .map_err(|e| RunError::new(&chain.pipeline, label, e))?;
+                streamed.requests.push(requests);
+            }
         }
         Ok(())
     });

@@ -29,14 +29,20 @@ use url::Url;
 
 use crate::codecs::FormatConfig;
 use crate::codecs::json::JsonOptions;
+use crate::codecs::ndjson::NdjsonOptions;
 use crate::config::{Invalid, Secret, SecretValue, Validate};
 use crate::error::{Position, StageError};
+use crate::net::client::Body;
 use crate::net::client::{Client, ClientSettings, Method, Post, Reading, Request, Sent};
 use crate::net::config::{AuthConfig, RateLimitConfig, RetryConfig, request_problems, url_problem};
-use crate::net::{HttpError, Secrets, tls_config};
-use crate::record::{Batch, Record, Reject};
+use crate::net::{Auth, HttpError, Secrets, tls_config};
+use crate::record::{Batch, Record, Reject, Value};
 use crate::redact::Redactor;
+use crate::sinks::IfEmpty;
+use crate::sinks::file::{FileSink, FileSinkConfig};
 use crate::stage::{RunContext, Sink, SinkReport};
+use crate::state::IfExists;
+use crate::state::report::PlannedRequest;
 use crate::state::{OutboxStatus, PreparedOutput, SqliteStore, StateStore};
 
 /// Pushes records to an HTTP endpoint: in batches (an API's bulk import, a callback URL),
@@ -124,6 +130,26 @@ pub struct HttpSinkConfig {
     /// times out is retried with the same key. Default 60.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// A file of the receiver's answers, for reconciliation, e.g. `responses = { path =
+    /// "responses/{pipeline}-{run_ts}.ndjson", fields = ["/id"] }`: one NDJSON line per
+    /// answered request with `status`, `idempotency_key`, `method` and `url` (secrets as
+    /// `***`), then each of `fields` read from the answer's JSON body. Written atomically and
+    /// published with the run's other outputs; only when there are answers. Default: none.
+    pub responses: Option<ResponsesConfig>,
+}
+
+/// Where the receiver's answers are kept.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResponsesConfig {
+    /// The file, a path template like a file sink's (`{pipeline}`, `{run_date}`, `{run_ts}`),
+    /// e.g. `"responses/{pipeline}-{run_ts}.ndjson"`. Required.
+    pub path: String,
+    /// JSON pointers into each answer's body, e.g. `["/id"]` for the id of what a POST
+    /// created; each becomes a field named as the pointer (`"/id": 7`), null when the answer
+    /// has no JSON body or nothing there (a 204, a refused request). Default: none.
+    #[serde(default)]
+    pub fields: Vec<String>,
 }
 
 /// How records are grouped into requests.
@@ -217,6 +243,12 @@ fn default_timeout_secs() -> u64 {
 
 /// The largest answer read (and ignored): enough for any acknowledgement.
 const ANSWER_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The requests a dry run shows, at the most.
+const PREVIEW_REQUESTS: usize = 3;
+
+/// The bytes of a body a dry run shows, about.
+const PREVIEW_BODY_BYTES: usize = 200;
 
 /// Outbox entries written in one transaction at the most (two a request: `sent`, then
 /// `acknowledged`).
@@ -390,6 +422,17 @@ impl Validate for HttpSinkConfig {
         if self.timeout_secs == 0 {
             problems.push(Invalid::new("timeout_secs", "must be at least 1"));
         }
+        if let Some(responses) = &self.responses {
+            if let Err(message) = crate::template::PathTemplate::parse(&responses.path) {
+                problems.push(Invalid::new("responses.path", message));
+            }
+            for pointer in responses.fields.iter().filter(|p| !p.starts_with('/')) {
+                problems.push(Invalid::new(
+                    "responses.fields",
+                    format!("`{pointer}` is not a JSON pointer: start it with `/`"),
+                ));
+            }
+        }
         problems
     }
 }
@@ -561,6 +604,8 @@ enum Pushed {
     AcknowledgedBefore,
     /// Refused (a 4xx that refuses records, or one of the request's `final` statuses).
     Refused { status: u16, error: HttpError },
+    /// A dry run: not sent.
+    Planned,
 }
 
 /// The upsert's follow-up, ready.
@@ -619,7 +664,27 @@ pub struct HttpSink {
     delivered: u64,
     /// Records an earlier run's acknowledged requests carried, not sent again.
     acknowledged_before: u64,
+    /// A dry run (`RunContext::read_only`): nothing is sent, the first requests are noted.
+    read_only: bool,
+    /// The configured headers and the credentials' header as a dry run shows them, secrets
+    /// as `***`.
+    shown_headers: Vec<String>,
+    /// A dry run's first requests, and whether the last one still waits for its record count.
+    previews: Vec<PlannedRequest>,
+    preview_uncounted: bool,
+    /// The answers file, and its lines not written yet.
+    responses: Option<Responses>,
 }
+
+/// The answers file (`responses`): a file sink, published at commit like the rejects file.
+struct Responses {
+    sink: FileSink,
+    fields: Vec<String>,
+    lines: Vec<Record>,
+}
+
+/// Answers kept before they are written to the answers file.
+const RESPONSES_GROUP: usize = 256;
 
 impl HttpSink {
     pub fn new(config: &HttpSinkConfig, cx: &RunContext) -> Result<Self, StageError> {
@@ -630,6 +695,15 @@ impl HttpSink {
             auth,
             mut redactor,
         } = Secrets::resolve(&config.headers, config.auth.as_ref(), cx)?;
+        let mut shown_headers: Vec<String> = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {}", redactor.text(value.expose())))
+            .collect();
+        match &auth {
+            Auth::Header(name, _) => shown_headers.push(format!("{name}: ***")),
+            Auth::OAuth(_) => shown_headers.push("authorization: ***".into()),
+            Auth::None | Auth::Query(..) => {}
+        }
         let signer = match &config.signature {
             Some(signature) => {
                 let secret = signature
@@ -672,6 +746,15 @@ impl HttpSink {
         let redactor = Arc::new(Mutex::new(redactor));
         let client = Client::new(settings, tls, headers, auth, redactor.clone(), cx.deadline);
         let (outbox, delivery, acknowledged) = match &cx.state_path {
+            // A dry run reads the keys the run would use, and writes nothing.
+            Some(path) if cx.read_only => match SqliteStore::open_read_only(path)? {
+                Some(mut store) => {
+                    let delivery = store.last_success(&cx.pipeline)?.unwrap_or_default();
+                    let acknowledged = store.acknowledged_keys(&cx.pipeline)?;
+                    (None, delivery, acknowledged)
+                }
+                None => (None, String::new(), HashSet::new()),
+            },
             Some(path) => {
                 let mut store = SqliteStore::open(path)?;
                 let delivery = store.last_success(&cx.pipeline)?.unwrap_or_default();
@@ -679,6 +762,24 @@ impl HttpSink {
                 (Some(store), delivery, acknowledged)
             }
             None => (None, String::new(), HashSet::new()),
+        };
+        let responses = match &config.responses {
+            Some(responses) => Some(Responses {
+                sink: FileSink::new(
+                    &FileSinkConfig {
+                        path: responses.path.clone(),
+                        format: Some(FormatConfig::Ndjson(NdjsonOptions::default())),
+                        if_exists: IfExists::Replace,
+                        encoding: None,
+                        // Published only when there are answers.
+                        if_empty: IfEmpty::Skip,
+                    },
+                    cx,
+                )?,
+                fields: responses.fields.clone(),
+                lines: Vec::new(),
+            }),
+            None => None,
         };
         let format = config.body_format();
         let content_type = match config.mode {
@@ -713,6 +814,11 @@ impl HttpSink {
             rejects: Vec::new(),
             delivered: 0,
             acknowledged_before: 0,
+            read_only: cx.read_only,
+            shown_headers,
+            previews: Vec::new(),
+            preview_uncounted: false,
+            responses,
         })
     }
 
@@ -779,6 +885,13 @@ impl HttpSink {
         first_record: u64,
     ) -> Result<(), StageError> {
         match pushed {
+            Pushed::Planned => {
+                if std::mem::take(&mut self.preview_uncounted)
+                    && let Some(preview) = self.previews.last_mut()
+                {
+                    preview.records = records.len() as u64;
+                }
+            }
             Pushed::Acknowledged => self.delivered += records.len() as u64,
             Pushed::AcknowledgedBefore => self.acknowledged_before += records.len() as u64,
             Pushed::Refused { error, .. } => self.refuse(records, first_record, error)?,
@@ -827,6 +940,90 @@ impl HttpSink {
             }
             pushed => self.settle(pushed, records, number),
         }
+    }
+
+    /// Keeps an answer for the answers file (`responses`), writing them in groups.
+    fn keep_answer(
+        &mut self,
+        status: u16,
+        key: &str,
+        method: Method,
+        url: &Url,
+        body: &[u8],
+    ) -> Result<(), StageError> {
+        if self.responses.is_none() {
+            return Ok(());
+        }
+        let shown = self.show(url);
+        let responses = self.responses.as_mut().expect("checked above");
+        let json = (!responses.fields.is_empty() && !body.is_empty())
+            .then(|| serde_json::from_slice::<serde_json::Value>(body).ok())
+            .flatten();
+        let mut line = Record::with_capacity(4 + responses.fields.len());
+        line.push("status".into(), Value::Integer(status.into()));
+        line.push("idempotency_key".into(), Value::String(key.into()));
+        line.push("method".into(), Value::String(method.as_str().into()));
+        line.push("url".into(), Value::String(shown.as_str().into()));
+        for pointer in &responses.fields {
+            let value = json
+                .as_ref()
+                .and_then(|json| json.pointer(pointer))
+                .map_or(Value::Null, record_value);
+            line.push(pointer.as_str().into(), value);
+        }
+        responses.lines.push(line);
+        if responses.lines.len() >= RESPONSES_GROUP {
+            self.write_answers()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the answers kept so far to the answers file.
+    fn write_answers(&mut self) -> Result<(), StageError> {
+        if let Some(responses) = &mut self.responses
+            && !responses.lines.is_empty()
+        {
+            let batch = Batch {
+                records: std::mem::take(&mut responses.lines),
+                ..Batch::default()
+            };
+            responses.sink.write_batch(&batch)?;
+        }
+        Ok(())
+    }
+
+    /// Notes a dry run's request, while fewer than [`PREVIEW_REQUESTS`] are.
+    fn preview(
+        &mut self,
+        method: Method,
+        url: &Url,
+        key: &str,
+        extra: &[(String, String)],
+        body: &[u8],
+    ) {
+        if self.previews.len() >= PREVIEW_REQUESTS {
+            return;
+        }
+        let mut headers = self.shown_headers.clone();
+        if method != Method::Delete {
+            headers.push(format!("Content-Type: {}", self.content_type));
+        }
+        headers.push(format!("{}: {key}", self.idempotency_header));
+        headers.extend(extra.iter().map(|(name, value)| format!("{name}: {value}")));
+        let redactor = crate::net::client::lock(&self.redactor);
+        let shown = redactor.text(&body_excerpt(body));
+        let url = redactor.url(url);
+        drop(redactor);
+        self.previews.push(PlannedRequest {
+            method: method.as_str().to_string(),
+            url,
+            headers,
+            records: 0,
+            body_bytes: body.len() as u64,
+            body: shown,
+        });
+        // `settle` counts the records of the request just noted.
+        self.preview_uncounted = true;
     }
 
     fn show(&self, url: &Url) -> String {
@@ -885,7 +1082,6 @@ impl HttpSink {
             tracing::debug!(url = %self.show(url), key = %key, "acknowledged by an earlier run: not sent again");
             return Ok(Pushed::AcknowledgedBefore);
         }
-        self.note(&key, OutboxStatus::Sent)?;
         let headers = match &self.signer {
             Some(signer) => vec![(
                 signer.header.clone(),
@@ -897,6 +1093,12 @@ impl HttpSink {
             )],
             None => Vec::new(),
         };
+        if self.read_only {
+            // A dry run sends nothing, whoever calls.
+            self.preview(method, url, &key, &headers, &body);
+            return Ok(Pushed::Planned);
+        }
+        self.note(&key, OutboxStatus::Sent)?;
         let request = Request {
             url: url.clone(),
             post: Some(Post {
@@ -912,8 +1114,13 @@ impl HttpSink {
             credentials: true,
         };
         match self.client.send(&request) {
-            Ok(Sent::Answered(_)) => {
+            Ok(Sent::Answered(answer)) => {
                 self.note(&key, OutboxStatus::Acknowledged)?;
+                let body = match &answer.body {
+                    Body::Whole(bytes) => bytes.as_slice(),
+                    Body::Stream(_) => &[],
+                };
+                self.keep_answer(answer.status, &key, method, url, body)?;
                 Ok(Pushed::Acknowledged)
             }
             Ok(Sent::OutOfTime(reason)) => Err(StageError::Refused(format!(
@@ -927,6 +1134,7 @@ impl HttpSink {
                     ..
                 },
             ) if final_statuses.contains(&status) || refused_records(status) => {
+                self.keep_answer(status, &key, method, url, &[])?;
                 Ok(Pushed::Refused { status, error })
             }
             Err(e) => Err(e.into()),
@@ -992,6 +1200,50 @@ impl HttpSink {
     }
 }
 
+/// A JSON value from an answer as a record's value.
+fn record_value(json: &serde_json::Value) -> Value {
+    match json {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Value::Integer(i),
+            (None, Some(_)) if n.is_f64() => Value::Float(n.as_f64().unwrap_or_default()),
+            _ => Value::Decimal(n.to_string().as_str().into()),
+        },
+        serde_json::Value::String(text) => Value::String(text.as_str().into()),
+        serde_json::Value::Array(items) => Value::Array(items.iter().map(record_value).collect()),
+        serde_json::Value::Object(fields) => {
+            let mut record = Record::with_capacity(fields.len());
+            for (name, value) in fields {
+                record.push(name.as_str().into(), record_value(value));
+            }
+            Value::Object(record)
+        }
+    }
+}
+
+/// The first [`PREVIEW_BODY_BYTES`] or so of `body` on one line: cut at a character,
+/// line breaks and other control characters escaped, `…` after it when there is more.
+fn body_excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim_end_matches(['\n', '\r']);
+    let mut excerpt = String::new();
+    for (at, c) in text.char_indices() {
+        if at >= PREVIEW_BODY_BYTES {
+            excerpt.push('…');
+            break;
+        }
+        match c {
+            '\n' => excerpt.push_str("\\n"),
+            '\r' => excerpt.push_str("\\r"),
+            '\t' => excerpt.push_str("\\t"),
+            c if c.is_control() => excerpt.push_str(&c.escape_unicode().to_string()),
+            c => excerpt.push(c),
+        }
+    }
+    excerpt
+}
+
 /// Whether an answer with `status` (after the retries) refuses the request's records, which
 /// then go to the rejects: a 4xx other than 401 and 403 (the credentials, which fail the run
 /// at once), 409 (a key still in flight after every retry) and 429 (the rate limit).
@@ -1052,6 +1304,7 @@ impl Sink for HttpSink {
     fn end_of_input(&mut self) -> Result<(), StageError> {
         self.send_pending(true)?;
         self.save_outbox()?;
+        self.write_answers()?;
         if self.acknowledged_before > 0 {
             tracing::info!(
                 url = %self.shown,
@@ -1066,16 +1319,39 @@ impl Sink for HttpSink {
         std::mem::take(&mut self.rejects)
     }
 
-    fn prepare(&mut self) -> Result<Vec<PreparedOutput>, StageError> {
-        // Everything was sent by now (`end_of_input`): nothing is published by renaming.
-        Ok(Vec::new())
+    fn plan_batch(&mut self, batch: &Batch) -> Result<(), StageError> {
+        if !self.read_only || self.previews.len() >= PREVIEW_REQUESTS {
+            return Ok(());
+        }
+        self.write_batch(batch)?;
+        // What the receiver would refuse is not known without sending.
+        self.rejects.clear();
+        Ok(())
     }
 
-    fn commit(self: Box<Self>) -> Result<SinkReport, StageError> {
-        Ok(SinkReport {
-            records: self.delivered + self.acknowledged_before,
-            ..SinkReport::default()
-        })
+    fn planned_requests(&mut self) -> Result<Vec<PlannedRequest>, StageError> {
+        if self.read_only && self.previews.len() < PREVIEW_REQUESTS {
+            self.send_pending(true)?;
+        }
+        Ok(std::mem::take(&mut self.previews))
+    }
+
+    fn prepare(&mut self) -> Result<Vec<PreparedOutput>, StageError> {
+        // Everything was sent by now (`end_of_input`): only the answers file is published.
+        self.write_answers()?;
+        match &mut self.responses {
+            Some(responses) => responses.sink.prepare(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<SinkReport, StageError> {
+        let records = self.delivered + self.acknowledged_before;
+        let report = match self.responses.take() {
+            Some(responses) => Box::new(responses.sink).commit()?,
+            None => SinkReport::default(),
+        };
+        Ok(SinkReport { records, ..report })
     }
 
     fn destination(&self, _batch: &Batch) -> String {

@@ -104,6 +104,31 @@ pub struct PlannedOutput {
     /// write an empty output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub if_empty: Option<String>,
+    /// A sink that sends requests (`http`): the first it would send, in order (at most
+    /// three), as they would go out. Requests an earlier run had acknowledged are not among
+    /// them: they would not be sent again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<PlannedRequest>,
+}
+
+/// A request a dry run would have sent, as messages show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedRequest {
+    /// `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub method: String,
+    /// The URL, query values and secrets shown as `***`.
+    pub url: String,
+    /// `Name: value`, in the order they would be sent; secret values (credentials, headers
+    /// given by reference or named like a secret) shown as `***`. The idempotency key is the
+    /// one the run would send.
+    pub headers: Vec<String>,
+    /// The records the request would carry.
+    pub records: u64,
+    /// The body's size in bytes.
+    pub body_bytes: u64,
+    /// The body's first 200 bytes or so, on one line (line breaks as `\n`), `…` after it when
+    /// there is more; secrets shown as `***`.
+    pub body: String,
 }
 
 /// Records quarantined in the rejects file.

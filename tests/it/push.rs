@@ -879,3 +879,138 @@ fn push_deletes_each_record_by_its_url() {
     run(&sandbox).assert_success();
     assert_eq!(api.lock().unwrap().requests.len(), 3, "nothing sent again");
 }
+
+#[test]
+fn push_dry_run_sends_nothing_and_prints_the_first_requests_with_their_keys() {
+    let (server, received) = receiver(Box::new(|_, _| None));
+    let headers = "headers = { X-Tenant = \"acme\", X-Api-Key = \"${env:PUSH_TOKEN}\" }";
+    let sandbox = sandbox(&server, 10, headers, "");
+    let mut command = sandbox.command(["run", "--dry-run", "p.toml", "--report", "r.json"]);
+    command.env("PUSH_TOKEN", TOKEN);
+    let dry = crate::support::run(command);
+    dry.assert_success();
+    assert!(server.requests().is_empty(), "a dry run sends nothing");
+    assert_eq!(received.lock().unwrap().requests, 0);
+    assert!(!dry.stdout().contains(TOKEN), "{}", dry.stdout());
+
+    // The run sends what the dry run showed, under the keys it showed.
+    run(&sandbox).assert_success();
+    let keys = received.lock().unwrap().keys.clone();
+    assert_eq!(keys.len(), 3);
+    let mut shown = dry.stdout().replace(&server.url(""), "http://receiver");
+    for (number, key) in keys.iter().enumerate() {
+        shown = shown.replace(key, &format!("<key {}>", number + 1));
+    }
+    let first = r#"{"records":[{"id":1,"total":10},{"id":2,"total":20},{"id":3,"total":30},{"id":4,"total":40},{"id":5,"total":50},{"id":6,"total":60},{"id":7,"total":70},{"id":8,"total":80},{"id":9,"total":90},{"id":10…"#;
+    let second = r#"{"records":[{"id":11,"total":110},{"id":12,"total":120},{"id":13,"total":130},{"id":14,"total":140},{"id":15,"total":150}]}"#;
+    let third = r#"{"records":[{"id":16,"total":160},{"id":17,"total":170},{"id":18,"total":180},{"id":19,"total":190},{"id":20,"total":200},{"id":21,"total":210},{"id":22,"total":220},{"id":23,"total":230},{"id":24,"to…"#;
+    let request = |n: usize, records: u64, bytes: usize, body: &str| {
+        format!(
+            "    request {n}: POST http://receiver/bulk ({records} records)\n      X-Api-Key: ***\n      X-Tenant: acme\n      authorization: ***\n      Content-Type: application/json\n      Idempotency-Key: <key {n}>\n      body ({bytes} bytes): {body}\n"
+        )
+    };
+    let expected = format!(
+        "dry run of pipeline `p`: 25 records read from 2 files (0 already delivered, skipped); nothing was written\n  sink 1 (http) would write 25 records to POST http://receiver/bulk\n{}{}{}",
+        request(1, 10, 216, first),
+        request(2, 5, 124, second),
+        request(3, 10, 234, third),
+    );
+    assert_eq!(shown, expected);
+    let report: Value = serde_json::from_str(&sandbox.read("r.json")).unwrap();
+    let requests = &report["planned"][0]["requests"];
+    assert_eq!(requests.as_array().unwrap().len(), 3);
+    assert_eq!(requests[1]["method"], "POST");
+    assert_eq!(requests[1]["records"], 5);
+    assert_eq!(requests[1]["body"], second);
+    assert_eq!(
+        requests[1]["headers"][4],
+        format!("Idempotency-Key: {}", keys[1])
+    );
+}
+
+fn answers(sandbox: &Sandbox, path: &str) -> Vec<Value> {
+    sandbox
+        .read(path)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn push_responses_file_keeps_each_answer_with_the_created_id_and_a_rerun_only_its_own() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let failing = Arc::new(AtomicBool::new(true));
+    let fail = failing.clone();
+    // Order 3's create fails with 500 (every retry) while `failing`: the run fails.
+    let (server, api) = api(
+        None,
+        Box::new(move |_, request: &Request| {
+            let order: Value = serde_json::from_slice(&request.body).ok()?;
+            (fail.load(Ordering::SeqCst) && order["id"] == 3)
+                .then(|| Fault::Answer(Reply::text(500, "Internal Server Error")))
+        }),
+    );
+    api.lock()
+        .unwrap()
+        .orders
+        .insert("2".into(), json!({"id": 2, "status": "new", "total": 0}));
+    let sink = "url = \"{base}/orders/\"\nupsert = { url = \"{base}/orders/{id}/\" }\nresponses = { path = \"responses/{pipeline}-{run_ts}.ndjson\", fields = [\"/id\", \"/missing\"] }";
+    let sandbox = record_sandbox(&server, &orders(1..=3), sink, "");
+    let failed = run(&sandbox);
+    assert_ne!(failed.code, 0, "{}", failed.stderr);
+    // A failed run publishes no answers file.
+    assert!(sandbox.files("responses").is_empty());
+
+    failing.store(false, Ordering::SeqCst);
+    run(&sandbox).assert_success();
+    let files = sandbox.files("responses");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let lines = answers(&sandbox, &files[0]);
+    // Orders 1 and 2 were acknowledged by the failed run: skipped, no line for them.
+    let url = server.url("/orders/");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["status"], 201);
+    assert_eq!(lines[0]["method"], "POST");
+    assert_eq!(lines[0]["url"], url);
+    assert_eq!(lines[0]["/id"], 3);
+    assert_eq!(lines[0]["/missing"], Value::Null);
+    let api = api.lock().unwrap();
+    let key = &api.requests.last().unwrap().2;
+    assert_eq!(lines[0]["idempotency_key"], key.as_str());
+}
+
+#[test]
+fn push_responses_file_holds_the_upserts_answers_in_order() {
+    let (server, _api) = api(None, Box::new(|_, _| None));
+    _api.lock()
+        .unwrap()
+        .orders
+        .insert("2".into(), json!({"id": 2, "status": "new", "total": 0}));
+    let sink = "url = \"{base}/orders/\"\nupsert = { url = \"{base}/orders/{id}/\" }\nresponses = { path = \"responses/r.ndjson\", fields = [\"/id\"] }";
+    let sandbox = record_sandbox(&server, &orders(1..=3), sink, "");
+    run(&sandbox).assert_success();
+    let seen: Vec<(u64, String, Value)> = answers(&sandbox, "responses/r.ndjson")
+        .into_iter()
+        .map(|line| {
+            let url = line["url"].as_str().unwrap().replace(&server.url(""), "");
+            (
+                line["status"].as_u64().unwrap(),
+                format!("{} {url}", line["method"].as_str().unwrap()),
+                line["/id"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (201, "POST /orders/".to_string(), json!(1)),
+            (409, "POST /orders/".to_string(), Value::Null),
+            (200, "PATCH /orders/2/".to_string(), json!(2)),
+            (201, "POST /orders/".to_string(), json!(3)),
+        ]
+    );
+    // Nothing new: no answers file is written again.
+    std::fs::remove_file(sandbox.join("responses/r.ndjson")).unwrap();
+    run(&sandbox).assert_success();
+    assert!(!sandbox.exists("responses/r.ndjson"));
+}
