@@ -4,9 +4,8 @@
 use std::path::PathBuf;
 
 use super::logging::JSON_LOGS;
-use crate::error::RunError;
+use crate::error::{RunError, error_chain};
 use crate::pipeline::ConfigError;
-use crate::runner;
 
 /// Every error the library reports, classified for exit codes.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +45,7 @@ impl Error {
 
 /// `error: <what failed>` followed by each cause on its own line.
 pub(super) fn render_error(error: &Error) -> String {
-    let mut lines = runner::error_chain(error).into_iter();
+    let mut lines = error_chain(error).into_iter();
     let mut text = format!("error: {}", lines.next().unwrap_or_default());
     for cause in lines {
         text.push_str(&format!("\n  caused by: {cause}"));
@@ -58,7 +57,7 @@ pub(super) fn render_error(error: &Error) -> String {
 /// JSON object so that a log collector sees it.
 pub(super) fn report_error(error: &Error) {
     if JSON_LOGS.get().copied().unwrap_or(false) {
-        let chain = runner::error_chain(error);
+        let chain = error_chain(error);
         tracing::error!(causes = ?&chain[1..], "{}", chain.join(": "));
     } else {
         eprintln!("{}", render_error(error));

@@ -185,7 +185,9 @@ fn send(config: &EmailConfig, notice: &Notice, cx: &RunContext) -> Result<(), St
                 .ok_or_else(|| format!("ca_file {} holds no PEM certificate", path.display()))?;
             builder = builder.add_root_certificate(certificate);
         }
-        builder.build().map_err(|e| super::error_chain(&e))
+        builder
+            .build()
+            .map_err(|e| crate::error::error_chain_text(&e))
     };
     let (tls, default_port) = match config.tls {
         TlsMode::Starttls => (Tls::Required(params()?), 587),
@@ -208,7 +210,7 @@ fn send(config: &EmailConfig, notice: &Notice, cx: &RunContext) -> Result<(), St
         password = Some(value);
     }
     transport.build().send(&message).map(drop).map_err(|e| {
-        let mut text = super::error_chain(&e);
+        let mut text = crate::error::error_chain_text(&e);
         // Servers do not echo passwords, but a message with one must never be logged.
         if let Some(password) = password.filter(|p| !p.expose().is_empty()) {
             text = text.replace(password.expose(), "***");

@@ -284,21 +284,6 @@ pub fn send_all(
     warnings
 }
 
-/// An error and its causes on one line, each cause once (some errors repeat their source).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// The last `max` bytes of `text` (at a character boundary), marked when cut.
 fn tail(text: &str, max: usize) -> String {
     let text = text.trim_end();

@@ -173,7 +173,8 @@ fn send(config: &WebhookConfig, notice: &Notice, cx: &RunContext) -> Result<(), 
             Err(error) => Failed {
                 retry: crate::net::is_transient(&error),
                 // ureq's messages may quote the URL: show it redacted.
-                message: super::error_chain(&error).replace(&config.url, &redact_url(&config.url)),
+                message: crate::error::error_chain_text(&error)
+                    .replace(&config.url, &redact_url(&config.url)),
             },
         };
         if !failed.retry || attempt >= attempts {

@@ -19,7 +19,6 @@ mod commit;
 mod convert;
 mod crash;
 mod dry_run;
-mod errors;
 mod lock;
 mod preview;
 mod recover;
@@ -39,7 +38,6 @@ use crate::state::report::{Outcome, RunReport};
 use crate::state::{DEFAULT_STATE_PATH, SqliteStore, StateError, StateStore};
 
 pub use convert::convert;
-pub use errors::error_chain;
 pub use preview::preview;
 pub use table::write_table;
 

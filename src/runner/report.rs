@@ -5,11 +5,11 @@
 
 use std::sync::atomic::Ordering;
 
-use super::errors::{error_chain, error_chain_text};
 use super::stages::Chain;
 use super::stream::Streamed;
 use super::{Finished, Run};
 use crate::error::RunError;
+use crate::error::{error_chain, error_chain_text};
 use crate::sinks::temp_journal;
 use crate::stage::RunContext;
 use crate::state::report::{Outcome, RunReport, StageCounts};
