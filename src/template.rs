@@ -50,51 +50,87 @@ pub struct TemplateValues<'a> {
     pub part: u32,
 }
 
+/// A piece of a template with `{name}` placeholders, where `{{` and `}}` stand for literal
+/// braces: path templates and the `http` sink's URL templates both read theirs with
+/// [`pieces`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Piece {
+    Text(String),
+    /// The text between `{` and the next `}`, as written (checked by the caller).
+    Placeholder(String),
+}
+
+/// Why a template's braces do not balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unbalanced {
+    /// A `}` that closes nothing.
+    LoneClose,
+    /// A `{` that nothing closes.
+    Unclosed,
+}
+
+/// `template` as text and placeholders, in order; adjacent text is one piece.
+pub(crate) fn pieces(template: &str) -> Result<Vec<Piece>, Unbalanced> {
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut rest = template;
+    while let Some(i) = rest.find(['{', '}']) {
+        text.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            text.push_str(&tail[..1]);
+            rest = &tail[2..];
+            continue;
+        }
+        if tail.starts_with('}') {
+            return Err(Unbalanced::LoneClose);
+        }
+        let end = tail.find('}').ok_or(Unbalanced::Unclosed)?;
+        if !text.is_empty() {
+            pieces.push(Piece::Text(std::mem::take(&mut text)));
+        }
+        pieces.push(Piece::Placeholder(tail[1..end].to_string()));
+        rest = &tail[end + 1..];
+    }
+    text.push_str(rest);
+    if !text.is_empty() {
+        pieces.push(Piece::Text(text));
+    }
+    Ok(pieces)
+}
+
 impl PathTemplate {
     pub fn parse(template: &str) -> Result<Self, String> {
+        let pieces = pieces(template).map_err(|unbalanced| match unbalanced {
+            Unbalanced::LoneClose => {
+                "unmatched `}` in path (write `}}` for a literal brace)".to_string()
+            }
+            Unbalanced::Unclosed => {
+                "unclosed `{` in path (write `{{` for a literal brace)".to_string()
+            }
+        })?;
         let mut parts = Vec::new();
-        let mut text = String::new();
-        let mut rest = template;
-        while let Some(i) = rest.find(['{', '}']) {
-            text.push_str(&rest[..i]);
-            let tail = &rest[i..];
-            if tail.starts_with("{{") || tail.starts_with("}}") {
-                text.push_str(&tail[..1]);
-                rest = &tail[2..];
-                continue;
-            }
-            if tail.starts_with('}') {
-                return Err("unmatched `}` in path (write `}}` for a literal brace)".into());
-            }
-            let Some(end) = tail.find('}') else {
-                return Err("unclosed `{` in path (write `{{` for a literal brace)".into());
-            };
-            let part = match &tail[1..end] {
-                "pipeline" => Part::Pipeline,
-                "run_date" => Part::RunDate,
-                "run_ts" => Part::RunTs,
-                "source_stem" => Part::SourceStem,
-                "part" => Part::FileNumber,
-                unknown => {
-                    let known: Vec<String> = PLACEHOLDERS
-                        .iter()
-                        .map(|(n, _)| format!("{{{n}}}"))
-                        .collect();
-                    return Err(format!(
-                        "unknown placeholder `{{{unknown}}}` in path; known: {}",
-                        known.join(", ")
-                    ));
-                }
-            };
-            if !text.is_empty() {
-                parts.push(Part::Text(std::mem::take(&mut text)));
-            }
-            parts.push(part);
-            rest = &tail[end + 1..];
-        }
-        text.push_str(rest);
-        if !text.is_empty() {
-            parts.push(Part::Text(text));
+        for piece in pieces {
+            parts.push(match piece {
+                Piece::Text(text) => Part::Text(text),
+                Piece::Placeholder(name) => match name.as_str() {
+                    "pipeline" => Part::Pipeline,
+                    "run_date" => Part::RunDate,
+                    "run_ts" => Part::RunTs,
+                    "source_stem" => Part::SourceStem,
+                    "part" => Part::FileNumber,
+                    unknown => {
+                        let known: Vec<String> = PLACEHOLDERS
+                            .iter()
+                            .map(|(n, _)| format!("{{{n}}}"))
+                            .collect();
+                        return Err(format!(
+                            "unknown placeholder `{{{unknown}}}` in path; known: {}",
+                            known.join(", ")
+                        ));
+                    }
+                },
+            });
         }
         Ok(PathTemplate { parts })
     }

@@ -44,6 +44,7 @@ use crate::stage::{RunContext, Sink, SinkReport};
 use crate::state::IfExists;
 use crate::state::report::PlannedRequest;
 use crate::state::{OutboxStatus, PreparedOutput, SqliteStore, StateStore};
+use crate::template::{Piece, Unbalanced, pieces};
 
 /// Pushes records to an HTTP endpoint: in batches (an API's bulk import, a callback URL),
 /// `batch_size` records a request as a JSON array, in an envelope, or as NDJSON, CSV or XML;
@@ -456,43 +457,36 @@ impl UrlTemplate {
     /// Parses `template`; a placeholder may not stand in the scheme, host or port (a record
     /// must never choose where the credentials go).
     pub fn parse(template: &str) -> Result<Self, String> {
+        let shown = crate::net::redact_url(template);
+        let pieces = pieces(template).map_err(|unbalanced| match unbalanced {
+            Unbalanced::LoneClose => {
+                format!("`{shown}`: a lone `}}` (a literal brace is `}}}}`)")
+            }
+            Unbalanced::Unclosed => format!(
+                "`{shown}`: a placeholder is `{{field}}` (a literal brace is `{{{{` or `}}}}`)"
+            ),
+        })?;
         let mut parts = Vec::new();
         let mut text = String::new();
-        let mut rest = template;
-        while let Some(i) = rest.find(['{', '}']) {
-            text.push_str(&rest[..i]);
-            let tail = &rest[i..];
-            if let Some(after) = tail.strip_prefix("{{") {
-                text.push('{');
-                rest = after;
-            } else if let Some(after) = tail.strip_prefix("}}") {
-                text.push('}');
-                rest = after;
-            } else if let Some(after) = tail.strip_prefix('{') {
-                let end = after.find('}').filter(|&end| !after[..end].contains('{'));
-                let Some(end) = end.filter(|&end| end > 0) else {
-                    return Err(format!(
-                        "`{}`: a placeholder is `{{field}}` (a literal brace is `{{{{` or `}}}}`)",
-                        crate::net::redact_url(template)
-                    ));
-                };
-                if parts.is_empty() && !origin_is_whole(&text) {
-                    return Err(format!(
-                        "`{}`: placeholders go after the host (`https://api.example.com/orders/{{id}}`)",
-                        crate::net::redact_url(template)
-                    ));
+        for piece in pieces {
+            match piece {
+                Piece::Text(more) => text.push_str(&more),
+                Piece::Placeholder(field) => {
+                    if field.is_empty() || field.contains('{') {
+                        return Err(format!(
+                            "`{shown}`: a placeholder is `{{field}}` (a literal brace is `{{{{` or `}}}}`)"
+                        ));
+                    }
+                    if parts.is_empty() && !origin_is_whole(&text) {
+                        return Err(format!(
+                            "`{shown}`: placeholders go after the host (`https://api.example.com/orders/{{id}}`)"
+                        ));
+                    }
+                    parts.push(UrlPart::Text(std::mem::take(&mut text)));
+                    parts.push(UrlPart::Field(field));
                 }
-                parts.push(UrlPart::Text(std::mem::take(&mut text)));
-                parts.push(UrlPart::Field(after[..end].to_string()));
-                rest = &after[end + 1..];
-            } else {
-                return Err(format!(
-                    "`{}`: a lone `}}` (a literal brace is `}}}}`)",
-                    crate::net::redact_url(template)
-                ));
             }
         }
-        text.push_str(rest);
         parts.push(UrlPart::Text(text));
         let sample: String = parts
             .iter()
