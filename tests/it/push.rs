@@ -530,6 +530,14 @@ impl Api {
         }
     }
 
+    /// Every request as (method, path, body), in order.
+    fn seen(&self) -> Vec<(&str, &str, &str)> {
+        self.requests
+            .iter()
+            .map(|(m, p, _, b)| (m.as_str(), p.as_str(), b.as_str()))
+            .collect()
+    }
+
     /// Every key sent, after checking that none went with two bodies.
     fn distinct_keys(&self) -> BTreeSet<&str> {
         assert_eq!(self.key_conflicts, 0, "a key was sent with two bodies");
@@ -594,11 +602,7 @@ fn push_per_record_patch_goes_to_the_url_the_record_names() {
     run(&sandbox).assert_success();
     {
         let api = api.lock().unwrap();
-        let seen: Vec<(&str, &str, &str)> = api
-            .requests
-            .iter()
-            .map(|(m, p, _, b)| (m.as_str(), p.as_str(), b.as_str()))
-            .collect();
+        let seen = api.seen();
         assert_eq!(
             seen,
             [
@@ -851,11 +855,7 @@ fn push_deletes_each_record_by_its_url() {
     run(&sandbox).assert_success();
     {
         let api = api.lock().unwrap();
-        let seen: Vec<(&str, &str, &str)> = api
-            .requests
-            .iter()
-            .map(|(m, p, _, b)| (m.as_str(), p.as_str(), b.as_str()))
-            .collect();
+        let seen = api.seen();
         assert_eq!(
             seen,
             [
