@@ -458,10 +458,14 @@ impl Client {
                 return Ok(Judged::TokenRefreshed);
             }
         }
+        let retry_after = retry_after(response.headers(), SystemTime::now());
         if status == StatusCode::TOO_MANY_REQUESTS {
             lock(&self.counts).rate_limited += 1;
+            // Too many requests from this client, not from this one thread: all of them wait.
+            if let Some(wait) = retry_after {
+                lock(&self.governor).block(Instant::now() + wait);
+            }
         }
-        let retry_after = retry_after(response.headers(), SystemTime::now());
         let retry = self.retry.statuses.contains(&status.as_u16())
             && !final_statuses.contains(&status.as_u16());
         let detail = error_detail(response);
@@ -739,16 +743,24 @@ impl Governor {
     }
 
     /// Reads the rate-limit headers of an answer: when none are left, requests wait for the
-    /// reset instead of being answered 429.
+    /// reset instead of being answered 429. A block holds until its time: with requests in
+    /// flight on several threads, an answer that says requests are left may be older than
+    /// the one that said none are.
     fn observe(&mut self, headers: &HeaderMap, now: Instant) {
-        self.blocked_until = rate_limit_exhausted(headers, self.reset, SystemTime::now())
-            .map(|reset| now + reset.min(MAX_RETRY_AFTER));
+        if let Some(reset) = rate_limit_exhausted(headers, self.reset, SystemTime::now()) {
+            self.block(now + reset.min(MAX_RETRY_AFTER));
+        }
         if let Some(policy) = headers
             .get("ratelimit-policy")
             .and_then(|v| v.to_str().ok())
         {
             self.policy_spacing = policy_spacing(policy);
         }
+    }
+
+    /// No request goes before `until` (or a later time already set), from any thread.
+    fn block(&mut self, until: Instant) {
+        self.blocked_until = self.blocked_until.max(Some(until));
     }
 }
 
@@ -903,6 +915,36 @@ mod tests {
         assert_eq!(
             rate_limit_exhausted(&split, ResetReading::Auto, now),
             secs(5)
+        );
+    }
+
+    #[test]
+    fn a_block_holds_until_its_time_whatever_answers_come_after_it() {
+        let mut governor = Governor::new(&RateLimitConfig::default());
+        let now = Instant::now();
+        governor.observe(
+            &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "30")]),
+            now,
+        );
+        // Answers to requests sent before the block, arriving after it.
+        governor.observe(&headers(&[]), now);
+        governor.observe(
+            &headers(&[("x-ratelimit-remaining", "5"), ("x-ratelimit-reset", "1")]),
+            now,
+        );
+        let (wait, reason) = governor.wait(now);
+        assert_eq!(
+            (wait, reason.as_str()),
+            (Duration::from_secs(30), BLOCKED_BY_THE_API)
+        );
+        // A shorter block does not shorten it; a longer one lengthens it.
+        governor.block(now + Duration::from_secs(5));
+        assert_eq!(governor.wait(now).0, Duration::from_secs(30));
+        governor.block(now + Duration::from_secs(40));
+        assert_eq!(governor.wait(now).0, Duration::from_secs(40));
+        assert_eq!(
+            governor.wait(now + Duration::from_secs(41)).0,
+            Duration::ZERO
         );
     }
 

@@ -1014,3 +1014,243 @@ fn push_responses_file_holds_the_upserts_answers_in_order() {
     run(&sandbox).assert_success();
     assert!(!sandbox.exists("responses/r.ndjson"));
 }
+
+/// A request as a concurrent receiver saw it, in the order requests arrived.
+#[derive(Debug, Clone)]
+struct Arrival {
+    path: String,
+    key: String,
+    body: String,
+    connection: u64,
+    status: u16,
+}
+
+type Arrivals = Arc<Mutex<Vec<Arrival>>>;
+
+type Answers = Box<dyn FnMut(&[Arrival], &Request) -> Option<Reply> + Send>;
+
+/// A receiver that answers every request `200 {"ok": true}` after `delay_ms` (other
+/// connections are served meanwhile), unless `answers` has another answer for it (given the
+/// requests before it).
+fn slow_receiver(delay_ms: u64, mut answers: Answers) -> (ApiServer, Arrivals) {
+    let arrivals: Arrivals = Arc::default();
+    let log = arrivals.clone();
+    let server = ApiServer::start(move |request: &Request| {
+        let mut log = log.lock().unwrap();
+        let answer = answers(&log, request);
+        let status = match &answer {
+            Some(Reply::Answer { status, .. }) => *status,
+            _ => 200,
+        };
+        log.push(Arrival {
+            path: request.path.clone(),
+            key: request
+                .header("idempotency-key")
+                .expect("every push has a key")
+                .into(),
+            body: String::from_utf8(request.body.clone()).unwrap(),
+            connection: request.connection,
+            status,
+        });
+        answer.unwrap_or_else(|| {
+            Reply::After(
+                std::time::Duration::from_millis(delay_ms),
+                Box::new(Reply::json(200, &json!({"ok": true}))),
+            )
+        })
+    });
+    (server, arrivals)
+}
+
+/// The paths the receiver answered 2xx, each with the keys it did so under.
+fn delivered(arrivals: &[Arrival]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut delivered: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for arrival in arrivals.iter().filter(|a| (200..300).contains(&a.status)) {
+        delivered
+            .entry(arrival.path.clone())
+            .or_default()
+            .insert(arrival.key.clone());
+    }
+    delivered
+}
+
+fn order_paths(ids: impl IntoIterator<Item = u64>) -> Vec<String> {
+    let mut paths: Vec<String> = ids.into_iter().map(|id| format!("/orders/{id}/")).collect();
+    paths.sort();
+    paths
+}
+
+#[test]
+fn push_concurrent_requests_deliver_each_record_once_and_a_rerun_sends_only_the_rest() {
+    // Run 1: eight at a time; the receiver refuses the credentials for order 25, which fails
+    // the run while other requests are in flight.
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let refusing = refuse.clone();
+    let (server, arrivals) = slow_receiver(
+        20,
+        Box::new(move |_, request| {
+            (refusing.load(std::sync::atomic::Ordering::SeqCst) && request.path == "/orders/25/")
+                .then(|| Reply::json(401, &json!({"detail": "Token expired."})))
+        }),
+    );
+    let sink = "url = \"{base}/orders/{id}/\"\nmethod = \"PUT\"\nconcurrency = 8";
+    let sandbox = record_sandbox(&server, &orders(1..=40), sink, "");
+    let outcome = run(&sandbox);
+    outcome.assert_code(1);
+    assert!(
+        outcome.stderr.contains("HTTP 401: Token expired."),
+        "{}",
+        outcome.stderr
+    );
+    let first_run = arrivals.lock().unwrap().clone();
+    let connections: BTreeSet<u64> = first_run.iter().map(|a| a.connection).collect();
+    assert!(
+        (2..=8).contains(&connections.len()),
+        "requests in flight at once, on up to 8 connections: {connections:?}"
+    );
+    let refused_key = first_run
+        .iter()
+        .find(|a| a.path == "/orders/25/")
+        .expect("order 25 was sent")
+        .key
+        .clone();
+    let acknowledged: BTreeSet<String> = delivered(&first_run).into_values().flatten().collect();
+    assert!(!acknowledged.is_empty() && acknowledged.len() < 40);
+
+    // Run 2, one at a time: only what run 1 did not deliver is sent, under the same keys.
+    refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    let toml = sandbox
+        .read("p.toml")
+        .replace("concurrency = 8", "concurrency = 1");
+    sandbox.write("p.toml", toml);
+    run(&sandbox).assert_success();
+    let all = arrivals.lock().unwrap().clone();
+    let second_run = &all[first_run.len()..];
+    assert!(
+        second_run.iter().all(|a| !acknowledged.contains(&a.key)),
+        "a request run 1 delivered was sent again"
+    );
+    assert!(second_run.iter().any(|a| a.key == refused_key));
+    let delivered = delivered(&all);
+    assert_eq!(
+        delivered.keys().cloned().collect::<Vec<_>>(),
+        order_paths(1..=40)
+    );
+    assert!(
+        delivered.values().all(|keys| keys.len() == 1),
+        "an order delivered under two keys: {delivered:?}"
+    );
+    // Nothing new: nothing sent.
+    run(&sandbox).assert_success();
+    assert_eq!(arrivals.lock().unwrap().len(), all.len());
+}
+
+#[test]
+fn push_concurrent_refusals_go_to_the_rejects_each_with_its_own_answer() {
+    let (server, arrivals) = slow_receiver(
+        5,
+        Box::new(|_, request| {
+            let id: u64 = request
+                .path
+                .trim_matches('/')
+                .trim_start_matches("orders/")
+                .parse()
+                .ok()?;
+            id.is_multiple_of(7).then(|| {
+                Reply::json(
+                    422,
+                    &json!({"detail": format!("order {id}: total too high")}),
+                )
+            })
+        }),
+    );
+    let sink = "url = \"{base}/orders/{id}/\"\nmethod = \"PUT\"\nconcurrency = 4";
+    let rejects = "\n[rejects]\npath = \"rejects/r.ndjson\"\n";
+    let sandbox = record_sandbox(&server, &orders(1..=30), sink, rejects);
+    run(&sandbox).assert_success();
+    let delivered = delivered(&arrivals.lock().unwrap());
+    assert_eq!(
+        delivered.keys().cloned().collect::<Vec<_>>(),
+        order_paths((1..=30u64).filter(|id| !id.is_multiple_of(7)))
+    );
+    let mut lines: Vec<Value> = sandbox
+        .read("rejects/r.ndjson")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    lines.sort_by_key(|line| line["record"].as_u64());
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["record"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [7, 14, 21, 28]
+    );
+    for line in &lines {
+        let id = line["record"].as_u64().unwrap();
+        let raw: Value = serde_json::from_str(line["raw"].as_str().unwrap()).unwrap();
+        assert_eq!(raw["id"], id);
+        let reason = line["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(&format!("HTTP 422: order {id}: total too high")),
+            "{reason}"
+        );
+    }
+}
+
+/// Orders 1-5 created (`"v": 1`), then each changed (`"v": 2`), PUT with `ordered`; the
+/// receiver answers order 1's first request 503 with `Retry-After: 1`.
+fn retried_then_changed(ordered: bool) -> (Vec<Arrival>, BTreeMap<String, String>) {
+    let (server, arrivals) = slow_receiver(
+        5,
+        Box::new(|before, request| {
+            (request.path == "/orders/1/" && before.iter().all(|a| a.path != "/orders/1/")).then(
+                || Reply::json(503, &json!({"detail": "try again"})).header("retry-after", "1"),
+            )
+        }),
+    );
+    let lines: String = [1, 2]
+        .iter()
+        .flat_map(|v| (1..=5).map(move |id| format!("{{\"id\": {id}, \"v\": {v}}}\n")))
+        .collect();
+    let sink = format!(
+        "url = \"{{base}}/orders/{{id}}/\"\nmethod = \"PUT\"\nconcurrency = 4\nordered = {ordered}"
+    );
+    let sandbox = record_sandbox(&server, &lines, &sink, "");
+    run(&sandbox).assert_success();
+    let arrivals = arrivals.lock().unwrap().clone();
+    // What the receiver holds: the last body stored under each path.
+    let mut stored = BTreeMap::new();
+    for arrival in arrivals.iter().filter(|a| a.status == 200) {
+        stored.insert(arrival.path.clone(), arrival.body.clone());
+    }
+    (arrivals, stored)
+}
+
+#[test]
+fn push_ordered_keeps_each_resources_requests_in_order_through_a_retry() {
+    let (arrivals, stored) = retried_then_changed(true);
+    let order_1: Vec<(&str, u16)> = arrivals
+        .iter()
+        .filter(|a| a.path == "/orders/1/")
+        .map(|a| (a.body.as_str(), a.status))
+        .collect();
+    assert_eq!(
+        order_1,
+        [
+            (r#"{"id":1,"v":1}"#, 503),
+            (r#"{"id":1,"v":1}"#, 200),
+            (r#"{"id":1,"v":2}"#, 200),
+        ]
+    );
+    for id in 1..=5 {
+        assert_eq!(
+            stored[&format!("/orders/{id}/")],
+            format!(r#"{{"id":{id},"v":2}}"#)
+        );
+    }
+    // Without `ordered`, the change overtakes the create that waits for its retry: the
+    // receiver ends with the old version. This is what `ordered` is for.
+    let (_, stored) = retried_then_changed(false);
+    assert_eq!(stored["/orders/1/"], r#"{"id":1,"v":1}"#);
+}

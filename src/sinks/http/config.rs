@@ -94,6 +94,18 @@ pub struct HttpSinkConfig {
     /// source.
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    /// Requests in flight at once (sent by as many threads), within the rate limits, which
+    /// all requests share. Answers are settled as they come, so the rejects and the
+    /// `responses` file follow the answers' order, not the input's. Between 1 and 64.
+    /// Default 1.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// With `concurrency`: requests for the same resource are sent one after another, in the
+    /// input's order (an update never overtakes the create before it). The resource is the
+    /// request's URL, or with `upsert` the follow-up's (`/orders/{id}/`); in `mode =
+    /// "batch"` all requests go to one URL, so it sends one at a time. Default false.
+    #[serde(default)]
+    pub ordered: bool,
     /// Seconds one request may take in all (connecting, sending, the answer); a request that
     /// times out is retried with the same key. Default 60.
     #[serde(default = "default_timeout_secs")]
@@ -203,6 +215,10 @@ pub(super) fn default_batch_size() -> usize {
 
 fn default_idempotency_header() -> String {
     "Idempotency-Key".into()
+}
+
+fn default_concurrency() -> usize {
+    1
 }
 
 fn default_timeout_secs() -> u64 {
@@ -374,6 +390,15 @@ impl Validate for HttpSinkConfig {
             &self.retry,
             &self.rate_limit,
         ));
+        if !(1..=64).contains(&self.concurrency) {
+            problems.push(Invalid::new("concurrency", "must be between 1 and 64"));
+        }
+        if self.ordered && !record_mode && self.concurrency > 1 {
+            problems.push(Invalid::new(
+                "ordered",
+                "batches all go to one URL: in order they go one at a time; leave out `ordered` or `concurrency`",
+            ));
+        }
         if self.timeout_secs == 0 {
             problems.push(Invalid::new("timeout_secs", "must be at least 1"));
         }

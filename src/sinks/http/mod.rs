@@ -19,6 +19,7 @@
 //! same keys.
 
 mod config;
+mod senders;
 mod url_template;
 
 use std::collections::HashSet;
@@ -32,8 +33,7 @@ use crate::codecs::FormatConfig;
 use crate::codecs::ndjson::NdjsonOptions;
 use crate::config::SecretValue;
 use crate::error::{Position, StageError};
-use crate::net::client::Body;
-use crate::net::client::{Client, ClientSettings, Method, Post, Reading, Request, Sent};
+use crate::net::client::{Client, ClientSettings, Method};
 use crate::net::{Auth, HttpError, Secrets, tls_config};
 use crate::record::{Batch, Record, Reject, Value};
 use crate::redact::Redactor;
@@ -43,15 +43,13 @@ use crate::stage::{RunContext, Sink, SinkReport};
 use crate::state::IfExists;
 use crate::state::report::PlannedRequest;
 use crate::state::{OutboxStatus, PreparedOutput, SqliteStore, StateStore};
+use senders::{Done, Job, Outcome, Outgoing, Senders, Step};
 
 pub use config::{
     HttpSinkConfig, PushMethod, PushMode, ResponsesConfig, SignatureConfig, UpsertConfig,
 };
 use config::{content_type, default_batch_size};
 pub use url_template::UrlTemplate;
-
-/// The largest answer read (and ignored): enough for any acknowledgement.
-const ANSWER_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The requests a dry run shows, at the most.
 const PREVIEW_REQUESTS: usize = 3;
@@ -92,6 +90,23 @@ pub fn idempotency_key(
     crate::digest::sha256_hex(&input)
 }
 
+/// What a job's answers are settled with: its records, where they came from.
+struct Ticket {
+    records: Vec<Record>,
+    /// The unit's number of the first record (0-based).
+    first_record: u64,
+    unit: Option<String>,
+}
+
+/// A request prepared for sending, or why it is not sent.
+enum Prepared {
+    Send(Box<Outgoing>),
+    /// An earlier run's request with the same key was acknowledged: not sent again.
+    AcknowledgedBefore,
+    /// A dry run: noted, not sent.
+    Planned,
+}
+
 /// How one request went.
 enum Pushed {
     /// The receiver acknowledged it now.
@@ -99,7 +114,7 @@ enum Pushed {
     /// An earlier run's request with the same key was acknowledged: not sent again.
     AcknowledgedBefore,
     /// Refused (a 4xx that refuses records, or one of the request's `final` statuses).
-    Refused { status: u16, error: HttpError },
+    Refused(HttpError),
     /// A dry run: not sent.
     Planned,
 }
@@ -119,7 +134,10 @@ struct Signer {
 }
 
 pub struct HttpSink {
-    client: Client,
+    /// Send the requests, `concurrency` at a time.
+    senders: Senders<Ticket>,
+    /// Requests of the same resource (URL) are sent in order, whatever `concurrency`.
+    ordered: bool,
     /// The URL (`mode = "batch"`: without placeholders).
     url: UrlTemplate,
     /// Shows URLs without their secrets.
@@ -234,13 +252,15 @@ impl HttpSink {
         }
         let settings = ClientSettings {
             timeout_secs: config.timeout_secs,
-            connections: 2,
+            // One per sending thread, and one for an OAuth token endpoint.
+            connections: config.concurrency + 1,
             retry,
             rate_limit: config.rate_limit.clone(),
         };
         let tls = tls_config(config.ca_file.as_deref(), cx)?;
         let redactor = Arc::new(Mutex::new(redactor));
         let client = Client::new(settings, tls, headers, auth, redactor.clone(), cx.deadline);
+        let senders = Senders::new(Arc::new(client), config.concurrency, config.ordered);
         let (outbox, delivery, acknowledged) = match &cx.state_path {
             // A dry run reads the keys the run would use, and writes nothing.
             Some(path) if cx.read_only => match SqliteStore::open_read_only(path)? {
@@ -283,7 +303,8 @@ impl HttpSink {
             PushMode::Record => "application/json",
         };
         Ok(HttpSink {
-            client,
+            senders,
+            ordered: config.ordered,
             url,
             redactor,
             shown,
@@ -353,14 +374,14 @@ impl HttpSink {
         while self.pending.len() >= self.batch_size || (all && !self.pending.is_empty()) {
             let take = self.batch_size.min(self.pending.len());
             let records: Vec<Record> = self.pending.drain(..take).collect();
-            self.push_batch(&records)?;
+            self.push_batch(records)?;
         }
         Ok(())
     }
 
     /// One batch request.
-    fn push_batch(&mut self, records: &[Record]) -> Result<(), StageError> {
-        let body = self.encode(records)?;
+    fn push_batch(&mut self, records: Vec<Record>) -> Result<(), StageError> {
+        let body = self.encode(&records)?;
         let number = self.requests_in_unit;
         self.requests_in_unit += 1;
         let first_record = self.records_in_unit;
@@ -369,8 +390,27 @@ impl HttpSink {
             .url
             .render(&Record::new())
             .map_err(StageError::Refused)?;
-        let pushed = self.request(self.method, &url, number, "", body, &[])?;
-        self.settle(pushed, records, first_record)
+        let first = match self.prepare(self.method, &url, number, "", body, &[])? {
+            Prepared::Send(outgoing) => *outgoing,
+            Prepared::AcknowledgedBefore => {
+                return self.settle(Pushed::AcknowledgedBefore, &records, first_record, None);
+            }
+            Prepared::Planned => return self.settle(Pushed::Planned, &records, first_record, None),
+        };
+        // Batches all go to one URL: `ordered` sends them one at a time.
+        let lane = self.ordered.then(String::new);
+        self.dispatch(
+            lane,
+            Job {
+                ticket: Ticket {
+                    records,
+                    first_record,
+                    unit: self.unit.clone(),
+                },
+                first,
+                follow_up: None,
+            },
+        )
     }
 
     /// Counts what a request delivered, or sets its refused records aside.
@@ -379,6 +419,7 @@ impl HttpSink {
         pushed: Pushed,
         records: &[Record],
         first_record: u64,
+        unit: Option<&str>,
     ) -> Result<(), StageError> {
         match pushed {
             Pushed::Planned => {
@@ -390,7 +431,7 @@ impl HttpSink {
             }
             Pushed::Acknowledged => self.delivered += records.len() as u64,
             Pushed::AcknowledgedBefore => self.acknowledged_before += records.len() as u64,
-            Pushed::Refused { error, .. } => self.refuse(records, first_record, error)?,
+            Pushed::Refused(error) => self.refuse(records, first_record, unit, error)?,
         }
         Ok(())
     }
@@ -400,41 +441,147 @@ impl HttpSink {
         let number = self.records_in_unit;
         self.records_in_unit += 1;
         let records = std::slice::from_ref(record);
+        let unit = self.unit.clone();
         let url = match self.url.render(record) {
             Ok(url) => url,
-            Err(reason) => return self.set_aside(records, number, &reason, None),
+            Err(reason) => return self.set_aside(records, number, unit.as_deref(), &reason, None),
         };
         let body = match self.method {
             Method::Delete => Vec::new(),
             _ => self.record_body(record),
         };
-        let Some(upsert) = &self.upsert else {
-            let pushed = self.request(self.method, &url, number, "", body, &[])?;
-            return self.settle(pushed, records, number);
-        };
-        let (on, then_method) = (upsert.on.clone(), upsert.method);
-        let then_url = match upsert.url.render(record) {
-            Ok(url) => url,
-            Err(reason) => return self.set_aside(records, number, &reason, None),
-        };
-        // A follow-up an earlier run saw acknowledged: the record is there, as it should be.
-        let then_key = self.key(then_method, &then_url, number, "then", &body);
-        if self.acknowledged.contains(&then_key) {
-            self.acknowledged_before += 1;
-            return Ok(());
-        }
-        match self.request(self.method, &url, number, "", body.clone(), &on)? {
-            Pushed::Refused { status, .. } if on.contains(&status) => {
-                tracing::debug!(
-                    url = %self.show(&url),
-                    "HTTP {status}: the record exists; {} {}",
-                    then_method.as_str(),
-                    self.show(&then_url)
-                );
-                let pushed = self.request(then_method, &then_url, number, "then", body, &[])?;
-                self.settle(pushed, records, number)
+        let follow_up = match &self.upsert {
+            None => None,
+            Some(upsert) => {
+                let (on, method) = (upsert.on.clone(), upsert.method);
+                let url = match upsert.url.render(record) {
+                    Ok(url) => url,
+                    Err(reason) => {
+                        return self.set_aside(records, number, unit.as_deref(), &reason, None);
+                    }
+                };
+                let key = self.key(method, &url, number, "then", &body);
+                // A follow-up an earlier run saw acknowledged: the record is there, as it
+                // should be.
+                if self.acknowledged.contains(&key) {
+                    self.acknowledged_before += 1;
+                    return Ok(());
+                }
+                Some((
+                    on,
+                    self.outgoing(method, url, key, body.clone(), Vec::new()),
+                ))
             }
-            pushed => self.settle(pushed, records, number),
+        };
+        // The resource the record is: where the follow-up goes, else the request's URL.
+        let lane = self.ordered.then(|| {
+            follow_up
+                .as_ref()
+                .map_or(&url, |(_, follow_up)| &follow_up.url)
+                .to_string()
+        });
+        let on = follow_up
+            .as_ref()
+            .map(|(on, _)| on.clone())
+            .unwrap_or_default();
+        let first = match self.prepare(self.method, &url, number, "", body, &on)? {
+            Prepared::Send(outgoing) => *outgoing,
+            Prepared::AcknowledgedBefore => {
+                return self.settle(Pushed::AcknowledgedBefore, records, number, None);
+            }
+            Prepared::Planned => return self.settle(Pushed::Planned, records, number, None),
+        };
+        self.dispatch(
+            lane,
+            Job {
+                ticket: Ticket {
+                    records: vec![record.clone()],
+                    first_record: number,
+                    unit,
+                },
+                first,
+                follow_up: follow_up.map(|(_, follow_up)| follow_up),
+            },
+        )
+    }
+
+    /// Hands `job` to the senders, then settles the jobs that ended (waiting for one while
+    /// as many as the senders take are in flight).
+    fn dispatch(&mut self, lane: Option<String>, job: Job<Ticket>) -> Result<(), StageError> {
+        while self.senders.full() {
+            self.settle_ended(true, false)?;
+        }
+        self.senders.submit(lane.as_deref(), job);
+        self.settle_ended(false, false)
+    }
+
+    /// Settles the jobs that ended; with `wait`, waits for one first; with `all`, for all.
+    /// After a job that fails the run, nothing more is sent: the jobs in flight are waited
+    /// for (what they achieved goes to the outbox), and the first failure is returned.
+    fn settle_ended(&mut self, wait: bool, all: bool) -> Result<(), StageError> {
+        let mut waiting = wait || all;
+        while let Some(done) = self.senders.next_done(waiting) {
+            waiting = all;
+            if let Err(error) = self.settle_done(done) {
+                self.senders.stop();
+                while let Some(done) = self.senders.next_done(true) {
+                    // The run fails with the first error; these only note what was achieved.
+                    let _ = self.settle_done(done);
+                }
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes and counts what became of a job's requests.
+    fn settle_done(&mut self, done: Done<Ticket>) -> Result<(), StageError> {
+        let Done { ticket, steps } = done;
+        let followed_up = steps.len() > 1;
+        let mut last = None;
+        for (index, step) in steps.into_iter().enumerate() {
+            let Step {
+                method,
+                url,
+                key,
+                outcome,
+            } = step;
+            if index > 0 {
+                // The follow-up's key is noted once it was sent.
+                self.note(&key, OutboxStatus::Sent)?;
+            }
+            last = Some(match outcome {
+                Outcome::Answered { status, body } => {
+                    self.note(&key, OutboxStatus::Acknowledged)?;
+                    self.keep_answer(status, &key, method, &url, &body)?;
+                    Pushed::Acknowledged
+                }
+                Outcome::Refused { status, error } => {
+                    self.keep_answer(status, &key, method, &url, &[])?;
+                    if index == 0 && followed_up {
+                        tracing::debug!(url = %self.show(&url), "HTTP {status}: the record exists; sent the follow-up");
+                    }
+                    Pushed::Refused(error)
+                }
+                Outcome::OutOfTime(reason) => {
+                    return Err(StageError::Refused(format!(
+                        "{} {}: not sent, {reason}; the next run sends it with the same idempotency key",
+                        method.as_str(),
+                        self.show(&url)
+                    )));
+                }
+                Outcome::Failed(error) => return Err(error.into()),
+            });
+        }
+        match last {
+            Some(pushed) => self.settle(
+                pushed,
+                &ticket.records,
+                ticket.first_record,
+                ticket.unit.as_deref(),
+            ),
+            // Not sent: the run stopped first.
+            None => Ok(()),
         }
     }
 
@@ -489,19 +636,20 @@ impl HttpSink {
     }
 
     /// Notes a dry run's request, while fewer than [`PREVIEW_REQUESTS`] are.
-    fn preview(
-        &mut self,
-        method: Method,
-        url: &Url,
-        key: &str,
-        extra: &[(String, String)],
-        body: &[u8],
-    ) {
+    fn preview(&mut self, outgoing: &Outgoing) {
         if self.previews.len() >= PREVIEW_REQUESTS {
             return;
         }
+        let Outgoing {
+            method,
+            url,
+            key,
+            body,
+            headers: extra,
+            ..
+        } = outgoing;
         let mut headers = self.shown_headers.clone();
-        if method != Method::Delete {
+        if *method != Method::Delete {
             headers.push(format!("Content-Type: {}", self.content_type));
         }
         headers.push(format!("{}: {key}", self.idempotency_header));
@@ -561,23 +709,15 @@ impl HttpSink {
         Ok(())
     }
 
-    /// One request, number `number` of the unit (`role` tells an upsert's follow-up from the
-    /// first request): skipped when the outbox holds its key as acknowledged. `final_statuses`
-    /// are answers not retried.
-    fn request(
-        &mut self,
+    /// The request under `key`, signed if the pipeline signs.
+    fn outgoing(
+        &self,
         method: Method,
-        url: &Url,
-        number: u64,
-        role: &str,
+        url: Url,
+        key: String,
         body: Vec<u8>,
-        final_statuses: &[u16],
-    ) -> Result<Pushed, StageError> {
-        let key = self.key(method, url, number, role, &body);
-        if self.acknowledged.contains(&key) {
-            tracing::debug!(url = %self.show(url), key = %key, "acknowledged by an earlier run: not sent again");
-            return Ok(Pushed::AcknowledgedBefore);
-        }
+        final_statuses: Vec<u16>,
+    ) -> Outgoing {
         let headers = match &self.signer {
             Some(signer) => vec![(
                 signer.header.clone(),
@@ -589,52 +729,44 @@ impl HttpSink {
             )],
             None => Vec::new(),
         };
+        Outgoing {
+            method,
+            url,
+            key,
+            body,
+            content_type: self.content_type,
+            idempotency_header: self.idempotency_header.clone(),
+            headers,
+            final_statuses,
+        }
+    }
+
+    /// Request number `number` of the unit (`role` tells an upsert's follow-up from the first
+    /// request), ready to send and noted as sent; or not sent because the outbox holds its key
+    /// as acknowledged, or because this is a dry run. `final_statuses` are answers not
+    /// retried.
+    fn prepare(
+        &mut self,
+        method: Method,
+        url: &Url,
+        number: u64,
+        role: &str,
+        body: Vec<u8>,
+        final_statuses: &[u16],
+    ) -> Result<Prepared, StageError> {
+        let key = self.key(method, url, number, role, &body);
+        if self.acknowledged.contains(&key) {
+            tracing::debug!(url = %self.show(url), key = %key, "acknowledged by an earlier run: not sent again");
+            return Ok(Prepared::AcknowledgedBefore);
+        }
+        let outgoing = self.outgoing(method, url.clone(), key, body, final_statuses.to_vec());
         if self.read_only {
             // A dry run sends nothing, whoever calls.
-            self.preview(method, url, &key, &headers, &body);
-            return Ok(Pushed::Planned);
+            self.preview(&outgoing);
+            return Ok(Prepared::Planned);
         }
-        self.note(&key, OutboxStatus::Sent)?;
-        let request = Request {
-            url: url.clone(),
-            post: Some(Post {
-                method,
-                body,
-                content_type: self.content_type,
-                idempotency_header: self.idempotency_header.clone(),
-                idempotency_key: key.clone(),
-                headers,
-                final_statuses: final_statuses.to_vec(),
-            }),
-            reading: Reading::Whole(ANSWER_BYTES),
-            credentials: true,
-        };
-        match self.client.send(&request) {
-            Ok(Sent::Answered(answer)) => {
-                self.note(&key, OutboxStatus::Acknowledged)?;
-                let body = match &answer.body {
-                    Body::Whole(bytes) => bytes.as_slice(),
-                    Body::Stream(_) => &[],
-                };
-                self.keep_answer(answer.status, &key, method, url, body)?;
-                Ok(Pushed::Acknowledged)
-            }
-            Ok(Sent::OutOfTime(reason)) => Err(StageError::Refused(format!(
-                "{} {}: not sent, {reason}; the next run sends it with the same idempotency key",
-                method.as_str(),
-                self.show(url)
-            ))),
-            Err(
-                error @ HttpError::Request {
-                    status: Some(status),
-                    ..
-                },
-            ) if final_statuses.contains(&status) || refused_records(status) => {
-                self.keep_answer(status, &key, method, url, &[])?;
-                Ok(Pushed::Refused { status, error })
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.note(&outgoing.key, OutboxStatus::Sent)?;
+        Ok(Prepared::Send(Box::new(outgoing)))
     }
 
     /// A refused request's records to the rejects, or the run fails with `error`.
@@ -642,6 +774,7 @@ impl HttpSink {
         &mut self,
         records: &[Record],
         first_record: u64,
+        unit: Option<&str>,
         error: HttpError,
     ) -> Result<(), StageError> {
         let HttpError::Request {
@@ -654,15 +787,16 @@ impl HttpSink {
             return Err(error.into());
         };
         let reason = format!("{method} {url} refused the records: {message}");
-        self.set_aside(records, first_record, &reason, Some(error))
+        self.set_aside(records, first_record, unit, &reason, Some(error))
     }
 
-    /// `records` (from number `first_record` of the unit, 0-based) to the rejects with
+    /// `records` (from number `first_record` of `unit`, 0-based) to the rejects with
     /// `reason`; without `[rejects]` the run fails, with `error` if there is one.
     fn set_aside(
         &mut self,
         records: &[Record],
         first_record: u64,
+        unit: Option<&str>,
         reason: &str,
         error: Option<HttpError>,
     ) -> Result<(), StageError> {
@@ -674,16 +808,15 @@ impl HttpSink {
                     self.method.as_str(),
                     self.shown,
                     first_record + 1,
-                    self.unit.as_deref().unwrap_or("the input")
+                    unit.unwrap_or("the input")
                 )),
             });
         }
-        let unit = self.unit.clone().unwrap_or_default();
         for (offset, record) in records.iter().enumerate() {
             let mut raw = Vec::new();
             crate::record::json::write_nested_record(&mut raw, record);
             self.rejects.push(Reject {
-                file: unit.clone(),
+                file: unit.unwrap_or_default().to_string(),
                 position: Position {
                     record: Some(first_record + offset as u64 + 1),
                     ..Position::default()
@@ -740,13 +873,6 @@ fn body_excerpt(body: &[u8]) -> String {
     excerpt
 }
 
-/// Whether an answer with `status` (after the retries) refuses the request's records, which
-/// then go to the rejects: a 4xx other than 401 and 403 (the credentials, which fail the run
-/// at once), 409 (a key still in flight after every retry) and 429 (the rate limit).
-fn refused_records(status: u16) -> bool {
-    (400..500).contains(&status) && !matches!(status, 401 | 403 | 409 | 429)
-}
-
 /// A writer whose bytes the encoder's owner takes back afterwards.
 #[derive(Clone, Default)]
 struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
@@ -768,6 +894,11 @@ impl Write for SharedBuffer {
 /// A run that failed while pushing keeps what its requests achieved: the rerun skips them.
 impl Drop for HttpSink {
     fn drop(&mut self) {
+        // Requests in flight end first: what they achieved goes to the outbox.
+        self.senders.stop();
+        while let Some(done) = self.senders.next_done(true) {
+            let _ = self.settle_done(done);
+        }
         if let Err(e) = self.save_outbox() {
             tracing::warn!(url = %self.shown, "the outbox could not be written ({e}): the last requests are sent again, under the same keys, by the next run");
         }
@@ -799,6 +930,7 @@ impl Sink for HttpSink {
 
     fn end_of_input(&mut self) -> Result<(), StageError> {
         self.send_pending(true)?;
+        self.settle_ended(true, true)?;
         self.save_outbox()?;
         self.write_answers()?;
         if self.acknowledged_before > 0 {
