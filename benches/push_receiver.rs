@@ -7,8 +7,9 @@
 //! since the start: requests answered, connections accepted, body bytes read, requests that
 //! carried an `Idempotency-Key`. The script reads it before and after each run.
 //!
-//! usage: push_receiver --serve [PORT]   (0 or none: any free port; prints `port N` and serves
-//! until killed). Built by the script with `rustc -O` (std only); without `--serve` (as
+//! usage: push_receiver --serve [PORT [DELAY_MS]]   (PORT 0 or none: any free port; prints
+//! `port N` and serves until killed; DELAY_MS: each answer waits that long first, as a real
+//! API's work does, other connections served meanwhile). Built by the script with `rustc -O` (std only); without `--serve` (as
 //! `cargo bench` runs it) it does nothing.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -33,6 +34,9 @@ fn main() {
         return;
     }
     let port: u16 = args.next().map_or(0, |p| p.parse().expect("a port number"));
+    let delay = std::time::Duration::from_millis(
+        args.next().map_or(0, |d| d.parse().expect("a delay in ms")),
+    );
     let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
     println!("port {}", listener.local_addr().expect("address").port());
     std::io::stdout().flush().expect("stdout");
@@ -42,12 +46,12 @@ fn main() {
         counts.connections.fetch_add(1, Ordering::Relaxed);
         let counts = counts.clone();
         std::thread::spawn(move || {
-            let _ = serve(stream, &counts);
+            let _ = serve(stream, &counts, delay);
         });
     }
 }
 
-fn serve(stream: TcpStream, counts: &Counts) -> std::io::Result<()> {
+fn serve(stream: TcpStream, counts: &Counts, delay: std::time::Duration) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::with_capacity(256 * 1024, stream);
@@ -108,6 +112,9 @@ fn serve(stream: TcpStream, counts: &Counts) -> std::io::Result<()> {
         counts.body_bytes.fetch_add(read as u64, Ordering::Relaxed);
         if keyed {
             counts.keyed.fetch_add(1, Ordering::Relaxed);
+        }
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
         }
         writer.write_all(OK)?;
     }

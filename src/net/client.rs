@@ -6,7 +6,10 @@
 //!
 //! Redirects are followed here, not by ureq: within the same origin (a DRF list URL missing
 //! its trailing slash answers 301) with the credentials, elsewhere (an export file on a
-//! storage host) without any configured header or credential, as curl and browsers do.
+//! storage host) without any configured header or credential, as curl and browsers do. A
+//! request with a body follows 303 as a GET (it was taken; the answer is elsewhere) and 307
+//! and 308 with its body; a 301 or 302 to it fails: it was not taken, and resent as a GET
+//! (what browsers do) it would be answered 200 with nothing delivered.
 
 use std::io::Read;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -326,7 +329,26 @@ impl Client {
                                 )),
                             });
                         };
-                        if !matches!(status, 307 | 308) {
+                        if let Some(post) = post
+                            && matches!(status, 301 | 302)
+                        {
+                            // Browsers resend a moved POST as a GET, which a receiver answers
+                            // 200 without having taken anything: nothing was delivered.
+                            let redactor = lock(&self.redactor);
+                            return Err(HttpError::Request {
+                                method: post.method.as_str(),
+                                url: redactor.url(url),
+                                status: Some(status),
+                                message: format!(
+                                    "HTTP {status}: moved to {}; a {} is not sent again as a GET (that delivers nothing): set the URL to where it moved",
+                                    redactor.url(&next),
+                                    post.method.as_str()
+                                ),
+                            });
+                        }
+                        // 303: done, the answer is elsewhere (a GET); 307 and 308: the same
+                        // request again, there.
+                        if status == 303 {
                             post = None;
                         }
                         {

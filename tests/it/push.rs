@@ -1254,3 +1254,52 @@ fn push_ordered_keeps_each_resources_requests_in_order_through_a_retry() {
     let (_, stored) = retried_then_changed(false);
     assert_eq!(stored["/orders/1/"], r#"{"id":1,"v":1}"#);
 }
+
+#[test]
+fn push_follows_a_308_with_its_body_and_refuses_a_301_that_would_resend_it_as_a_get() {
+    let moved = |status: u16| -> Answers {
+        Box::new(move |_, request| {
+            let rest = request.path.strip_prefix("/old")?;
+            Some(Reply::text(status, "").header("location", &format!("/orders{rest}")))
+        })
+    };
+    let sink = "url = \"{base}/old/{id}/\"\nmethod = \"PUT\"";
+    let (server, arrivals) = slow_receiver(0, moved(308));
+    let sandbox = record_sandbox(&server, &orders(1..=2), sink, "");
+    run(&sandbox).assert_success();
+    let arrivals = arrivals.lock().unwrap().clone();
+    let bodies: Vec<(&str, &str, u16)> = arrivals
+        .iter()
+        .map(|a| (a.path.as_str(), a.body.as_str(), a.status))
+        .collect();
+    let body = |id: u64| format!(r#"{{"id":{id},"status":"open","total":{}}}"#, id * 10);
+    let (one, two) = (body(1), body(2));
+    assert_eq!(
+        bodies,
+        [
+            ("/old/1/", one.as_str(), 308),
+            ("/orders/1/", one.as_str(), 200),
+            ("/old/2/", two.as_str(), 308),
+            ("/orders/2/", two.as_str(), 200),
+        ]
+    );
+
+    let (server, arrivals) = slow_receiver(0, moved(301));
+    let sandbox = record_sandbox(&server, &orders(1..=2), sink, "");
+    let outcome = run(&sandbox);
+    outcome.assert_code(1);
+    assert!(
+        outcome.stderr.contains(
+            "HTTP 301: moved to http://127.0.0.1:"
+        ) && outcome.stderr.contains(
+            "/orders/1/; a PUT is not sent again as a GET (that delivers nothing): set the URL to where it moved"
+        ),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(
+        arrivals.lock().unwrap().len(),
+        1,
+        "nothing followed the 301"
+    );
+}
