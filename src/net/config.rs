@@ -131,12 +131,8 @@ pub enum ResetReading {
     Seconds,
 }
 
-/// What is wrong with the authentication, retries and rate limits of a table, if anything.
-pub fn request_problems(
-    auth: Option<&AuthConfig>,
-    retry: &RetryConfig,
-    rate_limit: &RateLimitConfig,
-) -> Vec<Invalid> {
+/// What is wrong with `auth` that its types cannot say.
+pub fn auth_problems(auth: Option<&AuthConfig>) -> Vec<Invalid> {
     let mut problems = Vec::new();
     match auth {
         Some(AuthConfig::ApiKey {
@@ -151,6 +147,16 @@ pub fn request_problems(
         }
         _ => {}
     }
+    problems
+}
+
+/// What is wrong with the authentication, retries and rate limits of a table, if anything.
+pub fn request_problems(
+    auth: Option<&AuthConfig>,
+    retry: &RetryConfig,
+    rate_limit: &RateLimitConfig,
+) -> Vec<Invalid> {
+    let mut problems = auth_problems(auth);
     if !(1..=20).contains(&retry.attempts) {
         problems.push(Invalid::new("retry.attempts", "must be between 1 and 20"));
     }

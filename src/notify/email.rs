@@ -45,8 +45,9 @@ notify_config! {
         pub from: String,
         /// The recipients, e.g. `["ops@example.com"]`. Required, at least one.
         pub to: Vec<String>,
-        /// The subject; `{pipeline}`, `{event}` (`failure`, `success`, `stale`), `{outcome}`
-        /// and `{run_id}` are replaced. Default `"[longshore] {pipeline}: {event}"`.
+        /// The subject, its placeholders filled from the run as a webhook's `body`'s are
+        /// (`{pipeline}`, `{event}`, `{outcome}`, `{run_id}`, `{records_read}`, `{summary}`,
+        /// ...). Default `"[longshore] {pipeline}: {event}"`.
         pub subject: Option<String>,
         /// Seconds each step of the SMTP conversation may wait for the server. Default 30.
         #[serde(default = "default_timeout_secs")]
@@ -72,7 +73,6 @@ pub enum TlsMode {
 }
 
 const DEFAULT_SUBJECT: &str = "[longshore] {pipeline}: {event}";
-const PLACEHOLDERS: &[&str] = &["pipeline", "event", "outcome", "run_id"];
 
 impl Validate for EmailConfig {
     fn problems(&self) -> Vec<Invalid> {
@@ -117,17 +117,7 @@ impl Validate for EmailConfig {
             _ => {}
         }
         if let Some(subject) = &self.subject {
-            for name in placeholders(subject) {
-                if !PLACEHOLDERS.contains(&name) {
-                    problems.push(Invalid::new(
-                        "subject",
-                        format!(
-                            "unknown placeholder `{{{name}}}`: use `{{{}}}`",
-                            PLACEHOLDERS.join("}`, `{")
-                        ),
-                    ));
-                }
-            }
+            problems.extend(super::message::problems("subject", subject));
         }
         if self.timeout_secs == 0 {
             problems.push(Invalid::new(
@@ -137,13 +127,6 @@ impl Validate for EmailConfig {
         }
         problems
     }
-}
-
-/// The names inside `{...}` in `text`.
-fn placeholders(text: &str) -> impl Iterator<Item = &str> {
-    text.split('{')
-        .skip(1)
-        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
 }
 
 impl NotifySpec for EmailConfig {
@@ -237,14 +220,9 @@ fn message(config: &EmailConfig, notice: &Notice) -> Result<Message, String> {
         .map_err(|e| format!("cannot build the message: {e}"))
 }
 
-/// The subject with its placeholders replaced.
+/// The subject with its placeholders replaced, on one line (an error may span several).
 fn subject(template: Option<&str>, notice: &Notice) -> String {
-    template
-        .unwrap_or(DEFAULT_SUBJECT)
-        .replace("{pipeline}", &notice.report.pipeline)
-        .replace("{event}", notice.event.as_str())
-        .replace("{outcome}", notice.report.outcome.as_str())
-        .replace("{run_id}", &notice.report.run_id)
+    super::message::fill(template.unwrap_or(DEFAULT_SUBJECT), notice).replace(['\r', '\n'], " ")
 }
 
 /// The text of the message: a summary for people, then the JSON report.

@@ -59,6 +59,7 @@ macro_rules! notify_config {
 
 pub mod command;
 pub mod email;
+pub mod message;
 pub mod webhook;
 
 /// What a notification is sent for.

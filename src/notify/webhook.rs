@@ -1,21 +1,21 @@
-//! `webhook`: POSTs the run report as JSON to a URL (chat integrations, incident tools, a
-//! team's own endpoint). Receivers restart and rate-limit, so connection errors, timeouts, 5xx
-//! and 429 answers are retried with exponential backoff; other answers are final. Redirects are
-//! not followed: following one would turn the POST into a GET or resend headers elsewhere.
-//! Receivers echo credentials in their error answers: every header value and query value sent
-//! is removed from the message that reports a failure.
+//! `webhook`: POSTs the run report, or a body shaped from it (Slack, Teams, a notification
+//! API), as JSON to a URL. It sends through the client the `http` source and sink use
+//! (`net::Client`): receivers restart and rate-limit, so connection errors, timeouts, 5xx and
+//! 429 are retried with backoff and `Retry-After`; other answers are final. A POST moved by
+//! 301 or 302 is not resent as a GET. Receivers echo credentials in their error answers: every
+//! header value and query value sent is removed from the message that reports a failure.
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use crate::backoff::Backoff;
+use url::Url;
+
+use super::{Notice, NotifySpec, Triggered, message};
 use crate::config::{Invalid, Secret, Validate};
-use crate::redact::Redactor;
+use crate::net::client::{Client, ClientSettings, Method, Post, Reading, Request, Sent};
+use crate::net::config::{AuthConfig, RateLimitConfig, RetryConfig, auth_problems, url_problem};
+use crate::net::{HttpError, Secrets, redact_url, tls_config};
 use crate::stage::RunContext;
-
-use super::{Notice, NotifySpec, Triggered};
-use crate::net::redact_url;
 
 notify_config! {
     /// POSTs the run report (the same JSON as `--report`) to a URL.
@@ -37,6 +37,23 @@ notify_config! {
         /// Seconds one attempt may take in all (connecting, sending, the answer). Default 30.
         #[serde(default = "default_timeout_secs")]
         pub timeout_secs: u64,
+        /// The body, shaped for the receiver: a table whose strings may hold
+        /// placeholders filled from the run: `{pipeline}`, `{event}`, `{outcome}`, `{run_id}`,
+        /// `{started_at}`, `{duration_secs}`, `{records_read}`, `{rejects}`,
+        /// `{files_written}`, `{error}`, `{warnings}`, `{summary}` (one line for people) and
+        /// `{report}` (a string that is only `{report}` becomes the report object). E.g. Slack:
+        /// `body = { text = ":red_circle: {summary}" }`; a notification API: `body = { channel =
+        /// "ops", subject = "{pipeline}: {event}", details = "{report}" }`. Values are put into
+        /// JSON as values, so quotes and line breaks in an error cannot break the body.
+        /// Default: the run report itself (the same JSON as `--report`).
+        pub body: Option<serde_json::Map<String, serde_json::Value>>,
+        /// How the request authenticates, as for the `http` source (`{ type = "bearer", token
+        /// = "${env:NOTIFY_TOKEN}" }`). Default: none.
+        pub auth: Option<AuthConfig>,
+        /// A PEM file of the CA certificates to trust instead of the public ones (an
+        /// internal receiver); relative paths are resolved against the pipeline file's
+        /// directory. Default: Mozilla's root certificates.
+        pub ca_file: Option<String>,
     }
 }
 
@@ -61,23 +78,18 @@ fn cut(message: &str) -> String {
 }
 
 /// The longest wait between two attempts, whatever the doubling gives.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
+const MAX_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Validate for WebhookConfig {
     fn problems(&self) -> Vec<Invalid> {
         let mut problems = self.trigger().problems();
-        match self.url.parse::<ureq::http::Uri>() {
-            Ok(uri) if !matches!(uri.scheme_str(), Some("http" | "https")) => problems.push(
-                Invalid::new("url", "`url` must start with `http://` or `https://`"),
-            ),
-            Ok(uri) if uri.host().is_none_or(str::is_empty) => {
-                problems.push(Invalid::new("url", "`url` has no host"))
-            }
-            Ok(_) => {}
-            Err(_) => problems.push(Invalid::new(
+        match url_problem(&self.url) {
+            Some(problem) => problems.push(Invalid::new("url", problem)),
+            None if Url::parse(&self.url).is_err() => problems.push(Invalid::new(
                 "url",
                 format!("`{}` is not a valid URL", redact_url(&self.url)),
             )),
+            None => {}
         }
         for name in self.headers.keys() {
             if name.parse::<ureq::http::HeaderName>().is_err() {
@@ -106,14 +118,25 @@ impl Validate for WebhookConfig {
                 "`timeout_secs` must be at least 1",
             ));
         }
+        if let Some(body) = &self.body {
+            problems.extend(message::body_problems("body", &body.clone().into()));
+        }
+        problems.extend(auth_problems(self.auth.as_ref()));
         problems
     }
 }
 
-/// How one attempt ended, when it did not succeed.
-struct Failed {
-    message: String,
-    retry: bool,
+impl WebhookConfig {
+    /// `attempts` and `retry_delay_ms` as the client's retries: doubling waits, 429 and 5xx.
+    fn retry(&self) -> RetryConfig {
+        RetryConfig {
+            attempts: self.attempts,
+            base_delay_ms: self.retry_delay_ms,
+            factor: 2.0,
+            max_delay_secs: MAX_RETRY_DELAY.as_secs(),
+            statuses: std::iter::once(429).chain(500..600).collect(),
+        }
+    }
 }
 
 impl NotifySpec for WebhookConfig {
@@ -127,94 +150,75 @@ impl NotifySpec for WebhookConfig {
 }
 
 fn send(config: &WebhookConfig, notice: &Notice, cx: &RunContext) -> Result<(), String> {
-    let mut headers = Vec::with_capacity(config.headers.len());
-    let mut redactor = Redactor::default();
-    for (name, secret) in &config.headers {
-        let (value, referenced) = secret
-            .resolve_all(&cx.references())
-            .map_err(|e| format!("header `{name}`: {e}"))?;
+    let Secrets {
+        headers,
+        auth,
+        mut redactor,
+    } = Secrets::resolve(&config.headers, config.auth.as_ref(), cx).map_err(|e| e.to_string())?;
+    // Every header value of a webhook is taken for a secret: they are tokens more often than
+    // not.
+    for (_, value) in &headers {
         redactor.add(value.expose());
-        for part in &referenced {
-            redactor.add_part(part);
-        }
-        headers.push((name.as_str(), value));
     }
+    let url = Url::parse(&config.url).map_err(|e| format!("`url`: {e}"))?;
     // Query values are shown as `***` in messages (`redact_url`): an echo of one is too.
-    if let Ok(url) = url::Url::parse(&config.url) {
-        for (_, value) in url.query_pairs() {
-            redactor.add_part(&value);
-        }
+    for (_, value) in url.query_pairs() {
+        redactor.add_part(&value);
     }
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(config.timeout_secs)))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .user_agent(concat!("longshore/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
-    let attempts = config.attempts.max(1);
-    let mut backoff = Backoff::doubling(
-        Duration::from_millis(config.retry_delay_ms),
-        MAX_RETRY_DELAY,
+    let tls = tls_config(config.ca_file.as_deref(), cx).map_err(|e| e.to_string())?;
+    let settings = ClientSettings {
+        timeout_secs: config.timeout_secs,
+        connections: 1,
+        retry: config.retry(),
+        rate_limit: RateLimitConfig::default(),
+    };
+    let redactor = Arc::new(Mutex::new(redactor));
+    let client = Client::new(settings, tls, headers, auth, redactor.clone(), None);
+    let body = match &config.body {
+        Some(shape) => message::shape(&shape.clone().into(), notice)
+            .to_string()
+            .into_bytes(),
+        None => notice.json.as_bytes().to_vec(),
+    };
+    // The same on every retry: a notification API that honours the key shows one message.
+    let key = crate::digest::sha256_hex(
+        format!(
+            "{}\0{}\0{}\0{}",
+            notice.report.pipeline,
+            notice.report.run_id,
+            notice.event.as_str(),
+            config.url
+        )
+        .as_bytes(),
     );
-    let mut attempt = 1;
-    loop {
-        let mut request = agent
-            .post(&config.url)
-            .header("content-type", "application/json")
-            .header("x-longshore-event", notice.event.as_str());
-        for (name, value) in &headers {
-            request = request.header(*name, value.expose());
-        }
-        let failed = match request.send(notice.json) {
-            Ok(response) if response.status().is_success() => return Ok(()),
-            Ok(response) => answered(response),
-            Err(error) => Failed {
-                retry: crate::net::is_transient(&error),
-                // ureq's messages may quote the URL: show it redacted.
-                message: crate::error::error_chain_text(&error)
-                    .replace(&config.url, &redact_url(&config.url)),
-            },
-        };
-        if !failed.retry || attempt >= attempts {
-            let tries = if attempt == 1 {
-                String::new()
-            } else {
-                format!(" (after {attempt} attempts)")
-            };
-            let shown = cut(&redactor.text(&failed.message));
-            return Err(format!("{shown}{tries}"));
-        }
-        let delay = backoff.next_wait();
-        tracing::debug!(
-            "webhook attempt {attempt} failed ({}), retrying in {delay:?}",
-            cut(&redactor.text(&failed.message))
-        );
-        std::thread::sleep(delay);
-        attempt += 1;
-    }
+    let request = Request {
+        url,
+        post: Some(Post {
+            method: Method::Post,
+            body,
+            content_type: "application/json",
+            idempotency_header: "Idempotency-Key".into(),
+            idempotency_key: key,
+            headers: vec![("X-Longshore-Event".into(), notice.event.as_str().into())],
+            final_statuses: Vec::new(),
+        }),
+        reading: Reading::Whole(ANSWER_BYTES),
+        credentials: true,
+    };
+    let failure = match client.send(&request) {
+        Ok(Sent::Answered(_)) => return Ok(()),
+        Ok(Sent::OutOfTime(reason)) => reason,
+        Err(HttpError::Request {
+            status: Some(_),
+            message,
+            ..
+        }) => format!("answered {message}"),
+        Err(HttpError::Request { message, .. }) => message,
+        Err(other) => other.to_string(),
+    };
+    let shown = crate::net::client::lock(&redactor).text(&failure);
+    Err(cut(&shown))
 }
 
-/// A non-2xx answer: its status and the start of its body (receivers explain themselves there).
-fn answered(mut response: ureq::http::Response<ureq::Body>) -> Failed {
-    let status = response.status();
-    let mut body = String::new();
-    // Best effort: the status alone is still a useful message.
-    let _ = response
-        .body_mut()
-        .as_reader()
-        .take(4096)
-        .read_to_string(&mut body);
-    // The whole first line: it is cut only once redacted (`EXCERPT_CHARS`), so that no
-    // secret is cut into a prefix the redactor does not know.
-    let first_line = body.lines().next().unwrap_or_default().trim();
-    let mut message = format!("answered HTTP {}", status.as_u16());
-    if !first_line.is_empty() {
-        message.push_str(&format!(": {first_line}"));
-    }
-    Failed {
-        message,
-        retry: status.is_server_error() || status.as_u16() == 429,
-    }
-}
+/// The most of an answer read: acknowledgements are short.
+const ANSWER_BYTES: u64 = 64 * 1024;

@@ -219,6 +219,53 @@ fn webhook_posts_the_report_with_a_secret_header() {
 }
 
 #[test]
+fn webhook_body_is_shaped_for_slack_and_a_notification_api_with_one_key_per_notice() {
+    let sandbox = Sandbox::new();
+    set_secret("LONGSHORE_TEST_NOTIFY_API_TOKEN", "ntk-777");
+    let server = HookServer::start(&[500, 200, 200]);
+    let entries = [
+        webhook(&format!(
+            "on = [\"failure\"]\nurl = \"{}\"\nretry_delay_ms = 5\nbody = {{ text = \":red_circle: {{summary}}\", blocks = [{{ type = \"section\", fields = [\"run {{run_id}}\", \"{{records_read}} read\"] }}] }}",
+            server.url("/slack")
+        )),
+        webhook(&format!(
+            "on = [\"failure\"]\nurl = \"{}\"\nauth = {{ type = \"bearer\", token = \"${{env:LONGSHORE_TEST_NOTIFY_API_TOKEN}}\" }}\nbody = {{ channel = \"ops\", subject = \"{{pipeline}}: {{event}}\", details = \"{{report}}\" }}",
+            server.url("/notifications/send")
+        )),
+    ];
+    let report = report(Outcome::Failure);
+    let warnings = send_all(&specs(&entries), &report, &[], &cx(sandbox.path()));
+    let received = server.finish();
+    assert_eq!(warnings, Vec::<String>::new());
+    assert_eq!(received.len(), 3, "{received:?}");
+    // Slack: retried after the 500 with the same body and key.
+    let slack: serde_json::Value = serde_json::from_str(&received[1].body).unwrap();
+    assert_eq!(
+        slack,
+        serde_json::json!({
+            "text": ":red_circle: orders: failure after 2.2 s, 120 records read, 2 rejected: pipeline orders: sink 1 (file) failed: disk full",
+            "blocks": [{"type": "section", "fields": ["run 20240801T020500Z-3f9a1c", "120 read"]}],
+        })
+    );
+    assert_eq!(received[0].body, received[1].body);
+    let key = &received[0].headers["idempotency-key"];
+    assert_eq!(key.len(), 64);
+    assert_eq!(&received[1].headers["idempotency-key"], key);
+    // The notification API: its own fields, the report as an object, the bearer token.
+    let api = &received[2];
+    assert_eq!(api.url, "/notifications/send");
+    assert_eq!(api.headers["authorization"], "Bearer ntk-777");
+    assert_ne!(&api.headers["idempotency-key"], key);
+    let body: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(body["channel"], "ops");
+    assert_eq!(body["subject"], "orders: failure");
+    assert_eq!(
+        body["details"],
+        serde_json::from_str::<serde_json::Value>(&report.to_json()).unwrap()
+    );
+}
+
+#[test]
 fn webhook_retries_server_errors_with_backoff() {
     let sandbox = Sandbox::new();
     let server = HookServer::start(&[500, 500, 200]);
@@ -257,7 +304,7 @@ fn webhook_that_keeps_failing_is_a_warning_with_the_url_redacted() {
         warnings,
         [format!(
             "notification 1 (webhook http://127.0.0.1:{port}/hook?token=***&channel=***) for \
-             failure not sent: answered HTTP 503: down for maintenance (after 3 attempts)"
+             failure not sent: answered HTTP 503: down for maintenance more (after 3 attempts)"
         )]
     );
 }
@@ -275,7 +322,7 @@ fn webhook_client_errors_are_not_retried() {
     assert_eq!(
         warnings,
         [format!(
-            "notification 1 (webhook {url}) for failure not sent: answered HTTP 401: down for maintenance"
+            "notification 1 (webhook {url}) for failure not sent: answered HTTP 401: down for maintenance more"
         )]
     );
 }
@@ -592,11 +639,27 @@ fn configs_report_their_problems() {
         problems(&hook),
         [
             "on: `stale` needs `stale_after_runs` or `stale_after_hours`",
-            "url: `url` must start with `http://` or `https://`",
+            "url: must start with `http://` or `https://`",
             "headers: `Bad Name` is not a valid header name",
             "attempts: `attempts` must be between 1 and 10",
         ]
     );
+    let hook: WebhookConfig = toml::from_str(
+        "on = [\"failure\"]\nurl = \"https://x.example\"\nbody = { text = \"{summry} {{ok}}\" }",
+    )
+    .unwrap();
+    let found = problems(&hook);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("body: unknown placeholder `{summry}`: use `{pipeline}`, `{event}`"),
+        "{found:?}"
+    );
+    let not_a_table = toml::from_str::<WebhookConfig>(
+        "on = [\"failure\"]\nurl = \"https://x.example\"\nbody = \"{summary}\"",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(not_a_table.contains("expected a map"), "{not_a_table}");
     let mail: EmailConfig = toml::from_str(
         "on = [\"failure\"]\nhost = \"smtp.example.com\"\ntls = \"none\"\nfrom = \"not an address\"\n\
          to = []\nusername = \"u\"\npassword = \"${env:SMTP_PASSWORD}\"\nsubject = \"{pipeline} {when}\"",
@@ -608,7 +671,7 @@ fn configs_report_their_problems() {
             "from: `not an address` is not an email address: Invalid input",
             "to: `to` is empty: list at least one recipient",
             "tls: a password would be sent unencrypted: use `tls = \"starttls\"` or `\"tls\"`",
-            "subject: unknown placeholder `{when}`: use `{pipeline}`, `{event}`, `{outcome}`, `{run_id}`",
+            "subject: unknown placeholder `{when}`: use `{pipeline}`, `{event}`, `{outcome}`, `{run_id}`, `{started_at}`, `{duration_secs}`, `{records_read}`, `{rejects}`, `{files_written}`, `{error}`, `{warnings}`, `{summary}`, `{report}`",
         ]
     );
     let run: CommandConfig = toml::from_str("on = []\nprogram = \"\"").unwrap();
