@@ -193,6 +193,11 @@ pub struct Batch {
     pub origin: Option<Arc<Origin>>,
     /// Records of the same stretch of input that could not be read, for the rejects file.
     pub rejects: Vec<Reject>,
+    /// Each record's number (from 1) among the records read from `origin`, for the rejects a
+    /// transform sets aside: set by the runner before the transforms, kept in step by
+    /// [`Batch::retain`] and by transforms that add records. Empty when not known (outside
+    /// the runner).
+    pub numbers: Vec<u64>,
 }
 
 /// A record quarantined instead of delivered: where it was and why.
@@ -231,6 +236,31 @@ impl Batch {
         self.records.clear();
         self.origin = None;
         self.rejects.clear();
+        self.numbers.clear();
+    }
+
+    /// The number of the record at `index` among those read from its origin, if known.
+    pub fn number(&self, index: usize) -> Option<u64> {
+        self.numbers.get(index).copied()
+    }
+
+    /// Keeps the records for which `keep` (given each record's index) says so, their
+    /// numbers in step.
+    pub fn retain(&mut self, mut keep: impl FnMut(usize, &Record) -> bool) {
+        let keeps: Vec<bool> = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(index, record)| keep(index, record))
+            .collect();
+        let mut flags = keeps.iter();
+        self.records.retain(|_| *flags.next().expect("one flag a record"));
+        if self.numbers.len() == keeps.len() {
+            let mut flags = keeps.iter();
+            self.numbers.retain(|_| *flags.next().expect("one flag a number"));
+        } else {
+            self.numbers.clear();
+        }
     }
 }
 

@@ -280,7 +280,7 @@ impl Run<'_> {
         let Some(max) = config.max_rejects else {
             return Ok(());
         };
-        let total = self.report.records_read + rejects.total;
+        let total = self.report.records_read + rejects.unreadable;
         if !max.exceeded(rejects.total, total) {
             return Ok(());
         }

@@ -40,18 +40,12 @@ impl Stages {
             .spec()
             .build(cx, store)
             .map_err(|e| fail(&source_label, e))?;
-        let transforms = pipeline
-            .config
-            .transforms
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                (
-                    format!("transform {} ({})", i + 1, t.kind()),
-                    t.spec().build(),
-                )
-            })
-            .collect();
+        let mut transforms = Vec::new();
+        for (i, config) in pipeline.config.transforms.iter().enumerate() {
+            let label = format!("transform {} ({})", i + 1, config.kind());
+            let transform = config.spec().build(cx).map_err(|e| fail(&label, e))?;
+            transforms.push((label, transform));
+        }
         let mut sinks = Vec::new();
         for (i, config) in pipeline
             .config

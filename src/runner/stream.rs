@@ -77,16 +77,27 @@ pub(super) fn stream(
                 StageError::io("the source", "start a thread", e),
             ));
         }
+        // The records numbered so far, per origin (see `Batch::numbers`).
+        let mut numbered = Numbered::default();
         for next in receiver {
             let mut batch = next.map_err(|e| chain.fail(&chain.source_label, e))?;
             streamed.records_read += batch.len() as u64;
-            let rejected = chain.rejects.as_mut().map(|r| r.take(&mut batch));
+            let mut rejected = chain.rejects.as_mut().map(|r| r.take_unreadable(&mut batch));
+            if !chain.transforms.is_empty() {
+                number_records(&mut batch, &mut numbered);
+            }
             for (index, (label, transform)) in chain.transforms.iter_mut().enumerate() {
                 streamed.counts[index].0 += batch.len() as u64;
                 transform
                     .apply(&mut batch)
                     .map_err(|e| RunError::new(&chain.pipeline, label, e))?;
                 streamed.counts[index].1 += batch.len() as u64;
+            }
+            // What the transforms set aside joins the source's rejects.
+            if let (Some(file), Some(rejected)) = (chain.rejects.as_mut(), rejected.as_mut())
+                && !batch.rejects.is_empty()
+            {
+                rejected.records.extend(file.take(&mut batch).records);
             }
             streamed.records_to_sinks += batch.len() as u64;
             let first_sink = chain.transforms.len();
@@ -149,6 +160,26 @@ pub(super) fn stream(
     });
     streamed.source = source.progress();
     (streamed, result)
+}
+
+/// How many records each origin delivered so far.
+#[derive(Default)]
+struct Numbered {
+    origin: Option<String>,
+    count: u64,
+}
+
+/// Numbers `batch`'s records among those read from its origin: batches of one origin come one
+/// after another.
+fn number_records(batch: &mut Batch, numbered: &mut Numbered) {
+    let origin = batch.origin.as_ref().map(|origin| origin.path.as_str());
+    if numbered.origin.as_deref() != origin {
+        numbered.origin = origin.map(str::to_string);
+        numbered.count = 0;
+    }
+    let first = numbered.count + 1;
+    numbered.count += batch.len() as u64;
+    batch.numbers = (first..=numbered.count).collect();
 }
 
 /// Writes the records the sinks set aside (a receiver refused them) to the rejects file,

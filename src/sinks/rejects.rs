@@ -121,6 +121,10 @@ impl JsonSchema for MaxRejects {
 pub struct RejectsFile {
     pub sink: FileSink,
     pub total: u64,
+    /// Of `total`, the records the source could not read (the others were read, then refused
+    /// by a transform or a receiver): `max_rejects = "N%"` is a share of all records, read or
+    /// not.
+    pub unreadable: u64,
     pub by_reason: BTreeMap<String, u64>,
     /// The first reject, for the message when there are too many.
     pub first: Option<String>,
@@ -146,11 +150,18 @@ impl RejectsFile {
         Ok(RejectsFile {
             sink,
             total: 0,
+            unreadable: 0,
             by_reason: BTreeMap::new(),
             first: None,
             names: ["file", "line", "column", "record", "field", "reason", "raw"]
                 .map(Arc::<str>::from),
         })
+    }
+
+    /// [`take`](Self::take) for the records the source could not read.
+    pub fn take_unreadable(&mut self, batch: &mut Batch) -> Batch {
+        self.unreadable += batch.rejects.len() as u64;
+        self.take(batch)
     }
 
     /// Counts the rejects of `batch` and turns them into records for the rejects file.
@@ -171,7 +182,7 @@ impl RejectsFile {
         Batch {
             records,
             origin: batch.origin.clone(),
-            rejects: Vec::new(),
+            ..Batch::default()
         }
     }
 

@@ -1,26 +1,108 @@
 //! Transforms: reshaping steps between the source and the sinks, applied to each batch in the
-//! order the pipeline file lists them.
+//! order the pipeline file lists them. A transform that refuses a record (a value that does
+//! not cast, a rule it breaks) sets it aside through [`Refusals`]: to the rejects file with
+//! `[rejects]`, where `max_rejects` counts it, else the run fails naming the record.
 
 pub mod rename;
 pub mod select;
 
 use crate::config::Validate;
-use crate::stage::Transform;
+use crate::error::{Position, StageError};
+use crate::record::{Batch, Reject};
+use crate::stage::{RunContext, Transform};
 
-/// What a kind of transform's config does: it is checked, and it builds the transform.
+/// What a kind of transform's config does: it is checked, and it builds the transform (which
+/// may read what it needs first: a lookup file).
 pub trait TransformSpec: Validate {
-    fn build(&self) -> Box<dyn Transform>;
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError>;
 }
 
 impl TransformSpec for rename::RenameConfig {
-    fn build(&self) -> Box<dyn Transform> {
-        Box::new(rename::Rename::new(self))
+    fn build(&self, _cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(rename::Rename::new(self)))
     }
 }
 
 impl TransformSpec for select::SelectConfig {
-    fn build(&self) -> Box<dyn Transform> {
-        Box::new(select::Select::new(self))
+    fn build(&self, _cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(select::Select::new(self)))
+    }
+}
+
+/// A record a transform refuses: which, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    /// Its index in the batch.
+    pub index: usize,
+    /// The field at fault, if one is.
+    pub field: Option<String>,
+    /// What is wrong, without the position, e.g. `` `total`: `12,5` is not a decimal ``.
+    pub reason: String,
+}
+
+/// Where refused records go: the rejects (`[rejects]`: `RunContext::quarantine`), or the run
+/// fails.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusals {
+    quarantine: bool,
+}
+
+impl Refusals {
+    pub fn new(cx: &RunContext) -> Self {
+        Refusals {
+            quarantine: cx.quarantine,
+        }
+    }
+
+    /// Takes the `refused` records (indices ascending, each once) out of `batch` into its
+    /// rejects, each with the record as JSON; without `[rejects]`, the error for the first.
+    pub fn set_aside(&self, batch: &mut Batch, refused: Vec<Refused>) -> Result<(), StageError> {
+        let Some(first) = refused.first() else {
+            return Ok(());
+        };
+        let file = batch
+            .origin
+            .as_ref()
+            .map_or_else(String::new, |origin| origin.path.clone());
+        let position = |refused: &Refused| Position {
+            record: batch.number(refused.index),
+            field: refused.field.as_ref().map(|field| format!("`{field}`")),
+            ..Position::default()
+        };
+        if !self.quarantine {
+            let at = position(first);
+            let place = match (file.as_str(), at.record) {
+                ("", None) => describe_record(batch, first.index),
+                ("", Some(number)) => format!("record {number}"),
+                (file, None) => format!("a record of {file}"),
+                (file, Some(number)) => format!("{file}: record {number}"),
+            };
+            return Err(StageError::Refused(format!(
+                "{place}: {}; a `[rejects]` table sets such records aside and lets the run go on",
+                first.reason
+            )));
+        }
+        let mut rejects = Vec::with_capacity(refused.len());
+        for refused in &refused {
+            let mut raw = Vec::new();
+            crate::record::json::write_nested_record(&mut raw, &batch.records[refused.index]);
+            rejects.push(Reject {
+                file: file.clone(),
+                position: position(refused),
+                reason: refused.reason.clone(),
+                raw: Some(String::from_utf8_lossy(&raw).into_owned()),
+            });
+        }
+        batch.rejects.extend(rejects);
+        let mut refused = refused.iter().map(|r| r.index).peekable();
+        batch.retain(|index, _| {
+            let out = refused.peek() == Some(&index);
+            if out {
+                refused.next();
+            }
+            !out
+        });
+        Ok(())
     }
 }
 

@@ -453,7 +453,7 @@ impl HttpSink {
         let follow_up = match &self.upsert {
             None => None,
             Some(upsert) => {
-                let (on, method) = (upsert.on.clone(), upsert.method);
+                let method = upsert.method;
                 let url = match upsert.url.render(record) {
                     Ok(url) => url,
                     Err(reason) => {
@@ -467,22 +467,21 @@ impl HttpSink {
                     self.acknowledged_before += 1;
                     return Ok(());
                 }
-                Some((
-                    on,
-                    self.outgoing(method, url, key, body.clone(), Vec::new()),
-                ))
+                Some(self.outgoing(method, url, key, body.clone(), Vec::new()))
             }
         };
         // The resource the record is: where the follow-up goes, else the request's URL.
         let lane = self.ordered.then(|| {
             follow_up
                 .as_ref()
-                .map_or(&url, |(_, follow_up)| &follow_up.url)
+                .map_or(&url, |follow_up| &follow_up.url)
                 .to_string()
         });
-        let on = follow_up
+        // The answers that send the follow-up instead.
+        let on = self
+            .upsert
             .as_ref()
-            .map(|(on, _)| on.clone())
+            .map(|upsert| upsert.on.clone())
             .unwrap_or_default();
         let first = match self.prepare(self.method, &url, number, "", body, &on)? {
             Prepared::Send(outgoing) => *outgoing,
@@ -500,7 +499,7 @@ impl HttpSink {
                     unit,
                 },
                 first,
-                follow_up: follow_up.map(|(_, follow_up)| follow_up),
+                follow_up,
             },
         )
     }
