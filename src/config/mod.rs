@@ -9,7 +9,7 @@ pub mod secret;
 use std::path::{Component, Path, PathBuf};
 
 pub use interpolate::{Resolver, Variables};
-pub use secret::{Secret, SecretValue};
+pub use secret::{Secret, SecretUrl, SecretValue};
 
 /// A problem a config value has on its own, found without I/O: the key it is about (a dotted
 /// path within the stage's table, e.g. `format.delimiter`) and what is wrong.

@@ -234,3 +234,57 @@ mod tests {
         assert!(!err.contains("hunter2"), "{err}");
     }
 }
+
+/// A URL that may be a secret in full (a Slack or Teams webhook holds its token in the path):
+/// resolved when the pipeline is loaded, like any string, but messages show it as written in
+/// the pipeline file (`${env:SLACK_WEBHOOK_URL}`), so a value that came from a reference is
+/// never shown; one written out in full is shown with its query values hidden.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl {
+    value: String,
+    shown: String,
+}
+
+impl SecretUrl {
+    /// The URL to send to.
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+
+    /// The URL as messages show it.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(value: String) -> Self {
+        let written = interpolate::as_written(&value);
+        let shown = crate::redact::redact_url(written.as_deref().unwrap_or(&value));
+        SecretUrl { value, shown }
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(SecretUrl::from)
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl JsonSchema for SecretUrl {
+    fn schema_name() -> Cow<'static, str> {
+        "SecretUrl".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "A URL, best by reference when it holds a token (`${env:SLACK_WEBHOOK_URL}`): messages show it as written."
+        })
+    }
+}

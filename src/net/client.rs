@@ -480,14 +480,10 @@ impl Client {
                 return Ok(Judged::TokenRefreshed);
             }
         }
-        let retry_after = retry_after(response.headers(), SystemTime::now());
         if status == StatusCode::TOO_MANY_REQUESTS {
             lock(&self.counts).rate_limited += 1;
-            // Too many requests from this client, not from this one thread: all of them wait.
-            if let Some(wait) = retry_after {
-                lock(&self.governor).block(Instant::now() + wait);
-            }
         }
+        let retry_after = retry_after(response.headers(), SystemTime::now());
         let retry = self.retry.statuses.contains(&status.as_u16())
             && !final_statuses.contains(&status.as_u16());
         let detail = error_detail(response);

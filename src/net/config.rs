@@ -185,7 +185,7 @@ pub fn url_problem(url: &str) -> Option<String> {
         Ok(_) => None,
         Err(e) => Some(format!(
             "`{}` is not a valid URL: {e}",
-            crate::net::redact_url(url)
+            crate::redact::redact_url(url)
         )),
     }
 }

@@ -11,18 +11,20 @@ use std::sync::{Arc, Mutex};
 use url::Url;
 
 use super::{Notice, NotifySpec, Triggered, message};
-use crate::config::{Invalid, Secret, Validate};
+use crate::config::{Invalid, Secret, SecretUrl, Validate};
 use crate::net::client::{Client, ClientSettings, Method, Post, Reading, Request, Sent};
 use crate::net::config::{AuthConfig, RateLimitConfig, RetryConfig, auth_problems, url_problem};
-use crate::net::{HttpError, Secrets, redact_url, tls_config};
+use crate::net::{HttpError, Secrets, tls_config};
 use crate::stage::RunContext;
 
 notify_config! {
     /// POSTs the run report (the same JSON as `--report`) to a URL.
     pub struct WebhookConfig {
-        /// Where to POST: an `http://` or `https://` URL. Query values are shown as `***` in
-        /// messages, so a token may travel there. HTTPS certificates are verified. Required.
-        pub url: String,
+        /// Where to POST: an `http://` or `https://` URL. Messages show it as written in the
+        /// pipeline file, query values as `***`: a URL that holds a token in its path (Slack,
+        /// Teams) is best given by reference, `url = "${env:SLACK_WEBHOOK_URL}"`, and is then
+        /// shown as that. HTTPS certificates are verified. Required.
+        pub url: SecretUrl,
         /// Extra request headers, e.g. `{ Authorization = "${env:HOOK_TOKEN}" }`. Values are
         /// secrets (`${env:NAME}`, `${file:PATH}`), never shown. Default: none.
         #[serde(default)]
@@ -83,13 +85,10 @@ const MAX_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(300)
 impl Validate for WebhookConfig {
     fn problems(&self) -> Vec<Invalid> {
         let mut problems = self.trigger().problems();
-        match url_problem(&self.url) {
-            Some(problem) => problems.push(Invalid::new("url", problem)),
-            None if Url::parse(&self.url).is_err() => problems.push(Invalid::new(
-                "url",
-                format!("`{}` is not a valid URL", redact_url(&self.url)),
-            )),
-            None => {}
+        if let Some(problem) = url_problem(self.url.expose()) {
+            // The problem quotes the URL: show it as written.
+            let problem = problem.replace(self.url.expose(), self.url.shown());
+            problems.push(Invalid::new("url", problem));
         }
         for name in self.headers.keys() {
             if name.parse::<ureq::http::HeaderName>().is_err() {
@@ -141,7 +140,7 @@ impl WebhookConfig {
 
 impl NotifySpec for WebhookConfig {
     fn target(&self) -> String {
-        format!("webhook {}", redact_url(&self.url))
+        format!("webhook {}", self.url.shown())
     }
 
     fn send(&self, notice: &Notice, cx: &RunContext) -> Result<(), String> {
@@ -160,10 +159,15 @@ fn send(config: &WebhookConfig, notice: &Notice, cx: &RunContext) -> Result<(), 
     for (_, value) in &headers {
         redactor.add(value.expose());
     }
-    let url = Url::parse(&config.url).map_err(|e| format!("`url`: {e}"))?;
+    let url = Url::parse(config.url.expose()).map_err(|e| format!("`url`: {e}"))?;
     // Query values are shown as `***` in messages (`redact_url`): an echo of one is too.
     for (_, value) in url.query_pairs() {
         redactor.add_part(&value);
+    }
+    // A URL given by reference is a secret in full (Slack's token is its path).
+    if config.url.shown() != crate::redact::redact_url(config.url.expose()) {
+        redactor.add(config.url.expose());
+        redactor.add_part(url.path().trim_matches('/'));
     }
     let tls = tls_config(config.ca_file.as_deref(), cx).map_err(|e| e.to_string())?;
     let settings = ClientSettings {
@@ -187,7 +191,7 @@ fn send(config: &WebhookConfig, notice: &Notice, cx: &RunContext) -> Result<(), 
             notice.report.pipeline,
             notice.report.run_id,
             notice.event.as_str(),
-            config.url
+            config.url.expose()
         )
         .as_bytes(),
     );

@@ -254,10 +254,12 @@ impl Batch {
             .map(|(index, record)| keep(index, record))
             .collect();
         let mut flags = keeps.iter();
-        self.records.retain(|_| *flags.next().expect("one flag a record"));
+        self.records
+            .retain(|_| *flags.next().expect("one flag a record"));
         if self.numbers.len() == keeps.len() {
             let mut flags = keeps.iter();
-            self.numbers.retain(|_| *flags.next().expect("one flag a number"));
+            self.numbers
+                .retain(|_| *flags.next().expect("one flag a number"));
         } else {
             self.numbers.clear();
         }

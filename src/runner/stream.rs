@@ -82,7 +82,10 @@ pub(super) fn stream(
         for next in receiver {
             let mut batch = next.map_err(|e| chain.fail(&chain.source_label, e))?;
             streamed.records_read += batch.len() as u64;
-            let mut rejected = chain.rejects.as_mut().map(|r| r.take_unreadable(&mut batch));
+            let mut rejected = chain
+                .rejects
+                .as_mut()
+                .map(|r| r.take_unreadable(&mut batch));
             if !chain.transforms.is_empty() {
                 number_records(&mut batch, &mut numbered);
             }

@@ -793,7 +793,11 @@ fn every_example_pipeline_is_valid() {
             let reference = &reference[..reference.find('}').expect("a closed reference")];
             match reference.split_once(':') {
                 Some(("env", name)) if !name.contains(":-") => {
-                    command.env(name, "from-the-environment");
+                    let value = match name.ends_with("_URL") {
+                        true => "https://hooks.example.com/from-the-environment",
+                        false => "from-the-environment",
+                    };
+                    command.env(name, value);
                 }
                 Some(("var", name)) if !name.contains(":-") => {
                     command

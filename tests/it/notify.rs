@@ -833,3 +833,36 @@ fn broken_alerting_is_found_by_validate_and_said_with_the_failure() {
         outcome.stderr
     );
 }
+
+/// A Slack-style webhook URL holds its token in the path: given by reference, it is shown as
+/// the reference, and an answer that echoes it is redacted.
+#[test]
+fn a_webhook_url_given_by_reference_is_never_shown() {
+    let sandbox = Sandbox::new();
+    let server = HookServer::start(&[403]);
+    let url = server.url("/services/T0123/B0456/xoxb-path-token");
+    sandbox.write(
+        "p.toml",
+        "[source]\ntype = \"file\"\npath = \"in.csv\"\n[[sinks]]\ntype = \"file\"\npath = \"out.ndjson\"\n\
+         [[notify]]\ntype = \"webhook\"\non = [\"failure\"]\nurl = \"${env:HOOK_URL}\"\nbody = { text = \"{summary}\" }\n",
+    );
+    let outcome = crate::support::run({
+        let mut command = sandbox.command(["-q", "run", "p.toml"]);
+        command.env("HOOK_URL", &url);
+        command
+    });
+    outcome.assert_code(1);
+    assert_eq!(server.finish().len(), 1);
+    assert!(
+        outcome.stderr.contains(
+            "\n  and: notification 1 (webhook ${env:HOOK_URL}) for failure not sent: answered HTTP 403: rejected None at /***"
+        ),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        !outcome.stderr.contains("xoxb-path-token"),
+        "{}",
+        outcome.stderr
+    );
+}

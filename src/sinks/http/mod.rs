@@ -244,7 +244,7 @@ impl HttpSink {
         };
         // The template as written (a parsed URL would show `%7Bid%7D`), query values and
         // secrets hidden.
-        let shown = redactor.text(&crate::net::redact_url(&config.url));
+        let shown = redactor.text(&crate::redact::redact_url(&config.url));
         let mut retry = config.retry.clone();
         // The receiver still works on a request with the same key: ask again later.
         if !retry.statuses.contains(&409) {

@@ -26,7 +26,7 @@ impl UrlTemplate {
     /// Parses `template`; a placeholder may not stand in the scheme, host or port (a record
     /// must never choose where the credentials go).
     pub fn parse(template: &str) -> Result<Self, String> {
-        let shown = crate::net::redact_url(template);
+        let shown = crate::redact::redact_url(template);
         let pieces = pieces(template).map_err(|unbalanced| match unbalanced {
             Unbalanced::LoneClose => {
                 format!("`{shown}`: a lone `}}` (a literal brace is `}}}}`)")
