@@ -110,7 +110,7 @@ impl Flatten {
     }
 
     /// The values of the fields `value` becomes, in the order of [`Flatten::leaf_names`]: an
-    /// empty object or array is null, an array in `json` mode its JSON text.
+    /// empty object is null, an array in `json` mode its JSON text, an empty one in `index` mode null.
     fn leaf_values(&self, value: Value, values: &mut Vec<(FieldName, Value)>, names: &mut std::vec::Drain<'_, String>) {
         match value {
             Value::Object(mut record) if !record.is_empty() => {
@@ -126,7 +126,9 @@ impl Flatten {
             value => {
                 let value = match value {
                     Value::Object(_) => Value::Null,
-                    Value::Array(ref items) if items.is_empty() => Value::Null,
+                    Value::Array(ref items) if items.is_empty() && self.arrays == Arrays::Index => {
+                        Value::Null
+                    }
                     Value::Array(_) => Value::String(value.to_text().expect("an array has text").as_ref().into()),
                     value => value,
                 };
@@ -181,5 +183,147 @@ impl Transform for Flatten {
         }
         self.names = flat_names;
         self.refusals.set_aside(batch, refused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Origin, Record};
+
+    fn record(fields: Vec<(&str, Value)>) -> Record {
+        fields
+            .into_iter()
+            .map(|(n, v)| (Arc::from(n), v))
+            .collect()
+    }
+
+    fn int(i: i64) -> Value {
+        Value::Integer(i)
+    }
+
+    fn flatten(toml_text: &str, records: Vec<Record>, quarantine: bool) -> Result<Batch, String> {
+        let config: FlattenConfig = toml::from_str(toml_text).unwrap();
+        assert_eq!(config.problems(), []);
+        let cx = RunContext {
+            quarantine,
+            ..RunContext::new("p", std::path::Path::new("."))
+        };
+        let mut batch = Batch {
+            numbers: (1..=records.len() as u64).collect(),
+            records,
+            origin: Some(Arc::new(Origin {
+                path: "in/orders.json".into(),
+            })),
+            ..Batch::default()
+        };
+        Flatten::new(&config, &cx)
+            .apply(&mut batch)
+            .map_err(|e| e.to_string())?;
+        Ok(batch)
+    }
+
+    fn nested() -> Record {
+        record(vec![
+            ("id", int(1)),
+            (
+                "customer",
+                Value::Object(record(vec![
+                    ("name", Value::String("Zoë".into())),
+                    (
+                        "address",
+                        Value::Object(record(vec![("city", Value::String("Köln".into()))])),
+                    ),
+                    ("tags", Value::Array(vec![])),
+                    ("extra", Value::Object(Record::new())),
+                ])),
+            ),
+            (
+                "items",
+                Value::Array(vec![
+                    Value::Object(record(vec![("sku", Value::String("A".into()))])),
+                    int(2),
+                ]),
+            ),
+            ("total", Value::Null),
+        ])
+    }
+
+    fn names_and_values(record: &Record) -> Vec<(String, String)> {
+        record
+            .iter()
+            .map(|(n, v)| (n.to_string(), format!("{v:?}")))
+            .collect()
+    }
+
+    #[test]
+    fn objects_become_dotted_fields_in_place_and_arrays_json_text() {
+        let batch = flatten("", vec![nested()], false).unwrap();
+        assert_eq!(
+            batch.records,
+            [record(vec![
+                ("id", int(1)),
+                ("customer.name", Value::String("Zoë".into())),
+                ("customer.address.city", Value::String("Köln".into())),
+                ("customer.tags", Value::String("[]".into())),
+                ("customer.extra", Value::Null),
+                ("items", Value::String(r#"[{"sku":"A"},2]"#.into())),
+                ("total", Value::Null),
+            ])]
+        );
+    }
+
+    #[test]
+    fn arrays_by_index_with_another_separator_and_only_some_fields() {
+        let batch = flatten(
+            r#"arrays = "index"
+separator = "_"
+fields = ["items"]"#,
+            vec![nested()],
+            false,
+        )
+        .unwrap();
+        let names: Vec<String> = names_and_values(&batch.records[0])
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["id", "customer", "items_0_sku", "items_1", "total"]);
+        assert_eq!(batch.records[0].get("items_1"), Some(&int(2)));
+        let empty = flatten(
+            r#"arrays = "index""#,
+            vec![record(vec![("items", Value::Array(vec![]))])],
+            false,
+        )
+        .unwrap();
+        assert_eq!(empty.records, [record(vec![("items", Value::Null)])]);
+    }
+
+    #[test]
+    fn a_name_clash_refuses_the_record_naming_the_field() {
+        let clashing = record(vec![
+            ("a.b", int(1)),
+            ("a", Value::Object(record(vec![("b", int(2))]))),
+        ]);
+        let error = flatten("", vec![record(vec![("x", int(0))]), clashing.clone()], false)
+            .unwrap_err();
+        assert_eq!(
+            error,
+            "in/orders.json: record 2: flattening makes two fields named `a.b`: rename one of them before `flatten`, or choose another `separator`; a `[rejects]` table sets such records aside and lets the run go on"
+        );
+        let batch = flatten("", vec![clashing, nested()], true).unwrap();
+        assert_eq!(batch.records.len(), 1);
+        assert_eq!(batch.numbers, [2]);
+        assert_eq!(batch.rejects[0].position.record, Some(1));
+        assert_eq!(batch.rejects[0].position.field.as_deref(), Some("`a.b`"));
+        assert_eq!(batch.rejects[0].raw.as_deref(), Some(r#"{"a.b":1,"a":{"b":2}}"#));
+    }
+
+    #[test]
+    fn an_empty_separator_is_invalid() {
+        let config: FlattenConfig = toml::from_str(r#"separator = """#).unwrap();
+        assert_eq!(
+            config.problems()[0].message,
+            "`separator` is empty: names would run together (`ab` from `a` and `b`); write `\".\"` or `\"_\"`"
+        );
     }
 }

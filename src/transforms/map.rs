@@ -158,7 +158,8 @@ impl Map {
                         .as_deref()
                         .zip(field.value.as_deref())
                         .expect("validated: a lookup file has key and value columns");
-                    (read_lookup(&cx.resolve(file), key, value)?, file.clone())
+                    let path = cx.resolve(file);
+                    (read_lookup(&path, key, value, LookupBounds::DEFAULT)?, file.clone())
                 }
                 (None, None) => unreachable!("validated: a lookup has values or a file"),
             };
@@ -182,11 +183,26 @@ impl Map {
     }
 }
 
+/// How much of a lookup file is held in memory at most.
+#[derive(Debug, Clone, Copy)]
+struct LookupBounds {
+    rows: u64,
+    bytes: u64,
+}
+
+impl LookupBounds {
+    const DEFAULT: LookupBounds = LookupBounds {
+        rows: MAX_LOOKUP_ROWS,
+        bytes: MAX_LOOKUP_BYTES,
+    };
+}
+
 /// The `key` column = `value` column pairs of the CSV file at `path`.
 fn read_lookup(
     path: &std::path::Path,
     key: &str,
     value: &str,
+    bounds: LookupBounds,
 ) -> Result<HashMap<String, Value>, StageError> {
     let shown = path.display();
     let file = std::fs::File::open(path)
@@ -195,9 +211,10 @@ fn read_lookup(
         .metadata()
         .map_err(|e| StageError::io(&shown, "read the lookup file", e))?
         .len();
-    if size > MAX_LOOKUP_BYTES {
+    if size > bounds.bytes {
         return Err(StageError::Refused(format!(
-            "{shown}: the lookup file has {size} bytes, more than a lookup may hold in memory ({MAX_LOOKUP_BYTES} bytes, 256 MiB): narrow it to the keys the pipeline needs"
+            "{shown}: the lookup file has {size} bytes, more than a lookup may hold in memory ({} bytes): narrow it to the keys the pipeline needs",
+            bounds.bytes
         )));
     }
     let mut reader = csv::Reader::from_reader(std::io::BufReader::new(file));
@@ -225,9 +242,10 @@ fn read_lookup(
     let mut rows = 0u64;
     while reader.read_record(&mut row).map_err(bad)? {
         rows += 1;
-        if rows > MAX_LOOKUP_ROWS {
+        if rows > bounds.rows {
             return Err(StageError::Refused(format!(
-                "{shown}: the lookup file has more than {MAX_LOOKUP_ROWS} rows, more than a lookup may hold in memory: narrow it to the keys the pipeline needs"
+                "{shown}: the lookup file has more than {} rows, more than a lookup may hold in memory: narrow it to the keys the pipeline needs",
+                bounds.rows
             )));
         }
         let line = row.position().map_or(0, |position| position.line());
@@ -285,5 +303,225 @@ impl Transform for Map {
             }
         }
         self.refusals.set_aside(batch, refused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Origin, Record};
+
+    fn context(dir: &std::path::Path, quarantine: bool) -> RunContext {
+        RunContext {
+            quarantine,
+            ..RunContext::new("p", dir)
+        }
+    }
+
+    fn config(toml_text: &str) -> MapConfig {
+        let config: MapConfig = toml::from_str(toml_text).unwrap();
+        assert_eq!(config.problems(), []);
+        config
+    }
+
+    fn record(fields: &[(&str, Value)]) -> Record {
+        fields
+            .iter()
+            .map(|(n, v)| (Arc::from(*n), v.clone()))
+            .collect()
+    }
+
+    fn text(s: &str) -> Value {
+        Value::String(s.into())
+    }
+
+    fn batch(records: Vec<Record>) -> Batch {
+        let numbers = (1..=records.len() as u64).map(|n| n * 10).collect();
+        Batch {
+            records,
+            origin: Some(Arc::new(Origin {
+                path: "in/orders.csv".into(),
+            })),
+            numbers,
+            ..Batch::default()
+        }
+    }
+
+    #[test]
+    fn values_match_by_text_and_default_or_keep_decide_the_rest() {
+        let config = config(
+            r#"fields = { status = { values = { "1" = "unshipped", "2" = "shipped", "" = "none" }, default = "unknown" }, "größe" = { values = { "L" = "groß" } } }"#,
+        );
+        let mut map = Map::new(&config, &context(std::path::Path::new("."), false)).unwrap();
+        let mut batch = batch(vec![
+            record(&[("status", Value::Integer(1)), ("größe", text("L"))]),
+            record(&[("status", text("2")), ("größe", text("XL"))]),
+            record(&[("status", Value::Integer(7)), ("größe", Value::Null)]),
+            record(&[("status", Value::Null)]),
+            record(&[("other", Value::Integer(1))]),
+            record(&[("status", Value::Float(1.0))]),
+        ]);
+        map.apply(&mut batch).unwrap();
+        assert_eq!(
+            batch.records,
+            [
+                record(&[("status", text("unshipped")), ("größe", text("groß"))]),
+                record(&[("status", text("shipped")), ("größe", text("XL"))]),
+                record(&[("status", text("unknown")), ("größe", Value::Null)]),
+                record(&[("status", text("none"))]),
+                record(&[("other", Value::Integer(1))]),
+                record(&[("status", text("unknown"))]),
+            ]
+        );
+    }
+
+    #[test]
+    fn on_missing_null_and_reject() {
+        let config = config(
+            r#"fields = { a = { values = { "x" = "X" }, on_missing = "null" }, b = { values = { "y" = "Y" }, on_missing = "reject" } }"#,
+        );
+        let mut map = Map::new(&config, &context(std::path::Path::new("."), true)).unwrap();
+        let mut batch = batch(vec![
+            record(&[("a", text("q")), ("b", text("y"))]),
+            record(&[("a", text("x")), ("b", text("z"))]),
+            record(&[("a", text("x")), ("b", Value::Null)]),
+            record(&[("a", text("x"))]),
+        ]);
+        map.apply(&mut batch).unwrap();
+        assert_eq!(
+            batch.records,
+            [
+                record(&[("a", Value::Null), ("b", text("Y"))]),
+                record(&[("a", text("X"))]),
+            ]
+        );
+        assert_eq!(batch.numbers, [10, 40]);
+        let rejects: Vec<(Option<u64>, Option<String>, String, Option<String>)> = batch
+            .rejects
+            .iter()
+            .map(|r| {
+                (
+                    r.position.record,
+                    r.position.field.clone(),
+                    r.reason.clone(),
+                    r.raw.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rejects,
+            [
+                (
+                    Some(20),
+                    Some("`b`".to_string()),
+                    "`b`: `z` is not a key of the `values` of `b`".to_string(),
+                    Some(r#"{"a":"x","b":"z"}"#.to_string())
+                ),
+                (
+                    Some(30),
+                    Some("`b`".to_string()),
+                    "`b`: null is not a key of the `values` of `b`".to_string(),
+                    Some(r#"{"a":"x","b":null}"#.to_string())
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_rejects_a_missing_key_fails_naming_file_and_record() {
+        let config = config(r#"fields = { b = { values = { "y" = "Y" }, on_missing = "reject" } }"#);
+        let mut map = Map::new(&config, &context(std::path::Path::new("."), false)).unwrap();
+        let mut batch = batch(vec![record(&[("b", text("y"))]), record(&[("b", text("ü"))])]);
+        assert_eq!(
+            map.apply(&mut batch).unwrap_err().to_string(),
+            "in/orders.csv: record 20: `b`: `ü` is not a key of the `values` of `b`; a `[rejects]` table sets such records aside and lets the run go on"
+        );
+    }
+
+    #[test]
+    fn a_lookup_file_is_read_relative_to_the_pipeline() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("ref")).unwrap();
+        std::fs::write(
+            dir.path().join("ref/countries.csv"),
+            "\u{feff}code,name,note\nDE,Deutschland,x\nCI,Côte d'Ivoire,\n",
+        )
+        .unwrap();
+        let config = config(
+            r#"fields = { country = { file = "ref/countries.csv", key = "code", value = "name", on_missing = "null" } }"#,
+        );
+        let mut map = Map::new(&config, &context(dir.path(), false)).unwrap();
+        let mut batch = batch(vec![
+            record(&[("country", text("CI"))]),
+            record(&[("country", text("FR"))]),
+        ]);
+        map.apply(&mut batch).unwrap();
+        assert_eq!(
+            batch.records,
+            [
+                record(&[("country", text("Côte d'Ivoire"))]),
+                record(&[("country", Value::Null)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_lookup_file_fails_naming_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ref.csv");
+        let read = |text: &str, bounds: LookupBounds| {
+            std::fs::write(&path, text).unwrap();
+            read_lookup(&path, "code", "name", bounds)
+                .unwrap_err()
+                .to_string()
+                .replace(&path.display().to_string(), "ref.csv")
+        };
+        let bounds = LookupBounds::DEFAULT;
+        assert_eq!(
+            read("code,name\nDE,Germany\nFR,France\nDE,Deutschland\n", bounds),
+            "ref.csv: line 4: the key `DE` is also on line 2: each key of a lookup file must be on one row"
+        );
+        assert_eq!(
+            read("id,name\nDE,Germany\n", bounds),
+            "ref.csv: no column `code` (the `key` column); its columns are `id`, `name`"
+        );
+        assert_eq!(
+            read("code,name\nDE\n", bounds),
+            "ref.csv: line 2: cannot read the lookup file: CSV error: record 1 (line: 2, byte: 10): found record with 1 fields, but the previous record has 2 fields"
+        );
+        let small = LookupBounds { rows: 2, bytes: 64 };
+        assert_eq!(
+            read("code,name\na,1\nb,2\nc,3\n", small),
+            "ref.csv: the lookup file has more than 2 rows, more than a lookup may hold in memory: narrow it to the keys the pipeline needs"
+        );
+        assert_eq!(
+            read(&format!("code,name\n{}\n", "x".repeat(60)), small),
+            "ref.csv: the lookup file has 71 bytes, more than a lookup may hold in memory (64 bytes): narrow it to the keys the pipeline needs"
+        );
+    }
+
+    #[test]
+    fn a_lookup_is_values_or_a_file_with_its_columns() {
+        let problems = |text: &str| -> Vec<String> {
+            toml::from_str::<MapConfig>(text)
+                .unwrap()
+                .problems()
+                .into_iter()
+                .map(|p| format!("{}: {}", p.key, p.message))
+                .collect()
+        };
+        assert_eq!(
+            problems(
+                r#"fields = { a = { values = { "1" = "x" }, file = "r.csv" }, b = {}, c = { file = "r.csv", key = "k" }, d = { values = {}, key = "k" }, e = { values = { "1" = "x" }, default = "?", on_missing = "null" } }"#
+            ),
+            [
+                "fields.a: both `values` and `file` given: write the lookup in `values` or name a CSV `file`, not both",
+                "fields.b: no lookup: write `values = { \"1\" = \"shipped\" }`, or `file = \"ref.csv\"` with `key` and `value` columns",
+                "fields.c: a lookup `file` needs `key` (the column matched against the field) and `value` (the column written)",
+                "fields.d: `values` is empty: write at least one `\"code\" = \"meaning\"`",
+                "fields.d: `key` and `value` name the columns of a lookup `file`; with `values`, remove them",
+                "fields.e: `default` and `on_missing` both say what a value the lookup lacks becomes: keep one",
+            ]
+        );
     }
 }

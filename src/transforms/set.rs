@@ -79,11 +79,16 @@ fn in_written_order<'de, D: serde::Deserializer<'de>>(
             f.write_str("a table of field names and values")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut entries = Vec::new();
+            // TOML tables come sorted by key: their spans give the written order back.
+            let mut entries: Vec<(String, toml::Spanned<SetValue>)> = Vec::new();
             while let Some(entry) = map.next_entry()? {
                 entries.push(entry);
             }
-            Ok(entries)
+            entries.sort_by_key(|(_, value)| value.span().start);
+            Ok(entries
+                .into_iter()
+                .map(|(name, value)| (name, value.into_inner()))
+                .collect())
         }
     }
     deserializer.deserialize_map(Entries)

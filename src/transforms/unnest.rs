@@ -237,3 +237,213 @@ impl Transform for Unnest {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Origin;
+
+    fn record(fields: Vec<(&str, Value)>) -> Record {
+        fields
+            .into_iter()
+            .map(|(n, v)| (Arc::from(n), v))
+            .collect()
+    }
+
+    fn int(i: i64) -> Value {
+        Value::Integer(i)
+    }
+
+    fn text(s: &str) -> Value {
+        Value::String(s.into())
+    }
+
+    fn line(sku: &str, qty: i64) -> Value {
+        Value::Object(record(vec![("sku", text(sku)), ("qty", int(qty))]))
+    }
+
+    fn unnest(toml_text: &str, records: Vec<Record>, quarantine: bool) -> Result<Batch, String> {
+        let config: UnnestConfig = toml::from_str(toml_text).unwrap();
+        assert_eq!(config.problems(), []);
+        let cx = RunContext {
+            quarantine,
+            ..RunContext::new("p", std::path::Path::new("."))
+        };
+        let mut batch = Batch {
+            numbers: (1..=records.len() as u64).collect(),
+            records,
+            origin: Some(Arc::new(Origin {
+                path: "in/orders.json".into(),
+            })),
+            ..Batch::default()
+        };
+        Unnest::new(&config, &cx)
+            .apply(&mut batch)
+            .map_err(|e| e.to_string())?;
+        Ok(batch)
+    }
+
+    fn orders() -> Vec<Record> {
+        vec![
+            record(vec![
+                ("order_id", int(1)),
+                ("lines", Value::Array(vec![line("A", 2), line("ß", 1)])),
+                ("customer", text("Zoë")),
+            ]),
+            record(vec![
+                ("order_id", int(2)),
+                ("lines", Value::Array(vec![])),
+                ("customer", text("Li")),
+            ]),
+            record(vec![("order_id", int(3)), ("customer", text("Ann"))]),
+            record(vec![
+                ("order_id", int(4)),
+                ("lines", Value::Array(vec![text("gift"), Value::Null])),
+                ("customer", Value::Null),
+            ]),
+        ]
+    }
+
+    #[test]
+    fn one_record_per_element_in_the_arrays_place_with_the_parents_number() {
+        let batch = unnest(r#"field = "lines""#, orders(), false).unwrap();
+        assert_eq!(
+            batch.records,
+            [
+                record(vec![
+                    ("order_id", int(1)),
+                    ("sku", text("A")),
+                    ("qty", int(2)),
+                    ("customer", text("Zoë"))
+                ]),
+                record(vec![
+                    ("order_id", int(1)),
+                    ("sku", text("ß")),
+                    ("qty", int(1)),
+                    ("customer", text("Zoë"))
+                ]),
+                record(vec![("order_id", int(2)), ("customer", text("Li"))]),
+                record(vec![("order_id", int(3)), ("customer", text("Ann"))]),
+                record(vec![
+                    ("order_id", int(4)),
+                    ("lines", text("gift")),
+                    ("customer", Value::Null)
+                ]),
+                record(vec![
+                    ("order_id", int(4)),
+                    ("lines", Value::Null),
+                    ("customer", Value::Null)
+                ]),
+            ]
+        );
+        assert_eq!(batch.numbers, [1, 1, 2, 3, 4, 4]);
+    }
+
+    #[test]
+    fn prefix_keep_and_dropping_the_empty() {
+        let batch = unnest(
+            r#"field = "lines"
+prefix = "line."
+keep = ["order_id"]
+empty = "drop""#,
+            orders(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            batch.records,
+            [
+                record(vec![
+                    ("order_id", int(1)),
+                    ("line.sku", text("A")),
+                    ("line.qty", int(2))
+                ]),
+                record(vec![
+                    ("order_id", int(1)),
+                    ("line.sku", text("ß")),
+                    ("line.qty", int(1))
+                ]),
+                record(vec![("order_id", int(4)), ("lines", text("gift"))]),
+                record(vec![("order_id", int(4)), ("lines", Value::Null)]),
+            ]
+        );
+        assert_eq!(batch.numbers, [1, 1, 4, 4]);
+    }
+
+    #[test]
+    fn a_clash_or_a_value_that_is_no_array_refuses_the_record() {
+        let clash = record(vec![
+            ("sku", text("parent")),
+            ("lines", Value::Array(vec![line("A", 1)])),
+        ]);
+        assert_eq!(
+            unnest(r#"field = "lines""#, vec![clash.clone()], false).unwrap_err(),
+            "in/orders.json: record 1: `lines`: an element's `sku` would overwrite the record's `sku`: set a `prefix` (`prefix = \"lines.\"`) or leave `sku` out of `keep`; a `[rejects]` table sets such records aside and lets the run go on"
+        );
+        let not_an_array = record(vec![("lines", text("A,B"))]);
+        let batch = unnest(
+            r#"field = "lines""#,
+            vec![clash.clone(), not_an_array, orders().remove(0)],
+            true,
+        )
+        .unwrap();
+        let rejects: Vec<(Option<u64>, String)> = batch
+            .rejects
+            .iter()
+            .map(|r| (r.position.record, r.reason.clone()))
+            .collect();
+        assert_eq!(
+            rejects,
+            [
+                (
+                    Some(1),
+                    "`lines`: an element's `sku` would overwrite the record's `sku`: set a `prefix` (`prefix = \"lines.\"`) or leave `sku` out of `keep`".to_string()
+                ),
+                (
+                    Some(2),
+                    "`lines` is text, not an array: `unnest` takes an array (or null)".to_string()
+                ),
+            ]
+        );
+        assert_eq!(batch.numbers, [3, 3]);
+        let kept_apart = unnest(
+            r#"field = "lines"
+keep = ["order_id"]"#,
+            vec![clash],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            kept_apart.records,
+            [record(vec![("sku", text("A")), ("qty", int(1))])]
+        );
+    }
+
+    #[test]
+    fn without_numbers_children_have_none() {
+        let cx = RunContext::new("p", std::path::Path::new("."));
+        let config: UnnestConfig = toml::from_str(r#"field = "lines""#).unwrap();
+        let mut batch = Batch {
+            records: orders(),
+            ..Batch::default()
+        };
+        Unnest::new(&config, &cx).apply(&mut batch).unwrap();
+        assert_eq!(batch.records.len(), 6);
+        assert!(batch.numbers.is_empty());
+    }
+
+    #[test]
+    fn keeping_the_unnested_field_is_invalid() {
+        let config: UnnestConfig =
+            toml::from_str(r#"field = "lines"
+keep = ["lines", "id", "id"]"#).unwrap();
+        let messages: Vec<String> = config.problems().into_iter().map(|p| p.message).collect();
+        assert_eq!(
+            messages,
+            [
+                "`lines` is the field unnested: its elements take its place, remove it from `keep`",
+                "`id` is listed twice"
+            ]
+        );
+    }
+}
