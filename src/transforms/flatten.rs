@@ -16,7 +16,9 @@ use crate::stage::{RunContext, Transform};
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlattenConfig {
-    /// What joins a parent's name and a child's. Default `"."`.
+    /// What joins a parent's name and a child's. A name made twice (a record with `a.b` and
+    /// `a = { b = 1 }`) refuses the record: to the rejects with `[rejects]`, else the run
+    /// fails naming it. Default `"."`.
     #[serde(default = "default_separator")]
     pub separator: String,
     /// What becomes of arrays: `"json"` (the array as one field of compact JSON text, as CSV

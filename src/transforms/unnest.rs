@@ -25,8 +25,7 @@ pub struct UnnestConfig {
     pub field: String,
     /// Put before the names of an element object's fields (`"line."` makes `line.sku`).
     /// Default: none.
-    #[serde(default)]
-    pub prefix: String,
+    pub prefix: Option<String>,
     /// The parent fields copied into every child, kept in the parent's order. Default: every
     /// other field. An element field with the name of a copied parent field refuses the record
     /// (set a `prefix`).
@@ -90,7 +89,7 @@ impl Unnest {
     pub fn new(config: &UnnestConfig, cx: &RunContext) -> Self {
         Unnest {
             field: Arc::from(config.field.as_str()),
-            prefix: config.prefix.clone(),
+            prefix: config.prefix.clone().unwrap_or_default(),
             keep: config.keep.as_ref().map(|keep| keep.iter().cloned().collect()),
             empty: config.empty,
             refusals: Refusals::new(cx),
