@@ -77,7 +77,11 @@ mod tests {
         assert!(glob.matches("customer.name"));
         assert!(glob.matches("customer.address.city"));
         assert!(!glob.matches("customer"));
-        assert!(FieldPattern::parse("*_id").unwrap().matches("kündigungs_id"));
+        assert!(
+            FieldPattern::parse("*_id")
+                .unwrap()
+                .matches("kündigungs_id")
+        );
         assert!(FieldPattern::parse("a[*]").unwrap().matches("a*"));
     }
 

@@ -113,7 +113,12 @@ impl Flatten {
 
     /// The values of the fields `value` becomes, in the order of [`Flatten::leaf_names`]: an
     /// empty object is null, an array in `json` mode its JSON text, an empty one in `index` mode null.
-    fn leaf_values(&self, value: Value, values: &mut Vec<(FieldName, Value)>, names: &mut std::vec::Drain<'_, String>) {
+    fn leaf_values(
+        &self,
+        value: Value,
+        values: &mut Vec<(FieldName, Value)>,
+        names: &mut std::vec::Drain<'_, String>,
+    ) {
         match value {
             Value::Object(mut record) if !record.is_empty() => {
                 for (_, value) in std::mem::take(record.fields_mut()) {
@@ -131,7 +136,9 @@ impl Flatten {
                     Value::Array(ref items) if items.is_empty() && self.arrays == Arrays::Index => {
                         Value::Null
                     }
-                    Value::Array(_) => Value::String(value.to_text().expect("an array has text").as_ref().into()),
+                    Value::Array(_) => {
+                        Value::String(value.to_text().expect("an array has text").as_ref().into())
+                    }
                     value => value,
                 };
                 let name = names.next().expect("a name for every leaf");
@@ -146,7 +153,10 @@ impl Transform for Flatten {
         let mut refused = Vec::new();
         let mut flat_names = std::mem::take(&mut self.names);
         for (index, record) in batch.records.iter_mut().enumerate() {
-            if !record.iter().any(|(name, value)| self.flattens(name, value)) {
+            if !record
+                .iter()
+                .any(|(name, value)| self.flattens(name, value))
+            {
                 continue;
             }
             // Every name first: a clash refuses the record as it came in.
@@ -194,10 +204,7 @@ mod tests {
     use crate::record::{Origin, Record};
 
     fn record(fields: Vec<(&str, Value)>) -> Record {
-        fields
-            .into_iter()
-            .map(|(n, v)| (Arc::from(n), v))
-            .collect()
+        fields.into_iter().map(|(n, v)| (Arc::from(n), v)).collect()
     }
 
     fn int(i: i64) -> Value {
@@ -306,8 +313,12 @@ fields = ["items"]"#,
             ("a.b", int(1)),
             ("a", Value::Object(record(vec![("b", int(2))]))),
         ]);
-        let error = flatten("", vec![record(vec![("x", int(0))]), clashing.clone()], false)
-            .unwrap_err();
+        let error = flatten(
+            "",
+            vec![record(vec![("x", int(0))]), clashing.clone()],
+            false,
+        )
+        .unwrap_err();
         assert_eq!(
             error,
             "in/orders.json: record 2: flattening makes two fields named `a.b`: rename one of them before `flatten`, or choose another `separator`; a `[rejects]` table sets such records aside and lets the run go on"
@@ -317,7 +328,10 @@ fields = ["items"]"#,
         assert_eq!(batch.numbers, [2]);
         assert_eq!(batch.rejects[0].position.record, Some(1));
         assert_eq!(batch.rejects[0].position.field.as_deref(), Some("`a.b`"));
-        assert_eq!(batch.rejects[0].raw.as_deref(), Some(r#"{"a.b":1,"a":{"b":2}}"#));
+        assert_eq!(
+            batch.rejects[0].raw.as_deref(),
+            Some(r#"{"a.b":1,"a":{"b":2}}"#)
+        );
     }
 
     #[test]

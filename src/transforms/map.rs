@@ -159,7 +159,10 @@ impl Map {
                         .zip(field.value.as_deref())
                         .expect("validated: a lookup file has key and value columns");
                     let path = cx.resolve(file);
-                    (read_lookup(&path, key, value, LookupBounds::DEFAULT)?, file.clone())
+                    (
+                        read_lookup(&path, key, value, LookupBounds::DEFAULT)?,
+                        file.clone(),
+                    )
                 }
                 (None, None) => unreachable!("validated: a lookup has values or a file"),
             };
@@ -205,8 +208,8 @@ fn read_lookup(
     bounds: LookupBounds,
 ) -> Result<HashMap<String, Value>, StageError> {
     let shown = path.display();
-    let file = std::fs::File::open(path)
-        .map_err(|e| StageError::io(&shown, "open the lookup file", e))?;
+    let file =
+        std::fs::File::open(path).map_err(|e| StageError::io(&shown, "open the lookup file", e))?;
     let size = file
         .metadata()
         .map_err(|e| StageError::io(&shown, "read the lookup file", e))?
@@ -266,7 +269,11 @@ impl Transform for Map {
         let mut refused = Vec::new();
         'records: for (index, record) in batch.records.iter_mut().enumerate() {
             // Refused records go to the rejects as they came in: check before changing any.
-            for lookup in self.lookups.iter().filter(|l| matches!(l.missing, Missing::Reject)) {
+            for lookup in self
+                .lookups
+                .iter()
+                .filter(|l| matches!(l.missing, Missing::Reject))
+            {
                 if let Some(value) = record.get(&lookup.field) {
                     let key = value.to_text().unwrap_or_default();
                     if !lookup.entries.contains_key(key.as_ref()) {
@@ -396,42 +403,37 @@ mod tests {
             ]
         );
         assert_eq!(batch.numbers, [10, 40]);
-        let rejects: Vec<(Option<u64>, Option<String>, String, Option<String>)> = batch
+        let rejects: Vec<String> = batch
             .rejects
             .iter()
             .map(|r| {
-                (
+                format!(
+                    "record {:?}, field {:?}: {} | {}",
                     r.position.record,
-                    r.position.field.clone(),
-                    r.reason.clone(),
-                    r.raw.clone(),
+                    r.position.field.as_deref(),
+                    r.reason,
+                    r.raw.as_deref().unwrap_or("")
                 )
             })
             .collect();
         assert_eq!(
             rejects,
             [
-                (
-                    Some(20),
-                    Some("`b`".to_string()),
-                    "`b`: `z` is not a key of the `values` of `b`".to_string(),
-                    Some(r#"{"a":"x","b":"z"}"#.to_string())
-                ),
-                (
-                    Some(30),
-                    Some("`b`".to_string()),
-                    "`b`: null is not a key of the `values` of `b`".to_string(),
-                    Some(r#"{"a":"x","b":null}"#.to_string())
-                ),
+                r#"record Some(20), field Some("`b`"): `b`: `z` is not a key of the `values` of `b` | {"a":"x","b":"z"}"#,
+                r#"record Some(30), field Some("`b`"): `b`: null is not a key of the `values` of `b` | {"a":"x","b":null}"#,
             ]
         );
     }
 
     #[test]
     fn without_rejects_a_missing_key_fails_naming_file_and_record() {
-        let config = config(r#"fields = { b = { values = { "y" = "Y" }, on_missing = "reject" } }"#);
+        let config =
+            config(r#"fields = { b = { values = { "y" = "Y" }, on_missing = "reject" } }"#);
         let mut map = Map::new(&config, &context(std::path::Path::new("."), false)).unwrap();
-        let mut batch = batch(vec![record(&[("b", text("y"))]), record(&[("b", text("ü"))])]);
+        let mut batch = batch(vec![
+            record(&[("b", text("y"))]),
+            record(&[("b", text("ü"))]),
+        ]);
         assert_eq!(
             map.apply(&mut batch).unwrap_err().to_string(),
             "in/orders.csv: record 20: `b`: `ü` is not a key of the `values` of `b`; a `[rejects]` table sets such records aside and lets the run go on"

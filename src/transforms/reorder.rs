@@ -114,7 +114,11 @@ mod tests {
         Reorder::new(&config).apply(&mut batch).unwrap();
         let record = &batch.records[0];
         for (name, value) in record.iter() {
-            assert_eq!(value, &Value::String((**name).into()), "values move with names");
+            assert_eq!(
+                value,
+                &Value::String((**name).into()),
+                "values move with names"
+            );
         }
         record.names().map(|n| n.to_string()).collect()
     }
@@ -122,7 +126,10 @@ mod tests {
     #[test]
     fn listed_fields_first_then_the_rest_in_order() {
         assert_eq!(
-            names_after(&["id", "status", "missing"], &["note", "status", "total", "id"]),
+            names_after(
+                &["id", "status", "missing"],
+                &["note", "status", "total", "id"]
+            ),
             ["id", "status", "note", "total"]
         );
         assert_eq!(names_after(&["a"], &["a", "b"]), ["a", "b"]);

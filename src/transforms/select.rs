@@ -140,10 +140,17 @@ mod tests {
 
     #[test]
     fn keeps_listed_fields_in_order_and_fills_missing_with_null() {
-        let out = select(&["c", "a", "z"], vec![record(&[("a", 1), ("b", 2), ("c", 3)])]);
+        let out = select(
+            &["c", "a", "z"],
+            vec![record(&[("a", 1), ("b", 2), ("c", 3)])],
+        );
         assert_eq!(
             out,
-            [vec![int("c", 3), int("a", 1), ("z".to_string(), Value::Null)]]
+            [vec![
+                int("c", 3),
+                int("a", 1),
+                ("z".to_string(), Value::Null)
+            ]]
         );
     }
 

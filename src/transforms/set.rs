@@ -24,7 +24,10 @@ pub const RUN_VALUES: &[(&str, &str)] = &[
         "run_ts",
         "the run's start, RFC 3339 in local time (`2024-08-01T02:05:00+02:00`)",
     ),
-    ("run_date", "the run's start date, local time (`2024-08-01`)"),
+    (
+        "run_date",
+        "the run's start date, local time (`2024-08-01`)",
+    ),
     ("pipeline", "the pipeline's name"),
     (
         "source",
@@ -109,7 +112,9 @@ fn placeholder(placeholder: &str) -> Result<Placeholder<'_>, String> {
         };
     }
     if placeholder.is_empty() {
-        return Err("`{}` names nothing: write `{NAME}` for a field, `{{}}` for literal braces".into());
+        return Err(
+            "`{}` names nothing: write `{NAME}` for a field, `{{}}` for literal braces".into(),
+        );
     }
     if RUN_VALUES.iter().any(|(name, _)| *name == placeholder) {
         return Ok(Placeholder::Run(placeholder));
@@ -316,7 +321,10 @@ impl Compiled {
 
 impl Transform for Set {
     fn apply(&mut self, batch: &mut Batch) -> Result<(), StageError> {
-        let source = batch.origin.as_ref().map_or("", |origin| origin.path.as_str());
+        let source = batch
+            .origin
+            .as_ref()
+            .map_or("", |origin| origin.path.as_str());
         for record in &mut batch.records {
             self.values.clear();
             for (_, compiled) in &self.fields {
@@ -382,7 +390,11 @@ mod tests {
         let config = config(
             r#"fields = { zeta = "cratejoy", priority = 3, paid = true, rate = 0.5, day = 2024-08-01, at = 2024-08-01T10:00:00+02:00, local = 2024-08-01T10:00:00, tags = ["a", 1], meta = { by = "{x}" }, id = "new" }"#,
         );
-        let out = apply(&config, vec![record(&[("id", Value::Integer(7)), ("x", text("y"))])], None);
+        let out = apply(
+            &config,
+            vec![record(&[("id", Value::Integer(7)), ("x", text("y"))])],
+            None,
+        );
         let at = chrono::DateTime::parse_from_rfc3339("2024-08-01T10:00:00+02:00").unwrap();
         let day = chrono::NaiveDate::from_ymd_opt(2024, 8, 1).unwrap();
         assert_eq!(
@@ -423,7 +435,11 @@ mod tests {
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
         assert!(loaded_at.starts_with("2024-08-01T02:05:00"));
         assert_eq!(
-            out[0].iter().skip(4).map(|(n, v)| (n.to_string(), v.clone())).collect::<Vec<_>>(),
+            out[0]
+                .iter()
+                .skip(4)
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect::<Vec<_>>(),
             [
                 ("full_name".to_string(), text("Zoë ")),
                 ("loaded_at".to_string(), text(&loaded_at)),
@@ -477,7 +493,10 @@ mod tests {
                 "fields.e",
                 "`{}` names nothing: write `{NAME}` for a field, `{{}}` for literal braces",
             ),
-            ("fields.f", "`{field:}` names no field: write `{field:NAME}`"),
+            (
+                "fields.f",
+                "`{field:}` names no field: write `{field:NAME}`",
+            ),
         ];
         let expected: Vec<(String, String)> = expected
             .iter()

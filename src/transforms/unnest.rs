@@ -90,7 +90,10 @@ impl Unnest {
         Unnest {
             field: Arc::from(config.field.as_str()),
             prefix: config.prefix.clone().unwrap_or_default(),
-            keep: config.keep.as_ref().map(|keep| keep.iter().cloned().collect()),
+            keep: config
+                .keep
+                .as_ref()
+                .map(|keep| keep.iter().cloned().collect()),
             empty: config.empty,
             refusals: Refusals::new(cx),
         }
@@ -243,10 +246,7 @@ mod tests {
     use crate::record::Origin;
 
     fn record(fields: Vec<(&str, Value)>) -> Record {
-        fields
-            .into_iter()
-            .map(|(n, v)| (Arc::from(n), v))
-            .collect()
+        fields.into_iter().map(|(n, v)| (Arc::from(n), v)).collect()
     }
 
     fn int(i: i64) -> Value {
@@ -433,9 +433,11 @@ keep = ["order_id"]"#,
 
     #[test]
     fn keeping_the_unnested_field_is_invalid() {
-        let config: UnnestConfig =
-            toml::from_str(r#"field = "lines"
-keep = ["lines", "id", "id"]"#).unwrap();
+        let config: UnnestConfig = toml::from_str(
+            r#"field = "lines"
+keep = ["lines", "id", "id"]"#,
+        )
+        .unwrap();
         let messages: Vec<String> = config.problems().into_iter().map(|p| p.message).collect();
         assert_eq!(
             messages,
