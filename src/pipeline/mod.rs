@@ -187,8 +187,20 @@ stage_configs! {
     TransformConfig, "transform", crate::transforms::TransformSpec {
         /// Renames fields.
         "rename" => Rename(RenameConfig),
-        /// Keeps only the listed fields, in the listed order.
+        /// Keeps only the listed fields (names or globs), in the listed order.
         "select" => Select(SelectConfig),
+        /// Removes fields, by name or glob.
+        "drop" => Drop(crate::transforms::drop::DropConfig),
+        /// Puts the listed fields first, the others after them in their order.
+        "reorder" => Reorder(crate::transforms::reorder::ReorderConfig),
+        /// Sets fields to constants or to text templates over the record and the run.
+        "set" => Set(crate::transforms::set::SetConfig),
+        /// Replaces values by a lookup: a table in the pipeline file or a CSV reference file.
+        "map" => Map(crate::transforms::map::MapConfig),
+        /// Makes nested objects (and optionally arrays) flat fields: `customer.address.city`.
+        "flatten" => Flatten(crate::transforms::flatten::FlattenConfig),
+        /// One record per element of an array field (orders to order lines).
+        "unnest" => Unnest(crate::transforms::unnest::UnnestConfig),
     }
 }
 

@@ -3,8 +3,15 @@
 //! not cast, a rule it breaks) sets it aside through [`Refusals`]: to the rejects file with
 //! `[rejects]`, where `max_rejects` counts it, else the run fails naming the record.
 
+pub mod drop;
+mod field_pattern;
+pub mod flatten;
+pub mod map;
 pub mod rename;
+pub mod reorder;
 pub mod select;
+pub mod set;
+pub mod unnest;
 
 use crate::config::Validate;
 use crate::error::{Position, StageError};
@@ -26,6 +33,42 @@ impl TransformSpec for rename::RenameConfig {
 impl TransformSpec for select::SelectConfig {
     fn build(&self, _cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
         Ok(Box::new(select::Select::new(self)))
+    }
+}
+
+impl TransformSpec for drop::DropConfig {
+    fn build(&self, _cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(drop::Drop::new(self)))
+    }
+}
+
+impl TransformSpec for reorder::ReorderConfig {
+    fn build(&self, _cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(reorder::Reorder::new(self)))
+    }
+}
+
+impl TransformSpec for set::SetConfig {
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(set::Set::new(self, cx)))
+    }
+}
+
+impl TransformSpec for map::MapConfig {
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(map::Map::new(self, cx)?))
+    }
+}
+
+impl TransformSpec for flatten::FlattenConfig {
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(flatten::Flatten::new(self, cx)))
+    }
+}
+
+impl TransformSpec for unnest::UnnestConfig {
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(unnest::Unnest::new(self, cx)))
     }
 }
 
