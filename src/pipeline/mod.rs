@@ -189,6 +189,13 @@ stage_configs! {
         "rename" => Rename(RenameConfig),
         /// Keeps only the listed fields, in the listed order.
         "select" => Select(SelectConfig),
+        /// Keeps the records that meet a condition.
+        "filter" => Filter(crate::transforms::filter::FilterConfig),
+        /// Checks fields and rules; records that fail go to the rejects with the check they
+        /// failed.
+        "validate" => Validate(crate::transforms::validate::ValidateConfig),
+        /// Delivers one record per key, the first or the last of each.
+        "dedupe" => Dedupe(crate::transforms::dedupe::DedupeConfig),
     }
 }
 

@@ -3,8 +3,13 @@
 //! not cast, a rule it breaks) sets it aside through [`Refusals`]: to the rejects file with
 //! `[rejects]`, where `max_rejects` counts it, else the run fails naming the record.
 
+pub mod dedupe;
+pub mod expr;
+pub mod filter;
 pub mod rename;
+pub mod seen;
 pub mod select;
+pub mod validate;
 
 use crate::config::Validate;
 use crate::error::{Position, StageError};
@@ -26,6 +31,24 @@ impl TransformSpec for rename::RenameConfig {
 impl TransformSpec for select::SelectConfig {
     fn build(&self, _cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
         Ok(Box::new(select::Select::new(self)))
+    }
+}
+
+impl TransformSpec for filter::FilterConfig {
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(filter::Filter::new(self, Refusals::new(cx))?))
+    }
+}
+
+impl TransformSpec for validate::ValidateConfig {
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(validate::Validator::new(self, Refusals::new(cx))?))
+    }
+}
+
+impl TransformSpec for dedupe::DedupeConfig {
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(dedupe::Dedupe::new(self, Refusals::new(cx))))
     }
 }
 
