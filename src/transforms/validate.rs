@@ -113,6 +113,17 @@ impl LiteralValue {
             LiteralValue::Text(text) => Value::String(Text::from(text.as_str())),
         })
     }
+
+    /// For `min` and `max`: text that reads as a number is one (`"1000.00"`), so values
+    /// compare with it by value, not as text.
+    fn bound(&self) -> Literal {
+        match self {
+            LiteralValue::Text(text) if expr::reads_as_decimal(&Value::String(Text::from(text.as_str()))) => {
+                Literal::new(Value::Decimal(Text::from(text.as_str())))
+            }
+            _ => self.literal(),
+        }
+    }
 }
 
 /// A named condition every record must meet.
@@ -191,7 +202,7 @@ impl Validate for ValidateConfig {
             }
             for (check, bound) in [("min", &checks.min), ("max", &checks.max)] {
                 if let Some(bound) = bound {
-                    let literal = bound.literal();
+                    let literal = bound.bound();
                     if !literal.is_number() && !literal.is_time() {
                         problems.push(Invalid::new(
                             key(check),
@@ -262,7 +273,7 @@ impl Validate for ValidateConfig {
 }
 
 fn min_over_max(min: &LiteralValue, max: &LiteralValue) -> Option<Result<Ordering, Expected>> {
-    expr::compare_with_literal(min.literal().value(), &max.literal())
+    expr::compare_with_literal(min.bound().value(), &max.bound())
 }
 
 impl FieldChecks {
@@ -328,8 +339,8 @@ impl Validator {
                 name: name.clone(),
                 required: checks.required,
                 value_type: checks.value_type,
-                min: checks.min.as_ref().map(LiteralValue::literal),
-                max: checks.max.as_ref().map(LiteralValue::literal),
+                min: checks.min.as_ref().map(LiteralValue::bound),
+                max: checks.max.as_ref().map(LiteralValue::bound),
                 min_length: checks.min_length,
                 max_length: checks.max_length,
                 pattern,
