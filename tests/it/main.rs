@@ -27,6 +27,7 @@ mod references;
 mod reruns;
 mod roundtrip;
 mod support;
+mod transforms_rules;
 mod types;
 mod upload;
 mod xml;
