@@ -146,7 +146,12 @@ fn deliver(
     mut rejected: Option<Batch>,
     dry_run: bool,
 ) -> Result<(), RunError> {
-    for (index, (label, transform)) in chain.transforms.iter_mut().enumerate().skip(first_transform) {
+    for (index, (label, transform)) in chain
+        .transforms
+        .iter_mut()
+        .enumerate()
+        .skip(first_transform)
+    {
         streamed.counts[index].0 += batch.len() as u64;
         transform
             .apply(&mut batch)

@@ -84,7 +84,11 @@ impl Validate for DedupeConfig {
         }
         if self.max_keys == Some(0) || self.max_records == Some(0) {
             problems.push(Invalid::new(
-                if self.max_keys == Some(0) { "max_keys" } else { "max_records" },
+                if self.max_keys == Some(0) {
+                    "max_keys"
+                } else {
+                    "max_records"
+                },
                 "a bound of 0 lets no record through: leave it out for the default",
             ));
         }
@@ -247,9 +251,9 @@ impl Transform for Dedupe {
         held.live = 0;
         let mut batches: Vec<Batch> = Vec::new();
         for held in std::mem::take(&mut held.records).into_iter().flatten() {
-            let same_origin = batches.last().is_some_and(|batch| {
-                batch.len() < BATCH_RECORDS && batch.origin == held.origin
-            });
+            let same_origin = batches
+                .last()
+                .is_some_and(|batch| batch.len() < BATCH_RECORDS && batch.origin == held.origin);
             if !same_origin {
                 batches.push(Batch {
                     origin: held.origin.clone(),
@@ -358,13 +362,27 @@ mod tests {
         let batches = dedupe.finish().unwrap();
         let out: Vec<(String, Vec<String>, Vec<u64>)> = batches
             .iter()
-            .map(|b| (b.origin.as_ref().unwrap().path.clone(), values(b), b.numbers.clone()))
+            .map(|b| {
+                (
+                    b.origin.as_ref().unwrap().path.clone(),
+                    values(b),
+                    b.numbers.clone(),
+                )
+            })
             .collect();
         assert_eq!(
             out,
             [
-                ("a.csv".into(), vec!["1=a1".into(), "3=a3".into()], vec![1, 3]),
-                ("b.csv".into(), vec!["4=b2".into(), "2=b3".into()], vec![2, 3]),
+                (
+                    "a.csv".into(),
+                    vec!["1=a1".into(), "3=a3".into()],
+                    vec![1, 3]
+                ),
+                (
+                    "b.csv".into(),
+                    vec!["4=b2".into(), "2=b3".into()],
+                    vec![2, 3]
+                ),
             ]
         );
         assert!(dedupe.finish().unwrap().is_empty(), "given up once");

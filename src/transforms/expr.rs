@@ -1,7 +1,8 @@
-//! The condition language of `filter` and of `validate`'s rules (`status == "shipped" && amount
-//! > 100`). It is small on purpose: a hand-written tokenizer and Pratt parser (a crate would
-//! bring a grammar of its own and its error messages, and the language needs neither), checked
-//! when the pipeline is validated, so a typo is reported with its column before any run.
+//! The condition language of `filter` and of `validate`'s rules, e.g. `status == "shipped"
+//! && amount > 100`. It is small on purpose: a hand-written tokenizer and Pratt parser (a
+//! crate would bring a grammar of its own and its error messages, and the language needs
+//! neither), checked when the pipeline is validated, so a typo is reported with its column
+//! before any run.
 //!
 //! An expression is parsed once into a tree of [`Condition`]s over [`Operand`]s; evaluating
 //! it against a record allocates nothing unless a function makes new text (`lower`, `upper`)
@@ -71,7 +72,9 @@ impl Expression {
         if parser.peek().token == Token::End {
             return Err(ParseError {
                 column: 1,
-                message: "the expression is empty: write a condition such as `status == \"shipped\"`".into(),
+                message:
+                    "the expression is empty: write a condition such as `status == \"shipped\"`"
+                        .into(),
             });
         }
         let parsed = parser.expression(0)?;
@@ -198,7 +201,10 @@ fn tokenize(chars: &[char]) -> Result<Vec<Spanned>, ParseError> {
                     .ok_or_else(|| error(at, "this `` ` `` is not closed: a field name in backticks ends with another"))?;
                 let name: String = chars[at + 1..at + 1 + close].iter().collect();
                 if name.is_empty() {
-                    return Err(error(at, "empty field name: write the name between the backticks"));
+                    return Err(error(
+                        at,
+                        "empty field name: write the name between the backticks",
+                    ));
                 }
                 at += close + 2;
                 Token::Quoted(name)
@@ -212,7 +218,10 @@ fn tokenize(chars: &[char]) -> Result<Vec<Spanned>, ParseError> {
                     }
                     at = fraction;
                 }
-                if chars.get(at).is_some_and(|c| c.is_alphanumeric() || *c == '_') {
+                if chars
+                    .get(at)
+                    .is_some_and(|c| c.is_alphanumeric() || *c == '_')
+                {
                     return Err(error(
                         start,
                         "a number ends with a digit: write a field name that starts with a digit in backticks",
@@ -247,11 +256,20 @@ fn tokenize(chars: &[char]) -> Result<Vec<Spanned>, ParseError> {
                     ('[', _) => (Token::OpenList, 1),
                     (']', _) => (Token::CloseList, 1),
                     (',', _) => (Token::Comma, 1),
-                    ('=', _) => return Err(error(at, "`=` is not an operator: write `==` to compare")),
-                    ('&', _) => return Err(error(at, "`&` is not an operator: write `&&` for \"and\"")),
-                    ('|', _) => return Err(error(at, "`|` is not an operator: write `||` for \"or\"")),
+                    ('=', _) => {
+                        return Err(error(at, "`=` is not an operator: write `==` to compare"));
+                    }
+                    ('&', _) => {
+                        return Err(error(at, "`&` is not an operator: write `&&` for \"and\""));
+                    }
+                    ('|', _) => {
+                        return Err(error(at, "`|` is not an operator: write `||` for \"or\""));
+                    }
                     ('\'', _) => {
-                        return Err(error(at, "text goes in double quotes: write \"...\", not '...'"));
+                        return Err(error(
+                            at,
+                            "text goes in double quotes: write \"...\", not '...'",
+                        ));
                     }
                     (other, _) => return Err(error(at, format!("unexpected `{other}`"))),
                 };
@@ -259,7 +277,11 @@ fn tokenize(chars: &[char]) -> Result<Vec<Spanned>, ParseError> {
                 token
             }
         };
-        tokens.push(Spanned { token, start, end: at });
+        tokens.push(Spanned {
+            token,
+            start,
+            end: at,
+        });
     }
     tokens.push(Spanned {
         token: Token::End,
@@ -624,7 +646,8 @@ impl<'c> Parser<'c> {
             start,
             end,
         };
-        let literal = |value: Value, end: usize| operand(Operand::Literal(Literal::new(value)), end);
+        let literal =
+            |value: Value, end: usize| operand(Operand::Literal(Literal::new(value)), end);
         Ok(match token.token {
             Token::Not => {
                 // `!` covers the comparison after it: `!a == b` is `!(a == b)`.
@@ -672,7 +695,9 @@ impl<'c> Parser<'c> {
                 "in" | "not" => {
                     return Err(error(
                         start,
-                        format!("expected a value before `{word}` (a field named `{word}` goes in backticks)"),
+                        format!(
+                            "expected a value before `{word}` (a field named `{word}` goes in backticks)"
+                        ),
                     ));
                 }
                 _ if self.peek().token == Token::Open => return self.call(word, start),
@@ -754,7 +779,10 @@ impl<'c> Parser<'c> {
                 let regex = Regex::new(&pattern).map_err(|e| {
                     error(
                         at,
-                        format!("\"{pattern}\" is not a valid regular expression: {}", regex_problem(&e)),
+                        format!(
+                            "\"{pattern}\" is not a valid regular expression: {}",
+                            regex_problem(&e)
+                        ),
                     )
                 })?;
                 Piece::Condition(Condition::Matches {
@@ -779,15 +807,31 @@ impl<'c> Parser<'c> {
         Ok(Parsed { piece, start, end })
     }
 
-    fn comparison(&mut self, op: Comparison, left: Parsed, right: Parsed) -> Result<Parsed, ParseError> {
+    fn comparison(
+        &mut self,
+        op: Comparison,
+        left: Parsed,
+        right: Parsed,
+    ) -> Result<Parsed, ParseError> {
         let (start, end) = (left.start, right.end);
         let text = self.text(start, end).into_boxed_str();
         let (left, right) = (self.operand(left)?, self.operand(right)?);
         let is_null = |operand: &Operand| {
-            matches!(operand, Operand::Literal(Literal { value: Value::Null, .. }))
+            matches!(
+                operand,
+                Operand::Literal(Literal {
+                    value: Value::Null,
+                    ..
+                })
+            )
         };
         let condition = match (is_null(&left), is_null(&right)) {
-            (false, false) => Condition::Compare { op, left, right, text },
+            (false, false) => Condition::Compare {
+                op,
+                left,
+                right,
+                text,
+            },
             (true, true) => Condition::Constant(op == Comparison::Eq),
             (left_null, _) => {
                 let other = if left_null { right } else { left };
@@ -813,7 +857,12 @@ impl<'c> Parser<'c> {
         })
     }
 
-    fn membership(&mut self, left: Parsed, negated: bool, keyword: &Spanned) -> Result<Parsed, ParseError> {
+    fn membership(
+        &mut self,
+        left: Parsed,
+        negated: bool,
+        keyword: &Spanned,
+    ) -> Result<Parsed, ParseError> {
         if negated {
             let next = self.advance();
             if next.token != Token::Word("in".into()) {
@@ -827,7 +876,10 @@ impl<'c> Parser<'c> {
         if open.token != Token::OpenList {
             return Err(error(
                 open.start,
-                format!("expected a list after `in`, e.g. `[\"a\", \"b\"]`, found {}", open.token),
+                format!(
+                    "expected a list after `in`, e.g. `[\"a\", \"b\"]`, found {}",
+                    open.token
+                ),
             ));
         }
         let mut list = Vec::new();
@@ -859,7 +911,10 @@ impl<'c> Parser<'c> {
                 Token::Comma => {}
                 Token::CloseList => break,
                 other => {
-                    return Err(error(next.start, format!("expected `,` or `]` in the list, found {other}")));
+                    return Err(error(
+                        next.start,
+                        format!("expected `,` or `]` in the list, found {other}"),
+                    ));
                 }
             }
         }
@@ -890,7 +945,9 @@ impl<'c> Parser<'c> {
                 let text = self.text(parsed.start, parsed.end);
                 Err(error(
                     parsed.start,
-                    format!("`{text}` is a value, not a condition: compare it, e.g. `{text} == ...`"),
+                    format!(
+                        "`{text}` is a value, not a condition: compare it, e.g. `{text} == ...`"
+                    ),
                 ))
             }
         }
@@ -904,7 +961,9 @@ impl<'c> Parser<'c> {
                 let text = self.text(parsed.start, parsed.end);
                 Err(error(
                     parsed.start,
-                    format!("`{text}` is a condition, not a value: join conditions with `&&` or `||`"),
+                    format!(
+                        "`{text}` is a condition, not a value: join conditions with `&&` or `||`"
+                    ),
                 ))
             }
         }
@@ -913,10 +972,14 @@ impl<'c> Parser<'c> {
     /// What is wrong with `token` coming after a complete expression.
     fn unexpected_after_value(&self, token: &Spanned) -> ParseError {
         let message = match &token.token {
-            Token::Word(word) if word.eq_ignore_ascii_case("and") => "write `&&` for \"and\"".into(),
+            Token::Word(word) if word.eq_ignore_ascii_case("and") => {
+                "write `&&` for \"and\"".into()
+            }
             Token::Word(word) if word.eq_ignore_ascii_case("or") => "write `||` for \"or\"".into(),
             Token::Close => "this `)` has no `(` before it".into(),
-            other => format!("expected an operator (`&&`, `||`, `==`, `<`, `in`, ...), found {other}"),
+            other => {
+                format!("expected an operator (`&&`, `||`, `==`, `<`, `in`, ...), found {other}")
+            }
         };
         error(token.start, message)
     }
@@ -992,7 +1055,9 @@ impl Operand {
     fn field_name(&self) -> Option<&str> {
         match self {
             Operand::Field(field) => Some(&field.name),
-            Operand::Len(inner) | Operand::Lower(inner) | Operand::Upper(inner) => inner.field_name(),
+            Operand::Len(inner) | Operand::Lower(inner) | Operand::Upper(inner) => {
+                inner.field_name()
+            }
             Operand::Literal(_) => None,
         }
     }
@@ -1098,7 +1163,12 @@ fn present(evaluated: Evaluated<'_>) -> Result<(Cow<'_, Value>, Option<&TimeKey>
     }
 }
 
-fn unorderable(field: Option<&str>, value: &Value, expected: Expected, comparison: &str) -> Refusal {
+fn unorderable(
+    field: Option<&str>,
+    value: &Value,
+    expected: Expected,
+    comparison: &str,
+) -> Refusal {
     let shown = value.to_text().unwrap_or_default();
     let what = match expected {
         Expected::Number => format!("`{shown}` is not a number"),
@@ -1197,7 +1267,10 @@ fn bool_text(text: &str) -> Option<bool> {
 }
 
 /// How `value` compares with `literal` (a `validate` bound or list item): `None` for null.
-pub fn compare_with_literal(value: &Value, literal: &Literal) -> Option<Result<Ordering, Expected>> {
+pub fn compare_with_literal(
+    value: &Value,
+    literal: &Literal,
+) -> Option<Result<Ordering, Expected>> {
     match compare(value, None, &literal.value, literal.time.as_ref()) {
         Compared::Null => None,
         Compared::Order(order) => Some(Ok(order)),
@@ -1286,14 +1359,22 @@ fn cmp_decimals(a: &str, b: &str) -> Ordering {
         unreachable!("only plain decimals are compared as text");
     };
     if a_negative != b_negative {
-        return if a_negative { Ordering::Less } else { Ordering::Greater };
+        return if a_negative {
+            Ordering::Less
+        } else {
+            Ordering::Greater
+        };
     }
     let magnitude = a_whole
         .len()
         .cmp(&b_whole.len())
         .then_with(|| a_whole.cmp(b_whole))
         .then_with(|| a_fraction.cmp(b_fraction));
-    if a_negative { magnitude.reverse() } else { magnitude }
+    if a_negative {
+        magnitude.reverse()
+    } else {
+        magnitude
+    }
 }
 
 /// A point in time to compare: an instant when its offset is known, else a wall-clock time.
@@ -1323,7 +1404,11 @@ fn read_time(text: &str) -> Option<TimeKey> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Some(TimeKey::Instant(at));
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(at) = NaiveDateTime::parse_from_str(text, format) {
             return Some(TimeKey::Local(at));
         }

@@ -170,9 +170,7 @@ mod tests {
     #[test]
     fn without_rejects_an_undecidable_record_fails_the_run() {
         let mut batch = batch(&[("completed", "150"), ("completed", "n/a")]);
-        let err = filter("amount > 100", false)
-            .apply(&mut batch)
-            .unwrap_err();
+        let err = filter("amount > 100", false).apply(&mut batch).unwrap_err();
         assert_eq!(
             err.to_string(),
             "in/orders.csv: record 2: `amount`: `n/a` is not a number, in `amount > 100`; a `[rejects]` table sets such records aside and lets the run go on"

@@ -71,10 +71,7 @@ mod tests {
     #[test]
     fn values_hash_by_their_text_and_keep_apart() {
         let text = |s: &str| Value::String(s.into());
-        assert_eq!(
-            hash_values([&Value::Integer(7)]),
-            hash_values([&text("7")])
-        );
+        assert_eq!(hash_values([&Value::Integer(7)]), hash_values([&text("7")]));
         assert_ne!(hash_values([&Value::Null]), hash_values([&text("")]));
         assert_ne!(
             hash_values([&text("ab"), &text("c")]),

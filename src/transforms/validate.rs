@@ -118,7 +118,9 @@ impl LiteralValue {
     /// compare with it by value, not as text.
     fn bound(&self) -> Literal {
         match self {
-            LiteralValue::Text(text) if expr::reads_as_decimal(&Value::String(Text::from(text.as_str()))) => {
+            LiteralValue::Text(text)
+                if expr::reads_as_decimal(&Value::String(Text::from(text.as_str()))) =>
+            {
                 Literal::new(Value::Decimal(Text::from(text.as_str())))
             }
             _ => self.literal(),
@@ -216,7 +218,11 @@ impl Validate for ValidateConfig {
             {
                 problems.push(Invalid::new(
                     key("min"),
-                    format!("`{}` is more than `{}`: no value could pass", key("min"), key("max")),
+                    format!(
+                        "`{}` is more than `{}`: no value could pass",
+                        key("min"),
+                        key("max")
+                    ),
                 ));
             }
             if let (Some(min), Some(max)) = (checks.min_length, checks.max_length)
@@ -224,7 +230,11 @@ impl Validate for ValidateConfig {
             {
                 problems.push(Invalid::new(
                     key("min_length"),
-                    format!("`{}` = {min} is more than `{}` = {max}: no value could pass", key("min_length"), key("max_length")),
+                    format!(
+                        "`{}` = {min} is more than `{}` = {max}: no value could pass",
+                        key("min_length"),
+                        key("max_length")
+                    ),
                 ));
             }
             if let Some(pattern) = &checks.pattern
@@ -232,7 +242,11 @@ impl Validate for ValidateConfig {
             {
                 problems.push(Invalid::new(
                     key("pattern"),
-                    format!("`{}`: `{pattern}` is not a valid regular expression: {}", key("pattern"), expr::regex_problem(&e)),
+                    format!(
+                        "`{}`: `{pattern}` is not a valid regular expression: {}",
+                        key("pattern"),
+                        expr::regex_problem(&e)
+                    ),
                 ));
             }
             if checks.one_of.as_ref().is_some_and(Vec::is_empty) {
@@ -247,12 +261,17 @@ impl Validate for ValidateConfig {
             if rule.name.trim().is_empty() {
                 problems.push(Invalid::new(
                     format!("rules[{index}].name"),
-                    format!("`rules[{index}].name` is empty: name the rule for its rejects' reason"),
+                    format!(
+                        "`rules[{index}].name` is empty: name the rule for its rejects' reason"
+                    ),
                 ));
             } else if !names.insert(&rule.name) {
                 problems.push(Invalid::new(
                     format!("rules[{index}].name"),
-                    format!("two rules are named \"{}\": name each for what it checks", rule.name),
+                    format!(
+                        "two rules are named \"{}\": name each for what it checks",
+                        rule.name
+                    ),
                 ));
             }
             if let Err(e) = Expression::parse(&rule.expression) {
@@ -438,7 +457,11 @@ impl FieldRules {
         if let Some(value_type) = self.value_type
             && !value_type.accepts(value)
         {
-            return Some(format!("`{name}`: `{}` is not {}", shown(), value_type.describe()));
+            return Some(format!(
+                "`{name}`: `{}` is not {}",
+                shown(),
+                value_type.describe()
+            ));
         }
         for (bound, is_min) in [(&self.min, true), (&self.max, false)] {
             let Some(bound) = bound else { continue };
@@ -458,7 +481,11 @@ impl FieldRules {
                             (false, true) => "less than",
                             (false, false) => "more than",
                         };
-                        return Some(format!("`{name}`: `{}` is {side} {word} {}", shown(), bound.text()));
+                        return Some(format!(
+                            "`{name}`: `{}` is {side} {word} {}",
+                            shown(),
+                            bound.text()
+                        ));
                     }
                 }
                 Some(Err(expected)) => {
@@ -466,7 +493,11 @@ impl FieldRules {
                         Expected::Time => "a date or timestamp (ISO 8601)",
                         _ => "a number",
                     };
-                    return Some(format!("`{name}`: `{}` is not {what}, for {word} {}", shown(), bound.text()));
+                    return Some(format!(
+                        "`{name}`: `{}` is not {what}, for {word} {}",
+                        shown(),
+                        bound.text()
+                    ));
                 }
             }
         }
@@ -476,12 +507,16 @@ impl FieldRules {
             if let Some(min) = self.min_length
                 && length < min
             {
-                return Some(format!("`{name}`: {length} characters, fewer than min_length {min}"));
+                return Some(format!(
+                    "`{name}`: {length} characters, fewer than min_length {min}"
+                ));
             }
             if let Some(max) = self.max_length
                 && length > max
             {
-                return Some(format!("`{name}`: {length} characters, more than max_length {max}"));
+                return Some(format!(
+                    "`{name}`: {length} characters, more than max_length {max}"
+                ));
             }
             if let Some((pattern, regex)) = &self.pattern
                 && !regex.is_match(&text)
@@ -490,13 +525,16 @@ impl FieldRules {
             }
         }
         if !self.one_of.is_empty()
-            && !self
-                .one_of
-                .iter()
-                .any(|allowed| expr::compare_with_literal(value, allowed) == Some(Ok(Ordering::Equal)))
+            && !self.one_of.iter().any(|allowed| {
+                expr::compare_with_literal(value, allowed) == Some(Ok(Ordering::Equal))
+            })
         {
             let allowed: Vec<&str> = self.one_of.iter().map(Literal::text).collect();
-            return Some(format!("`{name}`: `{}` is not one of {}", shown(), allowed.join(", ")));
+            return Some(format!(
+                "`{name}`: `{}` is not one of {}",
+                shown(),
+                allowed.join(", ")
+            ));
         }
         None
     }
@@ -508,7 +546,11 @@ impl Transform for Validator {
         for index in 0..batch.len() {
             match self.check(&batch.records[index]) {
                 Ok(None) => {}
-                Ok(Some((field, reason))) => refused.push(Refused { index, field, reason }),
+                Ok(Some((field, reason))) => refused.push(Refused {
+                    index,
+                    field,
+                    reason,
+                }),
                 Err(Full(field)) => {
                     let file = batch.origin.as_ref().map_or("", |o| o.path.as_str());
                     let at = batch

@@ -41,10 +41,7 @@ fn order() -> Record {
         ("name", text("Zoë Ünal")),
         ("customer name", text("ACME")),
         ("customer.city", text("Lyon")),
-        (
-            "address",
-            Value::Object(record(&[("zip", text("69001"))])),
-        ),
+        ("address", Value::Object(record(&[("zip", text("69001"))]))),
         ("tags", Value::Array(vec![text("a"), text("b")])),
     ])
 }
@@ -53,8 +50,14 @@ fn order() -> Record {
 fn precedence_and_binds_tighter_than_or_and_not_covers_a_comparison() {
     let r = order();
     // `||` is looser than `&&`: true || (false && false).
-    assert!(is(r#"status == "completed" || count == 9 && paid == false"#, &r));
-    assert!(!is(r#"(status == "completed" || count == 9) && paid == false"#, &r));
+    assert!(is(
+        r#"status == "completed" || count == 9 && paid == false"#,
+        &r
+    ));
+    assert!(!is(
+        r#"(status == "completed" || count == 9) && paid == false"#,
+        &r
+    ));
     // `!` covers the comparison after it.
     assert!(is(r#"!status == "open""#, &r));
     assert!(is(r#"!(count > 5) && !is_null(status)"#, &r));
@@ -85,7 +88,10 @@ fn decimals_compare_exactly() {
     assert!(is("total == 100.1", &r));
     assert!(is("total > 100.09999999999999999999", &r));
     assert!(is("total < 100.100000000000000000001", &r));
-    let big = record(&[("v", Value::Decimal("123456789012345678901234567890.5".into()))]);
+    let big = record(&[(
+        "v",
+        Value::Decimal("123456789012345678901234567890.5".into()),
+    )]);
     assert!(is("v > 123456789012345678901234567890.4999", &big));
     assert!(is("v < 123456789012345678901234567891", &big));
     let negative = record(&[("v", text("-0.50"))]);
@@ -179,7 +185,10 @@ fn dates_and_timestamps_compare_with_iso_text() {
     // With offsets on both: instants (23:30 UTC on Dec 31st).
     assert!(is(r#"at < "2024-01-01T00:00:00Z""#, &r));
     assert!(is(r#"text_day > "2024-03-04""#, &r));
-    assert!(is(r#"naive > "2024-03-05T09:59:59" && naive < "2024-03-05 10:00:01""#, &r));
+    assert!(is(
+        r#"naive > "2024-03-05T09:59:59" && naive < "2024-03-05 10:00:01""#,
+        &r
+    ));
     assert_eq!(
         eval(r#"day > "soon""#, &r).unwrap_err().reason,
         "`soon` is not a date or timestamp (ISO 8601), in `day > \"soon\"`"
@@ -229,7 +238,10 @@ fn functions() {
 fn fields_by_name_backticks_and_nested_paths() {
     let r = order();
     assert!(is(r#"`customer name` == "ACME""#, &r));
-    assert!(is(r#"customer.city == "Lyon""#, &r), "a flattened name first");
+    assert!(
+        is(r#"customer.city == "Lyon""#, &r),
+        "a flattened name first"
+    );
     assert!(is(r#"address.zip == "69001""#, &r), "else inside an object");
     assert!(is(r#"name == "Zo\u{eb} \u{dc}nal""#, &r));
     assert!(is(r#""a\"b\\" == "a\"b\\""#, &r));
@@ -262,33 +274,108 @@ fn a_field_is_found_where_it_was_in_the_last_record() {
 #[test]
 fn parse_errors_point_at_the_column() {
     for (expression, message) in [
-        (r#"status == "x" && "#, "column 18: expected a value after `&&`"),
-        ("", "column 1: the expression is empty: write a condition such as `status == \"shipped\"`"),
-        ("status = 1", "column 8: `=` is not an operator: write `==` to compare"),
-        ("a & b", "column 3: `&` is not an operator: write `&&` for \"and\""),
-        ("a == 'x'", "column 6: text goes in double quotes: write \"...\", not '...'"),
-        (r#"a == "open"#, "column 6: this string is not closed: end it with `\"`"),
-        (r#"a == "\q""#, "column 7: unknown escape `\\q`: the escapes are \\\" \\\\ \\n \\t \\r \\u{...}"),
-        ("(a == 1", "column 8: expected `)` to close the `(` at column 1, found the end"),
+        (
+            r#"status == "x" && "#,
+            "column 18: expected a value after `&&`",
+        ),
+        (
+            "",
+            "column 1: the expression is empty: write a condition such as `status == \"shipped\"`",
+        ),
+        (
+            "status = 1",
+            "column 8: `=` is not an operator: write `==` to compare",
+        ),
+        (
+            "a & b",
+            "column 3: `&` is not an operator: write `&&` for \"and\"",
+        ),
+        (
+            "a == 'x'",
+            "column 6: text goes in double quotes: write \"...\", not '...'",
+        ),
+        (
+            r#"a == "open"#,
+            "column 6: this string is not closed: end it with `\"`",
+        ),
+        (
+            r#"a == "\q""#,
+            "column 7: unknown escape `\\q`: the escapes are \\\" \\\\ \\n \\t \\r \\u{...}",
+        ),
+        (
+            "(a == 1",
+            "column 8: expected `)` to close the `(` at column 1, found the end",
+        ),
         ("a == 1)", "column 7: this `)` has no `(` before it"),
         ("a == 1 and b == 2", "column 8: write `&&` for \"and\""),
-        ("a == 1 b", "column 8: expected an operator (`&&`, `||`, `==`, `<`, `in`, ...), found `b`"),
-        ("1 < a < 5", "column 7: comparisons do not chain: join them with `&&`, e.g. `a < b && b < c`"),
-        ("lenn(a) > 1", "column 1: unknown function `lenn`: did you mean `len`?"),
-        ("contains(a)", "column 1: `contains` takes 2 arguments, not 1"),
-        ("matches(a, b)", "column 12: `matches` takes its pattern as a string literal, e.g. `matches(code, \"^[A-Z]{3}$\")`"),
-        (r#"matches(a, "[")"#, "column 12: \"[\" is not a valid regular expression: unclosed character class"),
-        ("a in b", "column 6: expected a list after `in`, e.g. `[\"a\", \"b\"]`, found `b`"),
-        ("a in [b]", "column 7: a list holds only literals: text in quotes, numbers, true or false"),
-        ("a in [null]", "column 7: null is in no list: test it with `is_null(...)` or `== null`"),
-        ("a not [1]", "column 3: expected `in` after `not` (write `!` before a condition to negate it)"),
-        ("a > null", "column 1: null has no order: `a > null` compares with null only by `==` or `!=`"),
-        ("len(a)", "column 1: `len(a)` is a value, not a condition: compare it, e.g. `len(a) == ...`"),
-        ("a && 5", "column 6: `5` is a value, not a condition: compare it, e.g. `5 == ...`"),
-        ("(a == 1) == true", "column 1: `(a == 1)` is a condition, not a value: join conditions with `&&` or `||`"),
-        ("a == -x", "column 6: `-` goes only before a number, as in `-5`"),
-        ("a == 1.", "column 7: expected digits after the decimal point"),
-        ("a == `b", "column 6: this `` ` `` is not closed: a field name in backticks ends with another"),
+        (
+            "a == 1 b",
+            "column 8: expected an operator (`&&`, `||`, `==`, `<`, `in`, ...), found `b`",
+        ),
+        (
+            "1 < a < 5",
+            "column 7: comparisons do not chain: join them with `&&`, e.g. `a < b && b < c`",
+        ),
+        (
+            "lenn(a) > 1",
+            "column 1: unknown function `lenn`: did you mean `len`?",
+        ),
+        (
+            "contains(a)",
+            "column 1: `contains` takes 2 arguments, not 1",
+        ),
+        (
+            "matches(a, b)",
+            "column 12: `matches` takes its pattern as a string literal, e.g. `matches(code, \"^[A-Z]{3}$\")`",
+        ),
+        (
+            r#"matches(a, "[")"#,
+            "column 12: \"[\" is not a valid regular expression: unclosed character class",
+        ),
+        (
+            "a in b",
+            "column 6: expected a list after `in`, e.g. `[\"a\", \"b\"]`, found `b`",
+        ),
+        (
+            "a in [b]",
+            "column 7: a list holds only literals: text in quotes, numbers, true or false",
+        ),
+        (
+            "a in [null]",
+            "column 7: null is in no list: test it with `is_null(...)` or `== null`",
+        ),
+        (
+            "a not [1]",
+            "column 3: expected `in` after `not` (write `!` before a condition to negate it)",
+        ),
+        (
+            "a > null",
+            "column 1: null has no order: `a > null` compares with null only by `==` or `!=`",
+        ),
+        (
+            "len(a)",
+            "column 1: `len(a)` is a value, not a condition: compare it, e.g. `len(a) == ...`",
+        ),
+        (
+            "a && 5",
+            "column 6: `5` is a value, not a condition: compare it, e.g. `5 == ...`",
+        ),
+        (
+            "(a == 1) == true",
+            "column 1: `(a == 1)` is a condition, not a value: join conditions with `&&` or `||`",
+        ),
+        (
+            "a == -x",
+            "column 6: `-` goes only before a number, as in `-5`",
+        ),
+        (
+            "a == 1.",
+            "column 7: expected digits after the decimal point",
+        ),
+        (
+            "a == `b",
+            "column 6: this `` ` `` is not closed: a field name in backticks ends with another",
+        ),
         ("a == 1 #", "column 8: unexpected `#`"),
     ] {
         assert_eq!(parse_error(expression), message, "{expression}");

@@ -76,14 +76,42 @@ fn required_refuses_missing_and_null_and_other_checks_pass_null() {
 #[test]
 fn types_accept_values_and_text_that_reads_as_them() {
     for (kind, good, bad, described) in [
-        ("integer", vec![text("-12"), Value::Integer(3)], text("1.5"), "an integer"),
-        ("decimal", vec![text("12.50"), Value::Decimal("1.2".into())], text("12,50"), "a decimal number"),
-        ("number", vec![text("1e3"), Value::Float(0.5)], text("ten"), "a number"),
-        ("bool", vec![text("Yes"), Value::Bool(false)], text("maybe"), "a boolean (true or false)"),
-        ("date", vec![text("2024-02-29")], text("2023-02-29"), "a date (YYYY-MM-DD)"),
+        (
+            "integer",
+            vec![text("-12"), Value::Integer(3)],
+            text("1.5"),
+            "an integer",
+        ),
+        (
+            "decimal",
+            vec![text("12.50"), Value::Decimal("1.2".into())],
+            text("12,50"),
+            "a decimal number",
+        ),
+        (
+            "number",
+            vec![text("1e3"), Value::Float(0.5)],
+            text("ten"),
+            "a number",
+        ),
+        (
+            "bool",
+            vec![text("Yes"), Value::Bool(false)],
+            text("maybe"),
+            "a boolean (true or false)",
+        ),
+        (
+            "date",
+            vec![text("2024-02-29")],
+            text("2023-02-29"),
+            "a date (YYYY-MM-DD)",
+        ),
         (
             "timestamp",
-            vec![text("2024-08-01T10:30:00+02:00"), text("2024-08-01 10:30:00")],
+            vec![
+                text("2024-08-01T10:30:00+02:00"),
+                text("2024-08-01 10:30:00"),
+            ],
             text("2024-08-01"),
             "a timestamp (ISO 8601)",
         ),
@@ -94,7 +122,10 @@ fn types_accept_values_and_text_that_reads_as_them() {
         }
         assert_eq!(
             one(&c, bad.clone()),
-            Some(format!("`v`: `{}` is not {described}", bad.to_text().unwrap())),
+            Some(format!(
+                "`v`: `{}` is not {described}",
+                bad.to_text().unwrap()
+            )),
             "{kind}"
         );
     }
@@ -132,7 +163,9 @@ fn min_and_max_compare_numbers_exactly_and_dates_in_time() {
     assert_eq!(
         one(
             &c,
-            Value::Timestamp(DateTimeOffset::parse_from_rfc3339("2025-01-01T00:30:00+01:00").unwrap())
+            Value::Timestamp(
+                DateTimeOffset::parse_from_rfc3339("2025-01-01T00:30:00+01:00").unwrap()
+            )
         ),
         Some("`v`: `2025-01-01T00:30:00+01:00` is after max \"2024-12-31T23:59:59\"".into())
     );
@@ -203,7 +236,13 @@ fn unique_refuses_repeats_but_not_values_of_refused_records() {
 fn the_first_failing_check_is_the_reason() {
     let c = config("fields.a = { required = true }\nfields.b = { type = \"integer\", min = 5 }");
     assert_eq!(
-        reasons(&c, vec![vec![("b", text("x"))], vec![("a", text("1")), ("b", text("3"))]]),
+        reasons(
+            &c,
+            vec![
+                vec![("b", text("x"))],
+                vec![("a", text("1")), ("b", text("3"))]
+            ]
+        ),
         [
             Some("`a`: required, but missing".into()),
             Some("`b`: `3` is less than min 5".into()),
@@ -242,11 +281,15 @@ fn problems_say_what_to_write() {
     };
     assert_eq!(
         messages(""),
-        ["fields: nothing to check: give `fields` (e.g. `fields.id = { required = true }`) or `rules`"]
+        [
+            "fields: nothing to check: give `fields` (e.g. `fields.id = { required = true }`) or `rules`"
+        ]
     );
     assert_eq!(
         messages("fields.a = {}"),
-        ["fields.a: `fields.a` checks nothing: give it `required`, `type`, `min`, `max`, `min_length`, `max_length`, `pattern`, `one_of` or `unique`"]
+        [
+            "fields.a: `fields.a` checks nothing: give it `required`, `type`, `min`, `max`, `min_length`, `max_length`, `pattern`, `one_of` or `unique`"
+        ]
     );
     assert_eq!(
         messages("fields.a = { min = 10, max = \"9.5\", pattern = \"(\" }"),
@@ -264,7 +307,9 @@ fn problems_say_what_to_write() {
         ]
     );
     assert_eq!(
-        messages("rules = [{ name = \"r\", expression = \"a ==\" }, { name = \"r\", expression = \"b\" }]"),
+        messages(
+            "rules = [{ name = \"r\", expression = \"a ==\" }, { name = \"r\", expression = \"b\" }]"
+        ),
         [
             "rules[0].expression: `rules[0].expression`: column 5: expected a value after `==`",
             "rules[1].name: two rules are named \"r\": name each for what it checks",
