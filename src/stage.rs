@@ -74,6 +74,14 @@ pub trait Encoder: Send {
 /// Reshapes records in place.
 pub trait Transform: Send {
     fn apply(&mut self, batch: &mut Batch) -> Result<(), StageError>;
+
+    /// Called once the source is exhausted: the records the transform held back (`dedupe`
+    /// with `keep = "last"`), as batches that each come from one origin, with their numbers.
+    /// The runner passes them through the transforms after this one (whose own `finish`
+    /// comes after) to the sinks. Default: nothing held.
+    fn finish(&mut self) -> Result<Vec<Batch>, StageError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Where records go. Nothing a sink writes is visible until `commit`. Dropping a sink before

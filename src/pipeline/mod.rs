@@ -201,6 +201,13 @@ stage_configs! {
         "flatten" => Flatten(crate::transforms::flatten::FlattenConfig),
         /// One record per element of an array field (orders to order lines).
         "unnest" => Unnest(crate::transforms::unnest::UnnestConfig),
+        /// Keeps the records that meet a condition.
+        "filter" => Filter(crate::transforms::filter::FilterConfig),
+        /// Checks fields and rules; records that fail go to the rejects with the check they
+        /// failed.
+        "validate" => Validate(crate::transforms::validate::ValidateConfig),
+        /// Delivers one record per key, the first or the last of each.
+        "dedupe" => Dedupe(crate::transforms::dedupe::DedupeConfig),
     }
 }
 

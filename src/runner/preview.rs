@@ -26,7 +26,12 @@ pub fn preview(pipeline: &Pipeline, limit: usize) -> Result<Vec<Record>, RunErro
         let wanted = (limit - records.len()).min(BATCH_RECORDS);
         match source.next_batch(&mut batch, wanted) {
             Ok(true) => {}
-            Ok(false) => break,
+            Ok(false) => {
+                for mut held in chain.finish_transforms()? {
+                    records.append(&mut held.records);
+                }
+                break;
+            }
             Err(e) => return Err(chain.fail(&chain.source_label, e)),
         }
         chain.transform(&mut batch)?;

@@ -92,6 +92,27 @@ impl Chain {
         Ok(())
     }
 
+    /// Once the source is exhausted: the records the transforms held back (`dedupe` with
+    /// `keep = "last"`), each run through the transforms after the one that held it.
+    pub(super) fn finish_transforms(&mut self) -> Result<Vec<Batch>, RunError> {
+        let mut batches = Vec::new();
+        for index in 0..self.transforms.len() {
+            let (label, transform) = &mut self.transforms[index];
+            let held = transform
+                .finish()
+                .map_err(|e| RunError::new(&self.pipeline, label, e))?;
+            for mut batch in held {
+                for (label, transform) in self.transforms.iter_mut().skip(index + 1) {
+                    transform
+                        .apply(&mut batch)
+                        .map_err(|e| RunError::new(&self.pipeline, label, e))?;
+                }
+                batches.push(batch);
+            }
+        }
+        Ok(batches)
+    }
+
     /// Every sink, and the rejects file last.
     pub(super) fn all_sinks(&mut self) -> impl Iterator<Item = (&str, &mut dyn Sink)> {
         let sinks = self

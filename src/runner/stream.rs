@@ -82,67 +82,37 @@ pub(super) fn stream(
         for next in receiver {
             let mut batch = next.map_err(|e| chain.fail(&chain.source_label, e))?;
             streamed.records_read += batch.len() as u64;
-            let mut rejected = chain
+            let rejected = chain
                 .rejects
                 .as_mut()
                 .map(|r| r.take_unreadable(&mut batch));
             if !chain.transforms.is_empty() {
                 number_records(&mut batch, &mut numbered);
             }
-            for (index, (label, transform)) in chain.transforms.iter_mut().enumerate() {
-                streamed.counts[index].0 += batch.len() as u64;
-                transform
-                    .apply(&mut batch)
-                    .map_err(|e| RunError::new(&chain.pipeline, label, e))?;
-                streamed.counts[index].1 += batch.len() as u64;
-            }
-            // What the transforms set aside joins the source's rejects.
-            if let (Some(file), Some(rejected)) = (chain.rejects.as_mut(), rejected.as_mut())
-                && !batch.rejects.is_empty()
-            {
-                rejected.records.extend(file.take(&mut batch).records);
-            }
-            streamed.records_to_sinks += batch.len() as u64;
-            let first_sink = chain.transforms.len();
-            let pipeline = chain.pipeline.clone();
-            for (index, (label, sink)) in chain.all_sinks().enumerate() {
-                let batch = if label == "rejects" {
-                    rejected.as_ref().expect("rejects configured")
-                } else {
-                    &batch
-                };
-                if batch.is_empty() {
-                    continue;
-                }
-                let count = &mut streamed.counts[first_sink + index];
-                count.0 += batch.len() as u64;
-                count.1 += batch.len() as u64;
-                if dry_run {
-                    add_to_plan(
-                        &mut streamed.plan[index],
-                        sink.destination(batch),
-                        batch.len(),
-                    );
-                    sink.plan_batch(batch)
-                        .map_err(|e| RunError::new(&pipeline, label, e))?;
-                } else {
-                    sink.write_batch(batch)
-                        .map_err(|e| RunError::new(&pipeline, label, e))?;
-                }
-            }
-            if !dry_run {
-                pass_sink_rejects(chain, &mut streamed)?;
-            }
+            let origin = batch.origin.clone();
+            deliver(chain, &mut streamed, batch, 0, rejected, dry_run)?;
             batches += 1;
             if batches == 1 {
                 crash_point("after-first-batch");
             }
-            let file = batch.origin.as_ref().map(|o| o.path.as_str());
             progress.update(
                 streamed.records_read,
                 cx.bytes_read.load(Ordering::Relaxed),
-                file,
+                origin.as_ref().map(|o| o.path.as_str()),
             );
+        }
+        // Transforms that held records back (`dedupe` with `keep = "last"`) give them up now,
+        // through the transforms after them (whose own `finish` comes after) to the sinks.
+        for index in 0..chain.transforms.len() {
+            let (label, transform) = &mut chain.transforms[index];
+            let held = transform
+                .finish()
+                .map_err(|e| RunError::new(&chain.pipeline, label, e))?;
+            for mut batch in held {
+                streamed.counts[index].1 += batch.len() as u64;
+                let rejected = chain.rejects.as_mut().map(|r| r.take(&mut batch));
+                deliver(chain, &mut streamed, batch, index + 1, rejected, dry_run)?;
+            }
         }
         if !dry_run {
             // A sink that sends as it goes sends the rest now, before anything is prepared.
@@ -163,6 +133,69 @@ pub(super) fn stream(
     });
     streamed.source = source.progress();
     (streamed, result)
+}
+
+/// Runs `batch` through the transforms from `first_transform` on and hands it to every sink
+/// (or, in a dry run, to the plan); what the transforms set aside joins `rejected`, the
+/// batch's rejects for the rejects file.
+fn deliver(
+    chain: &mut Chain,
+    streamed: &mut Streamed,
+    mut batch: Batch,
+    first_transform: usize,
+    mut rejected: Option<Batch>,
+    dry_run: bool,
+) -> Result<(), RunError> {
+    for (index, (label, transform)) in chain
+        .transforms
+        .iter_mut()
+        .enumerate()
+        .skip(first_transform)
+    {
+        streamed.counts[index].0 += batch.len() as u64;
+        transform
+            .apply(&mut batch)
+            .map_err(|e| RunError::new(&chain.pipeline, label, e))?;
+        streamed.counts[index].1 += batch.len() as u64;
+    }
+    // What the transforms set aside joins the source's rejects.
+    if let (Some(file), Some(rejected)) = (chain.rejects.as_mut(), rejected.as_mut())
+        && !batch.rejects.is_empty()
+    {
+        rejected.records.extend(file.take(&mut batch).records);
+    }
+    streamed.records_to_sinks += batch.len() as u64;
+    let first_sink = chain.transforms.len();
+    let pipeline = chain.pipeline.clone();
+    for (index, (label, sink)) in chain.all_sinks().enumerate() {
+        let batch = if label == "rejects" {
+            rejected.as_ref().expect("rejects configured")
+        } else {
+            &batch
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let count = &mut streamed.counts[first_sink + index];
+        count.0 += batch.len() as u64;
+        count.1 += batch.len() as u64;
+        if dry_run {
+            add_to_plan(
+                &mut streamed.plan[index],
+                sink.destination(batch),
+                batch.len(),
+            );
+            sink.plan_batch(batch)
+                .map_err(|e| RunError::new(&pipeline, label, e))?;
+        } else {
+            sink.write_batch(batch)
+                .map_err(|e| RunError::new(&pipeline, label, e))?;
+        }
+    }
+    if !dry_run {
+        pass_sink_rejects(chain, streamed)?;
+    }
+    Ok(())
 }
 
 /// How many records each origin delivered so far.

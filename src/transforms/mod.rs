@@ -3,15 +3,20 @@
 //! not cast, a rule it breaks) sets it aside through [`Refusals`]: to the rejects file with
 //! `[rejects]`, where `max_rejects` counts it, else the run fails naming the record.
 
+pub mod dedupe;
 pub mod drop;
+pub mod expr;
 mod field_pattern;
+pub mod filter;
 pub mod flatten;
 pub mod map;
 pub mod rename;
 pub mod reorder;
+pub mod seen;
 pub mod select;
 pub mod set;
 pub mod unnest;
+pub mod validate;
 
 use crate::config::Validate;
 use crate::error::{Position, StageError};
@@ -69,6 +74,24 @@ impl TransformSpec for flatten::FlattenConfig {
 impl TransformSpec for unnest::UnnestConfig {
     fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
         Ok(Box::new(unnest::Unnest::new(self, cx)))
+    }
+}
+
+impl TransformSpec for filter::FilterConfig {
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(filter::Filter::new(self, Refusals::new(cx))?))
+    }
+}
+
+impl TransformSpec for validate::ValidateConfig {
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(validate::Validator::new(self, Refusals::new(cx))?))
+    }
+}
+
+impl TransformSpec for dedupe::DedupeConfig {
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(dedupe::Dedupe::new(self, Refusals::new(cx))))
     }
 }
 

@@ -28,6 +28,7 @@ mod reruns;
 mod roundtrip;
 mod support;
 mod transforms_reshape;
+mod transforms_rules;
 mod types;
 mod upload;
 mod xml;
