@@ -22,15 +22,59 @@ use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, Offset, TimeZone};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::record::{Record, Text, Value};
+use crate::error::{CodecError, Malformed, Position};
+use crate::record::{Record, Reject, Text, Value};
 
 /// What a field's values must be: `"integer"`, or `{ type = "timestamp", format = "%d/%m/%Y
 /// %H:%M" }`.
-#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
 #[serde(untagged)]
 pub enum FieldType {
     Plain(TypeName),
     WithFormat(TypeWithFormat),
+}
+
+impl<'de> Deserialize<'de> for FieldType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match NameOrTable::deserialize(deserializer)? {
+            NameOrTable::Name(name) => FieldType::Plain(name),
+            NameOrTable::Table(typed) => FieldType::WithFormat(typed),
+        })
+    }
+}
+
+/// A type given by its name (`"decimal"`) or by a table (`{ type = "timestamp", ... }`). Read
+/// by hand rather than as an untagged enum, so that a mistake in the table (an unknown key, a
+/// time zone misspelled) is reported as itself, not as "did not match any variant".
+pub enum NameOrTable<T> {
+    Name(TypeName),
+    Table(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for NameOrTable<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Either<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Either<T> {
+            type Value = NameOrTable<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a type such as \"decimal\", or a table such as { type = \"timestamp\", format = \"%d.%m.%Y %H:%M\" }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+                use serde::de::IntoDeserializer;
+                TypeName::deserialize(name.into_deserializer()).map(NameOrTable::Name)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                table: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(table))
+                    .map(NameOrTable::Table)
+            }
+        }
+        deserializer.deserialize_any(Either(std::marker::PhantomData))
+    }
 }
 
 /// A type with options.
@@ -271,6 +315,62 @@ impl Typing {
             }
         }
         Ok(())
+    }
+}
+
+impl Typing {
+    /// Types `records`, just decoded from `file` and numbered from `first + 1` there. One
+    /// whose value does not fit goes to `rejects` when `quarantine`; otherwise the first is
+    /// the error (a bad record, with its file, number and field).
+    pub fn apply_to_decoded(
+        &self,
+        records: &mut Vec<Record>,
+        file: &str,
+        first: u64,
+        quarantine: bool,
+        rejects: &mut Vec<Reject>,
+    ) -> Result<(), CodecError> {
+        let mut number = first;
+        let mut failure = None;
+        records.retain_mut(|record| {
+            number += 1;
+            if failure.is_some() {
+                return true;
+            }
+            let Err(cast) = self.apply(record) else {
+                return true;
+            };
+            let mut raw = Vec::new();
+            crate::record::json::write_nested_record(&mut raw, record);
+            let reject = Reject {
+                file: file.to_string(),
+                position: Position {
+                    record: Some(number),
+                    field: Some(format!("`{}`", cast.field)),
+                    ..Position::default()
+                },
+                reason: cast.reason,
+                raw: Some(String::from_utf8_lossy(&raw).into_owned()),
+            };
+            if quarantine {
+                rejects.push(reject);
+                return false;
+            }
+            failure = Some(reject);
+            true
+        });
+        match failure {
+            None => Ok(()),
+            Some(reject) => Err(CodecError::BadRecord {
+                malformed: Box::new(Malformed {
+                    file: reject.file,
+                    position: reject.position,
+                    message: reject.reason,
+                    hint: None,
+                }),
+                raw: reject.raw,
+            }),
+        }
     }
 }
 
@@ -519,11 +619,10 @@ fn in_zone(at: NaiveDateTime, zone: chrono_tz::Tz) -> Result<DateTime<FixedOffse
 /// A date or time in `format` (strftime), or by default RFC 3339 / ISO 8601 (a space for the
 /// `T` accepted). The error says what was expected.
 fn parse_time(text: &str, format: Option<&str>, name: TypeName) -> Result<Moment, String> {
-    if name == TypeName::Date {
-        let format = format.unwrap_or("%Y-%m-%d");
-        return NaiveDate::parse_from_str(text, format)
-            .map(Moment::Day)
-            .map_err(|_| format!("expected {format}"));
+    if let (TypeName::Date, Some(format)) = (name, format)
+        && let Ok(day) = NaiveDate::parse_from_str(text, format)
+    {
+        return Ok(Moment::Day(day));
     }
     match format {
         Some(format) => DateTime::parse_from_str(text, format)
@@ -542,7 +641,10 @@ fn parse_time(text: &str, format: Option<&str>, name: TypeName) -> Result<Moment
             if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
                 return Ok(Moment::Day(date));
             }
-            Err("expected ISO 8601, e.g. 2024-08-01T10:30:00+02:00".into())
+            Err(match name {
+                TypeName::Date => "expected ISO 8601, e.g. 2024-08-01".into(),
+                _ => "expected ISO 8601, e.g. 2024-08-01T10:30:00+02:00".into(),
+            })
         }
     }
 }

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{Refusals, Refused};
-use crate::codecs::types::{FieldType, TypeName, TypeWithFormat, Zone, cast};
+use crate::codecs::types::{FieldType, NameOrTable, TypeName, TypeWithFormat, Zone, cast};
 use crate::config::{Invalid, Validate};
 use crate::error::StageError;
 use crate::record::{Batch, Value};
@@ -39,11 +39,20 @@ pub struct CastConfig {
 }
 
 /// A field's type: a name, or a table with options.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema)]
 #[serde(untagged)]
 pub enum CastField {
     Plain(TypeName),
     WithOptions(CastOptions),
+}
+
+impl<'de> Deserialize<'de> for CastField {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match NameOrTable::deserialize(deserializer)? {
+            NameOrTable::Name(name) => CastField::Plain(name),
+            NameOrTable::Table(options) => CastField::WithOptions(options),
+        })
+    }
 }
 
 /// A field's type with options.
@@ -386,6 +395,24 @@ mod tests {
         assert_eq!(
             cast_one(date, timestamp("2024-08-01T23:30:00-04:00")),
             Ok(Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 8, 1).unwrap()))
+        );
+        assert_eq!(
+            cast_one(date, text("2024-10-26T23:30:00Z")),
+            Ok(Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 10, 26).unwrap()))
+        );
+        let berlin_date = r#"{ type = "date", convert_to = "Europe/Berlin" }"#;
+        assert_eq!(
+            cast_one(berlin_date, text("2024-10-26T23:30:00Z")),
+            Ok(Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 10, 27).unwrap()))
+        );
+        assert_eq!(
+            cast_one(date, text("26/10/2024")),
+            Err("`v`: `26/10/2024` is not a date (expected ISO 8601, e.g. 2024-08-01)".into())
+        );
+        let european = r#"{ type = "date", format = "%d.%m.%Y" }"#;
+        assert_eq!(
+            cast_one(european, text("26.10.2024")),
+            Ok(Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 10, 26).unwrap()))
         );
         let utc_date = r#"{ type = "date", convert_to = "UTC" }"#;
         assert_eq!(

@@ -195,12 +195,11 @@ fn convert(record: &Record, value: &Value, field: &FieldConversion) -> Result<Va
     match field.to {
         MoneyTo::Decimal => {
             let minor = match value {
-                Value::Integer(minor) => Some(*minor),
-                Value::String(text) | Value::Decimal(text) => text.trim().parse().ok(),
-                _ => None,
+                Value::Integer(minor) => Ok(*minor),
+                Value::String(text) | Value::Decimal(text) => minor_units_of_text(text.trim()),
+                _ => Err("is not a whole number of minor units"),
             };
-            let minor = minor
-                .ok_or_else(|| format!("`{shown}` is not a whole number of minor units"))?;
+            let minor = minor.map_err(|why| format!("`{shown}` {why}"))?;
             Ok(Value::Decimal(decimal_of_minor(minor, exponent)))
         }
         MoneyTo::Minor => {
@@ -234,6 +233,17 @@ fn currency_exponent(record: &Record, currency_field: &str) -> Result<u32, Strin
             "`{code}` in `{currency_field}` is not an ISO 4217 currency code this knows: set `exponent` if all amounts share one"
         )
     })
+}
+
+/// Text of a whole number of minor units (`-450`), or why it is not one.
+fn minor_units_of_text(text: &str) -> Result<i64, &'static str> {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("is not a whole number of minor units");
+    }
+    // Only a sign and digits: a failure to parse is an overflow.
+    text.parse()
+        .map_err(|_| "is too large for 64-bit minor units")
 }
 
 /// `minor` units as a decimal with `exponent` fraction digits: `-5`, 2 -> `-0.05`.

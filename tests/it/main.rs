@@ -27,6 +27,7 @@ mod references;
 mod reruns;
 mod roundtrip;
 mod support;
+mod transforms_typing;
 mod types;
 mod upload;
 mod xml;
