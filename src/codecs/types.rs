@@ -245,8 +245,7 @@ impl FieldType {
                 return Some("`decimal_separator` and `thousands_separator` must differ".into());
             }
         }
-        if self.zones() != (None, None) && !self.name().is_time()
-        {
+        if self.zones() != (None, None) && !self.name().is_time() {
             return Some(
                 "`timezone` and `convert_to` are for the timestamp, datetime and date types only"
                     .into(),
@@ -464,9 +463,7 @@ pub fn cast(value: &Value, field_type: &FieldType) -> Result<Value, String> {
             "false" | "no" | "n" | "f" | "0" => Ok(Value::Bool(false)),
             _ => refuse(),
         },
-        TypeName::Timestamp | TypeName::Datetime | TypeName::Date => {
-            cast_time(value, field_type)
-        }
+        TypeName::Timestamp | TypeName::Datetime | TypeName::Date => cast_time(value, field_type),
     }
 }
 

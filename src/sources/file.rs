@@ -70,9 +70,9 @@ pub struct FileSourceConfig {
     #[serde(default)]
     pub infer_types: bool,
     /// The type of named fields, e.g. `{ amount = "decimal", created = { type = "timestamp",
-    /// format = "%d/%m/%Y %H:%M" } }`: `string`, `integer`, `float`, `decimal`, `bool`,
-    /// `timestamp`, `date`. A value that does not fit makes its record a reject (with
-    /// `[rejects]`) or fails the run. Default: none.
+    /// format = "%d/%m/%Y %H:%M", timezone = "Europe/Berlin" } }`: `string`, `integer`,
+    /// `float`, `decimal`, `bool`, `timestamp`, `datetime`, `date`. A value that does not fit
+    /// makes its record a reject (with `[rejects]`) or fails the run. Default: none.
     pub schema: Option<std::collections::BTreeMap<String, FieldType>>,
     /// The most bytes one compressed file (all members of a zip together) may unpack to: a
     /// guard against decompression bombs. Default 4294967296 (4 GiB).

@@ -289,7 +289,10 @@ mod tests {
         );
         assert_eq!(cast_one(d, Value::Integer(-7)), Ok(decimal("-7")));
         assert_eq!(cast_one(d, Value::Float(0.1)), Ok(decimal("0.1")));
-        assert_eq!(cast_one(d, Value::Float(1e21)), Ok(decimal("1000000000000000000000")));
+        assert_eq!(
+            cast_one(d, Value::Float(1e21)),
+            Ok(decimal("1000000000000000000000"))
+        );
         assert_eq!(
             cast_one(d, text("12,5")),
             Err("`v`: `12,5` is not a decimal number".into())
@@ -336,7 +339,8 @@ mod tests {
 
     #[test]
     fn times_take_zones_and_refuse_what_a_zone_skips_or_repeats() {
-        let berlin = r#"{ type = "timestamp", format = "%d.%m.%Y %H:%M", timezone = "Europe/Berlin" }"#;
+        let berlin =
+            r#"{ type = "timestamp", format = "%d.%m.%Y %H:%M", timezone = "Europe/Berlin" }"#;
         assert_eq!(
             cast_one(berlin, text("01.08.2024 10:30")),
             Ok(timestamp("2024-08-01T10:30:00+02:00"))
@@ -394,16 +398,22 @@ mod tests {
         let date = "\"date\"";
         assert_eq!(
             cast_one(date, timestamp("2024-08-01T23:30:00-04:00")),
-            Ok(Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 8, 1).unwrap()))
+            Ok(Value::Date(
+                chrono::NaiveDate::from_ymd_opt(2024, 8, 1).unwrap()
+            ))
         );
         assert_eq!(
             cast_one(date, text("2024-10-26T23:30:00Z")),
-            Ok(Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 10, 26).unwrap()))
+            Ok(Value::Date(
+                chrono::NaiveDate::from_ymd_opt(2024, 10, 26).unwrap()
+            ))
         );
         let berlin_date = r#"{ type = "date", convert_to = "Europe/Berlin" }"#;
         assert_eq!(
             cast_one(berlin_date, text("2024-10-26T23:30:00Z")),
-            Ok(Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 10, 27).unwrap()))
+            Ok(Value::Date(
+                chrono::NaiveDate::from_ymd_opt(2024, 10, 27).unwrap()
+            ))
         );
         assert_eq!(
             cast_one(date, text("26/10/2024")),
@@ -412,16 +422,22 @@ mod tests {
         let european = r#"{ type = "date", format = "%d.%m.%Y" }"#;
         assert_eq!(
             cast_one(european, text("26.10.2024")),
-            Ok(Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 10, 26).unwrap()))
+            Ok(Value::Date(
+                chrono::NaiveDate::from_ymd_opt(2024, 10, 26).unwrap()
+            ))
         );
         let utc_date = r#"{ type = "date", convert_to = "UTC" }"#;
         assert_eq!(
             cast_one(utc_date, timestamp("2024-08-01T23:30:00-04:00")),
-            Ok(Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 8, 2).unwrap()))
+            Ok(Value::Date(
+                chrono::NaiveDate::from_ymd_opt(2024, 8, 2).unwrap()
+            ))
         );
         assert_eq!(
             cast_one(date, naive("2024-08-01 10:30")),
-            Ok(Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 8, 1).unwrap()))
+            Ok(Value::Date(
+                chrono::NaiveDate::from_ymd_opt(2024, 8, 1).unwrap()
+            ))
         );
         assert_eq!(
             cast_one(date, Value::Integer(20240801)),
@@ -501,7 +517,10 @@ fields = { a = "integer", b = { type = "integer", on_error = "keep" }, c = "deci
             &config(r#"fields = { total = "decimal" }"#),
             Refusals::new(&RunContext::new("p", std::path::Path::new("."))),
         );
-        let mut batch = batch(vec![vec![("total", text("1.5"))], vec![("total", text("x"))]]);
+        let mut batch = batch(vec![
+            vec![("total", text("1.5"))],
+            vec![("total", text("x"))],
+        ]);
         assert_eq!(
             cast.apply(&mut batch).unwrap_err().to_string(),
             "in/orders.csv: record 2: `total`: `x` is not a decimal number; a `[rejects]` table sets such records aside and lets the run go on"
@@ -519,16 +538,21 @@ fields = { a = "integer", b = { type = "integer", on_error = "keep" }, c = "deci
         };
         assert_eq!(
             problems(r#"fields = { a = { type = "integer", timezone = "UTC" } }"#),
-            ["fields.a: `timezone` and `convert_to` are for the timestamp, datetime and date types only"]
+            [
+                "fields.a: `timezone` and `convert_to` are for the timestamp, datetime and date types only"
+            ]
         );
         assert_eq!(
             problems("fields = {}"),
-            ["fields: `fields` is empty: name at least one field and its type, e.g. `fields = { total = \"decimal\" }`"]
+            [
+                "fields: `fields` is empty: name at least one field and its type, e.g. `fields = { total = \"decimal\" }`"
+            ]
         );
-        let unknown_zone =
-            toml::from_str::<CastOptions>(r#"type = "timestamp"
-timezone = "Europe/Berln""#)
-                .unwrap_err();
+        let unknown_zone = toml::from_str::<CastOptions>(
+            r#"type = "timestamp"
+timezone = "Europe/Berln""#,
+        )
+        .unwrap_err();
         assert!(
             unknown_zone.message().starts_with(
                 "`Europe/Berln` is not a time zone: write an IANA name such as `Europe/Berlin`"

@@ -276,8 +276,7 @@ fn minor_of_decimal(text: &str, exponent: u32) -> Result<i64, String> {
     };
     let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
     let all_digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) || unsigned.ends_with('.')
-    {
+    if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) || unsigned.ends_with('.') {
         return Err(not_decimal());
     }
     let exponent = exponent as usize;
@@ -373,7 +372,11 @@ mod tests {
             (i64::MIN, 2, "-92233720368547758.08"),
             (1, 18, "0.000000000000000001"),
         ] {
-            assert_eq!(decimal_of_minor(minor, exponent), expected, "{minor} at {exponent}");
+            assert_eq!(
+                decimal_of_minor(minor, exponent),
+                expected,
+                "{minor} at {exponent}"
+            );
         }
     }
 
@@ -385,10 +388,7 @@ mod tests {
         assert_eq!(minor_of_decimal("4.500", 2), Ok(450), "zeros lose nothing");
         assert_eq!(minor_of_decimal("450", 0), Ok(450));
         assert_eq!(minor_of_decimal("0.450", 3), Ok(450));
-        assert_eq!(
-            minor_of_decimal("92233720368547758.07", 2),
-            Ok(i64::MAX)
-        );
+        assert_eq!(minor_of_decimal("92233720368547758.07", 2), Ok(i64::MAX));
         assert_eq!(
             minor_of_decimal("99999999999999999.99", 2),
             Err("is too large for 64-bit minor units".into())
@@ -416,12 +416,27 @@ mod tests {
             r#"fields = { amount = { to = "decimal", currency_field = "currency", target = "total" } }"#,
         );
         let mut batch = batch(vec![
-            vec![("amount", Value::Integer(450)), ("currency", Value::String("usd".into()))],
-            vec![("amount", Value::Integer(450)), ("currency", Value::String("JPY".into()))],
-            vec![("amount", Value::Integer(450)), ("currency", Value::String("KWD".into()))],
-            vec![("amount", Value::Integer(450)), ("currency", Value::String("XYZ".into()))],
+            vec![
+                ("amount", Value::Integer(450)),
+                ("currency", Value::String("usd".into())),
+            ],
+            vec![
+                ("amount", Value::Integer(450)),
+                ("currency", Value::String("JPY".into())),
+            ],
+            vec![
+                ("amount", Value::Integer(450)),
+                ("currency", Value::String("KWD".into())),
+            ],
+            vec![
+                ("amount", Value::Integer(450)),
+                ("currency", Value::String("XYZ".into())),
+            ],
             vec![("amount", Value::Integer(450))],
-            vec![("amount", Value::Null), ("currency", Value::String("EUR".into()))],
+            vec![
+                ("amount", Value::Null),
+                ("currency", Value::String("EUR".into())),
+            ],
         ]);
         money.apply(&mut batch).unwrap();
         let totals: Vec<Option<&Value>> = batch.records.iter().map(|r| r.get("total")).collect();
@@ -461,11 +476,20 @@ mod tests {
             r#"fields = { cents = { to = "decimal", exponent = 2 }, price = { to = "minor", exponent = 2 } }"#,
         );
         let mut batch = batch(vec![
-            vec![("cents", Value::String("-5".into())), ("price", decimal("19.99"))],
+            vec![
+                ("cents", Value::String("-5".into())),
+                ("price", decimal("19.99")),
+            ],
             vec![("cents", Value::Integer(1)), ("price", Value::Float(0.1))],
             vec![("cents", Value::Float(4.5)), ("price", decimal("1"))],
-            vec![("cents", Value::Integer(1)), ("price", Value::String("1.999".into()))],
-            vec![("cents", Value::Integer(1)), ("price", Value::String("free".into()))],
+            vec![
+                ("cents", Value::Integer(1)),
+                ("price", Value::String("1.999".into())),
+            ],
+            vec![
+                ("cents", Value::Integer(1)),
+                ("price", Value::String("free".into())),
+            ],
         ]);
         money.apply(&mut batch).unwrap();
         assert_eq!(batch.records.len(), 2);
@@ -481,7 +505,10 @@ mod tests {
                 "`price`: `free` is not a decimal amount",
             ]
         );
-        assert_eq!(batch.rejects[0].raw.as_deref(), Some(r#"{"cents":4.5,"price":1}"#));
+        assert_eq!(
+            batch.rejects[0].raw.as_deref(),
+            Some(r#"{"cents":4.5,"price":1}"#)
+        );
     }
 
     #[test]
@@ -496,7 +523,9 @@ mod tests {
         };
         assert_eq!(
             problems(r#"fields = { a = { to = "decimal" } }"#),
-            ["fields.a: say how many fraction digits the amounts have: `exponent = 2`, or `currency_field = \"currency\"` to read each record's currency"]
+            [
+                "fields.a: say how many fraction digits the amounts have: `exponent = 2`, or `currency_field = \"currency\"` to read each record's currency"
+            ]
         );
         assert_eq!(
             problems(r#"fields = { a = { to = "decimal", exponent = 19 } }"#),

@@ -41,7 +41,10 @@ fn orders_pipeline(extra: &str) -> Sandbox {
         "p.toml",
         format!(
             "name = \"p\"\n{}{TRANSFORMS}{extra}",
-            pipeline("path = \"in/orders.csv\"", &["path = \"out/orders.ndjson\""])
+            pipeline(
+                "path = \"in/orders.csv\"",
+                &["path = \"out/orders.ndjson\""]
+            )
         ),
     );
     sandbox.write("in/orders.csv", ORDERS);
@@ -245,7 +248,11 @@ path = "rejects.ndjson"
         .lines()
         .map(|line| {
             let reject: serde_json::Value = serde_json::from_str(line).unwrap();
-            format!("{},{}\n", reject["record"], reject["field"].as_str().unwrap())
+            format!(
+                "{},{}\n",
+                reject["record"],
+                reject["field"].as_str().unwrap()
+            )
         })
         .collect();
     let mut rejects: Vec<&str> = rejects.lines().collect();
@@ -274,7 +281,8 @@ fn the_finance_example_turns_cents_into_amounts_by_currency() {
     });
     let source = example_source("cents-to-finance-csv.toml", &server)
         .replace("max_rejects = \"1%\"", "max_rejects = 1");
-    let (outcome, report) = run_with_env(&sandbox, &source, &[("STORE_API_TOKEN", "store-token-1")]);
+    let (outcome, report) =
+        run_with_env(&sandbox, &source, &[("STORE_API_TOKEN", "store-token-1")]);
     outcome.assert_success();
     assert_eq!(
         sandbox.read("out/orders-01.ndjson"),
@@ -305,11 +313,13 @@ fn the_finance_example_turns_cents_into_amounts_by_currency() {
 #[test]
 fn a_csv_export_is_typed_by_the_schema_and_its_misfits_are_rejects_numbered_in_the_page() {
     let sandbox = Sandbox::new();
-    let server = ApiServer::start(|_request| Reply::Answer {
+    let server = ApiServer::start(|_request| {
+        Reply::Answer {
         status: 200,
         headers: vec![("content-type".into(), "text/csv".into())],
         body: "id,amount,paid,at\n1,4.50,yes,2024-10-27 01:30:00\n2,4;50,no,2024-10-27 01:30:00\n3,99999999999999999.99,no,2024-10-27 03:30:00\n"
             .into(),
+    }
     });
     let source = format!(
         r#"url = "{}"
@@ -353,11 +363,13 @@ path = "rejects.ndjson"
 #[test]
 fn infer_types_types_an_xml_page() {
     let sandbox = Sandbox::new();
-    let server = ApiServer::start(|_request| Reply::Answer {
+    let server = ApiServer::start(|_request| {
+        Reply::Answer {
         status: 200,
         headers: vec![("content-type".into(), "application/xml".into())],
         body: r#"<?xml version="1.0"?><orders><order><id>7</id><code>007</code><total>12.50</total><paid>true</paid><at>2024-08-01T10:30:00+02:00</at><city>Zürich</city></order></orders>"#
             .into(),
+    }
     });
     let source = format!(
         "url = \"{}\"\nformat = {{ type = \"xml\", record_path = \"orders/order\" }}\ninfer_types = true\n",

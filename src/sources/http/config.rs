@@ -657,6 +657,21 @@ mod tests {
     }
 
     #[test]
+    fn types_are_checked_and_not_taken_with_children() {
+        assert_eq!(
+            problems(
+                r#"url = "https://api.example.com/x"
+schema = { id = "integer", at = { type = "integer", format = "%Y" } }
+children = { url = "https://api.example.com/x/{id}/lines" }"#
+            ),
+            [
+                "schema.at: `format` is for the timestamp, datetime and date types only",
+                "schema: types the list's records, which `children` does not deliver: type the children's records with a `cast` transform instead",
+            ]
+        );
+    }
+
+    #[test]
     fn settings_that_cannot_work_together_are_problems() {
         assert_eq!(
             problems(
