@@ -7,23 +7,74 @@
 //! Inference looks at each value on its own (no column statistics), so it streams; it leaves
 //! alone what would lose information: `007` stays text (a code, not the number 7), `1.50` becomes
 //! an exact decimal, not a float.
+//!
+//! The same casts serve the `cast` transform, which also converts values that already have a
+//! type (an integer to a decimal, a timestamp to a date) wherever nothing is lost, and time
+//! zones: `timezone` says which IANA zone a time without an offset is in (a local time the
+//! zone skips or repeats at a DST change is an error, never a guess), `convert_to` moves a
+//! timestamp to another zone's offset.
 
 use std::collections::BTreeMap;
 
 use chrono::format::{Item, StrftimeItems};
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::offset::LocalResult;
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, Offset, TimeZone};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::record::{Record, Text, Value};
+use crate::error::{CodecError, Malformed, Position};
+use crate::record::{Record, Reject, Text, Value};
 
 /// What a field's values must be: `"integer"`, or `{ type = "timestamp", format = "%d/%m/%Y
 /// %H:%M" }`.
-#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
 #[serde(untagged)]
 pub enum FieldType {
     Plain(TypeName),
     WithFormat(TypeWithFormat),
+}
+
+impl<'de> Deserialize<'de> for FieldType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match NameOrTable::deserialize(deserializer)? {
+            NameOrTable::Name(name) => FieldType::Plain(name),
+            NameOrTable::Table(typed) => FieldType::WithFormat(typed),
+        })
+    }
+}
+
+/// A type given by its name (`"decimal"`) or by a table (`{ type = "timestamp", ... }`). Read
+/// by hand rather than as an untagged enum, so that a mistake in the table (an unknown key, a
+/// time zone misspelled) is reported as itself, not as "did not match any variant".
+pub enum NameOrTable<T> {
+    Name(TypeName),
+    Table(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for NameOrTable<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Either<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Either<T> {
+            type Value = NameOrTable<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a type such as \"decimal\", or a table such as { type = \"timestamp\", format = \"%d.%m.%Y %H:%M\" }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+                use serde::de::IntoDeserializer;
+                TypeName::deserialize(name.into_deserializer()).map(NameOrTable::Name)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                table: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(table))
+                    .map(NameOrTable::Table)
+            }
+        }
+        deserializer.deserialize_any(Either(std::marker::PhantomData))
+    }
 }
 
 /// A type with options.
@@ -41,6 +92,33 @@ pub struct TypeWithFormat {
     /// For numbers: a character grouping thousands, removed before reading, e.g. `"."` for
     /// `1.249,90` or `"'"` for `1'249.90`. Default: none.
     pub thousands_separator: Option<char>,
+    /// For `timestamp`, `datetime` and `date`: the IANA time zone that times without an offset
+    /// are in, e.g. `"Europe/Berlin"`: such a time becomes a timestamp with the zone's offset
+    /// at that instant (`2024-08-01 10:30` -> `2024-08-01T10:30:00+02:00`). A local time that
+    /// the zone skips (spring forward) or has twice (fall back) does not fit. Times with an
+    /// offset keep theirs. Default: none (a time without an offset stays without one).
+    pub timezone: Option<Zone>,
+    /// For `timestamp`, `datetime` and `date`: the zone to move timestamps to, `"UTC"` or an
+    /// IANA name (`2024-08-01T10:30:00+02:00` -> `2024-08-01T08:30:00+00:00`); a `datetime` or
+    /// `date` is then the time of day or the day in that zone. A time without an offset (and no
+    /// `timezone`) does not fit. Default: none (the offset stays as it is).
+    pub convert_to: Option<Zone>,
+}
+
+/// An IANA time zone, named in a pipeline file as `"Europe/Berlin"` or `"UTC"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(transparent)]
+pub struct Zone(#[schemars(with = "String")] pub chrono_tz::Tz);
+
+impl<'de> Deserialize<'de> for Zone {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map(Zone).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{name}` is not a time zone: write an IANA name such as `Europe/Berlin`, `America/New_York` or `UTC`"
+            ))
+        })
+    }
 }
 
 /// The types a field can be given.
@@ -57,10 +135,36 @@ pub enum TypeName {
     Decimal,
     /// `true`/`false`, `yes`/`no`, `y`/`n`, `t`/`f`, `1`/`0`, in any case.
     Bool,
-    /// A date and time: with an offset when the text has one, else without.
+    /// A date and time: with an offset when the text has one (or `timezone` gives one), else
+    /// without.
     Timestamp,
+    /// A date and time of day without an offset (`2024-08-01T10:30:00`).
+    Datetime,
     /// A calendar date.
     Date,
+}
+
+impl TypeName {
+    /// The type as messages name what does not fit it: "`x` is not {}".
+    fn described(self) -> &'static str {
+        match self {
+            TypeName::String => "text",
+            TypeName::Integer => "an integer",
+            TypeName::Float => "a number",
+            TypeName::Decimal => "a decimal number",
+            TypeName::Bool => "a boolean (true/false, yes/no, 1/0)",
+            TypeName::Timestamp => "a timestamp",
+            TypeName::Datetime => "a date and time",
+            TypeName::Date => "a date",
+        }
+    }
+
+    fn is_time(self) -> bool {
+        matches!(
+            self,
+            TypeName::Timestamp | TypeName::Datetime | TypeName::Date
+        )
+    }
 }
 
 impl FieldType {
@@ -75,6 +179,16 @@ impl FieldType {
         match self {
             FieldType::Plain(_) => None,
             FieldType::WithFormat(typed) => typed.format.as_deref(),
+        }
+    }
+
+    fn zones(&self) -> (Option<chrono_tz::Tz>, Option<chrono_tz::Tz>) {
+        match self {
+            FieldType::Plain(_) => (None, None),
+            FieldType::WithFormat(typed) => (
+                typed.timezone.map(|zone| zone.0),
+                typed.convert_to.map(|zone| zone.0),
+            ),
         }
     }
 
@@ -131,9 +245,15 @@ impl FieldType {
                 return Some("`decimal_separator` and `thousands_separator` must differ".into());
             }
         }
+        if self.zones() != (None, None) && !self.name().is_time() {
+            return Some(
+                "`timezone` and `convert_to` are for the timestamp, datetime and date types only"
+                    .into(),
+            );
+        }
         let format = self.format()?;
-        if !matches!(self.name(), TypeName::Timestamp | TypeName::Date) {
-            return Some("`format` is for the timestamp and date types only".into());
+        if !self.name().is_time() {
+            return Some("`format` is for the timestamp, datetime and date types only".into());
         }
         if StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
             return Some(format!("`{format}` is not a valid strftime format"));
@@ -197,6 +317,62 @@ impl Typing {
     }
 }
 
+impl Typing {
+    /// Types `records`, just decoded from `file` and numbered from `first + 1` there. One
+    /// whose value does not fit goes to `rejects` when `quarantine`; otherwise the first is
+    /// the error (a bad record, with its file, number and field).
+    pub fn apply_to_decoded(
+        &self,
+        records: &mut Vec<Record>,
+        file: &str,
+        first: u64,
+        quarantine: bool,
+        rejects: &mut Vec<Reject>,
+    ) -> Result<(), CodecError> {
+        let mut number = first;
+        let mut failure = None;
+        records.retain_mut(|record| {
+            number += 1;
+            if failure.is_some() {
+                return true;
+            }
+            let Err(cast) = self.apply(record) else {
+                return true;
+            };
+            let mut raw = Vec::new();
+            crate::record::json::write_nested_record(&mut raw, record);
+            let reject = Reject {
+                file: file.to_string(),
+                position: Position {
+                    record: Some(number),
+                    field: Some(format!("`{}`", cast.field)),
+                    ..Position::default()
+                },
+                reason: cast.reason,
+                raw: Some(String::from_utf8_lossy(&raw).into_owned()),
+            };
+            if quarantine {
+                rejects.push(reject);
+                return false;
+            }
+            failure = Some(reject);
+            true
+        });
+        match failure {
+            None => Ok(()),
+            Some(reject) => Err(CodecError::BadRecord {
+                malformed: Box::new(Malformed {
+                    file: reject.file,
+                    position: reject.position,
+                    message: reject.reason,
+                    hint: None,
+                }),
+                raw: reject.raw,
+            }),
+        }
+    }
+}
+
 /// What `text` reads as, when it is unambiguously more than text.
 pub fn infer(text: &str) -> Option<Value> {
     let bytes = text.as_bytes();
@@ -209,7 +385,9 @@ pub fn infer(text: &str) -> Option<Value> {
         if is_decimal(text) {
             return Some(Value::Decimal(text.into()));
         }
-        return parse_time(text, None, TypeName::Timestamp).ok();
+        return parse_time(text, None, TypeName::Timestamp)
+            .ok()
+            .map(Moment::into_value);
     }
     match text {
         "true" => Some(Value::Bool(true)),
@@ -238,32 +416,34 @@ fn is_decimal(text: &str) -> bool {
     }
 }
 
-fn cast(value: &Value, field_type: &FieldType) -> Result<Value, String> {
+/// `value` as a value of `field_type`, or what is wrong with it (without the field's name).
+/// Null stays null. Text is read; a value that already has a type is converted where nothing
+/// is lost (an integer to a decimal, `2.00` to the integer 2), refused where something would be
+/// (`1.50` to an integer: never truncated).
+pub fn cast(value: &Value, field_type: &FieldType) -> Result<Value, String> {
     let name = field_type.name();
+    if name.is_time() {
+        return cast_time(value, field_type);
+    }
     let text = match value {
         Value::Null => return Ok(Value::Null),
         Value::String(text) => text,
-        // Already typed (JSON, a spreadsheet): converted where nothing is lost.
-        typed => return convert(typed.clone(), name),
+        typed => return convert(typed, name),
     };
-    let refuse = |what: &str| Err(format!("`{text}` is not {what}"));
+    let refuse = || Err(format!("`{text}` is not {}", name.described()));
     let Some(plain) = field_type.plain_number(text.trim()) else {
-        return refuse(match name {
-            TypeName::Integer => "an integer",
-            TypeName::Float => "a number",
-            _ => "a decimal number",
-        });
+        return refuse();
     };
     let trimmed = plain.as_ref();
     match name {
         TypeName::String => Ok(Value::String(text.clone())),
         TypeName::Integer => match trimmed.parse::<i64>() {
             Ok(number) => Ok(Value::Integer(number)),
-            Err(_) => refuse("an integer"),
+            Err(_) => refuse(),
         },
         TypeName::Float => match trimmed.parse::<f64>() {
             Ok(number) if number.is_finite() => Ok(Value::Float(number)),
-            _ => refuse("a number"),
+            _ => refuse(),
         },
         TypeName::Decimal => {
             let unsigned = trimmed.strip_prefix(['-', '+']).unwrap_or(trimmed);
@@ -275,91 +455,193 @@ fn cast(value: &Value, field_type: &FieldType) -> Result<Value, String> {
             {
                 Ok(Value::Decimal(Text::from(trimmed.trim_start_matches('+'))))
             } else {
-                refuse("a decimal number")
+                refuse()
             }
         }
         TypeName::Bool => match trimmed.to_ascii_lowercase().as_str() {
             "true" | "yes" | "y" | "t" | "1" => Ok(Value::Bool(true)),
             "false" | "no" | "n" | "f" | "0" => Ok(Value::Bool(false)),
-            _ => refuse("a boolean (true/false, yes/no, 1/0)"),
+            _ => refuse(),
         },
-        TypeName::Timestamp | TypeName::Date => parse_time(trimmed, field_type.format(), name)
-            .map_err(|expected| format!("`{text}` is not a {} ({expected})", type_word(name))),
+        TypeName::Timestamp | TypeName::Datetime | TypeName::Date => cast_time(value, field_type),
     }
 }
 
-fn type_word(name: TypeName) -> &'static str {
-    match name {
-        TypeName::Date => "date",
-        _ => "timestamp",
-    }
-}
-
-/// A typed value given to a field of type `name`: kept when it is one, converted when that
-/// loses nothing.
-fn convert(value: Value, name: TypeName) -> Result<Value, String> {
-    let refuse = |value: &Value| {
-        Err(format!(
-            "{} is not {}",
-            value.to_text().unwrap_or_default(),
-            match name {
-                TypeName::String => "text",
-                TypeName::Integer => "an integer",
-                TypeName::Float => "a number",
-                TypeName::Decimal => "a decimal number",
-                TypeName::Bool => "a boolean",
-                TypeName::Timestamp => "a timestamp",
-                TypeName::Date => "a date",
-            }
-        ))
-    };
+/// A typed value given to a non-time field of type `name`: kept when it is one, converted when
+/// that loses nothing.
+fn convert(value: &Value, name: TypeName) -> Result<Value, String> {
+    /// Integers up to this size convert to a float exactly (2^53).
+    const EXACT_IN_FLOAT: i64 = 1 << 53;
     Ok(match (name, value) {
         (TypeName::String, value) => match value.to_text() {
             Some(text) => Value::String(Text::from(text.as_ref())),
             None => Value::Null,
         },
-        (TypeName::Integer, Value::Integer(i)) => Value::Integer(i),
+        (TypeName::Integer, Value::Integer(i)) => Value::Integer(*i),
         (TypeName::Integer, Value::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
-            Value::Integer(f as i64)
+            Value::Integer(*f as i64)
         }
-        (TypeName::Float, Value::Float(f)) => Value::Float(f),
-        (TypeName::Float, Value::Integer(i)) => Value::Float(i as f64),
-        (TypeName::Decimal, Value::Decimal(d)) => Value::Decimal(d),
+        (TypeName::Integer, Value::Decimal(d)) => match integer_of_decimal(d) {
+            Some(i) => Value::Integer(i),
+            None => return Err(misfit(value, name)),
+        },
+        (TypeName::Float, Value::Float(f)) => Value::Float(*f),
+        (TypeName::Float, Value::Integer(i)) if i.abs() <= EXACT_IN_FLOAT => {
+            Value::Float(*i as f64)
+        }
+        (TypeName::Float, Value::Decimal(d)) => match d.parse::<f64>() {
+            Ok(f) if f.is_finite() => Value::Float(f),
+            _ => return Err(misfit(value, name)),
+        },
+        (TypeName::Decimal, Value::Decimal(d)) => Value::Decimal(d.clone()),
         (TypeName::Decimal, Value::Integer(i)) => Value::Decimal(Text::from(i.to_string())),
-        (TypeName::Bool, Value::Bool(b)) => Value::Bool(b),
-        (TypeName::Timestamp, v @ (Value::Timestamp(_) | Value::DateTime(_))) => v,
-        (TypeName::Date, Value::Date(d)) => Value::Date(d),
-        (_, value) => return refuse(&value),
+        // `Display` writes the shortest text that reads back as the same float, never with an
+        // exponent (`1e21` is `1000000000000000000000`).
+        (TypeName::Decimal, Value::Float(f)) if f.is_finite() => {
+            Value::Decimal(Text::from(f.to_string()))
+        }
+        (TypeName::Bool, Value::Bool(b)) => Value::Bool(*b),
+        (TypeName::Bool, Value::Integer(i @ (0 | 1))) => Value::Bool(*i == 1),
+        _ => return Err(misfit(value, name)),
     })
 }
 
-/// A date or timestamp in `format` (strftime), or by default RFC 3339 / ISO 8601 (a space for
-/// the `T` accepted). The error says what was expected.
-fn parse_time(text: &str, format: Option<&str>, name: TypeName) -> Result<Value, String> {
-    if name == TypeName::Date {
-        let format = format.unwrap_or("%Y-%m-%d");
-        return NaiveDate::parse_from_str(text, format)
-            .map(Value::Date)
-            .map_err(|_| format!("expected {format}"));
+/// "`1.50` is not an integer".
+fn misfit(value: &Value, name: TypeName) -> String {
+    format!(
+        "`{}` is not {}",
+        value.to_text().unwrap_or_default(),
+        name.described()
+    )
+}
+
+/// The integer a decimal's text is when its fraction is all zeros (`12.00`), within i64.
+fn integer_of_decimal(decimal: &str) -> Option<i64> {
+    let (whole, fraction) = decimal.split_once('.').unwrap_or((decimal, ""));
+    fraction
+        .bytes()
+        .all(|b| b == b'0')
+        .then(|| whole.parse().ok())
+        .flatten()
+}
+
+/// A time read from a value, before it is made the type asked for.
+enum Moment {
+    /// With a UTC offset.
+    Zoned(DateTime<FixedOffset>),
+    /// A date and time of day without an offset.
+    Local(NaiveDateTime),
+    Day(NaiveDate),
+}
+
+impl Moment {
+    fn into_value(self) -> Value {
+        match self {
+            Moment::Zoned(at) => Value::Timestamp(at),
+            Moment::Local(at) => Value::DateTime(at),
+            Moment::Day(day) => Value::Date(day),
+        }
+    }
+}
+
+/// `value` given to a `timestamp`, `datetime` or `date` field: read (text by `format`), put in
+/// `timezone` when it has no offset, moved to `convert_to`, then made the type.
+fn cast_time(value: &Value, field_type: &FieldType) -> Result<Value, String> {
+    let name = field_type.name();
+    let (timezone, convert_to) = field_type.zones();
+    let moment = match value {
+        Value::Null => return Ok(Value::Null),
+        Value::Timestamp(at) => Moment::Zoned(*at),
+        Value::DateTime(at) => Moment::Local(*at),
+        Value::Date(day) => Moment::Day(*day),
+        Value::String(text) => parse_time(text.trim(), field_type.format(), name)
+            .map_err(|expected| format!("`{text}` is not {} ({expected})", name.described()))?,
+        other => return Err(misfit(other, name)),
+    };
+    let shown = || value.to_text().unwrap_or_default();
+    let moment = match (moment, timezone) {
+        (Moment::Local(at), Some(zone)) => {
+            Moment::Zoned(in_zone(at, zone).map_err(|why| format!("`{}` {why}", shown()))?)
+        }
+        (moment, _) => moment,
+    };
+    let moment = match (moment, convert_to) {
+        (Moment::Zoned(at), Some(zone)) => Moment::Zoned(at.with_timezone(&zone).fixed_offset()),
+        (Moment::Local(_), Some(zone)) => {
+            return Err(format!(
+                "`{}` has no UTC offset to convert to {zone} from: set `timezone` to the zone it is in",
+                shown()
+            ));
+        }
+        (moment, _) => moment,
+    };
+    let without_time = || format!("`{}` is a date without a time of day", shown());
+    Ok(match (name, moment) {
+        (TypeName::Date, Moment::Zoned(at)) => Value::Date(at.date_naive()),
+        (TypeName::Date, Moment::Local(at)) => Value::Date(at.date()),
+        (TypeName::Datetime, Moment::Zoned(at)) if convert_to.is_some() => {
+            Value::DateTime(at.naive_local())
+        }
+        (TypeName::Datetime, Moment::Zoned(at)) => {
+            return Err(format!(
+                "`{}` has a UTC offset ({}) and a datetime has none: set `convert_to` to take the time of day in a zone, or cast to `timestamp`",
+                shown(),
+                at.offset()
+            ));
+        }
+        (TypeName::Datetime | TypeName::Timestamp, Moment::Day(_))
+            if name == TypeName::Datetime || timezone.is_some() || convert_to.is_some() =>
+        {
+            return Err(without_time());
+        }
+        (_, moment) => moment.into_value(),
+    })
+}
+
+/// The instant a local time in `zone` is; an error for a time the zone skips or repeats.
+fn in_zone(at: NaiveDateTime, zone: chrono_tz::Tz) -> Result<DateTime<FixedOffset>, String> {
+    match zone.from_local_datetime(&at) {
+        LocalResult::Single(instant) => Ok(instant.fixed_offset()),
+        LocalResult::Ambiguous(first, second) => Err(format!(
+            "is ambiguous in {zone}: the clocks go back and that time happens twice, at {} and at {}",
+            first.offset().fix(),
+            second.offset().fix()
+        )),
+        LocalResult::None => Err(format!(
+            "does not exist in {zone}: the clocks go forward past it"
+        )),
+    }
+}
+
+/// A date or time in `format` (strftime), or by default RFC 3339 / ISO 8601 (a space for the
+/// `T` accepted). The error says what was expected.
+fn parse_time(text: &str, format: Option<&str>, name: TypeName) -> Result<Moment, String> {
+    if let (TypeName::Date, Some(format)) = (name, format)
+        && let Ok(day) = NaiveDate::parse_from_str(text, format)
+    {
+        return Ok(Moment::Day(day));
     }
     match format {
         Some(format) => DateTime::parse_from_str(text, format)
-            .map(Value::Timestamp)
-            .or_else(|_| NaiveDateTime::parse_from_str(text, format).map(Value::DateTime))
+            .map(Moment::Zoned)
+            .or_else(|_| NaiveDateTime::parse_from_str(text, format).map(Moment::Local))
             .map_err(|_| format!("expected {format}")),
         None => {
             if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-                return Ok(Value::Timestamp(at));
+                return Ok(Moment::Zoned(at));
             }
             for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
                 if let Ok(at) = NaiveDateTime::parse_from_str(text, format) {
-                    return Ok(Value::DateTime(at));
+                    return Ok(Moment::Local(at));
                 }
             }
             if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-                return Ok(Value::Date(date));
+                return Ok(Moment::Day(date));
             }
-            Err("expected ISO 8601, e.g. 2024-08-01T10:30:00+02:00".into())
+            Err(match name {
+                TypeName::Date => "expected ISO 8601, e.g. 2024-08-01".into(),
+                _ => "expected ISO 8601, e.g. 2024-08-01T10:30:00+02:00".into(),
+            })
         }
     }
 }
@@ -448,6 +730,8 @@ mod tests {
                     format: Some("%d/%m/%Y %H:%M".into()),
                     decimal_separator: None,
                     thousands_separator: None,
+                    timezone: None,
+                    convert_to: None,
                 }),
             ),
         ]);
@@ -492,7 +776,7 @@ mod tests {
         assert_eq!(cast(&Value::Float(3.0), &integer), Ok(Value::Integer(3)));
         assert_eq!(
             cast(&Value::Float(3.5), &integer),
-            Err("3.5 is not an integer".into())
+            Err("`3.5` is not an integer".into())
         );
         let text = FieldType::Plain(TypeName::String);
         assert_eq!(
@@ -509,6 +793,8 @@ mod tests {
             format: None,
             decimal_separator: Some(','),
             thousands_separator: Some('.'),
+            timezone: None,
+            convert_to: None,
         });
         assert_eq!(european.problem(), None);
         assert_eq!(
@@ -526,6 +812,8 @@ mod tests {
             format: None,
             decimal_separator: Some(','),
             thousands_separator: None,
+            timezone: None,
+            convert_to: None,
         });
         assert_eq!(
             cast(&Value::String("-3,5".into()), &comma_only),
@@ -537,6 +825,8 @@ mod tests {
             format: None,
             decimal_separator: Some('.'),
             thousands_separator: Some('.'),
+            timezone: None,
+            convert_to: None,
         });
         assert_eq!(
             same.problem().unwrap(),
@@ -551,6 +841,8 @@ mod tests {
             format: Some("%Q".into()),
             decimal_separator: None,
             thousands_separator: None,
+            timezone: None,
+            convert_to: None,
         });
         assert_eq!(
             bad.problem().unwrap(),
@@ -561,10 +853,12 @@ mod tests {
             format: Some("%Y".into()),
             decimal_separator: None,
             thousands_separator: None,
+            timezone: None,
+            convert_to: None,
         });
         assert_eq!(
             misplaced.problem().unwrap(),
-            "`format` is for the timestamp and date types only"
+            "`format` is for the timestamp, datetime and date types only"
         );
     }
 }

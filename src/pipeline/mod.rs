@@ -27,6 +27,8 @@ use crate::sources::drop::DropSourceConfig;
 use crate::sources::file::FileSourceConfig;
 use crate::sources::http::HttpSourceConfig;
 use crate::state::StateConfig;
+use crate::transforms::cast::CastConfig;
+use crate::transforms::money::MoneyConfig;
 use crate::transforms::rename::RenameConfig;
 use crate::transforms::select::SelectConfig;
 
@@ -185,6 +187,10 @@ stage_configs! {
 stage_configs! {
     /// A reshaping step, chosen by `type`.
     TransformConfig, "transform", crate::transforms::TransformSpec {
+        /// Casts fields to types (numbers, exact decimals, booleans, times in time zones).
+        "cast" => Cast(CastConfig),
+        /// Converts integer minor units (cents) to exact decimal amounts, and back.
+        "money" => Money(MoneyConfig),
         /// Renames fields.
         "rename" => Rename(RenameConfig),
         /// Keeps only the listed fields (names or globs), in the listed order.

@@ -25,7 +25,7 @@ use crate::codecs::unpack::{self, Part, UnpackLimits, Unpacked};
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Validate};
 use crate::digest::{HashingReader, SharedDigest, sha256_file};
-use crate::error::{CodecError, Malformed, Position, StageError};
+use crate::error::{CodecError, StageError};
 use crate::filestore::Connection;
 use crate::names;
 use crate::record::{Batch, Origin, Reject};
@@ -70,9 +70,9 @@ pub struct FileSourceConfig {
     #[serde(default)]
     pub infer_types: bool,
     /// The type of named fields, e.g. `{ amount = "decimal", created = { type = "timestamp",
-    /// format = "%d/%m/%Y %H:%M" } }`: `string`, `integer`, `float`, `decimal`, `bool`,
-    /// `timestamp`, `date`. A value that does not fit makes its record a reject (with
-    /// `[rejects]`) or fails the run. Default: none.
+    /// format = "%d/%m/%Y %H:%M", timezone = "Europe/Berlin" } }`: `string`, `integer`,
+    /// `float`, `decimal`, `bool`, `timestamp`, `datetime`, `date`. A value that does not fit
+    /// makes its record a reject (with `[rejects]`) or fails the run. Default: none.
     pub schema: Option<std::collections::BTreeMap<String, FieldType>>,
     /// The most bytes one compressed file (all members of a zip together) may unpack to: a
     /// guard against decompression bombs. Default 4294967296 (4 GiB).
@@ -788,47 +788,13 @@ fn type_records(
 ) -> Result<(), CodecError> {
     let first = reading.records;
     reading.records += out.records.len() as u64;
-    let mut number = first;
-    let mut failure = None;
-    out.records.retain_mut(|record| {
-        number += 1;
-        if failure.is_some() {
-            return true;
-        }
-        let Err(cast) = typing.apply(record) else {
-            return true;
-        };
-        let mut raw = Vec::new();
-        crate::record::json::write_nested_record(&mut raw, record);
-        let reject = Reject {
-            file: reading.origin.path.clone(),
-            position: Position {
-                record: Some(number),
-                field: Some(format!("`{}`", cast.field)),
-                ..Position::default()
-            },
-            reason: cast.reason,
-            raw: Some(String::from_utf8_lossy(&raw).into_owned()),
-        };
-        if quarantine {
-            out.rejects.push(reject);
-            return false;
-        }
-        failure = Some(reject);
-        true
-    });
-    match failure {
-        None => Ok(()),
-        Some(reject) => Err(CodecError::BadRecord {
-            malformed: Box::new(Malformed {
-                file: reject.file,
-                position: reject.position,
-                message: reject.reason,
-                hint: None,
-            }),
-            raw: reject.raw,
-        }),
-    }
+    typing.apply_to_decoded(
+        &mut out.records,
+        &reading.origin.path,
+        first,
+        quarantine,
+        &mut out.rejects,
+    )
 }
 
 /// The folder a glob pattern's matches must be in (its leading part without wildcards), when

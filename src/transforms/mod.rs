@@ -3,6 +3,7 @@
 //! not cast, a rule it breaks) sets it aside through [`Refusals`]: to the rejects file with
 //! `[rejects]`, where `max_rejects` counts it, else the run fails naming the record.
 
+pub mod cast;
 pub mod dedupe;
 pub mod drop;
 pub mod expr;
@@ -10,6 +11,7 @@ mod field_pattern;
 pub mod filter;
 pub mod flatten;
 pub mod map;
+pub mod money;
 pub mod rename;
 pub mod reorder;
 pub mod seen;
@@ -27,6 +29,18 @@ use crate::stage::{RunContext, Transform};
 /// may read what it needs first: a lookup file).
 pub trait TransformSpec: Validate {
     fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError>;
+}
+
+impl TransformSpec for cast::CastConfig {
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(cast::Cast::new(self, Refusals::new(cx))))
+    }
+}
+
+impl TransformSpec for money::MoneyConfig {
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(money::Money::new(self, Refusals::new(cx))))
+    }
 }
 
 impl TransformSpec for rename::RenameConfig {

@@ -814,7 +814,7 @@ fn every_example_pipeline_is_valid() {
         examples.push(format!("examples/{name}"));
     }
     examples.sort();
-    assert_eq!(examples.len(), 16);
+    assert_eq!(examples.len(), 17);
     command.args(&examples);
     crate::support::run(command).assert_success();
 }

@@ -29,6 +29,7 @@ mod roundtrip;
 mod support;
 mod transforms_reshape;
 mod transforms_rules;
+mod transforms_typing;
 mod types;
 mod upload;
 mod xml;

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 pub use super::children::ChildrenConfig;
+use crate::codecs::types::FieldType;
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::config::{Invalid, Secret, Validate};
 pub(super) use crate::net::config::url_problem;
@@ -51,6 +52,20 @@ pub struct HttpSourceConfig {
     /// The text encoding of bodies without a byte-order mark (any WHATWG label). Default
     /// UTF-8.
     pub encoding: Option<TextEncoding>,
+    /// Give text values the type they read as: integers (`42`; not `007`, a code), exact
+    /// decimals (`1.50`), `true`/`false`, ISO 8601 dates and timestamps. For formats without
+    /// types (CSV, XML); each value on its own, on every page. Fields in `schema` are typed by
+    /// it instead. Not with `children` (type their records with a `cast` transform). Default
+    /// `false`: text stays text.
+    #[serde(default)]
+    pub infer_types: bool,
+    /// The type of named fields, e.g. `{ amount = "decimal", created = { type = "timestamp",
+    /// format = "%d/%m/%Y %H:%M", timezone = "Europe/Berlin" } }`: `string`, `integer`,
+    /// `float`, `decimal`, `bool`, `timestamp`, `datetime`, `date`, on every page. A value
+    /// that does not fit makes its record a reject (with `[rejects]`, numbered within its
+    /// page) or fails the run. Not with `children` (type their records with a `cast`
+    /// transform). Default: none.
+    pub schema: Option<BTreeMap<String, FieldType>>,
     /// How the list is paged. Default `{ type = "none" }`: one request.
     #[serde(default)]
     pub pagination: Pagination,
@@ -488,6 +503,17 @@ impl Validate for HttpSourceConfig {
                 problems.push(Invalid::new("encoding", message));
             }
         }
+        for (field, field_type) in self.schema.iter().flatten() {
+            if let Some(problem) = field_type.problem() {
+                problems.push(Invalid::new(format!("schema.{field}"), problem));
+            }
+        }
+        if self.children.is_some() && (self.infer_types || self.schema.is_some()) {
+            problems.push(Invalid::new(
+                if self.infer_types { "infer_types" } else { "schema" },
+                "types the list's records, which `children` does not deliver: type the children's records with a `cast` transform instead",
+            ));
+        }
         for name in self.headers.keys() {
             if name.parse::<ureq::http::HeaderName>().is_err() {
                 problems.push(Invalid::new(
@@ -628,6 +654,21 @@ mod tests {
             .into_iter()
             .map(|p| format!("{}: {}", p.key, p.message))
             .collect()
+    }
+
+    #[test]
+    fn types_are_checked_and_not_taken_with_children() {
+        assert_eq!(
+            problems(
+                r#"url = "https://api.example.com/x"
+schema = { id = "integer", at = { type = "integer", format = "%Y" } }
+children = { url = "https://api.example.com/x/{id}/lines" }"#
+            ),
+            [
+                "schema.at: `format` is for the timestamp, datetime and date types only",
+                "schema: types the list's records, which `children` does not deliver: type the children's records with a `cast` transform instead",
+            ]
+        );
     }
 
     #[test]

@@ -48,6 +48,7 @@ use self::page::Page;
 use self::paging::Paginator;
 use self::window::{Windows, window_seconds};
 use crate::codecs::json::JsonOptions;
+use crate::codecs::types::Typing;
 use crate::codecs::{FormatConfig, TextEncoding};
 use crate::error::StageError;
 use crate::record::{Batch, Origin, Record};
@@ -80,6 +81,8 @@ struct Settings {
     cap: Option<u64>,
     format: FormatConfig,
     encoding: Option<TextEncoding>,
+    /// `infer_types` and `schema`; `None`: records stay as decoded.
+    typing: Option<Typing>,
     /// Where an answer says it failed, though its status is a success.
     body_error: Option<BodyError>,
     max_page_bytes: u64,
@@ -213,6 +216,7 @@ impl Settings {
                 .clone()
                 .unwrap_or(FormatConfig::Json(JsonOptions::default())),
             encoding: config.encoding,
+            typing: Typing::new(config.infer_types, config.schema.as_ref()),
             body_error: config.error.clone(),
             max_page_bytes: config.max_page_bytes,
             max_record_bytes: config.max_record_bytes,

@@ -252,6 +252,16 @@ impl HttpSource {
                 page.records += got;
                 self.paging.received += got;
                 out.origin = Some(page.origin.clone());
+                if let Some(typing) = &self.settings.typing {
+                    // Numbered within the page, named as the decoder names its bad records.
+                    typing.apply_to_decoded(
+                        &mut out.records,
+                        &format!("{} (page {})", page.origin.path, page.number),
+                        page.records - got,
+                        self.cx.quarantine,
+                        &mut out.rejects,
+                    )?;
+                }
                 if page.records == 1 && reads_whole_document(&self.settings.format) {
                     let paged = self.settings.pagination.is_paged();
                     let checked = self.settings.body_error.is_some();
