@@ -287,11 +287,11 @@ fn the_finance_example_turns_cents_into_amounts_by_currency() {
     assert_eq!(
         sandbox.read("out/orders-01.ndjson"),
         concat!(
-            r#"{"order_id":9001,"order_date":"2024-10-27","status":"40","currency":"EUR","total":45.90,"shipping":4.95}"#,
+            r#"{"order_id":9001,"order_date":"2024-10-27","status":"shipped","currency":"EUR","total":45.90,"shipping":4.95}"#,
             "\n",
-            r#"{"order_id":9002,"order_date":"2024-10-27","status":"10","currency":"JPY","total":4590,"shipping":0}"#,
+            r#"{"order_id":9002,"order_date":"2024-10-27","status":"unpaid","currency":"JPY","total":4590,"shipping":0}"#,
             "\n",
-            r#"{"order_id":9004,"order_date":"2024-03-31","status":"40","currency":"KWD","total":-1.005,"shipping":0.005}"#,
+            r#"{"order_id":9004,"order_date":"2024-03-31","status":"shipped","currency":"KWD","total":-1.005,"shipping":0.005}"#,
             "\n",
         )
     );
