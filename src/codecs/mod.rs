@@ -366,16 +366,45 @@ impl FormatConfig {
     }
 
     /// An encoder writing to `output` in `encoding` (default UTF-8); `label` names the output
-    /// in errors.
+    /// in errors. For a stream (standard output, a request body): a CSV output's columns are
+    /// those of the first batch of records (unless `columns` lists them).
     pub fn encoder(
         &self,
         output: Box<dyn Write + Send>,
         label: &str,
         encoding: Option<TextEncoding>,
     ) -> Result<Box<dyn Encoder>, CodecError> {
+        self.make_encoder(output, label, encoding, false)
+    }
+
+    /// As [`FormatConfig::encoder`], for a file its owner rewrites when the encoder says its
+    /// columns grew ([`Encoder::widened`], [`csv::widen`]): a CSV output takes fields that
+    /// first appear after its header was written.
+    pub fn file_encoder(
+        &self,
+        output: Box<dyn Write + Send>,
+        label: &str,
+        encoding: Option<TextEncoding>,
+    ) -> Result<Box<dyn Encoder>, CodecError> {
+        self.make_encoder(output, label, encoding, true)
+    }
+
+    fn make_encoder(
+        &self,
+        output: Box<dyn Write + Send>,
+        label: &str,
+        encoding: Option<TextEncoding>,
+        rewritable: bool,
+    ) -> Result<Box<dyn Encoder>, CodecError> {
         let output = text::encoded_output(output, encoding);
         Ok(match self {
-            FormatConfig::Csv(options) => Box::new(csv::CsvEncoder::new(output, label, options)?),
+            FormatConfig::Csv(options) => {
+                let encoder = csv::CsvEncoder::new(output, label, options)?;
+                match rewritable {
+                    true => Box::new(encoder.widening()),
+                    false => Box::new(encoder),
+                }
+            }
             FormatConfig::Ndjson(_) => Box::new(ndjson::NdjsonEncoder::new(output, label)),
             FormatConfig::Json(options) => Box::new(json::JsonEncoder::new(output, label, options)),
             FormatConfig::JsonArray(options) => {
