@@ -846,7 +846,7 @@ impl CsvEncoder {
                 "the record has a field that is not a column of this CSV file: its columns are \
                  the fields of the first batch of records, and this output cannot be rewritten \
                  to add one",
-                "list every wanted field in the csv format's `columns`, or drop it with a `select` transform",
+                "write to a file (a file is rewritten with the new column), or list every wanted field in the csv format's `columns`",
             )
         };
         Err(CodecError::malformed(
@@ -1429,8 +1429,8 @@ mod tests {
             error.to_string(),
             "o.csv: record 3, field `late`: the record has a field that is not a column of this \
              CSV file: its columns are the fields of the first batch of records, and this output \
-             cannot be rewritten to add one. list every wanted field in the csv format's \
-             `columns`, or drop it with a `select` transform"
+             cannot be rewritten to add one. write to a file (a file is rewritten with the new \
+             column), or list every wanted field in the csv format's `columns`"
         );
     }
 
