@@ -87,7 +87,6 @@ pub struct Widened {
     pub has_header: bool,
 }
 
-
 /// Reshapes records in place.
 pub trait Transform: Send {
     fn apply(&mut self, batch: &mut Batch) -> Result<(), StageError>;

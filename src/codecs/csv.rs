@@ -10,11 +10,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::IO_BUFFER_BYTES;
+use super::TextEncoding;
 use super::limit;
 use super::text::read_at_least;
 use crate::error::{CodecError, Position};
 use crate::record::{FieldName, Record, Text, Value};
-use super::TextEncoding;
 use crate::stage::{Decoder, Encoder, Widened};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -35,8 +35,13 @@ pub struct CsvOptions {
     /// When writing, whether to write a header row.
     pub header: bool,
     /// Column names. Reading: names for a file without a header (default `column_1`,
-    /// `column_2`, ...). Writing: which fields to write, in this order (default: the fields of
-    /// the first record, in its order).
+    /// `column_2`, ...). Writing: which fields to write, in this order; a record with a field
+    /// outside them fails the output, naming the record and the field. Default when writing:
+    /// every field, in order of first appearance. The header holds the fields of the first
+    /// batch of records (1,024); a field first seen later becomes a new last column, and the
+    /// complete file is rewritten once (streamed, one row in memory; a second temporary copy
+    /// on disk) with the rows before it given the `null` text there. Standard output cannot be
+    /// rewritten: there such a field fails the output, naming it.
     pub columns: Option<Vec<String>>,
     /// Number of lines to skip at the start of the file before the header or first row, e.g. a
     /// report title. Default `0`.
@@ -963,9 +968,9 @@ pub fn widen(
     let mut row = ::csv::ByteRecord::new();
     let mut header_to_skip = widened.has_header;
     let read = |reader: &mut ::csv::Reader<_>, row: &mut _| {
-        reader.read_byte_record(row).map_err(|e| {
-            CodecError::io(label, "read back", io::Error::other(e.to_string()))
-        })
+        reader
+            .read_byte_record(row)
+            .map_err(|e| CodecError::io(label, "read back", io::Error::other(e.to_string())))
     };
     while read(&mut reader, &mut row)? {
         if std::mem::take(&mut header_to_skip) {
@@ -1413,14 +1418,20 @@ mod tests {
         encoder.write_batch(&batch).unwrap();
         assert_eq!(encoder.widened(), None);
         encoder.finish().unwrap();
-        assert_eq!(buffer.text(), "id,note,city\n1,,\nx,2,\n3,,Zürich\n".replace("x,2", "2,x"));
+        assert_eq!(
+            buffer.text(),
+            "id,note,city\n1,,\nx,2,\n3,,Zürich\n".replace("x,2", "2,x")
+        );
     }
 
     #[test]
     fn a_stream_refuses_a_field_after_its_first_batch() {
-        let mut encoder =
-            CsvEncoder::new(Box::new(SharedBuffer::default()), "o.csv", &CsvOptions::default())
-                .unwrap();
+        let mut encoder = CsvEncoder::new(
+            Box::new(SharedBuffer::default()),
+            "o.csv",
+            &CsvOptions::default(),
+        )
+        .unwrap();
         encoder.write_batch(&[row(&[("id", "1")])]).unwrap();
         let error = encoder
             .write_batch(&[row(&[("id", "2")]), row(&[("id", "3"), ("late", "x")])])
@@ -1464,10 +1475,7 @@ mod tests {
             ..CsvOptions::default()
         };
         let one_by_one: Vec<Vec<Record>> = batches[1].iter().map(|r| vec![r.clone()]).collect();
-        assert_eq!(
-            encode_widening(&one_by_one, &headless),
-            "2,,\n3,é,\n4,x,\n"
-        );
+        assert_eq!(encode_widening(&one_by_one, &headless), "2,,\n3,é,\n4,x,\n");
     }
 
     #[test]
@@ -1476,7 +1484,10 @@ mod tests {
             null: "NULL".into(),
             ..CsvOptions::default()
         };
-        let batches = [vec![Record::new()], vec![row(&[("id", "1"), ("name", "a")])]];
+        let batches = [
+            vec![Record::new()],
+            vec![row(&[("id", "1"), ("name", "a")])],
+        ];
         assert_eq!(
             encode_widening(&batches, &options),
             "id,name\nNULL,NULL\n1,a\n"

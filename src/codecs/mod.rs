@@ -71,6 +71,10 @@ pub enum FormatConfig {
     /// an empty cell is null; rows without a value are skipped; an error cell (`#N/A`) makes its
     /// row a bad record. Writing: timestamps in UTC; integers beyond 2^53 and decimals of more
     /// than 15 significant digits as text (Excel would round them); nested values as JSON text.
+    /// The columns are the records' fields in order of first appearance, however late a field
+    /// first appears (a record without it has an empty cell): the cells are spooled to a
+    /// temporary file (about the size of their values) and the workbook is written from it
+    /// once the records end, holding one row in memory.
     Excel(ExcelOptions),
 }
 

@@ -230,7 +230,6 @@ impl FileSink {
         Ok(())
     }
 
-
     fn open(&mut self, path: PathBuf) -> Result<(), StageError> {
         self.finish_current()?;
         let shown = path.display().to_string();

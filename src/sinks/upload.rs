@@ -65,7 +65,10 @@ pub struct UploadSinkConfig<S> {
     /// The most bytes in one file (as written, after gzip): the output is split into files
     /// numbered by `{part}`, each closed at the first record boundary past the limit less
     /// 64 KiB, so a file stays under it unless one record is that large. Not for `excel`
-    /// (a workbook's size is known only once it is complete). Default: no limit.
+    /// (a workbook's size is known only once it is complete). A CSV file that takes a field
+    /// first seen after its header (see the csv format's `columns`) grows by the cells added
+    /// to its earlier rows; past the limit that fails the run, naming the fields. Default: no
+    /// limit.
     pub max_bytes_per_file: Option<u64>,
     /// What a run that gives this sink no record uploads (nothing new came, or only input
     /// without rows): `"skip"`, nothing; `"write"`, an empty output in the format's own form,

@@ -30,7 +30,11 @@ fn orders_json(count: u64, coupon_at: u64) -> String {
 fn expected_csv(count: u64, coupon_at: u64) -> String {
     let mut csv = String::from("id,total,note,coupon\n");
     for id in 1..=count {
-        let note = if id == 5 { "\"gift, wrap \"\"it\"\"\"" } else { "" };
+        let note = if id == 5 {
+            "\"gift, wrap \"\"it\"\"\""
+        } else {
+            ""
+        };
         let coupon = if id == coupon_at { "ÉTÉ-24" } else { "" };
         let _ = writeln!(csv, "{id},{id}.50,{note},{coupon}");
     }

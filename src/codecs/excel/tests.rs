@@ -341,7 +341,10 @@ fn a_field_first_seen_late_becomes_the_next_column_of_every_sheet() {
         ]
     );
     let first_sheet = part(&xlsx, "xl/worksheets/sheet1.xml");
-    assert!(first_sheet.contains(r#"<autoFilter ref="A1:C3"/>"#), "{first_sheet}");
+    assert!(
+        first_sheet.contains(r#"<autoFilter ref="A1:C3"/>"#),
+        "{first_sheet}"
+    );
 }
 
 #[test]
@@ -366,8 +369,14 @@ fn text_longer_than_a_cell_holds_is_an_error_naming_the_record() {
     let (mut encoder, _) = new_encoder(&ExcelOptions::default());
     let error = encoder
         .write_batch(&[
-            record(&[("id", Value::Integer(1)), ("note", text(&"é".repeat(32_767)))]),
-            record(&[("id", Value::Integer(2)), ("note", text(&"x".repeat(32_768)))]),
+            record(&[
+                ("id", Value::Integer(1)),
+                ("note", text(&"é".repeat(32_767))),
+            ]),
+            record(&[
+                ("id", Value::Integer(2)),
+                ("note", text(&"x".repeat(32_768))),
+            ]),
         ])
         .unwrap_err();
     assert_eq!(

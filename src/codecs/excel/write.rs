@@ -122,7 +122,10 @@ impl ExcelEncoder {
                     "the field would be column {} of the sheet; a sheet holds at most {EXCEL_MAX_COLUMNS} columns",
                     self.columns.len() + 1
                 ),
-                Some("select fewer fields, or move some into a nested value (written as JSON text)".into()),
+                Some(
+                    "select fewer fields, or move some into a nested value (written as JSON text)"
+                        .into(),
+                ),
             ));
         }
         let column = self.columns.len() as u16;
@@ -207,7 +210,9 @@ impl ExcelEncoder {
         let mut cell_text = String::new();
         for _ in 0..self.records.max(1) {
             if row == self.rows_per_sheet {
-                let worksheet = workbook.add_worksheet_with_constant_memory().map_err(xlsx)?;
+                let worksheet = workbook
+                    .add_worksheet_with_constant_memory()
+                    .map_err(xlsx)?;
                 worksheet
                     .set_name(sheet_name(&self.sheet_name, sheets))
                     .map_err(xlsx)?;
@@ -458,10 +463,9 @@ impl Cells<'_> {
                 self.worksheet
                     .write_number_with_format(row, column, serial, &formats.date_time)?
             }
-            SpooledCell::Text(text) if self.formula_protection && looks_like_formula(&text) => {
-                self.worksheet
-                    .write_string_with_format(row, column, &*text, &formats.quoted)?
-            }
+            SpooledCell::Text(text) if self.formula_protection && looks_like_formula(&text) => self
+                .worksheet
+                .write_string_with_format(row, column, &*text, &formats.quoted)?,
             SpooledCell::Text(text) => self.worksheet.write_string(row, column, &*text)?,
         };
         Ok(())
