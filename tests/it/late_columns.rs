@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 use std::io::Read as _;
 
-use crate::support::{Sandbox, pipeline};
+use crate::support::accounts::{PASSWORD, USER};
+use crate::support::vsftpd::{FtpMode, FtpServer};
+use crate::support::{Sandbox, pipeline, run};
 
 /// Orders 1..=count as a JSON array: record 5 brings `note`, record `coupon_at` (in a later
 /// batch: a batch holds 1,024 records) brings `coupon`.
@@ -146,4 +148,35 @@ fn with_columns_a_field_outside_them_is_still_an_error() {
 ",
     );
     sandbox.assert_not_published("out/a.csv");
+}
+
+/// A split upload: each file has its own encoder, so its own header; the first file takes the
+/// field record 1,500 brings (in the second batch) and is rewritten, the second never sees it.
+#[test]
+fn each_file_of_a_split_upload_has_the_columns_of_its_own_records() {
+    let Some(server) = FtpServer::start(FtpMode::Explicit) else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    sandbox.write("in/orders.json", orders_json(3_000, 1_500));
+    sandbox.write(
+        "drop.toml",
+        format!(
+            "name = \"drop\"\n[source]\ntype = \"file\"\npath = \"in/*.json\"\n\n[[sinks]]\ntype = \"ftps\"\npath = \"out/orders-{{part}}.csv\"\nmax_records_per_file = 2000\n[sinks.server]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\npassword = \"${{env:FTP_PASSWORD}}\"\nca_file = \"{}\"\nattempts = 2\n",
+            server.port,
+            server.ca().display()
+        ),
+    );
+    let mut command = sandbox.command(["-q", "run", "drop.toml"]);
+    command.env("FTP_PASSWORD", PASSWORD);
+    run(command).assert_success();
+    let all = expected_csv(3_000, 1_500);
+    let lines: Vec<&str> = all.lines().collect();
+    let first = format!("{}\n", lines[..=2_000].join("\n"));
+    let second: String = (2_001..=3_000)
+        .map(|id| format!("{id},{id}.50\n"))
+        .collect();
+    let read = |name: &str| std::fs::read_to_string(server.data().join(name)).unwrap();
+    assert_eq!(read("out/orders-1.csv"), first);
+    assert_eq!(read("out/orders-2.csv"), format!("id,total\n{second}"));
 }
