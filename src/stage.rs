@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::config::join_clean;
 use crate::error::{CodecError, StageError};
-use crate::record::{Batch, Record};
+use crate::record::{Batch, FieldName, Record};
 use crate::state::report::FileDigest;
 use crate::state::{PreparedOutput, StateChange};
 
@@ -69,6 +69,22 @@ pub trait Encoder: Send {
     fn write_batch(&mut self, records: &[Record]) -> Result<(), CodecError>;
     /// Writes any trailer and flushes everything to the underlying writer.
     fn finish(self: Box<Self>) -> Result<(), CodecError>;
+    /// Whether the output's columns grew after its first rows were written (a CSV file whose
+    /// records brought a field after the header): its owner rewrites the complete output then.
+    fn widened(&self) -> Option<Widened> {
+        None
+    }
+}
+
+/// A CSV output whose columns grew after rows were written, to be rewritten by `codecs::csv::widen`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Widened {
+    /// Every column, in order of first appearance: the ones of the header written first.
+    pub columns: Vec<FieldName>,
+    /// How many columns the rows written first have.
+    pub first_width: usize,
+    /// Whether the file starts with a header row.
+    pub has_header: bool,
 }
 
 /// Reshapes records in place.

@@ -10,11 +10,12 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::IO_BUFFER_BYTES;
+use super::TextEncoding;
 use super::limit;
 use super::text::read_at_least;
 use crate::error::{CodecError, Position};
 use crate::record::{FieldName, Record, Text, Value};
-use crate::stage::{Decoder, Encoder};
+use crate::stage::{Decoder, Encoder, Widened};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -34,8 +35,13 @@ pub struct CsvOptions {
     /// When writing, whether to write a header row.
     pub header: bool,
     /// Column names. Reading: names for a file without a header (default `column_1`,
-    /// `column_2`, ...). Writing: which fields to write, in this order (default: the fields of
-    /// the first record, in its order).
+    /// `column_2`, ...). Writing: which fields to write, in this order; a record with a field
+    /// outside them fails the output, naming the record and the field. Default when writing:
+    /// every field, in order of first appearance. The header holds the fields of the first
+    /// batch of records (1,024); a field first seen later becomes a new last column, and the
+    /// complete file is rewritten once (streamed, one row in memory; a second temporary copy
+    /// on disk) with the rows before it given the `null` text there. Standard output cannot be
+    /// rewritten: there such a field fails the output, naming it.
     pub columns: Option<Vec<String>>,
     /// Number of lines to skip at the start of the file before the header or first row, e.g. a
     /// report title. Default `0`.
@@ -694,6 +700,13 @@ pub struct CsvEncoder {
     label: String,
     /// The columns to write; set by `start` when not configured.
     columns: Option<Vec<FieldName>>,
+    /// Whether the columns are the configured `columns` (a fixed layout).
+    configured: bool,
+    /// Whether a field that appears after the header was written becomes a column
+    /// ([`CsvEncoder::widening`]), instead of an error.
+    widening: bool,
+    /// Set once the columns grew after rows were written: how the file starts.
+    widened: Option<Widened>,
     write_header: bool,
     bom: bool,
     started: bool,
@@ -715,6 +728,9 @@ impl CsvEncoder {
                 .columns
                 .as_ref()
                 .map(|c| c.iter().map(|n| Arc::from(n.as_str())).collect()),
+            configured: options.columns.is_some(),
+            widening: false,
+            widened: None,
             write_header: options.header,
             bom: options.bom,
             started: false,
@@ -723,15 +739,22 @@ impl CsvEncoder {
         })
     }
 
+    /// For an output its owner can rewrite once complete (a file): a field that first appears
+    /// after the header was written becomes a new last column, and [`Encoder::widened`] then
+    /// says how to rewrite the file ([`widen`]). Without `columns` only.
+    pub fn widening(mut self) -> Self {
+        self.widening = true;
+        self
+    }
+
     /// Writes what comes before the records: the byte-order mark and the header. The columns
-    /// are the configured ones, else those of the first record.
-    fn start(&mut self, first: Option<&Record>) {
+    /// are the configured ones, else the fields of `first` (the first batch), in order of
+    /// first appearance.
+    fn start(&mut self, first: &[Record]) {
         self.started = true;
         let columns: Vec<FieldName> = match self.columns.take() {
             Some(columns) => columns,
-            None => first
-                .map(|r| r.names().cloned().collect())
-                .unwrap_or_default(),
+            None => columns_of(first),
         };
         if self.bom {
             self.text.buffer.extend_from_slice(UTF8_BOM);
@@ -753,7 +776,9 @@ impl CsvEncoder {
         result.map_err(|source| CodecError::io(&self.label, "write", source))
     }
 
-    fn write_record(&mut self, columns: &[FieldName], record: &Record) -> Result<(), CodecError> {
+    /// Writes `record` as a row of `columns`; returns the number of its fields that are
+    /// columns.
+    fn write_row(&mut self, columns: &[FieldName], record: &Record) -> usize {
         let mut matched = 0;
         for (index, column) in columns.iter().enumerate() {
             // Records usually arrive with their fields in column order: try that slot first.
@@ -781,31 +806,96 @@ impl CsvEncoder {
             self.text.field(index == 0, bytes);
         }
         self.text.end_row();
+        matched
+    }
+
+    fn write_record(
+        &mut self,
+        columns: &mut Vec<FieldName>,
+        record: &Record,
+    ) -> Result<(), CodecError> {
         self.records_written += 1;
-        if matched < record.len() {
-            let extra = record
-                .names()
-                .find(|name| !columns.contains(name))
-                .map_or_else(String::new, |n| n.to_string());
-            return Err(CodecError::malformed(
-                self.label.clone(),
-                Position {
-                    record: Some(self.records_written),
-                    field: Some(format!("`{extra}`")),
-                    ..Position::default()
-                },
-                "the record has a field that is not a column of this CSV file",
-                Some(
-                    "list every wanted field in the csv format's `columns`, or drop it with a `select` transform"
-                        .into(),
-                ),
-            ));
+        let row_start = self.text.buffer.len();
+        if self.write_row(columns, record) == record.len() {
+            return self.flush_if_full();
         }
+        let extra = record
+            .names()
+            .find(|name| !columns.contains(name))
+            .map_or_else(String::new, |n| n.to_string());
+        if self.widening && !self.configured {
+            // The row again, with the new fields as the last columns.
+            self.text.buffer.truncate(row_start);
+            self.text.row_start = row_start;
+            let widened = self.widened.get_or_insert_with(|| Widened {
+                columns: Vec::new(),
+                first_width: columns.len(),
+                has_header: self.write_header && !columns.is_empty(),
+            });
+            for name in record.names() {
+                if !columns.contains(name) {
+                    columns.push(name.clone());
+                }
+            }
+            widened.columns.clone_from(columns);
+            self.write_row(columns, record);
+            return self.flush_if_full();
+        }
+        let (message, hint) = if self.configured {
+            (
+                "the record has a field that is not one of the csv format's `columns`",
+                "add it to `columns`, or drop it with a `select` transform",
+            )
+        } else {
+            (
+                "the record has a field that is not a column of this CSV file: its columns are \
+                 the fields of the first batch of records, and this output cannot be rewritten \
+                 to add one",
+                "write to a file (a file is rewritten with the new column), or list every wanted field in the csv format's `columns`",
+            )
+        };
+        Err(CodecError::malformed(
+            self.label.clone(),
+            Position {
+                record: Some(self.records_written),
+                field: Some(format!("`{extra}`")),
+                ..Position::default()
+            },
+            message,
+            Some(hint.into()),
+        ))
+    }
+
+    fn flush_if_full(&mut self) -> Result<(), CodecError> {
         if self.text.buffer.len() >= IO_BUFFER_BYTES {
             self.flush_text()?;
         }
         Ok(())
     }
+}
+
+/// The fields of `records` in order of first appearance.
+fn columns_of(records: &[Record]) -> Vec<FieldName> {
+    let Some(first) = records.first() else {
+        return Vec::new();
+    };
+    let mut columns: Vec<FieldName> = first.names().cloned().collect();
+    for record in &records[1..] {
+        let same = record.len() == columns.len()
+            && record
+                .names()
+                .zip(&columns)
+                .all(|(name, column)| FieldName::ptr_eq(name, column) || name == column);
+        if same {
+            continue;
+        }
+        for name in record.names() {
+            if !columns.contains(name) {
+                columns.push(name.clone());
+            }
+        }
+    }
+    columns
 }
 
 impl Encoder for CsvEncoder {
@@ -814,25 +904,98 @@ impl Encoder for CsvEncoder {
             return Ok(());
         }
         if !self.started {
-            self.start(Some(&records[0]));
+            self.start(records);
         }
-        let columns = self.columns.take().expect("`start` sets the columns");
+        let mut columns = self.columns.take().expect("`start` sets the columns");
         let result = records
             .iter()
-            .try_for_each(|record| self.write_record(&columns, record));
+            .try_for_each(|record| self.write_record(&mut columns, record));
         self.columns = Some(columns);
         result
     }
 
+    fn widened(&self) -> Option<Widened> {
+        self.widened.clone()
+    }
+
     fn finish(mut self: Box<Self>) -> Result<(), CodecError> {
         if !self.started {
-            self.start(None);
+            self.start(&[]);
         }
         self.flush_text()?;
         self.output
             .flush()
             .map_err(|source| CodecError::io(&self.label, "write", source))
     }
+}
+
+/// Rewrites a complete CSV `input` that [`CsvEncoder::widening`] wrote into `output`, as if
+/// every column had been known from the start: the header row becomes `widened.columns`, and
+/// each row gets the null text for the columns it lacks. Streams, one row at a time; the
+/// fields' bytes are copied as read, quoted as the encoder quotes them.
+pub fn widen(
+    input: Box<dyn Read + Send>,
+    output: Box<dyn Write + Send>,
+    label: &str,
+    options: &CsvOptions,
+    encoding: Option<TextEncoding>,
+    widened: &Widened,
+) -> Result<(), CodecError> {
+    let read_error = |source| CodecError::io(label, "read back", source);
+    let input = super::text::utf8_input(input, encoding, false).map_err(read_error)?;
+    let mut reader = ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(options.delimiter as u8)
+        .quote(options.quote as u8)
+        .escape(options.escape.map(|c| c as u8))
+        .double_quote(options.escape.is_none())
+        .buffer_capacity(IO_BUFFER_BYTES)
+        .from_reader(input);
+    let mut output = super::text::encoded_output(output, encoding);
+    let write_error = |source| CodecError::io(label, "write", source);
+    let mut text = CsvText::new(options);
+    if options.bom {
+        text.buffer.extend_from_slice(UTF8_BOM);
+        text.row_start = text.buffer.len();
+    }
+    if options.header {
+        for (index, column) in widened.columns.iter().enumerate() {
+            text.field(index == 0, column.as_bytes());
+        }
+        text.end_row();
+    }
+    let mut row = ::csv::ByteRecord::new();
+    let mut header_to_skip = widened.has_header;
+    let read = |reader: &mut ::csv::Reader<_>, row: &mut _| {
+        reader
+            .read_byte_record(row)
+            .map_err(|e| CodecError::io(label, "read back", io::Error::other(e.to_string())))
+    };
+    while read(&mut reader, &mut row)? {
+        if std::mem::take(&mut header_to_skip) {
+            continue;
+        }
+        // A record without fields, written before there were columns, is the row `""`.
+        let fields = match widened.first_width == 0 && row.len() == 1 && row[0].is_empty() {
+            true => 0,
+            false => row.len(),
+        };
+        for (index, field) in row.iter().take(fields).enumerate() {
+            text.field(index == 0, field);
+        }
+        for index in fields..widened.columns.len() {
+            text.field(index == 0, options.null.as_bytes());
+        }
+        text.end_row();
+        if text.buffer.len() >= IO_BUFFER_BYTES {
+            output.write_all(&text.buffer).map_err(write_error)?;
+            text.buffer.clear();
+            text.row_start = 0;
+        }
+    }
+    output.write_all(&text.buffer).map_err(write_error)?;
+    output.flush().map_err(write_error)
 }
 
 #[cfg(test)]
@@ -1200,9 +1363,134 @@ mod tests {
         let err = encoder.write_batch(&records).unwrap_err();
         assert!(
             err.to_string().starts_with(
-                "o.csv: record 1, field `extra`: the record has a field that is not a column"
+                "o.csv: record 1, field `extra`: the record has a field that is not one of the csv format's `columns`. add it to `columns`"
             ),
             "{err}"
+        );
+    }
+
+    fn row(fields: &[(&str, &str)]) -> Record {
+        fields
+            .iter()
+            .map(|(n, v)| (Arc::from(*n), Value::String((*v).into())))
+            .collect()
+    }
+
+    /// Encodes `batches` as a file sink does, rewriting the output when its columns grew.
+    fn encode_widening(batches: &[Vec<Record>], options: &CsvOptions) -> String {
+        let format = crate::codecs::FormatConfig::Csv(options.clone());
+        let buffer = SharedBuffer::default();
+        let mut encoder = format
+            .file_encoder(Box::new(buffer.clone()), "o.csv", None)
+            .unwrap();
+        for batch in batches {
+            encoder.write_batch(batch).unwrap();
+        }
+        let widened = encoder.widened();
+        encoder.finish().unwrap();
+        let Some(widened) = widened else {
+            return buffer.text();
+        };
+        let rewritten = SharedBuffer::default();
+        widen(
+            Box::new(io::Cursor::new(buffer.bytes())),
+            Box::new(rewritten.clone()),
+            "o.csv",
+            options,
+            None,
+            &widened,
+        )
+        .unwrap();
+        rewritten.text()
+    }
+
+    #[test]
+    fn the_columns_are_the_fields_of_the_first_batch_in_order_of_appearance() {
+        let batch = vec![
+            row(&[("id", "1")]),
+            row(&[("note", "x"), ("id", "2")]),
+            row(&[("id", "3"), ("city", "Zürich")]),
+        ];
+        let buffer = SharedBuffer::default();
+        let mut encoder = Box::new(
+            CsvEncoder::new(Box::new(buffer.clone()), "o.csv", &CsvOptions::default()).unwrap(),
+        );
+        encoder.write_batch(&batch).unwrap();
+        assert_eq!(encoder.widened(), None);
+        encoder.finish().unwrap();
+        assert_eq!(
+            buffer.text(),
+            "id,note,city\n1,,\nx,2,\n3,,Zürich\n".replace("x,2", "2,x")
+        );
+    }
+
+    #[test]
+    fn a_stream_refuses_a_field_after_its_first_batch() {
+        let mut encoder = CsvEncoder::new(
+            Box::new(SharedBuffer::default()),
+            "o.csv",
+            &CsvOptions::default(),
+        )
+        .unwrap();
+        encoder.write_batch(&[row(&[("id", "1")])]).unwrap();
+        let error = encoder
+            .write_batch(&[row(&[("id", "2")]), row(&[("id", "3"), ("late", "x")])])
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "o.csv: record 3, field `late`: the record has a field that is not a column of this \
+             CSV file: its columns are the fields of the first batch of records, and this output \
+             cannot be rewritten to add one. write to a file (a file is rewritten with the new \
+             column), or list every wanted field in the csv format's `columns`"
+        );
+    }
+
+    #[test]
+    fn a_file_widens_its_header_and_pads_the_rows_written_before() {
+        let batches = [
+            vec![row(&[("id", "1"), ("note", "two\nlines, \"quoted\"")])],
+            vec![
+                row(&[("id", "2")]),
+                row(&[("late", "é"), ("id", "3")]),
+                row(&[("id", "4"), ("later", ""), ("late", "x")]),
+            ],
+        ];
+        assert_eq!(
+            encode_widening(&batches, &CsvOptions::default()),
+            "id,note,late,later\n1,\"two\nlines, \"\"quoted\"\"\",,\n2,,,\n3,,é,\n4,,x,\"\"\n"
+                .replace(",\"\"\n", ",\n")
+        );
+        let options = CsvOptions {
+            delimiter: ';',
+            null: "NULL".into(),
+            bom: true,
+            ..CsvOptions::default()
+        };
+        assert_eq!(
+            encode_widening(&batches, &options),
+            "\u{feff}id;note;late;later\n1;\"two\nlines, \"\"quoted\"\"\";NULL;NULL\n2;NULL;NULL;NULL\n3;NULL;é;NULL\n4;NULL;x;\n"
+        );
+        let headless = CsvOptions {
+            header: false,
+            ..CsvOptions::default()
+        };
+        let one_by_one: Vec<Vec<Record>> = batches[1].iter().map(|r| vec![r.clone()]).collect();
+        assert_eq!(encode_widening(&one_by_one, &headless), "2,,\n3,é,\n4,x,\n");
+    }
+
+    #[test]
+    fn records_without_fields_before_the_first_column_become_empty_rows() {
+        let options = CsvOptions {
+            null: "NULL".into(),
+            ..CsvOptions::default()
+        };
+        let batches = [
+            vec![Record::new()],
+            vec![row(&[("id", "1"), ("name", "a")])],
+        ];
+        assert_eq!(
+            encode_widening(&batches, &options),
+            "id,name\nNULL,NULL\n1,a\n"
         );
     }
 

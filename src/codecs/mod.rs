@@ -71,6 +71,10 @@ pub enum FormatConfig {
     /// an empty cell is null; rows without a value are skipped; an error cell (`#N/A`) makes its
     /// row a bad record. Writing: timestamps in UTC; integers beyond 2^53 and decimals of more
     /// than 15 significant digits as text (Excel would round them); nested values as JSON text.
+    /// The columns are the records' fields in order of first appearance, however late a field
+    /// first appears (a record without it has an empty cell): the cells are spooled to a
+    /// temporary file (about the size of their values) and the workbook is written from it
+    /// once the records end, holding one row in memory.
     Excel(ExcelOptions),
 }
 
@@ -366,16 +370,45 @@ impl FormatConfig {
     }
 
     /// An encoder writing to `output` in `encoding` (default UTF-8); `label` names the output
-    /// in errors.
+    /// in errors. For a stream (standard output, a request body): a CSV output's columns are
+    /// those of the first batch of records (unless `columns` lists them).
     pub fn encoder(
         &self,
         output: Box<dyn Write + Send>,
         label: &str,
         encoding: Option<TextEncoding>,
     ) -> Result<Box<dyn Encoder>, CodecError> {
+        self.make_encoder(output, label, encoding, false)
+    }
+
+    /// As [`FormatConfig::encoder`], for a file its owner rewrites when the encoder says its
+    /// columns grew ([`Encoder::widened`], [`csv::widen`]): a CSV output takes fields that
+    /// first appear after its header was written.
+    pub fn file_encoder(
+        &self,
+        output: Box<dyn Write + Send>,
+        label: &str,
+        encoding: Option<TextEncoding>,
+    ) -> Result<Box<dyn Encoder>, CodecError> {
+        self.make_encoder(output, label, encoding, true)
+    }
+
+    fn make_encoder(
+        &self,
+        output: Box<dyn Write + Send>,
+        label: &str,
+        encoding: Option<TextEncoding>,
+        rewritable: bool,
+    ) -> Result<Box<dyn Encoder>, CodecError> {
         let output = text::encoded_output(output, encoding);
         Ok(match self {
-            FormatConfig::Csv(options) => Box::new(csv::CsvEncoder::new(output, label, options)?),
+            FormatConfig::Csv(options) => {
+                let encoder = csv::CsvEncoder::new(output, label, options)?;
+                match rewritable {
+                    true => Box::new(encoder.widening()),
+                    false => Box::new(encoder),
+                }
+            }
             FormatConfig::Ndjson(_) => Box::new(ndjson::NdjsonEncoder::new(output, label)),
             FormatConfig::Json(options) => Box::new(json::JsonEncoder::new(output, label, options)),
             FormatConfig::JsonArray(options) => {

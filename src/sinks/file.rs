@@ -198,12 +198,34 @@ impl FileSink {
         else {
             return Ok(());
         };
-        if let Some(encoder) = pending.encoder.take() {
-            encoder.finish()?;
-            pending
-                .end
-                .finish()
-                .map_err(|e| StageError::io(path.display(), "write", e))?;
+        let Some(encoder) = pending.encoder.take() else {
+            return Ok(());
+        };
+        let widened = encoder.widened();
+        encoder.finish()?;
+        pending
+            .end
+            .finish()
+            .map_err(|e| StageError::io(path.display(), "write", e))?;
+        if let (Some(widened), FormatConfig::Csv(options)) = (widened, &self.format) {
+            let shown = path.display().to_string();
+            let temp = temp_file_for(&self.cx, path)?;
+            let file = temp
+                .as_file()
+                .try_clone()
+                .map_err(|e| StageError::io(&shown, "write", e))?;
+            let gzip = crate::names::strip_gzip_suffix(&shown).is_some();
+            pending.end = output::rewrite_widened(
+                pending.temp.as_file(),
+                gzip,
+                file,
+                options,
+                self.encoding,
+                &shown,
+                &widened,
+            )?;
+            // The first temporary file is removed as it is dropped.
+            pending.temp = temp;
         }
         Ok(())
     }
@@ -243,23 +265,14 @@ impl FileSink {
         let dir = publish::parent_dir(&path);
         fs::create_dir_all(dir)
             .map_err(|e| StageError::io(dir.display(), "create the directory", e))?;
-        let name = path
-            .file_name()
-            .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
-        let journal = self
-            .cx
-            .temp_journal
-            .as_deref()
-            .map(|j| (j, self.cx.run_id.as_str()));
-        let temp = temp_file(dir, &name, journal)
-            .map_err(|e| StageError::io(&shown, "create a temporary file beside", e))?;
+        let temp = temp_file_for(&self.cx, &path)?;
         let file = temp
             .as_file()
             .try_clone()
             .map_err(|e| StageError::io(&shown, "write", e))?;
         let gzip = crate::names::strip_gzip_suffix(&shown).is_some();
         let (writer, end) = output::writer(file, gzip);
-        let encoder = self.format.encoder(writer, &shown, self.encoding)?;
+        let encoder = self.format.file_encoder(writer, &shown, self.encoding)?;
         self.outputs.push(Output {
             path,
             pending: Some(Pending {
@@ -270,6 +283,17 @@ impl FileSink {
         });
         Ok(())
     }
+}
+
+/// A new temporary file beside `path`, listed in the run's journal.
+fn temp_file_for(cx: &RunContext, path: &Path) -> Result<NamedTempFile, StageError> {
+    let dir = publish::parent_dir(path);
+    let name = path
+        .file_name()
+        .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+    let journal = cx.temp_journal.as_deref().map(|j| (j, cx.run_id.as_str()));
+    temp_file(dir, &name, journal)
+        .map_err(|e| StageError::io(path.display(), "create a temporary file beside", e))
 }
 
 /// The random characters `tempfile` puts into a temporary file's name.

@@ -1,13 +1,18 @@
 //! What lies between an encoder and its file: gzip compression when the path ends in `.gz`, and
-//! the SHA-256 of the bytes that reach the file.
+//! the SHA-256 of the bytes that reach the file; and the rewrite of a CSV output whose columns
+//! grew while it was written.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, BufReader, Read, Seek, Write};
 use std::sync::{Arc, Mutex};
 
+use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 
+use crate::codecs::{CsvOptions, TextEncoding, csv};
 use crate::digest::{HashingWriter, SharedDigest};
+use crate::error::StageError;
+use crate::stage::Widened;
 
 type Gzip = GzEncoder<HashingWriter<File>>;
 
@@ -67,4 +72,33 @@ impl Shared {
             .lock()
             .map_err(|_| io::Error::other("the gzip stream was poisoned"))
     }
+}
+
+/// Rewrites the complete CSV output in `file` (gzip-compressed when `gzip`) into `into`, with the
+/// columns that grew while it was written (see [`crate::stage::Encoder::widened`]): one pass, one row in
+/// memory. Returns the end of the new output's writer chain, finished.
+pub fn rewrite_widened(
+    file: &File,
+    gzip: bool,
+    into: File,
+    options: &CsvOptions,
+    encoding: Option<TextEncoding>,
+    label: &str,
+    widened: &Widened,
+) -> Result<OutputEnd, StageError> {
+    let mut written = file
+        .try_clone()
+        .map_err(|e| StageError::io(label, "read back", e))?;
+    written
+        .rewind()
+        .map_err(|e| StageError::io(label, "read back", e))?;
+    let input: Box<dyn Read + Send> = match gzip {
+        true => Box::new(MultiGzDecoder::new(BufReader::new(written))),
+        false => Box::new(written),
+    };
+    let (output, mut end) = writer(into, gzip);
+    csv::widen(input, output, label, options, encoding, widened)?;
+    end.finish()
+        .map_err(|e| StageError::io(label, "write", e))?;
+    Ok(end)
 }

@@ -65,7 +65,10 @@ pub struct UploadSinkConfig<S> {
     /// The most bytes in one file (as written, after gzip): the output is split into files
     /// numbered by `{part}`, each closed at the first record boundary past the limit less
     /// 64 KiB, so a file stays under it unless one record is that large. Not for `excel`
-    /// (a workbook's size is known only once it is complete). Default: no limit.
+    /// (a workbook's size is known only once it is complete). A CSV file that takes a field
+    /// first seen after its header (see the csv format's `columns`) grows by the cells added
+    /// to its earlier rows; past the limit that fails the run, naming the fields. Default: no
+    /// limit.
     pub max_bytes_per_file: Option<u64>,
     /// What a run that gives this sink no record uploads (nothing new came, or only input
     /// without rows): `"skip"`, nothing; `"write"`, an empty output in the format's own form,
@@ -272,12 +275,40 @@ impl UploadSink {
         let Some(output) = self.outputs.last_mut() else {
             return Ok(());
         };
-        if let Some(encoder) = output.encoder.take() {
-            encoder.finish()?;
-            output
-                .end
-                .finish()
-                .map_err(|e| StageError::io(&output.path, "write the spool file of", e))?;
+        let Some(encoder) = output.encoder.take() else {
+            return Ok(());
+        };
+        let widened = encoder.widened();
+        encoder.finish()?;
+        output
+            .end
+            .finish()
+            .map_err(|e| StageError::io(&output.path, "write the spool file of", e))?;
+        if let (Some(widened), FormatConfig::Csv(options)) = (widened, &self.format) {
+            let spool = tempfile::tempfile()
+                .map_err(|e| StageError::io(&output.path, "create a spool file for", e))?;
+            let file = spool
+                .try_clone()
+                .map_err(|e| StageError::io(&output.path, "create a spool file for", e))?;
+            let gzip = crate::names::strip_gzip_suffix(&output.path).is_some();
+            output.end = output::rewrite_widened(
+                &output.spool,
+                gzip,
+                file,
+                options,
+                self.encoding,
+                &output.path,
+                &widened,
+            )?;
+            output.spool = spool;
+            let size = output.end.digest.bytes();
+            if let Some(max) = self.max_bytes.filter(|&max| size > max) {
+                return Err(StageError::Refused(format!(
+                    "{}: with the columns that first appeared after its header ({}), the file takes {size} bytes, over `max_bytes_per_file` = {max}: list every column in the csv format's `columns`, so that each file is written at its size from the start",
+                    output.path,
+                    widened.columns[widened.first_width..].join(", ")
+                )));
+            }
         }
         Ok(())
     }
@@ -296,7 +327,7 @@ impl UploadSink {
             .map_err(|e| StageError::io(&path, "create a spool file for", e))?;
         let gzip = crate::names::strip_gzip_suffix(&path).is_some();
         let (writer, end) = output::writer(file, gzip);
-        let encoder = self.format.encoder(writer, &path, self.encoding)?;
+        let encoder = self.format.file_encoder(writer, &path, self.encoding)?;
         self.outputs.push(Spooled {
             path,
             part,

@@ -13,6 +13,7 @@ mod golden;
 mod http;
 mod http_silent;
 mod huge_records;
+mod late_columns;
 mod layers;
 mod names;
 mod notify;

@@ -237,7 +237,7 @@ fn fan_out_publishes_nothing_when_a_later_sink_fails() {
         .assert_code(1)
         .assert_stderr(
             "error: pipeline `p`: sink 2 (file) failed
-  caused by: out/second.csv: record 1, field `name`: the record has a field that is not a column of this CSV file. list every wanted field in the csv format's `columns`, or drop it with a `select` transform
+  caused by: out/second.csv: record 1, field `name`: the record has a field that is not one of the csv format's `columns`. add it to `columns`, or drop it with a `select` transform
 ",
         );
     sandbox.assert_not_published("out/first.ndjson");

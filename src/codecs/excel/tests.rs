@@ -293,19 +293,96 @@ fn later_sheets_are_numbered_on() {
     );
 }
 
+/// XML and JSON exports leave out empty fields: a field may first appear in any record, in a
+/// later batch, on a later sheet. It becomes the next column of every sheet's header; the rows
+/// before it have an empty cell there.
 #[test]
-fn a_field_not_in_the_first_record_is_an_error() {
+fn a_field_first_seen_late_becomes_the_next_column_of_every_sheet() {
+    let options = ExcelOptions {
+        on_sheet_full: OnSheetFull::NewSheet,
+        ..ExcelOptions::default()
+    };
+    let (mut encoder, buffer) = new_encoder(&options);
+    encoder.rows_per_sheet = 3;
+    let first = [
+        record(&[("id", Value::Integer(1))]),
+        record(&[("id", Value::Integer(2)), ("note", text("Zoë"))]),
+    ];
+    let later = [
+        record(&[("id", Value::Integer(3))]),
+        record(&[
+            ("when", Value::Date(date(2024, 3, 31))),
+            ("id", Value::Integer(4)),
+        ]),
+    ];
+    encoder.write_batch(&first).unwrap();
+    encoder.write_batch(&later).unwrap();
+    encoder.finish().unwrap();
+    let xlsx = buffer.bytes();
+    let row = |id, note: Value, when: Value| {
+        record(&[("id", Value::Integer(id)), ("note", note), ("when", when)])
+    };
+    let sheet = |position| ExcelOptions {
+        sheet: Some(SheetChoice::Position(position)),
+        ..ExcelOptions::default()
+    };
+    assert_eq!(
+        decode(&xlsx, &sheet(1)),
+        [
+            row(1, Value::Null, Value::Null),
+            row(2, text("Zoë"), Value::Null)
+        ]
+    );
+    assert_eq!(
+        decode(&xlsx, &sheet(2)),
+        [
+            row(3, Value::Null, Value::Null),
+            row(4, Value::Null, Value::Date(date(2024, 3, 31)))
+        ]
+    );
+    let first_sheet = part(&xlsx, "xl/worksheets/sheet1.xml");
+    assert!(
+        first_sheet.contains(r#"<autoFilter ref="A1:C3"/>"#),
+        "{first_sheet}"
+    );
+}
+
+#[test]
+fn a_field_past_the_last_column_is_an_error_naming_it() {
+    let (mut encoder, _) = new_encoder(&ExcelOptions::default());
+    let wide: Record = (0..16_384)
+        .map(|i| (FieldName::from(format!("f{i}")), Value::Integer(i)))
+        .collect();
+    let mut wider = wide.clone();
+    wider.push(FieldName::from("one_more"), Value::Bool(true));
+    let error = encoder.write_batch(&[wide, wider]).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "t.xlsx: record 2, field `one_more`: the field would be column 16385 of the sheet; a \
+         sheet holds at most 16384 columns. select fewer fields, or move some into a nested value \
+         (written as JSON text)"
+    );
+}
+
+#[test]
+fn text_longer_than_a_cell_holds_is_an_error_naming_the_record() {
     let (mut encoder, _) = new_encoder(&ExcelOptions::default());
     let error = encoder
         .write_batch(&[
-            record(&[("id", Value::Integer(1))]),
-            record(&[("id", Value::Integer(2)), ("extra", Value::Bool(true))]),
+            record(&[
+                ("id", Value::Integer(1)),
+                ("note", text(&"é".repeat(32_767))),
+            ]),
+            record(&[
+                ("id", Value::Integer(2)),
+                ("note", text(&"x".repeat(32_768))),
+            ]),
         ])
         .unwrap_err();
     assert_eq!(
         error.to_string(),
-        "t.xlsx: record 2, field `extra`: the record has a field that is not one of the columns \
-         (the first record's fields). select the same fields for every record"
+        "t.xlsx: record 2, field `note`: cannot write the value: String exceeds Excel's limit of \
+         32,767 characters."
     );
 }
 
