@@ -98,6 +98,13 @@ pub trait Transform: Send {
     fn finish(&mut self) -> Result<Vec<Batch>, StageError> {
         Ok(Vec::new())
     }
+
+    /// What an operator should know of what it did that is no error (values a `cast` made
+    /// null as asked), taken once when the input ends: the runner puts them in the run's
+    /// warnings.
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Where records go. Nothing a sink writes is visible until `commit`. Dropping a sink before

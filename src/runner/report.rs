@@ -62,6 +62,7 @@ impl Run<'_> {
         report
             .warnings
             .extend(streamed.source.warnings.iter().cloned());
+        report.warnings.extend(streamed.warnings.iter().cloned());
         report.requests = streamed.source.requests.clone();
     }
 

@@ -31,6 +31,8 @@ pub(super) struct Streamed {
     pub(super) plan: Vec<Vec<(String, u64)>>,
     /// Dry run: per sink (rejects aside), the first requests it would send.
     pub(super) requests: Vec<Vec<PlannedRequest>>,
+    /// What the transforms said of their work (values a `cast` made null as asked).
+    pub(super) warnings: Vec<String>,
 }
 
 /// Streams every batch from the source through the transforms to the sinks (or, in a dry run,
@@ -112,6 +114,12 @@ pub(super) fn stream(
                 streamed.counts[index].1 += batch.len() as u64;
                 let rejected = chain.rejects.as_mut().map(|r| r.take(&mut batch));
                 deliver(chain, &mut streamed, batch, index + 1, rejected, dry_run)?;
+            }
+        }
+        for (label, transform) in &mut chain.transforms {
+            for warning in transform.take_warnings() {
+                tracing::warn!("{label}: {warning}");
+                streamed.warnings.push(format!("{label}: {warning}"));
             }
         }
         if !dry_run {

@@ -33,7 +33,9 @@ pub struct CastConfig {
     /// What a value that does not cast does: `"reject"` (its record is refused: into the
     /// rejects with `[rejects]`, naming the record number, the field and why, else the run
     /// fails), `"null"` (the value becomes null) or `"keep"` (the value stays as it was, of
-    /// its old type). A field's own `on_error` wins. Default `"reject"`.
+    /// its old type). A field's own `on_error` wins. Values made null or kept are counted in
+    /// the run's warnings, per field, with the first one's record and reason. Default
+    /// `"reject"`.
     #[serde(default)]
     pub on_error: OnError,
 }
@@ -141,6 +143,10 @@ struct FieldCast {
     name: String,
     field_type: FieldType,
     on_error: OnError,
+    /// Values that did not cast and were made null or kept (`on_error`), for the warning.
+    misfits: u64,
+    /// The first of them: where, and why.
+    first_misfit: Option<String>,
 }
 
 pub struct Cast {
@@ -160,6 +166,8 @@ impl Cast {
                         name: name.clone(),
                         field_type,
                         on_error: on_error.unwrap_or(config.on_error),
+                        misfits: 0,
+                        first_misfit: None,
                     }
                 })
                 .collect(),
@@ -178,7 +186,7 @@ impl Transform for Cast {
             casts.clear();
             let mut refusal = None;
             for (position, (name, value)) in record.iter().enumerate() {
-                let Some(field) = self.fields.iter().find(|field| *field.name == **name) else {
+                let Some(field) = self.fields.iter_mut().find(|field| *field.name == **name) else {
                     continue;
                 };
                 match cast(value, &field.field_type) {
@@ -192,8 +200,23 @@ impl Transform for Cast {
                             });
                             break;
                         }
-                        OnError::Null => casts.push((position, Value::Null)),
-                        OnError::Keep => {}
+                        OnError::Null | OnError::Keep => {
+                            field.misfits += 1;
+                            if field.first_misfit.is_none() {
+                                let record = match batch.numbers.get(index) {
+                                    Some(number) => format!("record {number}"),
+                                    None => format!("record {} of its batch", index + 1),
+                                };
+                                let file = batch
+                                    .origin
+                                    .as_ref()
+                                    .map_or(String::new(), |origin| format!(" of {}", origin.path));
+                                field.first_misfit = Some(format!("{record}{file}: {reason}"));
+                            }
+                            if field.on_error == OnError::Null {
+                                casts.push((position, Value::Null));
+                            }
+                        }
                     },
                 }
             }
@@ -208,6 +231,25 @@ impl Transform for Cast {
             }
         }
         self.refusals.set_aside(batch, refused)
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for field in &mut self.fields {
+            let Some(first) = field.first_misfit.take() else {
+                continue;
+            };
+            let done = match field.on_error {
+                OnError::Null => "written as null",
+                _ => "kept as they were",
+            };
+            warnings.push(format!(
+                "`{}`: {} values did not cast and were {done} (`on_error`); the first: {first}",
+                field.name,
+                std::mem::take(&mut field.misfits)
+            ));
+        }
+        warnings
     }
 }
 

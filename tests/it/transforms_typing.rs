@@ -54,7 +54,17 @@ fn orders_pipeline(extra: &str) -> Sandbox {
 #[test]
 fn cast_and_money_deliver_exact_values_and_set_aside_what_does_not_convert() {
     let sandbox = orders_pipeline("\n[rejects]\npath = \"rejects.ndjson\"\n");
-    sandbox.run(["-q", "run", "p.toml"]).assert_success();
+    sandbox
+        .run(["-q", "run", "--report", "report.json", "p.toml"])
+        .assert_success();
+    // The value made null as asked is said, not passed over in silence.
+    let report: serde_json::Value = serde_json::from_str(&sandbox.read("report.json")).unwrap();
+    assert_eq!(
+        report["warnings"],
+        json!([
+            "transform 1 (cast): `qty`: 1 values did not cast and were written as null (`on_error`); the first: record 3 of in/orders.csv: `x` is not an integer"
+        ])
+    );
     assert_eq!(
         sandbox.read("out/orders.ndjson"),
         concat!(
