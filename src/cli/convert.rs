@@ -39,6 +39,12 @@ pub(super) struct ConvertArgs {
     /// record element) may take; a larger one fails the conversion.
     #[arg(long, default_value_t = DEFAULT_MAX_RECORD_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
     max_record_bytes: u64,
+    /// Write the result of a SQL query over the input (the table `input`) instead of the
+    /// input itself, e.g. `--sql "SELECT customer_id, sum(total) AS total FROM input GROUP BY
+    /// customer_id"`. Text values are typed as `--infer-types` does. Needs longshore built
+    /// with the `polars` feature.
+    #[arg(long, value_name = "QUERY")]
+    sql: Option<String>,
 }
 
 /// Converts `input` to `output` as the command line says.
@@ -52,7 +58,14 @@ pub(super) fn convert(args: ConvertArgs) -> Result<ExitCode, Error> {
         to_encoding,
         infer_types,
         max_record_bytes,
+        sql,
     } = args;
+    if sql.is_some() && !cfg!(feature = "polars") {
+        return Err(Error::Usage(format!(
+            "--sql {}",
+            crate::transforms::sql::NOT_BUILT
+        )));
+    }
     // A zip archive's members are each of the format their names imply.
     let archive = from.is_none() && unpack::is_zip_name(&input.to_string_lossy());
     let from = match archive {
@@ -67,7 +80,8 @@ pub(super) fn convert(args: ConvertArgs) -> Result<ExitCode, Error> {
         encoding,
         limits: UnpackLimits::default(),
         max_record_bytes,
-        typing: Typing::new(infer_types, None),
+        // SQL's sums and comparisons want numbers, not their text.
+        typing: Typing::new(infer_types || sql.is_some(), None),
         file_fields: false,
     };
     let to = format_for(&output, to.as_deref(), "--to")?;
@@ -79,7 +93,7 @@ pub(super) fn convert(args: ConvertArgs) -> Result<ExitCode, Error> {
     if let Some(message) = to.encoding_problem(to_encoding) {
         return Err(Error::Usage(format!("--to-encoding: {message}")));
     }
-    let report = runner::convert(&input, &output, read, to, to_encoding)?;
+    let report = runner::convert(&input, &output, read, to, to_encoding, sql)?;
     tracing::info!(
         "wrote {} records to {}",
         report.records,

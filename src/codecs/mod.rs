@@ -4,11 +4,14 @@
 
 pub mod csv;
 pub mod excel;
+#[cfg(feature = "polars")]
+pub mod frame;
 pub mod json;
 pub mod json_array;
 pub mod limit;
 pub mod ndjson;
 mod parallel;
+pub mod parquet;
 pub(crate) mod sniff;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -32,6 +35,7 @@ pub use self::excel::ExcelOptions;
 pub use self::json::JsonOptions;
 pub use self::json_array::JsonArrayOptions;
 pub use self::ndjson::NdjsonOptions;
+pub use self::parquet::ParquetOptions;
 pub use self::text::TextEncoding;
 pub use self::xml::XmlOptions;
 
@@ -76,6 +80,13 @@ pub enum FormatConfig {
     /// temporary file (about the size of their values) and the workbook is written from it
     /// once the records end, holding one row in memory.
     Excel(ExcelOptions),
+    /// Apache Parquet (`.parquet`), the columnar format of data lakes and warehouses, read and
+    /// written by polars: needs longshore built with the `polars` feature. Columns are typed
+    /// from the records (integers, exact decimals, floats, booleans, dates, date-times,
+    /// timestamps in UTC; text, and nested values as JSON text); the first row group's columns
+    /// are the file's. Reading spools the file (Parquet keeps its schema at its end) and reads
+    /// 65,536 rows at a time.
+    Parquet(ParquetOptions),
 }
 
 /// A name a format answers to, as `from_name` and `infer` (by extension) take it.
@@ -154,6 +165,11 @@ const NAMED: &[Named] = &[
         listed: true,
         make: workbook,
     },
+    Named {
+        name: "parquet",
+        listed: true,
+        make: || FormatConfig::Parquet(ParquetOptions::default()),
+    },
 ];
 
 fn tab_separated() -> FormatConfig {
@@ -205,6 +221,7 @@ impl FormatConfig {
             FormatConfig::JsonArray(options) => options.problems(),
             FormatConfig::Xml(options) => options.problems(),
             FormatConfig::Excel(options) => options.problems(),
+            FormatConfig::Parquet(options) => options.problems(),
         };
         problems
             .into_iter()
@@ -218,18 +235,19 @@ impl FormatConfig {
         format.clone().or_else(|| FormatConfig::infer(path))
     }
 
-    /// The problems of a stage's optional `format`, or, without one, that `path` implies none.
+    /// The problems of a stage's optional `format`, or, without one, that `path` implies none
+    /// (or one this build cannot read or write: `.parquet` without the `polars` feature).
     pub fn stage_problems(format: &Option<FormatConfig>, path: &str) -> Vec<Invalid> {
-        match format {
-            Some(format) => format.problems(),
-            None if FormatConfig::infer(path).is_none() => vec![Invalid::new(
+        match (format, FormatConfig::infer(path)) {
+            (Some(format), _) => format.problems(),
+            (None, Some(inferred)) => inferred.problems(),
+            (None, None) => vec![Invalid::new(
                 "path",
                 format!(
                     "cannot tell the format of `{path}` from its extension: set `format` (one of {})",
                     FormatConfig::names()
                 ),
             )],
-            None => Vec::new(),
         }
     }
 
@@ -240,7 +258,7 @@ impl FormatConfig {
             FormatConfig::Ndjson(_) => Some("NDJSON"),
             FormatConfig::Json(_) | FormatConfig::JsonArray(_) => Some("JSON"),
             FormatConfig::Xml(_) => Some("XML"),
-            FormatConfig::Excel(_) => None,
+            FormatConfig::Excel(_) | FormatConfig::Parquet(_) => None,
         }
     }
 
@@ -248,17 +266,22 @@ impl FormatConfig {
         matches!(self, FormatConfig::Xml(_))
     }
 
-    /// Whether the format reads and writes workbooks: binary files (text encodings do not apply)
-    /// that are zip archives themselves (`.xlsx`, `.ods`), so the input layer must not unpack
-    /// them.
-    pub fn is_workbook(&self) -> bool {
-        matches!(self, FormatConfig::Excel(_))
+    /// Whether the format's files are binary (workbooks, Parquet): text encodings do not
+    /// apply, their size is known only once complete, and a workbook that is a zip archive
+    /// itself (`.xlsx`, `.ods`) must not be unpacked by the input layer.
+    pub fn is_binary(&self) -> bool {
+        matches!(self, FormatConfig::Excel(_) | FormatConfig::Parquet(_))
     }
 
-    /// The problem with giving a workbook format a text `encoding`, if there is one.
+    /// The problem with giving a binary format a text `encoding`, if there is one.
     pub fn encoding_problem(&self, encoding: Option<TextEncoding>) -> Option<String> {
-        (self.is_workbook() && encoding.is_some()).then(|| {
-            "a text encoding does not apply to the excel format: workbooks are not text".to_string()
+        let name = match self {
+            FormatConfig::Excel(_) => "excel",
+            FormatConfig::Parquet(_) => "parquet",
+            _ => return None,
+        };
+        encoding.map(|_| {
+            format!("a text encoding does not apply to the {name} format: its files are not text")
         })
     }
 
@@ -333,6 +356,10 @@ impl FormatConfig {
             FormatConfig::Excel(options) => {
                 Box::new(excel::ExcelDecoder::new(input, label, options)?)
             }
+            #[cfg(feature = "polars")]
+            FormatConfig::Parquet(_) => Box::new(parquet::ParquetDecoder::new(input, label)?),
+            #[cfg(not(feature = "polars"))]
+            FormatConfig::Parquet(_) => return Err(not_built(label)),
         };
         Ok(with_warning(decoder, warning))
     }
@@ -421,8 +448,27 @@ impl FormatConfig {
             FormatConfig::Excel(options) => {
                 Box::new(excel::ExcelEncoder::new(output, label, options)?)
             }
+            #[cfg(feature = "polars")]
+            FormatConfig::Parquet(options) => {
+                Box::new(parquet::ParquetEncoder::new(output, label, options))
+            }
+            #[cfg(not(feature = "polars"))]
+            FormatConfig::Parquet(_) => return Err(not_built(label)),
         })
     }
+}
+
+/// What this build says of a format that needs the `polars` feature.
+pub const NOT_BUILT: &str =
+    "needs longshore built with the `polars` feature: `cargo build --release --features polars`";
+
+#[cfg(not(feature = "polars"))]
+fn not_built(label: &str) -> CodecError {
+    CodecError::io(
+        label,
+        "use the parquet format",
+        std::io::Error::other(format!("the parquet format {NOT_BUILT}")),
+    )
 }
 
 /// Read/write buffer size for codecs: large enough that syscalls vanish from profiles.

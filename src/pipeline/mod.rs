@@ -214,6 +214,9 @@ stage_configs! {
         "validate" => Validate(crate::transforms::validate::ValidateConfig),
         /// Delivers one record per key, the first or the last of each.
         "dedupe" => Dedupe(crate::transforms::dedupe::DedupeConfig),
+        /// A SQL query over all the records (table `input`) and reference files, by polars
+        /// (the `polars` feature): totals, joins, top-N.
+        "sql" => Sql(crate::transforms::sql::SqlConfig),
     }
 }
 

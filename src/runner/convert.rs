@@ -12,17 +12,27 @@ use crate::sinks::publish;
 use crate::sources::file::{FileSource, ReadOptions};
 use crate::stage::{RunContext, Sink, SinkReport, Source};
 
-/// Converts one file to another (`longshore convert`): a one-file source, no transforms and a
-/// file sink (or standard output for `-`). No state, no lock: a one-off.
+/// Converts one file to another (`longshore convert`): a one-file source, a `sql` transform
+/// when `sql` has a query, and a file sink (or standard output for `-`). No state, no lock: a
+/// one-off.
 pub fn convert(
     input: &Path,
     output: &Path,
     read: ReadOptions,
     to: FormatConfig,
     to_encoding: Option<TextEncoding>,
+    sql: Option<String>,
 ) -> Result<SinkReport, RunError> {
     let cx = RunContext::new("convert", Path::new(""));
     let fail = |stage: &str, source| RunError::new(&cx.pipeline, stage, source);
+    let mut transforms = Vec::new();
+    if let Some(query) = sql {
+        use crate::transforms::TransformSpec;
+        let transform = crate::transforms::sql::SqlConfig::over_input(query)
+            .build(&cx)
+            .map_err(|e| fail("--sql", e))?;
+        transforms.push(("--sql".to_string(), transform));
+    }
     let source = FileSource::from_path(input.to_path_buf(), read).map_err(|e| fail("input", e))?;
     let sink: Box<dyn Sink> = if output == Path::new("-") {
         let config = crate::sinks::stdout::StdoutSinkConfig {
@@ -36,7 +46,7 @@ pub fn convert(
     let mut chain = Chain {
         pipeline: cx.pipeline.clone(),
         source_label: "input".into(),
-        transforms: Vec::new(),
+        transforms,
         sinks: vec![("output".into(), sink)],
         rejects: None,
     };

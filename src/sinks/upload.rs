@@ -176,11 +176,11 @@ impl<S: ServerConfig> Validate for UploadSinkConfig<S> {
         }
         if self.max_bytes_per_file.is_some()
             && FormatConfig::named_or_inferred(&self.format, &self.path)
-                .is_some_and(|f| f.is_workbook())
+                .is_some_and(|f| f.is_binary())
         {
             problems.push(Invalid::new(
                 "max_bytes_per_file",
-                "does not apply to workbooks, whose size is known only once complete: use `max_records_per_file`",
+                "does not apply to workbooks and Parquet files, whose size is known only once complete: use `max_records_per_file`",
             ));
         }
         problems

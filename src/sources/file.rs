@@ -567,7 +567,7 @@ impl FileSource {
         // A workbook is a zip archive itself: only one named `.zip` is an archive of files.
         let workbook = !unpack::is_zip_name(&shown)
             && FormatConfig::named_or_inferred(&self.read.format, &shown)
-                .is_some_and(|format| format.is_workbook());
+                .is_some_and(|format| format.is_binary());
         let mut parts = unpack::unpack(Box::new(reader), &shown, self.read.limits, !workbook)?;
         let Some(part) = parts.next_part()? else {
             // An archive with no files in it: read, and nothing in it.

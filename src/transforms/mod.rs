@@ -17,6 +17,7 @@ pub mod reorder;
 pub mod seen;
 pub mod select;
 pub mod set;
+pub mod sql;
 pub mod unnest;
 pub mod validate;
 
@@ -106,6 +107,18 @@ impl TransformSpec for validate::ValidateConfig {
 impl TransformSpec for dedupe::DedupeConfig {
     fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
         Ok(Box::new(dedupe::Dedupe::new(self, Refusals::new(cx))))
+    }
+}
+
+impl TransformSpec for sql::SqlConfig {
+    #[cfg(feature = "polars")]
+    fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Ok(Box::new(sql::Sql::new(self, cx)?))
+    }
+
+    #[cfg(not(feature = "polars"))]
+    fn build(&self, _cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
+        Err(StageError::Refused(format!("`sql` {}", sql::NOT_BUILT)))
     }
 }
 

@@ -22,6 +22,7 @@ mod packing;
 mod pairs;
 mod pickup;
 mod pipelines;
+mod polars;
 mod preview;
 mod push;
 mod references;

@@ -1,0 +1,240 @@
+//! The `sql` transform and the Parquet format (the `polars` feature): results checked against
+//! sums Python's `decimal` computes on generated data, joins with a reference file, window
+//! functions, NULL semantics, Parquet round trips of every type; and, in a build without the
+//! feature, the errors that say how to build it.
+
+use crate::support::{Sandbox, pipeline};
+
+/// A pipeline over `in/*.csv` (typed by inference) into `out/result.ndjson` through `transforms`.
+fn sql_sandbox(transforms: &str) -> Sandbox {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "p.toml",
+        format!(
+            "name = \"p\"\n{}\n{transforms}\n",
+            pipeline(
+                "path = \"in/*.csv\"\ninfer_types = true",
+                &["path = \"out/result.ndjson\""]
+            )
+        ),
+    );
+    sandbox
+}
+
+#[cfg(not(feature = "polars"))]
+#[test]
+fn without_the_feature_sql_and_parquet_say_how_to_build_them() {
+    let sandbox = sql_sandbox("[[transforms]]\ntype = \"sql\"\nquery = \"SELECT * FROM input\"\n");
+    let outcome = sandbox.run(["validate", "p.toml"]);
+    outcome.assert_code(2);
+    assert!(
+        outcome.stderr.contains(
+            "transform 1 (sql): `sql` needs longshore built with the `polars` feature: `cargo build --release --features polars`"
+        ),
+        "{}",
+        outcome.stderr
+    );
+    sandbox.write("in/a.csv", "id\n1\n");
+    let outcome = sandbox.run(["convert", "in/a.csv", "out/a.parquet"]);
+    outcome.assert_code(1);
+    assert!(
+        outcome
+            .stderr
+            .contains("the parquet format needs longshore built with the `polars` feature"),
+        "{}",
+        outcome.stderr
+    );
+    let outcome = sandbox.run(["convert", "in/a.csv", "out/a.csv", "--sql", "SELECT 1"]);
+    outcome.assert_code(2);
+    assert!(
+        outcome
+            .stderr
+            .contains("--sql needs longshore built with the `polars` feature"),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[cfg(feature = "polars")]
+mod with_polars {
+    use super::*;
+
+    const ORDERS: &str = "order_id,customer,total,status\n1,acme,10.10,paid\n2,acme,0.20,paid\n3,zeta,5.00,open\n4,zeta,,paid\n5,mu,7.35,paid\n";
+
+    #[test]
+    fn sql_totals_per_customer_exact_to_the_cent_with_nulls_left_out() {
+        let sandbox = sql_sandbox(
+            "[[transforms]]\ntype = \"sql\"\nquery = \"\"\"SELECT customer, sum(total) AS total, count(*) AS orders, count(total) AS priced
+FROM input GROUP BY customer ORDER BY customer\"\"\"\n",
+        );
+        sandbox.write("in/orders.csv", ORDERS);
+        sandbox.run(["-q", "run", "p.toml"]).assert_success();
+        assert_eq!(
+            sandbox.read("out/result.ndjson"),
+            concat!(
+                "{\"customer\":\"acme\",\"total\":10.30,\"orders\":2,\"priced\":2}\n",
+                "{\"customer\":\"mu\",\"total\":7.35,\"orders\":1,\"priced\":1}\n",
+                "{\"customer\":\"zeta\",\"total\":5.00,\"orders\":2,\"priced\":1}\n",
+            )
+        );
+    }
+
+    #[test]
+    fn sql_joins_a_reference_file_and_ranks_with_a_window_function() {
+        let sandbox = sql_sandbox(
+            "[[transforms]]\ntype = \"sql\"\ntables = { customers = \"ref/customers.csv\" }\nquery = \"\"\"
+SELECT c.name, i.order_id, i.total,
+       row_number() OVER (PARTITION BY i.customer ORDER BY i.total DESC) AS rank
+FROM input i JOIN customers c ON c.id = i.customer
+WHERE i.total IS NOT NULL
+ORDER BY c.name, rank\"\"\"\n",
+        );
+        sandbox.write("in/orders.csv", ORDERS);
+        sandbox.write(
+            "ref/customers.csv",
+            "id,name\nacme,Acme AG\nzeta,Zeta Ltd\n",
+        );
+        sandbox.run(["-q", "run", "p.toml"]).assert_success();
+        assert_eq!(
+            sandbox.read("out/result.ndjson"),
+            concat!(
+                "{\"name\":\"Acme AG\",\"order_id\":1,\"total\":10.10,\"rank\":1}\n",
+                "{\"name\":\"Acme AG\",\"order_id\":2,\"total\":0.20,\"rank\":2}\n",
+                "{\"name\":\"Zeta Ltd\",\"order_id\":3,\"total\":5.00,\"rank\":1}\n",
+            )
+        );
+    }
+
+    #[test]
+    fn a_bad_query_fails_the_run_with_polars_message_and_the_hint() {
+        let sandbox =
+            sql_sandbox("[[transforms]]\ntype = \"sql\"\nquery = \"SELECT nope FROM input\"\n");
+        sandbox.write("in/orders.csv", ORDERS);
+        let outcome = sandbox.run(["-q", "run", "p.toml"]);
+        outcome.assert_code(1);
+        assert!(
+            outcome.stderr.contains("transform 1 (sql) failed")
+                && outcome.stderr.contains("the query failed: ")
+                && outcome.stderr.contains("nope"),
+            "{}",
+            outcome.stderr
+        );
+        sandbox.assert_not_published("out/result.ndjson");
+    }
+
+    #[test]
+    fn more_records_than_max_rows_fail_clearly() {
+        let sandbox = sql_sandbox(
+            "[[transforms]]\ntype = \"sql\"\nmax_rows = 3\nquery = \"SELECT * FROM input\"\n",
+        );
+        sandbox.write("in/orders.csv", ORDERS);
+        let outcome = sandbox.run(["-q", "run", "p.toml"]);
+        outcome.assert_code(1);
+        assert!(
+            outcome.stderr.contains(
+                "more than max_rows = 3 records reached the `sql` transform: raise `max_rows`, or filter and select before it"
+            ),
+            "{}",
+            outcome.stderr
+        );
+    }
+
+    /// Generated orders summed by Python's `decimal`, and by the `sql` transform.
+    #[test]
+    fn sums_match_what_python_computes_on_generated_data() {
+        if !crate::support::python_available() {
+            return;
+        }
+        let sandbox = sql_sandbox(
+            "[[transforms]]\ntype = \"sql\"\nquery = \"SELECT customer, sum(total) AS total, min(total) AS low, max(total) AS high FROM input GROUP BY customer ORDER BY customer\"\n",
+        );
+        let mut csv = String::from("customer,total\n");
+        let mut seed: u64 = 2026;
+        for _ in 0..2_000 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let customer = (seed >> 33) % 17;
+            let cents = (seed >> 12) % 10_000_000;
+            let sign = if (seed >> 60) % 5 == 0 { "-" } else { "" };
+            csv.push_str(&format!(
+                "c{customer:02},{sign}{}.{:02}\n",
+                cents / 100,
+                cents % 100
+            ));
+        }
+        sandbox.write("in/orders.csv", &csv);
+        sandbox.run(["-q", "run", "p.toml"]).assert_success();
+        let expected = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(
+                r#"import csv, decimal, json, sys
+groups = {}
+for row in csv.DictReader(open(sys.argv[1])):
+    groups.setdefault(row["customer"], []).append(decimal.Decimal(row["total"]))
+for customer in sorted(groups):
+    v = groups[customer]
+    print(json.dumps({"customer": customer, "total": "T", "low": "L", "high": "H"}, separators=(",", ":")).replace('"T"', str(sum(v))).replace('"L"', str(min(v))).replace('"H"', str(max(v))))
+"#,
+            )
+            .arg(sandbox.join("in/orders.csv"))
+            .output()
+            .expect("python3 runs");
+        assert!(
+            expected.status.success(),
+            "{}",
+            String::from_utf8_lossy(&expected.stderr)
+        );
+        assert_eq!(
+            sandbox.read("out/result.ndjson"),
+            String::from_utf8(expected.stdout).unwrap()
+        );
+    }
+
+    #[test]
+    fn parquet_round_trips_every_type() {
+        let sandbox = Sandbox::new();
+        let lines = concat!(
+            r#"{"id":1,"amount":4.50,"rate":0.25,"paid":true,"day":"2024-02-29","note":"Zürich – 東京","tags":["a","b"],"missing":null}"#,
+            "\n",
+            r#"{"id":-2,"amount":-0.05,"rate":1.5e-3,"paid":false,"day":"2024-10-27","note":"","tags":[],"missing":null}"#,
+            "\n",
+        );
+        sandbox.write("in/typed.ndjson", lines);
+        sandbox
+            .run(["-q", "convert", "in/typed.ndjson", "out/typed.parquet"])
+            .assert_success();
+        sandbox
+            .run(["-q", "convert", "out/typed.parquet", "out/back.ndjson"])
+            .assert_success();
+        assert_eq!(
+            sandbox.read("out/back.ndjson"),
+            concat!(
+                r#"{"id":1,"amount":4.50,"rate":0.25,"paid":true,"day":"2024-02-29","note":"Zürich – 東京","tags":"[\"a\",\"b\"]","missing":null}"#,
+                "\n",
+                r#"{"id":-2,"amount":-0.05,"rate":0.0015,"paid":false,"day":"2024-10-27","note":"","tags":"[]","missing":null}"#,
+                "\n",
+            )
+        );
+    }
+
+    #[test]
+    fn convert_sql_writes_the_query_result() {
+        let sandbox = Sandbox::new();
+        sandbox.write("in/orders.csv", ORDERS);
+        sandbox
+            .run([
+                "-q",
+                "convert",
+                "in/orders.csv",
+                "out/totals.csv",
+                "--sql",
+                "SELECT status, sum(total) AS total FROM input GROUP BY status ORDER BY status",
+            ])
+            .assert_success();
+        assert_eq!(
+            sandbox.read("out/totals.csv").replace("\r\n", "\n"),
+            "status,total\nopen,5.00\npaid,17.65\n"
+        );
+    }
+}
