@@ -456,7 +456,7 @@ mod tests {
         let records = vec![record(&[("x", Value::Decimal(big.into()))])];
         let back = frame_to_records(&records_to_frame(&records).unwrap()).unwrap();
         assert_eq!(back[0].get("x"), Some(&Value::Decimal(big.into())));
-        let too_big = vec![record(&[("x", Value::Decimal(format!("9{big}").into()))])];
+        let too_big = vec![record(&[("x", Value::Decimal(format!("99{big}").into()))])];
         let error = records_to_frame(&too_big).unwrap_err().to_string();
         assert!(error.starts_with("`x`: `9999"), "{error}");
         assert_eq!(decimal_text(-5, 2), "-0.05");

@@ -82,7 +82,7 @@ mod io {
         }
     }
 
-    fn failed(label: &str, what: &str, error: impl std::fmt::Display) -> CodecError {
+    fn failed(label: &str, what: &'static str, error: impl std::fmt::Display) -> CodecError {
         CodecError::io(label, what, std::io::Error::other(error.to_string()))
     }
 
@@ -91,7 +91,7 @@ mod io {
         label: String,
         options: ParquetOptions,
         output: Option<Box<dyn Write + Send>>,
-        writer: Option<BatchedWriter<Box<dyn Write + Send>>>,
+        writer: Option<polars::io::parquet::write::BatchedWriter<Box<dyn Write + Send>>>,
         /// The file's schema: the first row group's.
         schema: Option<Schema>,
         pending: Vec<Record>,
@@ -207,7 +207,7 @@ mod io {
         file: std::fs::File,
         /// Keeps the spooled copy until the decoder is dropped.
         _spool: tempfile::TempPath,
-        metadata: polars::io::parquet::read::FileMetadataRef,
+        metadata: polars::io::parquet::metadata::FileMetadataRef,
         rows: usize,
         next_row: usize,
         /// Records of the current slice not handed out yet.

@@ -156,7 +156,11 @@ ORDER BY c.name, rank\"\"\"\n",
                 .wrapping_add(1442695040888963407);
             let customer = (seed >> 33) % 17;
             let cents = (seed >> 12) % 10_000_000;
-            let sign = if (seed >> 60) % 5 == 0 { "-" } else { "" };
+            let sign = if (seed >> 60).is_multiple_of(5) {
+                "-"
+            } else {
+                ""
+            };
             csv.push_str(&format!(
                 "c{customer:02},{sign}{}.{:02}\n",
                 cents / 100,
@@ -213,6 +217,81 @@ for customer in sorted(groups):
                 r#"{"id":1,"amount":4.50,"rate":0.25,"paid":true,"day":"2024-02-29","note":"Zürich – 東京","tags":"[\"a\",\"b\"]","missing":null}"#,
                 "\n",
                 r#"{"id":-2,"amount":-0.05,"rate":0.0015,"paid":false,"day":"2024-10-27","note":"","tags":"[]","missing":null}"#,
+                "\n",
+            )
+        );
+    }
+
+    /// Whether Python's polars is installed (`scripts/test` installs it); under CI it must be.
+    fn python_polars() -> bool {
+        let found = crate::support::python_available()
+            && std::process::Command::new("python3")
+                .args(["-c", "import polars"])
+                .output()
+                .is_ok_and(|output| output.status.success());
+        if !found {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "Python's polars is needed in CI"
+            );
+            eprintln!(
+                "skipping: `python3 -m pip install polars` to check Parquet files with another reader"
+            );
+        }
+        found
+    }
+
+    #[test]
+    fn parquet_files_are_read_by_python_polars_and_written_by_it_are_read_here() {
+        if !python_polars() {
+            return;
+        }
+        let sandbox = Sandbox::new();
+        sandbox.write(
+            "in/typed.ndjson",
+            concat!(
+                r#"{"id":1,"amount":4.50,"rate":0.25,"paid":true,"note":"Zürich – 東京"}"#,
+                "\n",
+                r#"{"id":-2,"amount":-0.05,"rate":null,"paid":false,"note":""}"#,
+                "\n",
+            ),
+        );
+        sandbox
+            .run(["-q", "convert", "in/typed.ndjson", "out/ours.parquet"])
+            .assert_success();
+        let python = |script: &str| {
+            let output = std::process::Command::new("python3")
+                .args(["-c", script])
+                .arg(sandbox.join("out"))
+                .output()
+                .expect("python3 runs");
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8(output.stdout).unwrap()
+        };
+        // Ours, as polars reads it: the types and the values (JSON's 0.25 is an exact decimal).
+        assert_eq!(
+            python(
+                "import polars as pl, sys; f = pl.read_parquet(sys.argv[1] + '/ours.parquet'); print(dict(f.schema)); print(f.rows())"
+            ),
+            "{'id': Int64, 'amount': Decimal(precision=38, scale=2), 'rate': Decimal(precision=38, scale=2), 'paid': Boolean, 'note': String}\n[(1, Decimal('4.50'), Decimal('0.25'), True, 'Zürich – 東京'), (-2, Decimal('-0.05'), None, False, '')]\n"
+        );
+        // Theirs, as longshore reads it.
+        python(
+            "import polars as pl, sys, datetime, decimal; pl.DataFrame({'id': [7, None], 'when': [datetime.datetime(2024, 10, 27, 1, 30, tzinfo=datetime.timezone.utc), None], 'day': [datetime.date(2024, 2, 29), None], 'price': pl.Series([decimal.Decimal('1.25'), decimal.Decimal('-3.10')], dtype=pl.Decimal(10, 2)), 'tags': [['a'], []]}).write_parquet(sys.argv[1] + '/theirs.parquet')",
+        );
+        sandbox
+            .run(["-q", "convert", "out/theirs.parquet", "out/theirs.ndjson"])
+            .assert_success();
+        assert_eq!(
+            sandbox.read("out/theirs.ndjson"),
+            concat!(
+                r#"{"id":7,"when":"2024-10-27T01:30:00+00:00","day":"2024-02-29","price":1.25,"tags":["a"]}"#,
+                "\n",
+                r#"{"id":null,"when":null,"day":null,"price":-3.10,"tags":[]}"#,
                 "\n",
             )
         );
