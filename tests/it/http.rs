@@ -787,6 +787,10 @@ fn every_example_pipeline_is_valid() {
     let mut command = sandbox.command(["validate"]);
     for entry in std::fs::read_dir(repo_path("pipelines/examples")).expect("pipelines/examples") {
         let path = entry.unwrap().path();
+        // `examples/polars/` needs the `polars` feature: tests/it/polars.rs validates it.
+        if path.is_dir() {
+            continue;
+        }
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&path).unwrap();
         for reference in text.split("${").skip(1) {

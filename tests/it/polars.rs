@@ -298,6 +298,25 @@ for customer in sorted(groups):
     }
 
     #[test]
+    fn the_polars_examples_are_valid() {
+        let sandbox = Sandbox::new();
+        let mut command = sandbox.command(["validate"]);
+        command.env("PARTNER_SFTP_PASSWORD", "unused");
+        for name in ["customer-totals.toml", "orders-to-parquet.toml"] {
+            let text = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("pipelines/examples/polars")
+                    .join(name),
+            )
+            .unwrap();
+            sandbox.write(name, text);
+            command.arg(name);
+        }
+        sandbox.write("ref/customers.csv", "id,name\n");
+        crate::support::run(command).assert_success();
+    }
+
+    #[test]
     fn convert_sql_writes_the_query_result() {
         let sandbox = Sandbox::new();
         sandbox.write("in/orders.csv", ORDERS);
