@@ -41,7 +41,7 @@ pub use self::xml::XmlOptions;
 
 /// The format of a file: `format = { type = "csv", delimiter = ";" }`. When a file source or sink
 /// leaves it out, it is inferred from the path's extension (`.csv`, `.tsv`, `.ndjson`, `.jsonl`, `.json`,
-/// `.xml`, `.xlsx`, `.xlsm`, `.xls`, `.ods`).
+/// `.xml`, `.xlsx`, `.xlsm`, `.xls`, `.ods`, `.parquet`).
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum FormatConfig {
@@ -275,13 +275,13 @@ impl FormatConfig {
 
     /// The problem with giving a binary format a text `encoding`, if there is one.
     pub fn encoding_problem(&self, encoding: Option<TextEncoding>) -> Option<String> {
-        let name = match self {
-            FormatConfig::Excel(_) => "excel",
-            FormatConfig::Parquet(_) => "parquet",
+        let (name, files) = match self {
+            FormatConfig::Excel(_) => ("excel", "workbooks"),
+            FormatConfig::Parquet(_) => ("parquet", "Parquet files"),
             _ => return None,
         };
         encoding.map(|_| {
-            format!("a text encoding does not apply to the {name} format: its files are not text")
+            format!("a text encoding does not apply to the {name} format: {files} are not text")
         })
     }
 

@@ -46,7 +46,7 @@ fn an_unknown_input_extension_asks_for_from() {
     sandbox.write("x.unknownext", "a\n1\n");
     let outcome = sandbox.run(["convert", "x.unknownext", "y.csv"]);
     outcome.assert_code(2).assert_stderr(
-        "error: cannot tell the format of `x.unknownext` from its extension: pass --from (one of csv, tsv, ndjson, jsonl, json, json-array, xml, excel, xlsx, xls, ods)\n",
+        "error: cannot tell the format of `x.unknownext` from its extension: pass --from (one of csv, tsv, ndjson, jsonl, json, json-array, xml, excel, xlsx, xls, ods, parquet)\n",
     );
     assert_eq!(outcome.stdout(), "");
     assert_eq!(sandbox.files(""), ["x.unknownext"]);
@@ -57,17 +57,17 @@ fn an_unknown_output_extension_asks_for_to() {
     let sandbox = Sandbox::new();
     sandbox.write("x.csv", "a\n1\n");
     sandbox.run(["convert", "x.csv", "y.yaml"]).assert_code(2).assert_stderr(
-        "error: cannot tell the format of `y.yaml` from its extension: pass --to (one of csv, tsv, ndjson, jsonl, json, json-array, xml, excel, xlsx, xls, ods)\n",
+        "error: cannot tell the format of `y.yaml` from its extension: pass --to (one of csv, tsv, ndjson, jsonl, json, json-array, xml, excel, xlsx, xls, ods, parquet)\n",
     );
     // Standard output has no extension either.
     sandbox.run(["convert", "x.csv", "-"]).assert_code(2).assert_stderr(
-        "error: cannot tell the format of `-` from its extension: pass --to (one of csv, tsv, ndjson, jsonl, json, json-array, xml, excel, xlsx, xls, ods)\n",
+        "error: cannot tell the format of `-` from its extension: pass --to (one of csv, tsv, ndjson, jsonl, json, json-array, xml, excel, xlsx, xls, ods, parquet)\n",
     );
     sandbox
         .run(["convert", "x.csv", "-", "--to", "yaml"])
         .assert_code(2)
         .assert_stderr(
-            "error: unknown format `yaml` for --to: use one of csv, tsv, ndjson, jsonl, json, json-array, xml, excel, xlsx, xls, ods\n",
+            "error: unknown format `yaml` for --to: use one of csv, tsv, ndjson, jsonl, json, json-array, xml, excel, xlsx, xls, ods, parquet\n",
         );
     assert_eq!(sandbox.files(""), ["x.csv"]);
 }

@@ -103,7 +103,7 @@ fn a_bad_member_is_named_inside_its_archive() {
     unknown
         .run(["convert", "in.zip", "out.ndjson"])
         .assert_code(1)
-        .assert_stderr("error: pipeline `convert`: input failed\n  caused by: cannot tell the format of in.zip/notes.txt from its name: set the source's `format` (one of csv, tsv, ndjson, jsonl, json, json-array, xml, excel, xlsx, xls, ods)\n");
+        .assert_stderr("error: pipeline `convert`: input failed\n  caused by: cannot tell the format of in.zip/notes.txt from its name: set the source's `format` (one of csv, tsv, ndjson, jsonl, json, json-array, xml, excel, xlsx, xls, ods, parquet)\n");
 }
 
 #[test]
