@@ -258,35 +258,17 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::record::{Origin, Record};
+    use crate::record::Record;
     use crate::stage::RunContext;
+    use crate::transforms::testing::*;
 
     fn config(toml_text: &str) -> CastConfig {
         toml::from_str(toml_text).unwrap()
     }
 
     fn batch(records: Vec<Vec<(&str, Value)>>) -> Batch {
-        let count = records.len() as u64;
-        Batch {
-            records: records
-                .into_iter()
-                .map(|fields| {
-                    fields
-                        .into_iter()
-                        .map(|(name, value)| (Arc::from(name), value))
-                        .collect::<Record>()
-                })
-                .collect(),
-            origin: Some(Arc::new(Origin {
-                path: "in/orders.csv".into(),
-            })),
-            numbers: (1..=count).collect(),
-            ..Batch::default()
-        }
-    }
-
-    fn text(value: &str) -> Value {
-        Value::String(value.into())
+        let records = records.iter().map(|fields| record(fields)).collect();
+        batch_from("in/orders.csv", records)
     }
 
     fn quarantining() -> Refusals {

@@ -201,11 +201,8 @@ impl Transform for Flatten {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Origin, Record};
-
-    fn record(fields: Vec<(&str, Value)>) -> Record {
-        fields.into_iter().map(|(n, v)| (Arc::from(n), v)).collect()
-    }
+    use crate::record::Record;
+    use crate::transforms::testing::*;
 
     fn int(i: i64) -> Value {
         Value::Integer(i)
@@ -218,14 +215,7 @@ mod tests {
             quarantine,
             ..RunContext::new("p", std::path::Path::new("."))
         };
-        let mut batch = Batch {
-            numbers: (1..=records.len() as u64).collect(),
-            records,
-            origin: Some(Arc::new(Origin {
-                path: "in/orders.json".into(),
-            })),
-            ..Batch::default()
-        };
+        let mut batch = batch_from("in/orders.json", records);
         Flatten::new(&config, &cx)
             .apply(&mut batch)
             .map_err(|e| e.to_string())?;
@@ -233,15 +223,15 @@ mod tests {
     }
 
     fn nested() -> Record {
-        record(vec![
+        record(&[
             ("id", int(1)),
             (
                 "customer",
-                Value::Object(record(vec![
+                Value::Object(record(&[
                     ("name", Value::String("Zoë".into())),
                     (
                         "address",
-                        Value::Object(record(vec![("city", Value::String("Köln".into()))])),
+                        Value::Object(record(&[("city", Value::String("Köln".into()))])),
                     ),
                     ("tags", Value::Array(vec![])),
                     ("extra", Value::Object(Record::new())),
@@ -250,7 +240,7 @@ mod tests {
             (
                 "items",
                 Value::Array(vec![
-                    Value::Object(record(vec![("sku", Value::String("A".into()))])),
+                    Value::Object(record(&[("sku", Value::String("A".into()))])),
                     int(2),
                 ]),
             ),
@@ -270,7 +260,7 @@ mod tests {
         let batch = flatten("", vec![nested()], false).unwrap();
         assert_eq!(
             batch.records,
-            [record(vec![
+            [record(&[
                 ("id", int(1)),
                 ("customer.name", Value::String("Zoë".into())),
                 ("customer.address.city", Value::String("Köln".into())),
@@ -300,25 +290,21 @@ fields = ["items"]"#,
         assert_eq!(batch.records[0].get("items_1"), Some(&int(2)));
         let empty = flatten(
             r#"arrays = "index""#,
-            vec![record(vec![("items", Value::Array(vec![]))])],
+            vec![record(&[("items", Value::Array(vec![]))])],
             false,
         )
         .unwrap();
-        assert_eq!(empty.records, [record(vec![("items", Value::Null)])]);
+        assert_eq!(empty.records, [record(&[("items", Value::Null)])]);
     }
 
     #[test]
     fn a_name_clash_refuses_the_record_naming_the_field() {
-        let clashing = record(vec![
+        let clashing = record(&[
             ("a.b", int(1)),
-            ("a", Value::Object(record(vec![("b", int(2))]))),
+            ("a", Value::Object(record(&[("b", int(2))]))),
         ]);
-        let error = flatten(
-            "",
-            vec![record(vec![("x", int(0))]), clashing.clone()],
-            false,
-        )
-        .unwrap_err();
+        let error =
+            flatten("", vec![record(&[("x", int(0))]), clashing.clone()], false).unwrap_err();
         assert_eq!(
             error,
             "in/orders.json: record 2: flattening makes two fields named `a.b`: rename one of them before `flatten`, or choose another `separator`; a `[rejects]` table sets such records aside and lets the run go on"

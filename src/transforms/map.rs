@@ -317,6 +317,7 @@ impl Transform for Map {
 mod tests {
     use super::*;
     use crate::record::{Origin, Record};
+    use crate::transforms::testing::*;
 
     fn context(dir: &std::path::Path, quarantine: bool) -> RunContext {
         RunContext {
@@ -329,17 +330,6 @@ mod tests {
         let config: MapConfig = toml::from_str(toml_text).unwrap();
         assert_eq!(config.problems(), []);
         config
-    }
-
-    fn record(fields: &[(&str, Value)]) -> Record {
-        fields
-            .iter()
-            .map(|(n, v)| (Arc::from(*n), v.clone()))
-            .collect()
-    }
-
-    fn text(s: &str) -> Value {
-        Value::String(s.into())
     }
 
     fn batch(records: Vec<Record>) -> Batch {

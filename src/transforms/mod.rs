@@ -18,6 +18,8 @@ pub mod seen;
 pub mod select;
 pub mod set;
 pub mod sql;
+#[cfg(test)]
+mod testing;
 pub mod unnest;
 pub mod validate;
 

@@ -324,8 +324,8 @@ fn iso_4217_exponent(code: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Origin;
     use crate::stage::RunContext;
+    use crate::transforms::testing::*;
 
     fn money(toml_text: &str) -> Money {
         let config: MoneyConfig = toml::from_str(toml_text).unwrap();
@@ -336,23 +336,8 @@ mod tests {
     }
 
     fn batch(records: Vec<Vec<(&str, Value)>>) -> Batch {
-        let count = records.len() as u64;
-        Batch {
-            records: records
-                .into_iter()
-                .map(|fields| {
-                    fields
-                        .into_iter()
-                        .map(|(name, value)| (Arc::from(name), value))
-                        .collect::<Record>()
-                })
-                .collect(),
-            origin: Some(Arc::new(Origin {
-                path: "orders.json".into(),
-            })),
-            numbers: (1..=count).collect(),
-            ..Batch::default()
-        }
+        let records = records.iter().map(|fields| record(fields)).collect();
+        batch_from("orders.json", records)
     }
 
     fn decimal(text: &str) -> Value {

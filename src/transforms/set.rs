@@ -344,6 +344,7 @@ mod tests {
 
     use super::*;
     use crate::record::Origin;
+    use crate::transforms::testing::*;
 
     fn config(toml_text: &str) -> SetConfig {
         toml::from_str(toml_text).unwrap()
@@ -372,17 +373,6 @@ mod tests {
         };
         Set::new(config, &context()).apply(&mut batch).unwrap();
         batch.records
-    }
-
-    fn record(fields: &[(&str, Value)]) -> Record {
-        fields
-            .iter()
-            .map(|(n, v)| (Arc::from(*n), v.clone()))
-            .collect()
-    }
-
-    fn text(s: &str) -> Value {
-        Value::String(s.into())
     }
 
     #[test]

@@ -243,22 +243,14 @@ impl Transform for Unnest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Origin;
-
-    fn record(fields: Vec<(&str, Value)>) -> Record {
-        fields.into_iter().map(|(n, v)| (Arc::from(n), v)).collect()
-    }
+    use crate::transforms::testing::*;
 
     fn int(i: i64) -> Value {
         Value::Integer(i)
     }
 
-    fn text(s: &str) -> Value {
-        Value::String(s.into())
-    }
-
     fn line(sku: &str, qty: i64) -> Value {
-        Value::Object(record(vec![("sku", text(sku)), ("qty", int(qty))]))
+        Value::Object(record(&[("sku", text(sku)), ("qty", int(qty))]))
     }
 
     fn unnest(toml_text: &str, records: Vec<Record>, quarantine: bool) -> Result<Batch, String> {
@@ -268,14 +260,7 @@ mod tests {
             quarantine,
             ..RunContext::new("p", std::path::Path::new("."))
         };
-        let mut batch = Batch {
-            numbers: (1..=records.len() as u64).collect(),
-            records,
-            origin: Some(Arc::new(Origin {
-                path: "in/orders.json".into(),
-            })),
-            ..Batch::default()
-        };
+        let mut batch = batch_from("in/orders.json", records);
         Unnest::new(&config, &cx)
             .apply(&mut batch)
             .map_err(|e| e.to_string())?;
@@ -284,18 +269,18 @@ mod tests {
 
     fn orders() -> Vec<Record> {
         vec![
-            record(vec![
+            record(&[
                 ("order_id", int(1)),
                 ("lines", Value::Array(vec![line("A", 2), line("ß", 1)])),
                 ("customer", text("Zoë")),
             ]),
-            record(vec![
+            record(&[
                 ("order_id", int(2)),
                 ("lines", Value::Array(vec![])),
                 ("customer", text("Li")),
             ]),
-            record(vec![("order_id", int(3)), ("customer", text("Ann"))]),
-            record(vec![
+            record(&[("order_id", int(3)), ("customer", text("Ann"))]),
+            record(&[
                 ("order_id", int(4)),
                 ("lines", Value::Array(vec![text("gift"), Value::Null])),
                 ("customer", Value::Null),
@@ -309,26 +294,26 @@ mod tests {
         assert_eq!(
             batch.records,
             [
-                record(vec![
+                record(&[
                     ("order_id", int(1)),
                     ("sku", text("A")),
                     ("qty", int(2)),
                     ("customer", text("Zoë"))
                 ]),
-                record(vec![
+                record(&[
                     ("order_id", int(1)),
                     ("sku", text("ß")),
                     ("qty", int(1)),
                     ("customer", text("Zoë"))
                 ]),
-                record(vec![("order_id", int(2)), ("customer", text("Li"))]),
-                record(vec![("order_id", int(3)), ("customer", text("Ann"))]),
-                record(vec![
+                record(&[("order_id", int(2)), ("customer", text("Li"))]),
+                record(&[("order_id", int(3)), ("customer", text("Ann"))]),
+                record(&[
                     ("order_id", int(4)),
                     ("lines", text("gift")),
                     ("customer", Value::Null)
                 ]),
-                record(vec![
+                record(&[
                     ("order_id", int(4)),
                     ("lines", Value::Null),
                     ("customer", Value::Null)
@@ -352,18 +337,18 @@ empty = "drop""#,
         assert_eq!(
             batch.records,
             [
-                record(vec![
+                record(&[
                     ("order_id", int(1)),
                     ("line.sku", text("A")),
                     ("line.qty", int(2))
                 ]),
-                record(vec![
+                record(&[
                     ("order_id", int(1)),
                     ("line.sku", text("ß")),
                     ("line.qty", int(1))
                 ]),
-                record(vec![("order_id", int(4)), ("lines", text("gift"))]),
-                record(vec![("order_id", int(4)), ("lines", Value::Null)]),
+                record(&[("order_id", int(4)), ("lines", text("gift"))]),
+                record(&[("order_id", int(4)), ("lines", Value::Null)]),
             ]
         );
         assert_eq!(batch.numbers, [1, 1, 4, 4]);
@@ -371,7 +356,7 @@ empty = "drop""#,
 
     #[test]
     fn a_clash_or_a_value_that_is_no_array_refuses_the_record() {
-        let clash = record(vec![
+        let clash = record(&[
             ("sku", text("parent")),
             ("lines", Value::Array(vec![line("A", 1)])),
         ]);
@@ -379,7 +364,7 @@ empty = "drop""#,
             unnest(r#"field = "lines""#, vec![clash.clone()], false).unwrap_err(),
             "in/orders.json: record 1: `lines`: an element's `sku` would overwrite the record's `sku`: set a `prefix` (`prefix = \"lines.\"`) or leave `sku` out of `keep`; a `[rejects]` table sets such records aside and lets the run go on"
         );
-        let not_an_array = record(vec![("lines", text("A,B"))]);
+        let not_an_array = record(&[("lines", text("A,B"))]);
         let batch = unnest(
             r#"field = "lines""#,
             vec![clash.clone(), not_an_array, orders().remove(0)],
@@ -414,7 +399,7 @@ keep = ["order_id"]"#,
         .unwrap();
         assert_eq!(
             kept_apart.records,
-            [record(vec![("sku", text("A")), ("qty", int(1))])]
+            [record(&[("sku", text("A")), ("qty", int(1))])]
         );
     }
 
