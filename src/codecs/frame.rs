@@ -89,6 +89,94 @@ const MAX_PRECISION: usize = 38;
 /// `records` as a frame: the columns are the fields in order of first appearance, a record
 /// without a field has a null there.
 pub fn records_to_frame(records: &[Record]) -> Result<DataFrame, FrameError> {
+    Ok(typed_frame(records)?.0)
+}
+
+/// Builds one frame from records that come a batch at a time: each batch becomes a frame at
+/// once (the records can go), and `finish` gives every column the type all its batches' values
+/// fit, then stacks them. Memory: the columns, not the records.
+#[derive(Default)]
+pub struct FrameBuilder {
+    /// Every column so far, in order of first appearance, with the kind its values fit.
+    kinds: Vec<(String, Kind)>,
+    frames: Vec<(DataFrame, Vec<Kind>)>,
+    rows: usize,
+}
+
+impl FrameBuilder {
+    pub fn push(&mut self, records: &[Record]) -> Result<(), FrameError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let (frame, kinds) = typed_frame(records)?;
+        for (name, kind) in frame.get_column_names().iter().zip(&kinds) {
+            match self
+                .kinds
+                .iter_mut()
+                .find(|(known, _)| known == name.as_str())
+            {
+                Some((_, known)) => *known = known.widen(*kind),
+                None => self.kinds.push((name.to_string(), *kind)),
+            }
+        }
+        self.rows += frame.height();
+        self.frames.push((frame, kinds));
+        Ok(())
+    }
+
+    /// The rows pushed so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// One frame of everything pushed, each column of the type all its values fit.
+    pub fn finish(self) -> Result<DataFrame, FrameError> {
+        let mut stacked: Option<DataFrame> = None;
+        for (frame, kinds) in self.frames {
+            let height = frame.height();
+            let mut columns = Vec::with_capacity(self.kinds.len());
+            for (name, kind) in &self.kinds {
+                let dtype = dtype(*kind);
+                let position = frame
+                    .get_column_names()
+                    .iter()
+                    .position(|n| n.as_str() == name);
+                columns.push(match position {
+                    Some(index) if kinds[index] == *kind => frame.columns()[index].clone(),
+                    Some(index) => frame.columns()[index].cast(&dtype)?,
+                    None => Column::full_null(name.as_str().into(), height, &dtype),
+                });
+            }
+            let frame = DataFrame::new(height, columns)?;
+            match &mut stacked {
+                None => stacked = Some(frame),
+                Some(stacked) => {
+                    stacked.vstack_mut(&frame)?;
+                }
+            }
+        }
+        let mut frame = stacked.unwrap_or_default();
+        frame.rechunk_mut_par();
+        Ok(frame)
+    }
+}
+
+/// The column type of a kind.
+fn dtype(kind: Kind) -> DataType {
+    match kind {
+        Kind::Integer => DataType::Int64,
+        Kind::Decimal(scale) => DataType::Decimal(MAX_PRECISION, scale),
+        Kind::Float => DataType::Float64,
+        Kind::Bool => DataType::Boolean,
+        Kind::Date => DataType::Date,
+        Kind::DateTime => DataType::Datetime(TimeUnit::Microseconds, None),
+        Kind::Timestamp => DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)),
+        Kind::Null | Kind::Text => DataType::String,
+    }
+}
+
+/// `records` as a frame, with the kind of each column.
+fn typed_frame(records: &[Record]) -> Result<(DataFrame, Vec<Kind>), FrameError> {
     let mut names: Vec<&str> = Vec::new();
     let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for record in records {
@@ -100,21 +188,23 @@ pub fn records_to_frame(records: &[Record]) -> Result<DataFrame, FrameError> {
         }
     }
     let mut columns = Vec::with_capacity(names.len());
+    let mut kinds = Vec::with_capacity(names.len());
     for name in names {
         let values: Vec<&Value> = records
             .iter()
             .map(|record| record.get(name).unwrap_or(&Value::Null))
             .collect();
-        columns.push(column(name, &values)?.into_column());
+        let kind = values
+            .iter()
+            .fold(Kind::Null, |kind, value| kind.widen(Kind::of(value)));
+        columns.push(column(name, &values, kind)?.into_column());
+        kinds.push(kind);
     }
-    Ok(DataFrame::new_infer_height(columns)?)
+    Ok((DataFrame::new_infer_height(columns)?, kinds))
 }
 
-/// One field's values as a series of the kind they all fit.
-fn column(name: &str, values: &[&Value]) -> Result<Series, FrameError> {
-    let kind = values
-        .iter()
-        .fold(Kind::Null, |kind, value| kind.widen(Kind::of(value)));
+/// One field's values as a series of `kind`, which they all fit.
+fn column(name: &str, values: &[&Value], kind: Kind) -> Result<Series, FrameError> {
     let name: PlSmallStr = name.into();
     let series = match kind {
         Kind::Integer => {
@@ -448,6 +538,39 @@ mod tests {
             json(&back[1]),
             r#"{"id":-2,"amount":7.0,"rate":1.0,"paid":null,"day":null,"local":null,"at":null,"note":"12","extra":"[1]"}"#
         );
+    }
+
+    #[test]
+    fn batches_built_apart_get_the_type_all_their_values_fit() {
+        let mut builder = FrameBuilder::default();
+        builder
+            .push(&[record(&[
+                ("id", Value::Integer(1)),
+                ("amount", Value::Null),
+            ])])
+            .unwrap();
+        builder
+            .push(&[record(&[
+                ("amount", Value::Decimal("2.50".into())),
+                ("note", Value::String("x".into())),
+            ])])
+            .unwrap();
+        builder
+            .push(&[record(&[
+                ("id", Value::Integer(3)),
+                ("amount", Value::Integer(4)),
+            ])])
+            .unwrap();
+        assert_eq!(builder.rows(), 3);
+        let frame = builder.finish().unwrap();
+        let types: Vec<String> = frame.dtypes().iter().map(|d| d.to_string()).collect();
+        assert_eq!(types, ["i64", "decimal[38,2]", "str"]);
+        let back = frame_to_records(&frame).unwrap();
+        assert_eq!(back[0].get("amount"), Some(&Value::Null));
+        assert_eq!(back[1].get("id"), Some(&Value::Null));
+        assert_eq!(back[1].get("amount"), Some(&Value::Decimal("2.50".into())));
+        assert_eq!(back[2].get("amount"), Some(&Value::Decimal("4.00".into())));
+        assert_eq!(back[2].get("note"), Some(&Value::Null));
     }
 
     #[test]

@@ -105,7 +105,7 @@ mod with_polars {
 
     use super::SqlConfig;
     use crate::codecs::FormatConfig;
-    use crate::codecs::frame::{frame_to_records, records_to_frame};
+    use crate::codecs::frame::{FrameBuilder, frame_to_records, records_to_frame};
     use crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES;
     use crate::error::StageError;
     use crate::record::{Batch, Record};
@@ -118,7 +118,8 @@ mod with_polars {
         query: String,
         /// The tables besides `input`, read at build.
         tables: Vec<(String, Vec<Record>)>,
-        held: Vec<Record>,
+        /// The input so far, as columns.
+        input: FrameBuilder,
         max_rows: u64,
     }
 
@@ -132,7 +133,7 @@ mod with_polars {
             Ok(Sql {
                 query: config.query.clone(),
                 tables,
-                held: Vec::new(),
+                input: FrameBuilder::default(),
                 max_rows: config.max_rows,
             })
         }
@@ -176,27 +177,30 @@ mod with_polars {
 
     impl Transform for Sql {
         fn apply(&mut self, batch: &mut Batch) -> Result<(), StageError> {
-            self.held.append(&mut batch.records);
-            batch.numbers.clear();
-            if self.held.len() as u64 > self.max_rows {
+            if (self.input.rows() + batch.records.len()) as u64 > self.max_rows {
                 return Err(StageError::Refused(format!(
                     "more than max_rows = {} records reached the `sql` transform: raise `max_rows`, or filter and select before it",
                     self.max_rows
                 )));
             }
+            self.input
+                .push(&batch.records)
+                .map_err(|e| StageError::Refused(format!("table `input`: {e}")))?;
+            batch.records.clear();
+            batch.numbers.clear();
             Ok(())
         }
 
         fn finish(&mut self) -> Result<Vec<Batch>, StageError> {
-            let held = std::mem::take(&mut self.held);
-            if held.is_empty() {
+            let input = std::mem::take(&mut self.input);
+            if input.rows() == 0 {
                 // No columns to query: nothing in, nothing out.
                 return Ok(Vec::new());
             }
             let mut context = SQLContext::new();
-            let input = records_to_frame(&held)
+            let input = input
+                .finish()
                 .map_err(|e| StageError::Refused(format!("table `input`: {e}")))?;
-            drop(held);
             context.register("input", input.lazy());
             for (name, records) in std::mem::take(&mut self.tables) {
                 let frame = records_to_frame(&records)
