@@ -1,7 +1,7 @@
 //! `sql`: what cannot stream (totals per customer, a join with a price list, a top-N) as one
 //! SQL query over all the records that reach it (table `input`) and over reference files
-//! (`tables`), run by polars' lazy engine. It holds its input until the source ends
-//! (`Transform::finish`), bounded by `max_rows`, and hands the result on in batches. Built
+//! (`tables`), run by polars' lazy engine. It holds its input, as columns, until the source
+//! ends (`Transform::finish`), bounded by `max_rows`, and hands the result on in batches. Built
 //! with the `polars` feature; without it, a pipeline that uses it is refused by `validate`
 //! saying how to build it.
 
@@ -29,10 +29,10 @@ pub struct SqlConfig {
     /// Default: none.
     #[serde(default)]
     pub tables: BTreeMap<String, String>,
-    /// The most records the transform holds: its input, and each table. Memory: about 1 KB a
-    /// record of twelve fields (937 MB for a million orders of 134 bytes of CSV each, the
-    /// records and then their frame). Past the limit the run fails saying so (raise it, or
-    /// filter and select before the `sql` transform). Default 5000000.
+    /// The most records the transform holds: its input, and each table. The input is kept as
+    /// columns, a batch at a time: a million orders of twelve fields (134 bytes of CSV each)
+    /// took 518 MB at the peak. Past the limit the run fails saying so (raise it, or filter and
+    /// select before the `sql` transform). Default 5000000.
     #[serde(default = "default_max_rows")]
     pub max_rows: u64,
 }
