@@ -28,6 +28,13 @@ impl Invalid {
     }
 }
 
+/// `key: message`, as tests and single-line listings show a problem.
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
 /// Checks a config value needs beyond its types (pure: no files or network touched).
 pub trait Validate {
     fn problems(&self) -> Vec<Invalid>;

@@ -431,7 +431,7 @@ mod tests {
             }
             .problems()
             .into_iter()
-            .map(|p| format!("{}: {}", p.key, p.message))
+            .map(|p| p.to_string())
             .collect()
         };
         assert!(messages(&[Event::Failure], None, None).is_empty());

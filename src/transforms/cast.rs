@@ -557,7 +557,7 @@ fields = { a = "integer", b = { type = "integer", on_error = "keep" }, c = "deci
             config(text)
                 .problems()
                 .into_iter()
-                .map(|p| format!("{}: {}", p.key, p.message))
+                .map(|p| p.to_string())
                 .collect()
         };
         assert_eq!(

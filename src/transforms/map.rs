@@ -499,7 +499,7 @@ mod tests {
                 .unwrap()
                 .problems()
                 .into_iter()
-                .map(|p| format!("{}: {}", p.key, p.message))
+                .map(|p| p.to_string())
                 .collect()
         };
         assert_eq!(

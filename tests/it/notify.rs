@@ -627,7 +627,7 @@ fn configs_report_their_problems() {
         config
             .problems()
             .into_iter()
-            .map(|p| format!("{}: {}", p.key, p.message))
+            .map(|p| p.to_string())
             .collect()
     };
     let hook: WebhookConfig = toml::from_str(

@@ -426,7 +426,7 @@ mod tests {
         config
             .problems()
             .into_iter()
-            .map(|p| format!("{}: {}", p.key, p.message))
+            .map(|p| p.to_string())
             .collect()
     }
 

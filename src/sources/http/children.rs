@@ -788,7 +788,7 @@ mod tests {
             config
                 .problems()
                 .into_iter()
-                .map(|p| format!("{}: {}", p.key, p.message))
+                .map(|p| p.to_string())
                 .collect()
         };
         assert_eq!(

@@ -652,7 +652,7 @@ mod tests {
         config
             .problems()
             .into_iter()
-            .map(|p| format!("{}: {}", p.key, p.message))
+            .map(|p| p.to_string())
             .collect()
     }
 

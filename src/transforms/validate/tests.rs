@@ -276,7 +276,7 @@ fn problems_say_what_to_write() {
         config(toml_text)
             .problems()
             .into_iter()
-            .map(|p| format!("{}: {}", p.key, p.message))
+            .map(|p| p.to_string())
             .collect()
     };
     assert_eq!(
