@@ -1,5 +1,5 @@
 //! Parquet, the data lake's format, read and written by polars (the `polars` feature).
-//! Records become columns as `frame.rs` says. Writing: records are buffered until a row
+//! Records become columns as `frame.rs` says. Writing: records are gathered as columns until a row
 //! group is full (`row_group_size`); the first group's columns and types are the file's
 //! schema, and later records are cast to it (a field first seen after the first row group, or
 //! a value that does not cast, fails naming the field). Reading: the input is spooled to a
@@ -65,7 +65,7 @@ mod io {
     use polars::prelude::*;
 
     use super::{ParquetCodec, ParquetOptions};
-    use crate::codecs::frame::{frame_to_records, records_to_frame};
+    use crate::codecs::frame::{FrameBuilder, frame_to_records};
     use crate::error::CodecError;
     use crate::record::Record;
     use crate::stage::{Decoder, Encoder};
@@ -94,7 +94,8 @@ mod io {
         writer: Option<polars::io::parquet::write::BatchedWriter<Box<dyn Write + Send>>>,
         /// The file's schema: the first row group's.
         schema: Option<Schema>,
-        pending: Vec<Record>,
+        /// The row group being gathered, as columns (no copy of the records).
+        pending: FrameBuilder,
     }
 
     impl ParquetEncoder {
@@ -105,15 +106,15 @@ mod io {
                 output: Some(output),
                 writer: None,
                 schema: None,
-                pending: Vec::new(),
+                pending: FrameBuilder::default(),
             }
         }
 
         /// Writes the pending records as a row group.
         fn write_group(&mut self) -> Result<(), CodecError> {
-            let records = std::mem::take(&mut self.pending);
-            let frame = records_to_frame(&records).map_err(|e| failed(&self.label, "write", e))?;
-            drop(records);
+            let frame = std::mem::take(&mut self.pending)
+                .finish()
+                .map_err(|e| failed(&self.label, "write", e))?;
             let frame = match &self.schema {
                 None => {
                     let schema = frame.schema().as_ref().clone();
@@ -178,15 +179,17 @@ mod io {
 
     impl Encoder for ParquetEncoder {
         fn write_batch(&mut self, records: &[Record]) -> Result<(), CodecError> {
-            self.pending.extend_from_slice(records);
-            if self.pending.len() >= self.options.row_group_size {
+            self.pending
+                .push(records)
+                .map_err(|e| failed(&self.label, "write", e))?;
+            if self.pending.rows() >= self.options.row_group_size {
                 self.write_group()?;
             }
             Ok(())
         }
 
         fn finish(mut self: Box<Self>) -> Result<(), CodecError> {
-            if !self.pending.is_empty() || self.writer.is_none() {
+            if self.pending.rows() > 0 || self.writer.is_none() {
                 self.write_group()?;
             }
             self.writer
