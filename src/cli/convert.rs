@@ -103,6 +103,19 @@ pub(super) fn convert(args: ConvertArgs) -> Result<ExitCode, Error> {
 }
 
 fn format_for(path: &Path, given: Option<&str>, flag: &str) -> Result<FormatConfig, Error> {
+    let format = named_or_inferred(path, given, flag)?;
+    // A format this build lacks (Parquet without the `polars` feature) is a usage error too.
+    match format.problems().into_iter().next() {
+        Some(problem) => Err(Error::Usage(format!(
+            "{}: {}",
+            path.display(),
+            problem.message
+        ))),
+        None => Ok(format),
+    }
+}
+
+fn named_or_inferred(path: &Path, given: Option<&str>, flag: &str) -> Result<FormatConfig, Error> {
     match given {
         Some(name) => FormatConfig::from_name(name).ok_or_else(|| {
             Error::Usage(format!(

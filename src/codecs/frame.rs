@@ -86,12 +86,6 @@ fn scale_of(text: &str) -> usize {
 /// The most digits a polars decimal holds.
 const MAX_PRECISION: usize = 38;
 
-/// `records` as a frame: the columns are the fields in order of first appearance, a record
-/// without a field has a null there.
-pub fn records_to_frame(records: &[Record]) -> Result<DataFrame, FrameError> {
-    Ok(typed_frame(records)?.0)
-}
-
 /// Builds one frame from records that come a batch at a time: each batch becomes a frame at
 /// once (the records can go), and `finish` gives every column the type all its batches' values
 /// fit, then stacks them. Memory: the columns, not the records.
@@ -101,6 +95,8 @@ pub struct FrameBuilder {
     kinds: Vec<(String, Kind)>,
     frames: Vec<(DataFrame, Vec<Kind>)>,
     rows: usize,
+    /// The columns' memory so far, as polars estimates it.
+    bytes: usize,
 }
 
 impl FrameBuilder {
@@ -120,6 +116,7 @@ impl FrameBuilder {
             }
         }
         self.rows += frame.height();
+        self.bytes += memory_of(&frame);
         self.frames.push((frame, kinds));
         Ok(())
     }
@@ -127,6 +124,11 @@ impl FrameBuilder {
     /// The rows pushed so far.
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// The memory the columns pushed so far take, in bytes ([`memory_of`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// One frame of everything pushed, each column of the type all its values fit.
@@ -159,6 +161,23 @@ impl FrameBuilder {
         frame.rechunk_mut_par();
         Ok(frame)
     }
+}
+
+/// The memory a frame's columns take, in bytes: polars' estimate (the buffers of values and
+/// validity; for text the bytes of the strings), plus the 16-byte view each text value has,
+/// which polars' estimate leaves out.
+fn memory_of(frame: &DataFrame) -> usize {
+    frame
+        .columns()
+        .iter()
+        .map(|column| {
+            let views = match column.dtype() {
+                DataType::String | DataType::Binary => column.len() * 16,
+                _ => 0,
+            };
+            column.as_materialized_series().estimated_size() + views
+        })
+        .sum()
 }
 
 /// The column type of a kind.
@@ -358,6 +377,34 @@ fn column_values(series: &Series) -> Result<Vec<Value>, FrameError> {
             .iter()
             .map(|v| v.map_or(Value::Null, |s| Value::String(Text::from(s))))
             .collect(),
+        // Decimals and times by their numbers, the scale and zone read once per column.
+        DataType::Decimal(_, scale) => series
+            .decimal()?
+            .physical()
+            .iter()
+            .map(|v| {
+                v.map_or(Value::Null, |units| {
+                    Value::Decimal(Text::from(decimal_text(units, *scale)))
+                })
+            })
+            .collect(),
+        DataType::Date => series
+            .date()?
+            .physical()
+            .iter()
+            .map(|v| v.map_or(Value::Null, date))
+            .collect(),
+        DataType::Datetime(unit, zone) => {
+            let zone = zone
+                .as_ref()
+                .map(|zone| zone.as_str().parse::<chrono_tz::Tz>().ok());
+            series
+                .datetime()?
+                .physical()
+                .iter()
+                .map(|v| v.map_or(Value::Null, |ticks| datetime(ticks, *unit, zone)))
+                .collect()
+        }
         _ => series
             .iter()
             .map(|value| any_value(&value))
@@ -397,14 +444,15 @@ fn any_value(value: &AnyValue) -> Result<Value, FrameError> {
         AnyValue::Decimal(units, _, scale) => {
             Value::Decimal(Text::from(decimal_text(*units, *scale)))
         }
-        AnyValue::Date(days) => Value::Date(
-            chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date")
-                + chrono::Duration::days((*days).into()),
-        ),
-        AnyValue::Datetime(ticks, unit, zone) => datetime(*ticks, *unit, zone.map(|z| z.as_str())),
-        AnyValue::DatetimeOwned(ticks, unit, zone) => {
-            datetime(*ticks, *unit, zone.as_ref().map(|z| z.as_str()))
+        AnyValue::Date(days) => date(*days),
+        AnyValue::Datetime(ticks, unit, zone) => {
+            datetime(*ticks, *unit, zone.map(|zone| zone.as_str().parse().ok()))
         }
+        AnyValue::DatetimeOwned(ticks, unit, zone) => datetime(
+            *ticks,
+            *unit,
+            zone.as_ref().map(|zone| zone.as_str().parse().ok()),
+        ),
         AnyValue::List(series) => Value::Array(column_values(series)?),
         AnyValue::Struct(_, _, fields) => {
             let mut record = Record::new();
@@ -446,23 +494,30 @@ fn decimal_text(units: i128, scale: usize) -> String {
     format!("{sign}{whole}.{fraction}")
 }
 
-/// A polars datetime as a record's value: with a zone, a timestamp at the zone's offset then;
-/// without, a date-time.
-fn datetime(ticks: i64, unit: TimeUnit, zone: Option<&str>) -> Value {
-    let micros = match unit {
-        TimeUnit::Nanoseconds => ticks.div_euclid(1000),
-        TimeUnit::Microseconds => ticks,
-        TimeUnit::Milliseconds => ticks.saturating_mul(1000),
+/// A polars date (days since 1970-01-01) as a record's value.
+fn date(days: i32) -> Value {
+    Value::Date(
+        chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date")
+            + chrono::Duration::days(days.into()),
+    )
+}
+
+/// A polars datetime as a record's value: with a zone (`Some(None)` for one chrono does not
+/// know, taken as UTC), a timestamp at the zone's offset then; without, a date-time.
+/// Nanoseconds are kept.
+fn datetime(ticks: i64, unit: TimeUnit, zone: Option<Option<chrono_tz::Tz>>) -> Value {
+    let utc = match unit {
+        TimeUnit::Nanoseconds => Some(chrono::DateTime::from_timestamp_nanos(ticks)),
+        TimeUnit::Microseconds => chrono::DateTime::from_timestamp_micros(ticks),
+        TimeUnit::Milliseconds => chrono::DateTime::from_timestamp_millis(ticks),
     };
-    let Some(utc) = chrono::DateTime::from_timestamp_micros(micros) else {
+    let Some(utc) = utc else {
         return Value::Null;
     };
     match zone {
         None => Value::DateTime(utc.naive_utc()),
-        Some(zone) => match zone.parse::<chrono_tz::Tz>() {
-            Ok(tz) => Value::Timestamp(utc.with_timezone(&tz).fixed_offset()),
-            Err(_) => Value::Timestamp(utc.fixed_offset()),
-        },
+        Some(Some(tz)) => Value::Timestamp(utc.with_timezone(&tz).fixed_offset()),
+        Some(None) => Value::Timestamp(utc.fixed_offset()),
     }
 }
 
@@ -474,6 +529,11 @@ fn base64_text(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `records` as one frame.
+    fn records_to_frame(records: &[Record]) -> Result<DataFrame, FrameError> {
+        Ok(typed_frame(records)?.0)
+    }
 
     fn record(fields: &[(&str, Value)]) -> Record {
         let mut record = Record::new();

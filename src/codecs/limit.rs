@@ -72,7 +72,7 @@ fn too_large_error(
 }
 
 /// `64 MiB`, `1.5 KiB`, `12 bytes`.
-fn human_bytes(bytes: u64) -> String {
+pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if bytes < 1024 {
         return format!("{bytes} bytes");

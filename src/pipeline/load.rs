@@ -15,6 +15,7 @@ use toml::Spanned;
 use super::overlap;
 use crate::sources::file::is_pattern;
 use crate::stage::RunContext;
+use crate::template::PathTemplate;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::{
@@ -347,6 +348,9 @@ impl<'t> Loader<'t> {
             if let Some(Some(SourceConfig::File(source))) = &source {
                 self.report_own_input(&source.path, list, &path_spans, &cx);
             }
+            if let Some(transforms) = &transforms {
+                self.report_stem_of_mixed_files(transforms, list, &path_spans);
+            }
         }
         Some(Pipeline {
             name: run_name,
@@ -638,6 +642,40 @@ impl<'t> Loader<'t> {
                 span.clone(),
                 format!("sink {}: {what}", index + 1),
                 Some(help.into()),
+            );
+        }
+    }
+
+    /// Sink paths with `{source_stem}` after a transform whose records come from no one file.
+    fn report_stem_of_mixed_files(
+        &mut self,
+        transforms: &[TransformConfig],
+        sinks: &[SinkConfig],
+        spans: &[Range<usize>],
+    ) {
+        let Some((mixer, transform)) = transforms
+            .iter()
+            .enumerate()
+            .find(|(_, transform)| transform.spec().mixes_files())
+        else {
+            return;
+        };
+        for (index, (sink, span)) in sinks.iter().zip(spans).enumerate() {
+            let Some(path) = sink.spec().path() else {
+                continue;
+            };
+            if !PathTemplate::parse(path).is_ok_and(|template| template.uses_source_stem()) {
+                continue;
+            }
+            self.report(
+                span.clone(),
+                format!(
+                    "sink {}: `{{source_stem}}` names an output after its source file, but the records of transform {} ({}) come from all the files at once",
+                    index + 1,
+                    mixer + 1,
+                    transform.kind()
+                ),
+                Some("name the output with `{pipeline}` and `{run_ts}` instead".into()),
             );
         }
     }

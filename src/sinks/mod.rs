@@ -67,6 +67,11 @@ pub trait SinkSpec: Validate {
         None
     }
 
+    /// The path template of the files it writes, here or on a server, if it writes files.
+    fn path(&self) -> Option<&str> {
+        self.destination()
+    }
+
     /// The server it uploads to, if it uploads.
     fn server(&self) -> Option<&dyn ServerConfig> {
         None
@@ -113,6 +118,10 @@ impl<S: ServerConfig> SinkSpec for upload::UploadSinkConfig<S> {
 
     fn temp_name(&self) -> Option<&str> {
         Some(&self.temp_name)
+    }
+
+    fn path(&self) -> Option<&str> {
+        Some(&self.path)
     }
 }
 

@@ -32,6 +32,13 @@ use crate::stage::{RunContext, Transform};
 /// may read what it needs first: a lookup file).
 pub trait TransformSpec: Validate {
     fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError>;
+
+    /// Whether the records it hands on are made from all the source's files at once (a `sql`
+    /// result), so that they come from no one file:
+    /// a sink path's `{source_stem}` has nothing to name after it.
+    fn mixes_files(&self) -> bool {
+        false
+    }
 }
 
 impl TransformSpec for cast::CastConfig {
@@ -113,6 +120,10 @@ impl TransformSpec for dedupe::DedupeConfig {
 }
 
 impl TransformSpec for sql::SqlConfig {
+    fn mixes_files(&self) -> bool {
+        true
+    }
+
     #[cfg(feature = "polars")]
     fn build(&self, cx: &RunContext) -> Result<Box<dyn Transform>, StageError> {
         Ok(Box::new(sql::Sql::new(self, cx)?))

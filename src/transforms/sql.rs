@@ -29,16 +29,27 @@ pub struct SqlConfig {
     /// Default: none.
     #[serde(default)]
     pub tables: BTreeMap<String, String>,
-    /// The most records the transform holds: its input, and each table. The input is kept as
-    /// columns, a batch at a time: a million orders of twelve fields (134 bytes of CSV each)
-    /// took 518 MB at the peak. Past the limit the run fails saying so (raise it, or filter and
-    /// select before the `sql` transform). Default 5000000.
+    /// The most records the transform holds: its input, and each table. Past the limit the
+    /// run fails saying so (raise it, or filter and select before the `sql` transform).
+    /// Default 5000000.
     #[serde(default = "default_max_rows")]
     pub max_rows: u64,
+    /// The most memory, in bytes, the input may take as columns, and each table: polars' count
+    /// of their buffers, and 16 bytes for each text value's view. A million orders of twelve
+    /// fields (134 bytes of CSV each) take 222 MiB as columns, and the whole run peaked at
+    /// 530 MB: the query's own work comes on top (joins and sorts copy what they touch). Past
+    /// the limit the run fails saying so, before the machine runs out of memory. Default
+    /// 2147483648 (2 GiB).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
 }
 
 fn default_max_rows() -> u64 {
     5_000_000
+}
+
+fn default_max_bytes() -> u64 {
+    2 << 30
 }
 
 impl SqlConfig {
@@ -48,6 +59,7 @@ impl SqlConfig {
             query,
             tables: BTreeMap::new(),
             max_rows: default_max_rows(),
+            max_bytes: default_max_bytes(),
         }
     }
 }
@@ -91,6 +103,9 @@ impl Validate for SqlConfig {
         if self.max_rows == 0 {
             problems.push(Invalid::new("max_rows", "must be at least 1"));
         }
+        if self.max_bytes == 0 {
+            problems.push(Invalid::new("max_bytes", "must be at least 1"));
+        }
         problems
     }
 }
@@ -100,15 +115,15 @@ pub use with_polars::Sql;
 
 #[cfg(feature = "polars")]
 mod with_polars {
-    use polars::prelude::IntoLazy;
+    use polars::prelude::{DataFrame, IntoLazy};
     use polars::sql::SQLContext;
 
     use super::SqlConfig;
     use crate::codecs::FormatConfig;
-    use crate::codecs::frame::{FrameBuilder, frame_to_records, records_to_frame};
-    use crate::codecs::limit::DEFAULT_MAX_RECORD_BYTES;
+    use crate::codecs::frame::{FrameBuilder, frame_to_records};
+    use crate::codecs::limit::{DEFAULT_MAX_RECORD_BYTES, human_bytes};
     use crate::error::StageError;
-    use crate::record::{Batch, Record};
+    use crate::record::Batch;
     use crate::stage::{RunContext, Transform};
 
     /// Records a batch of the result holds.
@@ -117,35 +132,69 @@ mod with_polars {
     pub struct Sql {
         query: String,
         /// The tables besides `input`, read at build.
-        tables: Vec<(String, Vec<Record>)>,
+        tables: Vec<(String, DataFrame)>,
         /// The input so far, as columns.
         input: FrameBuilder,
-        max_rows: u64,
+        limits: Limits,
     }
 
     impl Sql {
         pub fn new(config: &SqlConfig, cx: &RunContext) -> Result<Self, StageError> {
+            let limits = Limits {
+                rows: config.max_rows,
+                bytes: config.max_bytes,
+            };
             let mut tables = Vec::new();
             for (name, path) in &config.tables {
-                let records = read_table(name, path, cx, config.max_rows)?;
-                tables.push((name.clone(), records));
+                tables.push((name.clone(), read_table(name, path, cx, &limits)?));
             }
             Ok(Sql {
                 query: config.query.clone(),
                 tables,
                 input: FrameBuilder::default(),
-                max_rows: config.max_rows,
+                limits,
             })
         }
     }
 
-    /// The records of table `name`'s file.
+    /// `max_rows` and `max_bytes`.
+    struct Limits {
+        rows: u64,
+        bytes: u64,
+    }
+
+    impl Limits {
+        /// Refuses `rows` more records when they would pass `max_rows`.
+        fn room_for(&self, held: &FrameBuilder, rows: usize, what: &str) -> Result<(), StageError> {
+            if (held.rows() + rows) as u64 > self.rows {
+                return Err(StageError::Refused(format!(
+                    "{what} more than max_rows = {} records: raise `max_rows`, or filter and select before the `sql` transform",
+                    self.rows
+                )));
+            }
+            Ok(())
+        }
+
+        /// Refuses columns that take more than `max_bytes`.
+        fn within_bytes(&self, held: &FrameBuilder, what: &str) -> Result<(), StageError> {
+            if held.bytes() as u64 > self.bytes {
+                return Err(StageError::Refused(format!(
+                    "{what} more than max_bytes = {} as columns (after {} records): raise `max_bytes`, or filter and select before the `sql` transform",
+                    human_bytes(self.bytes),
+                    held.rows()
+                )));
+            }
+            Ok(())
+        }
+    }
+
+    /// The table `name`'s file, as columns.
     fn read_table(
         name: &str,
         path: &str,
         cx: &RunContext,
-        max_rows: u64,
-    ) -> Result<Vec<Record>, StageError> {
+        limits: &Limits,
+    ) -> Result<DataFrame, StageError> {
         let resolved = cx.resolve(path);
         let shown = resolved.display().to_string();
         let format = FormatConfig::infer(path).ok_or_else(|| {
@@ -157,15 +206,20 @@ mod with_polars {
         let file = std::fs::File::open(&resolved)
             .map_err(|e| StageError::io(&shown, "read the table's file", e))?;
         let mut decoder = format.decoder(Box::new(file), &shown, None, DEFAULT_MAX_RECORD_BYTES)?;
+        let what = format!("table `{name}`: {shown} has");
+        let mut table = FrameBuilder::default();
         let mut records = Vec::new();
         while decoder.next_batch(&mut records, RESULT_BATCH)? {
-            if records.len() as u64 > max_rows {
-                return Err(StageError::Refused(format!(
-                    "table `{name}`: {shown} has more than max_rows = {max_rows} records"
-                )));
-            }
+            limits.room_for(&table, records.len(), &what)?;
+            table
+                .push(&records)
+                .map_err(|e| StageError::Refused(format!("table `{name}`: {e}")))?;
+            limits.within_bytes(&table, &format!("table `{name}`: {shown} takes"))?;
+            records.clear();
         }
-        Ok(records)
+        table
+            .finish()
+            .map_err(|e| StageError::Refused(format!("table `{name}`: {e}")))
     }
 
     /// A polars error as the run's: the query's message, with what usually causes it.
@@ -177,15 +231,16 @@ mod with_polars {
 
     impl Transform for Sql {
         fn apply(&mut self, batch: &mut Batch) -> Result<(), StageError> {
-            if (self.input.rows() + batch.records.len()) as u64 > self.max_rows {
-                return Err(StageError::Refused(format!(
-                    "more than max_rows = {} records reached the `sql` transform: raise `max_rows`, or filter and select before it",
-                    self.max_rows
-                )));
-            }
+            self.limits.room_for(
+                &self.input,
+                batch.records.len(),
+                "the input (table `input`) has",
+            )?;
             self.input
                 .push(&batch.records)
                 .map_err(|e| StageError::Refused(format!("table `input`: {e}")))?;
+            self.limits
+                .within_bytes(&self.input, "the input (table `input`) takes")?;
             batch.records.clear();
             batch.numbers.clear();
             Ok(())
@@ -197,14 +252,17 @@ mod with_polars {
                 // No columns to query: nothing in, nothing out.
                 return Ok(Vec::new());
             }
+            tracing::debug!(
+                "sql: the input is {} records, {} as columns",
+                input.rows(),
+                human_bytes(input.bytes() as u64)
+            );
             let mut context = SQLContext::new();
             let input = input
                 .finish()
                 .map_err(|e| StageError::Refused(format!("table `input`: {e}")))?;
             context.register("input", input.lazy());
-            for (name, records) in std::mem::take(&mut self.tables) {
-                let frame = records_to_frame(&records)
-                    .map_err(|e| StageError::Refused(format!("table `{name}`: {e}")))?;
+            for (name, frame) in std::mem::take(&mut self.tables) {
                 context.register(&name, frame.lazy());
             }
             let result = context

@@ -36,11 +36,11 @@ fn without_the_feature_sql_and_parquet_say_how_to_build_them() {
     );
     sandbox.write("in/a.csv", "id\n1\n");
     let outcome = sandbox.run(["convert", "in/a.csv", "out/a.parquet"]);
-    outcome.assert_code(1);
+    outcome.assert_code(2);
     assert!(
-        outcome
-            .stderr
-            .contains("the parquet format needs longshore built with the `polars` feature"),
+        outcome.stderr.contains(
+            "out/a.parquet: `parquet` needs longshore built with the `polars` feature: `cargo build --release --features polars`"
+        ),
         "{}",
         outcome.stderr
     );
@@ -132,8 +132,43 @@ ORDER BY c.name, rank\"\"\"\n",
         outcome.assert_code(1);
         assert!(
             outcome.stderr.contains(
-                "more than max_rows = 3 records reached the `sql` transform: raise `max_rows`, or filter and select before it"
+                "the input (table `input`) has more than max_rows = 3 records: raise `max_rows`, or filter and select before the `sql` transform"
             ),
+            "{}",
+            outcome.stderr
+        );
+        sandbox.assert_not_published("out/result.ndjson");
+    }
+
+    /// Past `max_bytes` the input, or a table, fails the run before the query.
+    #[test]
+    fn columns_larger_than_max_bytes_fail_clearly() {
+        let sandbox = sql_sandbox(
+            "[[transforms]]\ntype = \"sql\"\nmax_bytes = 64\nquery = \"SELECT * FROM input\"\n",
+        );
+        sandbox.write("in/orders.csv", ORDERS);
+        let outcome = sandbox.run(["-q", "run", "p.toml"]);
+        outcome.assert_code(1);
+        assert!(
+            outcome.stderr.contains(
+                "the input (table `input`) takes more than max_bytes = 64 bytes as columns (after 5 records): raise `max_bytes`, or filter and select before the `sql` transform"
+            ),
+            "{}",
+            outcome.stderr
+        );
+        sandbox.assert_not_published("out/result.ndjson");
+
+        let sandbox = sql_sandbox(
+            "[[transforms]]\ntype = \"sql\"\nmax_bytes = 64\ntables = { big = \"in/orders.csv\" }\nquery = \"SELECT * FROM big\"\n",
+        );
+        sandbox.write("in/orders.csv", ORDERS);
+        let outcome = sandbox.run(["-q", "run", "p.toml"]);
+        outcome.assert_code(1);
+        assert!(
+            outcome.stderr.contains("table `big`: ")
+                && outcome.stderr.contains(
+                    "orders.csv takes more than max_bytes = 64 bytes as columns (after 5 records)"
+                ),
             "{}",
             outcome.stderr
         );
@@ -294,6 +329,200 @@ for customer in sorted(groups):
                 r#"{"id":null,"when":null,"day":null,"price":-3.10,"tags":[]}"#,
                 "\n",
             )
+        );
+    }
+
+    /// A declared schema gives text from a CSV file the warehouse's types, in the declared
+    /// order, and refuses what would not fit.
+    #[test]
+    fn parquet_with_a_declared_schema_has_exactly_its_columns_and_types() {
+        let sink = |schema: &str| {
+            format!(
+                "path = \"out/orders.parquet\"\nformat = {{ type = \"parquet\", schema = [{schema}] }}"
+            )
+        };
+        let declared = r#"{ name = "order_id", type = "int32" }, { name = "amount", type = "decimal(12,2)" }, { name = "placed_at", type = "timestamp(ms)" }, { name = "day", type = "date" }, { name = "paid", type = "bool" }, { name = "note", type = "string" }, { name = "discount", type = "float64" }"#;
+        let sandbox = Sandbox::new();
+        sandbox.write(
+            "p.toml",
+            format!(
+                "name = \"p\"\n{}",
+                pipeline("path = \"in/*.csv\"", &[&sink(declared)])
+            ),
+        );
+        sandbox.write(
+            "in/orders.csv",
+            "note,order_id,amount,placed_at,day,paid\nfirst,1,12.5,2024-10-27T01:30:00.250+02:00,2024-02-29,yes\n,2,-0.05,2024-10-27T01:30:00Z,2024-03-01,0\n",
+        );
+        sandbox.run(["-q", "run", "p.toml"]).assert_success();
+        if python_polars() {
+            let output = std::process::Command::new("python3")
+                .args([
+                    "-c",
+                    "import polars as pl, sys; f = pl.read_parquet(sys.argv[1]); print(dict(f.schema)); print(f.rows())",
+                ])
+                .arg(sandbox.join("out/orders.parquet"))
+                .output()
+                .expect("python3 runs");
+            assert_eq!(
+                String::from_utf8_lossy(&output.stdout),
+                "{'order_id': Int32, 'amount': Decimal(precision=12, scale=2), 'placed_at': Datetime(time_unit='ms', time_zone='UTC'), 'day': Date, 'paid': Boolean, 'note': String, 'discount': Float64}\n[(1, Decimal('12.50'), datetime.datetime(2024, 10, 26, 23, 30, 0, 250000, tzinfo=zoneinfo.ZoneInfo(key='UTC')), datetime.date(2024, 2, 29), True, 'first', None), (2, Decimal('-0.05'), datetime.datetime(2024, 10, 27, 1, 30, tzinfo=zoneinfo.ZoneInfo(key='UTC')), datetime.date(2024, 3, 1), False, None, None)]\n",
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+
+        // What does not fit fails the run naming the record and field; nothing is published.
+        for (csv, declared, expected) in [
+            (
+                "order_id,amount\n1,1.50\n2,1.005\n",
+                r#"{ name = "order_id", type = "int64" }, { name = "amount", type = "decimal(12,2)" }"#,
+                "record 2, field amount: `1.005` has more than 2 digits after the point, the column's decimal(12,2)",
+            ),
+            (
+                "order_id,amount\n1,1.50\n",
+                r#"{ name = "order_id", type = "int64" }"#,
+                "record 1, field amount: the field is not in the Parquet `schema`. declare it there, or `drop` or `select` fields before the sink",
+            ),
+            (
+                "order_id,placed_at\n1,2024-10-27T01:30:00\n",
+                r#"{ name = "order_id", type = "int64" }, { name = "placed_at", type = "timestamp" }"#,
+                "record 1, field placed_at: `2024-10-27 01:30:00` has no offset, and a Parquet timestamp is an instant",
+            ),
+            (
+                "order_id\n3000000000\n",
+                r#"{ name = "order_id", type = "int32" }"#,
+                "record 1, field order_id: 3000000000 does not fit an int32",
+            ),
+        ] {
+            let sandbox = Sandbox::new();
+            sandbox.write(
+                "p.toml",
+                format!(
+                    "name = \"p\"\n{}",
+                    pipeline("path = \"in/*.csv\"", &[&sink(declared)])
+                ),
+            );
+            sandbox.write("in/orders.csv", csv);
+            let outcome = sandbox.run(["-q", "run", "p.toml"]);
+            outcome.assert_code(1);
+            assert!(outcome.stderr.contains(expected), "{}", outcome.stderr);
+            sandbox.assert_not_published("out/orders.parquet");
+        }
+
+        // A type that is not one says which are.
+        let sandbox = Sandbox::new();
+        sandbox.write(
+            "p.toml",
+            format!(
+                "name = \"p\"\n{}",
+                pipeline(
+                    "path = \"in/*.csv\"",
+                    &[&sink(r#"{ name = "id", type = "int" }"#)]
+                )
+            ),
+        );
+        let outcome = sandbox.run(["validate", "p.toml"]);
+        outcome.assert_code(2);
+        assert!(
+            outcome.stderr.contains("`int` is not a Parquet type: write one of string, bool, int32, int64, float32, float64, decimal(P,S), date, datetime, timestamp, timestamp(ms|us|ns)"),
+            "{}",
+            outcome.stderr
+        );
+    }
+
+    /// A Parquet file dropped on SFTP arrives on FTPS as Parquet with the same values and
+    /// types (the codec is the same over any transport; the spool and the upload are not).
+    #[test]
+    fn a_parquet_file_dropped_on_sftp_arrives_on_ftps_as_parquet() {
+        use crate::pickup::{longshore, remote_files, sftp_server};
+        use crate::support::accounts::{self, USER};
+        use crate::support::sshd::SftpServer;
+        use crate::support::vsftpd::{FtpMode, FtpServer};
+        let Some(vendor) = SftpServer::start() else {
+            return;
+        };
+        let Some(partner) = FtpServer::start(FtpMode::Explicit) else {
+            return;
+        };
+        let sandbox = Sandbox::new();
+        let lines = concat!(
+            r#"{"id":1,"amount":4.50,"day":"2024-02-29","when":"2024-10-27T01:30:00+02:00","note":"Zürich"}"#,
+            "\n",
+            r#"{"id":2,"amount":-0.05,"day":null,"when":null,"note":null}"#,
+            "\n",
+        );
+        sandbox.write("orders.ndjson", lines);
+        sandbox
+            .run(["-q", "convert", "orders.ndjson", "orders-1.parquet"])
+            .assert_success();
+        let inbound = vendor.data().join("inbound");
+        std::fs::create_dir_all(&inbound).unwrap();
+        accounts::give_to_test_user(&inbound);
+        std::fs::write(
+            inbound.join("orders-1.parquet"),
+            sandbox.read_bytes("orders-1.parquet"),
+        )
+        .unwrap();
+        sandbox.write(
+            "p.toml",
+            format!(
+                "name = \"p\"\n[source]\ntype = \"sftp\"\ndir = \"inbound\"\nmin_age_secs = 0\nafter = \"delete\"\n{}\n\
+                 [[sinks]]\ntype = \"ftps\"\npath = \"outbound/{{source_stem}}.parquet\"\n\
+                 [sinks.server]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\npassword = \"${{env:FTP_PASSWORD}}\"\nca_file = \"{}\"\n",
+                sftp_server(&vendor),
+                partner.port,
+                partner.ca().display()
+            ),
+        );
+        longshore(&sandbox, &[]).assert_success();
+        assert_eq!(
+            remote_files(&vendor.data(), "inbound"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            remote_files(&partner.data(), "outbound"),
+            ["orders-1.parquet"]
+        );
+        std::fs::copy(
+            partner.data().join("outbound/orders-1.parquet"),
+            sandbox.join("received.parquet"),
+        )
+        .unwrap();
+        sandbox
+            .run(["-q", "convert", "received.parquet", "received.ndjson"])
+            .assert_success();
+        assert_eq!(
+            sandbox.read("received.ndjson"),
+            concat!(
+                r#"{"id":1,"amount":4.50,"day":"2024-02-29","when":"2024-10-27T01:30:00+02:00","note":"Zürich"}"#,
+                "\n",
+                r#"{"id":2,"amount":-0.05,"day":null,"when":null,"note":null}"#,
+                "\n",
+            )
+        );
+    }
+
+    /// A `sql` result comes from no one file: a sink path cannot be named after it.
+    #[test]
+    fn validate_refuses_source_stem_after_sql() {
+        let sandbox = Sandbox::new();
+        sandbox.write(
+            "p.toml",
+            "name = \"p\"\n[source]\ntype = \"file\"\npath = \"in/*.csv\"\n[[transforms]]\ntype = \"sql\"\nquery = \"SELECT * FROM input\"\n[[sinks]]\ntype = \"file\"\npath = \"out/{source_stem}.csv\"\n[[sinks]]\ntype = \"sftp\"\npath = \"up/{source_stem}.csv\"\n[sinks.server]\nhost = \"h\"\nuser = \"u\"\npassword = \"pw\"\n[[sinks]]\ntype = \"file\"\npath = \"out/{pipeline}-{run_ts}.csv\"\n",
+        );
+        let outcome = sandbox.run(["validate", "p.toml"]);
+        outcome.assert_code(2);
+        for expected in [
+            "p.toml:10:8: sink 1: `{source_stem}` names an output after its source file, but the records of transform 1 (sql) come from all the files at once",
+            "p.toml:13:8: sink 2: `{source_stem}` names an output after its source file, but the records of transform 1 (sql) come from all the files at once",
+        ] {
+            assert!(outcome.stderr.contains(expected), "{}", outcome.stderr);
+        }
+        assert!(
+            outcome.stderr.contains("error: p.toml has 2 problems"),
+            "{}",
+            outcome.stderr
         );
     }
 
