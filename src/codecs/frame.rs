@@ -330,19 +330,21 @@ pub fn frame_to_records(frame: &DataFrame) -> Result<Vec<Record>, FrameError> {
         .iter()
         .map(|name| std::sync::Arc::from(name.as_str()))
         .collect();
-    let columns: Vec<Vec<Value>> = frame
+    let mut columns: Vec<std::vec::IntoIter<Value>> = frame
         .columns()
         .iter()
-        .map(|column| column_values(column.as_materialized_series()))
+        .map(|column| column_values(column.as_materialized_series()).map(Vec::into_iter))
         .collect::<Result<_, _>>()?;
-    let mut records: Vec<Record> = (0..frame.height())
-        .map(|_| Record::with_capacity(names.len()))
+    // Row by row: each record is written whole while it is in the cache.
+    let records = (0..frame.height())
+        .map(|_| {
+            let mut record = Record::with_capacity(names.len());
+            for (name, column) in names.iter().zip(&mut columns) {
+                record.push(name.clone(), column.next().unwrap_or(Value::Null));
+            }
+            record
+        })
         .collect();
-    for (name, values) in names.iter().zip(columns) {
-        for (record, value) in records.iter_mut().zip(values) {
-            record.push(name.clone(), value);
-        }
-    }
     Ok(records)
 }
 
