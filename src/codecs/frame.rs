@@ -20,7 +20,7 @@
 
 use polars::prelude::*;
 
-use crate::record::{Record, Text, Value};
+use crate::record::{FieldName, Record, Text, Value};
 
 /// Why records do not make a frame, or a frame no records.
 #[derive(Debug, thiserror::Error)]
@@ -157,9 +157,9 @@ impl FrameBuilder {
                 }
             }
         }
-        let mut frame = stacked.unwrap_or_default();
-        frame.rechunk_mut_par();
-        Ok(frame)
+        // The batches stay chunks of one column each: polars reads across them, and joining
+        // them would copy every column once more.
+        Ok(stacked.unwrap_or_default())
     }
 }
 
@@ -196,11 +196,22 @@ fn dtype(kind: Kind) -> DataType {
 
 /// `records` as a frame, with the kind of each column.
 fn typed_frame(records: &[Record]) -> Result<(DataFrame, Vec<Kind>), FrameError> {
-    let mut names: Vec<&str> = Vec::new();
+    // Records of one file usually share their field names, in one order: a field found at
+    // its column's position is taken from there without a lookup.
+    fn at<'r>(record: &'r Record, position: usize, name: &FieldName) -> Option<&'r Value> {
+        match record.entry(position) {
+            Some((field, value)) if FieldName::ptr_eq(field, name) || field == name => Some(value),
+            _ => None,
+        }
+    }
+    let mut names: Vec<&FieldName> = Vec::new();
     let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for record in records {
-        for (name, _) in record.iter() {
-            if !index.contains_key(&**name) {
+        for (position, (name, _)) in record.iter().enumerate() {
+            let known = names
+                .get(position)
+                .is_some_and(|known| FieldName::ptr_eq(known, name));
+            if !known && !index.contains_key(&**name) {
                 index.insert(name, names.len());
                 names.push(name);
             }
@@ -208,10 +219,14 @@ fn typed_frame(records: &[Record]) -> Result<(DataFrame, Vec<Kind>), FrameError>
     }
     let mut columns = Vec::with_capacity(names.len());
     let mut kinds = Vec::with_capacity(names.len());
-    for name in names {
+    for (position, name) in names.into_iter().enumerate() {
         let values: Vec<&Value> = records
             .iter()
-            .map(|record| record.get(name).unwrap_or(&Value::Null))
+            .map(|record| {
+                at(record, position, name)
+                    .or_else(|| record.get(name))
+                    .unwrap_or(&Value::Null)
+            })
             .collect();
         let kind = values
             .iter()
@@ -325,7 +340,7 @@ fn scaled(text: &str, scale: usize, field: &str) -> Result<i128, FrameError> {
 
 /// The frame's rows as records, fields in column order.
 pub fn frame_to_records(frame: &DataFrame) -> Result<Vec<Record>, FrameError> {
-    let names: Vec<crate::record::FieldName> = frame
+    let names: Vec<FieldName> = frame
         .get_column_names()
         .iter()
         .map(|name| std::sync::Arc::from(name.as_str()))

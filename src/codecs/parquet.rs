@@ -366,7 +366,10 @@ mod io {
             let schema = self
                 .schema
                 .get_or_insert_with(|| frame.schema().as_ref().clone());
-            let frame = conform(frame, schema, &self.label)?;
+            let mut frame = conform(frame, schema, &self.label)?;
+            // One chunk a column: the writer makes pages per chunk, and small ones cost twice
+            // the time.
+            frame.rechunk_mut_par();
             if self.writer.is_none() {
                 let output = self
                     .output
