@@ -84,8 +84,8 @@ pub enum FormatConfig {
     /// written by polars: needs longshore built with the `polars` feature. Columns are typed
     /// from the records (integers, exact decimals, floats, booleans, dates, date-times,
     /// timestamps in UTC; text, and nested values as JSON text); the first row group's columns
-    /// are the file's. Reading spools the file (Parquet keeps its schema at its end) and reads
-    /// 65,536 rows at a time.
+    /// are the file's, unless a `schema` declares them. Reading spools the file (Parquet keeps
+    /// its schema at its end) and reads 32,768 rows at a time.
     Parquet(ParquetOptions),
 }
 

@@ -490,7 +490,7 @@ mod io {
     }
 
     /// Rows read from the file at a time.
-    const SLICE_ROWS: usize = 65_536;
+    const SLICE_ROWS: usize = 32_768;
 
     /// Reads a Parquet file a slice of rows at a time.
     pub struct ParquetDecoder {
