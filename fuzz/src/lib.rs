@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use longshore::codecs::{FormatConfig, TextEncoding};
 use longshore::error::CodecError;
-use longshore::record::{Record, Value};
+use longshore::record::{FieldName, Record, Value};
 use longshore::stage::Decoder;
 
 /// How the input is handed to the decoder.
@@ -204,6 +204,6 @@ pub fn drive(decoder: &mut dyn Decoder, max: usize, record_limit: usize) -> Outc
 /// A record no decoder makes, to see that decoders leave what is in `out` alone.
 fn sentinel() -> Record {
     let mut record = Record::new();
-    record.push(Arc::from("\u{0}sentinel"), Value::Integer(-7));
+    record.push(FieldName::from("\u{0}sentinel"), Value::Integer(-7));
     record
 }

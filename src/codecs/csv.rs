@@ -4,7 +4,6 @@
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -107,7 +106,7 @@ fn first_duplicate<'a>(names: impl Iterator<Item = &'a str>) -> Option<&'a str> 
 }
 
 fn default_column_name(index: usize) -> FieldName {
-    Arc::from(format!("column_{}", index + 1))
+    FieldName::from(format!("column_{}", index + 1))
 }
 
 /// Watches the bytes the CSV reader consumes: follows quoting as the `csv` crate does, to
@@ -278,7 +277,7 @@ fn extra_name(header: &[FieldName], extra: &mut Vec<FieldName>, index: usize) ->
         while header.iter().any(|n| **n == *name) {
             name.insert_str(0, "extra_");
         }
-        extra.push(Arc::from(name));
+        extra.push(FieldName::from(name));
     }
     extra[wanted].clone()
 }
@@ -391,7 +390,10 @@ impl CsvDecoder {
                 decoder.exhausted = true;
             }
         } else if let Some(columns) = &options.columns {
-            decoder.names = columns.iter().map(|c| Arc::from(c.as_str())).collect();
+            decoder.names = columns
+                .iter()
+                .map(|c| FieldName::from(c.as_str()))
+                .collect();
             decoder.width_from = "`columns` option";
         }
         Ok(decoder)
@@ -491,7 +493,7 @@ impl CsvDecoder {
             names.push(if name.is_empty() {
                 default_column_name(index)
             } else {
-                Arc::from(name)
+                FieldName::from(name)
             });
         }
         if let Some(duplicate) = first_duplicate(names.iter().map(|n| &**n)) {
@@ -727,7 +729,7 @@ impl CsvEncoder {
             columns: options
                 .columns
                 .as_ref()
-                .map(|c| c.iter().map(|n| Arc::from(n.as_str())).collect()),
+                .map(|c| c.iter().map(|n| FieldName::from(n.as_str())).collect()),
             configured: options.columns.is_some(),
             widening: false,
             widened: None,
@@ -1341,7 +1343,7 @@ mod tests {
         };
         let input: Record = [("a", "say \"hi\""), ("b", "C:\\dir\\"), ("c", "\\\"")]
             .into_iter()
-            .map(|(n, v)| (Arc::from(n), Value::String(v.into())))
+            .map(|(n, v)| (FieldName::from(n), Value::String(v.into())))
             .collect();
         let buffer = SharedBuffer::default();
         let mut encoder =
@@ -1372,7 +1374,7 @@ mod tests {
     fn row(fields: &[(&str, &str)]) -> Record {
         fields
             .iter()
-            .map(|(n, v)| (Arc::from(*n), Value::String((*v).into())))
+            .map(|(n, v)| (FieldName::from(*n), Value::String((*v).into())))
             .collect()
     }
 

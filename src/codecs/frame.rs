@@ -343,7 +343,7 @@ pub fn frame_to_records(frame: &DataFrame) -> Result<Vec<Record>, FrameError> {
     let names: Vec<FieldName> = frame
         .get_column_names()
         .iter()
-        .map(|name| std::sync::Arc::from(name.as_str()))
+        .map(|name| FieldName::from(name.as_str()))
         .collect();
     let mut columns: Vec<std::vec::IntoIter<Value>> = frame
         .columns()
@@ -474,10 +474,7 @@ fn any_value(value: &AnyValue) -> Result<Value, FrameError> {
         AnyValue::Struct(_, _, fields) => {
             let mut record = Record::new();
             for (value, field) in value._iter_struct_av().zip(fields.iter()) {
-                record.push(
-                    std::sync::Arc::from(field.name().as_str()),
-                    any_value(&value)?,
-                );
+                record.push(FieldName::from(field.name().as_str()), any_value(&value)?);
             }
             Value::Object(record)
         }
@@ -485,10 +482,7 @@ fn any_value(value: &AnyValue) -> Result<Value, FrameError> {
             let (values, fields) = &**owned;
             let mut record = Record::new();
             for (value, field) in values.iter().zip(fields) {
-                record.push(
-                    std::sync::Arc::from(field.name().as_str()),
-                    any_value(value)?,
-                );
+                record.push(FieldName::from(field.name().as_str()), any_value(value)?);
             }
             Value::Object(record)
         }
@@ -555,7 +549,7 @@ mod tests {
     fn record(fields: &[(&str, Value)]) -> Record {
         let mut record = Record::new();
         for (name, value) in fields {
-            record.push(std::sync::Arc::from(*name), value.clone());
+            record.push(FieldName::from(*name), value.clone());
         }
         record
     }

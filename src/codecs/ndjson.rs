@@ -4,7 +4,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -292,7 +291,7 @@ fn line_hint(e: &serde_json::Error) -> &'static str {
     }
 }
 
-/// Hands out one shared `Arc<str>` per distinct key, with a small id. Top-level keys usually
+/// Hands out one shared `FieldName` per distinct key, with a small id. Top-level keys usually
 /// repeat in the same order on every line, so the key at the same position on the previous line
 /// is tried first; the ids make the duplicate-key check of a top-level object O(1) per key.
 #[derive(Default, Clone)]
@@ -317,7 +316,7 @@ impl NameCache {
         let id = match self.ids.get(key) {
             Some(&id) => id,
             None => {
-                let name: FieldName = Arc::from(key);
+                let name: FieldName = FieldName::from(key);
                 let id = self.names.len();
                 self.names.push(name.clone());
                 self.last_seen.push(0);

@@ -649,12 +649,12 @@ fn parse_time(text: &str, format: Option<&str>, name: TypeName) -> Result<Moment
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use crate::record::FieldName;
 
     fn record(fields: &[(&str, &str)]) -> Record {
         let mut record = Record::new();
         for (name, value) in fields {
-            record.push(Arc::from(*name), Value::String((*value).into()));
+            record.push(FieldName::from(*name), Value::String((*value).into()));
         }
         record
     }

@@ -1,18 +1,18 @@
 //! The record model every stage speaks: a [`Value`] is one typed datum, a [`Record`] an ordered
 //! list of named values, a [`Batch`] a run of records moved between stages at once.
 //!
-//! Field names are `Arc<str>` so a decoder allocates each column name once per file, not once
-//! per row. Records keep their fields in order (the order of the source's columns or keys), which
+//! Field names are interned ([`FieldName`]) so a decoder allocates each column name once, not once
+//! per row, and cloning one costs a pointer copy. Records keep their fields in order (the order of the source's columns or keys), which
 //! is what users expect to see in the output; lookups by name are linear, which beats hashing for
 //! the tens of fields a business record has.
 
 pub(crate) mod json;
+mod name;
 
 use std::fmt;
 use std::sync::Arc;
 
-/// A field name shared by every record that has it.
-pub type FieldName = Arc<str>;
+pub use name::FieldName;
 
 /// Text values: strings up to 24 bytes (most ids, codes, dates, names) are stored inline,
 /// without a heap allocation, which roughly halves the allocator work of a typical batch.
@@ -271,7 +271,7 @@ mod tests {
     use super::*;
 
     fn name(s: &str) -> FieldName {
-        Arc::from(s)
+        FieldName::from(s)
     }
 
     #[test]

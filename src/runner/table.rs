@@ -85,20 +85,19 @@ fn cell(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::record::Value;
-    use std::sync::Arc;
 
     #[test]
     fn aligns_columns_and_shows_nulls_as_empty() {
         let a: Record = [
-            (Arc::from("id"), Value::Integer(1)),
-            (Arc::from("name"), Value::String("Zoë\nSmith".into())),
+            (FieldName::from("id"), Value::Integer(1)),
+            (FieldName::from("name"), Value::String("Zoë\nSmith".into())),
         ]
         .into_iter()
         .collect();
         let b: Record = [
-            (Arc::from("id"), Value::Integer(22)),
-            (Arc::from("name"), Value::Null),
-            (Arc::from("x"), Value::Bool(true)),
+            (FieldName::from("id"), Value::Integer(22)),
+            (FieldName::from("name"), Value::Null),
+            (FieldName::from("x"), Value::Bool(true)),
         ]
         .into_iter()
         .collect();

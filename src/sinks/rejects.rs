@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
@@ -154,7 +153,7 @@ impl RejectsFile {
             by_reason: BTreeMap::new(),
             first: None,
             names: ["file", "line", "column", "record", "field", "reason", "raw"]
-                .map(Arc::<str>::from),
+                .map(FieldName::from),
         })
     }
 

@@ -28,7 +28,7 @@ use crate::digest::{HashingReader, SharedDigest, sha256_file};
 use crate::error::{CodecError, StageError};
 use crate::filestore::Connection;
 use crate::names;
-use crate::record::{Batch, Origin, Reject};
+use crate::record::{Batch, FieldName, Origin, Reject};
 use crate::stage::{Decoder, RunContext, Source, SourceProgress};
 use crate::state::report::FileDigest;
 use crate::state::{LedgerEntry, StateChange, StateStore};
@@ -767,9 +767,9 @@ fn add_file_fields(records: &mut [crate::record::Record], file: &Listed) {
         ("_file_size", Value::Integer(file.size as i64)),
         ("_file_mtime", mtime),
     ];
-    let fields: Vec<(Arc<str>, Value)> = fields
+    let fields: Vec<(FieldName, Value)> = fields
         .into_iter()
-        .map(|(name, value)| (Arc::from(name), value))
+        .map(|(name, value)| (FieldName::from(name), value))
         .collect();
     for record in records {
         for (name, value) in &fields {

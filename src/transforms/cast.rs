@@ -255,7 +255,7 @@ impl Transform for Cast {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use crate::record::FieldName;
 
     use super::*;
     use crate::record::Record;
@@ -507,7 +507,7 @@ fields = { a = "integer", b = { type = "integer", on_error = "keep" }, c = "deci
             batch.records[0],
             [("a", Value::Null), ("b", text("y")), ("c", decimal("1.5"))]
                 .into_iter()
-                .map(|(n, v)| (Arc::from(n), v))
+                .map(|(n, v)| (FieldName::from(n), v))
                 .collect::<Record>()
         );
     }

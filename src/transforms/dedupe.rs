@@ -290,6 +290,7 @@ impl Held {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::FieldName;
     use crate::stage::RunContext;
 
     fn origin(path: &str) -> Option<Arc<Origin>> {
@@ -302,8 +303,8 @@ mod tests {
             .iter()
             .map(|(id, v)| {
                 let mut record = Record::new();
-                record.push(Arc::from("id"), Value::String((*id).into()));
-                record.push(Arc::from("v"), Value::String((*v).into()));
+                record.push(FieldName::from("id"), Value::String((*id).into()));
+                record.push(FieldName::from("v"), Value::String((*v).into()));
                 record
             })
             .collect();

@@ -51,7 +51,7 @@ impl Transform for Drop {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use crate::record::FieldName;
 
     use super::*;
     use crate::record::{Record, Value};
@@ -60,7 +60,7 @@ mod tests {
     fn removes_names_and_globs_and_ignores_missing_fields() {
         let record: Record = ["id", "internal_score", "note", "internal_ß", "total"]
             .iter()
-            .map(|n| (Arc::from(*n), Value::Null))
+            .map(|n| (FieldName::from(*n), Value::Null))
             .collect();
         let mut batch = Batch {
             records: vec![record, Record::new()],

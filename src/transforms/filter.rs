@@ -103,7 +103,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::record::{Origin, Record, Value};
+    use crate::record::{FieldName, Origin, Record, Value};
     use crate::stage::RunContext;
 
     fn batch(rows: &[(&str, &str)]) -> Batch {
@@ -111,8 +111,8 @@ mod tests {
             .iter()
             .map(|(status, amount)| {
                 let mut record = Record::new();
-                record.push(Arc::from("status"), Value::String((*status).into()));
-                record.push(Arc::from("amount"), Value::String((*amount).into()));
+                record.push(FieldName::from("status"), Value::String((*status).into()));
+                record.push(FieldName::from("amount"), Value::String((*amount).into()));
                 record
             })
             .collect::<Vec<_>>();

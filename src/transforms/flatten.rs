@@ -1,8 +1,6 @@
 //! `flatten`: nested objects become flat fields (`customer.address.city`), so JSON from an API
 //! fits a CSV or a spreadsheet with one column per leaf instead of a JSON blob per cell.
 
-use std::sync::Arc;
-
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -142,7 +140,7 @@ impl Flatten {
                     value => value,
                 };
                 let name = names.next().expect("a name for every leaf");
-                values.push((Arc::from(name), value));
+                values.push((FieldName::from(name), value));
             }
         }
     }

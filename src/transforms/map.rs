@@ -4,7 +4,6 @@
 //! (`on_missing`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -173,7 +172,7 @@ impl Map {
                 (None, OnMissing::Reject) => Missing::Reject,
             };
             lookups.push(FieldLookup {
-                field: Arc::from(name.as_str()),
+                field: FieldName::from(name.as_str()),
                 entries,
                 missing,
                 described,
@@ -316,6 +315,8 @@ impl Transform for Map {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::record::{Origin, Record};
     use crate::transforms::testing::*;
 

@@ -4,7 +4,6 @@
 //! fraction digits than its currency has is refused, never rounded.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -133,7 +132,7 @@ impl Money {
                 .iter()
                 .map(|(name, field)| FieldConversion {
                     name: name.clone(),
-                    target: Arc::from(field.target.as_deref().unwrap_or(name)),
+                    target: FieldName::from(field.target.as_deref().unwrap_or(name)),
                     to: field.to,
                     exponent: match &field.currency_field {
                         Some(currency) => Exponent::CurrencyIn(currency.clone()),

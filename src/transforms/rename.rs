@@ -1,7 +1,6 @@
 //! `rename`: gives fields new names, keeping their position.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -56,7 +55,7 @@ impl Rename {
             renames: config
                 .fields
                 .iter()
-                .map(|(old, new)| (old.clone(), Arc::from(new.as_str())))
+                .map(|(old, new)| (old.clone(), FieldName::from(new.as_str())))
                 .collect(),
             moves: Vec::new(),
         }
@@ -102,7 +101,7 @@ mod tests {
     fn record(fields: &[(&str, i64)]) -> Record {
         fields
             .iter()
-            .map(|(n, v)| (Arc::from(*n), Value::Integer(*v)))
+            .map(|(n, v)| (FieldName::from(*n), Value::Integer(*v)))
             .collect()
     }
 

@@ -93,7 +93,7 @@ impl Transform for Reorder {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use crate::record::FieldName;
 
     use super::*;
     use crate::record::{Record, Value};
@@ -105,7 +105,7 @@ mod tests {
         assert_eq!(config.problems(), []);
         let record: Record = record
             .iter()
-            .map(|n| (Arc::from(*n), Value::String((*n).into())))
+            .map(|n| (FieldName::from(*n), Value::String((*n).into())))
             .collect();
         let mut batch = Batch {
             records: vec![record],

@@ -1,8 +1,6 @@
 //! `select`: keeps the listed fields, in the listed order, so outputs have stable columns; a
 //! glob (`"customer.*"`) keeps a family of fields without listing each (after `flatten`).
 
-use std::sync::Arc;
-
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -49,7 +47,7 @@ impl Select {
         let entries: Vec<Entry> = field_pattern::parse_checked(&config.fields)
             .into_iter()
             .map(|pattern| match pattern {
-                FieldPattern::Name(name) => Entry::Name(Arc::from(name.as_str())),
+                FieldPattern::Name(name) => Entry::Name(FieldName::from(name.as_str())),
                 FieldPattern::Glob(glob) => Entry::Glob(glob),
             })
             .collect();
@@ -113,7 +111,7 @@ mod tests {
     fn record(fields: &[(&str, i64)]) -> Record {
         fields
             .iter()
-            .map(|(n, v)| (Arc::from(*n), Value::Integer(*v)))
+            .map(|(n, v)| (FieldName::from(*n), Value::Integer(*v)))
             .collect()
     }
 

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -250,7 +249,7 @@ impl Set {
                     }
                     constant => Compiled::Constant(constant_value(constant)),
                 };
-                (Arc::from(name.as_str()), compiled)
+                (FieldName::from(name.as_str()), compiled)
             })
             .collect();
         Set {
@@ -272,7 +271,7 @@ fn constant_value(value: &SetValue) -> Value {
         SetValue::Table(fields) => Value::Object(
             fields
                 .iter()
-                .map(|(name, value)| (Arc::from(name.as_str()), constant_value(value)))
+                .map(|(name, value)| (FieldName::from(name.as_str()), constant_value(value)))
                 .collect(),
         ),
     }
@@ -340,6 +339,8 @@ impl Transform for Set {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use chrono::TimeZone;
 
     use super::*;

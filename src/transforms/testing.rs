@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use crate::record::{Batch, Origin, Record, Value};
+use crate::record::{Batch, FieldName, Origin, Record, Value};
 
 /// A record of `fields`, in this order.
 pub fn record(fields: &[(&str, Value)]) -> Record {
     fields
         .iter()
-        .map(|(name, value)| (Arc::from(*name), value.clone()))
+        .map(|(name, value)| (FieldName::from(*name), value.clone()))
         .collect()
 }
 

@@ -4,7 +4,6 @@
 //! (1,024 orders of 100 lines each become 102,400 records before the sinks).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -88,7 +87,7 @@ pub struct Unnest {
 impl Unnest {
     pub fn new(config: &UnnestConfig, cx: &RunContext) -> Self {
         Unnest {
-            field: Arc::from(config.field.as_str()),
+            field: FieldName::from(config.field.as_str()),
             prefix: config.prefix.clone().unwrap_or_default(),
             keep: config
                 .keep
@@ -108,7 +107,7 @@ impl Unnest {
         if self.prefix.is_empty() {
             name.clone()
         } else {
-            Arc::from(format!("{}{name}", self.prefix))
+            FieldName::from(format!("{}{name}", self.prefix))
         }
     }
 

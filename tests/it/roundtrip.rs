@@ -7,7 +7,7 @@ use std::io::{Cursor, Write};
 use std::sync::{Arc, Mutex};
 
 use longshore::codecs::FormatConfig;
-use longshore::record::{Record, Value};
+use longshore::record::{FieldName, Record, Value};
 use longshore::stage::{Decoder, Encoder};
 use proptest::prelude::*;
 
@@ -110,7 +110,7 @@ fn records() -> impl Strategy<Value = Vec<Record>> {
                             Some(text) => Value::String(text.as_str().into()),
                             None => Value::Null,
                         };
-                        record.push(Arc::from(name.as_str()), value);
+                        record.push(FieldName::from(name.as_str()), value);
                     }
                     record
                 })
@@ -203,7 +203,7 @@ columns_at = "/columns""#),
 #[test]
 fn csv_first_column_named_with_a_leading_bom_character() {
     let mut record = Record::new();
-    record.push(Arc::from("\u{feff}id"), Value::String("1".into()));
+    record.push(FieldName::from("\u{feff}id"), Value::String("1".into()));
     let csv = format("csv");
     let bytes = encode(&csv, std::slice::from_ref(&record));
     assert_eq!(bytes, "\"\u{feff}id\"\n1\n".as_bytes());

@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use crate::record::FieldName;
 
 use super::*;
 
@@ -9,7 +9,7 @@ fn text(s: &str) -> Value {
 fn record(fields: &[(&str, Value)]) -> Record {
     let mut record = Record::new();
     for (name, value) in fields {
-        record.push(Arc::from(*name), value.clone());
+        record.push(FieldName::from(*name), value.clone());
     }
     record
 }

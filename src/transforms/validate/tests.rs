@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::record::Origin;
+use crate::record::{FieldName, Origin};
 use crate::stage::RunContext;
 
 fn text(s: &str) -> Value {
@@ -26,7 +26,7 @@ fn reasons(config: &ValidateConfig, rows: Vec<Vec<(&str, Value)>>) -> Vec<Option
         .map(|fields| {
             let mut record = Record::new();
             for (name, value) in fields {
-                record.push(Arc::from(name), value);
+                record.push(FieldName::from(name), value);
             }
             record
         })
@@ -256,7 +256,7 @@ fn unique_values_are_bounded() {
     let mut batch = Batch {
         records: ["1", "2"]
             .iter()
-            .map(|id| [(Arc::from("id"), text(id))].into_iter().collect())
+            .map(|id| [(FieldName::from("id"), text(id))].into_iter().collect())
             .collect(),
         numbers: vec![1, 2],
         origin: Some(Arc::new(Origin {
