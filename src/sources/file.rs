@@ -562,8 +562,11 @@ impl FileSource {
                     file
                 }
             };
-        let counter = self.cx.as_ref().map(|cx| cx.bytes_read.clone());
-        let (reader, digest) = HashingReader::new(file, counter);
+        // Outside a pipeline run (`convert`) no ledger or report records the file's hash.
+        let (reader, digest) = match &self.cx {
+            Some(cx) => HashingReader::new(file, Some(cx.bytes_read.clone())),
+            None => HashingReader::counting(file),
+        };
         // A workbook is a zip archive itself: only one named `.zip` is an archive of files.
         let workbook = !unpack::is_zip_name(&shown)
             && FormatConfig::named_or_inferred(&self.read.format, &shown)
