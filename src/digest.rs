@@ -96,8 +96,13 @@ pub struct HashingWriter<W> {
 }
 
 impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> (Self, SharedDigest) {
-        let digest = SharedDigest::default();
+    /// A writer over `inner`; with `hash` false it only counts the bytes (`finish` gives an
+    /// empty hash), for an output no report records.
+    pub fn new(inner: W, hash: bool) -> (Self, SharedDigest) {
+        let digest = SharedDigest {
+            count_only: !hash,
+            ..SharedDigest::default()
+        };
         let writer = HashingWriter {
             inner,
             digest: digest.clone(),
@@ -153,7 +158,7 @@ mod tests {
         io::copy(&mut reader, &mut io::sink()).unwrap();
         let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert_eq!(read.finish(), (3, expected.to_string()));
-        let (mut writer, written) = HashingWriter::new(Vec::new());
+        let (mut writer, written) = HashingWriter::new(Vec::new(), true);
         writer.write_all(b"abc").unwrap();
         assert_eq!(written.finish(), (3, expected.to_string()));
         let (mut reader, counted) = HashingReader::counting(&b"abc"[..]);

@@ -120,6 +120,8 @@ struct Pending {
 
 pub struct FileSink {
     cx: RunContext,
+    /// Whether the outputs' SHA-256 is computed, for the run report (`convert` has none).
+    hash_outputs: bool,
     template: PathTemplate,
     format: FormatConfig,
     if_exists: IfExists,
@@ -142,6 +144,7 @@ impl FileSink {
     pub fn new(config: &FileSinkConfig, cx: &RunContext) -> Result<Self, StageError> {
         Ok(FileSink {
             cx: cx.clone(),
+            hash_outputs: true,
             template: PathTemplate::parse(&config.path).map_err(StageError::Refused)?,
             format: FormatConfig::named_or_inferred(&config.format, &config.path).ok_or_else(
                 || StageError::Refused(format!("cannot tell the format of {}", config.path)),
@@ -167,6 +170,7 @@ impl FileSink {
     ) -> Self {
         FileSink {
             cx: cx.clone(),
+            hash_outputs: false,
             template: PathTemplate::literal(&path.to_string_lossy()),
             format,
             if_exists: IfExists::Replace,
@@ -217,7 +221,10 @@ impl FileSink {
             let gzip = crate::names::strip_gzip_suffix(&shown).is_some();
             pending.end = output::rewrite_widened(
                 pending.temp.as_file(),
-                gzip,
+                output::Layers {
+                    gzip,
+                    hash: self.hash_outputs,
+                },
                 file,
                 options,
                 self.encoding,
@@ -271,7 +278,13 @@ impl FileSink {
             .try_clone()
             .map_err(|e| StageError::io(&shown, "write", e))?;
         let gzip = crate::names::strip_gzip_suffix(&shown).is_some();
-        let (writer, end) = output::writer(file, gzip);
+        let (writer, end) = output::writer(
+            file,
+            output::Layers {
+                gzip,
+                hash: self.hash_outputs,
+            },
+        );
         let encoder = self.format.file_encoder(writer, &shown, self.encoding)?;
         self.outputs.push(Output {
             path,

@@ -24,10 +24,19 @@ pub struct OutputEnd {
     pub digest: SharedDigest,
 }
 
+/// What lies between an encoder and its file.
+#[derive(Debug, Clone, Copy)]
+pub struct Layers {
+    /// Compress (the path ends in `.gz`).
+    pub gzip: bool,
+    /// Hash the file's bytes for the run report; else only count them (`convert`).
+    pub hash: bool,
+}
+
 /// The writer an encoder writes to, ending in `file`.
-pub fn writer(file: File, gzip: bool) -> (Box<dyn Write + Send>, OutputEnd) {
-    let (hashing, digest) = HashingWriter::new(file);
-    let (compressed, gzip): (Box<dyn Write + Send>, _) = if gzip {
+pub fn writer(file: File, layers: Layers) -> (Box<dyn Write + Send>, OutputEnd) {
+    let (hashing, digest) = HashingWriter::new(file, layers.hash);
+    let (compressed, gzip): (Box<dyn Write + Send>, _) = if layers.gzip {
         let shared = Arc::new(Mutex::new(GzEncoder::new(
             hashing,
             flate2::Compression::default(),
@@ -74,12 +83,12 @@ impl Shared {
     }
 }
 
-/// Rewrites the complete CSV output in `file` (gzip-compressed when `gzip`) into `into`, with the
+/// Rewrites the complete CSV output in `file` (gzip-compressed when `layers.gzip`) into `into`, with the
 /// columns that grew while it was written (see [`crate::stage::Encoder::widened`]): one pass, one row in
 /// memory. Returns the end of the new output's writer chain, finished.
 pub fn rewrite_widened(
     file: &File,
-    gzip: bool,
+    layers: Layers,
     into: File,
     options: &CsvOptions,
     encoding: Option<TextEncoding>,
@@ -92,11 +101,11 @@ pub fn rewrite_widened(
     written
         .rewind()
         .map_err(|e| StageError::io(label, "read back", e))?;
-    let input: Box<dyn Read + Send> = match gzip {
+    let input: Box<dyn Read + Send> = match layers.gzip {
         true => Box::new(MultiGzDecoder::new(BufReader::new(written))),
         false => Box::new(written),
     };
-    let (output, mut end) = writer(into, gzip);
+    let (output, mut end) = writer(into, layers);
     csv::widen(input, output, label, options, encoding, widened)?;
     end.finish()
         .map_err(|e| StageError::io(label, "write", e))?;

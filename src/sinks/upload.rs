@@ -293,7 +293,7 @@ impl UploadSink {
             let gzip = crate::names::strip_gzip_suffix(&output.path).is_some();
             output.end = output::rewrite_widened(
                 &output.spool,
-                gzip,
+                output::Layers { gzip, hash: true },
                 file,
                 options,
                 self.encoding,
@@ -326,7 +326,7 @@ impl UploadSink {
             .try_clone()
             .map_err(|e| StageError::io(&path, "create a spool file for", e))?;
         let gzip = crate::names::strip_gzip_suffix(&path).is_some();
-        let (writer, end) = output::writer(file, gzip);
+        let (writer, end) = output::writer(file, output::Layers { gzip, hash: true });
         let encoder = self.format.file_encoder(writer, &path, self.encoding)?;
         self.outputs.push(Spooled {
             path,
