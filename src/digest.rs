@@ -96,11 +96,20 @@ pub struct HashingWriter<W> {
 }
 
 impl<W: Write> HashingWriter<W> {
-    /// A writer over `inner`; with `hash` false it only counts the bytes (`finish` gives an
-    /// empty hash), for an output no report records.
-    pub fn new(inner: W, hash: bool) -> (Self, SharedDigest) {
+    pub fn new(inner: W) -> (Self, SharedDigest) {
+        let digest = SharedDigest::default();
+        let writer = HashingWriter {
+            inner,
+            digest: digest.clone(),
+        };
+        (writer, digest)
+    }
+
+    /// A writer over `inner` that counts the bytes written without hashing them, for an
+    /// output that no report records (`convert`).
+    pub fn counting(inner: W) -> (Self, SharedDigest) {
         let digest = SharedDigest {
-            count_only: !hash,
+            count_only: true,
             ..SharedDigest::default()
         };
         let writer = HashingWriter {
@@ -158,7 +167,7 @@ mod tests {
         io::copy(&mut reader, &mut io::sink()).unwrap();
         let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert_eq!(read.finish(), (3, expected.to_string()));
-        let (mut writer, written) = HashingWriter::new(Vec::new(), true);
+        let (mut writer, written) = HashingWriter::new(Vec::new());
         writer.write_all(b"abc").unwrap();
         assert_eq!(written.finish(), (3, expected.to_string()));
         let (mut reader, counted) = HashingReader::counting(&b"abc"[..]);

@@ -35,7 +35,10 @@ pub struct Layers {
 
 /// The writer an encoder writes to, ending in `file`.
 pub fn writer(file: File, layers: Layers) -> (Box<dyn Write + Send>, OutputEnd) {
-    let (hashing, digest) = HashingWriter::new(file, layers.hash);
+    let (hashing, digest) = match layers.hash {
+        true => HashingWriter::new(file),
+        false => HashingWriter::counting(file),
+    };
     let (compressed, gzip): (Box<dyn Write + Send>, _) = if layers.gzip {
         let shared = Arc::new(Mutex::new(GzEncoder::new(
             hashing,
