@@ -104,12 +104,6 @@ impl std::ops::Deref for FieldName {
     }
 }
 
-impl AsRef<str> for FieldName {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
 impl Borrow<str> for FieldName {
     fn borrow(&self) -> &str {
         self.as_str()
@@ -124,33 +118,9 @@ impl PartialEq for FieldName {
 
 impl Eq for FieldName {}
 
-impl PartialEq<str> for FieldName {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for FieldName {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 impl Hash for FieldName {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.as_str().hash(state);
-    }
-}
-
-impl PartialOrd for FieldName {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for FieldName {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
     }
 }
 
