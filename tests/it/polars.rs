@@ -27,32 +27,14 @@ fn without_the_feature_sql_and_parquet_say_how_to_build_them() {
     let sandbox = sql_sandbox("[[transforms]]\ntype = \"sql\"\nquery = \"SELECT * FROM input\"\n");
     let outcome = sandbox.run(["validate", "p.toml"]);
     outcome.assert_code(2);
-    assert!(
-        outcome.stderr.contains(
-            "transform 1 (sql): `sql` needs longshore built with the `polars` feature: `cargo build --release --features polars`"
-        ),
-        "{}",
-        outcome.stderr
-    );
+    outcome.assert_stderr_contains("transform 1 (sql): `sql` needs longshore built with the `polars` feature: `cargo build --release --features polars`");
     sandbox.write("in/a.csv", "id\n1\n");
     let outcome = sandbox.run(["convert", "in/a.csv", "out/a.parquet"]);
     outcome.assert_code(2);
-    assert!(
-        outcome.stderr.contains(
-            "out/a.parquet: `parquet` needs longshore built with the `polars` feature: `cargo build --release --features polars`"
-        ),
-        "{}",
-        outcome.stderr
-    );
+    outcome.assert_stderr_contains("out/a.parquet: `parquet` needs longshore built with the `polars` feature: `cargo build --release --features polars`");
     let outcome = sandbox.run(["convert", "in/a.csv", "out/a.csv", "--sql", "SELECT 1"]);
     outcome.assert_code(2);
-    assert!(
-        outcome
-            .stderr
-            .contains("--sql needs longshore built with the `polars` feature"),
-        "{}",
-        outcome.stderr
-    );
+    outcome.assert_stderr_contains("--sql needs longshore built with the `polars` feature");
 }
 
 #[cfg(feature = "polars")]
@@ -130,13 +112,7 @@ ORDER BY c.name, rank\"\"\"\n",
         sandbox.write("in/orders.csv", ORDERS);
         let outcome = sandbox.run(["-q", "run", "p.toml"]);
         outcome.assert_code(1);
-        assert!(
-            outcome.stderr.contains(
-                "the input (table `input`) has more than max_rows = 3 records: raise `max_rows`, or filter and select before the `sql` transform"
-            ),
-            "{}",
-            outcome.stderr
-        );
+        outcome.assert_stderr_contains("the input (table `input`) has more than max_rows = 3 records: raise `max_rows`, or filter and select before the `sql` transform");
         sandbox.assert_not_published("out/result.ndjson");
     }
 
@@ -149,13 +125,7 @@ ORDER BY c.name, rank\"\"\"\n",
         sandbox.write("in/orders.csv", ORDERS);
         let outcome = sandbox.run(["-q", "run", "p.toml"]);
         outcome.assert_code(1);
-        assert!(
-            outcome.stderr.contains(
-                "the input (table `input`) takes more than max_bytes = 64 bytes as columns (after 5 records): raise `max_bytes`, or filter and select before the `sql` transform"
-            ),
-            "{}",
-            outcome.stderr
-        );
+        outcome.assert_stderr_contains("the input (table `input`) takes more than max_bytes = 64 bytes as columns (after 5 records): raise `max_bytes`, or filter and select before the `sql` transform");
         sandbox.assert_not_published("out/result.ndjson");
 
         let sandbox = sql_sandbox(
@@ -406,7 +376,7 @@ for customer in sorted(groups):
             sandbox.write("in/orders.csv", csv);
             let outcome = sandbox.run(["-q", "run", "p.toml"]);
             outcome.assert_code(1);
-            assert!(outcome.stderr.contains(expected), "{}", outcome.stderr);
+            outcome.assert_stderr_contains(expected);
             sandbox.assert_not_published("out/orders.parquet");
         }
 
@@ -424,11 +394,7 @@ for customer in sorted(groups):
         );
         let outcome = sandbox.run(["validate", "p.toml"]);
         outcome.assert_code(2);
-        assert!(
-            outcome.stderr.contains("`int` is not a Parquet type: write one of string, bool, int32, int64, float32, float64, decimal(P,S), date, datetime, timestamp, timestamp(ms|us|ns)"),
-            "{}",
-            outcome.stderr
-        );
+        outcome.assert_stderr_contains("`int` is not a Parquet type: write one of string, bool, int32, int64, float32, float64, decimal(P,S), date, datetime, timestamp, timestamp(ms|us|ns)");
     }
 
     /// A Parquet file dropped on SFTP arrives on FTPS as Parquet with the same values and
@@ -517,13 +483,9 @@ for customer in sorted(groups):
             "p.toml:10:8: sink 1: `{source_stem}` names an output after its source file, but the records of transform 1 (sql) come from all the files at once",
             "p.toml:13:8: sink 2: `{source_stem}` names an output after its source file, but the records of transform 1 (sql) come from all the files at once",
         ] {
-            assert!(outcome.stderr.contains(expected), "{}", outcome.stderr);
+            outcome.assert_stderr_contains(expected);
         }
-        assert!(
-            outcome.stderr.contains("error: p.toml has 2 problems"),
-            "{}",
-            outcome.stderr
-        );
+        outcome.assert_stderr_contains("error: p.toml has 2 problems");
     }
 
     #[test]

@@ -283,6 +283,17 @@ impl Outcome {
         );
         self
     }
+
+    /// Asserts stderr contains `part` (a message among others, or with a temporary path).
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, part: &str) -> &Self {
+        assert!(
+            self.stderr.contains(part),
+            "stderr does not contain\n{part}\n--- stderr:\n{}",
+            self.stderr
+        );
+        self
+    }
 }
 
 /// A pipeline file reading `source` and writing one file sink per entry of `sinks` (TOML
