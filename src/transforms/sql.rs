@@ -122,6 +122,7 @@ mod with_polars {
     use crate::codecs::FormatConfig;
     use crate::codecs::frame::{FrameBuilder, frame_to_records};
     use crate::codecs::limit::{DEFAULT_MAX_RECORD_BYTES, human_bytes};
+    use crate::codecs::unpack::{self, UnpackLimits};
     use crate::error::StageError;
     use crate::record::Batch;
     use crate::stage::{RunContext, Transform};
@@ -205,7 +206,11 @@ mod with_polars {
         })?;
         let file = std::fs::File::open(&resolved)
             .map_err(|e| StageError::io(&shown, "read the table's file", e))?;
-        let mut decoder = format.decoder(Box::new(file), &shown, None, DEFAULT_MAX_RECORD_BYTES)?;
+        // Unpacked as a source's file is: `FormatConfig::infer` reads `prices.csv.gz` as CSV.
+        let part = unpack::unpack(Box::new(file), &shown, UnpackLimits::default(), false)?
+            .next_part()?
+            .expect("a file that is not an archive is one part");
+        let mut decoder = format.decoder(part.reader, &shown, None, DEFAULT_MAX_RECORD_BYTES)?;
         let what = format!("table `{name}`: {shown} has");
         let mut table = FrameBuilder::default();
         let mut records = Vec::new();

@@ -87,6 +87,26 @@ ORDER BY c.name, rank\"\"\"\n",
         );
     }
 
+    /// A table file is read as a source's file is: gzip-compressed too.
+    #[test]
+    fn a_gzipped_table_is_read() {
+        use std::io::Write;
+        let sandbox = sql_sandbox(
+            "[[transforms]]\ntype = \"sql\"\ntables = { customers = \"ref/customers.csv.gz\" }\nquery = \"SELECT c.name, count(*) AS orders FROM input i JOIN customers c ON c.id = i.customer GROUP BY c.name ORDER BY c.name\"\n",
+        );
+        sandbox.write("in/orders.csv", ORDERS);
+        let mut gzipped = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzipped
+            .write_all(b"id,name\nacme,Acme AG\nzeta,Zeta Ltd\n")
+            .unwrap();
+        sandbox.write("ref/customers.csv.gz", gzipped.finish().unwrap());
+        sandbox.run(["-q", "run", "p.toml"]).assert_success();
+        assert_eq!(
+            sandbox.read("out/result.ndjson"),
+            "{\"name\":\"Acme AG\",\"orders\":2}\n{\"name\":\"Zeta Ltd\",\"orders\":2}\n"
+        );
+    }
+
     #[test]
     fn a_bad_query_fails_the_run_with_polars_message_and_the_hint() {
         let sandbox =
